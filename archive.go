@@ -1,0 +1,158 @@
+package renkei
+
+import "time"
+
+// PatientKey identifies a patient as one institution's system knows them: PatientID is unique only within its issuer
+// (IssuerOfPatientID, or the issuer configured for the sender). The same PatientID from two issuers is two patients.
+type PatientKey struct {
+	Issuer string
+	ID     string
+}
+
+// Instance is what the index records of one stored DICOM instance, with the patient, study and series attributes it
+// carries. Text is UTF-8, decoded from the object's character set.
+type Instance struct {
+	Patient          PatientKey
+	PatientName      string   // PN in DICOM form, component groups separated by '='
+	PatientNameKeys  []string // folded search keys of the name (each component group, with and without '^')
+	PatientBirthDate string
+	PatientSex       string
+
+	StudyInstanceUID       string
+	StudyDate              string // YYYYMMDD
+	StudyTime              string // HHMMSS.FFFFFF, normalised so that strings compare in time order
+	AccessionNumber        string
+	StudyID                string
+	StudyDescription       string
+	ReferringPhysicianName string
+	ReferringPhysicianKey  string // folded search key
+	TimezoneOffsetFromUTC  string
+
+	SeriesInstanceUID string
+	Modality          string
+	SeriesNumber      *int
+	SeriesDescription string
+	BodyPartExamined  string
+	SeriesDate        string
+	SeriesTime        string
+	PPSStartDate      string
+	PPSStartTime      string
+
+	SOPInstanceUID    string
+	SOPClassUID       string
+	InstanceNumber    *int
+	TransferSyntaxUID string
+	Rows, Columns     int
+	NumberOfFrames    int
+	BitsAllocated     int
+
+	BlobKey     string // hex SHA-256 of the stored bytes
+	Size        int64
+	CharsetFlag bool   // some text could not be decoded; the raw bytes are kept
+	Attrs       []byte // DICOM JSON object of the top-level header attributes (no bulk data)
+	ReceivedAt  time.Time
+	Source      string // how it arrived: "STOW-RS", "C-STORE from AE X", "import"
+}
+
+// StoreOutcome says what the index did with an instance.
+type StoreOutcome int
+
+// Outcomes of storing one instance.
+const (
+	Stored    StoreOutcome = iota // new instance
+	Duplicate                     // the same bytes were already stored: nothing changed
+)
+
+// QueryLevel is the QIDO-RS / C-FIND level.
+type QueryLevel int
+
+// Query levels.
+const (
+	StudyLevel QueryLevel = iota
+	SeriesLevel
+	InstanceLevel
+)
+
+// MatchKind says how a query key is compared (PS3.4 C.2.2.2).
+type MatchKind int
+
+// Matching kinds.
+const (
+	MatchSingle   MatchKind = iota // single value matching
+	MatchList                      // UID list matching: any of Values
+	MatchWildcard                  // '*' and '?' in Value
+	MatchRange                     // Lo-Hi, either may be empty
+)
+
+// Match is one query key.
+type Match struct {
+	Keyword string // PS3.6 keyword of the attribute, e.g. "PatientName"
+	Kind    MatchKind
+	Value   string
+	Values  []string
+	Lo, Hi  string
+}
+
+// Query is a search at one level. Matches on attributes the index cannot match are reported back by the index.
+type Query struct {
+	Level         QueryLevel
+	Matches       []Match
+	FuzzyMatching bool // PS3.18 8.3.4.1: names match on any component's prefix
+	Limit, Offset int
+	// Deleted selects what is in the trash instead of what is live.
+	Deleted bool
+}
+
+// StudyRecord is one study as the index knows it.
+type StudyRecord struct {
+	Patient                PatientKey
+	PatientName            string
+	PatientBirthDate       string
+	PatientSex             string
+	StudyInstanceUID       string
+	StudyDate, StudyTime   string
+	AccessionNumber        string
+	StudyID                string
+	StudyDescription       string
+	ReferringPhysicianName string
+	TimezoneOffsetFromUTC  string
+	ModalitiesInStudy      []string
+	NumberOfSeries         int
+	NumberOfInstances      int
+	Attrs                  []byte // header attributes of one instance of the study (DICOM JSON)
+	DeletedAt              *time.Time
+}
+
+// SeriesRecord is one series.
+type SeriesRecord struct {
+	Study             StudyRecord
+	SeriesInstanceUID string
+	Modality          string
+	SeriesNumber      *int
+	SeriesDescription string
+	BodyPartExamined  string
+	SeriesDate        string
+	SeriesTime        string
+	PPSStartDate      string
+	PPSStartTime      string
+	NumberOfInstances int
+	Attrs             []byte
+	DeletedAt         *time.Time
+}
+
+// InstanceRecord is one instance with where its bytes are.
+type InstanceRecord struct {
+	Series            SeriesRecord
+	SOPInstanceUID    string
+	SOPClassUID       string
+	InstanceNumber    *int
+	TransferSyntaxUID string
+	Rows, Columns     int
+	NumberOfFrames    int
+	BitsAllocated     int
+	BlobKey           string
+	Size              int64
+	Attrs             []byte
+	ReceivedAt        time.Time
+	DeletedAt         *time.Time
+}

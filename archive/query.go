@@ -1,0 +1,162 @@
+package archive
+
+import (
+	"context"
+	"strings"
+
+	"renkei"
+	"renkei/dicom"
+	"renkei/dicom/charset"
+)
+
+// MaxResults bounds one query's answer; a client pages with offset beyond it.
+const MaxResults = 10000
+
+// Matchable reports whether the index can match the attribute at the level (others are ignored with a warning).
+func (s *Service) Matchable(level renkei.QueryLevel, keyword string) bool {
+	return s.Index.Matchable(level, keyword)
+}
+
+// ParseMatch turns one query key as DICOM writes it (PS3.4 C.2.2.2: single value, UID list, wildcard, range) into a
+// Match. An empty value is universal matching: ok is false and nothing needs to be matched.
+func ParseMatch(keyword, value string) (m renkei.Match, ok bool, err error) {
+	t, err := dicom.ParseTag(keyword)
+	if err != nil {
+		return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%v", err)
+	}
+	keyword = dicom.Keyword(t)
+	m.Keyword = keyword
+	vr := dicom.VR(t)
+	value = strings.TrimSpace(value)
+	if value == "" || value == "*" {
+		return m, false, nil
+	}
+	switch {
+	case vr == "UI" || keyword == "ModalitiesInStudy":
+		vals := strings.FieldsFunc(value, func(r rune) bool { return r == '\\' || r == ',' })
+		for _, v := range vals {
+			if vr == "UI" && !dicom.ValidUID(v) {
+				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a valid UID", keyword, truncate(v, 80))
+			}
+		}
+		if len(vals) == 1 {
+			m.Kind, m.Value = renkei.MatchSingle, vals[0]
+		} else {
+			m.Kind, m.Values = renkei.MatchList, vals
+		}
+		if keyword == "ModalitiesInStudy" {
+			m.Kind, m.Values = renkei.MatchList, vals
+		}
+	case vr == "DA" || vr == "TM" || vr == "DT":
+		norm := func(v string, upper bool) string {
+			switch vr {
+			case "DA":
+				v = NormalizeDate(v)
+			case "TM":
+				v = NormalizeTime(v, upper)
+			}
+			return v
+		}
+		if lo, hi, isRange := strings.Cut(value, "-"); isRange && vr != "DT" || isRange && strings.Count(value, "-") == 1 {
+			m.Kind, m.Lo, m.Hi = renkei.MatchRange, norm(lo, false), norm(hi, true)
+			if vr == "DA" && (!validDate(m.Lo) || !validDate(m.Hi)) {
+				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a date range (YYYYMMDD-YYYYMMDD)", keyword, value)
+			}
+			if m.Lo == "" && m.Hi == "" {
+				return m, false, nil
+			}
+		} else {
+			if vr == "DA" && !validDate(norm(value, false)) {
+				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a date (YYYYMMDD)", keyword, value)
+			}
+			m.Kind, m.Value = renkei.MatchSingle, norm(value, false)
+			if vr == "TM" {
+				// A single time matches the whole of the unit it names: 1015 is 10:15:00 to 10:15:59.
+				m.Kind, m.Lo, m.Hi = renkei.MatchRange, NormalizeTime(value, false), NormalizeTime(value, true)
+			}
+		}
+	case vr == "PN":
+		m.Value = charset.Fold(value)
+		m.Value = strings.TrimRight(m.Value, "^")
+		m.Kind = renkei.MatchSingle
+		if strings.ContainsAny(m.Value, "*?") {
+			m.Kind = renkei.MatchWildcard
+		}
+	default:
+		m.Kind, m.Value = renkei.MatchSingle, value
+		if strings.ContainsAny(value, "*?") {
+			m.Kind = renkei.MatchWildcard
+		} else if strings.Contains(value, "\\") {
+			m.Kind, m.Values = renkei.MatchList, strings.Split(value, "\\")
+		}
+	}
+	return m, true, nil
+}
+
+func validDate(s string) bool {
+	if s == "" {
+		return true
+	}
+	if len(s) != 8 {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Service) checkQuery(q *renkei.Query) {
+	if q.Limit <= 0 || q.Limit > MaxResults {
+		q.Limit = MaxResults
+	}
+}
+
+// QueryStudies finds studies.
+func (s *Service) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.StudyRecord, error) {
+	s.checkQuery(q)
+	return s.Index.QueryStudies(ctx, q)
+}
+
+// QuerySeries finds series.
+func (s *Service) QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error) {
+	s.checkQuery(q)
+	return s.Index.QuerySeries(ctx, q)
+}
+
+// QueryInstances finds instances.
+func (s *Service) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error) {
+	s.checkQuery(q)
+	return s.Index.QueryInstances(ctx, q)
+}
+
+// Instances returns the live instances of a study, a series of it, or one instance; none is a renkei.NotFound error.
+func (s *Service) Instances(ctx context.Context, study, series, instance string) ([]renkei.InstanceRecord, error) {
+	q := &renkei.Query{Level: renkei.InstanceLevel, Limit: -1}
+	for _, kv := range [][2]string{{"StudyInstanceUID", study}, {"SeriesInstanceUID", series}, {"SOPInstanceUID", instance}} {
+		if kv[1] == "" {
+			continue
+		}
+		if !dicom.ValidUID(kv[1]) {
+			return nil, renkei.Errorf("archive.Instances", renkei.Invalid, "%s %q is not a valid UID", kv[0], truncate(kv[1], 80))
+		}
+		q.Matches = append(q.Matches, renkei.Match{Keyword: kv[0], Kind: renkei.MatchSingle, Value: kv[1]})
+	}
+	recs, err := s.Index.QueryInstances(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		what := "study"
+		switch {
+		case instance != "":
+			what = "instance"
+		case series != "":
+			what = "series"
+		}
+		return nil, renkei.Errorf("archive.Instances", renkei.NotFound, "no such %s", what)
+	}
+	return recs, nil
+}

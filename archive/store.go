@@ -1,0 +1,336 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"renkei"
+	"renkei/dicom"
+	"renkei/dicom/charset"
+)
+
+// StoreRequest describes where an object comes from.
+type StoreRequest struct {
+	Source string // for logs and the index: "STOW-RS", "C-STORE from CT1"
+	// Issuer is the sender's configured issuer of patient IDs, used when the object has no IssuerOfPatientID.
+	Issuer string
+	// Charset is the sender's fallback character set; empty uses the service's.
+	Charset string
+	// Study, when set, is the only StudyInstanceUID accepted (STOW-RS to /studies/{study}).
+	Study string
+}
+
+// StoreResult reports what happened to one object. Failure is nil on success.
+type StoreResult struct {
+	SOPClassUID, SOPInstanceUID, StudyInstanceUID, SeriesInstanceUID string
+	Outcome                                                          renkei.StoreOutcome
+	Warnings                                                         []string
+	// Failure is a DICOM status for FailedSOPSequence/C-STORE-RSP (PS3.4 Annex B.2.3, PS3.18 Table 10.5.3-2), and Err why.
+	Failure uint16
+	Err     error
+}
+
+// DICOM failure statuses used by Store.
+const (
+	StatusOutOfResources     = 0xA700
+	StatusDataSetMismatch    = 0xA900
+	StatusCannotUnderstand   = 0xC000
+	StatusProcessingFailure  = 0x0110
+	StatusDuplicateDifferent = 0x0111
+)
+
+// executable preambles that CVE-2019-11687 abuses: a file that is both a valid DICOM file and a program.
+var executableMagic = [][]byte{[]byte("MZ"), []byte("\x7fELF"), []byte("#!")}
+
+// Store reads one Part 10 object from r and stores it. It always returns a result; Failure says whether it was refused.
+// Nothing of a refused object remains visible.
+func (s *Service) Store(ctx context.Context, r io.Reader, req StoreRequest) *StoreResult {
+	res := &StoreResult{}
+	fail := func(status uint16, err error) *StoreResult {
+		res.Failure, res.Err = status, err
+		return res
+	}
+	var head [132]byte
+	if n, err := io.ReadFull(r, head[:]); err != nil || string(head[128:132]) != "DICM" {
+		_ = n
+		return fail(StatusCannotUnderstand, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: "this is not a DICOM file: it does not start with a 128-byte preamble and \"DICM\" (PS3.10 7.1)", Err: dicom.ErrNotDICOM})
+	}
+	for _, m := range executableMagic {
+		if bytes.HasPrefix(head[:], m) {
+			clear(head[:128])
+			res.Warnings = append(res.Warnings, "the preamble held an executable header and was zeroed (CVE-2019-11687)")
+			s.Logger.Warn("zeroed executable preamble", "source", req.Source, "magic", fmt.Sprintf("%q", m))
+			break
+		}
+	}
+	w, err := s.Blobs.Create(ctx)
+	if err != nil {
+		return fail(StatusOutOfResources, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			w.Abort()
+		}
+	}()
+	if _, err := w.Write(head[:]); err != nil {
+		return fail(StatusOutOfResources, &renkei.Error{Op: "archive.Store", Kind: renkei.Unavailable, Message: "the image store cannot be written", Err: err})
+	}
+	tee := &teeReader{r: r, w: w}
+	f, err := dicom.Parse(io.MultiReader(bytes.NewReader(head[:]), tee), dicom.DefaultReadOptions)
+	if err == nil {
+		// A deflated data set may be followed by bytes the inflater did not need; keep them, as received.
+		_, err = io.Copy(io.Discard, tee)
+	}
+	if tee.werr != nil {
+		return fail(StatusOutOfResources, &renkei.Error{Op: "archive.Store", Kind: renkei.Unavailable, Message: "the image store cannot be written", Err: tee.werr})
+	}
+	if err != nil {
+		var pe *dicom.ParseError
+		if errors.As(err, &pe) || errors.Is(err, dicom.ErrNotDICOM) {
+			return fail(StatusCannotUnderstand, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: "the DICOM file is damaged: " + err.Error(), Err: err})
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fail(StatusProcessingFailure, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: "the DICOM file could not be read completely", Err: err})
+	}
+	ds := f.DataSet
+	res.SOPClassUID = ds.String(dicom.SOPClassUID)
+	res.SOPInstanceUID = ds.String(dicom.SOPInstanceUID)
+	res.StudyInstanceUID = ds.String(dicom.StudyInstanceUID)
+	res.SeriesInstanceUID = ds.String(dicom.SeriesInstanceUID)
+	for _, c := range []struct {
+		kw, v string
+	}{{"SOPClassUID", res.SOPClassUID}, {"SOPInstanceUID", res.SOPInstanceUID}, {"StudyInstanceUID", res.StudyInstanceUID}, {"SeriesInstanceUID", res.SeriesInstanceUID}} {
+		if c.v == "" {
+			return fail(StatusDataSetMismatch, renkei.Errorf("archive.Store", renkei.Invalid, "the object has no %s, which every DICOM object must have", c.kw))
+		}
+		if !dicom.ValidUID(c.v) {
+			return fail(StatusDataSetMismatch, renkei.Errorf("archive.Store", renkei.Invalid, "%s %q is not a valid UID (at most 64 digits and dots, PS3.5 9.1)", c.kw, truncate(c.v, 80)))
+		}
+	}
+	if req.Study != "" && res.StudyInstanceUID != req.Study {
+		return fail(StatusDataSetMismatch, renkei.Errorf("archive.Store", renkei.Invalid, "the object belongs to study %s, not to study %s named in the request", res.StudyInstanceUID, req.Study))
+	}
+	inst, warn := s.describe(f, req)
+	res.Warnings = append(res.Warnings, warn...)
+
+	key, size, err := w.Commit(ctx)
+	committed = true
+	if err != nil {
+		return fail(StatusOutOfResources, err)
+	}
+	inst.BlobKey, inst.Size = key, size
+	inst.ReceivedAt = s.Now()
+	outcome, orphan, err := s.Index.Insert(context.WithoutCancel(ctx), inst)
+	if err != nil {
+		status := uint16(StatusProcessingFailure)
+		switch renkei.ErrorKind(err) {
+		case renkei.Conflict:
+			status = StatusDuplicateDifferent
+			if strings.Contains(err.Error(), "belongs to another") {
+				status = StatusDataSetMismatch
+			}
+			// The refused bytes are under their own key, which no instance uses: remove them.
+			if derr := s.Blobs.Delete(ctx, key); derr != nil {
+				s.Logger.Error("remove refused blob", "key", key, "err", derr)
+			}
+		case renkei.Unavailable:
+			status = StatusOutOfResources
+		}
+		return fail(status, err)
+	}
+	if orphan != "" {
+		if err := s.Blobs.Delete(ctx, orphan); err != nil {
+			s.Logger.Error("remove replaced blob", "key", orphan, "err", err)
+		}
+	}
+	res.Outcome = outcome
+	return res
+}
+
+type teeReader struct {
+	r    io.Reader
+	w    io.Writer
+	werr error
+}
+
+func (t *teeReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 && t.werr == nil {
+		if _, werr := t.w.Write(p[:n]); werr != nil {
+			t.werr = werr
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// describe extracts what the index records, decoding text with the object's character set.
+func (s *Service) describe(f *dicom.File, req StoreRequest) (*renkei.Instance, []string) {
+	ds := f.DataSet
+	fallback := req.Charset
+	if fallback == "" {
+		fallback = s.FallbackCharset
+	}
+	dec := charset.New(ds.Strings(dicom.SpecificCharacterSet), fallback)
+	var warnings []string
+	bad := false
+	text := func(t dicom.Tag, vr string) string {
+		raw := ds.Raw(t)
+		if raw == nil {
+			return ""
+		}
+		v, ok := dec.Decode(raw, vr)
+		if !ok {
+			bad = true
+		}
+		return strings.TrimSpace(v)
+	}
+	intPtr := func(t dicom.Tag) *int {
+		if v, ok := ds.Int(t); ok {
+			return &v
+		}
+		return nil
+	}
+	intOr0 := func(t dicom.Tag) int { v, _ := ds.Int(t); return v }
+
+	in := &renkei.Instance{
+		Patient:                renkei.PatientKey{Issuer: text(dicom.IssuerOfPatientID, "LO"), ID: text(dicom.PatientID, "LO")},
+		PatientName:            text(dicom.PatientName, "PN"),
+		PatientBirthDate:       NormalizeDate(ds.String(dicom.PatientBirthDate)),
+		PatientSex:             ds.String(dicom.PatientSex),
+		StudyInstanceUID:       ds.String(dicom.StudyInstanceUID),
+		StudyDate:              NormalizeDate(ds.String(dicom.StudyDate)),
+		StudyTime:              NormalizeTime(ds.String(dicom.StudyTime), false),
+		AccessionNumber:        text(dicom.AccessionNumber, "SH"),
+		StudyID:                text(dicom.StudyID, "SH"),
+		StudyDescription:       text(dicom.StudyDescription, "LO"),
+		ReferringPhysicianName: text(dicom.ReferringPhysicianName, "PN"),
+		TimezoneOffsetFromUTC:  ds.String(dicom.TimezoneOffsetFromUTC),
+		SeriesInstanceUID:      ds.String(dicom.SeriesInstanceUID),
+		Modality:               ds.String(dicom.Modality),
+		SeriesNumber:           intPtr(dicom.SeriesNumber),
+		SeriesDescription:      text(dicom.SeriesDescription, "LO"),
+		BodyPartExamined:       ds.String(dicom.BodyPartExamined),
+		SeriesDate:             NormalizeDate(ds.String(dicom.SeriesDate)),
+		SeriesTime:             NormalizeTime(ds.String(dicom.SeriesTime), false),
+		PPSStartDate:           NormalizeDate(ds.String(dicom.PerformedProcedureStepStartDate)),
+		PPSStartTime:           NormalizeTime(ds.String(dicom.PerformedProcedureStepStartTime), false),
+		SOPInstanceUID:         ds.String(dicom.SOPInstanceUID),
+		SOPClassUID:            ds.String(dicom.SOPClassUID),
+		InstanceNumber:         intPtr(dicom.InstanceNumber),
+		TransferSyntaxUID:      f.TransferSyntaxUID,
+		Rows:                   intOr0(dicom.Rows),
+		Columns:                intOr0(dicom.Columns),
+		NumberOfFrames:         intOr0(dicom.NumberOfFrames),
+		BitsAllocated:          intOr0(dicom.BitsAllocated),
+		Source:                 req.Source,
+	}
+	if in.NumberOfFrames == 0 && f.PixelData != nil {
+		in.NumberOfFrames = 1
+	}
+	if in.Patient.Issuer == "" {
+		in.Patient.Issuer = req.Issuer
+		if in.Patient.Issuer == "" {
+			in.Patient.Issuer = s.DefaultIssuer
+		}
+	}
+	in.PatientNameKeys = NameKeys(in.PatientName)
+	if k := NameKeys(in.ReferringPhysicianName); len(k) > 0 {
+		in.ReferringPhysicianKey = k[0]
+	}
+	if bad {
+		in.CharsetFlag = true
+		warnings = append(warnings, "some text could not be decoded with the declared character set; it is kept as received")
+	}
+	in.Attrs = dicom.AppendJSON(nil, ds, &dicom.JSONOptions{
+		Decoder: func(terms []string) dicom.TextDecoder { return charset.New(terms, fallback) },
+		Include: func(t dicom.Tag) bool {
+			e := ds.Get(t)
+			return e != nil && !e.Bulk && e.Fragments == nil && t != dicom.PixelData && (dicom.IsText(e.VR) || len(e.Value) <= 256 || e.VR == "SQ")
+		},
+	})
+	if len(in.Attrs) > 256<<10 {
+		// Huge headers (structured reports, RT structures) are read from the blob when asked for, not kept in the index.
+		in.Attrs = dicom.AppendJSON(nil, ds, &dicom.JSONOptions{
+			Decoder: func(terms []string) dicom.TextDecoder { return charset.New(terms, fallback) },
+			Include: func(t dicom.Tag) bool {
+				e := ds.Get(t)
+				return e != nil && !e.Bulk && e.VR != "SQ" && t != dicom.PixelData && (dicom.IsText(e.VR) || len(e.Value) <= 256)
+			},
+		})
+	}
+	return in, warnings
+}
+
+// NameKeys returns the folded search keys of a person name in DICOM form: for each component group (alphabetic,
+// ideographic, phonetic) the folded group with its '^' and without, and each component alone prefixed by \x01 for
+// fuzzy matching.
+func NameKeys(pn string) []string {
+	if pn == "" {
+		return nil
+	}
+	var keys []string
+	seen := map[string]bool{}
+	add := func(k string) {
+		if k != "" && k != "\x01" && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, g := range strings.Split(pn, "=") {
+		f := strings.TrimRight(charset.Fold(g), "^")
+		if f == "" {
+			continue
+		}
+		add(f)
+		add(strings.ReplaceAll(f, "^", ""))
+		for _, c := range strings.Split(f, "^") {
+			add("\x01" + c)
+		}
+	}
+	return keys
+}
+
+// NormalizeDate returns a DA value as YYYYMMDD, accepting the retired YYYY.MM.DD form (PS3.5 6.2 note).
+func NormalizeDate(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), ".", "")
+}
+
+// NormalizeTime returns a TM value as HHMMSS[.FFFFFF] so that strings compare in time order; missing minutes and
+// seconds are filled with 0s, or with 9s when upper is set (the end of a range "…-1015" includes 10:15:59).
+// The retired HH:MM:SS form is accepted.
+func NormalizeTime(s string, upper bool) string {
+	s = strings.ReplaceAll(strings.TrimSpace(s), ":", "")
+	if s == "" {
+		return ""
+	}
+	frac := ""
+	if i := strings.IndexByte(s, '.'); i >= 0 {
+		s, frac = s[:i], s[i:]
+	}
+	fill := "0000"
+	if upper {
+		fill = "5959"
+	}
+	if len(s) < 6 && len(s) >= 2 && len(s)%2 == 0 {
+		s += fill[len(s)-2:]
+	}
+	if upper && frac == "" {
+		frac = ".999999"
+	}
+	return s + frac
+}

@@ -1,0 +1,206 @@
+// Package disk is the embedded blob store: one file per blob under a folder, named by its SHA-256.
+//
+// A blob is written to a temporary file, fsynced, renamed into place and its folder fsynced before Commit returns,
+// so a crash at any moment leaves either no blob or a whole one, never half a file under a real key.
+package disk
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"renkei"
+	"renkei/blob"
+)
+
+// Store keeps blobs in Root/ab/cd/<sha256>, with temporary files in Root/tmp.
+type Store struct {
+	Root string
+
+	mu   sync.Mutex
+	dirs map[string]bool // fan-out folders known to exist and to be durable
+}
+
+// Open opens (creating if needed) the store rooted at root and removes temporary files left by a crash.
+func Open(root string) (*Store, error) {
+	s := &Store{Root: root, dirs: map[string]bool{}}
+	tmp := filepath.Join(s.Root, "tmp")
+	if err := os.MkdirAll(tmp, 0o750); err != nil {
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	for _, e := range ents {
+		os.Remove(filepath.Join(tmp, e.Name()))
+	}
+	if err := syncDir(s.Root); err != nil {
+		return nil, fmt.Errorf("open blob store: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Store) path(key string) (string, error) {
+	if len(key) != 64 {
+		return "", renkei.Errorf("blob.Open", renkei.Invalid, "invalid blob key %q", key)
+	}
+	if _, err := hex.DecodeString(key); err != nil {
+		return "", renkei.Errorf("blob.Open", renkei.Invalid, "invalid blob key %q", key)
+	}
+	return filepath.Join(s.Root, key[0:2], key[2:4], key), nil
+}
+
+// Create implements blob.Store.
+func (s *Store) Create(ctx context.Context) (blob.Writer, error) {
+	f, err := os.CreateTemp(filepath.Join(s.Root, "tmp"), "put-*")
+	if err != nil {
+		return nil, &renkei.Error{Op: "blob.Create", Kind: renkei.Unavailable, Message: "the image store cannot be written", Err: err}
+	}
+	return &writer{s: s, f: f, h: sha256.New()}, nil
+}
+
+type writer struct {
+	s    *Store
+	f    *os.File
+	h    hash.Hash
+	n    int64
+	done bool
+}
+
+func (w *writer) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	w.h.Write(b[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *writer) Commit(ctx context.Context) (string, int64, error) {
+	if w.done {
+		return "", 0, errors.New("blob already committed or aborted")
+	}
+	w.done = true
+	key := hex.EncodeToString(w.h.Sum(nil))
+	fail := func(err error) (string, int64, error) {
+		w.f.Close()
+		os.Remove(w.f.Name())
+		return "", 0, &renkei.Error{Op: "blob.Commit", Kind: renkei.Unavailable, Message: "the image store cannot be written", Err: err}
+	}
+	if err := w.f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fail(err)
+	}
+	final, _ := w.s.path(key)
+	if _, err := os.Stat(final); err == nil {
+		// Already stored: a rename only puts a whole, synced file in place, so the existing one is complete.
+		os.Remove(w.f.Name())
+		return key, w.n, nil
+	}
+	dir := filepath.Dir(final)
+	if err := w.s.ensureDir(dir); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(w.f.Name(), final); err != nil {
+		return fail(err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(err)
+	}
+	return key, w.n, nil
+}
+
+func (w *writer) Abort() error {
+	if w.done {
+		return nil
+	}
+	w.done = true
+	w.f.Close()
+	return os.Remove(w.f.Name())
+}
+
+// ensureDir creates a fan-out folder and makes its entry durable in its parent.
+func (s *Store) ensureDir(dir string) error {
+	s.mu.Lock()
+	ok := s.dirs[dir]
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return err
+		}
+		if err := syncDir(parent); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Dir(parent)); err != nil {
+			return err
+		}
+	}
+	s.mu.Lock()
+	s.dirs[dir] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Open implements blob.Store.
+func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &renkei.Error{Op: "blob.Open", Kind: renkei.NotFound, Message: "the stored object is missing", Err: err}
+	}
+	if err != nil {
+		return nil, &renkei.Error{Op: "blob.Open", Kind: renkei.Unavailable, Message: "the image store cannot be read", Err: err}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &reader{File: f, size: st.Size()}, nil
+}
+
+type reader struct {
+	*os.File
+	size int64
+}
+
+func (r *reader) Size() int64 { return r.size }
+
+// Delete implements blob.Store.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	p, err := s.path(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete blob: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"renkei/archive"
+	"renkei/blob/disk"
+	"renkei/dicomweb"
+	"renkei/sqlstore"
+)
+
+// serveConfig is everything `renkei serve` can be told. Later transports (--dimse) and backends (--db, --blobs) add
+// fields here and flags in serveFlags.
+type serveConfig struct {
+	Data            string
+	HTTP            string
+	CORSOrigins     string
+	TrashDays       int
+	Issuer          string
+	FallbackCharset string
+	Demo            bool
+	LogFormat       string
+	LogLevel        string
+}
+
+func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("renkei serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Data, "data", "./renkei-data", "data folder: the SQLite index (index.db) and the blob store (blobs/) live here")
+	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "address for HTTP: DICOMweb under /dicomweb")
+	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call DICOMweb from a browser (e.g. https://viewer.example.jp), or * for any")
+	fs.IntVar(&c.TrashDays, "trash-days", 30, "days a deleted study, series or instance stays restorable before it is purged")
+	fs.StringVar(&c.Issuer, "issuer", "", "IssuerOfPatientID given to objects that carry none (patients are keyed by issuer and PatientID)")
+	fs.StringVar(&c.FallbackCharset, "fallback-charset", "", "character set assumed when an object declares none or its declared one fails, e.g. CP932 for undeclared Shift_JIS")
+	fs.BoolVar(&c.Demo, "demo", false, "store a few demo studies with Japanese patient names at start (for trying renkei out)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: renkei serve [flags]
+
+Runs the platform with everything in one data folder (SQLite index + file blob store).
+Every flag can also be set by an environment variable: --http is RENKEI_HTTP, --trash-days is RENKEI_TRASH_DAYS.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var c serveConfig
+	fs := serveFlags(&c, stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q (see renkei serve --help)", fs.Args())
+	}
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, c.LogFormat, c.LogLevel)
+	if err != nil {
+		return err
+	}
+	if c.TrashDays < 0 {
+		return errors.New("--trash-days must not be negative")
+	}
+	if err := os.MkdirAll(c.Data, 0o750); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	db, err := sqlstore.Open(ctx, filepath.Join(c.Data, "index.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	blobs, err := disk.Open(filepath.Join(c.Data, "blobs"))
+	if err != nil {
+		return err
+	}
+	arch := archive.New(db, blobs, logger)
+	arch.DefaultIssuer = c.Issuer
+	arch.FallbackCharset = c.FallbackCharset
+	arch.TrashPeriod = time.Duration(c.TrashDays) * 24 * time.Hour
+
+	if c.Demo {
+		if err := seedDemo(ctx, arch, c.Data); err != nil {
+			return fmt.Errorf("demo data: %w", err)
+		}
+	}
+
+	dw := dicomweb.New(arch, logger, "/dicomweb")
+	for _, o := range strings.Split(c.CORSOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			dw.AllowedOrigins = append(dw.AllowedOrigins, o)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/dicomweb/", dw)
+	mux.Handle("/api/trash", dw)
+	mux.Handle("/api/trash/", dw)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "renkei %s\nDICOMweb: %s://%s/dicomweb\n", version, "http", r.Host)
+	})
+
+	ln, err := net.Listen("tcp", c.HTTP)
+	if err != nil {
+		return fmt.Errorf("--http %s: %w", c.HTTP, err)
+	}
+	srv := &http.Server{
+		Handler:           logRequests(logger, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	purgeCtx, stopPurge := context.WithCancel(ctx)
+	defer stopPurge()
+	go arch.RunPurger(purgeCtx, time.Hour)
+
+	logger.Info("renkei serving", "version", version, "http", ln.Addr().String(), "data", c.Data)
+	fmt.Fprintf(stdout, "renkei is running: DICOMweb at http://%s/dicomweb (data in %s)\n", ln.Addr(), c.Data)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	s.n += int64(n)
+	return n, err
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.n, "ms", time.Since(start).Milliseconds())
+	})
+}

@@ -1,0 +1,334 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"renkei"
+)
+
+// insertReq is one instance waiting for the committer.
+type insertReq struct {
+	inst *renkei.Instance
+	res  chan insertRes
+}
+
+type insertRes struct {
+	outcome renkei.StoreOutcome
+	orphan  string // a blob key no instance refers to any more (a trashed copy was replaced)
+	err     error
+}
+
+// maxBatch bounds how many instances share one transaction.
+const maxBatch = 128
+
+// Insert records one stored instance. It returns when the transaction holding it has committed: concurrent calls
+// share transactions (group commit), so the fsync of the index is paid once per batch, not once per instance.
+// The same SOPInstanceUID with the same blob is Duplicate; with other bytes it is a renkei.Conflict. A study or series
+// UID already used by another patient or study is a Conflict too. orphan names a blob the caller may delete.
+func (db *DB) Insert(ctx context.Context, inst *renkei.Instance) (outcome renkei.StoreOutcome, orphan string, err error) {
+	req := &insertReq{inst: inst, res: make(chan insertRes, 1)}
+	select {
+	case db.batches <- req:
+	case <-ctx.Done():
+		return 0, "", ctx.Err()
+	}
+	// Once queued, the insert completes even if the caller goes away: the blob is already durable.
+	r := <-req.res
+	return r.outcome, r.orphan, r.err
+}
+
+func (db *DB) committer() {
+	defer close(db.done)
+	for req := range db.batches {
+		batch := []*insertReq{req}
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-db.batches:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+func (db *DB) commitBatch(batch []*insertReq) {
+	ctx := context.Background()
+	results := make([]insertRes, len(batch))
+	fail := func(err error) {
+		for _, r := range batch {
+			r.res <- insertRes{err: &renkei.Error{Op: "index.Insert", Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}}
+		}
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range batch {
+		if _, err := tx.ExecContext(ctx, `SAVEPOINT one`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		res := db.insertOne(ctx, tx, r.inst)
+		if res.err != nil {
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO one`); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `RELEASE one`); err != nil {
+			tx.Rollback()
+			fail(err)
+			return
+		}
+		results[i] = res
+	}
+	if err := tx.Commit(); err != nil {
+		fail(err)
+		return
+	}
+	for i, r := range batch {
+		r.res <- results[i]
+	}
+}
+
+func nullInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) insertRes {
+	now := db.Now().UnixMilli()
+	conflict := func(format string, args ...any) insertRes {
+		return insertRes{err: renkei.Errorf("index.Insert", renkei.Conflict, format, args...)}
+	}
+	internal := func(err error) insertRes {
+		return insertRes{err: &renkei.Error{Op: "index.Insert", Kind: renkei.Internal, Err: err}}
+	}
+
+	// Instance first: a duplicate changes nothing.
+	var (
+		instPK, instSeriesPK int64
+		oldKey               string
+		instDeleted          sql.NullInt64
+		orphan               string
+	)
+	err := tx.QueryRowContext(ctx, `SELECT pk, series_pk, blob_key, deleted_at FROM instances WHERE sop_uid = ?`, in.SOPInstanceUID).
+		Scan(&instPK, &instSeriesPK, &oldKey, &instDeleted)
+	switch {
+	case err == nil && !instDeleted.Valid:
+		if oldKey == in.BlobKey {
+			return insertRes{outcome: renkei.Duplicate}
+		}
+		return conflict("instance %s is already stored with different content; the first copy is kept", in.SOPInstanceUID)
+	case err == nil:
+		// A copy in the trash is replaced by the new one.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE pk = ?`, instPK); err != nil {
+			return internal(err)
+		}
+		if oldKey != in.BlobKey {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE blob_key = ?`, oldKey).Scan(&n); err != nil {
+				return internal(err)
+			}
+			if n == 0 {
+				orphan = oldKey
+			}
+		}
+		if err := recount(ctx, tx, instSeriesPK, now); err != nil {
+			return internal(err)
+		}
+	case !errors.Is(err, sql.ErrNoRows):
+		return internal(err)
+	}
+
+	// Patient.
+	var patientPK int64
+	var oldName string
+	err = tx.QueryRowContext(ctx, `SELECT pk, name FROM patients WHERE issuer = ? AND patient_id = ?`, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		res, err := tx.ExecContext(ctx, `INSERT INTO patients (issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)`,
+			in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex)
+		if err != nil {
+			return internal(err)
+		}
+		patientPK, _ = res.LastInsertId()
+		if err := insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
+			return internal(err)
+		}
+	case err != nil:
+		return internal(err)
+	case oldName != in.PatientName && in.PatientName != "":
+		// The latest name wins (a correction at the source); searches find it by the new name.
+		if _, err := tx.ExecContext(ctx, `UPDATE patients SET name = ?, birth_date = CASE WHEN ? <> '' THEN ? ELSE birth_date END, sex = CASE WHEN ? <> '' THEN ? ELSE sex END WHERE pk = ?`,
+			in.PatientName, in.PatientBirthDate, in.PatientBirthDate, in.PatientSex, in.PatientSex, patientPK); err != nil {
+			return internal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM patient_names WHERE patient_pk = ?`, patientPK); err != nil {
+			return internal(err)
+		}
+		if err := insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
+			return internal(err)
+		}
+	}
+
+	// Study.
+	var studyPK, studyPatient int64
+	var studyDeleted sql.NullInt64
+	err = tx.QueryRowContext(ctx, `SELECT pk, patient_pk, deleted_at FROM studies WHERE study_uid = ?`, in.StudyInstanceUID).Scan(&studyPK, &studyPatient, &studyDeleted)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		res, err := tx.ExecContext(ctx, `INSERT INTO studies (patient_pk, study_uid, study_date, study_time, accession, study_id, description,
+			referring, referring_key, tz_offset, attrs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			patientPK, in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber, in.StudyID, in.StudyDescription,
+			in.ReferringPhysicianName, in.ReferringPhysicianKey, in.TimezoneOffsetFromUTC, in.Attrs, now, now)
+		if err != nil {
+			return internal(err)
+		}
+		studyPK, _ = res.LastInsertId()
+	case err != nil:
+		return internal(err)
+	case studyPatient != patientPK:
+		return conflict("study %s already belongs to another patient (a different PatientID or issuer); the instance was not stored", in.StudyInstanceUID)
+	}
+
+	// Series.
+	var seriesPK, seriesStudy int64
+	newSeries := false
+	err = tx.QueryRowContext(ctx, `SELECT pk, study_pk FROM series WHERE series_uid = ?`, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		res, err := tx.ExecContext(ctx, `INSERT INTO series (study_pk, series_uid, modality, series_number, description, body_part,
+			series_date, series_time, pps_date, pps_time, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			studyPK, in.SeriesInstanceUID, in.Modality, nullInt(in.SeriesNumber), in.SeriesDescription, in.BodyPartExamined,
+			in.SeriesDate, in.SeriesTime, in.PPSStartDate, in.PPSStartTime, in.Attrs)
+		if err != nil {
+			return internal(err)
+		}
+		seriesPK, _ = res.LastInsertId()
+		newSeries = true
+	case err != nil:
+		return internal(err)
+	case seriesStudy != studyPK:
+		return conflict("series %s already belongs to another study; the instance was not stored", in.SeriesInstanceUID)
+	}
+
+	if _, err := tx.ExecContext(ctx, `INSERT INTO instances (series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
+		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		seriesPK, in.SOPInstanceUID, in.SOPClassUID, nullInt(in.InstanceNumber), in.TransferSyntaxUID, in.Rows, in.Columns,
+		in.NumberOfFrames, in.BitsAllocated, in.BlobKey, in.Size, in.CharsetFlag, in.Attrs, in.ReceivedAt.UnixMilli(), in.Source); err != nil {
+		return internal(err)
+	}
+
+	// Counters. A study or series coming back from the trash, or a replaced trashed copy, is recounted in full.
+	if studyDeleted.Valid || instDeleted.Valid {
+		if err := recount(ctx, tx, seriesPK, now); err != nil {
+			return internal(err)
+		}
+		return insertRes{orphan: orphan}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE series SET num_instances = num_instances + 1, deleted_at = NULL WHERE pk = ?`, seriesPK); err != nil {
+		return internal(err)
+	}
+	if newSeries {
+		var mods string
+		if err := tx.QueryRowContext(ctx, `SELECT modalities FROM studies WHERE pk = ?`, studyPK).Scan(&mods); err != nil {
+			return internal(err)
+		}
+		mods = addModality(mods, in.Modality)
+		if _, err := tx.ExecContext(ctx, `UPDATE studies SET num_series = num_series + 1, num_instances = num_instances + 1, modalities = ?, updated_at = ? WHERE pk = ?`, mods, now, studyPK); err != nil {
+			return internal(err)
+		}
+	} else if _, err := tx.ExecContext(ctx, `UPDATE studies SET num_instances = num_instances + 1, updated_at = ? WHERE pk = ?`, now, studyPK); err != nil {
+		return internal(err)
+	}
+	return insertRes{orphan: orphan}
+}
+
+func insertNames(ctx context.Context, tx *sql.Tx, patientPK int64, keys []string) error {
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO patient_names (key, patient_pk) VALUES (?, ?)`, k, patientPK); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addModality(list, m string) string {
+	if m == "" {
+		return list
+	}
+	for _, x := range strings.Split(list, `\`) {
+		if x == m {
+			return list
+		}
+	}
+	if list == "" {
+		return m
+	}
+	return list + `\` + m
+}
+
+// recount recomputes the live counters of a series and its study from the rows, and moves each into or out of the
+// trash according to whether it still has live instances.
+func recount(ctx context.Context, tx *sql.Tx, seriesPK, now int64) error {
+	var studyPK int64
+	if err := tx.QueryRowContext(ctx, `SELECT study_pk FROM series WHERE pk = ?`, seriesPK).Scan(&studyPK); err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	return recountStudy(ctx, tx, studyPK, now)
+}
+
+func recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE series SET
+		num_instances = (SELECT count(*) FROM instances i WHERE i.series_pk = series.pk AND i.deleted_at IS NULL),
+		deleted_at = CASE WHEN EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk AND i.deleted_at IS NULL) THEN NULL ELSE coalesce(deleted_at, ?) END
+		WHERE study_pk = ?`, now, studyPK); err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT modality FROM series WHERE study_pk = ? AND deleted_at IS NULL ORDER BY pk`, studyPK)
+	if err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	var mods string
+	for rows.Next() {
+		var m string
+		if err := rows.Scan(&m); err != nil {
+			rows.Close()
+			return fmt.Errorf("recount: %w", err)
+		}
+		mods = addModality(mods, m)
+	}
+	if err := rows.Close(); err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE studies SET
+		num_series = (SELECT count(*) FROM series r WHERE r.study_pk = studies.pk AND r.deleted_at IS NULL),
+		num_instances = (SELECT coalesce(sum(num_instances), 0) FROM series r WHERE r.study_pk = studies.pk AND r.deleted_at IS NULL),
+		modalities = ?,
+		deleted_at = CASE WHEN EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk AND r.deleted_at IS NULL) THEN NULL ELSE coalesce(deleted_at, ?) END,
+		updated_at = ?
+		WHERE pk = ?`, mods, now, now, studyPK)
+	if err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,441 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"renkei"
+)
+
+type colKind int
+
+const (
+	colText colKind = iota
+	colUID
+	colDate
+	colTime
+	colInt
+	colPN
+	colModalities
+)
+
+type column struct {
+	expr  string
+	kind  colKind
+	level renkei.QueryLevel
+}
+
+// columns maps the attributes the index can match to their columns. An attribute matches at its own level and below.
+var columns = map[string]column{
+	"PatientName":                     {"", colPN, renkei.StudyLevel},
+	"PatientID":                       {"p.patient_id", colText, renkei.StudyLevel},
+	"IssuerOfPatientID":               {"p.issuer", colText, renkei.StudyLevel},
+	"PatientBirthDate":                {"p.birth_date", colDate, renkei.StudyLevel},
+	"PatientSex":                      {"p.sex", colText, renkei.StudyLevel},
+	"StudyInstanceUID":                {"s.study_uid", colUID, renkei.StudyLevel},
+	"StudyDate":                       {"s.study_date", colDate, renkei.StudyLevel},
+	"StudyTime":                       {"s.study_time", colTime, renkei.StudyLevel},
+	"AccessionNumber":                 {"s.accession", colText, renkei.StudyLevel},
+	"StudyID":                         {"s.study_id", colText, renkei.StudyLevel},
+	"StudyDescription":                {"s.description", colText, renkei.StudyLevel},
+	"ReferringPhysicianName":          {"s.referring_key", colPN, renkei.StudyLevel},
+	"ModalitiesInStudy":               {"", colModalities, renkei.StudyLevel},
+	"SeriesInstanceUID":               {"r.series_uid", colUID, renkei.SeriesLevel},
+	"Modality":                        {"r.modality", colText, renkei.SeriesLevel},
+	"SeriesNumber":                    {"r.series_number", colInt, renkei.SeriesLevel},
+	"SeriesDescription":               {"r.description", colText, renkei.SeriesLevel},
+	"BodyPartExamined":                {"r.body_part", colText, renkei.SeriesLevel},
+	"SeriesDate":                      {"r.series_date", colDate, renkei.SeriesLevel},
+	"SeriesTime":                      {"r.series_time", colTime, renkei.SeriesLevel},
+	"PerformedProcedureStepStartDate": {"r.pps_date", colDate, renkei.SeriesLevel},
+	"PerformedProcedureStepStartTime": {"r.pps_time", colTime, renkei.SeriesLevel},
+	"SOPInstanceUID":                  {"i.sop_uid", colUID, renkei.InstanceLevel},
+	"SOPClassUID":                     {"i.sop_class", colUID, renkei.InstanceLevel},
+	"InstanceNumber":                  {"i.instance_number", colInt, renkei.InstanceLevel},
+}
+
+// Matchable reports whether the index can match the attribute at the level.
+func (db *DB) Matchable(level renkei.QueryLevel, keyword string) bool {
+	c, ok := columns[keyword]
+	return ok && c.level <= level
+}
+
+// globPattern turns a DICOM wildcard pattern into an SQLite GLOB pattern, escaping GLOB's own specials.
+func globPattern(v string) string {
+	var b strings.Builder
+	for _, r := range v {
+		switch r {
+		case '[':
+			b.WriteString("[[]")
+		case ']':
+			b.WriteString("[]]")
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func where(q *renkei.Query) (string, []any, error) {
+	var conds []string
+	var args []any
+	for _, m := range q.Matches {
+		c, ok := columns[m.Keyword]
+		if !ok || c.level > q.Level {
+			return "", nil, renkei.Errorf("index.Query", renkei.Invalid, "attribute %s cannot be matched at this level", m.Keyword)
+		}
+		switch c.kind {
+		case colPN:
+			var cond string
+			switch m.Kind {
+			case renkei.MatchWildcard:
+				cond, args = "GLOB ?", append(args, globPattern(m.Value))
+			default:
+				cond, args = "= ?", append(args, m.Value)
+			}
+			if q.FuzzyMatching && m.Kind != renkei.MatchWildcard {
+				cond, args[len(args)-1] = "GLOB ?", globPattern(m.Value)+"*"
+			}
+			if m.Keyword == "PatientName" {
+				conds = append(conds, "p.pk IN (SELECT patient_pk FROM patient_names WHERE key "+cond+")")
+				if q.FuzzyMatching {
+					// PS3.18 8.3.4.1: fuzzy matching lets a name match on the start of any component too.
+					conds[len(conds)-1] = "p.pk IN (SELECT patient_pk FROM patient_names WHERE key " + cond + " OR key GLOB ?)"
+					args = append(args, "\x01"+globPattern(m.Value)+"*")
+				}
+			} else {
+				conds = append(conds, c.expr+" "+cond)
+			}
+		case colModalities:
+			vals := m.Values
+			if len(vals) == 0 {
+				vals = []string{m.Value}
+			}
+			ph := strings.TrimSuffix(strings.Repeat("?,", len(vals)), ",")
+			conds = append(conds, "EXISTS (SELECT 1 FROM series mr WHERE mr.study_pk = s.pk AND mr.deleted_at IS NULL AND mr.modality IN ("+ph+"))")
+			for _, v := range vals {
+				args = append(args, v)
+			}
+		default:
+			switch m.Kind {
+			case renkei.MatchSingle:
+				conds, args = append(conds, c.expr+" = ?"), append(args, m.Value)
+			case renkei.MatchList:
+				ph := strings.TrimSuffix(strings.Repeat("?,", len(m.Values)), ",")
+				conds = append(conds, c.expr+" IN ("+ph+")")
+				for _, v := range m.Values {
+					args = append(args, v)
+				}
+			case renkei.MatchWildcard:
+				conds, args = append(conds, c.expr+" GLOB ?"), append(args, globPattern(m.Value))
+			case renkei.MatchRange:
+				if m.Lo != "" {
+					conds, args = append(conds, c.expr+" >= ?"), append(args, m.Lo)
+				}
+				if m.Hi != "" {
+					conds, args = append(conds, c.expr+" <= ?"), append(args, m.Hi)
+				}
+				if c.kind == colDate || c.kind == colTime {
+					conds = append(conds, c.expr+" <> ''") // PS3.4 C.2.2.2.5: an empty value does not match a range
+				}
+			}
+		}
+	}
+	if len(conds) == 0 {
+		return "", args, nil
+	}
+	return " AND " + strings.Join(conds, " AND "), args, nil
+}
+
+func deletedCond(alias string, q *renkei.Query) string {
+	if q.Deleted {
+		return alias + ".deleted_at IS NOT NULL"
+	}
+	return alias + ".deleted_at IS NULL"
+}
+
+func limitOffset(q *renkei.Query) string {
+	s := ""
+	if q.Limit > 0 {
+		s = fmt.Sprintf(" LIMIT %d", q.Limit)
+	} else {
+		s = " LIMIT -1"
+	}
+	if q.Offset > 0 {
+		s += fmt.Sprintf(" OFFSET %d", q.Offset)
+	}
+	return s
+}
+
+const studyCols = `p.issuer, p.patient_id, p.name, p.birth_date, p.sex, s.study_uid, s.study_date, s.study_time, s.accession,
+	s.study_id, s.description, s.referring, s.tz_offset, s.modalities, s.num_series, s.num_instances, s.attrs, s.deleted_at`
+
+func scanStudy(dst *renkei.StudyRecord) []any {
+	return []any{&dst.Patient.Issuer, &dst.Patient.ID, &dst.PatientName, &dst.PatientBirthDate, &dst.PatientSex,
+		&dst.StudyInstanceUID, &dst.StudyDate, &dst.StudyTime, &dst.AccessionNumber, &dst.StudyID, &dst.StudyDescription,
+		&dst.ReferringPhysicianName, &dst.TimezoneOffsetFromUTC, (*modList)(&dst.ModalitiesInStudy), &dst.NumberOfSeries,
+		&dst.NumberOfInstances, &dst.Attrs, msTimeScanner{&dst.DeletedAt}}
+}
+
+type modList []string
+
+func (m *modList) Scan(v any) error {
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case []byte:
+		s = string(x)
+	}
+	*m = nil
+	if s != "" {
+		*m = strings.Split(s, `\`)
+	}
+	return nil
+}
+
+func scanMS(dst **time.Time, v any) {
+	if n, ok := v.(int64); ok {
+		t := time.UnixMilli(n)
+		*dst = &t
+	} else {
+		*dst = nil
+	}
+}
+
+type msTimeScanner struct{ dst **time.Time }
+
+func (s msTimeScanner) Scan(v any) error { scanMS(s.dst, v); return nil }
+
+type intPtr struct{ dst **int }
+
+func (s intPtr) Scan(v any) error {
+	if n, ok := v.(int64); ok {
+		i := int(n)
+		*s.dst = &i
+	} else {
+		*s.dst = nil
+	}
+	return nil
+}
+
+// QueryStudies returns the studies that match q, newest first.
+func (db *DB) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.StudyRecord, error) {
+	w, args, err := where(q)
+	if err != nil {
+		return nil, err
+	}
+	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE ` + deletedCond("s", q) + w +
+		` ORDER BY s.study_date DESC, s.study_time DESC, s.pk DESC` + limitOffset(q)
+	rows, err := db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.StudyRecord
+	for rows.Next() {
+		var st renkei.StudyRecord
+		if err := rows.Scan(scanStudy(&st)...); err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, st)
+	}
+	return out, queryErr(rows.Err())
+}
+
+const seriesCols = `r.series_uid, r.modality, r.series_number, r.description, r.body_part, r.series_date, r.series_time,
+	r.pps_date, r.pps_time, r.num_instances, r.attrs, r.deleted_at`
+
+func scanSeries(se *renkei.SeriesRecord) []any {
+	return append(scanStudy(&se.Study), &se.SeriesInstanceUID, &se.Modality, intPtr{&se.SeriesNumber}, &se.SeriesDescription, &se.BodyPartExamined,
+		&se.SeriesDate, &se.SeriesTime, &se.PPSStartDate, &se.PPSStartTime, &se.NumberOfInstances, &se.Attrs, msTimeScanner{&se.DeletedAt})
+}
+
+// QuerySeries returns the series that match q.
+func (db *DB) QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error) {
+	w, args, err := where(q)
+	if err != nil {
+		return nil, err
+	}
+	query := `SELECT ` + studyCols + `, ` + seriesCols + ` FROM series r JOIN studies s ON s.pk = r.study_pk JOIN patients p ON p.pk = s.patient_pk
+		WHERE ` + deletedCond("r", q) + w + ` ORDER BY s.study_date DESC, s.pk DESC, r.series_number IS NULL, r.series_number, r.pk` + limitOffset(q)
+	rows, err := db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.SeriesRecord
+	for rows.Next() {
+		var se renkei.SeriesRecord
+		if err := rows.Scan(scanSeries(&se)...); err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, se)
+	}
+	return out, queryErr(rows.Err())
+}
+
+const instanceCols = `i.sop_uid, i.sop_class, i.instance_number, i.ts_uid, i.rows, i.columns, i.frames, i.bits_allocated,
+	i.blob_key, i.size, i.attrs, i.received_at, i.deleted_at`
+
+// QueryInstances returns the instances that match q, in series and instance number order.
+func (db *DB) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error) {
+	w, args, err := where(q)
+	if err != nil {
+		return nil, err
+	}
+	query := `SELECT ` + studyCols + `, ` + seriesCols + `, ` + instanceCols + ` FROM instances i JOIN series r ON r.pk = i.series_pk
+		JOIN studies s ON s.pk = r.study_pk JOIN patients p ON p.pk = s.patient_pk
+		WHERE ` + deletedCond("i", q) + w + ` ORDER BY s.study_date DESC, s.pk DESC, r.series_number IS NULL, r.series_number, r.pk,
+		i.instance_number IS NULL, i.instance_number, i.pk` + limitOffset(q)
+	rows, err := db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.InstanceRecord
+	for rows.Next() {
+		var in renkei.InstanceRecord
+		var received int64
+		dst := append(scanSeries(&in.Series), &in.SOPInstanceUID, &in.SOPClassUID, intPtr{&in.InstanceNumber}, &in.TransferSyntaxUID,
+			&in.Rows, &in.Columns, &in.NumberOfFrames, &in.BitsAllocated, &in.BlobKey, &in.Size, &in.Attrs, &received, msTimeScanner{&in.DeletedAt})
+		if err := rows.Scan(dst...); err != nil {
+			return nil, queryErr(err)
+		}
+		in.ReceivedAt = time.UnixMilli(received)
+		out = append(out, in)
+	}
+	return out, queryErr(rows.Err())
+}
+
+func queryErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*renkei.Error); ok {
+		return err
+	}
+	return &renkei.Error{Op: "index.Query", Kind: renkei.Unavailable, Message: "the index could not be read", Err: err}
+}
+
+// Trash moves the instances matched by the UIDs (a study, a series of it, or one instance) to the trash, or, with
+// restore, back out of it. It returns the number of instances changed; none is a renkei.NotFound error.
+func (db *DB) Trash(ctx context.Context, study, series, instance string, restore bool) (int, error) {
+	now := db.Now().UnixMilli()
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, queryErr(err)
+	}
+	defer tx.Rollback()
+	cond := `s.study_uid = ?`
+	args := []any{study}
+	if series != "" {
+		cond += ` AND r.series_uid = ?`
+		args = append(args, series)
+	}
+	if instance != "" {
+		cond += ` AND i.sop_uid = ?`
+		args = append(args, instance)
+	}
+	state := `i.deleted_at IS NULL`
+	if restore {
+		state = `i.deleted_at IS NOT NULL`
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT i.pk, s.pk FROM instances i JOIN series r ON r.pk = i.series_pk JOIN studies s ON s.pk = r.study_pk
+		WHERE `+cond+` AND `+state, args...)
+	if err != nil {
+		return 0, queryErr(err)
+	}
+	var pks []int64
+	studies := map[int64]bool{}
+	for rows.Next() {
+		var pk, spk int64
+		if err := rows.Scan(&pk, &spk); err != nil {
+			rows.Close()
+			return 0, queryErr(err)
+		}
+		pks = append(pks, pk)
+		studies[spk] = true
+	}
+	if err := rows.Close(); err != nil {
+		return 0, queryErr(err)
+	}
+	if len(pks) == 0 {
+		what := "nothing to restore"
+		if !restore {
+			what = "no such study, series or instance"
+		}
+		return 0, renkei.Errorf("index.Trash", renkei.NotFound, "%s", what)
+	}
+	var val any = now
+	if restore {
+		val = nil
+	}
+	for _, pk := range pks {
+		if _, err := tx.ExecContext(ctx, `UPDATE instances SET deleted_at = ? WHERE pk = ?`, val, pk); err != nil {
+			return 0, queryErr(err)
+		}
+	}
+	for spk := range studies {
+		if err := recountStudy(ctx, tx, spk, now); err != nil {
+			return 0, queryErr(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, queryErr(err)
+	}
+	return len(pks), nil
+}
+
+// Purge removes from the index the instances that have been in the trash since before cutoff, and the series,
+// studies and patients left empty. It returns the blob keys no remaining instance refers to, for the caller to delete
+// after the index no longer points at them.
+func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT blob_key FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`, cutoff.UnixMilli())
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return nil, queryErr(err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, queryErr(err)
+	}
+	for _, stmt := range []string{
+		`DELETE FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`,
+		`DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk) AND ? > 0`,
+		`DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk) AND ? > 0`,
+		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk) AND ? > 0`,
+	} {
+		if _, err := tx.ExecContext(ctx, stmt, cutoff.UnixMilli()); err != nil {
+			return nil, queryErr(err)
+		}
+	}
+	var orphans []string
+	for _, k := range keys {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE blob_key = ?`, k).Scan(&n); err != nil {
+			return nil, queryErr(err)
+		}
+		if n == 0 {
+			orphans = append(orphans, k)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, queryErr(err)
+	}
+	return orphans, nil
+}
