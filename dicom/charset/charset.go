@@ -7,8 +7,12 @@
 // (JIS X 0212), 58 (GB 2312) and 149 (KS X 1001), as explained for Japanese in PS3.5 Annex H, for Korean in Annex I
 // and for Chinese in Annexes J and K.
 //
-// Real data is messier than the standard, above all Japanese data, and a Decoder accepts what can be read without
-// guessing: Shift_JIS (CP932) from senders configured to send it, "ISO_IR 13\ISO 2022 IR 87"-style mixes of the
+// Under ISO_IR 13 and ISO 2022 IR 13, G0 holds ISO-IR 14 (JIS X 0201 roman), so 05/12 decodes to YEN SIGN where
+// it is not the value delimiter (in ST, LT and UT) and 07/14 to OVERLINE (PS3.5 H.1.1). pydicom, which decodes
+// these terms with Python's shift_jis codec, gives BACKSLASH and TILDE; this package follows the standard.
+//
+// Real data is messier than the standard, above all Japanese data, and a Decoder reads what the declaration and
+// the sender's configuration allow it to: Shift_JIS (CP932) from senders configured to send it, "ISO_IR 13\ISO 2022 IR 87"-style mixes of the
 // terms with and without code extensions, escape sequences in values whose data set declares no ISO 2022 term,
 // GR bytes whose escape sequence was left out, and values labelled ISO_IR 192 that are not UTF-8.
 package charset
@@ -36,8 +40,8 @@ type Decoder struct {
 // scheme is one way of turning bytes into text: either ISO 2022 (with or without code extensions), starting in
 // state g0/g1, or one stateless encoding (UTF-8, GB18030, CP932…).
 type scheme struct {
-	g0, g1 gset // ISO 2022: the initial state, from value 1 of (0008,0005)
-	alt    []gset
+	g0, g1 gset   // ISO 2022: the initial state, from value 1 of (0008,0005)
+	alt    []gset // ISO 2022: the G1 sets of the other values, for GR bytes when G1 holds nothing
 	utf8   bool
 	enc    encoding.Encoding
 	// asciiSafe says the scheme decodes bytes 00/00–07/15 other than ESC as themselves.
@@ -93,7 +97,7 @@ func (d *Decoder) Decode(value []byte, vr string) (s string, ok bool) {
 	}
 	var cands [3]*scheme
 	n := 0
-	if first.g0 == gNone && hasEscape(value) {
+	if first.stateless() && hasEscape(value) {
 		// Escape sequences under a stateless declaration: try them as ISO 2022 before the declaration.
 		cands[n] = defaultScheme
 		n++
@@ -127,6 +131,8 @@ func (d *Decoder) Decode(value []byte, vr string) (s string, ok bool) {
 	}
 	return best, false
 }
+
+func (sc *scheme) stateless() bool { return sc.utf8 || sc.enc != nil }
 
 func (sc *scheme) decode(v []byte, vk vrKind) (string, bool) {
 	switch {
@@ -212,7 +218,7 @@ func build(terms []string, names bool) *scheme {
 	if !ok {
 		return nil
 	}
-	if first.utf8 || first.enc != nil {
+	if first.stateless() {
 		return first
 	}
 	sc := &scheme{g0: gASCII, g1: first.g1}
@@ -222,7 +228,7 @@ func build(terms []string, names bool) *scheme {
 	declared := sc.g0 != gASCII || first.g0.double() || sc.g1 != gNone
 	for _, t := range terms[1:] {
 		ts, ok := lookup(t, names)
-		if !ok || ts.utf8 || ts.enc != nil {
+		if !ok || ts.stateless() {
 			continue // PS3.3 C.12.1.1.2: UTF-8, GB18030 and GBK allow no code extensions; ignore them here
 		}
 		if (ts.g0 != gNone && ts.g0 != gASCII) || ts.g1 != gNone {

@@ -150,7 +150,7 @@ func foldUnicode(s string) string {
 		s = strings.ToValidUTF8(s, "\uFFFD") // before NFKC, which passes invalid bytes through unnormalised
 	}
 	// Removing a rune can bring a base and a combining mark together ("C¸" is C, SPACE, U+0327 after NFKC), so
-	// the result is normalised again until it is stable; the second pass is rare and the third never needed.
+	// the result is normalised again until it is stable (a second pass is rare; three is the bound).
 	for range 3 {
 		var changed bool
 		s, changed = foldOnce(s)
