@@ -330,6 +330,16 @@ func (p *parser) readElement(depth int) (*Element, error) {
 		}
 	}
 	e.Offset = p.pos
+	if e.VR == "UN" && e.Length != UndefinedLength && !implicit {
+		// PS3.5 6.2.2: a sender that did not know the attribute sent UN; we know it, so read it with its real VR.
+		// A sequence sent as UN is encoded in Implicit VR Little Endian inside.
+		if dv := VR(t); dv == "SQ" {
+			e.VR = "SQ"
+			return e, p.readItems(e, depth+1, true)
+		} else if len(dv) == 2 && dv != "UN" && t.Group() != 0x7FE0 {
+			e.VR = dv
+		}
+	}
 	if e.Length == UndefinedLength {
 		switch {
 		case e.VR == "SQ":
