@@ -355,4 +355,3 @@ func (h *Handler) wadoURI(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 }
-
