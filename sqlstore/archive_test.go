@@ -1,0 +1,208 @@
+package sqlstore_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"renkei"
+	"renkei/sqlstore"
+)
+
+func openDB(t *testing.T) *sqlstore.DB {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func inst(patient, study, series, sop, modality, key string) *renkei.Instance {
+	return &renkei.Instance{
+		Patient: renkei.PatientKey{Issuer: "HOSP", ID: patient}, PatientName: "Yamada^Taro", PatientNameKeys: []string{"YAMADA^TARO", "YAMADATARO"},
+		StudyInstanceUID: study, StudyDate: "20240105", SeriesInstanceUID: series, Modality: modality,
+		SOPInstanceUID: sop, SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1",
+		BlobKey: key, Size: 10, ReceivedAt: time.Now(),
+	}
+}
+
+func studies(t *testing.T, db *sqlstore.DB, q *renkei.Query) []renkei.StudyRecord {
+	t.Helper()
+	if q == nil {
+		q = &renkei.Query{Level: renkei.StudyLevel}
+	}
+	recs, err := db.QueryStudies(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+func TestInsertOutcomes(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	steps := []struct {
+		name    string
+		in      *renkei.Instance
+		outcome renkei.StoreOutcome
+		kind    renkei.Kind // of the error; -1 for none
+	}{
+		{"new instance", inst("P1", "1.1", "1.1.1", "1.1.1.1", "CT", "k1"), renkei.Stored, -1},
+		{"same bytes again is a duplicate", inst("P1", "1.1", "1.1.1", "1.1.1.1", "CT", "k1"), renkei.Duplicate, -1},
+		{"same UID, other bytes is refused", inst("P1", "1.1", "1.1.1", "1.1.1.1", "CT", "k2"), 0, renkei.Conflict},
+		{"second series", inst("P1", "1.1", "1.1.2", "1.1.2.1", "MR", "k3"), renkei.Stored, -1},
+		{"study UID reused for another patient is refused", inst("P2", "1.1", "1.1.3", "1.1.3.1", "CT", "k4"), 0, renkei.Conflict},
+		{"series UID reused in another study is refused", inst("P1", "1.2", "1.1.1", "1.2.1.1", "CT", "k5"), 0, renkei.Conflict},
+		{"same PatientID, other issuer, is another patient", func() *renkei.Instance {
+			i := inst("P1", "1.3", "1.3.1", "1.3.1.1", "CT", "k6")
+			i.Patient.Issuer = "CLINIC"
+			return i
+		}(), renkei.Stored, -1},
+	}
+	for _, s := range steps {
+		outcome, _, err := db.Insert(ctx, s.in)
+		if s.kind >= 0 {
+			if err == nil || renkei.ErrorKind(err) != s.kind {
+				t.Errorf("%s: error %v, want kind %v", s.name, err, s.kind)
+			}
+			continue
+		}
+		if err != nil || outcome != s.outcome {
+			t.Errorf("%s: outcome %v, err %v; want %v", s.name, outcome, err, s.outcome)
+		}
+	}
+	got := studies(t, db, nil)
+	type row struct {
+		Study, Issuer string
+		Series, Inst  int
+		Mods          []string
+	}
+	var rows []row
+	for _, s := range got {
+		rows = append(rows, row{s.StudyInstanceUID, s.Patient.Issuer, s.NumberOfSeries, s.NumberOfInstances, s.ModalitiesInStudy})
+	}
+	want := []row{{"1.3", "CLINIC", 1, 1, []string{"CT"}}, {"1.1", "HOSP", 2, 2, []string{"CT", "MR"}}}
+	if d := cmp.Diff(want, rows); d != "" {
+		t.Errorf("studies (-want +got):\n%s", d)
+	}
+}
+
+// TestConcurrentInserts checks group commit: many writers at once all succeed and all are counted.
+func TestConcurrentInserts(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				in := inst("P1", "1.9", fmt.Sprintf("1.9.%d", w), fmt.Sprintf("1.9.%d.%d", w, i), "CT", fmt.Sprintf("k%d-%d", w, i))
+				if _, _, err := db.Insert(ctx, in); err != nil {
+					errs <- err
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got := studies(t, db, nil)
+	if len(got) != 1 || got[0].NumberOfSeries != 8 || got[0].NumberOfInstances != 400 {
+		t.Fatalf("after 400 concurrent inserts: %+v", got)
+	}
+}
+
+func TestTrashRestorePurge(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	db.Now = func() time.Time { return now }
+	for _, in := range []*renkei.Instance{
+		inst("P1", "2.1", "2.1.1", "2.1.1.1", "CT", "shared"),
+		inst("P1", "2.1", "2.1.1", "2.1.1.2", "CT", "k2"),
+		inst("P1", "2.1", "2.1.2", "2.1.2.1", "MR", "k3"),
+		inst("P1", "2.2", "2.2.1", "2.2.1.1", "CT", "shared"), // same bytes under another instance (test only)
+	} {
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func() map[string][2]int {
+		m := map[string][2]int{}
+		for _, s := range studies(t, db, nil) {
+			m[s.StudyInstanceUID] = [2]int{s.NumberOfSeries, s.NumberOfInstances}
+		}
+		return m
+	}
+	if n, err := db.Trash(ctx, "2.1", "2.1.2", "", false); err != nil || n != 1 {
+		t.Fatalf("trash series: %d %v", n, err)
+	}
+	if d := cmp.Diff(map[string][2]int{"2.1": {1, 2}, "2.2": {1, 1}}, count()); d != "" {
+		t.Errorf("after trashing a series (-want +got):\n%s", d)
+	}
+	if _, err := db.Trash(ctx, "2.1", "", "", false); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string][2]int{"2.2": {1, 1}}, count()); d != "" {
+		t.Errorf("after trashing the study (-want +got):\n%s", d)
+	}
+	if inTrash := studies(t, db, &renkei.Query{Level: renkei.StudyLevel, Deleted: true}); len(inTrash) != 1 || inTrash[0].StudyInstanceUID != "2.1" {
+		t.Errorf("trash lists %+v", inTrash)
+	}
+	if _, err := db.Trash(ctx, "2.1", "2.1.2", "", true); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(map[string][2]int{"2.1": {1, 1}, "2.2": {1, 1}}, count()); d != "" {
+		t.Errorf("after restoring one series (-want +got):\n%s", d)
+	}
+	if _, err := db.Trash(ctx, "9.9", "", "", false); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("trashing an unknown study: %v, want NotFound", err)
+	}
+	// Purge: only what was trashed before the cutoff goes; a blob still used elsewhere is not returned.
+	keys, err := db.Purge(ctx, now.Add(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"k2"}, keys); d != "" {
+		t.Errorf("purged blobs (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff(map[string][2]int{"2.1": {1, 1}, "2.2": {1, 1}}, count()); d != "" {
+		t.Errorf("after purge (-want +got):\n%s", d)
+	}
+	// A purged instance can be stored again as new.
+	if out, _, err := db.Insert(ctx, inst("P1", "2.1", "2.1.1", "2.1.1.2", "CT", "k2b")); err != nil || out != renkei.Stored {
+		t.Errorf("store after purge: %v %v", out, err)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "index.db")
+	db, err := sqlstore.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.Insert(ctx, inst("P1", "3.1", "3.1.1", "3.1.1.1", "CT", "k")); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = sqlstore.Open(ctx, path) // migrations already applied: must not fail or duplicate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := studies(t, db, nil); len(got) != 1 {
+		t.Fatalf("after reopen: %d studies", len(got))
+	}
+}
