@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"renkei"
+	"renkei/blob"
 	"renkei/dicom"
 	"renkei/dicom/charset"
 )
@@ -49,10 +50,29 @@ var executableMagic = [][]byte{[]byte("MZ"), []byte("\x7fELF"), []byte("#!")}
 // Store reads one Part 10 object from r and stores it. It always returns a result; Failure says whether it was refused.
 // Nothing of a refused object remains visible.
 func (s *Service) Store(ctx context.Context, r io.Reader, req StoreRequest) *StoreResult {
-	res := &StoreResult{}
-	fail := func(status uint16, err error) *StoreResult {
-		res.Failure, res.Err = status, err
+	p, res := s.Receive(ctx, r, req)
+	if p == nil {
 		return res
+	}
+	return p.Commit(ctx)
+}
+
+// Pending is an object that has been received and checked but not yet made durable and visible.
+type Pending struct {
+	s    *Service
+	w    blob.Writer
+	inst *renkei.Instance
+	res  *StoreResult
+}
+
+// Receive reads and checks one Part 10 object, streaming its bytes into a new blob, without waiting for the disk.
+// It returns a Pending to Commit, or nil and the failure; the result it returns is the one Commit completes. Receiving the next object while earlier ones commit lets
+// their fsyncs overlap, which is how one STOW-RS request of many instances keeps the disk busy.
+func (s *Service) Receive(ctx context.Context, r io.Reader, req StoreRequest) (*Pending, *StoreResult) {
+	res := &StoreResult{}
+	fail := func(status uint16, err error) (*Pending, *StoreResult) {
+		res.Failure, res.Err = status, err
+		return nil, res
 	}
 	var head [132]byte
 	if n, err := io.ReadFull(r, head[:]); err != nil || string(head[128:132]) != "DICM" {
@@ -119,9 +139,22 @@ func (s *Service) Store(ctx context.Context, r io.Reader, req StoreRequest) *Sto
 	}
 	inst, warn := s.describe(f, req)
 	res.Warnings = append(res.Warnings, warn...)
+	committed = true // the Pending owns the writer now
+	return &Pending{s: s, w: w, inst: inst, res: res}, res
+}
 
-	key, size, err := w.Commit(ctx)
-	committed = true
+// Abort discards a received object that will not be committed.
+func (p *Pending) Abort() { p.w.Abort() }
+
+// Commit makes the object durable (blob fsync and rename), records it in the index in one transaction, and only then
+// reports success. It is safe to call from another goroutine than Receive's.
+func (p *Pending) Commit(ctx context.Context) *StoreResult {
+	s, inst, res := p.s, p.inst, p.res
+	fail := func(status uint16, err error) *StoreResult {
+		res.Failure, res.Err = status, err
+		return res
+	}
+	key, size, err := p.w.Commit(ctx)
 	if err != nil {
 		return fail(StatusOutOfResources, err)
 	}

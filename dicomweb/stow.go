@@ -11,6 +11,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync"
 
 	"renkei"
 	"renkei/archive"
@@ -46,6 +47,9 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 	mr := multipart.NewReader(body, params["boundary"])
 	var results []*archive.StoreResult
 	var reqErr error
+	var commits sync.WaitGroup
+	sem := make(chan struct{}, 16) // commits in flight per request
+	defer commits.Wait()
 	for n := 0; ; n++ {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -75,7 +79,22 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 			part.Close()
 			continue
 		}
-		res := h.Archive.Store(r.Context(), part, archive.StoreRequest{Source: "STOW-RS", Study: study})
+		// Receive this part now; commit it (fsync, index) in the background while the next part streams in.
+		pending, res := h.Archive.Receive(r.Context(), part, archive.StoreRequest{Source: "STOW-RS", Study: study})
+		part.Close()
+		results = append(results, res)
+		if pending == nil {
+			continue
+		}
+		commits.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; commits.Done() }()
+			pending.Commit(r.Context()) // completes res in place
+		}()
+	}
+	commits.Wait()
+	for n, res := range results {
 		if res.Err != nil {
 			var d *decodeLimitError
 			if errors.As(res.Err, &d) {
@@ -83,8 +102,6 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 			}
 			h.Logger.Info("STOW-RS part refused", "part", n+1, "sop", res.SOPInstanceUID, "status", fmt.Sprintf("%04X", res.Failure), "err", res.Err)
 		}
-		results = append(results, res)
-		part.Close()
 	}
 	if reqErr != nil && len(results) == 0 {
 		h.problem(w, r, reqErr)

@@ -14,23 +14,20 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"renkei"
 	"renkei/blob"
 )
 
-// Store keeps blobs in Root/ab/cd/<sha256>, with temporary files in Root/tmp.
+// Store keeps blobs in Root/abc/<sha256> (4096 fan-out folders made once, so that storing a blob never creates a
+// folder), with temporary files in Root/tmp.
 type Store struct {
 	Root string
-
-	mu   sync.Mutex
-	dirs map[string]bool // fan-out folders known to exist and to be durable
 }
 
 // Open opens (creating if needed) the store rooted at root and removes temporary files left by a crash.
 func Open(root string) (*Store, error) {
-	s := &Store{Root: root, dirs: map[string]bool{}}
+	s := &Store{Root: root}
 	tmp := filepath.Join(s.Root, "tmp")
 	if err := os.MkdirAll(tmp, 0o750); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
@@ -41,6 +38,13 @@ func Open(root string) (*Store, error) {
 	}
 	for _, e := range ents {
 		os.Remove(filepath.Join(tmp, e.Name()))
+	}
+	if _, err := os.Stat(filepath.Join(s.Root, "fff")); err != nil {
+		for i := 0; i < 4096; i++ {
+			if err := os.MkdirAll(filepath.Join(s.Root, fmt.Sprintf("%03x", i)), 0o750); err != nil {
+				return nil, fmt.Errorf("open blob store: %w", err)
+			}
+		}
 	}
 	if err := syncDir(s.Root); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
@@ -55,7 +59,7 @@ func (s *Store) path(key string) (string, error) {
 	if _, err := hex.DecodeString(key); err != nil {
 		return "", renkei.Errorf("blob.Open", renkei.Invalid, "invalid blob key %q", key)
 	}
-	return filepath.Join(s.Root, key[0:2], key[2:4], key), nil
+	return filepath.Join(s.Root, key[0:3], key), nil
 }
 
 // Create implements blob.Store.
@@ -106,9 +110,6 @@ func (w *writer) Commit(ctx context.Context) (string, int64, error) {
 		return key, w.n, nil
 	}
 	dir := filepath.Dir(final)
-	if err := w.s.ensureDir(dir); err != nil {
-		return fail(err)
-	}
 	if err := os.Rename(w.f.Name(), final); err != nil {
 		return fail(err)
 	}
@@ -125,32 +126,6 @@ func (w *writer) Abort() error {
 	w.done = true
 	w.f.Close()
 	return os.Remove(w.f.Name())
-}
-
-// ensureDir creates a fan-out folder and makes its entry durable in its parent.
-func (s *Store) ensureDir(dir string) error {
-	s.mu.Lock()
-	ok := s.dirs[dir]
-	s.mu.Unlock()
-	if ok {
-		return nil
-	}
-	parent := filepath.Dir(dir)
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return err
-		}
-		if err := syncDir(parent); err != nil {
-			return err
-		}
-		if err := syncDir(filepath.Dir(parent)); err != nil {
-			return err
-		}
-	}
-	s.mu.Lock()
-	s.dirs[dir] = true
-	s.mu.Unlock()
-	return nil
 }
 
 func syncDir(dir string) error {
