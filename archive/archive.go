@@ -40,6 +40,8 @@ type Service struct {
 	FallbackCharset string
 	// TrashPeriod is how long deleted objects stay restorable before they are purged.
 	TrashPeriod time.Duration
+
+	headers headerCache
 }
 
 // New returns a service with defaults for the optional fields.

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"strings"
+	"time"
 
 	"renkei"
 	"renkei/dicom"
@@ -62,6 +63,9 @@ func ParseMatch(keyword, value string) (m renkei.Match, ok bool, err error) {
 			if vr == "DA" && (!validDate(m.Lo) || !validDate(m.Hi)) {
 				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a date range (YYYYMMDD-YYYYMMDD)", keyword, value)
 			}
+			if vr == "TM" && (!validTime(m.Lo) || !validTime(m.Hi)) {
+				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a time range (HHMMSS-HHMMSS)", keyword, value)
+			}
 			if m.Lo == "" && m.Hi == "" {
 				return m, false, nil
 			}
@@ -70,6 +74,9 @@ func ParseMatch(keyword, value string) (m renkei.Match, ok bool, err error) {
 				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a date (YYYYMMDD)", keyword, value)
 			}
 			m.Kind, m.Value = renkei.MatchSingle, norm(value, false)
+			if vr == "TM" && !validTime(NormalizeTime(value, false)) {
+				return m, false, renkei.Errorf("archive.Query", renkei.Invalid, "%s %q is not a time (HHMMSS)", keyword, value)
+			}
 			if vr == "TM" {
 				// A single time matches the whole of the unit it names: 1015 is 10:15:00 to 10:15:59.
 				m.Kind, m.Lo, m.Hi = renkei.MatchRange, NormalizeTime(value, false), NormalizeTime(value, true)
@@ -93,13 +100,32 @@ func ParseMatch(keyword, value string) (m renkei.Match, ok bool, err error) {
 	return m, true, nil
 }
 
+// validDate reports whether s (normalised) is empty or a calendar date YYYYMMDD (PS3.5 Table 6.2-1, DA).
 func validDate(s string) bool {
 	if s == "" {
 		return true
 	}
-	if len(s) != 8 {
+	if len(s) != 8 || !digits(s) {
 		return false
 	}
+	_, err := time.Parse("20060102", s)
+	return err == nil
+}
+
+// validTime reports whether s (normalised by NormalizeTime) is empty or HHMMSS[.F{1,6}] with HH 00–23, MM 00–59 and
+// SS 00–60 (PS3.5 Table 6.2-1, TM: 60 is a leap second).
+func validTime(s string) bool {
+	if s == "" {
+		return true
+	}
+	hms, frac, hasFrac := strings.Cut(s, ".")
+	if len(hms) != 6 || !digits(hms) || hasFrac && (len(frac) == 0 || len(frac) > 6 || !digits(frac)) {
+		return false
+	}
+	return hms[:2] <= "23" && hms[2:4] <= "59" && hms[4:] <= "60"
+}
+
+func digits(s string) bool {
 	for _, c := range s {
 		if c < '0' || c > '9' {
 			return false

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"renkei"
 	"renkei/blob"
@@ -23,6 +25,58 @@ type Object struct {
 	File *dicom.File
 }
 
+// headerKey names a parsed header: blobs never change, so a header parsed once stays right.
+type headerKey struct {
+	blob string
+	full bool
+	bulk int
+}
+
+// headerCache keeps recently parsed headers (element offsets, not pixel data), so that a viewer scrolling through the
+// frames of one object, or asking for a study's metadata twice, does not parse the object every time.
+type headerCache struct {
+	mu    sync.Mutex
+	max   int
+	items map[headerKey]*list.Element
+	order *list.List // front: most recent
+}
+
+type headerEntry struct {
+	key headerKey
+	f   *dicom.File
+}
+
+func (c *headerCache) get(k headerKey) (*dicom.File, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		c.order.MoveToFront(e)
+		return e.Value.(*headerEntry).f, true
+	}
+	return nil, false
+}
+
+func (c *headerCache) put(k headerKey, f *dicom.File) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.items == nil {
+		c.items, c.order = map[headerKey]*list.Element{}, list.New()
+		if c.max == 0 {
+			c.max = 512
+		}
+	}
+	if e, ok := c.items[k]; ok {
+		c.order.MoveToFront(e)
+		return
+	}
+	c.items[k] = c.order.PushFront(&headerEntry{k, f})
+	for c.order.Len() > c.max {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.items, last.Value.(*headerEntry).key)
+	}
+}
+
 // Close releases the object's blob.
 func (o *Object) Close() error { return o.Blob.Close() }
 
@@ -32,6 +86,10 @@ func (s *Service) Open(ctx context.Context, rec renkei.InstanceRecord, full bool
 	b, err := s.Blobs.Open(ctx, rec.BlobKey)
 	if err != nil {
 		return nil, err
+	}
+	key := headerKey{rec.BlobKey, full, bulk}
+	if f, ok := s.headers.get(key); ok {
+		return &Object{Rec: rec, Blob: b, File: f}, nil
 	}
 	opt := dicom.DefaultReadOptions
 	opt.StopAtPixelData = !full
@@ -44,6 +102,9 @@ func (s *Service) Open(ctx context.Context, rec renkei.InstanceRecord, full bool
 	if err != nil {
 		b.Close()
 		return nil, &renkei.Error{Op: "archive.Open", Kind: renkei.Internal, Message: "the stored object cannot be read", Err: err}
+	}
+	if rec.TransferSyntaxUID != dicom.DeflatedExplicitVRLittleEndian {
+		s.headers.put(key, f)
 	}
 	return &Object{Rec: rec, Blob: b, File: f}, nil
 }

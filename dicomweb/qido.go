@@ -31,6 +31,10 @@ var (
 		dicom.NumberOfFrames, dicom.StudyInstanceUID, dicom.SeriesInstanceUID}
 )
 
+// DefaultLimit is how many results a search without a limit parameter returns; a Warning header says when there are
+// more (PS3.18 8.3.4.4), and a client pages with limit and offset.
+const DefaultLimit = 1000
+
 // qidoParams is a parsed QIDO-RS query string (PS3.18 8.3.4).
 type qidoParams struct {
 	q          renkei.Query
@@ -123,9 +127,10 @@ func (h *Handler) qido(level renkei.QueryLevel) http.HandlerFunc {
 			return
 		}
 		limit := p.q.Limit
-		if limit <= 0 || limit > archive.MaxResults {
-			limit = archive.MaxResults
+		if limit <= 0 {
+			limit = DefaultLimit
 		}
+		limit = min(limit, archive.MaxResults)
 		p.q.Limit = limit + 1 // one more tells whether there are further results
 		base := h.baseURL(r)
 		var objs [][]byte
