@@ -70,7 +70,8 @@ type Decoded struct {
 	PhotometricInterpretation string
 }
 
-// CanDecode reports whether Decode supports the transfer syntax.
+// CanDecode reports whether Decode supports the transfer syntax. Native transfer syntaxes report false: their frames
+// need no decoding. Without cgo, JPEG-LS and JPEG 2000 report false.
 func CanDecode(transferSyntaxUID string) bool {
 	switch transferSyntaxUID {
 	case tsRLELossless, tsJPEGLossless, tsJPEGLosslessSV1, tsJPEGBaseline8Bit, tsJPEGExtended12Bit:

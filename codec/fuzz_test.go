@@ -145,3 +145,20 @@ func FuzzFrames(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJPEGLS and FuzzJPEG2000 check that hostile frames reach CharLS and OpenJPEG only after the checks in this
+// package, and that neither library crashes on them.
+func FuzzJPEGLS(f *testing.F) {
+	seedFrames(f, []string{"u8", "s12", "rgb8"}, [][]string{{"dcmcjpls"}, {"dcmcjpls", "+in"}})
+	seedFrames(f, []string{"u12"}, [][]string{{"dcmcjpls", "+en"}})
+	f.Fuzz(func(t *testing.T, frame []byte, rows, cols, spp, bits uint8, signed bool) {
+		fuzzDecode(t, tsJLS, frame, fuzzImage(rows, cols, spp, bits, signed))
+	})
+}
+
+func FuzzJPEG2000(f *testing.F) {
+	seedFrames(f, []string{"u8", "s12", "rgb8"}, [][]string{{"gdcmconv", "--j2k"}})
+	f.Fuzz(func(t *testing.T, frame []byte, rows, cols, spp, bits uint8, signed bool) {
+		fuzzDecode(t, tsJ2K, frame, fuzzImage(rows, cols, spp, bits, signed))
+	})
+}

@@ -104,6 +104,7 @@ import "C"
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unsafe"
 )
 
@@ -120,6 +121,9 @@ func decodeJPEG2000(data []byte, l layout) (Decoded, error) {
 		jp2 = 1
 	default:
 		return Decoded{}, corrupt("JPEG 2000 frame starts with neither SOC+SIZ nor a JP2 signature (ISO/IEC 15444-1 A.4.1)")
+	}
+	if err := checkSIZ(data, l); err != nil {
+		return Decoded{}, err
 	}
 	var errbuf [256]C.char
 	// Go memory without Go pointers may be lent to C for the duration of a call (cgo pointer rules).
@@ -161,4 +165,62 @@ func decodeJPEG2000(data []byte, l layout) (Decoded, error) {
 		pi = "RGB"
 	}
 	return Decoded{Pixels: out, PhotometricInterpretation: pi}, nil
+}
+
+// maxJ2KTiles bounds the tile count: OpenJPEG allocates per tile before decoding, so a forged SIZ with 1×1 tiles
+// would cost memory out of all proportion to the frame. Real frames have one tile or a few.
+const maxJ2KTiles = 4096
+
+// checkSIZ checks the image and tile size (ISO/IEC 15444-1 A.5.1) against the data set before OpenJPEG allocates
+// anything, so that a small forged frame cannot make it allocate a huge image.
+func checkSIZ(data []byte, l layout) error {
+	cs := data
+	if bytes.HasPrefix(data, jp2Signature) {
+		cs = nil
+		for p := 0; p+8 <= len(data); { // JP2 boxes (ISO/IEC 15444-1 I.4)
+			n := uint64(binary.BigEndian.Uint32(data[p:]))
+			hdr := uint64(8)
+			switch n {
+			case 0:
+				n = uint64(len(data) - p)
+			case 1:
+				if p+16 > len(data) {
+					return corrupt("JP2 box header truncated")
+				}
+				n, hdr = binary.BigEndian.Uint64(data[p+8:]), 16
+			}
+			if n < hdr || n > uint64(len(data)-p) {
+				return corrupt("JP2 box of %d bytes at %d runs past the %d-byte frame", n, p, len(data))
+			}
+			if string(data[p+4:p+8]) == "jp2c" {
+				cs = data[p+int(hdr) : p+int(n)]
+				break
+			}
+			p += int(n)
+		}
+	}
+	if len(cs) < 4+38 || !bytes.HasPrefix(cs, []byte{0xFF, 0x4F, 0xFF, 0x51}) {
+		return corrupt("JPEG 2000 codestream has no SOC and SIZ (ISO/IEC 15444-1 A.4.1, A.5.1)")
+	}
+	siz := cs[4:]
+	u32 := func(i int) uint64 { return uint64(binary.BigEndian.Uint32(siz[i:])) }
+	lsiz := int(binary.BigEndian.Uint16(siz))
+	xsiz, ysiz, xo, yo, xt, yt, xto, yto := u32(4), u32(8), u32(12), u32(16), u32(20), u32(24), u32(28), u32(32)
+	csiz := int(binary.BigEndian.Uint16(siz[36:]))
+	if lsiz != 38+3*csiz || len(siz) < lsiz {
+		return corrupt("JPEG 2000 SIZ segment of %d bytes for %d components (ISO/IEC 15444-1 A.5.1)", lsiz, csiz)
+	}
+	if xo >= xsiz || yo >= ysiz || xsiz-xo != uint64(l.cols) || ysiz-yo != uint64(l.rows) {
+		return corrupt("JPEG 2000 image is %dx%d, the data set says %dx%d", int64(xsiz)-int64(xo), int64(ysiz)-int64(yo), l.cols, l.rows)
+	}
+	if csiz != l.spp {
+		return corrupt("JPEG 2000 image has %d components, the data set says %d samples per pixel", csiz, l.spp)
+	}
+	if xt == 0 || yt == 0 || xto > xo || yto > yo {
+		return corrupt("JPEG 2000 tiles %dx%d at %d,%d (ISO/IEC 15444-1 A.5.1)", xt, yt, xto, yto)
+	}
+	if tiles := ((xsiz - xto + xt - 1) / xt) * ((ysiz - yto + yt - 1) / yt); tiles > maxJ2KTiles {
+		return unsupported("JPEG 2000 frame of %d tiles, more than %d", tiles, maxJ2KTiles)
+	}
+	return nil
 }

@@ -96,6 +96,108 @@ func nextSegment(data []byte, pos int) (marker byte, seg []byte, next int, err e
 	return marker, data[pos+2 : pos+n], pos + n, nil
 }
 
+// jpegDecoder walks the markers of one JPEG frame (T.81 Annex B) and hands each scan to a process-specific
+// scan decoder. It serves the lossless process (Annex H) and the 12-bit extended DCT process (Annex F).
+type jpegDecoder struct {
+	data    []byte
+	l       layout
+	frame   *jpegFrame
+	dc, ac  [4]huffman
+	qt      [4][64]int32
+	qtSet   [4]bool
+	restart int  // restart interval in MCUs, 0 for none (T.81 B.2.4.4)
+	jfif    bool // APP0 JFIF seen
+	adobe   int  // APP14 Adobe transform flag, -1 if absent
+
+	scan func(*jpegScan, *bitReader) error
+}
+
+// run parses the stream from SOI to EOI; a stream that ends without EOI after its scans is accepted.
+func (d *jpegDecoder) run(onFrame func() error) error {
+	if len(d.data) < 2 || d.data[0] != 0xFF || d.data[1] != mSOI {
+		return corrupt("JPEG frame does not start with SOI (T.81 B.2.1)")
+	}
+	pos := 2
+	for pos < len(d.data) {
+		m, seg, next, err := nextSegment(d.data, pos)
+		if err != nil {
+			return err
+		}
+		switch {
+		case m == mEOI:
+			return nil
+		case isSOF(m):
+			if d.frame != nil {
+				return corrupt("JPEG frame has a second SOF marker (T.81 B.2)")
+			}
+			if d.frame, err = parseSOF(m, seg); err != nil {
+				return err
+			}
+			if err := checkFrame(d.frame, d.l); err != nil {
+				return err
+			}
+			if err := onFrame(); err != nil {
+				return err
+			}
+		case m == mDHT:
+			if err := parseDHT(seg, &d.dc, &d.ac); err != nil {
+				return err
+			}
+		case m == mDQT:
+			if err := d.parseDQT(seg); err != nil {
+				return err
+			}
+		case m == mDRI:
+			if len(seg) != 2 {
+				return corrupt("DRI segment of %d bytes, want 2 (T.81 B.2.4.4)", len(seg))
+			}
+			d.restart = int(binary.BigEndian.Uint16(seg))
+		case m == 0xE0 && len(seg) >= 5 && string(seg[:5]) == "JFIF\x00":
+			d.jfif = true
+		case m == 0xEE && len(seg) >= 12 && string(seg[:5]) == "Adobe":
+			d.adobe = int(seg[11])
+		case m == mDNL:
+			return unsupported("DNL marker (T.81 B.2.5)")
+		case m == mSOS:
+			sc, err := parseSOS(seg, d.frame)
+			if err != nil {
+				return err
+			}
+			br := &bitReader{data: d.data, pos: next}
+			if err := d.scan(sc, br); err != nil {
+				return err
+			}
+			next = br.end()
+		}
+		pos = next
+	}
+	return nil
+}
+
+// parseDQT reads quantization tables (T.81 B.2.4.1).
+func (d *jpegDecoder) parseDQT(seg []byte) error {
+	for len(seg) > 0 {
+		pq, tq := seg[0]>>4, seg[0]&15
+		if pq > 1 || tq > 3 {
+			return corrupt("DQT precision %d, destination %d (T.81 B.2.4.1)", pq, tq)
+		}
+		n := 64 * int(1+pq)
+		if len(seg) < 1+n {
+			return corrupt("DQT segment truncated (T.81 B.2.4.1)")
+		}
+		for i := 0; i < 64; i++ { // the table is in zig-zag order (T.81 B.2.4.1)
+			if pq == 0 {
+				d.qt[tq][zigzag[i]] = int32(seg[1+i])
+			} else {
+				d.qt[tq][zigzag[i]] = int32(binary.BigEndian.Uint16(seg[1+2*i:]))
+			}
+		}
+		d.qtSet[tq] = true
+		seg = seg[1+n:]
+	}
+	return nil
+}
+
 // jpegComponent is one component of the frame header (T.81 B.2.2).
 type jpegComponent struct {
 	id   byte
@@ -237,6 +339,9 @@ func parseDHT(seg []byte, dc, ac *[4]huffman) error {
 			t.valptr[n] = int32(k - code)
 			t.maxcode[n] = -1
 			for range counts[n] {
+				if code >= 1<<n {
+					return corrupt("DHT table has more codes of length %d than fit (T.81 C.2)", n)
+				}
 				if n <= lookBits {
 					e := uint16(t.vals[k]) | uint16(n)<<8
 					base := code << (lookBits - n)
@@ -249,9 +354,6 @@ func parseDHT(seg []byte, dc, ac *[4]huffman) error {
 			}
 			if counts[n] > 0 {
 				t.maxcode[n] = int32(code - 1)
-			}
-			if code > 1<<n {
-				return corrupt("DHT table has more codes of length %d than fit (T.81 C.2)", n)
 			}
 			code <<= 1
 		}

@@ -34,7 +34,10 @@ static int renkei_jls_decode(const void* src, size_t src_size, void* dst, size_t
 */
 import "C"
 
-import "unsafe"
+import (
+	"bytes"
+	"unsafe"
+)
 
 const haveJPEGLS = true
 
@@ -43,6 +46,11 @@ const haveJPEGLS = true
 func decodeJPEGLS(data []byte, l layout) (Decoded, error) {
 	if len(data) == 0 {
 		return Decoded{}, corrupt("empty JPEG-LS frame")
+	}
+	// CharLS 2.4.1 spins for seconds when entropy-coded data end without a marker (found by FuzzJPEGLS): a frame
+	// that does not end in EOI gets one, so that truncated data fail at once.
+	if !bytes.HasSuffix(bytes.TrimRight(data, "\x00"), []byte{0xFF, 0xD9}) {
+		data = append(data[:len(data):len(data)], 0xFF, mEOI)
 	}
 	// Go memory without Go pointers may be lent to C for the duration of a call (cgo pointer rules).
 	src := unsafe.Pointer(&data[0])
