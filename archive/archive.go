@@ -24,6 +24,7 @@ type Index interface {
 	QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error)
 	Trash(ctx context.Context, study, series, instance string, restore bool) (int, error)
 	Purge(ctx context.Context, cutoff time.Time) ([]string, error)
+	BlobInUse(ctx context.Context, key string) (bool, error)
 }
 
 // Service stores, finds and retrieves DICOM instances.
@@ -87,6 +88,35 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 	return len(keys), nil
 }
 
+// SweepOrphans deletes blobs that no instance refers to and that were written before the cutoff: what a crash between
+// a blob's commit and its index transaction leaves behind (never acknowledged, so nothing is lost). The cutoff must be
+// well before any ingest still in flight. It returns how many blobs it removed.
+func (s *Service) SweepOrphans(ctx context.Context, cutoff time.Time) (int, error) {
+	l, ok := s.Blobs.(blob.Lister)
+	if !ok {
+		return 0, nil
+	}
+	n := 0
+	err := l.List(ctx, func(key string, written time.Time) error {
+		if written.After(cutoff) {
+			return nil
+		}
+		used, err := s.Index.BlobInUse(ctx, key)
+		if err != nil || used {
+			return err
+		}
+		if err := s.Blobs.Delete(ctx, key); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	if n > 0 {
+		s.Logger.Info("removed blobs no instance refers to", "blobs", n)
+	}
+	return n, err
+}
+
 // RunPurger purges the trash every interval until ctx ends.
 func (s *Service) RunPurger(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
@@ -94,6 +124,9 @@ func (s *Service) RunPurger(ctx context.Context, interval time.Duration) {
 	for {
 		if _, err := s.Purge(ctx); err != nil && ctx.Err() == nil {
 			s.Logger.Error("purge trash", "err", err)
+		}
+		if _, err := s.SweepOrphans(ctx, s.Now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+			s.Logger.Error("sweep orphan blobs", "err", err)
 		}
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ package blob
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // Store keeps immutable blobs under the hex SHA-256 of their bytes.
@@ -16,6 +17,12 @@ type Store interface {
 	Open(ctx context.Context, key string) (Reader, error)
 	// Delete removes a blob; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
+}
+
+// Lister is implemented by stores that can enumerate their blobs (for sweeping blobs no index row refers to).
+type Lister interface {
+	// List calls fn for every blob with its key and the time it was written, until fn returns an error.
+	List(ctx context.Context, fn func(key string, written time.Time) error) error
 }
 
 // Writer receives the bytes of one new blob.

@@ -99,6 +99,11 @@ func where(q *renkei.Query) (string, []any, error) {
 				cond, args[len(args)-1] = "GLOB ?", globPattern(m.Value)+"*"
 			}
 			if m.Keyword == "PatientName" {
+				if !q.FuzzyMatching {
+					// The \x01 keys (one component alone) are for fuzzy matching only: without it, "?Tarou" must not
+					// match the given name of Yamada^Tarou.
+					cond += " AND substr(key, 1, 1) <> char(1)"
+				}
 				conds = append(conds, "p.pk IN (SELECT patient_pk FROM patient_names WHERE key "+cond+")")
 				if q.FuzzyMatching {
 					// PS3.18 8.3.4.1: fuzzy matching lets a name match on the start of any component too.
@@ -438,4 +443,13 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 		return nil, queryErr(err)
 	}
 	return orphans, nil
+}
+
+// BlobInUse reports whether any instance, live or in the trash, refers to the blob.
+func (db *DB) BlobInUse(ctx context.Context, key string) (bool, error) {
+	var n int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM instances WHERE blob_key = ? LIMIT 1)`, key).Scan(&n); err != nil {
+		return false, queryErr(err)
+	}
+	return n > 0, nil
 }

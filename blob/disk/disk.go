@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"renkei"
 	"renkei/blob"
@@ -176,6 +177,36 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	}
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete blob: %w", err)
+	}
+	return nil
+}
+
+// List implements blob.Lister.
+func (s *Store) List(ctx context.Context, fn func(key string, written time.Time) error) error {
+	for i := 0; i < 4096; i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		dir := filepath.Join(s.Root, fmt.Sprintf("%03x", i))
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("list blobs: %w", err)
+		}
+		for _, e := range ents {
+			if len(e.Name()) != 64 {
+				continue
+			}
+			info, err := e.Info()
+			if err != nil {
+				continue // removed meanwhile
+			}
+			if err := fn(e.Name(), info.ModTime()); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

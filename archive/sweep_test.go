@@ -1,0 +1,67 @@
+package archive_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"renkei/archive"
+	"renkei/blob/disk"
+	"renkei/internal/dicomtest"
+	"renkei/sqlstore"
+)
+
+// TestSweepOrphans: a blob written but never indexed (a crash between the two) is removed once old enough; blobs of
+// stored instances and fresh blobs (an ingest may still be in flight) are kept.
+func TestSweepOrphans(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlstore.Open(ctx, filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := archive.New(db, blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := filepath.Join(dir, "ct.dcm")
+	if err := dicomtest.CT(p, dicomtest.CTOptions{Rows: 16, Cols: 16, PatientID: "S"}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	if res := a.Store(ctx, bytes.NewReader(data), archive.StoreRequest{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	w, _ := blobs.Create(ctx)
+	w.Write([]byte("written, then the process died before the index transaction"))
+	orphan, _, err := w.Commit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.SweepOrphans(ctx, time.Now().Add(-time.Hour)); err != nil || n != 0 {
+		t.Fatalf("a fresh orphan was swept (%d, %v): an ingest may still be using it", n, err)
+	}
+	n, err := a.SweepOrphans(ctx, time.Now().Add(time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("swept %d (%v), want the one orphan", n, err)
+	}
+	if _, err := blobs.Open(ctx, orphan); err == nil {
+		t.Error("the orphan blob is still there")
+	}
+	recs, err := a.Instances(ctx, "", "", "")
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("instances after sweep: %d %v", len(recs), err)
+	}
+	if r, err := blobs.Open(ctx, recs[0].BlobKey); err != nil {
+		t.Errorf("the stored instance's blob was swept: %v", err)
+	} else {
+		r.Close()
+	}
+}
