@@ -25,7 +25,7 @@ type Instance struct {
 	StudyID                string
 	StudyDescription       string
 	ReferringPhysicianName string
-	ReferringPhysicianKey  string // folded search key
+	ReferringPhysicianKey  string // folded search keys, each between \x1f delimiters
 	TimezoneOffsetFromUTC  string
 
 	SeriesInstanceUID string

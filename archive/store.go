@@ -282,9 +282,7 @@ func (s *Service) describe(f *dicom.File, req StoreRequest) (*renkei.Instance, [
 		}
 	}
 	in.PatientNameKeys = NameKeys(in.PatientName)
-	if k := NameKeys(in.ReferringPhysicianName); len(k) > 0 {
-		in.ReferringPhysicianKey = k[0]
-	}
+	in.ReferringPhysicianKey = NameKeyList(in.ReferringPhysicianName)
 	if bad {
 		in.CharsetFlag = true
 		warnings = append(warnings, "some text could not be decoded with the declared character set; it is kept as received")
@@ -336,6 +334,16 @@ func NameKeys(pn string) []string {
 		}
 	}
 	return keys
+}
+
+// NameKeyList returns a name's search keys in one string, each between \x1f delimiters ("\x1fA\x1fB\x1f"), for
+// names that are matched in a single column (ReferringPhysicianName) rather than through a key table.
+func NameKeyList(pn string) string {
+	keys := NameKeys(pn)
+	if len(keys) == 0 {
+		return ""
+	}
+	return "\x1f" + strings.Join(keys, "\x1f") + "\x1f"
 }
 
 // NormalizeDate returns a DA value as YYYYMMDD, accepting the retired YYYY.MM.DD form (PS3.5 6.2 note).

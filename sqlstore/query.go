@@ -111,7 +111,18 @@ func where(q *renkei.Query) (string, []any, error) {
 					args = append(args, "\x01"+globPattern(m.Value)+"*")
 				}
 			} else {
-				conds = append(conds, c.expr+" "+cond)
+				// Other names keep all their keys in one column, each between \x1f delimiters (see archive.NameKeyList).
+				pat := "*\x1f" + globPattern(m.Value) + "\x1f*"
+				if m.Kind != renkei.MatchWildcard && !q.FuzzyMatching {
+					pat = "*\x1f" + strings.NewReplacer("*", "[*]", "?", "[?]").Replace(globPattern(m.Value)) + "\x1f*"
+				}
+				args[len(args)-1] = pat
+				cond := c.expr + " GLOB ?"
+				if q.FuzzyMatching {
+					cond = "(" + cond + " OR " + c.expr + " GLOB ?)"
+					args = append(args, "*\x1f\x01"+globPattern(m.Value)+"*")
+				}
+				conds = append(conds, cond)
 			}
 		case colModalities:
 			vals := m.Values
