@@ -206,3 +206,30 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("after reopen: %d studies", len(got))
 	}
 }
+
+// TestEverySpellingStaysSearchable: a patient whose later images carry the name only in kana is still found by the
+// romaji of earlier ones, and shown by the latest name.
+func TestEverySpellingStaysSearchable(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	a := inst("P1", "4.1", "4.1.1", "4.1.1.1", "CT", "k1")
+	a.PatientName, a.PatientNameKeys = "Yamada^Taro", []string{"YAMADA^TARO", "YAMADATARO"}
+	b := inst("P1", "4.2", "4.2.1", "4.2.1.1", "CT", "k2")
+	b.PatientName, b.PatientNameKeys = "ﾔﾏﾀﾞ^ﾀﾛｳ", []string{"ヤマダ^タロウ", "ヤマダタロウ"}
+	for _, in := range []*renkei.Instance{a, b} {
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, key := range []string{"YAMADA*", "ヤマダ*"} {
+		got := studies(t, db, &renkei.Query{Level: renkei.StudyLevel, Matches: []renkei.Match{{Keyword: "PatientName", Kind: renkei.MatchWildcard, Value: key}}})
+		if len(got) != 2 {
+			t.Errorf("PatientName=%s finds %d studies, want both", key, len(got))
+		}
+		for _, s := range got {
+			if s.PatientName != "ﾔﾏﾀﾞ^ﾀﾛｳ" {
+				t.Errorf("shown name %q, want the latest", s.PatientName)
+			}
+		}
+	}
+}

@@ -174,12 +174,10 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	case err != nil:
 		return internal(err)
 	case oldName != in.PatientName && in.PatientName != "":
-		// The latest name wins (a correction at the source); searches find it by the new name.
+		// The latest name is shown (a correction at the source), but every spelling seen stays searchable: one
+		// modality may send the name in romaji, another only in kana.
 		if _, err := tx.ExecContext(ctx, `UPDATE patients SET name = ?, birth_date = CASE WHEN ? <> '' THEN ? ELSE birth_date END, sex = CASE WHEN ? <> '' THEN ? ELSE sex END WHERE pk = ?`,
 			in.PatientName, in.PatientBirthDate, in.PatientBirthDate, in.PatientSex, in.PatientSex, patientPK); err != nil {
-			return internal(err)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM patient_names WHERE patient_pk = ?`, patientPK); err != nil {
 			return internal(err)
 		}
 		if err := insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
