@@ -17,7 +17,8 @@ type ReadOptions struct {
 	BulkThreshold int
 	// MaxDepth limits the nesting of sequences (PS3.5 7.5); deeper nesting is refused.
 	MaxDepth int
-	// MaxHeaderBytes limits the total size of the values kept in memory.
+	// MaxHeaderBytes limits the memory a parse keeps: the values loaded plus elementCost for each element, item and
+	// fragment, so that a stream of tiny elements (or a deflated one that inflates to them) is bounded too.
 	MaxHeaderBytes int
 	// MaxInflated limits the size of a deflated data set once inflated (a defence against deflate bombs).
 	MaxInflated int64
@@ -161,6 +162,20 @@ type parser struct {
 	under          io.Reader
 }
 
+// elementCost is what each element, item and fragment is charged against MaxHeaderBytes besides its value: about half
+// of what it takes in memory, which keeps MaxHeaderBytes a bound on memory within a small factor while letting very
+// large structured reports and RT structure sets through.
+const elementCost = 64
+
+// charge counts n more bytes against MaxHeaderBytes.
+func (p *parser) charge(t Tag, n int) error {
+	if p.loaded+n > p.opt.MaxHeaderBytes {
+		return p.errf(t, "the header is larger than the %d bytes allowed", p.opt.MaxHeaderBytes)
+	}
+	p.loaded += n
+	return nil
+}
+
 func (p *parser) errf(t Tag, format string, args ...any) error {
 	return &ParseError{Offset: p.pos, Tag: t, Msg: fmt.Sprintf(format, args...)}
 }
@@ -175,10 +190,39 @@ func (p *parser) read(b []byte) error {
 	return err
 }
 
+// readValue reads an n-byte value. A large one is read in chunks, so that a length announced past the end of a
+// short stream costs no more memory than the stream holds.
+func (p *parser) readValue(n int) ([]byte, error) {
+	if n <= 64<<10 {
+		b := make([]byte, n)
+		return b, p.read(b)
+	}
+	var buf bytes.Buffer
+	m, err := io.CopyN(&buf, p.br, int64(n))
+	p.pos += m
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return buf.Bytes(), err
+}
+
 func (p *parser) skip(t Tag, n int64) error {
 	if b := int64(p.br.Buffered()); p.seeker != nil && n > b+(256<<10) {
 		p.br.Discard(int(b))
-		if _, err := p.seeker.Seek(n-b, io.SeekCurrent); err != nil {
+		cur, err := p.seeker.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return err
+		}
+		// Seeking past the end succeeds, and the next read then sees a clean end of file: without this check a
+		// file cut inside a large value (pixel data) would parse as complete.
+		end, err := p.seeker.Seek(0, io.SeekEnd)
+		if err != nil {
+			return err
+		}
+		if target := cur + n - b; target > end {
+			p.pos += b + end - cur
+			return p.truncated(t, target-end)
+		} else if _, err := p.seeker.Seek(target, io.SeekStart); err != nil {
 			return err
 		}
 		p.br.Reset(p.under)
@@ -200,10 +244,23 @@ func (p *parser) skip(t Tag, n int64) error {
 	return nil
 }
 
+// eof reports err as a truncation when the data ended, and as itself otherwise (a read error, a deflate limit).
+func (p *parser) eof(t Tag, need int64, err error) error {
+	if isEOF(err) {
+		return p.truncated(t, need)
+	}
+	return err
+}
+
 func isEOF(err error) bool { return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) }
 
 // readMeta reads group 0002. It is always explicit VR little endian (PS3.10 7.1), whatever follows.
 func (p *parser) readMeta() (*DataSet, error) {
+	// The meta information is always kept in memory (the transfer syntax is read from it, WriteFile copies it),
+	// whatever BulkThreshold says; MaxHeaderBytes still bounds it.
+	bulk := p.opt.BulkThreshold
+	p.opt.BulkThreshold = p.opt.MaxHeaderBytes
+	defer func() { p.opt.BulkThreshold = bulk }()
 	ds := &DataSet{}
 	for {
 		b, err := p.br.Peek(2)
@@ -235,12 +292,12 @@ func (p *parser) readDataSet(length int64, depth int, top bool) (*DataSet, error
 			if p.pos > end {
 				return nil, p.errf(0, "an element runs past the end of its item")
 			}
-			return ds, nil
+			return p.resolveVRs(ds), nil
 		}
 		if top && length < 0 {
 			if _, err := p.br.Peek(1); err != nil {
 				if isEOF(err) {
-					return ds, nil
+					return p.resolveVRs(ds), nil
 				}
 				return nil, err
 			}
@@ -253,13 +310,40 @@ func (p *parser) readDataSet(length int64, depth int, top bool) (*DataSet, error
 			if length >= 0 || top {
 				return nil, p.errf(ItemDelimitationItem, "item delimitation outside an undefined-length item")
 			}
-			return ds, nil
+			return p.resolveVRs(ds), nil
 		}
 		ds.Elements = append(ds.Elements, e)
 		if top && p.stop {
-			return ds, nil
+			return p.resolveVRs(ds), nil
 		}
 	}
+}
+
+// pixelValueTags are the attributes whose VR is US or SS as Pixel Representation (0028,0103) says (PS3.6 "US or SS").
+var pixelValueTags = map[Tag]bool{
+	0x00280104: true, 0x00280105: true, // Smallest/Largest Valid Pixel Value (retired)
+	0x00280106: true, 0x00280107: true, // Smallest/Largest Image Pixel Value
+	0x00280108: true, 0x00280109: true, // Smallest/Largest Pixel Value in Series
+	0x00280110: true, 0x00280111: true, // Smallest/Largest Image Pixel Value in Plane (retired)
+	0x00280120: true, 0x00280121: true, // Pixel Padding Value, Pixel Padding Range Limit
+}
+
+// resolveVRs gives the pixel value attributes of an Implicit VR data set, which VR reads as US, the VR SS when the
+// data set's pixels are signed (PS3.5 Annex A.1 leaves it to the Pixel Representation), so that they keep their value
+// when the data set is written in Explicit VR or as JSON.
+func (p *parser) resolveVRs(ds *DataSet) *DataSet {
+	if !p.implicit {
+		return ds
+	}
+	if pr, ok := ds.Int(PixelRepresentation); !ok || pr != 1 {
+		return ds
+	}
+	for _, e := range ds.Elements {
+		if pixelValueTags[e.Tag] && e.VR == "US" {
+			e.VR = "SS"
+		}
+	}
+	return ds
 }
 
 func (p *parser) readTag() (Tag, error) {
@@ -290,6 +374,9 @@ func (p *parser) readElement(depth int) (*Element, error) {
 	if t.Group() == 0xFFFE {
 		return nil, p.errf(t, "unexpected item tag outside a sequence")
 	}
+	if err := p.charge(t, elementCost); err != nil {
+		return nil, err
+	}
 	e := &Element{Tag: t}
 	bo := p.bo
 	if t.Group() == 0x0002 {
@@ -307,7 +394,11 @@ func (p *parser) readElement(depth int) (*Element, error) {
 			e.VR = "OW"
 		}
 		if e.Length == UndefinedLength && t != PixelData {
-			e.VR = "SQ" // PS3.5 7.5.1 / A.1: only a sequence can have undefined length here
+			// PS3.5 7.5.1 / A.1: only a sequence can have undefined length here; an attribute the dictionary does
+			// not know (UN, private) is read as one, a known attribute of another VR is refused below.
+			if e.VR == "UN" {
+				e.VR = "SQ"
+			}
 		}
 	} else {
 		var h [4]byte
@@ -377,16 +468,11 @@ func (p *parser) readElement(depth int) (*Element, error) {
 		e.BigEndian = bo == binary.BigEndian && wordSize(e.VR) > 1
 		return e, p.skip(t, int64(e.Length))
 	}
-	if p.loaded+int(e.Length) > p.opt.MaxHeaderBytes {
-		return nil, p.errf(t, "the header is larger than the %d bytes allowed", p.opt.MaxHeaderBytes)
-	}
-	p.loaded += int(e.Length)
-	e.Value = make([]byte, e.Length)
-	if err := p.read(e.Value); err != nil {
-		if isEOF(err) {
-			return nil, p.truncated(t, int64(e.Length))
-		}
+	if err := p.charge(t, int(e.Length)); err != nil {
 		return nil, err
+	}
+	if e.Value, err = p.readValue(int(e.Length)); err != nil {
+		return nil, p.eof(t, int64(e.Length), err)
 	}
 	if bo == binary.BigEndian {
 		SwapBytes(e.Value, wordSize(e.VR))
@@ -415,11 +501,11 @@ func (p *parser) readItems(e *Element, depth int, implicitLE bool) error {
 		}
 		t, err := p.readTag()
 		if err != nil {
-			return p.truncated(e.Tag, 8)
+			return p.eof(e.Tag, 8, err)
 		}
 		var l [4]byte
 		if err := p.read(l[:]); err != nil {
-			return p.truncated(e.Tag, 4)
+			return p.eof(e.Tag, 4, err)
 		}
 		length := p.bo.Uint32(l[:])
 		switch t {
@@ -429,6 +515,9 @@ func (p *parser) readItems(e *Element, depth int, implicitLE bool) error {
 			}
 			return nil
 		case Item:
+			if err := p.charge(e.Tag, elementCost); err != nil {
+				return err
+			}
 			var item *DataSet
 			if length == UndefinedLength {
 				item, err = p.readDataSet(-1, depth, false)
@@ -451,11 +540,11 @@ func (p *parser) readFragments(e *Element) error {
 	for {
 		t, err := p.readTag()
 		if err != nil {
-			return p.truncated(e.Tag, 8)
+			return p.eof(e.Tag, 8, err)
 		}
 		var l [4]byte
 		if err := p.read(l[:]); err != nil {
-			return p.truncated(e.Tag, 4)
+			return p.eof(e.Tag, 4, err)
 		}
 		length := p.bo.Uint32(l[:])
 		switch t {
@@ -468,12 +557,14 @@ func (p *parser) readFragments(e *Element) error {
 			if length == UndefinedLength {
 				return p.errf(e.Tag, "a pixel data fragment has undefined length (PS3.5 A.4 requires explicit lengths)")
 			}
+			if err := p.charge(e.Tag, elementCost); err != nil {
+				return err
+			}
 			fr := Fragment{Offset: p.pos, Length: length}
 			if int(length) <= p.opt.BulkThreshold || len(e.Fragments) == 0 && int(length) <= p.opt.MaxHeaderBytes-p.loaded {
-				fr.Data = make([]byte, length)
 				p.loaded += int(length)
-				if err := p.read(fr.Data); err != nil {
-					return p.truncated(e.Tag, int64(length))
+				if fr.Data, err = p.readValue(int(length)); err != nil {
+					return p.eof(e.Tag, int64(length), err)
 				}
 			} else if err := p.skip(e.Tag, int64(length)); err != nil {
 				return err
