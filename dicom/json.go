@@ -102,7 +102,7 @@ func AppendElementJSON(dst []byte, e *Element, dec TextDecoder, opt *JSONOptions
 	case e.Bulk || e.Fragments != nil:
 		if opt.BulkDataURI != nil {
 			dst = append(dst, `,"BulkDataURI":`...)
-			dst = strconv.AppendQuote(dst, opt.BulkDataURI(path))
+			dst = appendJSONString(dst, opt.BulkDataURI(path))
 		}
 	case len(e.Value) == 0:
 	case vr == "PN":
@@ -126,7 +126,7 @@ func AppendElementJSON(dst []byte, e *Element, dec TextDecoder, opt *JSONOptions
 	default: // OB OD OF OL OV OW UN
 		if opt.InlineLimit > 0 && len(e.Value) > opt.InlineLimit && opt.BulkDataURI != nil {
 			dst = append(dst, `,"BulkDataURI":`...)
-			dst = strconv.AppendQuote(dst, opt.BulkDataURI(path))
+			dst = appendJSONString(dst, opt.BulkDataURI(path))
 		} else {
 			dst = append(dst, `,"InlineBinary":"`...)
 			dst = base64.StdEncoding.AppendEncode(dst, e.Value)
@@ -160,7 +160,7 @@ func appendPN(dst []byte, raw []byte, dec TextDecoder) []byte {
 			}
 			n++
 			dst = append(dst, `"`+[]string{"Alphabetic", "Ideographic", "Phonetic"}[g]+`":`...)
-			dst = strconv.AppendQuote(dst, group)
+			dst = appendJSONString(dst, group)
 		}
 		dst = append(dst, '}')
 	}
@@ -210,9 +210,46 @@ func appendStrings(dst []byte, raw []byte, vr string, dec TextDecoder) []byte {
 				continue
 			}
 		}
-		dst = strconv.AppendQuote(dst, v)
+		dst = appendJSONString(dst, v)
 	}
 	return append(dst, ']')
+}
+
+// appendJSONString appends s as a JSON string (RFC 8259 7). strconv.AppendQuote is Go syntax, not JSON: it writes
+// control characters and invalid UTF-8 as \x escapes, which JSON parsers refuse. Here control characters are \u
+// escapes and invalid UTF-8 becomes U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
 }
 
 // jsonNumber reports whether s is already a number in JSON's grammar (RFC 8259 6), so it can be sent unchanged.

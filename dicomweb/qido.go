@@ -43,9 +43,14 @@ type qidoParams struct {
 	ignored    []string
 }
 
+// maxQueryValues bounds the values of list matches in one query: each becomes an SQL parameter, and SQLite refuses
+// more than 32766 with an error that would otherwise reach the client as 503.
+const maxQueryValues = 10000
+
 // parseQIDO parses the query parameters of a search at level; path UIDs are added as matches.
 func (h *Handler) parseQIDO(level renkei.QueryLevel, vals url.Values, study, series string) (*qidoParams, error) {
 	p := &qidoParams{q: renkei.Query{Level: level}}
+	values := 0
 	for key, vs := range vals {
 		switch key {
 		case "limit", "offset":
@@ -99,6 +104,9 @@ func (h *Handler) parseQIDO(level renkei.QueryLevel, vals url.Values, study, ser
 			if !h.Archive.Matchable(level, m.Keyword) {
 				p.ignored = append(p.ignored, m.Keyword)
 				continue
+			}
+			if values += len(m.Values); values > maxQueryValues {
+				return nil, renkei.Errorf("dicomweb.QIDO", renkei.Invalid, "the query lists more than %d values to match; split it into several queries", maxQueryValues)
 			}
 			p.q.Matches = append(p.q.Matches, m)
 		}
