@@ -114,10 +114,17 @@ func (s *Service) Receive(ctx context.Context, r io.Reader, req StoreRequest) (*
 		if errors.As(err, &pe) || errors.Is(err, dicom.ErrNotDICOM) {
 			return fail(StatusCannotUnderstand, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: "the DICOM file is damaged: " + err.Error(), Err: err})
 		}
+		if errors.Is(err, dicom.ErrInflateLimit) {
+			return fail(StatusCannotUnderstand, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: err.Error(), Err: err})
+		}
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return fail(StatusProcessingFailure, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: "the DICOM file could not be read completely", Err: err})
+		msg := "the DICOM file could not be read completely"
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			msg = "the upload ended before the file did (the connection closed, or the body is shorter than announced)"
+		}
+		return fail(StatusProcessingFailure, &renkei.Error{Op: "archive.Store", Kind: renkei.Invalid, Message: msg, Err: err})
 	}
 	ds := f.DataSet
 	res.SOPClassUID = ds.String(dicom.SOPClassUID)
@@ -133,6 +140,13 @@ func (s *Service) Receive(ctx context.Context, r io.Reader, req StoreRequest) (*
 		if !dicom.ValidUID(c.v) {
 			return fail(StatusDataSetMismatch, renkei.Errorf("archive.Store", renkei.Invalid, "%s %q is not a valid UID (at most 64 digits and dots, PS3.5 9.1)", c.kw, truncate(c.v, 80)))
 		}
+	}
+	// PS3.3 C.7.6.3: an image (Rows, Columns, BitsAllocated) has pixel data. Without it the file may have been cut
+	// short just before its pixels, which parses as a complete, shorter file; some test and charset objects are made
+	// that way on purpose, so it is stored, with a warning the sender sees.
+	if ds.Get(dicom.Rows) != nil && ds.Get(dicom.Columns) != nil && ds.Get(dicom.BitsAllocated) != nil &&
+		ds.Get(dicom.PixelData) == nil && ds.Get(dicom.FloatPixelData) == nil && ds.Get(dicom.DoubleFloatPixelData) == nil {
+		res.Warnings = append(res.Warnings, "the image has no pixel data: if it was not sent that way on purpose, the file was cut short")
 	}
 	if req.Study != "" && res.StudyInstanceUID != req.Study {
 		return fail(StatusDataSetMismatch, renkei.Errorf("archive.Store", renkei.Invalid, "the object belongs to study %s, not to study %s named in the request", res.StudyInstanceUID, req.Study))

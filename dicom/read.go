@@ -57,6 +57,9 @@ func (e *ParseError) Error() string {
 	return fmt.Sprintf("DICOM parse error at byte %d: %s", e.Offset, e.Msg)
 }
 
+// ErrInflateLimit is returned when a deflated data set inflates past ReadOptions.MaxInflated (a deflate bomb).
+var ErrInflateLimit = errors.New("the deflated data set inflates past the allowed size (a compression bomb?)")
+
 // ErrNotDICOM is returned when the stream does not start with a 128-byte preamble and "DICM" (PS3.10 7.1).
 var ErrNotDICOM = errors.New("not a DICOM Part 10 file: the 128-byte preamble is not followed by \"DICM\" (PS3.10 7.1)")
 
@@ -138,7 +141,7 @@ type limitedInflate struct {
 
 func (l *limitedInflate) Read(b []byte) (int, error) {
 	if l.n <= 0 {
-		return 0, errors.New("deflated data set inflates past the configured limit")
+		return 0, ErrInflateLimit
 	}
 	if int64(len(b)) > l.n {
 		b = b[:l.n]
