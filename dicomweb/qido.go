@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -142,44 +143,21 @@ func (h *Handler) qido(level renkei.QueryLevel) http.HandlerFunc {
 		p.q.Limit = limit + 1 // one more tells whether there are further results
 		base := h.baseURL(r)
 		var objs [][]byte
-		more := false
+		var more bool
+		ctx := r.Context()
 		switch level {
 		case renkei.StudyLevel:
-			recs, err := h.Archive.QueryStudies(r.Context(), &p.q)
-			if err != nil {
-				h.problem(w, r, err)
-				return
-			}
-			if more = len(recs) > limit; more {
-				recs = recs[:limit]
-			}
-			for i := range recs {
-				objs = append(objs, studyJSON(&recs[i], base, p))
-			}
+			objs, more, err = search(ctx, h.Archive.QueryStudies, &p.q, limit, func(s *renkei.StudyRecord) []byte { return studyJSON(s, base, p) })
 		case renkei.SeriesLevel:
-			recs, err := h.Archive.QuerySeries(r.Context(), &p.q)
-			if err != nil {
-				h.problem(w, r, err)
-				return
-			}
-			if more = len(recs) > limit; more {
-				recs = recs[:limit]
-			}
-			for i := range recs {
-				objs = append(objs, seriesJSON(&recs[i], base, p, study == ""))
-			}
+			objs, more, err = search(ctx, h.Archive.QuerySeries, &p.q, limit, func(s *renkei.SeriesRecord) []byte { return seriesJSON(s, base, p, study == "") })
 		case renkei.InstanceLevel:
-			recs, err := h.Archive.QueryInstances(r.Context(), &p.q)
-			if err != nil {
-				h.problem(w, r, err)
-				return
-			}
-			if more = len(recs) > limit; more {
-				recs = recs[:limit]
-			}
-			for i := range recs {
-				objs = append(objs, instanceJSON(&recs[i], base, p, study == "", series == ""))
-			}
+			objs, more, err = search(ctx, h.Archive.QueryInstances, &p.q, limit, func(in *renkei.InstanceRecord) []byte {
+				return instanceJSON(in, base, p, study == "", series == "")
+			})
+		}
+		if err != nil {
+			h.problem(w, r, err)
+			return
 		}
 		if len(p.ignored) > 0 {
 			w.Header().Add("Warning", fmt.Sprintf("299 renkei %q", "The following attributes are not supported for matching and were ignored: "+strings.Join(p.ignored, ", ")))
@@ -198,6 +176,22 @@ func (h *Handler) qido(level renkei.QueryLevel) http.HandlerFunc {
 		out = append(out, ']')
 		w.Write(out)
 	}
+}
+
+// search runs a query that asked for limit+1 records and renders at most limit of them; more says whether there
+// were further results.
+func search[T any](ctx context.Context, query func(context.Context, *renkei.Query) ([]T, error), q *renkei.Query, limit int, render func(*T) []byte) (objs [][]byte, more bool, err error) {
+	recs, err := query(ctx, q)
+	if err != nil {
+		return nil, false, err
+	}
+	if more = len(recs) > limit; more {
+		recs = recs[:limit]
+	}
+	for i := range recs {
+		objs = append(objs, render(&recs[i]))
+	}
+	return objs, more, nil
 }
 
 // object collects the members of one DICOM JSON object, keyed by tag, and writes them in tag order.
