@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"bufio"
 	"compress/flate"
 	"compress/gzip"
 	"encoding/binary"
@@ -44,7 +45,8 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, err)
 		return
 	}
-	mr := multipart.NewReader(body, params["boundary"])
+	// mime/multipart reads through a 4 KiB buffer; a large one beneath it saves most of the system calls.
+	mr := multipart.NewReader(bufio.NewReaderSize(body, 1<<20), params["boundary"])
 	var results []*archive.StoreResult
 	var reqErr error
 	var commits sync.WaitGroup
