@@ -1,0 +1,239 @@
+package dimse
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+
+	"renkei/dicom"
+)
+
+// tagFailedSOPInstanceUIDList is (0008,0058), sent in the final C-MOVE/C-GET response when sub-operations failed
+// (PS3.4 C.4.2.1.4.2).
+const tagFailedSOPInstanceUIDList dicom.Tag = 0x00080058
+
+// storeTarget performs the C-STORE sub-operations of a retrieve: a new association for C-MOVE, the requestor's own
+// for C-GET.
+type storeTarget struct {
+	a   *Association
+	get bool // only contexts on which the requestor accepted the SCP role (PS3.7 D.3.3.4)
+}
+
+// contextFor picks the context to send an instance on: its stored transfer syntax, else Explicit, else Implicit VR
+// Little Endian (which Instance.Open then produces).
+func (t storeTarget) contextFor(inst *Instance) *PresentationContext {
+	for _, ts := range []string{inst.TransferSyntaxUID, dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian} {
+		for _, pc := range t.a.Contexts() {
+			if pc.AbstractSyntax == inst.SOPClassUID && pc.TransferSyntaxes[0] == ts && (!t.get || pc.SCPRole) {
+				return &pc
+			}
+		}
+	}
+	return nil
+}
+
+// retrieve performs C-MOVE (PS3.4 C.4.2.3) or C-GET (PS3.4 C.4.3.3): the handler selects the instances, each is sent
+// as a C-STORE sub-operation, a pending response reports the counts after each, the final one the outcome.
+func (a *Association) retrieve(ctx context.Context, m *message) response {
+	c := &Command{}
+	fail := func(st Status) response {
+		setStatus(c, st)
+		return response{cmd: c}
+	}
+	isMove := m.cmd.CommandField == CMoveRQ
+	var h RetrieveHandler
+	if a.handlers != nil {
+		h = a.handlers.Get
+		if isMove {
+			h = a.handlers.Move
+		}
+	}
+	if h == nil {
+		return fail(Failure(StatusSOPClassNotSupported, "retrieve not provided"))
+	}
+	if bad := sopClassMismatch(m, m.cmd.AffectedSOPClassUID); bad != nil {
+		return fail(*bad)
+	}
+	if m.data == nil {
+		return fail(Failure(StatusCannotUnderstand, "request without an identifier"))
+	}
+	id, err := a.readDataSet(m, MaxIdentifierLength)
+	if err != nil {
+		return fail(Failure(StatusDataSetDoesNotMatchSOPClass, "identifier: "+err.Error()))
+	}
+	req := &RetrieveRequest{MessageID: m.cmd.MessageID, Priority: m.cmd.Priority, SOPClassUID: m.cmd.AffectedSOPClassUID,
+		Identifier: id, TransferSyntaxUID: m.pc.TransferSyntaxes[0], MoveDestination: m.cmd.MoveDestination}
+	addr := ""
+	if isMove {
+		ok := false
+		if a.handlers.MoveDestination != nil && m.cmd.MoveDestination != "" {
+			addr, ok = a.handlers.MoveDestination(ctx, a, m.cmd.MoveDestination)
+		}
+		if !ok {
+			a.log.Info("dimse C-MOVE to an unknown destination", "destination", m.cmd.MoveDestination)
+			return fail(Failure(StatusMoveDestinationUnknown, "move destination unknown: "+m.cmd.MoveDestination))
+		}
+	}
+	instances, st := h.Retrieve(ctx, a, req)
+	if !st.IsSuccess() && !st.IsWarning() {
+		return fail(st)
+	}
+	counts := SubOperations{Remaining: uint16(min(len(instances), 0xFFFF))}
+	c.SubOperations = &counts
+	if len(instances) == 0 {
+		return fail(Success()) // PS3.4 C.4.2.1.4: nothing matched, zero sub-operations
+	}
+	target := storeTarget{a: a, get: true}
+	if isMove {
+		sub, err := a.dialMoveDestination(ctx, addr, m.cmd.MoveDestination, instances)
+		if err != nil {
+			a.log.Warn("dimse C-MOVE destination unreachable", "destination", m.cmd.MoveDestination, "addr", addr, "err", err)
+			counts.Failed, counts.Remaining = counts.Remaining, 0
+			return fail(Failure(StatusOutOfResourcesSubOps, "cannot associate with "+m.cmd.MoveDestination))
+		}
+		defer func() {
+			if err := sub.Release(context.Background()); err != nil {
+				a.log.Info("dimse C-MOVE sub-association release", "err", err)
+			}
+		}()
+		target = storeTarget{a: sub}
+	}
+	var failed []string
+	pending := &Command{CommandField: m.cmd.CommandField | 0x8000, MessageIDBeingRespondedTo: m.cmd.MessageID,
+		AffectedSOPClassUID: m.cmd.AffectedSOPClassUID, Status: StatusPending}
+	for i := range instances {
+		if ctx.Err() != nil {
+			break
+		}
+		inst := &instances[i]
+		st, err := a.subOperation(ctx, target, inst, m.cmd.MessageID)
+		counts.Remaining--
+		switch {
+		case err != nil || st.IsFailure():
+			counts.Failed++
+			failed = append(failed, inst.SOPInstanceUID)
+			a.log.Info("dimse retrieve sub-operation failed", "sop_instance", inst.SOPInstanceUID, "status", st, "err", err)
+		case st.IsWarning():
+			counts.Warning++
+		default:
+			counts.Completed++
+		}
+		if err != nil && target.a.Err() != nil {
+			// The destination association is gone: the rest cannot be sent.
+			for _, rest := range instances[i+1:] {
+				failed = append(failed, rest.SOPInstanceUID)
+			}
+			counts.Failed += counts.Remaining
+			counts.Remaining = 0
+			break
+		}
+		if counts.Remaining > 0 {
+			p := *pending
+			sub := counts
+			p.SubOperations = &sub
+			if err := a.send(ctx, m.pc.ID, &p, nil); err != nil {
+				break
+			}
+		}
+	}
+	switch {
+	case ctx.Err() != nil:
+		st = Status{Code: StatusCancel} // PS3.4 C.4.2.1.5: canceled by C-CANCEL-RQ
+	case counts.Failed > 0 && counts.Completed == 0 && counts.Warning == 0:
+		st = Failure(StatusOutOfResourcesSubOps, "every sub-operation failed")
+	case counts.Failed > 0 || counts.Warning > 0:
+		st = Status{Code: StatusSubOperationsWarning}
+	default:
+		st = Success()
+	}
+	a.log.Info("dimse retrieve done", "command", commandName(m.cmd.CommandField), "completed", counts.Completed,
+		"failed", counts.Failed, "warning", counts.Warning, "status", st)
+	setStatus(c, st)
+	rsp := response{cmd: c}
+	if len(failed) > 0 {
+		ds := &dicom.DataSet{}
+		ds.SetString(tagFailedSOPInstanceUIDList, "UI", joinUIDs(failed))
+		if b, err := EncodeDataSet(ds, m.pc.TransferSyntaxes[0]); err == nil {
+			rsp.data = bytes.NewReader(b)
+		}
+	}
+	return rsp
+}
+
+// subOperation sends one instance as C-STORE-RQ on the target association.
+func (a *Association) subOperation(ctx context.Context, t storeTarget, inst *Instance, msgID uint16) (Status, error) {
+	pc := t.contextFor(inst)
+	if pc == nil {
+		return Failure(StatusSOPClassNotSupported, "no accepted presentation context"), nil
+	}
+	ts := pc.TransferSyntaxes[0]
+	rc, err := inst.Open(ctx, ts)
+	if err != nil {
+		return Status{}, fmt.Errorf("open %s in %s: %w", inst.SOPInstanceUID, ts, err)
+	}
+	defer rc.Close()
+	// A C-CANCEL stops the sub-operations between instances, never one in flight: a C-STORE cannot be canceled,
+	// and giving up on its response would abort the association (PS3.4 C.4.2.3.1).
+	ctx = context.WithoutCancel(ctx)
+	c := &Command{CommandField: CStoreRQ, AffectedSOPClassUID: inst.SOPClassUID, AffectedSOPInstanceUID: inst.SOPInstanceUID,
+		Priority: PriorityMedium}
+	if !t.get {
+		c.MoveOriginatorApplicationEntityTitle = a.peer.CallingAETitle
+		c.MoveOriginatorMessageID = msgID
+	}
+	return t.a.store(ctx, c, ts, io.Reader(rc))
+}
+
+// dialMoveDestination opens the association a C-MOVE sends its sub-operations on, calling the destination with our
+// own AE title and proposing, for each SOP class, the stored syntaxes and the two little endian ones.
+func (a *Association) dialMoveDestination(ctx context.Context, addr, ae string, instances []Instance) (*Association, error) {
+	var d *Dialer
+	if a.server != nil {
+		d = a.server.dialer()
+	} else {
+		d = &Dialer{Logger: a.log}
+	}
+	calling := a.peer.CalledAETitle
+	if a.requestor {
+		calling = a.peer.CallingAETitle
+	}
+	return d.Dial(ctx, addr, calling, ae, storageContexts(instances))
+}
+
+// storageContexts proposes contexts to send instances: one per stored (SOP class, transfer syntax), and one per SOP
+// class with Explicit and Implicit VR Little Endian to fall back on, within the 128 contexts of PS3.8 9.3.2.2.
+func storageContexts(instances []Instance) []PresentationContext {
+	var out []PresentationContext
+	seen := map[string]bool{}
+	add := func(class string, ts ...string) {
+		key := class + "|" + fmt.Sprint(ts)
+		if seen[key] || len(out) >= maxContexts {
+			return
+		}
+		seen[key] = true
+		out = append(out, PresentationContext{AbstractSyntax: class, TransferSyntaxes: ts})
+	}
+	for _, inst := range instances {
+		add(inst.SOPClassUID, inst.TransferSyntaxUID)
+	}
+	for _, inst := range instances {
+		if inst.TransferSyntaxUID == dicom.ExplicitVRLittleEndian {
+			add(inst.SOPClassUID, dicom.ImplicitVRLittleEndian)
+		} else {
+			add(inst.SOPClassUID, dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian)
+		}
+	}
+	return out
+}
+
+func joinUIDs(uids []string) string {
+	var b bytes.Buffer
+	for i, u := range uids {
+		if i > 0 {
+			b.WriteByte('\\')
+		}
+		b.WriteString(u)
+	}
+	return b.String()
+}
