@@ -23,10 +23,12 @@ import (
 	"renkei/blob"
 )
 
-// Store keeps blobs in Root/abc/<sha256> (4096 fan-out folders made once, so that storing a blob never creates a
-// folder), with temporary files in Root/tmp.
+// Store keeps blobs in Root/abc/<sha256> (4096 fan-out folders, each made the first time a blob needs it), with
+// temporary files in Root/tmp.
 type Store struct {
 	Root string
+
+	dirs sync.Map // fan-out folders known to exist, durably
 }
 
 // Open opens (creating if needed) the store rooted at root and removes temporary files left by a crash.
@@ -42,13 +44,6 @@ func Open(root string) (*Store, error) {
 	}
 	for _, e := range ents {
 		os.Remove(filepath.Join(tmp, e.Name()))
-	}
-	if _, err := os.Stat(filepath.Join(s.Root, "fff")); err != nil {
-		for i := 0; i < 4096; i++ {
-			if err := os.MkdirAll(filepath.Join(s.Root, fmt.Sprintf("%03x", i)), 0o750); err != nil {
-				return nil, fmt.Errorf("open blob store: %w", err)
-			}
-		}
 	}
 	if err := syncDir(s.Root); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
@@ -134,6 +129,9 @@ func (w *writer) Commit(ctx context.Context) (string, int64, error) {
 		return key, w.n, nil
 	}
 	dir := filepath.Dir(final)
+	if err := w.s.ensureDir(dir); err != nil {
+		return fail(err)
+	}
 	if err := os.Rename(w.f.Name(), final); err != nil {
 		return fail(err)
 	}
@@ -151,6 +149,25 @@ func (w *writer) Abort() error {
 	w.release()
 	w.f.Close()
 	return os.Remove(w.f.Name())
+}
+
+// ensureDir makes a fan-out folder if it is missing, durably (its entry in the root is fsynced). There are only 4096,
+// so after the first few thousand blobs this is a map look-up.
+func (s *Store) ensureDir(dir string) error {
+	if _, ok := s.dirs.Load(dir); ok {
+		return nil
+	}
+	err := os.Mkdir(dir, 0o750)
+	switch {
+	case err == nil:
+		if err := syncDir(s.Root); err != nil {
+			return err
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return err
+	}
+	s.dirs.Store(dir, true)
+	return nil
 }
 
 func syncDir(dir string) error {
