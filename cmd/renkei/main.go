@@ -1,6 +1,7 @@
 // Command renkei runs the renkei regional platform. Subcommands:
 //
-//	renkei serve    the platform: DICOMweb (and later DIMSE and the web app) over one data folder
+//	renkei serve    the platform: DICOMweb and DIMSE over one data folder
+//	renkei admin    the AE registry
 //	renkei version  prints the version
 //
 // main only wires: flags and RENKEI_* environment variables → configuration → construction → run.
@@ -38,6 +39,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(ctx, args[1:], stdout, stderr)
+	case "admin":
+		err = admin(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "renkei", version)
 	case "help", "-h", "--help":
@@ -62,6 +65,7 @@ func usage(w io.Writer) {
 
 Usage:
   renkei serve [flags]   run the platform (see renkei serve --help)
+  renkei admin ae ...    register the DICOM peers (AE titles) that may connect (see renkei admin)
   renkei version         print the version
 `)
 }

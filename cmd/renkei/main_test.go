@@ -78,3 +78,28 @@ func TestServeDemo(t *testing.T) {
 		t.Fatal("serve did not stop")
 	}
 }
+
+func TestAdminAE(t *testing.T) {
+	data := t.TempDir()
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), append(args, "--data", data), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	if code, out := run("admin", "ae", "add", "CT1", "--host", "127.0.0.1", "--port", "11113", "--issuer", "HOSP_A", "--charset", "CP932"); code != 0 {
+		t.Fatalf("add: %d %s", code, out)
+	}
+	code, out := run("admin", "ae", "list")
+	if code != 0 || !strings.Contains(out, "CT1") || !strings.Contains(out, "11113") || !strings.Contains(out, "CP932") {
+		t.Errorf("list: %d %s", code, out)
+	}
+	if code, out := run("admin", "ae", "add", "WAY_TOO_LONG_AE_TITLE"); code == 0 || !strings.Contains(out, "16 characters") {
+		t.Errorf("a 21-character AE title was accepted: %d %s", code, out)
+	}
+	if code, out := run("admin", "ae", "remove", "CT1"); code != 0 {
+		t.Errorf("remove: %d %s", code, out)
+	}
+	if code, out := run("admin", "ae", "remove", "CT1"); code == 0 || !strings.Contains(out, "not registered") {
+		t.Errorf("removing an unknown AE: %d %s", code, out)
+	}
+}

@@ -1,0 +1,51 @@
+package sqlstore_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"renkei"
+)
+
+func TestAERegistry(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	ct := renkei.AE{Title: "CT1", Host: "10.0.0.5", Port: 104, Institution: "中央病院", Issuer: "HOSP_A", Charset: "CP932"}
+	if err := db.PutAE(ctx, ct); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.LookupAE(ctx, "CT1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(ct, got); d != "" {
+		t.Errorf("LookupAE (-want +got):\n%s", d)
+	}
+	ct.Port = 11112
+	if err := db.PutAE(ctx, ct); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.PutAE(ctx, renkei.AE{Title: "PACS"}); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := db.ListAEs(ctx)
+	if d := cmp.Diff([]renkei.AE{ct, {Title: "PACS"}}, list); d != "" {
+		t.Errorf("ListAEs after update (-want +got):\n%s", d)
+	}
+	for _, bad := range []renkei.AE{{Title: ""}, {Title: "SEVENTEEN_CHARS_X"}, {Title: "A\\B"}, {Title: " LEAD"}, {Title: "OK", Port: 70000}} {
+		if err := db.PutAE(ctx, bad); renkei.ErrorKind(err) != renkei.Invalid {
+			t.Errorf("PutAE(%+v): %v, want Invalid", bad, err)
+		}
+	}
+	if err := db.DeleteAE(ctx, "PACS"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.LookupAE(ctx, "PACS"); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("after delete: %v, want NotFound", err)
+	}
+	if err := db.DeleteAE(ctx, "PACS"); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("second delete: %v, want NotFound", err)
+	}
+}
