@@ -22,35 +22,43 @@ var client = &http.Client{
 	Timeout:   10 * time.Minute,
 }
 
-// stow sends files in requests of perReq instances from clients concurrent clients (PS3.18 10.5).
+// stow sends files in requests of perReq instances from clients concurrent clients (PS3.18 10.5). The request
+// bodies are built before the clock starts, so that what is timed is the server's ingest and not the client reading
+// files and assembling multipart bodies on the same two cores.
 func stow(s *server, files []file, clients, perReq int) (rate, error) {
-	var batches [][]file
+	var reqs []stowRequest
+	var total int64
 	for i := 0; i < len(files); i += perReq {
-		batches = append(batches, files[i:min(i+perReq, len(files))])
+		r, err := buildSTOW(files[i:min(i+perReq, len(files))])
+		if err != nil {
+			return rate{}, err
+		}
+		reqs = append(reqs, r)
+		total += r.n
 	}
-	ch := make(chan []file)
+	ch := make(chan stowRequest)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	var total int64
 	var firstErr error
 	start := time.Now()
 	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for b := range ch {
-				n, err := stowOne(s, b)
-				mu.Lock()
-				total += n
-				if err != nil && firstErr == nil {
-					firstErr = err
+			for r := range ch {
+				err := stowOne(s, r)
+				if err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
 				}
-				mu.Unlock()
 			}
 		}()
 	}
-	for _, b := range batches {
-		ch <- b
+	for _, r := range reqs {
+		ch <- r
 	}
 	close(ch)
 	wg.Wait()
@@ -60,36 +68,47 @@ func stow(s *server, files []file, clients, perReq int) (rate, error) {
 	return rate{Files: len(files), Bytes: total, Seconds: time.Since(start).Seconds()}, nil
 }
 
-func stowOne(s *server, files []file) (int64, error) {
+// stowRequest is one STOW-RS request body, ready to send.
+type stowRequest struct {
+	body        []byte
+	contentType string
+	n           int64 // bytes of DICOM in it
+}
+
+func buildSTOW(files []file) (stowRequest, error) {
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	var n int64
 	for _, f := range files {
 		b, err := os.ReadFile(f.Path)
 		if err != nil {
-			return 0, err
+			return stowRequest{}, err
 		}
 		pw, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
 		if err != nil {
-			return 0, err
+			return stowRequest{}, err
 		}
 		pw.Write(b)
 		n += int64(len(b))
 	}
 	mw.Close()
-	req, _ := http.NewRequest("POST", s.Base+"/studies", &body)
-	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+	return stowRequest{body: body.Bytes(), contentType: `multipart/related; type="application/dicom"; boundary=` + mw.Boundary(), n: n}, nil
+}
+
+func stowOne(s *server, r stowRequest) error {
+	req, _ := http.NewRequest("POST", s.Base+"/studies", bytes.NewReader(r.body))
+	req.Header.Set("Content-Type", r.contentType)
 	req.Header.Set("Accept", "application/dicom+json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%s STOW-RS: %w", s.Name, err)
+		return fmt.Errorf("%s STOW-RS: %w", s.Name, err)
 	}
 	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("%s STOW-RS: %s: %.400s", s.Name, resp.Status, out)
+		return fmt.Errorf("%s STOW-RS: %s: %.400s", s.Name, resp.Status, out)
 	}
-	return n, nil
+	return nil
 }
 
 // latencies holds request times.
