@@ -87,7 +87,7 @@ func startRenkei(bin, data, logPath string) (*server, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--data", data, "--http", addr, "--log-level", "warn")
+	cmd := exec.Command(bin, "serve", "--data", data, "--http", addr, "--dimse", "off", "--log-level", "warn")
 	s := &server{Name: "renkei", Base: "http://" + addr + "/dicomweb", cmd: cmd}
 	if err := s.start(logPath, "http://"+addr+"/healthz"); err != nil {
 		return nil, err

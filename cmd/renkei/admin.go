@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"text/tabwriter"
 
@@ -54,6 +55,9 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := envFlags(fs); err != nil {
 		return err
+	}
+	if err := os.MkdirAll(*data, 0o750); err != nil {
+		return fmt.Errorf("data folder: %w", err)
 	}
 	db, err := sqlstore.Open(ctx, filepath.Join(*data, "index.db"))
 	if err != nil {

@@ -461,7 +461,7 @@ func (c *crashRun) start(run int) *crashServer {
 	}
 	fmt.Fprintf(log, "=== run %d (seed %d) on %s\n", run, c.seed, addr)
 	s := &crashServer{addr: addr, url: "http://" + addr + "/dicomweb", log: log, exited: make(chan struct{}), http: &http.Client{Timeout: time.Minute}}
-	s.cmd = exec.Command(c.bin, "serve", "--data", c.data, "--http", addr, "--log-level", "warn")
+	s.cmd = exec.Command(c.bin, "serve", "--data", c.data, "--http", addr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	s.cmd.Env = append(os.Environ(), "RENKEI_DEMO=false")
 	if err := s.cmd.Start(); err != nil {

@@ -43,7 +43,7 @@ func TestServeDemo(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan int)
 	go func() {
-		done <- Main(ctx, []string{"serve", "--demo", "--log-level", "warn"}, pw, io.Discard)
+		done <- Main(ctx, []string{"serve", "--demo", "--dimse", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
 		pw.Close()
 	}()
 	line, err := bufio.NewReader(pr).ReadString('\n')

@@ -32,6 +32,15 @@ type serveConfig struct {
 	Demo            bool
 	LogFormat       string
 	LogLevel        string
+
+	DIMSE                string
+	AE                   string
+	DIMSETLS             string
+	TLSCert, TLSKey      string
+	TLSClientCA          string
+	DIMSEAcceptAny       bool
+	DIMSEMaxAssociations int
+	DIMSEIdle            time.Duration
 }
 
 func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -43,6 +52,15 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.TrashDays, "trash-days", 30, "days a deleted study, series or instance stays restorable before it is purged")
 	fs.StringVar(&c.Issuer, "issuer", "", "IssuerOfPatientID given to objects that carry none (patients are keyed by issuer and PatientID)")
 	fs.StringVar(&c.FallbackCharset, "fallback-charset", "", "character set assumed when an object declares none or its declared one fails, e.g. CP932 for undeclared Shift_JIS")
+	fs.StringVar(&c.DIMSE, "dimse", "127.0.0.1:11112", "address for DICOM (DIMSE: C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET, storage commitment); \"off\" disables it")
+	fs.StringVar(&c.AE, "ae", "RENKEI", "renkei's own AE title: peers must call it by this name")
+	fs.StringVar(&c.DIMSETLS, "dimse-tls", "", "address for DICOM over TLS (PS3.15 B.1; port 2762 by convention), with --tls-cert and --tls-key")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate (chain) for DICOM TLS")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for DICOM TLS")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: DICOM TLS peers must present a client certificate they signed")
+	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
+	fs.IntVar(&c.DIMSEMaxAssociations, "dimse-max-associations", 100, "associations served at once; more are rejected as temporary congestion")
+	fs.DurationVar(&c.DIMSEIdle, "dimse-idle", 5*time.Minute, "an association on which nothing happens for this long is aborted")
 	fs.BoolVar(&c.Demo, "demo", false, "store a few demo studies with Japanese patient names at start (for trying renkei out)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -121,6 +139,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", c.HTTP, err)
 	}
+	dimseServers, dimseLns, err := dimseListeners(&c, arch, db, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{
 		Handler:           logRequests(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -131,10 +154,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopPurge()
 	go arch.RunPurger(purgeCtx, time.Hour)
 
-	logger.Info("renkei serving", "version", version, "http", ln.Addr().String(), "data", c.Data)
-	fmt.Fprintf(stdout, "renkei is running: DICOMweb at http://%s/dicomweb (data in %s)\n", ln.Addr(), c.Data)
-	errc := make(chan error, 1)
+	dicomAt := ""
+	for i, dl := range dimseLns {
+		scheme := "dicom"
+		if dimseServers[i].TLSConfig != nil {
+			scheme = "dicom+tls"
+		}
+		dicomAt += fmt.Sprintf(", %s %s@%s", scheme, c.AE, dl.Addr())
+	}
+	logger.Info("renkei serving", "version", version, "http", ln.Addr().String(), "dicom", dicomAt, "data", c.Data)
+	fmt.Fprintf(stdout, "renkei is running: DICOMweb at http://%s/dicomweb%s (data in %s)\n", ln.Addr(), dicomAt, c.Data)
+	errc := make(chan error, 1+len(dimseServers))
 	go func() { errc <- srv.Serve(ln) }()
+	for i, ds := range dimseServers {
+		go func() { errc <- ds.Serve(dimseLns[i]) }()
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -145,6 +179,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	if err := srv.Shutdown(shutCtx); err != nil {
 		logger.Warn("shutdown", "err", err)
+	}
+	for _, ds := range dimseServers {
+		if err := ds.Shutdown(shutCtx); err != nil {
+			logger.Warn("DIMSE shutdown", "err", err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"renkei/archive"
+	"renkei/dicomsvc"
+	"renkei/dimse"
+	"renkei/sqlstore"
+)
+
+// dimseListeners starts the DIMSE server on the plain address and, when configured, a second one speaking DICOM TLS
+// (PS3.15 B.1, BCP 195: TLS 1.2 at least). It returns the servers and the addresses they listen on.
+func dimseListeners(c *serveConfig, arch *archive.Service, db *sqlstore.DB, logger *slog.Logger) ([]*dimse.Server, []net.Listener, error) {
+	svc := &dicomsvc.Service{Archive: arch, AEs: db, AcceptAny: c.DIMSEAcceptAny, Logger: logger, Now: time.Now}
+	newServer := func(tlsConf *tls.Config) *dimse.Server {
+		return &dimse.Server{
+			AETitle:         c.AE,
+			Handlers:        svc.Handlers(),
+			MaxAssociations: c.DIMSEMaxAssociations,
+			IdleTimeout:     c.DIMSEIdle,
+			AcceptAE:        svc.AcceptAE,
+			TLSConfig:       tlsConf,
+			Logger:          logger.With("transport", "dimse"),
+		}
+	}
+	var servers []*dimse.Server
+	var lns []net.Listener
+	if c.DIMSE != "" && c.DIMSE != "off" {
+		ln, err := net.Listen("tcp", c.DIMSE)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--dimse %s: %w", c.DIMSE, err)
+		}
+		servers, lns = append(servers, newServer(nil)), append(lns, ln)
+	}
+	if c.DIMSETLS != "" {
+		conf, err := tlsConfig(c)
+		if err != nil {
+			closeAll(lns)
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", c.DIMSETLS)
+		if err != nil {
+			closeAll(lns)
+			return nil, nil, fmt.Errorf("--dimse-tls %s: %w", c.DIMSETLS, err)
+		}
+		servers, lns = append(servers, newServer(conf)), append(lns, ln)
+	}
+	return servers, lns, nil
+}
+
+func closeAll(lns []net.Listener) {
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
+// tlsConfig builds the DICOM TLS configuration: the server's certificate, and, with --tls-client-ca, client
+// certificates required and checked (the dicomsvc layer binds them to AE titles).
+func tlsConfig(c *serveConfig) (*tls.Config, error) {
+	if c.TLSCert == "" || c.TLSKey == "" {
+		return nil, fmt.Errorf("--dimse-tls needs --tls-cert and --tls-key")
+	}
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.TLSClientCA != "" {
+		pem, err := os.ReadFile(c.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", c.TLSClientCA)
+		}
+		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return conf, nil
+}

@@ -1,0 +1,188 @@
+// Package dicomsvc is the archive as a DIMSE service provider: it implements the handlers the dimse package declares
+// (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET, Storage Commitment) on top of archive.Service, so that C-STORE ingests
+// through the same code as STOW-RS and C-FIND matches with the same code as QIDO-RS (dcm4chee's shape: one archive
+// service behind every transport).
+//
+// Errors are mapped to DIMSE statuses here, in one place per service: archive failures keep the status the archive
+// chose (0xA700 out of resources, 0xA900 data set does not match SOP class, 0xC000 cannot understand), with the
+// user message of the renkei.Error as Error Comment; the chain goes to the log.
+package dicomsvc
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"renkei"
+	"renkei/archive"
+	"renkei/dimse"
+)
+
+// AERegistry is what dicomsvc needs of the AE registry (sqlstore.DB implements it).
+type AERegistry interface {
+	// LookupAE returns the registered AE with the title; an unknown title is a renkei.NotFound error.
+	LookupAE(ctx context.Context, title string) (renkei.AE, error)
+}
+
+// Service serves the archive over DIMSE. Set the fields, then give Handlers and AcceptAE to a dimse.Server.
+type Service struct {
+	Archive *archive.Service
+	AEs     AERegistry
+	// AcceptAny accepts associations from any calling AE title and address (a demo setting, off by default).
+	AcceptAny bool
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// registryTimeout bounds a look-up in the AE registry made where no context exists (association negotiation).
+const registryTimeout = 5 * time.Second
+
+// rejectTransient is A-ASSOCIATE-RJ rejected-transient, service-user, no-reason-given (PS3.8 Table 9-21): the
+// registry could not be read, so the peer may try again.
+const rejectTransient dimse.Reject = 0x020101
+
+func (s *Service) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return s.Logger
+}
+
+// Handlers returns the DIMSE services of the archive: C-ECHO, C-STORE for every storage SOP class, C-FIND, C-MOVE
+// (to registered destinations only) and C-GET in the Patient Root and Study Root models, and the Storage Commitment
+// Push Model.
+func (s *Service) Handlers() dimse.Handlers {
+	return dimse.Handlers{
+		Echo:            func(context.Context, *dimse.Association) dimse.Status { return dimse.Success() },
+		Store:           dimse.StoreFunc(s.store),
+		Find:            dimse.FindFunc(s.find),
+		Move:            dimse.RetrieveFunc(s.retrieve),
+		MoveDestination: s.moveDestination,
+		Get:             dimse.RetrieveFunc(s.retrieve),
+		Commit:          committer{s},
+	}
+}
+
+// AcceptAE admits a peer whose calling AE title is registered and who connects from the registered host (when the
+// registry names one). Others are rejected with "calling AE title not recognized" (PS3.8 Table 9-21), unless
+// AcceptAny is set. A registry that cannot be read gives a transient rejection.
+//
+// On DICOM TLS with a client certificate (PS3.15 B.1), the certificate must be bound to the calling AE title: its
+// subject common name or one of its DNS names is the title. This is checked even with AcceptAny, since a certificate
+// issued to another AE is an impersonation, not a demo.
+func (s *Service) AcceptAE(p dimse.Peer) (bool, dimse.Reject) {
+	log := s.logger().With("calling_ae", p.CallingAETitle, "remote", addrString(p.Addr))
+	if p.TLS != nil && len(p.TLS.PeerCertificates) > 0 {
+		cert := p.TLS.PeerCertificates[0]
+		if cert.Subject.CommonName != p.CallingAETitle && !slices.Contains(cert.DNSNames, p.CallingAETitle) {
+			log.Warn("association rejected: the client certificate is not bound to the calling AE title", "subject", cert.Subject.String())
+			return false, dimse.RejectCallingAETitle
+		}
+	}
+	if s.AcceptAny {
+		return true, 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+	defer cancel()
+	ae, err := s.lookupAE(ctx, p.CallingAETitle)
+	if err != nil {
+		if renkei.ErrorKind(err) == renkei.NotFound {
+			log.Warn("association from an unregistered AE title rejected")
+			return false, dimse.RejectCallingAETitle
+		}
+		log.Error("AE registry look-up failed", "err", err)
+		return false, rejectTransient
+	}
+	if ae.Host != "" && !hostMatches(ctx, ae.Host, p.Addr) {
+		log.Warn("association from a registered AE title but not from its registered host rejected", "host", ae.Host)
+		return false, dimse.RejectCallingAETitle
+	}
+	return true, 0
+}
+
+// lookupAE looks an AE title up in the registry; without a registry every title is unknown.
+func (s *Service) lookupAE(ctx context.Context, title string) (renkei.AE, error) {
+	if s.AEs == nil {
+		return renkei.AE{}, renkei.Errorf("dicomsvc.LookupAE", renkei.NotFound, "no AE registry")
+	}
+	return s.AEs.LookupAE(ctx, title)
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// hostMatches reports whether the remote address is the registered host: an IP address, or a name that resolves to
+// the remote address.
+func hostMatches(ctx context.Context, host string, remote net.Addr) bool {
+	if remote == nil {
+		return false
+	}
+	var ip netip.Addr
+	if ta, ok := remote.(*net.TCPAddr); ok {
+		ip, _ = netip.AddrFromSlice(ta.IP)
+	} else if ap, err := netip.ParseAddrPort(remote.String()); err == nil {
+		ip = ap.Addr()
+	}
+	ip = ip.Unmap()
+	if !ip.IsValid() {
+		return false
+	}
+	if want, err := netip.ParseAddr(host); err == nil {
+		return want.Unmap() == ip
+	}
+	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if a.Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// moveDestination maps a C-MOVE destination (or the requestor of a storage commitment reported on a new
+// association) to its registered address. Only registered AEs with a host and a port are destinations: C-MOVE to
+// anything else is answered 0xA801 by the dimse package (PS3.4 C.4.2.1.5).
+func (s *Service) moveDestination(ctx context.Context, a *dimse.Association, title string) (string, bool) {
+	ae, err := s.lookupAE(ctx, title)
+	if err != nil {
+		if renkei.ErrorKind(err) != renkei.NotFound {
+			s.logger().Error("AE registry look-up failed", "ae", title, "err", err)
+		}
+		return "", false
+	}
+	if ae.Host == "" || ae.Port == 0 {
+		s.logger().Warn("AE is registered without an address to send to", "ae", title)
+		return "", false
+	}
+	return net.JoinHostPort(ae.Host, strconv.Itoa(ae.Port)), true
+}
+
+// callingAE returns the registry entry of the association's calling AE: the zero AE (with its title) when it is not
+// registered, which AcceptAE decided was acceptable when the association was negotiated.
+func (s *Service) callingAE(ctx context.Context, a *dimse.Association) (renkei.AE, error) {
+	title := a.Peer().CallingAETitle
+	ae, err := s.lookupAE(ctx, title)
+	if err != nil && renkei.ErrorKind(err) == renkei.NotFound {
+		return renkei.AE{Title: title}, nil
+	}
+	return ae, err
+}
+
+func (s *Service) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
