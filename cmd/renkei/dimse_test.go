@@ -37,6 +37,7 @@ func TestServeDIMSE(t *testing.T) {
 	for _, args := range [][]string{
 		{"admin", "ae", "add", "MODALITY", "--host", "127.0.0.1", "--issuer", "HOSP_A"},
 		{"admin", "ae", "add", "WORKSTATION", "--host", "127.0.0.1", "--port", fmt.Sprint(destPort)},
+		{"admin", "ae", "add", "CLI", "--host", "127.0.0.1", "--issuer", "HOSP_A"}, // same issuer as MODALITY: its D1 is the same patient
 	} {
 		if code := Main(context.Background(), append(args, "--data", data), &out, &out); code != 0 {
 			t.Fatalf("%v: %s", args, out.String())
@@ -129,14 +130,51 @@ func TestServeDIMSE(t *testing.T) {
 		}
 	}
 
+	// renkei's own client: echo, send a third instance, find it, and C-GET the study.
+	cli := func(args ...string) (string, int) {
+		var b bytes.Buffer
+		code := Main(context.Background(), append([]string{"dicom"}, args...), &b, &b)
+		return b.String(), code
+	}
+	addr := "127.0.0.1:" + port
+	if o, code := cli("echo", "--aet", "CLI", "--aec", "RENKEI", addr); code != 0 || !strings.Contains(o, "0x0000") {
+		t.Errorf("renkei dicom echo: %d %s", code, o)
+	}
+	third := filepath.Join(dir, "ct3.dcm")
+	if err := dicomtest.CT(third, dicomtest.CTOptions{StudyInstanceUID: study, SeriesInstanceUID: dicomtest.UID("dimse-e2e-series"),
+		SOPInstanceUID: dicomtest.UID("dimse-e2e-3"), PatientID: "D1", PatientName: "Yamada^Taro=山田^太郎=ヤマダ^タロウ", Rows: 64, Cols: 64, InstanceNumber: 3, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if o, code := cli("send", "--aet", "CLI", "--aec", "RENKEI", addr, third); code != 0 || !strings.Contains(o, "sent 1 file(s), 0 refused") {
+		t.Errorf("renkei dicom send: %d %s", code, o)
+	}
+	if o, code := cli("find", "--aet", "CLI", "--aec", "RENKEI", "-k", "PatientName=山田*", "-k", "NumberOfStudyRelatedInstances=", addr); code != 0 ||
+		!strings.Contains(o, `"00201208":{"vr":"IS","Value":[3]}`) || !strings.Contains(o, "山田^太郎") {
+		t.Errorf("renkei dicom find: %d %s", code, o)
+	}
+	getDir := filepath.Join(dir, "got")
+	if o, code := cli("get", "--aet", "CLI", "--aec", "RENKEI", "-k", "StudyInstanceUID="+study, "--out", getDir, addr); code != 0 || !strings.Contains(o, "3 received, 0 failed") {
+		t.Errorf("renkei dicom get: %d %s", code, o)
+	}
+	for i, f := range append(files, third) {
+		src, _ := os.ReadFile(f)
+		got, err := os.ReadFile(filepath.Join(getDir, dicomtest.UID(fmt.Sprint("dimse-e2e-", i+1))+".dcm"))
+		if err != nil || !bytes.HasSuffix(got, src[len(src)-64*64*2:]) {
+			t.Errorf("C-GET of %s: missing or different pixels (%v)", filepath.Base(f), err)
+		}
+	}
+	if o, err := run("dcmdump", filepath.Join(getDir, dicomtest.UID("dimse-e2e-3")+".dcm")); err != nil || strings.Contains(o, "E:") {
+		t.Errorf("a file written by renkei dicom get does not parse: %v\n%s", err, o)
+	}
+
 	resp, err := http.Get("http://" + httpAddr + "/dicomweb/studies/" + study + "/instances")
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if n := strings.Count(string(body), `"00080018"`); n != 2 {
-		t.Errorf("QIDO-RS lists %d instances of the study stored by C-STORE, want 2: %s", n, body)
+	if n := strings.Count(string(body), `"00080018"`); n != 3 {
+		t.Errorf("QIDO-RS lists %d instances of the study stored by C-STORE, want 3: %s", n, body)
 	}
 	cancel()
 	select {

@@ -2,6 +2,7 @@
 //
 //	renkei serve    the platform: DICOMweb and DIMSE over one data folder
 //	renkei admin    the AE registry
+//	renkei dicom    a DICOM client (SCU): echo, send, find, get
 //	renkei version  prints the version
 //
 // main only wires: flags and RENKEI_* environment variables → configuration → construction → run.
@@ -41,6 +42,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "admin":
 		err = admin(ctx, args[1:], stdout, stderr)
+	case "dicom":
+		err = dicomCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "renkei", version)
 	case "help", "-h", "--help":
@@ -66,6 +69,7 @@ func usage(w io.Writer) {
 Usage:
   renkei serve [flags]   run the platform (see renkei serve --help)
   renkei admin ae ...    register the DICOM peers (AE titles) that may connect (see renkei admin)
+  renkei dicom ...       DICOM client: echo, send, find, get (see renkei dicom)
   renkei version         print the version
 `)
 }
