@@ -14,7 +14,7 @@ import (
 	"renkei/sqlstore"
 )
 
-func openDB(t *testing.T) *sqlstore.DB {
+func openDB(t testing.TB) *sqlstore.DB {
 	t.Helper()
 	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "index.db"))
 	if err != nil {
