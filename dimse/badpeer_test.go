@@ -5,7 +5,9 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -156,11 +158,15 @@ func TestBadPeerEstablished(t *testing.T) {
 	}
 }
 
-// 1,000 associations opened and released in a row leave goroutines and heap as they were.
+// 1,000 associations opened and released in a row leave goroutines and heap as they were
+// (RENKEI_ASSOCIATIONS=10000 for the long run).
 func TestManyAssociations(t *testing.T) {
 	n := 1000
 	if testing.Short() {
 		n = 100
+	}
+	if v, err := strconv.Atoi(os.Getenv("RENKEI_ASSOCIATIONS")); err == nil && v > 0 {
+		n = v
 	}
 	store := newMemStore()
 	addr := serve(t, &dimse.Server{Handlers: dimse.Handlers{Store: store}})
