@@ -24,6 +24,7 @@ type config struct {
 	OrthancStudies  int // small studies sent to Orthanc by STOW-RS for QIDO at scale
 	Reps            int // repetitions of latency measurements
 	Perf, Keep      bool
+	DIMSE           bool
 	PerfTrace       bool
 	Command         string
 }
@@ -38,6 +39,7 @@ func main() {
 	flag.IntVar(&c.OrthancStudies, "orthanc-studies", -1, "small studies sent to Orthanc by STOW-RS for QIDO at scale (default 100000, quick 0)")
 	flag.BoolVar(&c.Perf, "perf", false, "record CPU profiles and system-call times of renkei with perf during each phase (figures then carry perf's overhead, so docs are not updated)")
 	flag.BoolVar(&c.PerfTrace, "perf-trace", false, "with --perf, also sum system-call times with perf trace -s")
+	flag.BoolVar(&c.DIMSE, "dimse", false, "run only the DIMSE phase (storescu ingest, C-ECHO, C-FIND, C-MOVE, C-GET) on the same data set; results go between the bench-dimse markers of the docs")
 	flag.BoolVar(&c.Keep, "keep", false, "keep the servers' data folders after the run")
 	flag.Parse()
 	c.Command = "bash bench/run.sh"
@@ -86,7 +88,11 @@ func main() {
 		os.Exit(130)
 	}()
 	defer cleanup()
-	if err := run(&c); err != nil {
+	runner := run
+	if c.DIMSE {
+		runner = runDIMSE
+	}
+	if err := runner(&c); err != nil {
 		fatal(err)
 	}
 }

@@ -3,6 +3,8 @@
 #
 #   bash bench/run.sh            full run (~2,000 instances, 1.1 GB; 100,000 studies for QIDO; 8-20 min)
 #   bash bench/run.sh --quick    small run (~220 instances; 10,000 studies for QIDO; a few minutes)
+#   bash bench/run.sh --dimse    only the DIMSE phase (dcmtk storescu/storescp/getscu and renkei's dimse client,
+#                                same data set; a few minutes); results between the bench-dimse markers
 #
 # Other flags go to the Go program (go run ./bench -h): --perf records CPU profiles of renkei with perf,
 # --keep keeps the servers' data, --out DIR moves the output (default bench/out, ignored by git).

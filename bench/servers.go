@@ -96,7 +96,10 @@ func startRenkei(bin, data, logPath string) (*server, error) {
 }
 
 // startOrthanc writes an Orthanc configuration with its storage and index in dir and starts it on loopback.
-func startOrthanc(dir, logPath string) (*server, error) {
+func startOrthanc(dir, logPath string) (*server, error) { return startOrthancWith(dir, logPath, nil) }
+
+// startOrthancWith is startOrthanc with extra configuration keys (they replace the defaults of the same name).
+func startOrthancWith(dir, logPath string, extra map[string]any) (*server, error) {
 	httpPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -120,6 +123,9 @@ func startOrthanc(dir, logPath string) (*server, error) {
 		"AuthenticationEnabled": false,
 		"Plugins":               []string{orthancPlugin},
 		"DicomWeb":              map[string]any{"Enable": true, "Root": "/dicom-web/"},
+	}
+	for k, v := range extra {
+		cfg[k] = v
 	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	cfgPath := filepath.Join(dir, "orthanc.json")
