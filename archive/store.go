@@ -182,10 +182,18 @@ func (p *Pending) Commit(ctx context.Context) *StoreResult {
 			status = StatusDuplicateDifferent
 			if strings.Contains(err.Error(), "belongs to another") {
 				status = StatusDataSetMismatch
+			} else if s.sameDataSet(ctx, inst.SOPInstanceUID, key) {
+				// The stored copy came with another File Meta Information (another sender, a gateway, C-STORE
+				// after STOW-RS) but the same data set: the same instance, a duplicate that changes nothing.
+				status, err = 0, nil
 			}
-			// The refused bytes are under their own key, which no instance uses: remove them.
+			// The refused (or duplicate) bytes are under their own key, which no instance uses: remove them.
 			if derr := s.Blobs.Delete(ctx, key); derr != nil {
 				s.Logger.Error("remove refused blob", "key", key, "err", derr)
+			}
+			if err == nil {
+				res.Outcome = renkei.Duplicate
+				return res
 			}
 		case renkei.Unavailable:
 			status = StatusOutOfResources
@@ -388,4 +396,57 @@ func NormalizeTime(s string, upper bool) string {
 		frac = ".999999"
 	}
 	return s + frac
+}
+
+// sameDataSet reports whether the live stored copy of an instance and the blob under key hold the same data set:
+// the same bytes after their File Meta Information. It reads both only when a conflict is found, which is rare.
+func (s *Service) sameDataSet(ctx context.Context, sopInstanceUID, key string) bool {
+	recs, err := s.Instances(ctx, "", "", sopInstanceUID)
+	if err != nil {
+		return false
+	}
+	a, aoff, err := s.openDataSet(ctx, recs[0].BlobKey)
+	if err != nil {
+		return false
+	}
+	defer a.Close()
+	b, boff, err := s.openDataSet(ctx, key)
+	if err != nil {
+		return false
+	}
+	defer b.Close()
+	if a.Size()-aoff != b.Size()-boff {
+		return false
+	}
+	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
+	for off := int64(0); off < a.Size()-aoff; {
+		n := min(int64(len(ba)), a.Size()-aoff-off)
+		if _, err := a.ReadAt(ba[:n], aoff+off); err != nil {
+			return false
+		}
+		if _, err := b.ReadAt(bb[:n], boff+off); err != nil {
+			return false
+		}
+		if !bytes.Equal(ba[:n], bb[:n]) {
+			return false
+		}
+		off += n
+	}
+	return true
+}
+
+// openDataSet opens a blob and finds where its data set starts (after the meta information).
+func (s *Service) openDataSet(ctx context.Context, key string) (blob.Reader, int64, error) {
+	b, err := s.Blobs.Open(ctx, key)
+	if err != nil {
+		return nil, 0, err
+	}
+	opt := dicom.DefaultReadOptions
+	opt.StopAtPixelData, opt.BulkThreshold = true, 1024
+	f, err := dicom.Parse(b, opt)
+	if err != nil || f.Deflated {
+		b.Close()
+		return nil, 0, fmt.Errorf("no data set offset")
+	}
+	return b, f.DataSetOffset, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"renkei"
 	"renkei/archive"
 	"renkei/blob/disk"
 	"renkei/internal/dicomtest"
@@ -63,5 +64,41 @@ func TestSweepOrphans(t *testing.T) {
 		t.Errorf("the stored instance's blob was swept: %v", err)
 	} else {
 		r.Close()
+	}
+}
+
+// TestSameDataSetOtherMeta: the same instance sent again through another path (another File Meta Information, as
+// after a gateway or C-STORE following STOW-RS) is a duplicate; the same UID with another data set is refused.
+func TestSameDataSetOtherMeta(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlstore.Open(ctx, filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := archive.New(db, blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := filepath.Join(dir, "ct.dcm")
+	if err := dicomtest.CT(p, dicomtest.CTOptions{Rows: 16, Cols: 16, PatientID: "S"}); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	if res := a.Store(ctx, bytes.NewReader(data), archive.StoreRequest{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	// Same data set, other bytes before it: the preamble is not part of the data set.
+	other := bytes.Clone(data)
+	other[0] = 'X'
+	if res := a.Store(ctx, bytes.NewReader(other), archive.StoreRequest{}); res.Err != nil || res.Outcome != renkei.Duplicate {
+		t.Errorf("same data set, other meta: %v (outcome %v), want a duplicate", res.Err, res.Outcome)
+	}
+	changed := bytes.Clone(data)
+	changed[len(changed)-1] ^= 0xFF // one pixel differs
+	if res := a.Store(ctx, bytes.NewReader(changed), archive.StoreRequest{}); res.Failure != archive.StatusDuplicateDifferent {
+		t.Errorf("same UID, other pixels: failure 0x%04X (%v), want 0x0111", res.Failure, res.Err)
 	}
 }

@@ -3,10 +3,8 @@ package dicomsvc
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"strings"
 
@@ -32,8 +30,7 @@ func (s *Service) store(ctx context.Context, a *dimse.Association, req *dimse.St
 		log.Warn("C-STORE: cannot build the File Meta Information", "err", err)
 		return dimse.Failure(dimse.StatusCannotUnderstand, "the command cannot describe a DICOM file: "+err.Error())
 	}
-	sum := sha256.New()
-	r := io.MultiReader(bytes.NewReader(meta), io.TeeReader(data, sum))
+	r := io.MultiReader(bytes.NewReader(meta), data)
 	p, res := s.Archive.Receive(ctx, r, archive.StoreRequest{Source: "C-STORE from " + calling, Issuer: ae.Issuer, Charset: ae.Charset})
 	if p != nil {
 		// PS3.7 9.3.1.1: the Affected SOP Class and Instance UIDs of the command are those of the data set.
@@ -49,11 +46,6 @@ func (s *Service) store(ctx context.Context, a *dimse.Association, req *dimse.St
 		default:
 			res = p.Commit(ctx)
 		}
-	}
-	if res.Failure == archive.StatusDuplicateDifferent && s.sameDataSet(ctx, req.SOPInstanceUID, sum) {
-		// The stored copy came with another File Meta Information (another sender, or STOW-RS) but the same data set:
-		// that is the same instance, a duplicate that changes nothing.
-		res.Failure, res.Err, res.Outcome = 0, nil, renkei.Duplicate
 	}
 	if res.Failure != 0 {
 		st := storeStatus(res)
@@ -127,29 +119,6 @@ func fileMeta(req *dimse.StoreRequest, callingAE string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-// sameDataSet reports whether the live stored copy of an instance has a data set (the bytes after its File Meta
-// Information) whose SHA-256 is sum's.
-func (s *Service) sameDataSet(ctx context.Context, uid string, sum hash.Hash) bool {
-	recs, err := s.Archive.Instances(ctx, "", "", uid)
-	if err != nil {
-		return false
-	}
-	b, err := s.Archive.Blobs.Open(ctx, recs[0].BlobKey)
-	if err != nil {
-		return false
-	}
-	defer b.Close()
-	off, err := dataSetOffset(b)
-	if err != nil {
-		return false
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(b, off, b.Size()-off)); err != nil {
-		return false
-	}
-	return bytes.Equal(h.Sum(nil), sum.Sum(nil))
 }
 
 // dataSetOffset returns where the data set of a stored Part 10 file starts: after the preamble, "DICM" and the
