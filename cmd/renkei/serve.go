@@ -108,6 +108,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	go func() {
+		if err := blobs.Prepare(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("blob folders", "err", err)
+		}
+	}()
 	arch := archive.New(db, blobs, logger)
 	arch.DefaultIssuer = c.Issuer
 	arch.FallbackCharset = c.FallbackCharset
