@@ -21,22 +21,7 @@ import (
 // stored instances and fresh blobs (an ingest may still be in flight) are kept.
 func TestSweepOrphans(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlstore.Open(ctx, filepath.Join(dir, "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := archive.New(db, blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	p := filepath.Join(dir, "ct.dcm")
-	if err := dicomtest.CT(p, dicomtest.CTOptions{Rows: 16, Cols: 16, PatientID: "S"}); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := os.ReadFile(p)
+	a, blobs, data := newArchive(t)
 	if res := a.Store(ctx, bytes.NewReader(data), archive.StoreRequest{}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
@@ -71,22 +56,7 @@ func TestSweepOrphans(t *testing.T) {
 // after a gateway or C-STORE following STOW-RS) is a duplicate; the same UID with another data set is refused.
 func TestSameDataSetOtherMeta(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	db, err := sqlstore.Open(ctx, filepath.Join(dir, "index.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := archive.New(db, blobs, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	p := filepath.Join(dir, "ct.dcm")
-	if err := dicomtest.CT(p, dicomtest.CTOptions{Rows: 16, Cols: 16, PatientID: "S"}); err != nil {
-		t.Fatal(err)
-	}
-	data, _ := os.ReadFile(p)
+	a, _, data := newArchive(t)
 	if res := a.Store(ctx, bytes.NewReader(data), archive.StoreRequest{}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
@@ -101,4 +71,29 @@ func TestSameDataSetOtherMeta(t *testing.T) {
 	if res := a.Store(ctx, bytes.NewReader(changed), archive.StoreRequest{}); res.Failure != archive.StatusDuplicateDifferent {
 		t.Errorf("same UID, other pixels: failure 0x%04X (%v), want 0x0111", res.Failure, res.Err)
 	}
+}
+
+// newArchive opens an archive on a real SQLite file and blob folder in a temporary folder, with one small CT file's
+// bytes to store.
+func newArchive(t *testing.T) (*archive.Service, *disk.Store, []byte) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := sqlstore.Open(context.Background(), filepath.Join(dir, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	blobs, err := disk.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "ct.dcm")
+	if err := dicomtest.CT(p, dicomtest.CTOptions{Rows: 16, Cols: 16, PatientID: "S"}); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return archive.New(db, blobs, slog.New(slog.NewTextHandler(io.Discard, nil))), blobs, data
 }
