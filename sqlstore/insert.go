@@ -74,6 +74,7 @@ func (db *DB) commitBatch(batch []*insertReq) {
 		fail(err)
 		return
 	}
+	db.batch = &batchStmts{tx: tx, stmts: map[string]*sql.Stmt{}} // only the committer goroutine uses it
 	for i, r := range batch {
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT one`); err != nil {
 			tx.Rollback()
@@ -127,7 +128,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 		instDeleted          sql.NullInt64
 		orphan               string
 	)
-	err := tx.QueryRowContext(ctx, `SELECT pk, series_pk, blob_key, deleted_at FROM instances WHERE sop_uid = ?`, in.SOPInstanceUID).
+	err := db.txQueryRow(ctx, tx, `SELECT pk, series_pk, blob_key, deleted_at FROM instances WHERE sop_uid = ?`, in.SOPInstanceUID).
 		Scan(&instPK, &instSeriesPK, &oldKey, &instDeleted)
 	switch {
 	case err == nil && !instDeleted.Valid:
@@ -137,12 +138,12 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 		return conflict("instance %s is already stored with different content; the first copy is kept", in.SOPInstanceUID)
 	case err == nil:
 		// A copy in the trash is replaced by the new one.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE pk = ?`, instPK); err != nil {
+		if _, err := db.txExec(ctx, tx, `DELETE FROM instances WHERE pk = ?`, instPK); err != nil {
 			return internal(err)
 		}
 		if oldKey != in.BlobKey {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE blob_key = ?`, oldKey).Scan(&n); err != nil {
+			if err := db.txQueryRow(ctx, tx, `SELECT count(*) FROM instances WHERE blob_key = ?`, oldKey).Scan(&n); err != nil {
 				return internal(err)
 			}
 			if n == 0 {
@@ -159,16 +160,16 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Patient.
 	var patientPK int64
 	var oldName string
-	err = tx.QueryRowContext(ctx, `SELECT pk, name FROM patients WHERE issuer = ? AND patient_id = ?`, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, name FROM patients WHERE issuer = ? AND patient_id = ?`, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := tx.ExecContext(ctx, `INSERT INTO patients (issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)`,
+		res, err := db.txExec(ctx, tx, `INSERT INTO patients (issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)`,
 			in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex)
 		if err != nil {
 			return internal(err)
 		}
 		patientPK, _ = res.LastInsertId()
-		if err := insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
+		if err := db.insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
 			return internal(err)
 		}
 	case err != nil:
@@ -176,11 +177,11 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	case oldName != in.PatientName && in.PatientName != "":
 		// The latest name is shown (a correction at the source), but every spelling seen stays searchable: one
 		// modality may send the name in romaji, another only in kana.
-		if _, err := tx.ExecContext(ctx, `UPDATE patients SET name = ?, birth_date = CASE WHEN ? <> '' THEN ? ELSE birth_date END, sex = CASE WHEN ? <> '' THEN ? ELSE sex END WHERE pk = ?`,
+		if _, err := db.txExec(ctx, tx, `UPDATE patients SET name = ?, birth_date = CASE WHEN ? <> '' THEN ? ELSE birth_date END, sex = CASE WHEN ? <> '' THEN ? ELSE sex END WHERE pk = ?`,
 			in.PatientName, in.PatientBirthDate, in.PatientBirthDate, in.PatientSex, in.PatientSex, patientPK); err != nil {
 			return internal(err)
 		}
-		if err := insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
+		if err := db.insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
 			return internal(err)
 		}
 	}
@@ -188,10 +189,10 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Study.
 	var studyPK, studyPatient int64
 	var studyDeleted sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT pk, patient_pk, deleted_at FROM studies WHERE study_uid = ?`, in.StudyInstanceUID).Scan(&studyPK, &studyPatient, &studyDeleted)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, patient_pk, deleted_at FROM studies WHERE study_uid = ?`, in.StudyInstanceUID).Scan(&studyPK, &studyPatient, &studyDeleted)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := tx.ExecContext(ctx, `INSERT INTO studies (patient_pk, study_uid, study_date, study_time, accession, study_id, description,
+		res, err := db.txExec(ctx, tx, `INSERT INTO studies (patient_pk, study_uid, study_date, study_time, accession, study_id, description,
 			referring, referring_key, tz_offset, attrs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			patientPK, in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber, in.StudyID, in.StudyDescription,
 			in.ReferringPhysicianName, in.ReferringPhysicianKey, in.TimezoneOffsetFromUTC, in.Attrs, now, now)
@@ -208,10 +209,10 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Series.
 	var seriesPK, seriesStudy int64
 	newSeries := false
-	err = tx.QueryRowContext(ctx, `SELECT pk, study_pk FROM series WHERE series_uid = ?`, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, study_pk FROM series WHERE series_uid = ?`, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := tx.ExecContext(ctx, `INSERT INTO series (study_pk, series_uid, modality, series_number, description, body_part,
+		res, err := db.txExec(ctx, tx, `INSERT INTO series (study_pk, series_uid, modality, series_number, description, body_part,
 			series_date, series_time, pps_date, pps_time, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			studyPK, in.SeriesInstanceUID, in.Modality, nullInt(in.SeriesNumber), in.SeriesDescription, in.BodyPartExamined,
 			in.SeriesDate, in.SeriesTime, in.PPSStartDate, in.PPSStartTime, in.Attrs)
@@ -226,7 +227,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 		return conflict("series %s already belongs to another study; the instance was not stored", in.SeriesInstanceUID)
 	}
 
-	if _, err := tx.ExecContext(ctx, `INSERT INTO instances (series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
+	if _, err := db.txExec(ctx, tx, `INSERT INTO instances (series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
 		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		seriesPK, in.SOPInstanceUID, in.SOPClassUID, nullInt(in.InstanceNumber), in.TransferSyntaxUID, in.Rows, in.Columns,
 		in.NumberOfFrames, in.BitsAllocated, in.BlobKey, in.Size, in.CharsetFlag, in.Attrs, in.ReceivedAt.UnixMilli(), in.Source); err != nil {
@@ -240,27 +241,27 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 		}
 		return insertRes{orphan: orphan}
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE series SET num_instances = num_instances + 1, deleted_at = NULL WHERE pk = ?`, seriesPK); err != nil {
+	if _, err := db.txExec(ctx, tx, `UPDATE series SET num_instances = num_instances + 1, deleted_at = NULL WHERE pk = ?`, seriesPK); err != nil {
 		return internal(err)
 	}
 	if newSeries {
 		var mods string
-		if err := tx.QueryRowContext(ctx, `SELECT modalities FROM studies WHERE pk = ?`, studyPK).Scan(&mods); err != nil {
+		if err := db.txQueryRow(ctx, tx, `SELECT modalities FROM studies WHERE pk = ?`, studyPK).Scan(&mods); err != nil {
 			return internal(err)
 		}
 		mods = addModality(mods, in.Modality)
-		if _, err := tx.ExecContext(ctx, `UPDATE studies SET num_series = num_series + 1, num_instances = num_instances + 1, modalities = ?, updated_at = ? WHERE pk = ?`, mods, now, studyPK); err != nil {
+		if _, err := db.txExec(ctx, tx, `UPDATE studies SET num_series = num_series + 1, num_instances = num_instances + 1, modalities = ?, updated_at = ? WHERE pk = ?`, mods, now, studyPK); err != nil {
 			return internal(err)
 		}
-	} else if _, err := tx.ExecContext(ctx, `UPDATE studies SET num_instances = num_instances + 1, updated_at = ? WHERE pk = ?`, now, studyPK); err != nil {
+	} else if _, err := db.txExec(ctx, tx, `UPDATE studies SET num_instances = num_instances + 1, updated_at = ? WHERE pk = ?`, now, studyPK); err != nil {
 		return internal(err)
 	}
 	return insertRes{orphan: orphan}
 }
 
-func insertNames(ctx context.Context, tx *sql.Tx, patientPK int64, keys []string) error {
+func (db *DB) insertNames(ctx context.Context, tx *sql.Tx, patientPK int64, keys []string) error {
 	for _, k := range keys {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO patient_names (key, patient_pk) VALUES (?, ?)`, k, patientPK); err != nil {
+		if _, err := db.txExec(ctx, tx, `INSERT OR IGNORE INTO patient_names (key, patient_pk) VALUES (?, ?)`, k, patientPK); err != nil {
 			return err
 		}
 	}
@@ -329,4 +330,38 @@ func recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
 		return fmt.Errorf("recount: %w", err)
 	}
 	return nil
+}
+
+// batchStmts prepares each statement once per batch transaction: the committer runs the same dozen statements for
+// every instance, and parsing SQL each time cost more than running it. (Statements prepared on the DB would need a
+// second connection while the batch holds the only write connection.)
+type batchStmts struct {
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (b *batchStmts) get(ctx context.Context, q string) *sql.Stmt {
+	if st, ok := b.stmts[q]; ok {
+		return st
+	}
+	st, err := b.tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil
+	}
+	b.stmts[q] = st
+	return st
+}
+
+func (db *DB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if st := db.batch.get(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
+func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	if st := db.batch.get(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, q, args...)
 }

@@ -29,6 +29,8 @@ type DB struct {
 
 	batches chan *insertReq
 	done    chan struct{}
+
+	batch *batchStmts // the statements of the batch being committed
 }
 
 // Open opens (creating if needed) the SQLite index at path and applies pending migrations.
