@@ -141,33 +141,11 @@ func samples(t *testing.T) []dicomtest.Sample {
 	return datasetSamples
 }
 
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian package dcmtk)", tool)
-		}
-	}
-}
-
-// run runs a dcmtk tool with TCP_NODELAY=1 and fails the test with its output when it fails.
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := runErr(name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-func runErr(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
+var (
+	needTools = dicomtest.NeedTools
+	run       = dicomtest.Run
+	runErr    = dicomtest.RunErr
+)
 
 // store puts files into the archive directly (the ingest C-STORE uses too), for query and retrieve tests.
 func (e *env) store(files ...dicomtest.Sample) {

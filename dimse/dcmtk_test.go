@@ -21,34 +21,11 @@ import (
 
 // Tests against dcmtk's tools, the DICOM peers of DESIGN.md. They are skipped when dcmtk is not installed.
 
-func needTools(t testing.TB, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (Debian package dcmtk)", tool)
-		}
-	}
-}
-
-// run runs a dcmtk tool with TCP_NODELAY=1 and fails the test with its output when it fails.
-func run(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := runErr(name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// runErr runs a dcmtk tool with TCP_NODELAY=1 and returns its output and exit error.
-func runErr(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
+var (
+	needTools = dicomtest.NeedTools
+	run       = dicomtest.Run
+	runErr    = dicomtest.RunErr
+)
 
 func hostPort(t testing.TB, addr string) (string, string) {
 	h, p, err := net.SplitHostPort(addr)
