@@ -87,7 +87,7 @@ func (s *Service) find(ctx context.Context, a *dimse.Association, req *dimse.Fin
 	if len(fq.ignored) > 0 {
 		log.Debug("C-FIND keys not supported for matching are returned only", "keys", strings.Join(fq.ignored, ","))
 	}
-	enc := newTextEncoder(fq.terms)
+	enc := charset.NewEncoder(fq.terms)
 	called := a.Peer().CalledAETitle
 	send := func(r *row) error { return emit(fq.response(r, enc, called)) }
 	matches := 0
@@ -271,7 +271,7 @@ func (s *Service) parseFind(req *dimse.FindRequest) (*findQuery, dimse.Status) {
 
 // response builds the identifier of one match: the requested keys filled from the row, in the request's character
 // set when every value can be written in it, else in ISO_IR 192, which SpecificCharacterSet then says.
-func (fq *findQuery) response(r *row, enc *textEncoder, calledAE string) *dicom.DataSet {
+func (fq *findQuery) response(r *row, enc *charset.Encoder, calledAE string) *dicom.DataSet {
 	vals := make([]value, len(fq.keys))
 	for i, k := range fq.keys {
 		vals[i] = r.value(k, calledAE)
@@ -279,7 +279,7 @@ func (fq *findQuery) response(r *row, enc *textEncoder, calledAE string) *dicom.
 	encoded, nonASCII, ok := encodeValues(fq.keys, vals, enc)
 	useUTF8 := !ok
 	if useUTF8 {
-		encoded, _, _ = encodeValues(fq.keys, vals, &textEncoder{valid: true, utf8: true})
+		encoded, _, _ = encodeValues(fq.keys, vals, charset.NewEncoder([]string{"ISO_IR 192"}))
 	}
 	ds := &dicom.DataSet{}
 	ds.SetString(tagQueryRetrieveLevel, "CS", fq.level.String())
@@ -309,7 +309,7 @@ func (fq *findQuery) response(r *row, enc *textEncoder, calledAE string) *dicom.
 
 // encodeValues writes the text values in the encoder's character set. nonASCII says whether any value needed more
 // than the default repertoire; ok is false when some value cannot be written in the set.
-func encodeValues(keys []findKey, vals []value, enc *textEncoder) (out [][]byte, nonASCII, ok bool) {
+func encodeValues(keys []findKey, vals []value, enc *charset.Encoder) (out [][]byte, nonASCII, ok bool) {
 	out = make([][]byte, len(vals))
 	for i, v := range vals {
 		if v.seq || v.bin != nil {
@@ -324,7 +324,7 @@ func encodeValues(keys []findKey, vals []value, enc *textEncoder) (out [][]byte,
 		}
 		switch vr {
 		case "PN", "SH", "LO", "ST", "LT", "UT", "UC":
-			b, good := enc.encode(v.text, vr)
+			b, good := enc.Encode(v.text, vr)
 			if !good {
 				return nil, nonASCII, false
 			}

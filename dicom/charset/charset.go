@@ -1,5 +1,5 @@
 // Package charset decodes the text values of a DICOM data set to UTF-8 according to its Specific Character Set
-// (0008,0005), and folds text into search keys.
+// (0008,0005), encodes UTF-8 back into such a set (Encoder), and folds text into search keys.
 //
 // Decoding follows PS3.5 6.1 (Support of Character Repertoires): the single-byte sets ISO_IR 6, 100, 101, 109,
 // 110, 126, 127, 138, 144, 148, 166, 203 and 13 (JIS X 0201), the multi-byte sets ISO_IR 192 (UTF-8), GB18030 and

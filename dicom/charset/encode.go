@@ -1,4 +1,4 @@
-package dicomsvc
+package charset
 
 import (
 	"strconv"
@@ -7,41 +7,15 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
-	"golang.org/x/text/encoding/charmap"
 	"golang.org/x/text/encoding/japanese"
 	"golang.org/x/text/encoding/korean"
 	"golang.org/x/text/encoding/simplifiedchinese"
 )
 
-// C-FIND answers in the character set of the request when its values can be written in it (PS3.4 C.4.1.1.3.2 lets
-// the SCP answer in any set it declares; a Japanese workstation that asked in ISO 2022 IR 87 expects that). The
-// dicom/charset package only decodes, so the encoder lives here: the inverse of its ISO 2022 decoding (PS3.5 6.1.2.5,
-// Annex H for Japanese, I for Korean, J for Chinese), for the sets it knows.
-
-// gset is a graphic character set an ISO 2022 escape sequence designates (PS3.3 Tables C.12-3, C.12-4).
-type gset uint8
-
-const (
-	gNone     gset = iota
-	gASCII         // ISO-IR 6
-	gRomaji        // ISO-IR 14, JIS X 0201 roman: ASCII but 05/12 is YEN SIGN and 07/14 OVERLINE
-	gKatakana      // ISO-IR 13, JIS X 0201 katakana (G1)
-	gJIS0208       // ISO-IR 87 (G0, two bytes)
-	gJIS0212       // ISO-IR 159 (G0, two bytes)
-	gGB2312        // ISO-IR 58 (G1, two bytes)
-	gKSX1001       // ISO-IR 149 (G1, two bytes)
-	gLatin1        // ISO-IR 100 and the other right halves of ISO 8859 (G1)
-	gLatin2
-	gLatin3
-	gLatin4
-	gCyrillic
-	gArabic
-	gGreek
-	gHebrew
-	gLatin5
-	gThai
-	gLatin9
-)
+// Encoding is the inverse of the decoding (PS3.5 6.1.2.5; Annex H for Japanese, I for Korean, J for Chinese), for the
+// sets the decoder knows. A C-FIND SCP answers in the character set of the request when its values can be written in
+// it (PS3.4 C.4.1.1.3.2 lets it answer in any set it declares; a Japanese workstation that asked in ISO 2022 IR 87
+// expects that).
 
 // escape is the designation sequence of each set, after ESC (PS3.3 Tables C.12-3, C.12-4).
 var escape = [...]string{
@@ -50,27 +24,12 @@ var escape = [...]string{
 	gHebrew: "-H", gLatin5: "-M", gThai: "-T", gLatin9: "-b",
 }
 
-var charmaps = map[gset]*charmap.Charmap{
-	gLatin1: charmap.ISO8859_1, gLatin2: charmap.ISO8859_2, gLatin3: charmap.ISO8859_3, gLatin4: charmap.ISO8859_4,
-	gCyrillic: charmap.ISO8859_5, gArabic: charmap.ISO8859_6, gGreek: charmap.ISO8859_7, gHebrew: charmap.ISO8859_8,
-	gLatin5: charmap.ISO8859_9, gThai: charmap.Windows874, gLatin9: charmap.ISO8859_15,
-}
-
 // g1 reports whether the set is designated into G1 and written with the high bit set.
 func (g gset) g1() bool { return g == gKatakana || g >= gGB2312 }
 
-// irSets are the sets each ISO-IR registration number of a Defined Term designates into G0 and G1 (PS3.3 Tables
-// C.12-2 to C.12-5).
-var irSets = map[int][2]gset{
-	6: {gASCII, gNone}, 13: {gRomaji, gKatakana}, 87: {gJIS0208, gNone}, 159: {gJIS0212, gNone},
-	58: {gNone, gGB2312}, 149: {gNone, gKSX1001},
-	100: {gASCII, gLatin1}, 101: {gASCII, gLatin2}, 109: {gASCII, gLatin3}, 110: {gASCII, gLatin4},
-	144: {gASCII, gCyrillic}, 127: {gASCII, gArabic}, 126: {gASCII, gGreek}, 138: {gASCII, gHebrew},
-	148: {gASCII, gLatin5}, 166: {gASCII, gThai}, 203: {gASCII, gLatin9},
-}
-
-// textEncoder writes UTF-8 text in the character set of a SpecificCharacterSet value.
-type textEncoder struct {
+// Encoder writes UTF-8 text in the character set of a SpecificCharacterSet value: the inverse of Decoder, used to
+// answer a query in the character set it was asked in.
+type Encoder struct {
 	valid      bool // false: the terms cannot be used for an answer (unknown first term, or a multi-byte set first)
 	utf8       bool
 	stateless  encoding.Encoding // GB18030, GBK
@@ -80,7 +39,7 @@ type textEncoder struct {
 	extensions bool   // escape sequences may be written (an ISO 2022 term, or several values)
 }
 
-// termKey normalises a Defined Term the lenient way dicom/charset reads it: case, spaces, '_' and '-' do not matter.
+// termKey normalises a Defined Term the lenient way the decoder reads it: case, spaces, '_' and '-' do not matter.
 func termKey(term string) string {
 	return strings.Map(func(r rune) rune {
 		switch {
@@ -110,25 +69,25 @@ func irNumber(term string) (n int, ext, ok bool) {
 	return 0, false, false
 }
 
-// newTextEncoder returns the encoder for the terms of a SpecificCharacterSet (nil: the default repertoire).
-func newTextEncoder(terms []string) *textEncoder {
-	e := &textEncoder{valid: true, init0: gASCII, sets: []gset{gASCII}}
+// NewEncoder returns the encoder for the terms of a SpecificCharacterSet (nil: the default repertoire).
+func NewEncoder(terms []string) *Encoder {
+	e := &Encoder{valid: true, init0: gASCII, sets: []gset{gASCII}}
 	if len(terms) == 0 {
 		return e
 	}
 	switch termKey(terms[0]) {
 	case "ISOIR192":
-		return &textEncoder{valid: true, utf8: true}
+		return &Encoder{valid: true, utf8: true}
 	case "GB18030":
-		return &textEncoder{valid: true, stateless: simplifiedchinese.GB18030}
+		return &Encoder{valid: true, stateless: simplifiedchinese.GB18030}
 	case "GBK":
-		return &textEncoder{valid: true, stateless: simplifiedchinese.GBK}
+		return &Encoder{valid: true, stateless: simplifiedchinese.GBK}
 	}
 	n, ext, ok := irNumber(terms[0])
 	g, known := irSets[n]
 	if !ok || !known || g[0] == gJIS0208 || g[0] == gJIS0212 || g[0] == gNone {
 		// PS3.3 C.12.1.1.2: a multi-byte set may only be value 2 and later.
-		return &textEncoder{}
+		return &Encoder{}
 	}
 	e.init0, e.init1, e.sets = g[0], g[1], nil
 	e.extensions = ext || len(terms) > 1
@@ -240,7 +199,7 @@ func jis0208Row(row int) bool { return row >= 1 && row <= 8 || row >= 16 && row 
 
 // encode returns s (UTF-8) in the encoder's character set, for a value of the VR; ok is false when some character
 // cannot be written in it.
-func (e *textEncoder) encode(s, vr string) ([]byte, bool) {
+func (e *Encoder) Encode(s, vr string) ([]byte, bool) {
 	switch {
 	case !e.valid:
 		return nil, false

@@ -1,12 +1,10 @@
-package dicomsvc
+package charset
 
 import (
 	"testing"
-
-	"renkei/dicom/charset"
 )
 
-func TestTextEncoder(t *testing.T) {
+func TestEncoder(t *testing.T) {
 	tests := []struct {
 		name  string
 		terms []string
@@ -39,7 +37,7 @@ func TestTextEncoder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := newTextEncoder(tc.terms).encode(tc.in, tc.vr)
+			got, ok := NewEncoder(tc.terms).Encode(tc.in, tc.vr)
 			if ok != tc.ok || ok && string(got) != tc.want {
 				t.Fatalf("encode = %q, %v; want %q, %v", got, ok, tc.want, tc.ok)
 			}
@@ -47,7 +45,7 @@ func TestTextEncoder(t *testing.T) {
 				return
 			}
 			// What is written decodes back to the same text.
-			back, good := charset.New(tc.terms, "").Decode(got, tc.vr)
+			back, good := New(tc.terms, "").Decode(got, tc.vr)
 			if !good || back != tc.in {
 				t.Errorf("decodes back to %q (%v)", back, good)
 			}
