@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -127,8 +128,10 @@ func TestMovescu(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			aet := "STORESCP" + strconv.Itoa(i)
-			port, dir := startStorescp(t, aet, tc.flags...)
-			e.aes.put(renkei.AE{Title: aet, Host: "127.0.0.1", Port: port})
+			addr, dir := dicomtest.StartStorescp(t, aet, tc.flags...)
+			_, port, _ := net.SplitHostPort(addr)
+			p, _ := strconv.Atoi(port)
+			e.aes.put(renkei.AE{Title: aet, Host: "127.0.0.1", Port: p})
 			want, studies := selectSamples(files, tc.studies...)
 			run(t, "movescu", "-S", "-aec", "RENKEI", "-aem", aet, "-k", "QueryRetrieveLevel=STUDY",
 				"-k", "StudyInstanceUID="+strings.Join(studies, `\`), e.host, e.port)

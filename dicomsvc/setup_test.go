@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -212,38 +210,6 @@ func freePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// startStorescp runs dcmtk's storescp on a free port, writing what it receives into a folder.
-func startStorescp(t testing.TB, aet string, flags ...string) (port int, dir string) {
-	t.Helper()
-	dir = t.TempDir()
-	port = freePort(t)
-	args := append([]string{"-aet", aet, "-od", dir}, flags...)
-	cmd := exec.Command("storescp", append(args, strconv.Itoa(port))...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("storescp output:\n%s", out.String())
-		}
-	})
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return port, dir
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("storescp did not start:\n%s", out.String())
-	return 0, ""
 }
 
 // receivedFiles reads the files a dcmtk tool wrote into a folder, by SOP Instance UID.

@@ -9,10 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"renkei/dicom"
 	"renkei/dimse"
@@ -22,9 +20,10 @@ import (
 // Tests against dcmtk's tools, the DICOM peers of DESIGN.md. They are skipped when dcmtk is not installed.
 
 var (
-	needTools = dicomtest.NeedTools
-	run       = dicomtest.Run
-	runErr    = dicomtest.RunErr
+	startStorescp = dicomtest.StartStorescp
+	needTools     = dicomtest.NeedTools
+	run           = dicomtest.Run
+	runErr        = dicomtest.RunErr
 )
 
 func hostPort(t testing.TB, addr string) (string, string) {
@@ -189,44 +188,6 @@ func TestDcmtkFindscu(t *testing.T) {
 	}
 	// Implicit VR Little Endian only, and the Patient Root model.
 	run(t, "findscu", "-P", "-xi", "-aec", "RENKEI", "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=X", h, p)
-}
-
-// startStorescp runs dcmtk's storescp on a free port, writing what it receives into a folder.
-func startStorescp(t testing.TB, aet string, flags ...string) (addr, dir string) {
-	t.Helper()
-	needTools(t, "storescp")
-	dir = t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	ln.Close()
-	args := append([]string{"-aet", aet, "-od", dir}, flags...)
-	cmd := exec.Command("storescp", append(args, port)...)
-	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("storescp output:\n%s", out.String())
-		}
-	})
-	addr = "127.0.0.1:" + port
-	for i := 0; i < 100; i++ {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, dir
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("storescp did not start:\n%s", out.String())
-	return "", ""
 }
 
 // received reads the files storescp wrote, by SOP instance UID.
