@@ -12,6 +12,9 @@ type PatientKey struct {
 // Instance is what the index records of one stored DICOM instance, with the patient, study and series attributes it
 // carries. Text is UTF-8, decoded from the object's character set.
 type Instance struct {
+	// Institution is the index key of the owning institution: the one that sent it (token, user or AE). Instances are
+	// unique per (Institution, SOPInstanceUID): another institution's copy of the same object is its own.
+	Institution      int64
 	Patient          PatientKey
 	PatientName      string   // PN in DICOM form, component groups separated by '='
 	PatientNameKeys  []string // folded search keys of the name (each component group, with and without '^')
@@ -52,6 +55,9 @@ type Instance struct {
 	Attrs       []byte // DICOM JSON object of the top-level header attributes (no bulk data)
 	ReceivedAt  time.Time
 	Source      string // how it arrived: "STOW-RS", "C-STORE from AE X", "import"
+
+	// Audit is the event of the write, appended to the audit chain in the same transaction as the instance.
+	Audit *AuditEvent
 }
 
 // StoreOutcome says what the index did with an instance.
@@ -101,10 +107,15 @@ type Query struct {
 	Limit, Offset int
 	// Deleted selects what is in the trash instead of what is live.
 	Deleted bool
+	// Scope limits the answer to what the caller may see; nil is unlimited (system tasks only). The access
+	// decorator sets it from the caller's principal; nothing else should.
+	Scope *Scope
 }
 
 // StudyRecord is one study as the index knows it.
 type StudyRecord struct {
+	Institution            int64 // the owning institution
+	PatientPK, StudyPK     int64 // index keys, used by grants
 	Patient                PatientKey
 	PatientName            string
 	PatientBirthDate       string
@@ -155,4 +166,14 @@ type InstanceRecord struct {
 	Attrs             []byte
 	ReceivedAt        time.Time
 	DeletedAt         *time.Time
+}
+
+// TrashRequest names what to move into the trash or restore from it: a study, a series of it, or one instance.
+type TrashRequest struct {
+	Study, Series, Instance string
+	Restore                 bool
+	// Scope limits what may be changed (the access decorator sets the caller's own institution); nil is unlimited.
+	Scope *Scope
+	// Audit is the template of the events written, one per study changed, in the same transaction.
+	Audit *AuditEvent
 }

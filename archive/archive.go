@@ -22,7 +22,7 @@ type Index interface {
 	QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.StudyRecord, error)
 	QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error)
 	QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error)
-	Trash(ctx context.Context, study, series, instance string, restore bool) (int, error)
+	Trash(ctx context.Context, req renkei.TrashRequest) (int, error)
 	Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 	BlobInUse(ctx context.Context, key string) (bool, error)
 }
@@ -55,7 +55,7 @@ func New(index Index, blobs blob.Store, logger *slog.Logger) *Service {
 
 // Delete moves a study, a series or an instance to the trash. It stays restorable for TrashPeriod.
 func (s *Service) Delete(ctx context.Context, study, series, instance string) (int, error) {
-	n, err := s.Index.Trash(ctx, study, series, instance, false)
+	n, err := s.Index.Trash(ctx, renkei.TrashRequest{Study: study, Series: series, Instance: instance})
 	if err == nil {
 		s.Logger.Info("moved to trash", "study", study, "series", series, "instance", instance, "instances", n)
 	}
@@ -64,7 +64,7 @@ func (s *Service) Delete(ctx context.Context, study, series, instance string) (i
 
 // Restore brings a study, series or instance back from the trash.
 func (s *Service) Restore(ctx context.Context, study, series, instance string) (int, error) {
-	n, err := s.Index.Trash(ctx, study, series, instance, true)
+	n, err := s.Index.Trash(ctx, renkei.TrashRequest{Study: study, Series: series, Instance: instance, Restore: true})
 	if err == nil {
 		s.Logger.Info("restored from trash", "study", study, "series", series, "instance", instance, "instances", n)
 	}

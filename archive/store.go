@@ -182,7 +182,7 @@ func (p *Pending) Commit(ctx context.Context) *StoreResult {
 			status = StatusDuplicateDifferent
 			if strings.Contains(err.Error(), "belongs to another") {
 				status = StatusDataSetMismatch
-			} else if s.sameDataSet(ctx, inst.SOPInstanceUID, key) {
+			} else if s.sameDataSet(ctx, inst.Institution, inst.SOPInstanceUID, key) {
 				// The stored copy came with another File Meta Information (another sender, a gateway, C-STORE
 				// after STOW-RS) but the same data set: the same instance, a duplicate that changes nothing.
 				status, err = 0, nil
@@ -400,9 +400,11 @@ func NormalizeTime(s string, upper bool) string {
 
 // sameDataSet reports whether the live stored copy of an instance and the blob under key hold the same data set:
 // the same bytes after their File Meta Information. It reads both only when a conflict is found, which is rare.
-func (s *Service) sameDataSet(ctx context.Context, sopInstanceUID, key string) bool {
-	recs, err := s.Instances(ctx, "", "", sopInstanceUID)
-	if err != nil {
+func (s *Service) sameDataSet(ctx context.Context, institution int64, sopInstanceUID, key string) bool {
+	// The caller's own copy only (Scope.OwnOnly): another institution's copy is another instance.
+	recs, err := s.Index.QueryInstances(ctx, &renkei.Query{Level: renkei.InstanceLevel, Limit: 1, Scope: &renkei.Scope{Institutions: []int64{institution}, OwnOnly: true},
+		Matches: []renkei.Match{{Keyword: "SOPInstanceUID", Kind: renkei.MatchSingle, Value: sopInstanceUID}}})
+	if err != nil || len(recs) == 0 {
 		return false
 	}
 	a, aoff, err := s.openDataSet(ctx, recs[0].BlobKey)

@@ -24,9 +24,9 @@ import (
 func TestAcceptAE(t *testing.T) {
 	needTools(t, "echoscu")
 	e := newEnv(t)
-	e.aes.put(renkei.AE{Title: "FARAWAY", Host: "192.0.2.7"})           // registered from another address
-	e.aes.put(renkei.AE{Title: "BYNAME", Host: "localhost", Port: 104}) // a host name that resolves to the peer
-	e.aes.put(renkei.AE{Title: "ANYWHERE"})                             // no host: any address
+	e.register(renkei.AE{Title: "FARAWAY", Host: "192.0.2.7"})           // registered from another address
+	e.register(renkei.AE{Title: "BYNAME", Host: "localhost", Port: 104}) // a host name that resolves to the peer
+	e.register(renkei.AE{Title: "ANYWHERE"})                             // no host: any address
 	tests := []struct {
 		aet    string
 		accept bool
@@ -83,7 +83,7 @@ func TestAcceptAETLS(t *testing.T) {
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	}
 	e := newEnv(t)
-	e.aes.put(renkei.AE{Title: "TLSSCU", Host: "127.0.0.1"})
+	e.register(renkei.AE{Title: "TLSSCU", Host: "127.0.0.1"})
 	srv := &dimse.Server{AETitle: "RENKEI", Handlers: e.svc.Handlers(), AcceptAE: e.svc.AcceptAE, Logger: testLogger(),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf(2, "RENKEI", x509.ExtKeyUsageServerAuth)}, ClientCAs: pool,
 			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}}

@@ -29,6 +29,10 @@ type committer struct{ s *Service }
 func (c committer) Commit(ctx context.Context, a *dimse.Association, req *dimse.CommitRequest) (committed, failed []dimse.SOPReference) {
 	s := c.s
 	log := s.logger().With("calling_ae", a.Peer().CallingAETitle, "transaction", req.TransactionUID)
+	ctx, st := s.as(ctx, a)
+	if st.IsFailure() {
+		return nil, req.References
+	}
 	refs := req.References
 	for len(refs) > 0 {
 		batch := refs[:min(len(refs), commitBatch)]
@@ -42,7 +46,8 @@ func (c committer) Commit(ctx context.Context, a *dimse.Association, req *dimse.
 		stored := map[string]renkei.InstanceRecord{}
 		var qerr error
 		if len(uids) > 0 {
-			q := &renkei.Query{Level: renkei.InstanceLevel, Limit: len(uids) + 1,
+			// Only the caller's institution's own copies count: a commitment says "renkei holds what you sent".
+			q := &renkei.Query{Level: renkei.InstanceLevel, Limit: len(uids) + 1, Scope: &renkei.Scope{OwnOnly: true},
 				Matches: []renkei.Match{{Keyword: "SOPInstanceUID", Kind: renkei.MatchList, Values: uids}}}
 			recs, err := s.Archive.QueryInstances(ctx, q)
 			qerr = err

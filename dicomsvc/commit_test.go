@@ -32,7 +32,7 @@ func TestStorageCommitment(t *testing.T) {
 		byName[s.Name] = s
 	}
 	ct, mr, cr := byName["ct-explicit-le"], byName["mr-explicit-le"], byName["cr-explicit-le"]
-	if _, err := e.archive.Delete(context.Background(), cr.StudyInstanceUID, cr.SeriesInstanceUID, cr.SOPInstanceUID); err != nil {
+	if _, err := e.archive.Delete(e.ctx(), cr.StudyInstanceUID, cr.SeriesInstanceUID, cr.SOPInstanceUID); err != nil {
 		t.Fatal(err)
 	}
 	unknown := dicomtest.UID("commit/unknown")
@@ -64,7 +64,7 @@ func TestStorageCommitment(t *testing.T) {
 		defer cancel()
 		scu.Shutdown(ctx)
 	})
-	e.aes.put(renkei.AE{Title: "COMMITSCU", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+	e.register(renkei.AE{Title: "COMMITSCU", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
 
 	check := func(t *testing.T, ev *dimse.EventReport, tx string) {
 		t.Helper()

@@ -68,7 +68,7 @@ func checkReceived(t *testing.T, e *env, files []dicomtest.Sample, got map[strin
 			dicom.LossyImageCompression: true, dicom.ExtendedOffsetTable: true, dicom.ExtendedOffsetTableLengths: true}
 		compareDataSets(t, s.Name, orig, recv, skip)
 		// The pixels are those the archive's decoders give…
-		o, err := e.archive.Open(context.Background(), rec, true, 1<<30)
+		o, err := e.archive.Open(e.ctx(), rec, true, 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestMovescu(t *testing.T) {
 			addr, dir := dicomtest.StartStorescp(t, aet, tc.flags...)
 			_, port, _ := net.SplitHostPort(addr)
 			p, _ := strconv.Atoi(port)
-			e.aes.put(renkei.AE{Title: aet, Host: "127.0.0.1", Port: p})
+			e.register(renkei.AE{Title: aet, Host: "127.0.0.1", Port: p})
 			want, studies := selectSamples(files, tc.studies...)
 			run(t, "movescu", "-S", "-aec", "RENKEI", "-aem", aet, "-k", "QueryRetrieveLevel=STUDY",
 				"-k", "StudyInstanceUID="+strings.Join(studies, `\`), e.host, e.port)
@@ -140,7 +140,7 @@ func TestMovescu(t *testing.T) {
 	}
 
 	t.Run("unregistered destination", func(t *testing.T) {
-		e.aes.put(renkei.AE{Title: "NOPORT", Host: "127.0.0.1"}) // registered, but not as a destination
+		e.register(renkei.AE{Title: "NOPORT", Host: "127.0.0.1"}) // registered, but not as a destination
 		a, err := dimse.Dial(context.Background(), e.addr, "MOVESCU", "RENKEI", []dimse.PresentationContext{
 			{AbstractSyntax: dimse.StudyRootQueryRetrieveInformationModelMove, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
 		if err != nil {
@@ -157,7 +157,7 @@ func TestMovescu(t *testing.T) {
 			}
 		}
 		// A PatientID alone names two people here (P0001 of HOSP_A and of HOSP_B): refused, not both sent.
-		e.aes.put(renkei.AE{Title: "NOWHERE", Host: "127.0.0.1", Port: freePort(t)})
+		e.register(renkei.AE{Title: "NOWHERE", Host: "127.0.0.1", Port: freePort(t)})
 		pa, err := dimse.Dial(context.Background(), e.addr, "MOVESCU", "RENKEI", []dimse.PresentationContext{
 			{AbstractSyntax: dimse.PatientRootQueryRetrieveInformationModelMove, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
 		if err != nil {
@@ -283,7 +283,7 @@ func TestGetUndecodableSyntax(t *testing.T) {
 	if err := dicom.WriteFile(&buf, parsedFile.Meta, parsedFile.DataSet, f, nil); err != nil {
 		t.Fatal(err)
 	}
-	if res := e.archive.Store(context.Background(), &buf, archive.StoreRequest{Source: "test"}); res.Failure != 0 {
+	if res := e.archive.Store(e.ctx(), &buf, archive.StoreRequest{Source: "test"}); res.Failure != 0 {
 		t.Fatalf("store: %v", res.Err)
 	}
 	get := func(ts string) (dimse.RetrieveResult, *getStore) {

@@ -10,6 +10,7 @@ package dicomsvc
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 
 	"renkei"
 	"renkei/archive"
+	"renkei/dicom"
 	"renkei/dimse"
 )
 
@@ -33,10 +35,12 @@ type AERegistry interface {
 type Service struct {
 	Archive *archive.Service
 	AEs     AERegistry
-	// AcceptAny accepts associations from any calling AE title and address (a demo setting, off by default).
-	AcceptAny bool
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// AcceptAny accepts associations from any calling AE title and address (a demo setting, off by default). An
+	// unregistered AE then acts for AnyInstitution.
+	AcceptAny      bool
+	AnyInstitution int64
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // registryTimeout bounds a look-up in the AE registry made where no context exists (association negotiation).
@@ -58,14 +62,56 @@ func (s *Service) logger() *slog.Logger {
 // Push Model.
 func (s *Service) Handlers() dimse.Handlers {
 	return dimse.Handlers{
-		Echo:            func(context.Context, *dimse.Association) dimse.Status { return dimse.Success() },
-		Store:           dimse.StoreFunc(s.store),
-		Find:            dimse.FindFunc(s.find),
-		Move:            dimse.RetrieveFunc(s.retrieve),
+		Echo: func(context.Context, *dimse.Association) dimse.Status { return dimse.Success() },
+		Store: dimse.StoreFunc(func(ctx context.Context, a *dimse.Association, req *dimse.StoreRequest, data io.Reader) dimse.Status {
+			ctx, st := s.as(ctx, a)
+			if st.IsFailure() {
+				io.Copy(io.Discard, data)
+				return st
+			}
+			return s.store(ctx, a, req, data)
+		}),
+		Find: dimse.FindFunc(func(ctx context.Context, a *dimse.Association, req *dimse.FindRequest, emit func(*dicom.DataSet) error) dimse.Status {
+			ctx, st := s.as(ctx, a)
+			if st.IsFailure() {
+				return st
+			}
+			return s.find(ctx, a, req, emit)
+		}),
+		Move:            dimse.RetrieveFunc(s.retrieveAs),
 		MoveDestination: s.moveDestination,
-		Get:             dimse.RetrieveFunc(s.retrieve),
+		Get:             dimse.RetrieveFunc(s.retrieveAs),
 		Commit:          committer{s},
 	}
+}
+
+// as returns ctx carrying the principal of the association: its calling AE, acting for the AE's institution, so
+// that the access layer and the audit trail apply to DIMSE exactly as to HTTP.
+func (s *Service) as(ctx context.Context, a *dimse.Association) (context.Context, dimse.Status) {
+	ae, err := s.callingAE(ctx, a)
+	if err != nil {
+		s.logger().Error("AE registry look-up failed", "ae", a.Peer().CallingAETitle, "err", err)
+		return ctx, dimse.Failure(dimse.StatusOutOfResources, "the AE registry cannot be read; try again later")
+	}
+	inst := ae.InstitutionPK
+	if inst == 0 && s.AcceptAny {
+		inst = s.AnyInstitution
+	}
+	if inst == 0 {
+		return ctx, dimse.Failure(dimse.StatusOutOfResources, "this AE title belongs to no institution")
+	}
+	peer := a.Peer()
+	return renkei.WithPrincipal(ctx, &renkei.Principal{Kind: renkei.AEPrincipal, Name: peer.CallingAETitle, Institution: inst, Write: true,
+		Session: fmt.Sprintf("%p", a), Source: peer.CallingAETitle + "@" + addrString(peer.Addr)}), dimse.Success()
+}
+
+// retrieveAs runs a C-MOVE or C-GET as the calling AE, marked as reading the data.
+func (s *Service) retrieveAs(ctx context.Context, a *dimse.Association, req *dimse.RetrieveRequest) ([]dimse.Instance, dimse.Status) {
+	ctx, st := s.as(ctx, a)
+	if st.IsFailure() {
+		return nil, st
+	}
+	return s.retrieve(renkei.WithAction(ctx, renkei.ActionRead), a, req)
 }
 
 // AcceptAE admits a peer whose calling AE title is registered and who connects from the registered host (when the
@@ -164,6 +210,12 @@ func (s *Service) moveDestination(ctx context.Context, a *dimse.Association, tit
 	}
 	if ae.Host == "" || ae.Port == 0 {
 		s.logger().Warn("AE is registered without an address to send to", "ae", title)
+		return "", false
+	}
+	// Images leave only to the caller's own institution's AEs: a C-MOVE to another institution's PACS would hand
+	// over data that was never shared with it.
+	if calling, err := s.callingAE(ctx, a); err != nil || (calling.InstitutionPK != ae.InstitutionPK && !(s.AcceptAny && calling.InstitutionPK == 0)) {
+		s.logger().Warn("C-MOVE to an AE of another institution refused", "ae", title, "calling_ae", a.Peer().CallingAETitle)
 		return "", false
 	}
 	return net.JoinHostPort(ae.Host, strconv.Itoa(ae.Port)), true

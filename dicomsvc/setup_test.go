@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"renkei"
+	"renkei/access"
 	"renkei/archive"
 	"renkei/blob/disk"
 	"renkei/dicom"
@@ -60,6 +61,21 @@ type env struct {
 	aes        *registry
 	addr       string
 	host, port string
+	clinic     int64 // the institution of the registered AEs
+}
+
+// ctx is a context acting as an administrator of the clinic, for the tests' own reads and writes through the archive.
+func (e *env) ctx() context.Context {
+	return renkei.WithPrincipal(context.Background(), &renkei.Principal{Kind: renkei.UserPrincipal, ID: 1, Name: "admin@clinic",
+		Institution: e.clinic, Role: renkei.InstitutionAdmin, Write: true})
+}
+
+// register adds an AE to the registry, as one of the clinic's unless it names another institution.
+func (e *env) register(ae renkei.AE) {
+	if ae.InstitutionPK == 0 {
+		ae.Institution, ae.InstitutionPK = "clinic", e.clinic
+	}
+	e.aes.put(ae)
 }
 
 func testLogger() *slog.Logger {
@@ -83,14 +99,23 @@ func newEnv(t *testing.T, configure ...func(*dicomsvc.Service)) *env {
 		t.Fatal(err)
 	}
 	logger := testLogger()
-	a := archive.New(db, blobs, logger)
+	// The archive behind DIMSE is the one serve runs: behind the access decorator, so that every association acts
+	// for its AE's institution and is audited.
+	a := archive.New(access.New(db, db, db), blobs, logger)
+	clinic := &renkei.Institution{ID: "clinic", Name: "診療所", Kind: renkei.Clinic}
+	if err := db.PutInstitution(ctx, clinic, nil); err != nil {
+		t.Fatal(err)
+	}
 	reg := &registry{aes: map[string]renkei.AE{}}
 	for _, title := range []string{"STORESCU", "FINDSCU", "MOVESCU", "GETSCU", "ECHOSCU", "GOSCU"} {
-		reg.put(renkei.AE{Title: title, Host: "127.0.0.1", Institution: "clinic", Issuer: "ISSUER_" + title})
+		reg.put(renkei.AE{Title: title, Host: "127.0.0.1", Institution: "clinic", InstitutionPK: clinic.PK, Issuer: "ISSUER_" + title})
 	}
 	svc := &dicomsvc.Service{Archive: a, AEs: reg, Logger: logger, Now: time.Now}
 	for _, c := range configure {
 		c(svc)
+	}
+	if svc.AcceptAny && svc.AnyInstitution == 0 {
+		svc.AnyInstitution = clinic.PK
 	}
 	srv := &dimse.Server{AETitle: "RENKEI", Handlers: svc.Handlers(), AcceptAE: svc.AcceptAE, Logger: logger}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -102,7 +127,7 @@ func newEnv(t *testing.T, configure ...func(*dicomsvc.Service)) *env {
 		srv.Close()
 		db.Close()
 	})
-	e := &env{t: t, dir: dir, db: db, archive: a, svc: svc, aes: reg, addr: ln.Addr().String()}
+	e := &env{t: t, dir: dir, db: db, archive: a, svc: svc, aes: reg, addr: ln.Addr().String(), clinic: clinic.PK}
 	e.host, e.port, _ = net.SplitHostPort(e.addr)
 	return e
 }
@@ -153,7 +178,7 @@ func (e *env) store(files ...dicomtest.Sample) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		res := e.archive.Store(context.Background(), f, archive.StoreRequest{Source: "test", Issuer: "CLINIC_X"})
+		res := e.archive.Store(e.ctx(), f, archive.StoreRequest{Source: "test", Issuer: "CLINIC_X"})
 		f.Close()
 		if res.Failure != 0 {
 			e.t.Fatalf("store %s: %#x %v", s.Name, res.Failure, res.Err)
@@ -189,12 +214,12 @@ func readFile(t testing.TB, path string) parsed {
 // them.
 func (e *env) stored(uid string) (renkei.InstanceRecord, parsed) {
 	e.t.Helper()
-	recs, err := e.archive.Instances(context.Background(), "", "", uid)
+	recs, err := e.archive.Instances(e.ctx(), "", "", uid)
 	if err != nil {
 		e.t.Fatalf("instance %s: %v", uid, err)
 	}
 	var buf bytes.Buffer
-	if err := e.archive.WriteObject(context.Background(), &buf, recs[0], "*"); err != nil {
+	if err := e.archive.WriteObject(e.ctx(), &buf, recs[0], "*"); err != nil {
 		e.t.Fatal(err)
 	}
 	return recs[0], parseFile(e.t, buf.Bytes())

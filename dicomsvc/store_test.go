@@ -182,7 +182,7 @@ func TestStoreStatuses(t *testing.T) {
 	if sum(got.dataSet) != sum(f.dataSet) {
 		t.Error("the stored copy changed")
 	}
-	if _, err := e.archive.Instances(context.Background(), "", "", other); renkei.ErrorKind(err) != renkei.NotFound {
+	if _, err := e.archive.Instances(e.ctx(), "", "", other); renkei.ErrorKind(err) != renkei.NotFound {
 		t.Errorf("refused instance %s: %v", other, err)
 	}
 	rec, got := e.stored(dicomtest.UID("private/instance"))

@@ -26,7 +26,8 @@ type Handler struct {
 	MaxParts        int
 	MaxDecodedRatio int64
 
-	mux *http.ServeMux
+	mux    *http.ServeMux
+	routes []string
 }
 
 // New builds the handler and its routes.
@@ -35,7 +36,8 @@ func New(a *archive.Service, logger *slog.Logger, prefix string) *Handler {
 		logger = slog.Default()
 	}
 	h := &Handler{Archive: a, Logger: logger, Prefix: strings.TrimSuffix(prefix, "/"), MaxParts: 10000, MaxDecodedRatio: 200}
-	m := http.NewServeMux()
+	h.mux = http.NewServeMux()
+	m := routeRecorder{h}
 	p := h.Prefix
 	m.HandleFunc("POST "+p+"/studies", h.stow)
 	m.HandleFunc("POST "+p+"/studies/{study}", h.stow)
@@ -47,15 +49,15 @@ func New(a *archive.Service, logger *slog.Logger, prefix string) *Handler {
 	m.HandleFunc("GET "+p+"/studies/{study}/instances", h.qido(renkei.InstanceLevel))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances", h.qido(renkei.InstanceLevel))
 
-	m.HandleFunc("GET "+p+"/studies/{study}", h.retrieve)
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}", h.retrieve)
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}", h.retrieve)
-	m.HandleFunc("GET "+p+"/studies/{study}/metadata", h.metadata)
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/metadata", h.metadata)
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/metadata", h.metadata)
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", h.frames)
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", h.bulkdata)
-	m.HandleFunc("GET "+p+"/wado", h.wadoURI)
+	m.HandleFunc("GET "+p+"/studies/{study}", reading(h.retrieve))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}", reading(h.retrieve))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}", reading(h.retrieve))
+	m.HandleFunc("GET "+p+"/studies/{study}/metadata", reading(h.metadata))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/metadata", reading(h.metadata))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/metadata", reading(h.metadata))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", reading(h.frames))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", reading(h.bulkdata))
+	m.HandleFunc("GET "+p+"/wado", reading(h.wadoURI))
 
 	m.HandleFunc("DELETE "+p+"/studies/{study}", h.delete)
 	m.HandleFunc("DELETE "+p+"/studies/{study}/series/{series}", h.delete)
@@ -65,9 +67,26 @@ func New(a *archive.Service, logger *slog.Logger, prefix string) *Handler {
 	m.HandleFunc("POST /api/trash/studies/{study}/restore", h.restore)
 	m.HandleFunc("POST /api/trash/studies/{study}/series/{series}/restore", h.restore)
 	m.HandleFunc("POST /api/trash/studies/{study}/series/{series}/instances/{instance}/restore", h.restore)
-	h.mux = m
 	return h
 }
+
+// routeRecorder registers routes and remembers their patterns.
+type routeRecorder struct{ h *Handler }
+
+func (m routeRecorder) HandleFunc(pattern string, f http.HandlerFunc) {
+	m.h.routes = append(m.h.routes, pattern)
+	m.h.mux.HandleFunc(pattern, f)
+}
+
+// reading marks a handler's archive reads as looking at the data (renkei.ActionRead), not listing it.
+func reading(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f(w, r.WithContext(renkei.WithAction(r.Context(), renkei.ActionRead)))
+	}
+}
+
+// Routes lists the registered route patterns.
+func (h *Handler) Routes() []string { return slices.Clone(h.routes) }
 
 // ServeHTTP applies CORS, then routes.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

@@ -14,12 +14,16 @@ func (db *DB) PutAE(ctx context.Context, ae renkei.AE) error {
 	if err := validAE(ae); err != nil {
 		return err
 	}
+	inst, err := db.Institution(ctx, ae.Institution)
+	if err != nil {
+		return err
+	}
 	now := db.Now().UnixMilli()
-	_, err := db.write.ExecContext(ctx, `INSERT INTO aes (title, host, port, institution, issuer, charset, created_at, updated_at)
+	_, err = db.write.ExecContext(ctx, `INSERT INTO aes (title, host, port, institution_pk, issuer, charset, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (title) DO UPDATE SET host = excluded.host, port = excluded.port, institution = excluded.institution,
+		ON CONFLICT (title) DO UPDATE SET host = excluded.host, port = excluded.port, institution_pk = excluded.institution_pk,
 			issuer = excluded.issuer, charset = excluded.charset, updated_at = excluded.updated_at`,
-		ae.Title, ae.Host, ae.Port, ae.Institution, ae.Issuer, ae.Charset, now, now)
+		ae.Title, ae.Host, ae.Port, inst.PK, ae.Issuer, ae.Charset, now, now)
 	if err != nil {
 		return &renkei.Error{Op: "index.PutAE", Kind: renkei.Unavailable, Message: "the AE registry could not be written", Err: err}
 	}
@@ -47,8 +51,9 @@ func validAE(ae renkei.AE) error {
 // LookupAE returns the AE with the given title; an unknown title is a renkei.NotFound error.
 func (db *DB) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
 	var ae renkei.AE
-	err := db.read.QueryRowContext(ctx, `SELECT title, host, port, institution, issuer, charset FROM aes WHERE title = ?`, strings.TrimSpace(title)).
-		Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.Issuer, &ae.Charset)
+	err := db.read.QueryRowContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, CASE WHEN a.issuer <> '' THEN a.issuer ELSE i.issuer END, a.charset
+		FROM aes a JOIN institutions i ON i.pk = a.institution_pk WHERE a.title = ?`, strings.TrimSpace(title)).
+		Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ae, renkei.Errorf("index.LookupAE", renkei.NotFound, "AE title %q is not registered", title)
 	}
@@ -60,7 +65,7 @@ func (db *DB) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
 
 // ListAEs returns every registered AE, by title.
 func (db *DB) ListAEs(ctx context.Context) ([]renkei.AE, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT title, host, port, institution, issuer, charset FROM aes ORDER BY title`)
+	rows, err := db.read.QueryContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, a.issuer, a.charset FROM aes a JOIN institutions i ON i.pk = a.institution_pk ORDER BY a.title`)
 	if err != nil {
 		return nil, queryErr(err)
 	}
@@ -68,7 +73,7 @@ func (db *DB) ListAEs(ctx context.Context) ([]renkei.AE, error) {
 	var out []renkei.AE
 	for rows.Next() {
 		var ae renkei.AE
-		if err := rows.Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.Issuer, &ae.Charset); err != nil {
+		if err := rows.Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset); err != nil {
 			return nil, queryErr(err)
 		}
 		out = append(out, ae)

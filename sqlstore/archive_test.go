@@ -145,13 +145,13 @@ func TestTrashRestorePurge(t *testing.T) {
 		}
 		return m
 	}
-	if n, err := db.Trash(ctx, "2.1", "2.1.2", "", false); err != nil || n != 1 {
+	if n, err := db.Trash(ctx, renkei.TrashRequest{Study: "2.1", Series: "2.1.2", Instance: "", Restore: false}); err != nil || n != 1 {
 		t.Fatalf("trash series: %d %v", n, err)
 	}
 	if d := cmp.Diff(map[string][2]int{"2.1": {1, 2}, "2.2": {1, 1}}, count()); d != "" {
 		t.Errorf("after trashing a series (-want +got):\n%s", d)
 	}
-	if _, err := db.Trash(ctx, "2.1", "", "", false); err != nil {
+	if _, err := db.Trash(ctx, renkei.TrashRequest{Study: "2.1", Series: "", Instance: "", Restore: false}); err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(map[string][2]int{"2.2": {1, 1}}, count()); d != "" {
@@ -160,13 +160,13 @@ func TestTrashRestorePurge(t *testing.T) {
 	if inTrash := studies(t, db, &renkei.Query{Level: renkei.StudyLevel, Deleted: true}); len(inTrash) != 1 || inTrash[0].StudyInstanceUID != "2.1" {
 		t.Errorf("trash lists %+v", inTrash)
 	}
-	if _, err := db.Trash(ctx, "2.1", "2.1.2", "", true); err != nil {
+	if _, err := db.Trash(ctx, renkei.TrashRequest{Study: "2.1", Series: "2.1.2", Instance: "", Restore: true}); err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(map[string][2]int{"2.1": {1, 1}, "2.2": {1, 1}}, count()); d != "" {
 		t.Errorf("after restoring one series (-want +got):\n%s", d)
 	}
-	if _, err := db.Trash(ctx, "9.9", "", "", false); renkei.ErrorKind(err) != renkei.NotFound {
+	if _, err := db.Trash(ctx, renkei.TrashRequest{Study: "9.9", Series: "", Instance: "", Restore: false}); renkei.ErrorKind(err) != renkei.NotFound {
 		t.Errorf("trashing an unknown study: %v, want NotFound", err)
 	}
 	// Purge: only what was trashed before the cutoff goes; a blob still used elsewhere is not returned.

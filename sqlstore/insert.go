@@ -10,10 +10,11 @@ import (
 	"renkei"
 )
 
-// insertReq is one instance waiting for the committer.
+// insertReq is one instance, or a group of audit events, waiting for the committer.
 type insertReq struct {
-	inst *renkei.Instance
-	res  chan insertRes
+	inst   *renkei.Instance
+	events []*renkei.AuditEvent
+	res    chan insertRes
 }
 
 type insertRes struct {
@@ -75,7 +76,12 @@ func (db *DB) commitBatch(batch []*insertReq) {
 		return
 	}
 	db.batch = &batchStmts{tx: tx, stmts: map[string]*sql.Stmt{}} // only the committer goroutine uses it
+	var events []*renkei.AuditEvent
 	for i, r := range batch {
+		if r.inst == nil {
+			events = append(events, r.events...)
+			continue
+		}
 		if _, err := tx.ExecContext(ctx, `SAVEPOINT one`); err != nil {
 			tx.Rollback()
 			fail(err)
@@ -95,6 +101,16 @@ func (db *DB) commitBatch(batch []*insertReq) {
 			return
 		}
 		results[i] = res
+		if res.err == nil && r.inst.Audit != nil {
+			events = append(events, r.inst.Audit)
+		}
+	}
+	// The audit events of the batch's writes and reads join its transaction: a write and its event commit together,
+	// and if the chain cannot be extended nothing commits (fail closed).
+	if err := db.appendAudit(ctx, tx, events); err != nil {
+		tx.Rollback()
+		fail(err)
+		return
 	}
 	if err := tx.Commit(); err != nil {
 		fail(err)
@@ -128,7 +144,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 		instDeleted          sql.NullInt64
 		orphan               string
 	)
-	err := db.txQueryRow(ctx, tx, `SELECT pk, series_pk, blob_key, deleted_at FROM instances WHERE sop_uid = ?`, in.SOPInstanceUID).
+	err := db.txQueryRow(ctx, tx, `SELECT pk, series_pk, blob_key, deleted_at FROM instances WHERE institution_pk = ? AND sop_uid = ?`, in.Institution, in.SOPInstanceUID).
 		Scan(&instPK, &instSeriesPK, &oldKey, &instDeleted)
 	switch {
 	case err == nil && !instDeleted.Valid:
@@ -160,11 +176,11 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Patient.
 	var patientPK int64
 	var oldName string
-	err = db.txQueryRow(ctx, tx, `SELECT pk, name FROM patients WHERE issuer = ? AND patient_id = ?`, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, name FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`, in.Institution, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := db.txExec(ctx, tx, `INSERT INTO patients (issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?)`,
-			in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex)
+		res, err := db.txExec(ctx, tx, `INSERT INTO patients (institution_pk, issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?, ?)`,
+			in.Institution, in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex)
 		if err != nil {
 			return internal(err)
 		}
@@ -189,12 +205,12 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Study.
 	var studyPK, studyPatient int64
 	var studyDeleted sql.NullInt64
-	err = db.txQueryRow(ctx, tx, `SELECT pk, patient_pk, deleted_at FROM studies WHERE study_uid = ?`, in.StudyInstanceUID).Scan(&studyPK, &studyPatient, &studyDeleted)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, patient_pk, deleted_at FROM studies WHERE institution_pk = ? AND study_uid = ?`, in.Institution, in.StudyInstanceUID).Scan(&studyPK, &studyPatient, &studyDeleted)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := db.txExec(ctx, tx, `INSERT INTO studies (patient_pk, study_uid, study_date, study_time, accession, study_id, description,
-			referring, referring_key, tz_offset, attrs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			patientPK, in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber, in.StudyID, in.StudyDescription,
+		res, err := db.txExec(ctx, tx, `INSERT INTO studies (institution_pk, patient_pk, study_uid, study_date, study_time, accession, study_id, description,
+			referring, referring_key, tz_offset, attrs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			in.Institution, patientPK, in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber, in.StudyID, in.StudyDescription,
 			in.ReferringPhysicianName, in.ReferringPhysicianKey, in.TimezoneOffsetFromUTC, in.Attrs, now, now)
 		if err != nil {
 			return internal(err)
@@ -209,12 +225,12 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Series.
 	var seriesPK, seriesStudy int64
 	newSeries := false
-	err = db.txQueryRow(ctx, tx, `SELECT pk, study_pk FROM series WHERE series_uid = ?`, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, study_pk FROM series WHERE institution_pk = ? AND series_uid = ?`, in.Institution, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := db.txExec(ctx, tx, `INSERT INTO series (study_pk, series_uid, modality, series_number, description, body_part,
-			series_date, series_time, pps_date, pps_time, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			studyPK, in.SeriesInstanceUID, in.Modality, nullInt(in.SeriesNumber), in.SeriesDescription, in.BodyPartExamined,
+		res, err := db.txExec(ctx, tx, `INSERT INTO series (institution_pk, study_pk, series_uid, modality, series_number, description, body_part,
+			series_date, series_time, pps_date, pps_time, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			in.Institution, studyPK, in.SeriesInstanceUID, in.Modality, nullInt(in.SeriesNumber), in.SeriesDescription, in.BodyPartExamined,
 			in.SeriesDate, in.SeriesTime, in.PPSStartDate, in.PPSStartTime, in.Attrs)
 		if err != nil {
 			return internal(err)
@@ -227,9 +243,9 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 		return conflict("series %s already belongs to another study; the instance was not stored", in.SeriesInstanceUID)
 	}
 
-	if _, err := db.txExec(ctx, tx, `INSERT INTO instances (series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
-		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		seriesPK, in.SOPInstanceUID, in.SOPClassUID, nullInt(in.InstanceNumber), in.TransferSyntaxUID, in.Rows, in.Columns,
+	if _, err := db.txExec(ctx, tx, `INSERT INTO instances (institution_pk, series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
+		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		in.Institution, seriesPK, in.SOPInstanceUID, in.SOPClassUID, nullInt(in.InstanceNumber), in.TransferSyntaxUID, in.Rows, in.Columns,
 		in.NumberOfFrames, in.BitsAllocated, in.BlobKey, in.Size, in.CharsetFlag, in.Attrs, in.ReceivedAt.UnixMilli(), in.Source); err != nil {
 		return internal(err)
 	}

@@ -166,10 +166,44 @@ func where(q *renkei.Query) (string, []any, error) {
 }
 
 func deletedCond(alias string, q *renkei.Query) string {
+	c := alias + ".deleted_at IS NULL"
 	if q.Deleted {
-		return alias + ".deleted_at IS NOT NULL"
+		c = alias + ".deleted_at IS NOT NULL"
 	}
-	return alias + ".deleted_at IS NULL"
+	return c + scopeCond(q.Scope)
+}
+
+// scopeCond limits a query to what the scope may see: studies owned by its institutions, or granted with their
+// patient or one by one. The lists are index keys (integers), written into the SQL as literals.
+func scopeCond(sc *renkei.Scope) string {
+	if sc == nil {
+		return ""
+	}
+	var or []string
+	list := func(col string, keys []int64) {
+		if len(keys) == 0 {
+			return
+		}
+		var b strings.Builder
+		b.WriteString(col + " IN (")
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%d", k)
+		}
+		b.WriteByte(')')
+		or = append(or, b.String())
+	}
+	list("s.institution_pk", sc.Institutions)
+	if !sc.OwnOnly {
+		list("s.patient_pk", sc.Patients)
+		list("s.pk", sc.Studies)
+	}
+	if len(or) == 0 {
+		return " AND 0 = 1"
+	}
+	return " AND (" + strings.Join(or, " OR ") + ")"
 }
 
 func limitOffset(q *renkei.Query) string {
@@ -185,11 +219,11 @@ func limitOffset(q *renkei.Query) string {
 	return s
 }
 
-const studyCols = `p.issuer, p.patient_id, p.name, p.birth_date, p.sex, s.study_uid, s.study_date, s.study_time, s.accession,
+const studyCols = `s.institution_pk, s.patient_pk, s.pk, p.issuer, p.patient_id, p.name, p.birth_date, p.sex, s.study_uid, s.study_date, s.study_time, s.accession,
 	s.study_id, s.description, s.referring, s.tz_offset, s.modalities, s.num_series, s.num_instances, s.attrs, s.deleted_at`
 
 func scanStudy(dst *renkei.StudyRecord) []any {
-	return []any{&dst.Patient.Issuer, &dst.Patient.ID, &dst.PatientName, &dst.PatientBirthDate, &dst.PatientSex,
+	return []any{&dst.Institution, &dst.PatientPK, &dst.StudyPK, &dst.Patient.Issuer, &dst.Patient.ID, &dst.PatientName, &dst.PatientBirthDate, &dst.PatientSex,
 		&dst.StudyInstanceUID, &dst.StudyDate, &dst.StudyTime, &dst.AccessionNumber, &dst.StudyID, &dst.StudyDescription,
 		&dst.ReferringPhysicianName, &dst.TimezoneOffsetFromUTC, (*modList)(&dst.ModalitiesInStudy), &dst.NumberOfSeries,
 		&dst.NumberOfInstances, &dst.Attrs, msTimeScanner{&dst.DeletedAt}}
@@ -338,7 +372,8 @@ func queryErr(err error) error {
 
 // Trash moves the instances matched by the UIDs (a study, a series of it, or one instance) to the trash, or, with
 // restore, back out of it. It returns the number of instances changed; none is a renkei.NotFound error.
-func (db *DB) Trash(ctx context.Context, study, series, instance string, restore bool) (int, error) {
+func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
+	study, series, instance, restore := req.Study, req.Series, req.Instance, req.Restore
 	now := db.Now().UnixMilli()
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -359,20 +394,29 @@ func (db *DB) Trash(ctx context.Context, study, series, instance string, restore
 	if restore {
 		state = `i.deleted_at IS NOT NULL`
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT i.pk, s.pk FROM instances i JOIN series r ON r.pk = i.series_pk JOIN studies s ON s.pk = r.study_pk
-		WHERE `+cond+` AND `+state, args...)
+	rows, err := tx.QueryContext(ctx, `SELECT i.pk, s.pk, s.institution_pk, p.issuer, p.patient_id, s.study_uid FROM instances i
+		JOIN series r ON r.pk = i.series_pk JOIN studies s ON s.pk = r.study_pk JOIN patients p ON p.pk = s.patient_pk
+		WHERE `+cond+` AND `+state+scopeCond(req.Scope), args...)
 	if err != nil {
 		return 0, queryErr(err)
 	}
 	var pks []int64
 	studies := map[int64]bool{}
+	var events []*renkei.AuditEvent
 	for rows.Next() {
-		var pk, spk int64
-		if err := rows.Scan(&pk, &spk); err != nil {
+		var pk, spk, inst int64
+		var pat renkei.PatientKey
+		var uid string
+		if err := rows.Scan(&pk, &spk, &inst, &pat.Issuer, &pat.ID, &uid); err != nil {
 			rows.Close()
 			return 0, queryErr(err)
 		}
 		pks = append(pks, pk)
+		if !studies[spk] && req.Audit != nil {
+			e := *req.Audit
+			e.DataInstitution, e.Patient, e.Study = inst, pat, uid
+			events = append(events, &e)
+		}
 		studies[spk] = true
 	}
 	if err := rows.Close(); err != nil {
@@ -398,6 +442,9 @@ func (db *DB) Trash(ctx context.Context, study, series, instance string, restore
 		if err := recountStudy(ctx, tx, spk, now); err != nil {
 			return 0, queryErr(err)
 		}
+	}
+	if err := db.appendAudit(ctx, tx, events); err != nil {
+		return 0, queryErr(err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, queryErr(err)

@@ -26,6 +26,8 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	Now   func() time.Time
+	// AuditKey signs checkpoints of the audit chain; nil writes none (tests of the bare index).
+	AuditKey *AuditKey
 
 	batches chan *insertReq
 	done    chan struct{}

@@ -72,6 +72,7 @@ func TestCrash(t *testing.T) {
 	if err := os.MkdirAll(c.gen, 0o750); err != nil {
 		t.Fatal(err)
 	}
+	c.token = provisionToken(t, c.data)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("seed %d; last lines of the server log:\n%s", seed, tail(c.logPath, 40))
@@ -110,6 +111,7 @@ type crashRun struct {
 	seed    uint64
 	bin     string
 	data    string
+	token   string // a read-write API token of the institution the clients send for
 	gen     string // where the instances are generated
 	logPath string
 	ledger  *ledger
@@ -177,7 +179,7 @@ func (c *crashRun) load(k int, seed uint64, delay time.Duration) roundStats {
 	defer cancel()
 	tr := &http.Transport{MaxIdleConnsPerHost: crashClients}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	client := &http.Client{Transport: bearer{c.token, tr}, Timeout: 30 * time.Second}
 	var killed atomic.Bool
 	var wg sync.WaitGroup
 	stats := make([]roundStats, crashClients)
@@ -460,7 +462,7 @@ func (c *crashRun) start(run int) *crashServer {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(log, "=== run %d (seed %d) on %s\n", run, c.seed, addr)
-	s := &crashServer{addr: addr, url: "http://" + addr + "/dicomweb", log: log, exited: make(chan struct{}), http: &http.Client{Timeout: time.Minute}}
+	s := &crashServer{addr: addr, url: "http://" + addr + "/dicomweb", log: log, exited: make(chan struct{}), http: &http.Client{Transport: bearer{c.token, http.DefaultTransport}, Timeout: time.Minute}}
 	s.cmd = exec.Command(c.bin, "serve", "--data", c.data, "--http", addr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	s.cmd.Env = append(os.Environ(), "RENKEI_DEMO=false")

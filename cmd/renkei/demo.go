@@ -2,28 +2,149 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base32"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 
+	"github.com/pquerna/otp/totp"
+
+	"renkei"
 	"renkei/archive"
+	"renkei/identity"
 	"renkei/internal/dicomtest"
+	"renkei/sqlstore"
 )
 
-// seedDemo stores a few small CT studies with Japanese and Latin patient names, so that a new user can search and
-// retrieve at once. Storing them again on the next start is a no-op (same bytes, same UIDs).
-func seedDemo(ctx context.Context, arch *archive.Service, data string) error {
+// The demo region: a hospital, a clinic that refers to it, a care home, and the region's operator, with a user of
+// every role. Demo logins start with identity.DemoPrefix, so they are refused by a server not started with --demo.
+var demoInstitutions = []renkei.Institution{
+	{ID: "region", Name: "みなと地域医療連携ネットワーク事務局", NameEn: "Minato Regional Network Office", Kind: renkei.RegionOperator, Issuer: "REGION"},
+	{ID: "chuo-hospital", Name: "みなと中央病院", NameEn: "Minato Central Hospital", Kind: renkei.Hospital, Code: "1311234567",
+		CareFunctions: []string{"高度急性期", "急性期"}, Issuer: "CHUO"},
+	{ID: "kita-clinic", Name: "北町クリニック", NameEn: "Kitamachi Clinic", Kind: renkei.Clinic, Code: "1317654321",
+		CareFunctions: []string{"在宅"}, Issuer: "KITA"},
+	{ID: "sakura-care", Name: "さくら介護ホーム", NameEn: "Sakura Care Home", Kind: renkei.CareHome, CareFunctions: []string{"介護"}, Issuer: "SAKURA"},
+}
+
+var demoUsers = []struct {
+	login, name, institution string
+	role                     renkei.Role
+}{
+	{"demo-tanaka@chuo-hospital", "田中 一郎", "chuo-hospital", renkei.Physician},
+	{"demo-suzuki@chuo-hospital", "鈴木 花子", "chuo-hospital", renkei.Radiologist},
+	{"demo-sato@chuo-hospital", "佐藤 美咲", "chuo-hospital", renkei.Nurse},
+	{"demo-ito@chuo-hospital", "伊藤 健", "chuo-hospital", renkei.Clerk},
+	{"demo-admin@chuo-hospital", "中央病院 管理者", "chuo-hospital", renkei.InstitutionAdmin},
+	{"demo-kato@kita-clinic", "加藤 正", "kita-clinic", renkei.Physician},
+	{"demo-admin@kita-clinic", "北町クリニック 管理者", "kita-clinic", renkei.InstitutionAdmin},
+	{"demo-nakamura@sakura-care", "中村 由美", "sakura-care", renkei.Nurse},
+	{"demo-admin@region", "地域 管理者", "region", renkei.RegionAdmin},
+}
+
+// demoAccountsFile keeps the demo users' passwords and authenticator keys in the data folder (mode 0600), so that
+// every --demo start can print them again.
+const demoAccountsFile = "demo-accounts.txt"
+
+// seedDemo creates the demo region once (institutions, users with printed passwords and authenticator keys, a
+// share from the clinic to the hospital) and stores a few small CT studies with Japanese and Latin patient names:
+// two of the clinic's patients, one of the hospital's. Running it again changes nothing.
+func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch *archive.Service, data string, out io.Writer) error {
+	by := &renkei.Principal{Kind: renkei.SystemPrincipal, Name: "demo set-up", Write: true}
+	pk := map[string]int64{}
+	for _, in := range demoInstitutions {
+		existing, err := db.Institution(ctx, in.ID)
+		if err == nil {
+			pk[in.ID] = existing.PK
+			continue
+		}
+		if err := db.PutInstitution(ctx, &in, nil); err != nil {
+			return err
+		}
+		pk[in.ID] = in.PK
+	}
+	accounts := filepath.Join(data, demoAccountsFile)
+	if _, err := os.Stat(accounts); os.IsNotExist(err) {
+		var b strings.Builder
+		fmt.Fprintln(&b, "# renkei demo accounts (refused by a server started without --demo)")
+		fmt.Fprintln(&b, "# login\tpassword\tauthenticator key (add it to an app, or: renkei admin user totp-code LOGIN --data DIR)")
+		for _, u := range demoUsers {
+			in, err := db.Institution(ctx, u.institution)
+			if err != nil {
+				return err
+			}
+			pw := "demo-" + identity.OneTimePassword()
+			secret := randomBase32()
+			user := renkei.User{Login: u.login, Name: u.name, Institution: in, Role: u.role}
+			if err := ids.CreateUserWithPassword(ctx, by, &user, pw); err != nil {
+				if renkei.ErrorKind(err) == renkei.Conflict {
+					continue
+				}
+				return err
+			}
+			f := false
+			if err := db.UpdateUser(ctx, user.PK, renkei.UserUpdate{TOTPSecret: &secret, MustChange: &f}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(&b, "%s\t%s\t%s\n", u.login, pw, secret)
+		}
+		if err := os.WriteFile(accounts, []byte(b.String()), 0o600); err != nil {
+			return err
+		}
+	}
+	if err := seedDemoStudies(ctx, arch, data, pk); err != nil {
+		return err
+	}
+	shares, err := db.Shares(ctx, sqlstore.ShareFilter{FromInstitution: pk["kita-clinic"]})
+	if err != nil {
+		return err
+	}
+	if len(shares) == 0 {
+		e := renkei.EventFor(by, renkei.ActionShare, renkei.OutcomeSuccess)
+		e.DataInstitution, e.Patient, e.Purpose = pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0001"}, string(renkei.PurposeReferral)
+		sh := renkei.Share{FromInstitution: pk["kita-clinic"], Patient: e.Patient, ToInstitution: pk["chuo-hospital"],
+			Purpose: renkei.PurposeReferral, Reason: "紹介: 胸部CT精査のお願い", CreatedByName: "demo-kato@kita-clinic",
+			ExpiresAt: time.Now().AddDate(1, 0, 0)}
+		if err := db.CreateShare(ctx, &sh, &e); err != nil {
+			return err
+		}
+	}
+	b, err := os.ReadFile(accounts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "demo region: 北町クリニック (kita-clinic) shares patient D0001 with みなと中央病院 (chuo-hospital).\n%s", b)
+	return nil
+}
+
+func randomBase32() string {
+	b := make([]byte, 20)
+	rand.Read(b)
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b)
+}
+
+// demoTOTPCode prints the current authenticator code of a demo account (not of any other).
+func demoTOTPCode(secret string) (string, error) {
+	return totp.GenerateCode(secret, time.Now())
+}
+
+func seedDemoStudies(ctx context.Context, arch *archive.Service, data string, pk map[string]int64) error {
 	dir, err := os.MkdirTemp(data, "demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	patients := []struct{ id, name string }{
-		{"D0001", "Yamada^Taro=山田^太郎=ヤマダ^タロウ"},
-		{"D0002", "Takahashi^Hanako=髙橋^花子=タカハシ^ハナコ"},
-		{"D0003", "Buc^Jerome"},
+	patients := []struct{ id, name, institution string }{
+		{"D0001", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "kita-clinic"},
+		{"D0002", "Takahashi^Hanako=髙橋^花子=タカハシ^ハナコ", "kita-clinic"},
+		{"D0003", "Buc^Jerome", "chuo-hospital"},
 	}
 	for i, p := range patients {
+		ctx := renkei.WithPrincipal(ctx, &renkei.Principal{Kind: renkei.AEPrincipal, Name: "DEMO", Institution: pk[p.institution], Write: true})
 		for j := 1; j <= 3; j++ {
 			path := filepath.Join(dir, fmt.Sprintf("%d-%d.dcm", i, j))
 			err := dicomtest.CT(path, dicomtest.CTOptions{
@@ -40,7 +161,7 @@ func seedDemo(ctx context.Context, arch *archive.Service, data string) error {
 			if err != nil {
 				return err
 			}
-			res := arch.Store(ctx, f, archive.StoreRequest{Source: "demo"})
+			res := arch.Store(ctx, f, archive.StoreRequest{Source: "demo", Issuer: demoIssuer(p.institution)})
 			f.Close()
 			if res.Err != nil {
 				return res.Err
@@ -48,4 +169,13 @@ func seedDemo(ctx context.Context, arch *archive.Service, data string) error {
 		}
 	}
 	return nil
+}
+
+func demoIssuer(id string) string {
+	for _, in := range demoInstitutions {
+		if in.ID == id {
+			return in.Issuer
+		}
+	}
+	return ""
 }

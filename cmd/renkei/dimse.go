@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"renkei"
 	"renkei/archive"
 	"renkei/dicomsvc"
 	"renkei/dimse"
@@ -17,8 +19,22 @@ import (
 
 // dimseListeners starts the DIMSE server on the plain address and, when configured, a second one speaking DICOM TLS
 // (PS3.15 B.1, BCP 195: TLS 1.2 at least). It returns the servers and the addresses they listen on.
-func dimseListeners(c *serveConfig, arch *archive.Service, db *sqlstore.DB, logger *slog.Logger) ([]*dimse.Server, []net.Listener, error) {
+func dimseListeners(ctx context.Context, c *serveConfig, arch *archive.Service, db *sqlstore.DB, logger *slog.Logger) ([]*dimse.Server, []net.Listener, error) {
 	svc := &dicomsvc.Service{Archive: arch, AEs: db, AcceptAny: c.DIMSEAcceptAny, Logger: logger, Now: time.Now}
+	if c.DIMSEAcceptAny {
+		id := c.DIMSEAnyInstitution
+		if id == "" && c.Demo {
+			id = "kita-clinic"
+		}
+		if id == "" {
+			return nil, nil, fmt.Errorf("--dimse-accept-any needs --dimse-any-institution: the institution that owns what unregistered AEs store")
+		}
+		in, err := db.Institution(ctx, id)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--dimse-any-institution: %s", renkei.ErrorMessage(err))
+		}
+		svc.AnyInstitution = in.PK
+	}
 	newServer := func(tlsConf *tls.Config) *dimse.Server {
 		return &dimse.Server{
 			AETitle:         c.AE,

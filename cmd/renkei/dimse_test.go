@@ -35,9 +35,11 @@ func TestServeDIMSE(t *testing.T) {
 	ln.Close()
 	var out bytes.Buffer
 	for _, args := range [][]string{
-		{"admin", "ae", "add", "MODALITY", "--host", "127.0.0.1", "--issuer", "HOSP_A"},
-		{"admin", "ae", "add", "WORKSTATION", "--host", "127.0.0.1", "--port", fmt.Sprint(destPort)},
-		{"admin", "ae", "add", "CLI", "--host", "127.0.0.1", "--issuer", "HOSP_A"}, // same issuer as MODALITY: its D1 is the same patient
+		{"admin", "institution", "add", "hosp-a", "--name", "A病院", "--kind", "hospital", "--issuer", "HOSP_A"},
+		{"admin", "ae", "add", "MODALITY", "--host", "127.0.0.1", "--institution", "hosp-a"},
+		{"admin", "ae", "add", "WORKSTATION", "--host", "127.0.0.1", "--port", fmt.Sprint(destPort), "--institution", "hosp-a"},
+		{"admin", "ae", "add", "CLI", "--host", "127.0.0.1", "--institution", "hosp-a"}, // same issuer as MODALITY: its D1 is the same patient
+		{"admin", "token", "add", "viewer", "--institution", "hosp-a"},
 	} {
 		if code := Main(context.Background(), append(args, "--data", data), &out, &out); code != 0 {
 			t.Fatalf("%v: %s", args, out.String())
@@ -167,7 +169,11 @@ func TestServeDIMSE(t *testing.T) {
 		t.Errorf("a file written by renkei dicom get does not parse: %v\n%s", err, o)
 	}
 
-	resp, err := http.Get("http://" + httpAddr + "/dicomweb/studies/" + study + "/instances")
+	// DICOMweb answers the same institution's read token with what its modality stored over DIMSE.
+	token := regexp.MustCompile(`(?m)^rk_\S+$`).FindString(out.String())
+	req, _ := http.NewRequest("GET", "http://"+httpAddr+"/dicomweb/studies/"+study+"/instances", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

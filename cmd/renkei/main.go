@@ -1,7 +1,7 @@
 // Command renkei runs the renkei regional platform. Subcommands:
 //
 //	renkei serve    the platform: DICOMweb and DIMSE over one data folder
-//	renkei admin    the AE registry
+//	renkei admin    institutions, users, API tokens, AE titles, audit verification
 //	renkei dicom    a DICOM client (SCU): echo, send, find, get
 //	renkei version  prints the version
 //
@@ -68,7 +68,7 @@ func usage(w io.Writer) {
 
 Usage:
   renkei serve [flags]   run the platform (see renkei serve --help)
-  renkei admin ae ...    register the DICOM peers (AE titles) that may connect (see renkei admin)
+  renkei admin ...       institutions, users, API tokens, AE titles, audit verification (see renkei admin)
   renkei dicom ...       DICOM client: echo, send, find, get (see renkei dicom)
   renkei version         print the version
 `)

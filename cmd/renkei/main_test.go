@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -33,8 +32,9 @@ func TestServeHelpExplainsEveryFlag(t *testing.T) {
 	}
 }
 
-// TestServeDemo runs `renkei serve --demo` the way the README says, with the address from the environment, and
-// searches the demo data by a kanji name.
+// TestServeDemo runs `renkei serve --demo` the way the README says, with the address from the environment, logs in
+// as the hospital's physician with a printed demo password and authenticator key, and searches the demo data by a
+// kanji name: the hospital sees its own patient and the one the clinic shared, not the clinic's other patient.
 func TestServeDemo(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("RENKEI_HTTP", "127.0.0.1:0")
@@ -46,9 +46,21 @@ func TestServeDemo(t *testing.T) {
 		done <- Main(ctx, []string{"serve", "--demo", "--dimse", "127.0.0.1:0", "--log-level", "warn"}, pw, io.Discard)
 		pw.Close()
 	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no start-up line: %v", err)
+	br := bufio.NewReader(pr)
+	accounts := map[string][2]string{}
+	var line string
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no start-up line: %v", err)
+		}
+		if f := strings.Split(strings.TrimSpace(l), "\t"); len(f) == 3 && strings.HasPrefix(f[0], "demo-") {
+			accounts[f[0]] = [2]string{f[1], f[2]}
+		}
+		if strings.HasPrefix(l, "renkei is running") {
+			line = l
+			break
+		}
 	}
 	go io.Copy(io.Discard, pr)
 	m := regexp.MustCompile(`http://(\S+)/dicomweb`).FindStringSubmatch(line)
@@ -58,15 +70,24 @@ func TestServeDemo(t *testing.T) {
 	if !strings.Contains(line, filepath.Join(dir, "data")) {
 		t.Errorf("RENKEI_DATA was not used: %q", line)
 	}
-	resp, err := http.Get("http://" + m[1] + "/dicomweb/studies?PatientName=" + "山田*")
-	if err != nil {
-		t.Fatal(err)
+	base := "http://" + m[1]
+	if resp, err := http.Get(base + "/dicomweb/studies"); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("DICOMweb without a login: %v %v, want 401", resp.Status, err)
 	}
-	var studies []map[string]any
-	json.NewDecoder(resp.Body).Decode(&studies)
-	resp.Body.Close()
-	if len(studies) != 1 {
-		t.Errorf("demo data: %d studies for 山田*, want 1", len(studies))
+	acc, ok := accounts["demo-tanaka@chuo-hospital"]
+	if !ok {
+		t.Fatalf("the demo accounts were not printed: %v", accounts)
+	}
+	c := login(t, base, "demo-tanaka@chuo-hospital", acc[0], acc[1])
+	for _, tc := range []struct {
+		name string
+		want int
+	}{{"山田*", 1}, {"髙橋*", 0}, {"Buc*", 1}} {
+		var studies []map[string]any
+		c.getJSON(t, "/dicomweb/studies?PatientName="+tc.name, &studies)
+		if len(studies) != tc.want {
+			t.Errorf("the hospital's physician finds %d studies for %s, want %d", len(studies), tc.name, tc.want)
+		}
 	}
 	cancel()
 	select {
@@ -86,14 +107,20 @@ func TestAdminAE(t *testing.T) {
 		code := Main(context.Background(), append(args, "--data", data), &out, &errb)
 		return code, out.String() + errb.String()
 	}
-	if code, out := run("admin", "ae", "add", "CT1", "--host", "127.0.0.1", "--port", "11113", "--issuer", "HOSP_A", "--charset", "CP932"); code != 0 {
+	if code, out := run("admin", "ae", "add", "CT1", "--host", "127.0.0.1", "--port", "11113", "--institution", "nowhere"); code == 0 || !strings.Contains(out, "no institution") {
+		t.Errorf("an AE of an unknown institution: %d %s", code, out)
+	}
+	if code, out := run("admin", "institution", "add", "chuo-hospital", "--name", "中央病院", "--kind", "hospital", "--code", "1311234567"); code != 0 {
+		t.Fatalf("institution add: %d %s", code, out)
+	}
+	if code, out := run("admin", "ae", "add", "CT1", "--host", "127.0.0.1", "--port", "11113", "--issuer", "HOSP_A", "--charset", "CP932", "--institution", "chuo-hospital"); code != 0 {
 		t.Fatalf("add: %d %s", code, out)
 	}
 	code, out := run("admin", "ae", "list")
 	if code != 0 || !strings.Contains(out, "CT1") || !strings.Contains(out, "11113") || !strings.Contains(out, "CP932") {
 		t.Errorf("list: %d %s", code, out)
 	}
-	if code, out := run("admin", "ae", "add", "WAY_TOO_LONG_AE_TITLE"); code == 0 || !strings.Contains(out, "16 characters") {
+	if code, out := run("admin", "ae", "add", "WAY_TOO_LONG_AE_TITLE", "--institution", "chuo-hospital"); code == 0 || !strings.Contains(out, "16 characters") {
 		t.Errorf("a 21-character AE title was accepted: %d %s", code, out)
 	}
 	if code, out := run("admin", "ae", "remove", "CT1"); code != 0 {

@@ -14,10 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"renkei"
+	"renkei/access"
 	"renkei/archive"
 	"renkei/blob/disk"
 	"renkei/dicomweb"
+	"renkei/identity"
 	"renkei/sqlstore"
+	"renkei/web"
 )
 
 // serveConfig is everything `renkei serve` can be told. Later transports (--dimse) and backends (--db, --blobs) add
@@ -39,6 +43,9 @@ type serveConfig struct {
 	TLSCert, TLSKey      string
 	TLSClientCA          string
 	DIMSEAcceptAny       bool
+	DIMSEAnyInstitution  string
+	IdleTimeout          time.Duration
+	SessionMax           time.Duration
 	DIMSEMaxAssociations int
 	DIMSEIdle            time.Duration
 }
@@ -59,9 +66,12 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSKey, "tls-key", "", "PEM private key for DICOM TLS")
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: DICOM TLS peers must present a client certificate they signed")
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
+	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
+	fs.DurationVar(&c.IdleTimeout, "session-idle", 30*time.Minute, "a login session unused this long ends")
+	fs.DurationVar(&c.SessionMax, "session-max", 12*time.Hour, "a login session ends this long after login, used or not")
 	fs.IntVar(&c.DIMSEMaxAssociations, "dimse-max-associations", 100, "associations served at once; more are rejected as temporary congestion")
 	fs.DurationVar(&c.DIMSEIdle, "dimse-idle", 5*time.Minute, "an association on which nothing happens for this long is aborted")
-	fs.BoolVar(&c.Demo, "demo", false, "store a few demo studies with Japanese patient names at start (for trying renkei out)")
+	fs.BoolVar(&c.Demo, "demo", false, "create a demo region (institutions, users of every role, studies with Japanese names, a share) and print its logins")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -104,6 +114,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	if db.AuditKey, err = auditKey(filepath.Join(c.Data, auditKeyFile)); err != nil {
+		return fmt.Errorf("audit key: %w", err)
+	}
 	blobs, err := disk.Open(filepath.Join(c.Data, "blobs"))
 	if err != nil {
 		return err
@@ -113,13 +126,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			logger.Warn("blob folders", "err", err)
 		}
 	}()
-	arch := archive.New(db, blobs, logger)
+	// Every transport reads and writes the archive through the access decorator: one place decides who sees what,
+	// and records it in the audit chain.
+	arch := archive.New(access.New(db, db, db), blobs, logger)
 	arch.DefaultIssuer = c.Issuer
 	arch.FallbackCharset = c.FallbackCharset
 	arch.TrashPeriod = time.Duration(c.TrashDays) * 24 * time.Hour
 
+	ids := identity.New(db)
+	ids.Demo, ids.IdleTimeout, ids.AbsoluteTimeout = c.Demo, c.IdleTimeout, c.SessionMax
 	if c.Demo {
-		if err := seedDemo(ctx, arch, c.Data); err != nil {
+		if err := seedDemo(ctx, db, ids, arch, c.Data, stdout); err != nil {
 			return fmt.Errorf("demo data: %w", err)
 		}
 	}
@@ -130,34 +147,42 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			dw.AllowedOrigins = append(dw.AllowedOrigins, o)
 		}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/dicomweb/", dw)
-	mux.Handle("/api/trash", dw)
-	mux.Handle("/api/trash/", dw)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintf(w, "renkei %s\nDICOMweb: %s://%s/dicomweb\n", version, "http", r.Host)
-	})
+	front := web.New(ids, db, dw, logger)
+	front.Version = version
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", c.HTTP, err)
 	}
-	dimseServers, dimseLns, err := dimseListeners(&c, arch, db, logger)
+	dimseServers, dimseLns, err := dimseListeners(ctx, &c, arch, db, logger)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	srv := &http.Server{
-		Handler:           logRequests(logger, mux),
+		Handler:           logRequests(logger, front),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	defer stopPurge()
-	go arch.RunPurger(purgeCtx, time.Hour)
+	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)
+	go func() {
+		// A quiet chain is signed too, so that removing its newest events is detected.
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-purgeCtx.Done():
+				return
+			case <-t.C:
+				if err := db.CheckpointAudit(purgeCtx); err != nil && purgeCtx.Err() == nil {
+					logger.Error("audit checkpoint", "err", err)
+				}
+			}
+		}
+	}()
 
 	dicomAt := ""
 	for i, dl := range dimseLns {

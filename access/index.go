@@ -1,0 +1,271 @@
+// Package access decides who may see what, in one place: Index wraps the archive's index with the same interface,
+// so that QIDO-RS, WADO-RS, WADO-URI, C-FIND, C-MOVE, C-GET, the UI and the JSON API, which all read through the
+// archive, apply the same rule. A caller sees the data its institution owns and the data shared with its institution
+// or with it (shares, break-glass); anything else answers exactly like something that does not exist. Every read and
+// write of patient data is recorded in the audit chain before the answer goes out, and if it cannot be recorded the
+// access is refused (fail closed).
+package access
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"renkei"
+	"renkei/archive"
+)
+
+// Grants says what shares add to what a user of an institution sees (implemented by sqlstore.DB).
+type Grants interface {
+	Grants(ctx context.Context, institution, user int64, now time.Time) (patients, studies []int64, err error)
+}
+
+// Auditor appends events to the audit chain and returns once they are committed (implemented by sqlstore.DB).
+type Auditor interface {
+	Audit(ctx context.Context, events ...*renkei.AuditEvent) error
+}
+
+// Index is the archive index as one caller may see it: the principal in each call's context decides.
+type Index struct {
+	Next    archive.Index
+	Grants  Grants
+	Auditor Auditor
+	Now     func() time.Time
+	// DedupWindow is how long a (caller, session, study, action) read is recorded only once: a viewer that opens a
+	// CT reads 600 frames, and the trail should say "opened the CT", not list 600 reads.
+	DedupWindow time.Duration
+
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// New wraps next.
+func New(next archive.Index, grants Grants, auditor Auditor) *Index {
+	return &Index{Next: next, Grants: grants, Auditor: auditor, Now: time.Now, DedupWindow: 10 * time.Minute, seen: map[string]time.Time{}}
+}
+
+var _ archive.Index = (*Index)(nil)
+
+func unauthenticated(op string) error {
+	return renkei.Errorf(op, renkei.Unauthorized, "please log in")
+}
+
+// Scope returns what the principal in ctx may see; nil for the system. No principal is a renkei.Unauthorized error.
+func (x *Index) Scope(ctx context.Context) (*renkei.Scope, error) {
+	p := renkei.PrincipalFrom(ctx)
+	if p == nil {
+		return nil, unauthenticated("access.Scope")
+	}
+	if p.Kind == renkei.SystemPrincipal {
+		return nil, nil
+	}
+	sc := &renkei.Scope{Institutions: []int64{p.Institution}}
+	if p.Role == renkei.PatientRole {
+		// A patient sees only their own studies, through the patient identity links (not yet built): nothing here.
+		sc.Institutions = nil
+		return sc, nil
+	}
+	var user int64
+	if p.Kind == renkei.UserPrincipal {
+		user = p.ID
+	}
+	pats, studies, err := x.Grants.Grants(ctx, p.Institution, user, x.Now())
+	if err != nil {
+		return nil, err
+	}
+	sc.Patients, sc.Studies = pats, studies
+	return sc, nil
+}
+
+// Insert stores an instance as the caller's institution's own, with the audit event of the write in the same
+// transaction. Callers that may only read get renkei.Forbidden.
+func (x *Index) Insert(ctx context.Context, inst *renkei.Instance) (renkei.StoreOutcome, string, error) {
+	p := renkei.PrincipalFrom(ctx)
+	switch {
+	case p == nil:
+		return 0, "", unauthenticated("access.Insert")
+	case p.Kind == renkei.SystemPrincipal:
+		return x.Next.Insert(ctx, inst)
+	case !p.Write || p.Role == renkei.PatientRole:
+		return 0, "", renkei.Errorf("access.Insert", renkei.Forbidden, "this account may read but not store images")
+	}
+	inst.Institution = p.Institution
+	e := renkei.EventFor(p, renkei.ActionStore, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Study, e.Detail = p.Institution, inst.Patient, inst.StudyInstanceUID, inst.SOPInstanceUID
+	inst.Audit = &e
+	return x.Next.Insert(ctx, inst)
+}
+
+// Matchable is the index's.
+func (x *Index) Matchable(level renkei.QueryLevel, keyword string) bool {
+	return x.Next.Matchable(level, keyword)
+}
+
+// scoped copies q with the caller's scope.
+func (x *Index) scoped(ctx context.Context, q *renkei.Query) (*renkei.Query, *renkei.Principal, error) {
+	sc, err := x.Scope(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	q2 := *q
+	if sc != nil && q.Scope != nil && q.Scope.OwnOnly {
+		sc.OwnOnly = true
+	}
+	q2.Scope = sc
+	return &q2, renkei.PrincipalFrom(ctx), nil
+}
+
+// QueryStudies answers within the caller's scope and records the studies it returned.
+func (x *Index) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.StudyRecord, error) {
+	q2, p, err := x.scoped(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := x.Next.QueryStudies(ctx, q2)
+	if err != nil {
+		return nil, err
+	}
+	return recs, x.record(ctx, p, q2, len(recs), func(i int) *renkei.StudyRecord { return &recs[i] })
+}
+
+// QuerySeries answers within the caller's scope and records the studies it returned.
+func (x *Index) QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error) {
+	q2, p, err := x.scoped(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := x.Next.QuerySeries(ctx, q2)
+	if err != nil {
+		return nil, err
+	}
+	return recs, x.record(ctx, p, q2, len(recs), func(i int) *renkei.StudyRecord { return &recs[i].Study })
+}
+
+// QueryInstances answers within the caller's scope and records the studies it returned.
+func (x *Index) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error) {
+	q2, p, err := x.scoped(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := x.Next.QueryInstances(ctx, q2)
+	if err != nil {
+		return nil, err
+	}
+	return recs, x.record(ctx, p, q2, len(recs), func(i int) *renkei.StudyRecord { return &recs[i].Series.Study })
+}
+
+// record writes one event per study in the answer (once per DedupWindow for the same caller, session, study and
+// action) and waits for it to commit. A read by UID that found nothing is recorded as denied: it is either a typo or
+// someone guessing UIDs, and the monitoring rules count them.
+func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query, n int, study func(int) *renkei.StudyRecord) error {
+	if p.Kind == renkei.SystemPrincipal || (q.Scope != nil && q.Scope.OwnOnly) {
+		// The system's own maintenance, and an ingest comparing with the caller's own copy, read nothing for anyone.
+		return nil
+	}
+	action := renkei.ActionFrom(ctx)
+	var events []*renkei.AuditEvent
+	now := x.Now()
+	done := map[int64]bool{}
+	for i := range n {
+		st := study(i)
+		if done[st.StudyPK] {
+			continue
+		}
+		done[st.StudyPK] = true
+		if !x.firstIn(p, st.StudyInstanceUID, action, now) {
+			continue
+		}
+		e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
+		e.Time, e.DataInstitution, e.Patient, e.Study = now, st.Institution, st.Patient, st.StudyInstanceUID
+		if st.Institution != p.Institution {
+			e.Detail = "shared"
+		}
+		events = append(events, &e)
+	}
+	if n == 0 && action == renkei.ActionRead {
+		e := renkei.EventFor(p, renkei.ActionDenied, renkei.OutcomeFailure)
+		e.Time, e.Detail = now, "not found or not visible: "+describe(q)
+		events = append(events, &e)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if err := x.Auditor.Audit(ctx, events...); err != nil {
+		return &renkei.Error{Op: "access.record", Kind: renkei.Unavailable,
+			Message: "the access could not be recorded in the audit trail, so it was refused; please try again later", Err: err}
+	}
+	return nil
+}
+
+func describe(q *renkei.Query) string {
+	var parts []string
+	for _, m := range q.Matches {
+		v := m.Value
+		if len(m.Values) > 0 {
+			v = strings.Join(m.Values, `\`)
+		}
+		parts = append(parts, m.Keyword+"="+v)
+	}
+	return strings.Join(parts, " ")
+}
+
+// firstIn reports whether this read is the first of its kind within the dedup window, and remembers it.
+func (x *Index) firstIn(p *renkei.Principal, study string, action renkei.AuditAction, now time.Time) bool {
+	if x.DedupWindow <= 0 {
+		return true
+	}
+	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s\x00%s", p.Kind, p.ID, p.Name, p.Session, study, action)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.seen == nil {
+		x.seen = map[string]time.Time{}
+	}
+	if t, ok := x.seen[key]; ok && now.Sub(t) < x.DedupWindow {
+		return false
+	}
+	if len(x.seen) > 200_000 {
+		for k, t := range x.seen {
+			if now.Sub(t) >= x.DedupWindow {
+				delete(x.seen, k)
+			}
+		}
+	}
+	x.seen[key] = now
+	return true
+}
+
+// Trash moves the caller's institution's own data into or out of the trash; only users who manage images
+// (institution admins, radiologists) and write tokens may. Others' data answers as not found.
+func (x *Index) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
+	p := renkei.PrincipalFrom(ctx)
+	if p == nil {
+		return 0, unauthenticated("access.Trash")
+	}
+	if p.Kind != renkei.SystemPrincipal {
+		if !p.Write || (p.Kind == renkei.UserPrincipal && p.Role != renkei.InstitutionAdmin && p.Role != renkei.Radiologist) ||
+			p.Kind == renkei.AEPrincipal {
+			return 0, renkei.Errorf("access.Trash", renkei.Forbidden, "only an institution administrator or a radiologist may delete or restore images")
+		}
+		req.Scope = &renkei.Scope{Institutions: []int64{p.Institution}, OwnOnly: true}
+	}
+	action := renkei.ActionDelete
+	if req.Restore {
+		action = renkei.ActionRestore
+	}
+	e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
+	e.Detail = strings.TrimSpace(req.Series + " " + req.Instance)
+	req.Audit = &e
+	return x.Next.Trash(ctx, req)
+}
+
+// Purge is the index's (the system's maintenance: it removes only what stayed in the trash past its period).
+func (x *Index) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
+	return x.Next.Purge(ctx, cutoff)
+}
+
+// BlobInUse is the index's.
+func (x *Index) BlobInUse(ctx context.Context, key string) (bool, error) {
+	return x.Next.BlobInUse(ctx, key)
+}

@@ -1,0 +1,301 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"renkei"
+)
+
+// AuditKey signs checkpoints of the audit chain. ID names the key in each checkpoint so that keys can be rotated.
+type AuditKey struct {
+	ID      string
+	Private ed25519.PrivateKey
+}
+
+// auditCheckpointEvery is how many events pass between signed checkpoints (a quiet chain is also checkpointed by
+// CheckpointAudit, which serve calls every minute).
+const auditCheckpointEvery = 1000
+
+// Audit appends events to the audit chain and returns once they are committed: concurrent calls share one
+// transaction. An error means the events are not recorded and the access they describe must be refused.
+func (db *DB) Audit(ctx context.Context, events ...*renkei.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	req := &insertReq{events: events, res: make(chan insertRes, 1)}
+	select {
+	case db.batches <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return (<-req.res).err
+}
+
+// appendAudit extends the chain with events inside tx. It reads the head inside the transaction, so every writer
+// (the committer, trash, grants) extends the one chain, serialised by the database's write lock.
+func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var seq int64
+	var prev []byte
+	if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&seq, &prev); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	if prev == nil {
+		prev = []byte{} // the first event follows the empty hash
+	}
+	start := seq
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (seq, at, actor, actor_kind, actor_id, institution_pk, role, action,
+		outcome, purpose, source, data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("audit append: %w", err)
+	}
+	defer ins.Close()
+	now := db.Now()
+	for _, e := range events {
+		seq++
+		e.Seq = seq
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		e.Time = time.UnixMilli(e.Time.UnixMilli())
+		if e.Outcome == "" {
+			e.Outcome = renkei.OutcomeSuccess
+		}
+		e.PrevHash = prev
+		e.Hash = e.ChainHash(prev)
+		if _, err := ins.ExecContext(ctx, e.Seq, e.Time.UnixMilli(), e.Actor, string(e.ActorKind), e.ActorID, e.Institution, string(e.Role),
+			string(e.Action), e.Outcome, e.Purpose, e.Source, e.DataInstitution, e.Patient.Issuer, e.Patient.ID, e.Study, e.Detail,
+			e.PrevHash, e.Hash); err != nil {
+			return fmt.Errorf("audit append: %w", err)
+		}
+		prev = e.Hash
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1`, seq, prev); err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	if db.AuditKey != nil && seq/auditCheckpointEvery > start/auditCheckpointEvery {
+		return db.checkpoint(ctx, tx, seq, prev)
+	}
+	return nil
+}
+
+func checkpointMessage(seq int64, hash []byte) []byte {
+	msg := make([]byte, 0, 48)
+	msg = append(msg, "renkei-audit"...)
+	msg = binary.BigEndian.AppendUint64(msg, uint64(seq))
+	return append(msg, hash...)
+}
+
+func (db *DB) checkpoint(ctx context.Context, tx *sql.Tx, seq int64, hash []byte) error {
+	sig := ed25519.Sign(db.AuditKey.Private, checkpointMessage(seq, hash))
+	_, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (seq) DO NOTHING`, seq, hash, db.Now().UnixMilli(), db.AuditKey.ID, sig)
+	if err != nil {
+		return fmt.Errorf("audit checkpoint: %w", err)
+	}
+	return nil
+}
+
+// CheckpointAudit signs the chain's head if it is not signed yet, so that removing the newest events of a quiet
+// chain is detected too.
+func (db *DB) CheckpointAudit(ctx context.Context) error {
+	if db.AuditKey == nil {
+		return nil
+	}
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return queryErr(err)
+	}
+	defer tx.Rollback()
+	var seq int64
+	var hash []byte
+	if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&seq, &hash); err != nil {
+		return queryErr(err)
+	}
+	if seq == 0 {
+		return nil
+	}
+	if err := db.checkpoint(ctx, tx, seq, hash); err != nil {
+		return queryErr(err)
+	}
+	return queryErr(tx.Commit())
+}
+
+// AuditProblem is one inconsistency found by VerifyAudit.
+type AuditProblem struct {
+	Seq     int64
+	Problem string
+}
+
+// AuditReport is what VerifyAudit found.
+type AuditReport struct {
+	Events      int64
+	Checkpoints int
+	LastSeq     int64
+	Problems    []AuditProblem
+}
+
+// maxProblems bounds the report: after a tampering every later event's link may be reported.
+const maxProblems = 100
+
+// VerifyAudit walks the whole chain and reports every event whose content, link or position is not what the chain
+// and its signed checkpoints say: a changed event (its hash no longer matches), a removed one (a gap, or a checkpoint
+// beyond the end), an inserted one (a link that does not follow). keys maps key IDs to public keys; a checkpoint
+// signed by an unknown key or with a bad signature is a problem too.
+func (db *DB) VerifyAudit(ctx context.Context, keys map[string]ed25519.PublicKey) (*AuditReport, error) {
+	rep := &AuditReport{}
+	add := func(seq int64, format string, args ...any) {
+		if len(rep.Problems) < maxProblems {
+			rep.Problems = append(rep.Problems, AuditProblem{seq, fmt.Sprintf(format, args...)})
+		}
+	}
+	cps := map[int64][]byte{}
+	rows, err := db.read.QueryContext(ctx, `SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq`)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	for rows.Next() {
+		var seq int64
+		var hash, sig []byte
+		var keyID string
+		if err := rows.Scan(&seq, &hash, &keyID, &sig); err != nil {
+			rows.Close()
+			return nil, queryErr(err)
+		}
+		rep.Checkpoints++
+		pub, ok := keys[keyID]
+		switch {
+		case !ok:
+			add(seq, "checkpoint signed by unknown key %q", keyID)
+		case !ed25519.Verify(pub, checkpointMessage(seq, hash), sig):
+			add(seq, "checkpoint signature is not valid")
+		default:
+			cps[seq] = hash
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return nil, queryErr(err)
+	}
+
+	rows, err = db.read.QueryContext(ctx, `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose,
+		source, data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash FROM audit_events ORDER BY seq`)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	prev := []byte{}
+	var want int64 = 1
+	var e renkei.AuditEvent
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(auditDest(&e, &at)...); err != nil {
+			return nil, queryErr(err)
+		}
+		e.Time = time.UnixMilli(at)
+		rep.Events++
+		if e.Seq != want {
+			add(want, "events %d to %d are missing", want, e.Seq-1)
+		}
+		if !bytes.Equal(e.PrevHash, prev) {
+			add(e.Seq, "does not follow event %d (inserted, or an earlier event was removed or changed)", e.Seq-1)
+		}
+		if !bytes.Equal(e.ChainHash(e.PrevHash), e.Hash) {
+			add(e.Seq, "was changed after it was written (its hash does not match its content)")
+		}
+		if h, ok := cps[e.Seq]; ok && !bytes.Equal(h, e.Hash) {
+			add(e.Seq, "differs from the signed checkpoint")
+		}
+		prev, want = e.Hash, e.Seq+1
+	}
+	if err := rows.Err(); err != nil {
+		return nil, queryErr(err)
+	}
+	rep.LastSeq = want - 1
+	for seq := range cps {
+		if seq > rep.LastSeq {
+			add(seq, "events %d to %d were removed (a signed checkpoint names event %d)", rep.LastSeq+1, seq, seq)
+		}
+	}
+	var headSeq int64
+	var headHash []byte
+	if err := db.read.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&headSeq, &headHash); err != nil {
+		return nil, queryErr(err)
+	}
+	if headSeq != rep.LastSeq || !bytes.Equal(headHash, prev) {
+		add(headSeq, "the chain's head names event %d but the chain ends at event %d", headSeq, rep.LastSeq)
+	}
+	return rep, nil
+}
+
+func auditDest(e *renkei.AuditEvent, at *int64) []any {
+	return []any{&e.Seq, at, &e.Actor, (*string)(&e.ActorKind), &e.ActorID, &e.Institution, (*string)(&e.Role), (*string)(&e.Action),
+		&e.Outcome, &e.Purpose, &e.Source, &e.DataInstitution, &e.Patient.Issuer, &e.Patient.ID, &e.Study, &e.Detail, &e.PrevHash, &e.Hash}
+}
+
+// AuditFilter selects audit events.
+type AuditFilter struct {
+	// Patient selects the events about one institution's local patient (the patient's own access log).
+	DataInstitution int64
+	Patient         *renkei.PatientKey
+	Institution     int64 // events by actors of this institution or about its data; 0 for all
+	Action          renkei.AuditAction
+	Since, Until    time.Time
+	Limit           int
+}
+
+// AuditEvents returns the events that match f, newest first.
+func (db *DB) AuditEvents(ctx context.Context, f AuditFilter) ([]renkei.AuditEvent, error) {
+	q := `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose, source, data_institution,
+		issuer, patient_id, study_uid, detail, prev_hash, hash FROM audit_events WHERE 1 = 1`
+	var args []any
+	if f.Patient != nil {
+		q += ` AND data_institution = ? AND issuer = ? AND patient_id = ?`
+		args = append(args, f.DataInstitution, f.Patient.Issuer, f.Patient.ID)
+	}
+	if f.Institution != 0 {
+		q += ` AND (institution_pk = ? OR data_institution = ?)`
+		args = append(args, f.Institution, f.Institution)
+	}
+	if f.Action != "" {
+		q += ` AND action = ?`
+		args = append(args, string(f.Action))
+	}
+	if !f.Since.IsZero() {
+		q += ` AND at >= ?`
+		args = append(args, f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		q += ` AND at < ?`
+		args = append(args, f.Until.UnixMilli())
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	q += fmt.Sprintf(` ORDER BY seq DESC LIMIT %d`, limit)
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.AuditEvent
+	for rows.Next() {
+		var e renkei.AuditEvent
+		var at int64
+		if err := rows.Scan(auditDest(&e, &at)...); err != nil {
+			return nil, queryErr(err)
+		}
+		e.Time = time.UnixMilli(at)
+		out = append(out, e)
+	}
+	return out, queryErr(rows.Err())
+}

@@ -1,0 +1,152 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"time"
+
+	"renkei"
+)
+
+// CreateShare records a share of one of s.FromInstitution's patients (all studies, or the listed ones); it sets s.ID.
+// A patient or study the institution does not hold is a renkei.NotFound error. The audit event commits with it.
+func (db *DB) CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.AuditEvent) error {
+	s.CreatedAt = db.Now()
+	return db.writeTx(ctx, "index.CreateShare", func(tx *sql.Tx) error {
+		var patientPK int64
+		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
+			s.FromInstitution, s.Patient.Issuer, s.Patient.ID).Scan(&patientPK)
+		if errors.Is(err, sql.ErrNoRows) {
+			return renkei.Errorf("index.CreateShare", renkei.NotFound, "your institution holds no patient %s (issuer %s)", s.Patient.ID, s.Patient.Issuer)
+		}
+		if err != nil {
+			return err
+		}
+		var studyPKs []int64
+		for _, uid := range s.Studies {
+			var pk int64
+			err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
+				s.FromInstitution, patientPK, uid).Scan(&pk)
+			if errors.Is(err, sql.ErrNoRows) {
+				return renkei.Errorf("index.CreateShare", renkei.NotFound, "study %s is not one of this patient's studies at your institution", uid)
+			}
+			if err != nil {
+				return err
+			}
+			studyPKs = append(studyPKs, pk)
+		}
+		err = tx.QueryRowContext(ctx, `INSERT INTO shares (from_institution, patient_pk, all_studies, to_institution, to_user, purpose, reason,
+			created_by, created_by_name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
+			s.FromInstitution, patientPK, len(s.Studies) == 0, s.ToInstitution, s.ToUser, string(s.Purpose), s.Reason, s.CreatedBy,
+			s.CreatedByName, s.CreatedAt.UnixMilli(), s.ExpiresAt.UnixMilli()).Scan(&s.ID)
+		if err != nil {
+			return err
+		}
+		for _, pk := range studyPKs {
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO share_studies (share_pk, study_pk) VALUES (?, ?)`, s.ID, pk); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, audit)
+}
+
+// RevokeShare ends a share at once. institution is the sharer's (only it may revoke); 0 allows any (region admin).
+func (db *DB) RevokeShare(ctx context.Context, id, institution int64, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.RevokeShare", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = coalesce(revoked_at, ?) WHERE pk = ? AND (? = 0 OR from_institution = ?)`,
+			db.Now().UnixMilli(), id, institution, institution)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.RevokeShare", renkei.NotFound, "there is no share %d", id)
+		}
+		return nil
+	}, audit)
+}
+
+// ShareFilter selects shares. Zero fields do not filter.
+type ShareFilter struct {
+	ID              int64
+	FromInstitution int64
+	// To selects shares received by an institution or by a user of it.
+	ToInstitution int64
+	ToUser        int64
+	ActiveAt      time.Time // only shares in force at this time
+}
+
+// Shares lists shares, newest first.
+func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error) {
+	q := `SELECT sh.pk, sh.from_institution, p.issuer, p.patient_id, sh.to_institution, sh.to_user, sh.purpose, sh.reason, sh.created_by,
+		sh.created_by_name, sh.created_at, sh.expires_at, sh.revoked_at,
+		coalesce((SELECT group_concat(s.study_uid, '\') FROM share_studies ss JOIN studies s ON s.pk = ss.study_pk WHERE ss.share_pk = sh.pk), '')
+		FROM shares sh JOIN patients p ON p.pk = sh.patient_pk WHERE 1 = 1`
+	var args []any
+	if f.ID != 0 {
+		q += ` AND sh.pk = ?`
+		args = append(args, f.ID)
+	}
+	if f.FromInstitution != 0 {
+		q += ` AND sh.from_institution = ?`
+		args = append(args, f.FromInstitution)
+	}
+	if f.ToInstitution != 0 || f.ToUser != 0 {
+		q += ` AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))`
+		args = append(args, f.ToInstitution, f.ToUser)
+	}
+	if !f.ActiveAt.IsZero() {
+		q += ` AND sh.revoked_at IS NULL AND sh.expires_at > ?`
+		args = append(args, f.ActiveAt.UnixMilli())
+	}
+	rows, err := db.read.QueryContext(ctx, q+` ORDER BY sh.pk DESC`, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.Share
+	for rows.Next() {
+		var s renkei.Share
+		var created, expires int64
+		var studies string
+		if err := rows.Scan(&s.ID, &s.FromInstitution, &s.Patient.Issuer, &s.Patient.ID, &s.ToInstitution, &s.ToUser, (*string)(&s.Purpose),
+			&s.Reason, &s.CreatedBy, &s.CreatedByName, &created, &expires, msTimeScanner{&s.RevokedAt}, &studies); err != nil {
+			return nil, queryErr(err)
+		}
+		s.CreatedAt, s.ExpiresAt = time.UnixMilli(created), time.UnixMilli(expires)
+		if studies != "" {
+			s.Studies = strings.Split(studies, `\`)
+		}
+		out = append(out, s)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// Grants returns what the shares in force at now add to what an institution's user sees: whole patients and single
+// studies (index keys), from shares to the institution or to the user.
+func (db *DB) Grants(ctx context.Context, institution, user int64, now time.Time) (patients, studies []int64, err error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT sh.patient_pk, 0 FROM shares sh
+		WHERE sh.all_studies = 1 AND sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))
+		UNION SELECT 0, ss.study_pk FROM shares sh JOIN share_studies ss ON ss.share_pk = sh.pk
+		WHERE sh.all_studies = 0 AND sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))`,
+		now.UnixMilli(), institution, user, now.UnixMilli(), institution, user)
+	if err != nil {
+		return nil, nil, queryErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p, s int64
+		if err := rows.Scan(&p, &s); err != nil {
+			return nil, nil, queryErr(err)
+		}
+		if p != 0 {
+			patients = append(patients, p)
+		}
+		if s != 0 {
+			studies = append(studies, s)
+		}
+	}
+	return patients, studies, queryErr(rows.Err())
+}

@@ -1,0 +1,242 @@
+package web
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"renkei"
+	"renkei/dicomweb"
+	"renkei/identity"
+)
+
+// limiter is a per-key token bucket: rate events per period, in a burst of at most rate.
+type limiter struct {
+	mu      sync.Mutex
+	rate    float64
+	period  time.Duration
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+func newLimiter(rate int, period time.Duration) *limiter {
+	return &limiter{rate: float64(rate), period: period, buckets: map[string]*bucket{}}
+}
+
+// allow takes one token for key, reporting false when none is left.
+func (l *limiter) allow(key string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buckets) > 100_000 {
+		clear(l.buckets) // a flood of addresses; forgetting them is the cheapest safe choice
+	}
+	b, ok := l.buckets[key]
+	if !ok {
+		b = &bucket{tokens: l.rate, at: now}
+		l.buckets[key] = b
+	}
+	b.tokens = min(l.rate, b.tokens+now.Sub(b.at).Seconds()*l.rate/l.period.Seconds())
+	b.at = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// loginState is what the login steps answer: what the client must do next.
+type loginState struct {
+	Next      string   `json:"next"` // "second-factor", "enrol-totp", "change-password" or "done"
+	CSRFToken string   `json:"csrfToken"`
+	User      *meUser  `json:"user,omitempty"`
+	Factors   []string `json:"factors,omitempty"`
+}
+
+type meUser struct {
+	Login           string `json:"login"`
+	Name            string `json:"name"`
+	Role            string `json:"role"`
+	Institution     string `json:"institution"`
+	InstitutionName string `json:"institutionName"`
+}
+
+func userJSON(u renkei.User) *meUser {
+	return &meUser{Login: u.Login, Name: u.Name, Role: string(u.Role), Institution: u.Institution.ID, InstitutionName: u.Institution.Name}
+}
+
+func next(l *identity.Login) string {
+	switch {
+	case l.NeedsEnrolment && l.Session.SecondFactorAt == nil:
+		return "enrol-totp"
+	case l.Session.SecondFactorAt == nil:
+		return "second-factor"
+	case l.MustChangePassword:
+		return "change-password"
+	}
+	return "done"
+}
+
+func (s *Server) answerLogin(w http.ResponseWriter, r *http.Request, l *identity.Login) {
+	setCookie(w, r, l.SessionID)
+	st := loginState{Next: next(l), CSRFToken: l.Session.CSRF, User: userJSON(l.User)}
+	if st.Next == "second-factor" {
+		st.Factors = []string{"totp", "recovery"}
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// login is the password step. Attempts are limited per client address (password spraying) on top of the
+// per-account lockout.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Login    string `json:"login"`
+		Password string `json:"password"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if !s.loginLimit.allow(clientAddr(r), s.Now()) {
+		w.Header().Set("Retry-After", "60")
+		dicomweb.WriteProblem(w, http.StatusTooManyRequests, "too many login attempts from this address; wait a minute and try again")
+		return
+	}
+	l, err := s.Identity.Password(r.Context(), req.Login, req.Password, clientAddr(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	s.answerLogin(w, r, l)
+}
+
+func sessionID(r *http.Request) string {
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Factor string `json:"factor"`
+		Code   string `json:"code"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if req.Factor == "" {
+		req.Factor = "totp"
+	}
+	l, err := s.Identity.SecondFactor(r.Context(), sessionID(r), req.Factor, req.Code)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	s.answerLogin(w, r, l)
+}
+
+func (s *Server) totpStart(w http.ResponseWriter, r *http.Request) {
+	a := authFrom(r.Context())
+	if a.User.HasTOTP && a.Session.SecondFactorAt == nil {
+		s.problem(w, r, renkei.Errorf("web.totp", renkei.Forbidden, "log in with your current authenticator first"))
+		return
+	}
+	e, err := s.Identity.StartTOTP(a)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"secret": e.Secret, "url": e.URL})
+}
+
+func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Secret string `json:"secret"`
+		Code   string `json:"code"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	a := authFrom(r.Context())
+	l, codes, err := s.Identity.ConfirmTOTP(r.Context(), sessionID(r), a, req.Secret, req.Code)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	st := loginState{Next: "done", CSRFToken: a.Session.CSRF, User: userJSON(a.User)}
+	if l != nil {
+		setCookie(w, r, l.SessionID)
+		st.Next, st.CSRFToken = next(l), l.Session.CSRF
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"login": st, "recoveryCodes": codes})
+}
+
+func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Current string `json:"current"`
+		New     string `json:"new"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	a := authFrom(r.Context())
+	if a.Session.SecondFactorAt == nil {
+		s.problem(w, r, renkei.Errorf("web.password", renkei.Forbidden, "please complete the second login step first"))
+		return
+	}
+	if err := s.Identity.ChangePassword(r.Context(), a, req.Current, req.New); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, loginState{Next: "done", CSRFToken: a.Session.CSRF, User: userJSON(a.User)})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Everywhere bool `json:"everywhere"`
+	}
+	if r.ContentLength != 0 {
+		if err := readJSON(r, &req); err != nil {
+			s.problem(w, r, err)
+			return
+		}
+	}
+	if err := s.Identity.Logout(r.Context(), authFrom(r.Context()), req.Everywhere); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	clearCookie(w, r)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	a := authFrom(r.Context())
+	if a == nil {
+		p := renkei.PrincipalFrom(r.Context())
+		writeJSON(w, http.StatusOK, map[string]any{"kind": p.Kind, "name": p.Name, "write": p.Write})
+		return
+	}
+	left, err := s.Store.RecoveryCodesLeft(r.Context(), a.User.PK)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	st := "done"
+	switch {
+	case a.Session.SecondFactorAt == nil && !a.User.HasTOTP:
+		st = "enrol-totp"
+	case a.Session.SecondFactorAt == nil:
+		st = "second-factor"
+	case a.User.MustChangePassword:
+		st = "change-password"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"kind": "user", "user": userJSON(a.User), "next": st, "csrfToken": a.Session.CSRF,
+		"recoveryCodesLeft": left, "sessionStarted": a.Session.CreatedAt})
+}

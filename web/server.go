@@ -1,0 +1,276 @@
+// Package web is renkei's HTTP front: it authenticates every request (a session cookie with a CSRF token, or an API
+// bearer token) and routes it to the JSON API, to DICOMweb and (later) to the UI. Routes that need no login are one
+// declared list, Public; everything else answers 401 without credentials, and a test sweeps every registered route to
+// keep it so.
+package web
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"renkei"
+	"renkei/dicomweb"
+	"renkei/identity"
+	"renkei/sqlstore"
+)
+
+// Store is what the JSON API reads and writes directly (implemented by sqlstore.DB).
+type Store interface {
+	Institution(ctx context.Context, id string) (renkei.Institution, error)
+	InstitutionByPK(ctx context.Context, pk int64) (renkei.Institution, error)
+	Institutions(ctx context.Context) ([]renkei.Institution, error)
+	UserByLogin(ctx context.Context, login string) (renkei.User, renkei.Credentials, error)
+	CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.AuditEvent) error
+	RevokeShare(ctx context.Context, id, institution int64, audit *renkei.AuditEvent) error
+	Shares(ctx context.Context, f sqlstore.ShareFilter) ([]renkei.Share, error)
+	AuditEvents(ctx context.Context, f sqlstore.AuditFilter) ([]renkei.AuditEvent, error)
+	RecoveryCodesLeft(ctx context.Context, pk int64) (int, error)
+}
+
+// Public lists the routes that answer without a login: the login steps themselves, health, and (as they are
+// added) static assets, share-link PIN pages and invitation pages. Keep it short: every other route requires a
+// session or a token.
+var Public = []string{
+	"GET /healthz",
+	"GET /{$}",
+	"POST /api/login",
+}
+
+// Partial lists the routes a session may use before its login is complete (second factor not yet given, or a
+// one-time password not yet changed).
+var Partial = []string{
+	"POST /api/login/second-factor",
+	"POST /api/login/totp/start",
+	"POST /api/login/totp/confirm",
+	"POST /api/password",
+	"POST /api/logout",
+	"GET /api/me",
+}
+
+// Server is the HTTP handler of `renkei serve`.
+type Server struct {
+	Identity *identity.Service
+	Store    Store
+	DICOMweb *dicomweb.Handler
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Version  string
+	// ShareDays is the default lifetime of a share when the sharer gives none.
+	ShareDays int
+
+	mux        *http.ServeMux
+	routes     []string
+	loginLimit *limiter
+}
+
+// SessionCookie is the name of the session cookie.
+const SessionCookie = "renkei_session"
+
+// New builds the server and its routes.
+func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.Logger) *Server {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &Server{Identity: id, Store: store, DICOMweb: dw, Logger: logger, Now: time.Now, ShareDays: 30, mux: http.NewServeMux(),
+		loginLimit: newLimiter(10, time.Minute)}
+	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	s.handle("GET /{$}", s.home)
+
+	s.handle("POST /api/login", s.login)
+	s.handle("POST /api/login/second-factor", s.secondFactor)
+	s.handle("POST /api/login/totp/start", s.totpStart)
+	s.handle("POST /api/login/totp/confirm", s.totpConfirm)
+	s.handle("POST /api/password", s.changePassword)
+	s.handle("POST /api/logout", s.logout)
+	s.handle("GET /api/me", s.me)
+
+	s.handle("GET /api/institutions", s.institutions)
+	s.handle("GET /api/shares", s.listShares)
+	s.handle("POST /api/shares", s.createShare)
+	s.handle("POST /api/shares/{id}/revoke", s.revokeShare)
+	s.handle("GET /api/audit", s.auditEvents)
+
+	if dw != nil {
+		for _, p := range dw.Routes() {
+			s.routes = append(s.routes, p)
+		}
+		s.mux.Handle("/dicomweb/", dw)
+		s.mux.Handle("/api/trash", dw)
+		s.mux.Handle("/api/trash/", dw)
+	}
+	return s
+}
+
+func (s *Server) handle(pattern string, h http.HandlerFunc) {
+	s.routes = append(s.routes, pattern)
+	s.mux.HandleFunc(pattern, h)
+}
+
+// Routes lists every registered route pattern (for the sweep test and the docs).
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
+
+type authKey struct{}
+
+// authFrom returns the request's verified session, or nil for token and public requests.
+func authFrom(ctx context.Context) *identity.Authenticated {
+	a, _ := ctx.Value(authKey{}).(*identity.Authenticated)
+	return a
+}
+
+// ServeHTTP authenticates, checks CSRF, then routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	_, pattern := s.mux.Handler(r)
+	// CORS preflights carry no credentials by design (Fetch standard); DICOMweb answers them without touching data.
+	preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+	if slices.Contains(Public, pattern) || preflight {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	ctx, err := s.authenticate(w, r, pattern)
+	if err != nil {
+		if renkei.ErrorKind(err) == renkei.Unauthorized {
+			h.Set("WWW-Authenticate", `Bearer realm="renkei"`)
+		}
+		s.problem(w, r, err)
+		return
+	}
+	s.mux.ServeHTTP(w, r.WithContext(ctx))
+}
+
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern string) (context.Context, error) {
+	ctx := r.Context()
+	source := clientAddr(r)
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, token, _ := strings.Cut(auth, " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return nil, renkei.Errorf("web.auth", renkei.Unauthorized, "only bearer API tokens are accepted in the Authorization header")
+		}
+		p, err := s.Identity.AuthenticateToken(ctx, strings.TrimSpace(token), source)
+		if err != nil {
+			return nil, err
+		}
+		return renkei.WithPrincipal(ctx, p), nil
+	}
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return nil, renkei.Errorf("web.auth", renkei.Unauthorized, "please log in")
+	}
+	a, err := s.Identity.Authenticate(ctx, c.Value, source)
+	if err != nil {
+		clearCookie(w, r)
+		return nil, err
+	}
+	if !safeMethod(r.Method) {
+		// A session cookie rides along with any request the browser makes, including one forged by another site:
+		// state-changing requests must also carry the session's CSRF token, which another site cannot read.
+		got := r.Header.Get("X-CSRF-Token")
+		if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.Session.CSRF)) != 1 {
+			return nil, renkei.Errorf("web.auth", renkei.Forbidden, "the request lacks this session's CSRF token; reload the page and try again")
+		}
+	}
+	if a.Partial && !slices.Contains(Partial, pattern) {
+		what := "complete the second login step"
+		if a.Session.SecondFactorAt != nil {
+			what = "change your one-time password"
+		}
+		return nil, renkei.Errorf("web.auth", renkei.Forbidden, "please %s first", what)
+	}
+	ctx = context.WithValue(ctx, authKey{}, a)
+	if !a.Partial {
+		ctx = renkei.WithPrincipal(ctx, a.Principal)
+	}
+	return ctx, nil
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// clientAddr is the address the request came from (the TCP peer; a proxy's forwarded headers are not trusted).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// secureCookie says whether the session cookie must be Secure: always, except on a plain-HTTP loopback address
+// where a browser on the same machine is the only possible client (the demo).
+func secureCookie(r *http.Request) bool {
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		return true
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+func setCookie(w http.ResponseWriter, r *http.Request, value string) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: value, Path: "/", HttpOnly: true, Secure: secureCookie(r),
+		SameSite: http.SameSiteLaxMode})
+}
+
+func clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: secureCookie(r),
+		SameSite: http.SameSiteLaxMode})
+}
+
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
+	status := dicomweb.HTTPStatus(err)
+	if status >= 500 {
+		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		s.Logger.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	dicomweb.WriteProblem(w, status, renkei.ErrorMessage(err))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// readJSON decodes a small JSON request body into v.
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return renkei.Errorf("web", renkei.Invalid, "the request body is not valid JSON")
+		}
+		return renkei.Errorf("web", renkei.Invalid, "the request body does not fit: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	io.WriteString(w, "renkei "+s.Version+"\nDICOMweb: "+scheme+"://"+r.Host+"/dicomweb\n")
+}

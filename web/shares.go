@@ -1,0 +1,265 @@
+package web
+
+import (
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"renkei"
+	"renkei/sqlstore"
+)
+
+type institutionJSON struct {
+	ID            string   `json:"id"`
+	Name          string   `json:"name"`
+	NameEn        string   `json:"nameEn,omitempty"`
+	Kind          string   `json:"kind"`
+	Code          string   `json:"code,omitempty"`
+	CareFunctions []string `json:"careFunctions,omitempty"`
+}
+
+// institutions lists the region's institutions (to choose whom to share with or refer to).
+func (s *Server) institutions(w http.ResponseWriter, r *http.Request) {
+	list, err := s.Store.Institutions(r.Context())
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []institutionJSON{}
+	for _, in := range list {
+		out = append(out, institutionJSON{in.ID, in.Name, in.NameEn, string(in.Kind), in.Code, in.CareFunctions})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+type shareJSON struct {
+	ID              int64      `json:"id"`
+	FromInstitution string     `json:"fromInstitution"`
+	Issuer          string     `json:"issuer"`
+	PatientID       string     `json:"patientId"`
+	Studies         []string   `json:"studies"`
+	ToInstitution   string     `json:"toInstitution,omitempty"`
+	ToUser          int64      `json:"toUser,omitempty"`
+	Purpose         string     `json:"purpose"`
+	Reason          string     `json:"reason,omitempty"`
+	SharedBy        string     `json:"sharedBy"`
+	CreatedAt       time.Time  `json:"createdAt"`
+	ExpiresAt       time.Time  `json:"expiresAt"`
+	RevokedAt       *time.Time `json:"revokedAt,omitempty"`
+	Active          bool       `json:"active"`
+}
+
+func (s *Server) shareJSON(r *http.Request, sh renkei.Share) shareJSON {
+	id := func(pk int64) string {
+		if pk == 0 {
+			return ""
+		}
+		in, err := s.Store.InstitutionByPK(r.Context(), pk)
+		if err != nil {
+			return ""
+		}
+		return in.ID
+	}
+	studies := sh.Studies
+	if studies == nil {
+		studies = []string{}
+	}
+	return shareJSON{ID: sh.ID, FromInstitution: id(sh.FromInstitution), Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID, Studies: studies,
+		ToInstitution: id(sh.ToInstitution), ToUser: sh.ToUser, Purpose: string(sh.Purpose), Reason: sh.Reason, SharedBy: sh.CreatedByName,
+		CreatedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt, RevokedAt: sh.RevokedAt, Active: sh.Active(s.Now())}
+}
+
+// listShares lists the shares the caller's institution made (?direction=out, the default) or received (in).
+func (s *Server) listShares(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	f := sqlstore.ShareFilter{FromInstitution: p.Institution}
+	switch r.URL.Query().Get("direction") {
+	case "", "out":
+	case "in":
+		f = sqlstore.ShareFilter{ToInstitution: p.Institution}
+		if p.Kind == renkei.UserPrincipal {
+			f.ToUser = p.ID
+		}
+	default:
+		s.problem(w, r, renkei.Errorf("web.shares", renkei.Invalid, "direction must be in or out"))
+		return
+	}
+	list, err := s.Store.Shares(r.Context(), f)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []shareJSON{}
+	for _, sh := range list {
+		out = append(out, s.shareJSON(r, sh))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// mayShare: people who treat or coordinate care share (physicians, radiologists, nurses, 地域連携室 clerks,
+// institution admins); tokens, AEs and patients do not.
+func mayShare(p *renkei.Principal) bool {
+	return p.Kind == renkei.UserPrincipal && slices.Contains([]renkei.Role{renkei.Physician, renkei.Radiologist, renkei.Nurse, renkei.Clerk,
+		renkei.InstitutionAdmin}, p.Role)
+}
+
+// createShare shares one of the caller's institution's patients (all studies, or the listed ones) with another
+// institution or one of its users, for a purpose, until an expiry.
+func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Issuer        string   `json:"issuer"`
+		PatientID     string   `json:"patientId"`
+		Studies       []string `json:"studies"`
+		ToInstitution string   `json:"toInstitution"`
+		ToUser        string   `json:"toUser"` // a login
+		Purpose       string   `json:"purpose"`
+		Reason        string   `json:"reason"`
+		Days          int      `json:"days"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	const op = "web.createShare"
+	if !mayShare(p) {
+		s.problem(w, r, renkei.Errorf(op, renkei.Forbidden, "only staff who treat patients or coordinate their care may share data"))
+		return
+	}
+	if !slices.Contains(renkei.SharePurposes, renkei.SharePurpose(req.Purpose)) {
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "purpose must be one of referral, emergency, consult, second-opinion"))
+		return
+	}
+	if strings.TrimSpace(req.PatientID) == "" {
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "name the patient (patientId, and issuer if your institution uses several)"))
+		return
+	}
+	if req.Days == 0 {
+		req.Days = s.ShareDays
+	}
+	if req.Days < 0 || req.Days > 3650 {
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "a share lasts from 1 to 3650 days"))
+		return
+	}
+	sh := renkei.Share{FromInstitution: p.Institution, Patient: renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID}, Studies: req.Studies,
+		Purpose: renkei.SharePurpose(req.Purpose), Reason: req.Reason, CreatedBy: p.ID, CreatedByName: p.Name,
+		ExpiresAt: s.Now().Add(time.Duration(req.Days) * 24 * time.Hour)}
+	if sh.Patient.Issuer == "" {
+		if me := authFrom(r.Context()); me != nil {
+			sh.Patient.Issuer = me.User.Institution.Issuer
+		}
+	}
+	switch {
+	case req.ToUser != "":
+		u, _, err := s.Store.UserByLogin(r.Context(), req.ToUser)
+		if err != nil {
+			s.problem(w, r, renkei.Errorf(op, renkei.NotFound, "there is no user %q", req.ToUser))
+			return
+		}
+		sh.ToUser = u.PK
+	case req.ToInstitution != "":
+		in, err := s.Store.Institution(r.Context(), req.ToInstitution)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		sh.ToInstitution = in.PK
+	default:
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "say whom to share with: toInstitution or toUser"))
+		return
+	}
+	if sh.ToInstitution == p.Institution {
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "your own institution sees its data already"))
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionShare, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Purpose = p.Institution, sh.Patient, req.Purpose
+	e.Detail = "shared with " + req.ToInstitution + req.ToUser + " until " + sh.ExpiresAt.Format(time.RFC3339)
+	if len(sh.Studies) > 0 {
+		e.Detail += "; studies " + strings.Join(sh.Studies, " ")
+	}
+	if err := s.Store.CreateShare(r.Context(), &sh, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.shareJSON(r, sh))
+}
+
+// revokeShare ends one of the caller's institution's shares at once.
+func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.NotFound, "there is no share %q", r.PathValue("id")))
+		return
+	}
+	if !mayShare(p) {
+		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.Forbidden, "only staff who may share may revoke a share"))
+		return
+	}
+	list, err := s.Store.Shares(r.Context(), sqlstore.ShareFilter{ID: id, FromInstitution: p.Institution})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if len(list) == 0 {
+		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.NotFound, "there is no share %d", id))
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionRevoke, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Detail = p.Institution, list[0].Patient, "revoked share "+strconv.FormatInt(id, 10)
+	if err := s.Store.RevokeShare(r.Context(), id, p.Institution, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	list[0].RevokedAt = new(time.Time)
+	*list[0].RevokedAt = s.Now()
+	writeJSON(w, http.StatusOK, s.shareJSON(r, list[0]))
+}
+
+// auditEvents shows an institution admin the events of their institution's users and of its data; a region admin
+// sees every event.
+func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	var f sqlstore.AuditFilter
+	switch p.Role {
+	case renkei.RegionAdmin:
+	case renkei.InstitutionAdmin:
+		f.Institution = p.Institution
+	default:
+		s.problem(w, r, renkei.Errorf("web.audit", renkei.Forbidden, "only administrators may read the audit trail"))
+		return
+	}
+	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && n <= 10000 {
+		f.Limit = n
+	}
+	f.Action = renkei.AuditAction(r.URL.Query().Get("action"))
+	list, err := s.Store.AuditEvents(r.Context(), f)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	type eventJSON struct {
+		Seq       int64     `json:"seq"`
+		Time      time.Time `json:"time"`
+		Actor     string    `json:"actor"`
+		ActorKind string    `json:"actorKind"`
+		Role      string    `json:"role,omitempty"`
+		Action    string    `json:"action"`
+		Outcome   string    `json:"outcome"`
+		Purpose   string    `json:"purpose,omitempty"`
+		Source    string    `json:"source,omitempty"`
+		Issuer    string    `json:"issuer,omitempty"`
+		PatientID string    `json:"patientId,omitempty"`
+		Study     string    `json:"study,omitempty"`
+		Detail    string    `json:"detail,omitempty"`
+	}
+	out := []eventJSON{}
+	for _, e := range list {
+		out = append(out, eventJSON{e.Seq, e.Time, e.Actor, string(e.ActorKind), string(e.Role), string(e.Action), e.Outcome, e.Purpose, e.Source,
+			e.Patient.Issuer, e.Patient.ID, e.Study, e.Detail})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
