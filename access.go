@@ -118,6 +118,8 @@ type Principal struct {
 	Session     string // an identifier of the login session or association, for audit de-duplication
 	Source      string // client address or "AE@address"
 	Purpose     string // why data is read, when the caller said so (e.g. "emergency")
+	// Issuer is the IssuerOfPatientID given to what it stores without one: its institution's.
+	Issuer string
 }
 
 // Label is how the principal appears in logs.
@@ -217,6 +219,7 @@ type APIToken struct {
 	Institution int64
 	Name        string
 	Write       bool
+	Issuer      string // the institution's issuer of patient IDs (read only)
 	CreatedBy   string
 	CreatedAt   time.Time
 	ExpiresAt   *time.Time

@@ -166,6 +166,7 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 	}
 	action := renkei.ActionFrom(ctx)
 	var events []*renkei.AuditEvent
+	var keys []string
 	now := x.Now()
 	done := map[int64]bool{}
 	for i := range n {
@@ -174,9 +175,11 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 			continue
 		}
 		done[st.StudyPK] = true
-		if !x.firstIn(p, st.StudyInstanceUID, action, now) {
+		key := dedupKey(p, st.StudyInstanceUID, action)
+		if x.recent(key, now) {
 			continue
 		}
+		keys = append(keys, key)
 		e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
 		e.Time, e.DataInstitution, e.Patient, e.Study = now, st.Institution, st.Patient, st.StudyInstanceUID
 		if st.Institution != p.Institution {
@@ -196,6 +199,8 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		return &renkei.Error{Op: "access.record", Kind: renkei.Unavailable,
 			Message: "the access could not be recorded in the audit trail, so it was refused; please try again later", Err: err}
 	}
+	// Only reads that are in the chain are skipped next time: a refused read is recorded when it is tried again.
+	x.remember(keys, now)
 	return nil
 }
 
@@ -211,19 +216,31 @@ func describe(q *renkei.Query) string {
 	return strings.Join(parts, " ")
 }
 
-// firstIn reports whether this read is the first of its kind within the dedup window, and remembers it.
-func (x *Index) firstIn(p *renkei.Principal, study string, action renkei.AuditAction, now time.Time) bool {
+// dedupKey names one (caller, session, study, action) for the dedup window.
+func dedupKey(p *renkei.Principal, study string, action renkei.AuditAction) string {
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s\x00%s", p.Kind, p.ID, p.Name, p.Session, study, action)
+}
+
+// recent reports whether the read named by key was recorded within the dedup window.
+func (x *Index) recent(key string, now time.Time) bool {
 	if x.DedupWindow <= 0 {
-		return true
+		return false
 	}
-	key := fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s\x00%s", p.Kind, p.ID, p.Name, p.Session, study, action)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	t, ok := x.seen[key]
+	return ok && now.Sub(t) < x.DedupWindow
+}
+
+// remember records that the reads named by keys were committed to the audit chain at now.
+func (x *Index) remember(keys []string, now time.Time) {
+	if x.DedupWindow <= 0 || len(keys) == 0 {
+		return
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.seen == nil {
 		x.seen = map[string]time.Time{}
-	}
-	if t, ok := x.seen[key]; ok && now.Sub(t) < x.DedupWindow {
-		return false
 	}
 	if len(x.seen) > 200_000 {
 		for k, t := range x.seen {
@@ -232,8 +249,9 @@ func (x *Index) firstIn(p *renkei.Principal, study string, action renkei.AuditAc
 			}
 		}
 	}
-	x.seen[key] = now
-	return true
+	for _, k := range keys {
+		x.seen[k] = now
+	}
 }
 
 // Trash moves the caller's institution's own data into or out of the trash; only users who manage images

@@ -70,6 +70,9 @@ type Pending struct {
 // their fsyncs overlap, which is how one STOW-RS request of many instances keeps the disk busy.
 func (s *Service) Receive(ctx context.Context, r io.Reader, req StoreRequest) (*Pending, *StoreResult) {
 	res := &StoreResult{}
+	if p := renkei.PrincipalFrom(ctx); req.Issuer == "" && p != nil {
+		req.Issuer = p.Issuer // the sending institution's issuer of patient IDs
+	}
 	fail := func(status uint16, err error) (*Pending, *StoreResult) {
 		res.Failure, res.Err = status, err
 		return nil, res

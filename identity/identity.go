@@ -268,7 +268,7 @@ func (s *Service) Authenticate(ctx context.Context, sessionID, source string) (*
 		}
 	}
 	p := &renkei.Principal{Kind: renkei.UserPrincipal, ID: u.PK, Name: u.Login, Institution: u.Institution.PK, Role: u.Role,
-		Write: u.Role != renkei.PatientRole, Session: sess.IDHash[:16], Source: source}
+		Write: u.Role != renkei.PatientRole, Session: sess.IDHash[:16], Source: source, Issuer: u.Institution.Issuer}
 	return &Authenticated{Principal: p, Session: sess, User: u, Partial: sess.SecondFactorAt == nil || u.MustChangePassword}, nil
 }
 

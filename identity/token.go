@@ -59,5 +59,5 @@ func (s *Service) AuthenticateToken(ctx context.Context, secret, source string) 
 		}
 	}
 	return &renkei.Principal{Kind: renkei.TokenPrincipal, ID: t.PK, Name: t.Name, Institution: t.Institution, Write: t.Write,
-		Session: "token", Source: source}, nil
+		Session: "token", Source: source, Issuer: t.Issuer}, nil
 }

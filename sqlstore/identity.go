@@ -338,12 +338,12 @@ func (db *DB) CreateToken(ctx context.Context, t *renkei.APIToken, hash string, 
 	}, audit)
 }
 
-const tokenCols = `pk, institution_pk, name, write, created_by, created_at, expires_at, revoked_at, last_used`
+const tokenCols = `t.pk, t.institution_pk, t.name, t.write, i.issuer, t.created_by, t.created_at, t.expires_at, t.revoked_at, t.last_used`
 
 func scanToken(row interface{ Scan(...any) error }) (renkei.APIToken, error) {
 	var t renkei.APIToken
 	var created int64
-	err := row.Scan(&t.PK, &t.Institution, &t.Name, &t.Write, &t.CreatedBy, &created, msTimeScanner{&t.ExpiresAt},
+	err := row.Scan(&t.PK, &t.Institution, &t.Name, &t.Write, &t.Issuer, &t.CreatedBy, &created, msTimeScanner{&t.ExpiresAt},
 		msTimeScanner{&t.RevokedAt}, msTimeScanner{&t.LastUsed})
 	t.CreatedAt = time.UnixMilli(created)
 	return t, err
@@ -352,7 +352,7 @@ func scanToken(row interface{ Scan(...any) error }) (renkei.APIToken, error) {
 // TokenByHash returns the token whose secret hashes to hash; an unknown one is a renkei.NotFound error. Revoked and
 // expired tokens are returned too: the caller decides.
 func (db *DB) TokenByHash(ctx context.Context, hash string) (renkei.APIToken, error) {
-	t, err := scanToken(db.read.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE hash = ?`, hash))
+	t, err := scanToken(db.read.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens t JOIN institutions i ON i.pk = t.institution_pk WHERE t.hash = ?`, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, renkei.Errorf("index.Token", renkei.NotFound, "no such token")
 	}
@@ -361,7 +361,8 @@ func (db *DB) TokenByHash(ctx context.Context, hash string) (renkei.APIToken, er
 
 // Tokens lists the tokens of an institution (0: all).
 func (db *DB) Tokens(ctx context.Context, institution int64) ([]renkei.APIToken, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+tokenCols+` FROM api_tokens WHERE ? = 0 OR institution_pk = ? ORDER BY pk`, institution, institution)
+	rows, err := db.read.QueryContext(ctx, `SELECT `+tokenCols+` FROM api_tokens t JOIN institutions i ON i.pk = t.institution_pk
+		WHERE ? = 0 OR t.institution_pk = ? ORDER BY t.pk`, institution, institution)
 	if err != nil {
 		return nil, queryErr(err)
 	}

@@ -140,8 +140,20 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
 	s.answerLogin(w, r, l)
 }
 
-func (s *Server) totpStart(w http.ResponseWriter, r *http.Request) {
+// needSession returns the request's login session, or answers that the route needs one (an API token has none).
+func (s *Server) needSession(w http.ResponseWriter, r *http.Request) *identity.Authenticated {
 	a := authFrom(r.Context())
+	if a == nil {
+		s.problem(w, r, renkei.Errorf("web", renkei.Invalid, "this is for people logged in with a password, not for API tokens"))
+	}
+	return a
+}
+
+func (s *Server) totpStart(w http.ResponseWriter, r *http.Request) {
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
 	if a.User.HasTOTP && a.Session.SecondFactorAt == nil {
 		s.problem(w, r, renkei.Errorf("web.totp", renkei.Forbidden, "log in with your current authenticator first"))
 		return
@@ -163,7 +175,10 @@ func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	a := authFrom(r.Context())
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
 	l, codes, err := s.Identity.ConfirmTOTP(r.Context(), sessionID(r), a, req.Secret, req.Code)
 	if err != nil {
 		s.problem(w, r, err)
@@ -186,7 +201,10 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	a := authFrom(r.Context())
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
 	if a.Session.SecondFactorAt == nil {
 		s.problem(w, r, renkei.Errorf("web.password", renkei.Forbidden, "please complete the second login step first"))
 		return
@@ -208,7 +226,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.Identity.Logout(r.Context(), authFrom(r.Context()), req.Everywhere); err != nil {
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
+	if err := s.Identity.Logout(r.Context(), a, req.Everywhere); err != nil {
 		s.problem(w, r, err)
 		return
 	}
