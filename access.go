@@ -88,6 +88,7 @@ type User struct {
 	Institution Institution
 	Role        Role
 	Person      string // links the accounts of one person at several institutions; empty if only one
+	PatientPK   int64  // for a patient's account: their local patient at the inviting institution
 	Disabled    bool
 	// MustChangePassword is set for one-time passwords printed by `renkei admin user add` and by an admin reset.
 	MustChangePassword bool
@@ -120,6 +121,8 @@ type Principal struct {
 	Purpose     string // why data is read, when the caller said so (e.g. "emergency")
 	// Issuer is the IssuerOfPatientID given to what it stores without one: its institution's.
 	Issuer string
+	// Patient is, for a patient's own account, their local patient at the inviting institution.
+	Patient int64
 }
 
 // Label is how the principal appears in logs.
@@ -152,6 +155,7 @@ type Scope struct {
 	Institutions []int64
 	Patients     []int64 // local patients (index keys) granted with all their studies
 	Studies      []int64 // single studies granted
+	BreakGlass   []int64 // the subset of Patients opened by break-glass (their reads are marked so)
 	// OwnOnly restricts to Institutions (grants are ignored): used when an ingest compares with the caller's own copy.
 	OwnOnly bool
 }
@@ -187,6 +191,12 @@ type Share struct {
 	CreatedAt       time.Time
 	ExpiresAt       time.Time
 	RevokedAt       *time.Time
+	// WithoutConsent skips the consent check: only break-glass sets it.
+	WithoutConsent bool
+	// Review of a break-glass grant by the owning institution's administrator.
+	ReviewedAt *time.Time
+	ReviewedBy string
+	ReviewNote string
 }
 
 // Active reports whether the share grants access at t.

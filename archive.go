@@ -107,6 +107,9 @@ type Query struct {
 	Limit, Offset int
 	// Deleted selects what is in the trash instead of what is live.
 	Deleted bool
+	// Patients limits the answer to the studies of these local patients (index keys): the linked IDs of one regional
+	// patient. Empty does not limit.
+	Patients []int64
 	// Scope limits the answer to what the caller may see; nil is unlimited (system tasks only). The access
 	// decorator sets it from the caller's principal; nothing else should.
 	Scope *Scope

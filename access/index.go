@@ -9,6 +9,7 @@ package access
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,9 +18,11 @@ import (
 	"renkei/archive"
 )
 
-// Grants says what shares add to what a user of an institution sees (implemented by sqlstore.DB).
+// Grants says what shares add to what a user of an institution sees, and which local patients are one person
+// (implemented by sqlstore.DB).
 type Grants interface {
-	Grants(ctx context.Context, institution, user int64, now time.Time) (patients, studies []int64, err error)
+	Grants(ctx context.Context, institution, user int64, now time.Time) (renkei.Grants, error)
+	Linked(ctx context.Context, patient int64) ([]renkei.LocalPatient, error)
 }
 
 // Auditor appends events to the audit chain and returns once they are committed (implemented by sqlstore.DB).
@@ -63,19 +66,29 @@ func (x *Index) Scope(ctx context.Context) (*renkei.Scope, error) {
 	}
 	sc := &renkei.Scope{Institutions: []int64{p.Institution}}
 	if p.Role == renkei.PatientRole {
-		// A patient sees only their own studies, through the patient identity links (not yet built): nothing here.
+		// A patient sees their own studies at every institution their identity is linked to, and nothing else.
 		sc.Institutions = nil
+		if p.Patient == 0 {
+			return sc, nil
+		}
+		linked, err := x.Grants.Linked(ctx, p.Patient)
+		if err != nil {
+			return nil, err
+		}
+		for _, lp := range linked {
+			sc.Patients = append(sc.Patients, lp.PK)
+		}
 		return sc, nil
 	}
 	var user int64
 	if p.Kind == renkei.UserPrincipal {
 		user = p.ID
 	}
-	pats, studies, err := x.Grants.Grants(ctx, p.Institution, user, x.Now())
+	g, err := x.Grants.Grants(ctx, p.Institution, user, x.Now())
 	if err != nil {
 		return nil, err
 	}
-	sc.Patients, sc.Studies = pats, studies
+	sc.Patients, sc.Studies, sc.BreakGlass = g.Patients, g.Studies, g.BreakGlass
 	return sc, nil
 }
 
@@ -182,7 +195,12 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		keys = append(keys, key)
 		e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
 		e.Time, e.DataInstitution, e.Patient, e.Study = now, st.Institution, st.Patient, st.StudyInstanceUID
-		if st.Institution != p.Institution {
+		switch {
+		case p.Role == renkei.PatientRole:
+			e.Detail = "own data"
+		case q.Scope != nil && slices.Contains(q.Scope.BreakGlass, st.PatientPK) && st.Institution != p.Institution:
+			e.Purpose, e.Detail = string(renkei.PurposeBreakGlass), "break-glass"
+		case st.Institution != p.Institution:
 			e.Detail = "shared"
 		}
 		events = append(events, &e)

@@ -82,6 +82,10 @@ func TestDIMSEAccess(t *testing.T) {
 	if sh.Patient.Issuer == "" {
 		sh.Patient.Issuer = "CLINIC_X"
 	}
+	if err := e.db.AddConsent(ctx, &renkei.Consent{Institution: e.clinic, Patient: sh.Patient, Scope: renkei.ConsentScopeRegion, GivenAt: time.Now(),
+		Method: "paper", RecordedBy: "test"}, nil); err != nil {
+		t.Fatal(err)
+	}
 	if err := e.db.CreateShare(ctx, sh, &e2); err != nil {
 		t.Fatal(err)
 	}

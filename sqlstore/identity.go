@@ -116,9 +116,9 @@ func (db *DB) Institutions(ctx context.Context) ([]renkei.Institution, error) {
 func (db *DB) CreateUser(ctx context.Context, u *renkei.User, passwordHash string, audit *renkei.AuditEvent) error {
 	u.CreatedAt = db.Now()
 	err := db.writeTx(ctx, "index.CreateUser", func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO users (institution_pk, login, name, role, person, password_hash, must_change, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
-			u.Institution.PK, u.Login, u.Name, string(u.Role), u.Person, passwordHash, u.MustChangePassword, u.CreatedAt.UnixMilli()).Scan(&u.PK)
+		return tx.QueryRowContext(ctx, `INSERT INTO users (institution_pk, login, name, role, person, patient_pk, password_hash, must_change, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
+			u.Institution.PK, u.Login, u.Name, string(u.Role), u.Person, u.PatientPK, passwordHash, u.MustChangePassword, u.CreatedAt.UnixMilli()).Scan(&u.PK)
 	}, audit)
 	if renkei.ErrorKind(err) == renkei.Conflict {
 		return renkei.Errorf("index.CreateUser", renkei.Conflict, "the login %q is already taken", u.Login)
@@ -126,7 +126,7 @@ func (db *DB) CreateUser(ctx context.Context, u *renkei.User, passwordHash strin
 	return err
 }
 
-const userCols = `u.pk, u.login, u.name, u.role, u.person, u.disabled, u.must_change, u.totp_secret <> '', u.created_at,
+const userCols = `u.pk, u.login, u.name, u.role, u.person, u.patient_pk, u.disabled, u.must_change, u.totp_secret <> '', u.created_at,
 	u.password_hash, u.totp_secret, u.totp_last_step, u.failed_logins, u.locked_until, ` + `i.pk, i.id, i.name, i.name_en, i.kind, i.code, i.care_functions, i.issuer`
 
 func scanUser(row interface{ Scan(...any) error }) (renkei.User, renkei.Credentials, error) {
@@ -134,7 +134,7 @@ func scanUser(row interface{ Scan(...any) error }) (renkei.User, renkei.Credenti
 	var c renkei.Credentials
 	var created, locked int64
 	var cf string
-	err := row.Scan(&u.PK, &u.Login, &u.Name, (*string)(&u.Role), &u.Person, &u.Disabled, &u.MustChangePassword, &u.HasTOTP, &created,
+	err := row.Scan(&u.PK, &u.Login, &u.Name, (*string)(&u.Role), &u.Person, &u.PatientPK, &u.Disabled, &u.MustChangePassword, &u.HasTOTP, &created,
 		&c.PasswordHash, &c.TOTPSecret, &c.TOTPLastStep, &c.FailedLogins, &locked,
 		&u.Institution.PK, &u.Institution.ID, &u.Institution.Name, &u.Institution.NameEn, (*string)(&u.Institution.Kind),
 		&u.Institution.Code, &cf, &u.Institution.Issuer)

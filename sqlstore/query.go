@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -170,7 +171,22 @@ func deletedCond(alias string, q *renkei.Query) string {
 	if q.Deleted {
 		c = alias + ".deleted_at IS NOT NULL"
 	}
+	if len(q.Patients) > 0 {
+		c += " AND s.patient_pk IN (" + intList(q.Patients) + ")"
+	}
 	return c + scopeCond(q.Scope)
+}
+
+// intList writes index keys as an SQL list of integer literals.
+func intList(keys []int64) string {
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(k, 10))
+	}
+	return b.String()
 }
 
 // scopeCond limits a query to what the scope may see: studies owned by its institutions, or granted with their
@@ -181,19 +197,9 @@ func scopeCond(sc *renkei.Scope) string {
 	}
 	var or []string
 	list := func(col string, keys []int64) {
-		if len(keys) == 0 {
-			return
+		if len(keys) > 0 {
+			or = append(or, col+" IN ("+intList(keys)+")")
 		}
-		var b strings.Builder
-		b.WriteString(col + " IN (")
-		for i, k := range keys {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "%d", k)
-		}
-		b.WriteByte(')')
-		or = append(or, b.String())
 	}
 	list("s.institution_pk", sc.Institutions)
 	if !sc.OwnOnly {
@@ -503,10 +509,11 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 	return orphans, nil
 }
 
-// BlobInUse reports whether any instance, live or in the trash, refers to the blob.
+// BlobInUse reports whether any instance, live or in the trash, or any consent document refers to the blob.
 func (db *DB) BlobInUse(ctx context.Context, key string) (bool, error) {
 	var n int
-	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM instances WHERE blob_key = ? LIMIT 1)`, key).Scan(&n); err != nil {
+	if err := db.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM instances WHERE blob_key = ? LIMIT 1))
+		+ (SELECT count(*) FROM (SELECT 1 FROM consents WHERE document_key = ? LIMIT 1))`, key, key).Scan(&n); err != nil {
 		return false, queryErr(err)
 	}
 	return n > 0, nil

@@ -24,6 +24,11 @@ func (db *DB) CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.Au
 		if err != nil {
 			return err
 		}
+		if !s.WithoutConsent {
+			if err := consentFor(ctx, tx, s.FromInstitution, patientPK, s.ToInstitution, s.ToUser); err != nil {
+				return err
+			}
+		}
 		var studyPKs []int64
 		for _, uid := range s.Studies {
 			var pk int64
@@ -76,12 +81,14 @@ type ShareFilter struct {
 	ToInstitution int64
 	ToUser        int64
 	ActiveAt      time.Time // only shares in force at this time
+	Purpose       renkei.SharePurpose
+	Unreviewed    bool // only break-glass grants not reviewed yet
 }
 
 // Shares lists shares, newest first.
 func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error) {
 	q := `SELECT sh.pk, sh.from_institution, p.issuer, p.patient_id, sh.to_institution, sh.to_user, sh.purpose, sh.reason, sh.created_by,
-		sh.created_by_name, sh.created_at, sh.expires_at, sh.revoked_at,
+		sh.created_by_name, sh.created_at, sh.expires_at, sh.revoked_at, sh.reviewed_at, sh.reviewed_by, sh.review_note,
 		coalesce((SELECT group_concat(s.study_uid, '\') FROM share_studies ss JOIN studies s ON s.pk = ss.study_pk WHERE ss.share_pk = sh.pk), '')
 		FROM shares sh JOIN patients p ON p.pk = sh.patient_pk WHERE 1 = 1`
 	var args []any
@@ -101,6 +108,13 @@ func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error)
 		q += ` AND sh.revoked_at IS NULL AND sh.expires_at > ?`
 		args = append(args, f.ActiveAt.UnixMilli())
 	}
+	if f.Purpose != "" {
+		q += ` AND sh.purpose = ?`
+		args = append(args, string(f.Purpose))
+	}
+	if f.Unreviewed {
+		q += ` AND sh.reviewed_at IS NULL`
+	}
 	rows, err := db.read.QueryContext(ctx, q+` ORDER BY sh.pk DESC`, args...)
 	if err != nil {
 		return nil, queryErr(err)
@@ -112,7 +126,8 @@ func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error)
 		var created, expires int64
 		var studies string
 		if err := rows.Scan(&s.ID, &s.FromInstitution, &s.Patient.Issuer, &s.Patient.ID, &s.ToInstitution, &s.ToUser, (*string)(&s.Purpose),
-			&s.Reason, &s.CreatedBy, &s.CreatedByName, &created, &expires, msTimeScanner{&s.RevokedAt}, &studies); err != nil {
+			&s.Reason, &s.CreatedBy, &s.CreatedByName, &created, &expires, msTimeScanner{&s.RevokedAt}, msTimeScanner{&s.ReviewedAt},
+			&s.ReviewedBy, &s.ReviewNote, &studies); err != nil {
 			return nil, queryErr(err)
 		}
 		s.CreatedAt, s.ExpiresAt = time.UnixMilli(created), time.UnixMilli(expires)
@@ -125,28 +140,49 @@ func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error)
 }
 
 // Grants returns what the shares in force at now add to what an institution's user sees: whole patients and single
-// studies (index keys), from shares to the institution or to the user.
-func (db *DB) Grants(ctx context.Context, institution, user int64, now time.Time) (patients, studies []int64, err error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT sh.patient_pk, 0 FROM shares sh
+// studies (index keys), from shares to the institution or to the user, and which patients came by break-glass.
+func (db *DB) Grants(ctx context.Context, institution, user int64, now time.Time) (renkei.Grants, error) {
+	var g renkei.Grants
+	rows, err := db.read.QueryContext(ctx, `SELECT sh.patient_pk, 0, sh.purpose FROM shares sh
 		WHERE sh.all_studies = 1 AND sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))
-		UNION SELECT 0, ss.study_pk FROM shares sh JOIN share_studies ss ON ss.share_pk = sh.pk
+		UNION SELECT 0, ss.study_pk, sh.purpose FROM shares sh JOIN share_studies ss ON ss.share_pk = sh.pk
 		WHERE sh.all_studies = 0 AND sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))`,
 		now.UnixMilli(), institution, user, now.UnixMilli(), institution, user)
 	if err != nil {
-		return nil, nil, queryErr(err)
+		return g, queryErr(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var p, s int64
-		if err := rows.Scan(&p, &s); err != nil {
-			return nil, nil, queryErr(err)
+		var purpose string
+		if err := rows.Scan(&p, &s, &purpose); err != nil {
+			return g, queryErr(err)
 		}
 		if p != 0 {
-			patients = append(patients, p)
+			g.Patients = append(g.Patients, p)
+			if purpose == string(renkei.PurposeBreakGlass) {
+				g.BreakGlass = append(g.BreakGlass, p)
+			}
 		}
 		if s != 0 {
-			studies = append(studies, s)
+			g.Studies = append(g.Studies, s)
 		}
 	}
-	return patients, studies, queryErr(rows.Err())
+	return g, queryErr(rows.Err())
+}
+
+// ReviewBreakGlass records the owning institution's review of a break-glass grant.
+func (db *DB) ReviewBreakGlass(ctx context.Context, id, institution int64, by, note string, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.ReviewBreakGlass", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE shares SET reviewed_at = ?, reviewed_by = ?, review_note = ?
+			WHERE pk = ? AND purpose = 'break-glass' AND (? = 0 OR from_institution = ?) AND reviewed_at IS NULL`,
+			db.Now().UnixMilli(), by, note, id, institution, institution)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.ReviewBreakGlass", renkei.NotFound, "there is no unreviewed break-glass access %d", id)
+		}
+		return nil
+	}, audit)
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"renkei"
+	"renkei/access"
+	"renkei/blob"
 	"renkei/dicomweb"
 	"renkei/identity"
 	"renkei/sqlstore"
@@ -34,6 +36,17 @@ type Store interface {
 	Shares(ctx context.Context, f sqlstore.ShareFilter) ([]renkei.Share, error)
 	AuditEvents(ctx context.Context, f sqlstore.AuditFilter) ([]renkei.AuditEvent, error)
 	RecoveryCodesLeft(ctx context.Context, pk int64) (int, error)
+
+	LocalPatient(ctx context.Context, institution int64, key renkei.PatientKey) (renkei.LocalPatient, error)
+	Linked(ctx context.Context, patient int64) ([]renkei.LocalPatient, error)
+	LinkProposals(ctx context.Context, limit int) ([]renkei.LinkProposal, error)
+	Link(ctx context.Context, a, b int64, by string, audit *renkei.AuditEvent) (int64, error)
+	Unlink(ctx context.Context, pk int64, audit *renkei.AuditEvent) error
+	AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.AuditEvent) error
+	WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error
+	Consents(ctx context.Context, institution, patientPK int64) ([]renkei.Consent, error)
+	ReviewBreakGlass(ctx context.Context, id, institution int64, by, note string, audit *renkei.AuditEvent) error
+	access.BreakGlassStore
 }
 
 // Public lists the routes that answer without a login: the login steps themselves, health, and (as they are
@@ -43,6 +56,7 @@ var Public = []string{
 	"GET /healthz",
 	"GET /{$}",
 	"POST /api/login",
+	"POST /api/invitations/accept",
 }
 
 // Partial lists the routes a session may use before its login is complete (second factor not yet given, or a
@@ -66,6 +80,10 @@ type Server struct {
 	Version  string
 	// ShareDays is the default lifetime of a share when the sharer gives none.
 	ShareDays int
+	// BreakGlassPeriod is how long an emergency access lasts.
+	BreakGlassPeriod time.Duration
+	// Blobs keeps documents (scanned consent forms).
+	Blobs blob.Store
 
 	mux        *http.ServeMux
 	routes     []string
@@ -80,7 +98,8 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	if logger == nil {
 		logger = slog.Default()
 	}
-	s := &Server{Identity: id, Store: store, DICOMweb: dw, Logger: logger, Now: time.Now, ShareDays: 30, mux: http.NewServeMux(),
+	s := &Server{Identity: id, Store: store, DICOMweb: dw, Logger: logger, Now: time.Now, ShareDays: 30, BreakGlassPeriod: 4 * time.Hour,
+		mux:        http.NewServeMux(),
 		loginLimit: newLimiter(10, time.Minute)}
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handle("GET /{$}", s.home)
@@ -98,6 +117,22 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/shares", s.createShare)
 	s.handle("POST /api/shares/{id}/revoke", s.revokeShare)
 	s.handle("GET /api/audit", s.auditEvents)
+
+	s.handle("POST /api/consents", s.addConsent)
+	s.handle("GET /api/consents", s.listConsents)
+	s.handle("POST /api/consents/{id}/withdraw", s.withdrawConsent)
+	s.handle("GET /api/consents/{id}/document", s.consentDocument)
+	s.handle("GET /api/patients/link-proposals", s.linkProposals)
+	s.handle("POST /api/patients/links", s.link)
+	s.handle("POST /api/patients/unlink", s.unlink)
+	s.handle("GET /api/patients/studies", s.regionalStudies)
+	s.handle("POST /api/break-glass", s.breakGlass)
+	s.handle("GET /api/break-glass/reviews", s.breakGlassReviews)
+	s.handle("POST /api/break-glass/{id}/review", s.reviewBreakGlass)
+	s.handle("POST /api/invitations", s.invite)
+	s.handle("POST /api/invitations/accept", s.acceptInvitation)
+	s.handle("GET /api/my/studies", s.myStudies)
+	s.handle("GET /api/my/access-log", s.myAccessLog)
 
 	if dw != nil {
 		for _, p := range dw.Routes() {

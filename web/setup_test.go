@@ -118,7 +118,7 @@ func newRegion(t *testing.T) *region {
 	ids := identity.New(db)
 	ids.Now = clk.Now
 	front := web.New(ids, db, dicomweb.New(arch, logger, "/dicomweb"), logger)
-	front.Now = clk.Now
+	front.Now, front.Blobs = clk.Now, blobs
 	srv := httptest.NewServer(front)
 	t.Cleanup(func() {
 		srv.Close()
@@ -159,6 +159,11 @@ func newRegion(t *testing.T) *region {
 	r.p1a = r.stow(r.clinicWrite, "P1", "Yamada^Taro=山田^太郎", 1, 2)
 	r.p1b = r.stow(r.clinicWrite, "P1", "Yamada^Taro=山田^太郎", 2, 1)
 	r.p2 = r.stow(r.clinicWrite, "P2", "Sato^Jiro=佐藤^次郎", 3, 1)
+	// P1 consented on paper to disclosure in the region; P2 did not (yet).
+	if st := r.as("kato@kita-clinic").post("/api/consents", map[string]any{"patientId": "P1", "scope": []string{"region"}, "method": "paper",
+		"document": "JVBERi0xLjQKJcfsj6IKJSVFT0YK", "givenAt": r.clock.Now().Format("2006-01-02")}); st != 201 {
+		t.Fatalf("consent: %d", st)
+	}
 	return r
 }
 
@@ -226,12 +231,23 @@ func (r *region) stow(token, patientID, name string, seed int64, n int) study {
 
 // stowBody is a STOW-RS body of n small CT instances of one study, and its Content-Type.
 func (r *region) stowBody(patientID, name string, seed int64, n int) (io.Reader, string) {
+	return r.stowBodyOf(dicomtest.CTOptions{PatientID: patientID, PatientName: name, Seed: seed}, n)
+}
+
+// stowBodyBorn is stowBody of one instance of a patient with a birth date (and sex M).
+func (r *region) stowBodyBorn(patientID, name, birth string, seed int64) (io.Reader, string) {
+	return r.stowBodyOf(dicomtest.CTOptions{PatientID: patientID, PatientName: name, PatientBirthDate: birth, PatientSex: "M", Seed: seed}, 1)
+}
+
+func (r *region) stowBodyOf(base dicomtest.CTOptions, n int) (io.Reader, string) {
 	r.t.Helper()
+	seed := base.Seed
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	for i := 1; i <= n; i++ {
 		path := filepath.Join(r.dir, fmt.Sprintf("ct-%d-%d.dcm", seed, i))
-		o := dicomtest.CTOptions{PatientID: patientID, PatientName: name, Rows: 16, Cols: 16, InstanceNumber: i, Seed: seed}
+		o := base
+		o.Rows, o.Cols, o.InstanceNumber = 16, 16, i
 		if err := dicomtest.CT(path, o); err != nil {
 			r.t.Fatal(err)
 		}

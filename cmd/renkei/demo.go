@@ -44,6 +44,7 @@ var demoUsers = []struct {
 	{"demo-admin@kita-clinic", "北町クリニック 管理者", "kita-clinic", renkei.InstitutionAdmin},
 	{"demo-nakamura@sakura-care", "中村 由美", "sakura-care", renkei.Nurse},
 	{"demo-admin@region", "地域 管理者", "region", renkei.RegionAdmin},
+	{"demo-yamada", "山田 太郎", "kita-clinic", renkei.PatientRole}, // the patient D0001 (H0001 at the hospital)
 }
 
 // demoAccountsFile keeps the demo users' passwords and authenticator keys in the data folder (mode 0600), so that
@@ -80,6 +81,16 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 			pw := "demo-" + identity.OneTimePassword()
 			secret := randomBase32()
 			user := renkei.User{Login: u.login, Name: u.name, Institution: in, Role: u.role}
+			if u.role == renkei.PatientRole {
+				if err := seedDemoStudies(ctx, arch, data, pk); err != nil {
+					return err
+				}
+				lp, err := db.LocalPatient(ctx, pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0001"})
+				if err != nil {
+					return err
+				}
+				user.PatientPK = lp.PK
+			}
 			if err := ids.CreateUserWithPassword(ctx, by, &user, pw); err != nil {
 				if renkei.ErrorKind(err) == renkei.Conflict {
 					continue
@@ -104,6 +115,30 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 		return err
 	}
 	if len(shares) == 0 {
+		// Yamada Taro consented at both institutions (on the region's electronic form), is one regional patient
+		// (D0001 at the clinic, H0001 at the hospital), and the clinic referred him with his CT.
+		for _, c := range []struct {
+			inst, issuer, id string
+		}{{"kita-clinic", "KITA", "D0001"}, {"chuo-hospital", "CHUO", "H0001"}} {
+			e := renkei.EventFor(by, renkei.ActionAdmin, renkei.OutcomeSuccess)
+			e.DataInstitution, e.Patient, e.Detail = pk[c.inst], renkei.PatientKey{Issuer: c.issuer, ID: c.id}, "recorded consent (demo)"
+			if err := db.AddConsent(ctx, &renkei.Consent{Institution: pk[c.inst], Patient: e.Patient, Scope: renkei.ConsentScopeRegion,
+				GivenAt: time.Now(), Method: "electronic", Note: "demo", RecordedBy: by.Name}, &e); err != nil {
+				return err
+			}
+		}
+		a, err := db.LocalPatient(ctx, pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0001"})
+		if err != nil {
+			return err
+		}
+		b, err := db.LocalPatient(ctx, pk["chuo-hospital"], renkei.PatientKey{Issuer: "CHUO", ID: "H0001"})
+		if err != nil {
+			return err
+		}
+		le := renkei.EventFor(by, renkei.ActionAdmin, renkei.OutcomeSuccess)
+		if _, err := db.Link(ctx, a.PK, b.PK, by.Name, &le); err != nil {
+			return err
+		}
 		e := renkei.EventFor(by, renkei.ActionShare, renkei.OutcomeSuccess)
 		e.DataInstitution, e.Patient, e.Purpose = pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0001"}, string(renkei.PurposeReferral)
 		sh := renkei.Share{FromInstitution: pk["kita-clinic"], Patient: e.Patient, ToInstitution: pk["chuo-hospital"],
@@ -117,7 +152,7 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "demo region: 北町クリニック (kita-clinic) shares patient D0001 with みなと中央病院 (chuo-hospital).\n%s", b)
+	fmt.Fprintf(out, "demo region: 北町クリニック (kita-clinic) refers 山田太郎 (D0001; H0001 at the hospital) to みなと中央病院 (chuo-hospital).\n%s", b)
 	return nil
 }
 
@@ -138,10 +173,11 @@ func seedDemoStudies(ctx context.Context, arch *archive.Service, data string, pk
 		return err
 	}
 	defer os.RemoveAll(dir)
-	patients := []struct{ id, name, institution string }{
-		{"D0001", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "kita-clinic"},
-		{"D0002", "Takahashi^Hanako=髙橋^花子=タカハシ^ハナコ", "kita-clinic"},
-		{"D0003", "Buc^Jerome", "chuo-hospital"},
+	patients := []struct{ id, name, institution, birth, sex string }{
+		{"D0001", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "kita-clinic", "19450312", "M"},
+		{"D0002", "Takahashi^Hanako=髙橋^花子=タカハシ^ハナコ", "kita-clinic", "19520807", "F"},
+		{"D0003", "Buc^Jerome", "chuo-hospital", "19700101", "M"},
+		{"H0001", "Yamada^Taro=山田^太郎=やまだ^たろう", "chuo-hospital", "19450312", "M"},
 	}
 	for i, p := range patients {
 		ctx := renkei.WithPrincipal(ctx, &renkei.Principal{Kind: renkei.AEPrincipal, Name: "DEMO", Institution: pk[p.institution], Write: true})
@@ -152,6 +188,7 @@ func seedDemoStudies(ctx context.Context, arch *archive.Service, data string, pk
 				SeriesInstanceUID: dicomtest.UID(fmt.Sprintf("demo-series-%d", i)),
 				SOPInstanceUID:    dicomtest.UID(fmt.Sprintf("demo-instance-%d-%d", i, j)),
 				PatientID:         p.id, PatientName: p.name, AccessionNumber: fmt.Sprintf("DEMO%04d", i+1),
+				PatientBirthDate: p.birth, PatientSex: p.sex,
 				Rows: 256, Cols: 256, InstanceNumber: j, Seed: int64(i*10 + j),
 			})
 			if err != nil {

@@ -34,7 +34,8 @@ func TestServeHelpExplainsEveryFlag(t *testing.T) {
 
 // TestServeDemo runs `renkei serve --demo` the way the README says, with the address from the environment, logs in
 // as the hospital's physician with a printed demo password and authenticator key, and searches the demo data by a
-// kanji name: the hospital sees its own patient and the one the clinic shared, not the clinic's other patient.
+// kanji name: the hospital sees its own patients and the one the clinic shared, not the clinic's other patient. The
+// patient then logs in and sees both institutions' studies and that the hospital looked at them.
 func TestServeDemo(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("RENKEI_HTTP", "127.0.0.1:0")
@@ -82,12 +83,30 @@ func TestServeDemo(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		want int
-	}{{"山田*", 1}, {"髙橋*", 0}, {"Buc*", 1}} {
+	}{{"山田*", 2}, {"髙橋*", 0}, {"Buc*", 1}} {
 		var studies []map[string]any
 		c.getJSON(t, "/dicomweb/studies?PatientName="+tc.name, &studies)
 		if len(studies) != tc.want {
 			t.Errorf("the hospital's physician finds %d studies for %s, want %d", len(studies), tc.name, tc.want)
 		}
+	}
+	acc = accounts["demo-yamada"]
+	patient := login(t, base, "demo-yamada", acc[0], acc[1])
+	var mine []map[string]any
+	patient.getJSON(t, "/api/my/studies", &mine)
+	if len(mine) != 2 {
+		t.Errorf("the patient sees %d studies of their own, want 2 (clinic and hospital): %v", len(mine), mine)
+	}
+	var log []map[string]any
+	patient.getJSON(t, "/api/my/access-log", &log)
+	sawHospital := false
+	for _, e := range log {
+		if e["institution"] == "みなと中央病院" && e["role"] == "physician" && e["action"] == "query" {
+			sawHospital = true
+		}
+	}
+	if !sawHospital {
+		t.Errorf("the patient's access log does not show the hospital physician's search: %v", log)
 	}
 	cancel()
 	select {

@@ -44,6 +44,7 @@ type serveConfig struct {
 	TLSClientCA          string
 	DIMSEAcceptAny       bool
 	DIMSEAnyInstitution  string
+	BreakGlass           time.Duration
 	IdleTimeout          time.Duration
 	SessionMax           time.Duration
 	DIMSEMaxAssociations int
@@ -67,6 +68,7 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: DICOM TLS peers must present a client certificate they signed")
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
+	fs.DurationVar(&c.BreakGlass, "break-glass-period", 4*time.Hour, "how long an emergency access (break-glass) to a patient lasts")
 	fs.DurationVar(&c.IdleTimeout, "session-idle", 30*time.Minute, "a login session unused this long ends")
 	fs.DurationVar(&c.SessionMax, "session-max", 12*time.Hour, "a login session ends this long after login, used or not")
 	fs.IntVar(&c.DIMSEMaxAssociations, "dimse-max-associations", 100, "associations served at once; more are rejected as temporary congestion")
@@ -148,7 +150,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	front := web.New(ids, db, dw, logger)
-	front.Version = version
+	front.Version, front.Blobs, front.BreakGlassPeriod = version, blobs, c.BreakGlass
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {

@@ -13,9 +13,11 @@ type CTOptions struct {
 	// so files for the same Seed share a study and series and each InstanceNumber is a distinct instance.
 	StudyInstanceUID, SeriesInstanceUID, SOPInstanceUID string
 
-	PatientID       string // default "BENCH<Seed>"
-	PatientName     string // UTF-8; default "Bench^<Seed>"; non-ASCII is written with SpecificCharacterSet ISO_IR 192
-	AccessionNumber string // default none (empty, type 2)
+	PatientID        string // default "BENCH<Seed>"
+	PatientName      string // UTF-8; default "Bench^<Seed>"; non-ASCII is written with SpecificCharacterSet ISO_IR 192
+	AccessionNumber  string // default none (empty, type 2)
+	PatientBirthDate string // YYYYMMDD; default none
+	PatientSex       string // M, F or O; default none
 
 	Rows, Cols     int // default 512×512
 	Frames         int // MultiFrame only; default 1. CT rejects more than one.
@@ -88,8 +90,8 @@ func writeCT(path string, o CTOptions, multi bool) error {
 	d.text(0x00081030, "LO", "Benchmark")
 	d.text(0x00100010, "PN", o.PatientName)
 	d.text(0x00100020, "LO", o.PatientID)
-	d.str(0x00100030, "DA")
-	d.str(0x00100040, "CS")
+	d.str(0x00100030, "DA", o.PatientBirthDate)
+	d.str(0x00100040, "CS", o.PatientSex)
 	d.str(0x0020000D, "UI", o.StudyInstanceUID)
 	d.str(0x0020000E, "UI", o.SeriesInstanceUID)
 	d.text(0x00200010, "SH", seed)

@@ -1,0 +1,365 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"renkei"
+)
+
+const localPatientCols = `p.pk, p.institution_pk, p.issuer, p.patient_id, p.name, p.birth_date, p.sex, coalesce(l.regional_pk, 0)`
+
+func scanLocalPatient(row interface{ Scan(...any) error }) (renkei.LocalPatient, error) {
+	var lp renkei.LocalPatient
+	err := row.Scan(&lp.PK, &lp.Institution, &lp.Key.Issuer, &lp.Key.ID, &lp.Name, &lp.BirthDate, &lp.Sex, &lp.Regional)
+	return lp, err
+}
+
+func (db *DB) localPatients(ctx context.Context, q string, args ...any) ([]renkei.LocalPatient, error) {
+	rows, err := db.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.LocalPatient
+	for rows.Next() {
+		lp, err := scanLocalPatient(rows)
+		if err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, lp)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// LocalPatient returns an institution's patient; one it does not hold is a renkei.NotFound error.
+func (db *DB) LocalPatient(ctx context.Context, institution int64, key renkei.PatientKey) (renkei.LocalPatient, error) {
+	lp, err := scanLocalPatient(db.read.QueryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
+		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.institution_pk = ? AND p.issuer = ? AND p.patient_id = ?`,
+		institution, key.Issuer, key.ID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return lp, renkei.Errorf("index.LocalPatient", renkei.NotFound, "your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
+	}
+	return lp, queryErr(err)
+}
+
+// LocalPatientByPK returns a local patient by index key.
+func (db *DB) LocalPatientByPK(ctx context.Context, pk int64) (renkei.LocalPatient, error) {
+	lp, err := scanLocalPatient(db.read.QueryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
+		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.pk = ?`, pk))
+	if errors.Is(err, sql.ErrNoRows) {
+		return lp, renkei.Errorf("index.LocalPatient", renkei.NotFound, "there is no such patient")
+	}
+	return lp, queryErr(err)
+}
+
+// Linked returns the local patients linked to the same regional patient as pk (pk itself included, first).
+func (db *DB) Linked(ctx context.Context, pk int64) ([]renkei.LocalPatient, error) {
+	self, err := db.LocalPatientByPK(ctx, pk)
+	if err != nil {
+		return nil, err
+	}
+	if self.Regional == 0 {
+		return []renkei.LocalPatient{self}, nil
+	}
+	others, err := db.localPatients(ctx, `SELECT `+localPatientCols+` FROM patient_links l JOIN patients p ON p.pk = l.patient_pk
+		WHERE l.regional_pk = ? AND p.pk <> ? ORDER BY p.pk`, self.Regional, pk)
+	return append([]renkei.LocalPatient{self}, others...), err
+}
+
+// RegionalPatient returns the local patients linked to one regional patient.
+func (db *DB) RegionalPatient(ctx context.Context, regional int64) ([]renkei.LocalPatient, error) {
+	list, err := db.localPatients(ctx, `SELECT `+localPatientCols+` FROM patient_links l JOIN patients p ON p.pk = l.patient_pk
+		WHERE l.regional_pk = ? ORDER BY p.pk`, regional)
+	if err == nil && len(list) == 0 {
+		err = renkei.Errorf("index.RegionalPatient", renkei.NotFound, "there is no regional patient %d", regional)
+	}
+	return list, err
+}
+
+// FindPatients finds local patients region-wide by birth date and either a folded name key or a patient ID: the
+// search behind break-glass, which must find an unconscious patient wherever they were seen.
+func (db *DB) FindPatients(ctx context.Context, birthDate, nameKey, patientID string, limit int) ([]renkei.LocalPatient, error) {
+	if birthDate == "" || (nameKey == "" && patientID == "") {
+		return nil, renkei.Errorf("index.FindPatients", renkei.Invalid, "give the birth date and the name or a patient ID")
+	}
+	q := `SELECT ` + localPatientCols + ` FROM patients p LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.birth_date = ?`
+	args := []any{birthDate}
+	if patientID != "" {
+		q += ` AND p.patient_id = ?`
+		args = append(args, patientID)
+	}
+	if nameKey != "" {
+		q += ` AND p.pk IN (SELECT patient_pk FROM patient_names WHERE key = ?)`
+		args = append(args, nameKey)
+	}
+	return db.localPatients(ctx, q+fmt.Sprintf(` ORDER BY p.pk LIMIT %d`, limit), args...)
+}
+
+// LinkProposals lists pairs of local patients of different institutions that look like one person (same birth
+// date and sex, a folded name key in common) and are not linked to each other yet.
+func (db *DB) LinkProposals(ctx context.Context, limit int) ([]renkei.LinkProposal, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT DISTINCT a.pk, b.pk, na.key FROM patients a
+		JOIN patients b ON b.birth_date = a.birth_date AND b.sex = a.sex AND b.institution_pk > a.institution_pk
+		JOIN patient_names na ON na.patient_pk = a.pk AND substr(na.key, 1, 1) <> char(1) AND instr(na.key, '^') > 0
+		JOIN patient_names nb ON nb.patient_pk = b.pk AND nb.key = na.key
+		LEFT JOIN patient_links la ON la.patient_pk = a.pk
+		LEFT JOIN patient_links lb ON lb.patient_pk = b.pk
+		WHERE a.birth_date <> '' AND (la.regional_pk IS NULL OR lb.regional_pk IS NULL OR la.regional_pk <> lb.regional_pk)
+		ORDER BY a.pk, b.pk LIMIT ?`, limit*4)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	type pair struct{ a, b int64 }
+	var pairs []pair
+	names := map[pair]string{}
+	for rows.Next() {
+		var p pair
+		var key string
+		if err := rows.Scan(&p.a, &p.b, &key); err != nil {
+			rows.Close()
+			return nil, queryErr(err)
+		}
+		if _, ok := names[p]; !ok {
+			pairs = append(pairs, p)
+			names[p] = key
+		}
+	}
+	if err := rows.Close(); err != nil {
+		return nil, queryErr(err)
+	}
+	var out []renkei.LinkProposal
+	for _, p := range pairs {
+		if len(out) == limit {
+			break
+		}
+		a, err := db.LocalPatientByPK(ctx, p.a)
+		if err != nil {
+			return nil, err
+		}
+		b, err := db.LocalPatientByPK(ctx, p.b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, renkei.LinkProposal{A: a, B: b, Name: names[p]})
+	}
+	return out, nil
+}
+
+// Link makes local patients a and b one regional patient. If both were already linked to different regional
+// patients, those are merged (every local patient of b's moves to a's). The audit event names what each was linked
+// to before, so that Unlink can undo it. Both institutions must have the patient's consent to disclose.
+func (db *DB) Link(ctx context.Context, a, b int64, by string, audit *renkei.AuditEvent) (int64, error) {
+	var regional int64
+	err := db.writeTx(ctx, "index.Link", func(tx *sql.Tx) error {
+		ra, rb := regionalOf(ctx, tx, a), regionalOf(ctx, tx, b)
+		for _, pk := range []int64{a, b} {
+			var inst int64
+			if err := tx.QueryRowContext(ctx, `SELECT institution_pk FROM patients WHERE pk = ?`, pk).Scan(&inst); err != nil {
+				return renkei.Errorf("index.Link", renkei.NotFound, "there is no patient %d", pk)
+			}
+			if err := consentFor(ctx, tx, inst, pk, 0, 0); err != nil {
+				return err
+			}
+		}
+		now := db.Now().UnixMilli()
+		switch {
+		case ra == 0 && rb == 0:
+			if err := tx.QueryRowContext(ctx, `INSERT INTO regional_patients (created_at) VALUES (?) RETURNING pk`, now).Scan(&regional); err != nil {
+				return err
+			}
+		case ra != 0:
+			regional = ra
+		default:
+			regional = rb
+		}
+		if rb != 0 && ra != 0 && ra != rb {
+			if _, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, linked_by = ?, linked_at = ? WHERE regional_pk = ?`,
+				regional, by, now, rb); err != nil {
+				return err
+			}
+		}
+		for _, pk := range []int64{a, b} {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO patient_links (patient_pk, regional_pk, linked_by, linked_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (patient_pk) DO UPDATE SET regional_pk = excluded.regional_pk, linked_by = excluded.linked_by, linked_at = excluded.linked_at`,
+				pk, regional, by, now); err != nil {
+				return err
+			}
+		}
+		if audit != nil {
+			audit.Detail = strings.TrimSpace(fmt.Sprintf("linked local patients %d (was regional %d) and %d (was regional %d) as regional patient %d; %s",
+				a, ra, b, rb, regional, audit.Detail))
+		}
+		return nil
+	}, audit)
+	return regional, err
+}
+
+func regionalOf(ctx context.Context, tx *sql.Tx, pk int64) int64 {
+	var r int64
+	tx.QueryRowContext(ctx, `SELECT regional_pk FROM patient_links WHERE patient_pk = ?`, pk).Scan(&r)
+	return r
+}
+
+// Unlink takes a local patient out of its regional patient (the undo of a wrong link or merge).
+func (db *DB) Unlink(ctx context.Context, pk int64, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.Unlink", func(tx *sql.Tx) error {
+		r := regionalOf(ctx, tx, pk)
+		if r == 0 {
+			return renkei.Errorf("index.Unlink", renkei.NotFound, "patient %d is not linked", pk)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM patient_links WHERE patient_pk = ?`, pk); err != nil {
+			return err
+		}
+		if audit != nil {
+			audit.Detail = strings.TrimSpace(fmt.Sprintf("unlinked local patient %d from regional patient %d; %s", pk, r, audit.Detail))
+		}
+		return nil
+	}, audit)
+}
+
+// consentFor checks that the institution may disclose the patient: an active consent whose scope is the region or
+// names the receiving institution (or, for a user, their institution). toInstitution and toUser 0 ask for a
+// region-wide consent (identity links disclose to the region's patient index).
+func consentFor(ctx context.Context, tx *sql.Tx, institution, patientPK, toInstitution, toUser int64) error {
+	target := ""
+	if toUser != 0 {
+		tx.QueryRowContext(ctx, `SELECT i.id FROM users u JOIN institutions i ON i.pk = u.institution_pk WHERE u.pk = ?`, toUser).Scan(&target)
+	} else if toInstitution != 0 {
+		tx.QueryRowContext(ctx, `SELECT id FROM institutions WHERE pk = ?`, toInstitution).Scan(&target)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT scope FROM consents WHERE institution_pk = ? AND patient_pk = ? AND withdrawn_at IS NULL`,
+		institution, patientPK)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var scope string
+		if err := rows.Scan(&scope); err != nil {
+			return err
+		}
+		if scope == renkei.ConsentScopeRegion || (target != "" && slices.Contains(strings.Split(scope, ","), target)) {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return renkei.Errorf("index.Consent", renkei.Forbidden,
+		"the patient has not consented to your institution disclosing their data to %s; record the patient's consent (同意) first",
+		map[bool]string{true: "the region", false: target}[target == ""])
+}
+
+// AddConsent records a patient's consent; it sets c.ID. A patient the institution does not hold is NotFound.
+func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.AuditEvent) error {
+	c.RecordedAt = db.Now()
+	return db.writeTx(ctx, "index.AddConsent", func(tx *sql.Tx) error {
+		var pk int64
+		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
+			c.Institution, c.Patient.Issuer, c.Patient.ID).Scan(&pk)
+		if errors.Is(err, sql.ErrNoRows) {
+			return renkei.Errorf("index.AddConsent", renkei.NotFound, "your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
+		}
+		if err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO consents (institution_pk, patient_pk, scope, given_at, method, document_key, document_type, note,
+			recorded_by, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`, c.Institution, pk, c.Scope, c.GivenAt.UnixMilli(), c.Method,
+			c.DocumentKey, c.DocumentType, c.Note, c.RecordedBy, c.RecordedAt.UnixMilli()).Scan(&c.ID)
+	}, audit)
+}
+
+// WithdrawConsent records a withdrawal: from now on nothing of the patient is disclosed by the institution, and
+// the shares it made of the patient (other than break-glass) end at once.
+func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.WithdrawConsent", func(tx *sql.Tx) error {
+		now := db.Now().UnixMilli()
+		var patientPK int64
+		err := tx.QueryRowContext(ctx, `UPDATE consents SET withdrawn_at = ?, withdrawn_by = ? WHERE pk = ? AND institution_pk = ? AND withdrawn_at IS NULL
+			RETURNING patient_pk`, now, by, id, institution).Scan(&patientPK)
+		if errors.Is(err, sql.ErrNoRows) {
+			return renkei.Errorf("index.WithdrawConsent", renkei.NotFound, "there is no active consent %d", id)
+		}
+		if err != nil {
+			return err
+		}
+		var others int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM consents WHERE institution_pk = ? AND patient_pk = ? AND withdrawn_at IS NULL`,
+			institution, patientPK).Scan(&others); err != nil {
+			return err
+		}
+		if others == 0 {
+			res, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = ? WHERE from_institution = ? AND patient_pk = ? AND revoked_at IS NULL
+				AND purpose <> 'break-glass'`, now, institution, patientPK)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n > 0 && audit != nil {
+				audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share(s) of the patient ended", n))
+			}
+		}
+		return nil
+	}, audit)
+}
+
+// Consents lists an institution's consents of one patient (0: of every patient), newest first.
+func (db *DB) Consents(ctx context.Context, institution, patientPK int64) ([]renkei.Consent, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT c.pk, c.institution_pk, p.issuer, p.patient_id, c.scope, c.given_at, c.method, c.document_key,
+		c.document_type, c.note, c.recorded_by, c.recorded_at, c.withdrawn_at, c.withdrawn_by
+		FROM consents c JOIN patients p ON p.pk = c.patient_pk WHERE c.institution_pk = ? AND (? = 0 OR c.patient_pk = ?) ORDER BY c.pk DESC`,
+		institution, patientPK, patientPK)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.Consent
+	for rows.Next() {
+		var c renkei.Consent
+		var given, recorded int64
+		if err := rows.Scan(&c.ID, &c.Institution, &c.Patient.Issuer, &c.Patient.ID, &c.Scope, &given, &c.Method, &c.DocumentKey, &c.DocumentType,
+			&c.Note, &c.RecordedBy, &recorded, msTimeScanner{&c.WithdrawnAt}, &c.WithdrawnBy); err != nil {
+			return nil, queryErr(err)
+		}
+		c.GivenAt, c.RecordedAt = time.UnixMilli(given), time.UnixMilli(recorded)
+		out = append(out, c)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// CreateInvitation stores an invitation for a patient to create their account, by the hash of its code.
+func (db *DB) CreateInvitation(ctx context.Context, institution, patientPK int64, codeHash, by string, expires time.Time, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.CreateInvitation", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO invitations (code_hash, institution_pk, patient_pk, created_by, created_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?)`, codeHash, institution, patientPK, by, db.Now().UnixMilli(), expires.UnixMilli())
+		return err
+	}, audit)
+}
+
+// AcceptInvitation uses an invitation up and creates the patient's account in one transaction. An unknown, used or
+// expired code is renkei.Unauthorized.
+func (db *DB) AcceptInvitation(ctx context.Context, codeHash string, u *renkei.User, passwordHash string, audit *renkei.AuditEvent) error {
+	u.CreatedAt = db.Now()
+	err := db.writeTx(ctx, "index.AcceptInvitation", func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `UPDATE invitations SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
+			RETURNING institution_pk, patient_pk`, u.CreatedAt.UnixMilli(), codeHash, u.CreatedAt.UnixMilli()).Scan(&u.Institution.PK, &u.PatientPK)
+		if errors.Is(err, sql.ErrNoRows) {
+			return renkei.Errorf("index.AcceptInvitation", renkei.Unauthorized, "the invitation code is wrong, already used or expired; ask the hospital or clinic for a new one")
+		}
+		if err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO users (institution_pk, login, name, role, patient_pk, password_hash, must_change, created_at)
+			VALUES (?, ?, ?, 'patient', ?, ?, 0, ?) RETURNING pk`, u.Institution.PK, u.Login, u.Name, u.PatientPK, passwordHash,
+			u.CreatedAt.UnixMilli()).Scan(&u.PK)
+	}, audit)
+	if renkei.ErrorKind(err) == renkei.Conflict {
+		return renkei.Errorf("index.AcceptInvitation", renkei.Conflict, "the login %q is already taken; choose another", u.Login)
+	}
+	return err
+}

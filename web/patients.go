@@ -1,0 +1,609 @@
+package web
+
+import (
+	"bytes"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"renkei"
+	"renkei/access"
+	"renkei/sqlstore"
+)
+
+// staff reports whether p is a member of staff who works with patients' records at their institution.
+func staff(p *renkei.Principal) bool {
+	return p.Kind == renkei.UserPrincipal && slices.Contains([]renkei.Role{renkei.Physician, renkei.Radiologist, renkei.Nurse, renkei.Clerk,
+		renkei.InstitutionAdmin}, p.Role)
+}
+
+func forbidden(op, msg string) error { return renkei.Errorf(op, renkei.Forbidden, "%s", msg) }
+
+// ownPatient resolves a patient of the caller's institution from an issuer (default: the institution's) and ID.
+func (s *Server) ownPatient(r *http.Request, issuer, id string) (renkei.LocalPatient, error) {
+	p := renkei.PrincipalFrom(r.Context())
+	if issuer == "" {
+		issuer = p.Issuer
+	}
+	if strings.TrimSpace(id) == "" {
+		return renkei.LocalPatient{}, renkei.Errorf("web", renkei.Invalid, "name the patient (patientId, and issuer if your institution uses several)")
+	}
+	return s.Store.LocalPatient(r.Context(), p.Institution, renkei.PatientKey{Issuer: issuer, ID: id})
+}
+
+type consentJSON struct {
+	ID          int64      `json:"id"`
+	Issuer      string     `json:"issuer"`
+	PatientID   string     `json:"patientId"`
+	Scope       string     `json:"scope"`
+	GivenAt     time.Time  `json:"givenAt"`
+	Method      string     `json:"method"`
+	HasDocument bool       `json:"hasDocument"`
+	Note        string     `json:"note,omitempty"`
+	RecordedBy  string     `json:"recordedBy"`
+	RecordedAt  time.Time  `json:"recordedAt"`
+	WithdrawnAt *time.Time `json:"withdrawnAt,omitempty"`
+	WithdrawnBy string     `json:"withdrawnBy,omitempty"`
+}
+
+func toConsentJSON(c renkei.Consent) consentJSON {
+	return consentJSON{c.ID, c.Patient.Issuer, c.Patient.ID, c.Scope, c.GivenAt, c.Method, c.DocumentKey != "", c.Note, c.RecordedBy, c.RecordedAt,
+		c.WithdrawnAt, c.WithdrawnBy}
+}
+
+// maxConsentDocument bounds a scanned 同意書 (a few pages of PDF or images).
+const maxConsentDocument = 20 << 20
+
+// addConsent records a patient's consent to disclosure by the caller's institution: on paper (a scanned 同意書
+// attached) or electronically (the patient's signed statement).
+func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Issuer       string   `json:"issuer"`
+		PatientID    string   `json:"patientId"`
+		Scope        []string `json:"scope"` // ["region"] or institution IDs
+		GivenAt      string   `json:"givenAt"`
+		Method       string   `json:"method"`
+		Document     string   `json:"document"` // base64
+		DocumentType string   `json:"documentType"`
+		Signature    string   `json:"signature"` // electronic: the statement the patient signed, with their name
+		Note         string   `json:"note"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxConsentDocument*4/3+4096)
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	const op = "web.addConsent"
+	p := renkei.PrincipalFrom(r.Context())
+	if !staff(p) {
+		s.problem(w, r, forbidden(op, "only staff of the patient's institution record consent"))
+		return
+	}
+	lp, err := s.ownPatient(r, req.Issuer, req.PatientID)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	c := renkei.Consent{Institution: p.Institution, Patient: lp.Key, Method: req.Method, Note: req.Note, RecordedBy: p.Name, GivenAt: s.Now()}
+	if req.GivenAt != "" {
+		t, err := time.ParseInLocation("2006-01-02", req.GivenAt, time.Local)
+		if err != nil || t.After(s.Now()) {
+			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
+			return
+		}
+		c.GivenAt = t
+	}
+	switch {
+	case len(req.Scope) == 1 && req.Scope[0] == renkei.ConsentScopeRegion:
+		c.Scope = renkei.ConsentScopeRegion
+	case len(req.Scope) > 0:
+		for _, id := range req.Scope {
+			if _, err := s.Store.Institution(r.Context(), id); err != nil {
+				s.problem(w, r, err)
+				return
+			}
+		}
+		c.Scope = strings.Join(req.Scope, ",")
+	default:
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, `scope must be ["region"] or the IDs of the institutions the patient agreed to`))
+		return
+	}
+	var doc []byte
+	switch req.Method {
+	case "paper":
+		if req.Document == "" {
+			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "attach the scanned consent form (同意書)"))
+			return
+		}
+		doc, err = base64.StdEncoding.DecodeString(req.Document)
+		if err != nil || len(doc) == 0 {
+			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "the document must be base64"))
+			return
+		}
+		c.DocumentType = req.DocumentType
+		if c.DocumentType == "" {
+			c.DocumentType = http.DetectContentType(doc)
+		}
+	case "electronic":
+		if strings.TrimSpace(req.Signature) == "" {
+			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "an electronic consent needs the statement the patient signed"))
+			return
+		}
+		doc, c.DocumentType = []byte(req.Signature), "text/plain; charset=utf-8"
+	default:
+		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, `method must be "paper" or "electronic"`))
+		return
+	}
+	if c.DocumentKey, err = s.putBlob(r, doc); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Detail = p.Institution, lp.Key, "recorded consent ("+c.Method+") to disclose to "+c.Scope
+	if err := s.Store.AddConsent(r.Context(), &c, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toConsentJSON(c))
+}
+
+func (s *Server) putBlob(r *http.Request, b []byte) (string, error) {
+	if s.Blobs == nil {
+		return "", renkei.Errorf("web", renkei.Unavailable, "no document store is configured")
+	}
+	bw, err := s.Blobs.Create(r.Context())
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(bw, bytes.NewReader(b)); err != nil {
+		bw.Abort()
+		return "", err
+	}
+	key, _, err := bw.Commit(r.Context())
+	return key, err
+}
+
+func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	if !staff(p) {
+		s.problem(w, r, forbidden("web.consents", "only staff read their institution's consents"))
+		return
+	}
+	var pk int64
+	if id := r.URL.Query().Get("patientId"); id != "" {
+		lp, err := s.ownPatient(r, r.URL.Query().Get("issuer"), id)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		pk = lp.PK
+	}
+	list, err := s.Store.Consents(r.Context(), p.Institution, pk)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []consentJSON{}
+	for _, c := range list {
+		out = append(out, toConsentJSON(c))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) ownConsent(r *http.Request) (renkei.Consent, error) {
+	p := renkei.PrincipalFrom(r.Context())
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if !staff(p) {
+		return renkei.Consent{}, forbidden("web.consent", "only staff read their institution's consents")
+	}
+	list, err := s.Store.Consents(r.Context(), p.Institution, 0)
+	if err != nil {
+		return renkei.Consent{}, err
+	}
+	for _, c := range list {
+		if c.ID == id {
+			return c, nil
+		}
+	}
+	return renkei.Consent{}, renkei.Errorf("web.consent", renkei.NotFound, "there is no consent %q", r.PathValue("id"))
+}
+
+func (s *Server) withdrawConsent(w http.ResponseWriter, r *http.Request) {
+	c, err := s.ownConsent(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Detail = p.Institution, c.Patient, "recorded the withdrawal of consent "+strconv.FormatInt(c.ID, 10)
+	if err := s.Store.WithdrawConsent(r.Context(), c.ID, p.Institution, p.Name, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	now := s.Now()
+	c.WithdrawnAt, c.WithdrawnBy = &now, p.Name
+	writeJSON(w, http.StatusOK, toConsentJSON(c))
+}
+
+func (s *Server) consentDocument(w http.ResponseWriter, r *http.Request) {
+	c, err := s.ownConsent(r)
+	if err == nil && c.DocumentKey == "" {
+		err = renkei.Errorf("web.consentDocument", renkei.NotFound, "this consent has no document")
+	}
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	b, err := s.Blobs.Open(r.Context(), c.DocumentKey)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	defer b.Close()
+	w.Header().Set("Content-Type", c.DocumentType)
+	w.Header().Set("Content-Disposition", "attachment")
+	w.Header().Set("Cache-Control", "no-store")
+	io.Copy(w, b)
+}
+
+type patientRef struct {
+	Institution string `json:"institution"`
+	Issuer      string `json:"issuer"`
+	PatientID   string `json:"patientId"`
+}
+
+type localPatientJSON struct {
+	patientRef
+	Name      string `json:"name"`
+	BirthDate string `json:"birthDate"`
+	Sex       string `json:"sex"`
+	Regional  int64  `json:"regional,omitempty"`
+}
+
+func (s *Server) localPatientJSON(r *http.Request, lp renkei.LocalPatient) localPatientJSON {
+	in, _ := s.Store.InstitutionByPK(r.Context(), lp.Institution)
+	return localPatientJSON{patientRef{in.ID, lp.Key.Issuer, lp.Key.ID}, lp.Name, lp.BirthDate, lp.Sex, lp.Regional}
+}
+
+func (s *Server) resolve(r *http.Request, ref patientRef) (renkei.LocalPatient, error) {
+	in, err := s.Store.Institution(r.Context(), ref.Institution)
+	if err != nil {
+		return renkei.LocalPatient{}, err
+	}
+	return s.Store.LocalPatient(r.Context(), in.PK, renkei.PatientKey{Issuer: ref.Issuer, ID: ref.PatientID})
+}
+
+// regionAdmin: the patient index is kept by the region's operator, who sees which institutions know a person;
+// institutions do not see each other's patients through it.
+func regionAdmin(p *renkei.Principal) bool {
+	return p.Kind == renkei.UserPrincipal && p.Role == renkei.RegionAdmin
+}
+
+func (s *Server) linkProposals(w http.ResponseWriter, r *http.Request) {
+	if !regionAdmin(renkei.PrincipalFrom(r.Context())) {
+		s.problem(w, r, forbidden("web.linkProposals", "only a region administrator keeps the patient index"))
+		return
+	}
+	list, err := s.Store.LinkProposals(r.Context(), 200)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	type proposal struct {
+		A, B localPatientJSON
+	}
+	out := []proposal{}
+	for _, lp := range list {
+		out = append(out, proposal{s.localPatientJSON(r, lp.A), s.localPatientJSON(r, lp.B)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) link(w http.ResponseWriter, r *http.Request) {
+	var req struct{ A, B patientRef }
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if !regionAdmin(p) {
+		s.problem(w, r, forbidden("web.link", "only a region administrator links patients"))
+		return
+	}
+	a, err := s.resolve(r, req.A)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	b, err := s.resolve(r, req.B)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient = a.Institution, a.Key
+	e.Detail = "with " + req.B.Institution + " " + b.Key.ID
+	regional, err := s.Store.Link(r.Context(), a.PK, b.PK, p.Name, &e)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"regional": regional})
+}
+
+func (s *Server) unlink(w http.ResponseWriter, r *http.Request) {
+	var req patientRef
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if !regionAdmin(p) {
+		s.problem(w, r, forbidden("web.unlink", "only a region administrator unlinks patients"))
+		return
+	}
+	lp, err := s.resolve(r, req)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient = lp.Institution, lp.Key
+	if err := s.Store.Unlink(r.Context(), lp.PK, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type studyJSON struct {
+	Institution       string   `json:"institution"`
+	Issuer            string   `json:"issuer"`
+	PatientID         string   `json:"patientId"`
+	PatientName       string   `json:"patientName"`
+	StudyInstanceUID  string   `json:"studyInstanceUID"`
+	StudyDate         string   `json:"studyDate"`
+	StudyDescription  string   `json:"studyDescription,omitempty"`
+	Modalities        []string `json:"modalities"`
+	NumberOfInstances int      `json:"numberOfInstances"`
+	Own               bool     `json:"own"` // false: shared with the caller (or opened by break-glass)
+}
+
+// studies answers with the studies of some local patients that the caller may see (the access decorator decides).
+func (s *Server) studies(w http.ResponseWriter, r *http.Request, patients []int64) {
+	if len(patients) == 0 {
+		writeJSON(w, http.StatusOK, []studyJSON{})
+		return
+	}
+	recs, err := s.DICOMweb.Archive.QueryStudies(r.Context(), &renkei.Query{Level: renkei.StudyLevel, Patients: patients, Limit: 1000})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	out := []studyJSON{}
+	for _, st := range recs {
+		in, _ := s.Store.InstitutionByPK(r.Context(), st.Institution)
+		out = append(out, studyJSON{in.ID, st.Patient.Issuer, st.Patient.ID, st.PatientName, st.StudyInstanceUID, st.StudyDate, st.StudyDescription,
+			st.ModalitiesInStudy, st.NumberOfInstances, st.Institution == p.Institution})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// regionalStudies lists the studies of every local patient linked with one of the caller's institution's patients
+// that the caller may see: its own, and what other institutions shared.
+func (s *Server) regionalStudies(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	if !staff(p) {
+		s.problem(w, r, forbidden("web.regionalStudies", "only staff look patients up"))
+		return
+	}
+	lp, err := s.ownPatient(r, r.URL.Query().Get("issuer"), r.URL.Query().Get("patientId"))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	linked, err := s.Store.Linked(r.Context(), lp.PK)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var pks []int64
+	for _, l := range linked {
+		pks = append(pks, l.PK)
+	}
+	s.studies(w, r, pks)
+}
+
+func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
+	var req access.BreakGlassRequest
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	grants, err := access.BreakGlass(r.Context(), s.Store, renkei.PrincipalFrom(r.Context()), req, s.BreakGlassPeriod, s.Now())
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []shareJSON{}
+	for _, g := range grants {
+		out = append(out, s.shareJSON(r, g))
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+// breakGlassReviews is the owning institution's queue of emergency accesses to review.
+func (s *Server) breakGlassReviews(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
+		s.problem(w, r, forbidden("web.breakGlassReviews", "only the institution's administrator reviews emergency accesses"))
+		return
+	}
+	list, err := s.Store.Shares(r.Context(), sqlstore.ShareFilter{FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass,
+		Unreviewed: r.URL.Query().Get("all") == ""})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []shareJSON{}
+	for _, sh := range list {
+		out = append(out, s.shareJSON(r, sh))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Note string `json:"note"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
+		s.problem(w, r, forbidden("web.reviewBreakGlass", "only the institution's administrator reviews emergency accesses"))
+		return
+	}
+	if strings.TrimSpace(req.Note) == "" {
+		s.problem(w, r, renkei.Errorf("web.reviewBreakGlass", renkei.Invalid, "write what the review found"))
+		return
+	}
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	list, err := s.Store.Shares(r.Context(), sqlstore.ShareFilter{ID: id, FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass})
+	if err != nil || len(list) == 0 {
+		s.problem(w, r, renkei.Errorf("web.reviewBreakGlass", renkei.NotFound, "there is no emergency access %q to review", r.PathValue("id")))
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Detail = p.Institution, list[0].Patient, "reviewed break-glass "+r.PathValue("id")+": "+req.Note
+	if err := s.Store.ReviewBreakGlass(r.Context(), id, p.Institution, p.Name, req.Note, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) invite(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Issuer    string `json:"issuer"`
+		PatientID string `json:"patientId"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	lp, err := s.ownPatient(r, req.Issuer, req.PatientID)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	code, expires, err := s.Identity.Invite(r.Context(), renkei.PrincipalFrom(r.Context()), lp)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"code": code, "expiresAt": expires})
+}
+
+// acceptInvitation is public: the patient has no account yet. Attempts are limited per address.
+func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Code     string `json:"code"`
+		Login    string `json:"login"`
+		Name     string `json:"name"`
+		Password string `json:"password"`
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if !s.loginLimit.allow(clientAddr(r), s.Now()) {
+		w.Header().Set("Retry-After", "60")
+		s.problem(w, r, renkei.Errorf("web.acceptInvitation", renkei.Unavailable, "too many attempts from this address; wait a minute and try again"))
+		return
+	}
+	u, err := s.Identity.AcceptInvitation(r.Context(), req.Code, req.Login, req.Name, req.Password, clientAddr(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"login": u.Login, "next": "log in, then enrol an authenticator app"})
+}
+
+func (s *Server) patientOnly(w http.ResponseWriter, r *http.Request) *renkei.Principal {
+	p := renkei.PrincipalFrom(r.Context())
+	if p.Role != renkei.PatientRole || p.Patient == 0 {
+		s.problem(w, r, forbidden("web.my", "this page is for patients' own accounts"))
+		return nil
+	}
+	return p
+}
+
+func (s *Server) myStudies(w http.ResponseWriter, r *http.Request) {
+	p := s.patientOnly(w, r)
+	if p == nil {
+		return
+	}
+	linked, err := s.Store.Linked(r.Context(), p.Patient)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var pks []int64
+	for _, l := range linked {
+		pks = append(pks, l.PK)
+	}
+	s.studies(w, r, pks)
+}
+
+// myAccessLog shows a patient who looked at their data: which institution, which role, when, what, for what
+// purpose (as Estonia shows its citizens). Staff names are not shown; the institution answers for its staff.
+func (s *Server) myAccessLog(w http.ResponseWriter, r *http.Request) {
+	p := s.patientOnly(w, r)
+	if p == nil {
+		return
+	}
+	linked, err := s.Store.Linked(r.Context(), p.Patient)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var events []renkei.AuditEvent
+	for _, lp := range linked {
+		list, err := s.Store.AuditEvents(r.Context(), sqlstore.AuditFilter{DataInstitution: lp.Institution, Patient: &lp.Key, Limit: 1000})
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		events = append(events, list...)
+	}
+	slices.SortFunc(events, func(a, b renkei.AuditEvent) int { return int(b.Seq - a.Seq) })
+	type entry struct {
+		Time        time.Time `json:"time"`
+		Institution string    `json:"institution"`
+		Role        string    `json:"role"`
+		ActorKind   string    `json:"actorKind"`
+		Action      string    `json:"action"`
+		Purpose     string    `json:"purpose,omitempty"`
+		Study       string    `json:"study,omitempty"`
+		Self        bool      `json:"self"`
+	}
+	out := []entry{}
+	for _, e := range events {
+		in, _ := s.Store.InstitutionByPK(r.Context(), e.Institution)
+		name := in.Name
+		if e.ActorKind == renkei.AEPrincipal {
+			name += " (DICOM " + e.Actor + ")"
+		}
+		out = append(out, entry{e.Time, name, string(e.Role), string(e.ActorKind), string(e.Action), e.Purpose, e.Study,
+			e.ActorKind == renkei.UserPrincipal && e.ActorID == p.ID})
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,316 @@
+package web_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp/totp"
+
+	"renkei"
+)
+
+// TestConsent: without the patient's consent nothing is shared; a consent limited to some institutions shares
+// only with them; withdrawing it ends the shares at once.
+func TestConsent(t *testing.T) {
+	r := newRegion(t)
+	clinic := r.as("kato@kita-clinic")
+	doctor := r.as("tanaka@chuo-hospital")
+	share := func(patient string) int {
+		return clinic.post("/api/shares", map[string]any{"patientId": patient, "toInstitution": "chuo-hospital", "purpose": "referral"})
+	}
+	if st := share("P2"); st != 403 || !strings.Contains(string(clinic.body), "consent") {
+		t.Errorf("sharing a patient without consent: %d %s", st, clinic.body)
+	}
+	// P2 agrees electronically, to the hospital only.
+	if st := clinic.post("/api/consents", map[string]any{"patientId": "P2", "scope": []string{"sakura-care"}, "method": "electronic",
+		"signature": "佐藤次郎は…に同意します"}); st != 404 {
+		t.Errorf("a consent naming an unknown institution: %d", st)
+	}
+	if st := clinic.post("/api/consents", map[string]any{"patientId": "P2", "scope": []string{"chuo-hospital"}, "method": "paper"}); st != 400 {
+		t.Errorf("a paper consent without the scanned form: %d", st)
+	}
+	if st := clinic.post("/api/consents", map[string]any{"patientId": "P2", "scope": []string{"chuo-hospital"}, "method": "electronic",
+		"signature": "佐藤次郎は中央病院への診療情報の提供に同意します"}); st != 201 {
+		t.Fatalf("consent: %d %s", st, clinic.body)
+	}
+	var consent struct{ ID int64 }
+	json.Unmarshal(clinic.body, &consent)
+	if st := share("P2"); st != 201 {
+		t.Fatalf("share after consent: %d %s", st, clinic.body)
+	}
+	if got := visible(t, doctor, r.p2); !got[0] {
+		t.Error("the hospital does not see the consented, shared patient")
+	}
+	if st := clinic.get(fmt.Sprintf("/api/consents/%d/document", consent.ID)); st != 200 || !strings.Contains(string(clinic.body), "同意します") {
+		t.Errorf("the signed statement: %d %s", st, clinic.body)
+	}
+	if st := doctor.get(fmt.Sprintf("/api/consents/%d/document", consent.ID)); st != 404 {
+		t.Errorf("another institution read the consent form: %d", st)
+	}
+	if st := clinic.post(fmt.Sprintf("/api/consents/%d/withdraw", consent.ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw: %d %s", st, clinic.body)
+	}
+	if got := visible(t, doctor, r.p2); got[0] {
+		t.Error("the hospital still sees the patient after the consent was withdrawn")
+	}
+	if st := share("P2"); st != 403 {
+		t.Errorf("sharing after withdrawal: %d", st)
+	}
+}
+
+// TestBreakGlass: an emergency physician opens a patient's data without a share or consent after giving a reason;
+// it lasts the break-glass period, every read is marked as break-glass in the trail, and the owner's administrator
+// finds it in the review queue.
+func TestBreakGlass(t *testing.T) {
+	r := newRegion(t)
+	doctor := r.as("tanaka@chuo-hospital")
+	nurse := r.addUser("sato@chuo-hospital", r.hospital, renkei.Nurse)
+	_ = nurse
+	req := map[string]string{"birthDate": "19450312", "name": "やまだ たろう", "reason": "救急搬送、意識障害"}
+	if st := r.as("sato@chuo-hospital").post("/api/break-glass", req); st != 403 {
+		t.Errorf("a nurse used break-glass: %d", st)
+	}
+	if st := doctor.post("/api/break-glass", map[string]string{"birthDate": "19450312", "name": "山田太郎"}); st != 400 {
+		t.Errorf("break-glass without a reason: %d", st)
+	}
+	// The clinic's P1 has no birth date in the fixtures; store one that has it.
+	body, ctype := r.stowBodyBorn("P9", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "19450312", 90)
+	c := r.withToken(r.clinicWrite)
+	if st := c.do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d %s", st, c.body)
+	}
+	if st := doctor.post("/api/break-glass", map[string]string{"birthDate": "19450312", "name": "佐藤次郎", "reason": "救急搬送"}); st != 404 {
+		t.Errorf("break-glass for nobody: %d", st)
+	}
+	if st := doctor.post("/api/break-glass", req); st != 201 {
+		t.Fatalf("break-glass: %d %s", st, doctor.body)
+	}
+	var grants []map[string]any
+	json.Unmarshal(doctor.body, &grants)
+	if len(grants) != 1 || grants[0]["purpose"] != "break-glass" || grants[0]["patientId"] != "P9" {
+		t.Fatalf("grants %v", grants)
+	}
+	from := r.lastSeq()
+	var list []map[string]json.RawMessage
+	doctor.getJSON("/dicomweb/studies?PatientBirthDate=19450312", &list)
+	if len(list) != 1 {
+		t.Fatalf("the physician sees %d studies after break-glass", len(list))
+	}
+	for _, e := range r.events(from) {
+		if e.Action == renkei.ActionQuery && e.Purpose != "break-glass" {
+			t.Errorf("a read by break-glass is not marked as such: %+v", e)
+		}
+	}
+	// Only him: his colleague sees nothing.
+	var other []any
+	r.as("suzuki@chuo-hospital").getJSON("/dicomweb/studies?PatientBirthDate=19450312", &other)
+	if len(other) != 0 {
+		t.Errorf("a colleague sees the break-glass patient: %v", other)
+	}
+	// The clinic's admin reviews it.
+	admin := r.as("admin@kita-clinic")
+	var queue []map[string]any
+	admin.getJSON("/api/break-glass/reviews", &queue)
+	if len(queue) != 1 || queue[0]["reason"] != "救急搬送、意識障害" || queue[0]["sharedBy"] != "tanaka@chuo-hospital" {
+		t.Fatalf("review queue %v", queue)
+	}
+	id := int64(queue[0]["id"].(float64))
+	if st := admin.post(fmt.Sprintf("/api/break-glass/%d/review", id), map[string]string{"note": "救急外来からの正当な閲覧を確認"}); st != 204 {
+		t.Errorf("review: %d %s", st, admin.body)
+	}
+	admin.getJSON("/api/break-glass/reviews", &queue)
+	if len(queue) != 0 {
+		t.Errorf("the reviewed access is still in the queue: %v", queue)
+	}
+	// Four hours later it is over.
+	r.clock.advance(4*time.Hour + time.Minute)
+	doctor = r.as("tanaka@chuo-hospital")
+	doctor.getJSON("/dicomweb/studies?PatientBirthDate=19450312", &list)
+	if len(list) != 0 {
+		t.Errorf("break-glass access outlived its period: %d studies", len(list))
+	}
+}
+
+// TestPatientIdentity: the region's administrator links a clinic's and a hospital's IDs of one person (proposed
+// after folding kana and width); a query by the linked patient returns both institutions' studies only to those
+// allowed to see each; unlinking undoes it.
+func TestPatientIdentity(t *testing.T) {
+	r := newRegion(t)
+	region := renkei.Institution{ID: "region", Name: "事務局", Kind: renkei.RegionOperator}
+	if err := r.db.PutInstitution(t.Context(), &region, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("admin@region", region, renkei.RegionAdmin)
+	hospitalWrite, _ := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "pacs", Write: true})
+	for _, tc := range []struct {
+		token, id, name, birth string
+		seed                   int64
+	}{
+		{r.clinicWrite, "C100", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "19450312", 100},
+		{hospitalWrite, "H200", "YAMADA^TARO=山田^太郎=ﾔﾏﾀﾞ^ﾀﾛｳ", "19450312", 200}, // half-width kana from an older system
+		{hospitalWrite, "H300", "Yamada^Taro=山田^太郎", "19800101", 300},          // same name, another person
+	} {
+		body, ctype := r.stowBodyBorn(tc.id, tc.name, tc.birth, tc.seed)
+		if st := r.withToken(tc.token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+			t.Fatalf("store %s: %d", tc.id, st)
+		}
+	}
+	admin := r.as("admin@region")
+	var proposals []struct{ A, B map[string]any }
+	admin.getJSON("/api/patients/link-proposals", &proposals)
+	if len(proposals) != 1 || proposals[0].A["patientId"] != "C100" || proposals[0].B["patientId"] != "H200" {
+		t.Fatalf("proposals %v, want C100 with H200 only", proposals)
+	}
+	if st := r.as("tanaka@chuo-hospital").get("/api/patients/link-proposals"); st != 403 {
+		t.Errorf("a physician read the region's link proposals: %d", st)
+	}
+	link := map[string]any{"a": map[string]string{"institution": "kita-clinic", "issuer": "KITA", "patientId": "C100"},
+		"b": map[string]string{"institution": "chuo-hospital", "issuer": "CHUO", "patientId": "H200"}}
+	if st := admin.post("/api/patients/links", link); st != 403 || !strings.Contains(string(admin.body), "consent") {
+		t.Errorf("linking without consent: %d %s", st, admin.body)
+	}
+	for _, c := range []struct{ user, id string }{{"kato@kita-clinic", "C100"}, {"tanaka@chuo-hospital", "H200"}} {
+		if st := r.as(c.user).post("/api/consents", map[string]any{"patientId": c.id, "scope": []string{"region"}, "method": "electronic",
+			"signature": "同意します"}); st != 201 {
+			t.Fatalf("consent %s: %d %s", c.id, st, r.as(c.user).body)
+		}
+	}
+	if st := admin.post("/api/patients/links", link); st != 200 {
+		t.Fatalf("link: %d %s", st, admin.body)
+	}
+	studiesOf := func(c *client, id string) []string {
+		var list []struct {
+			Institution string
+			PatientID   string
+		}
+		c.getJSON("/api/patients/studies?patientId="+id, &list)
+		var out []string
+		for _, s := range list {
+			out = append(out, s.Institution+"/"+s.PatientID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	doctor := r.as("tanaka@chuo-hospital")
+	if got := studiesOf(doctor, "H200"); !slices.Equal(got, []string{"chuo-hospital/H200"}) {
+		t.Errorf("before a share the hospital sees %v of the linked patient", got)
+	}
+	clinic := r.as("kato@kita-clinic")
+	if st := clinic.post("/api/shares", map[string]any{"patientId": "C100", "toInstitution": "chuo-hospital", "purpose": "referral"}); st != 201 {
+		t.Fatalf("share: %d %s", st, clinic.body)
+	}
+	if got := studiesOf(doctor, "H200"); !slices.Equal(got, []string{"chuo-hospital/H200", "kita-clinic/C100"}) {
+		t.Errorf("after the clinic shared, the hospital sees %v", got)
+	}
+	if got := studiesOf(clinic, "C100"); !slices.Equal(got, []string{"kita-clinic/C100"}) {
+		t.Errorf("the clinic sees %v of the linked patient (the hospital shared nothing)", got)
+	}
+	if st := admin.post("/api/patients/unlink", map[string]string{"institution": "chuo-hospital", "issuer": "CHUO", "patientId": "H200"}); st != 204 {
+		t.Fatalf("unlink: %d %s", st, admin.body)
+	}
+	if got := studiesOf(doctor, "H200"); !slices.Equal(got, []string{"chuo-hospital/H200"}) {
+		t.Errorf("after unlinking the hospital sees %v", got)
+	}
+	var actions []string
+	for _, e := range r.events(0) {
+		if e.Actor == "admin@region" && e.Action == renkei.ActionAdmin {
+			actions = append(actions, e.Detail)
+		}
+	}
+	if len(actions) != 2 || !strings.HasPrefix(actions[0], "linked") || !strings.HasPrefix(actions[1], "unlinked") {
+		t.Errorf("link and unlink are not in the audit trail: %q", actions)
+	}
+}
+
+// TestPatientAccount: a clinic invites its patient with a code on paper; the patient creates an account, logs in
+// with a password and an authenticator app, sees their own studies and who looked at them, and nothing else.
+func TestPatientAccount(t *testing.T) {
+	r := newRegion(t)
+	clinic := r.as("kato@kita-clinic")
+	if st := clinic.post("/api/invitations", map[string]string{"patientId": "P1"}); st != 201 {
+		t.Fatalf("invite: %d %s", st, clinic.body)
+	}
+	var inv struct{ Code string }
+	json.Unmarshal(clinic.body, &inv)
+	anon := &client{r: r}
+	if st := anon.post("/api/invitations/accept", map[string]string{"code": "wrong-code", "login": "yamada.taro", "name": "山田太郎",
+		"password": "sakura no hana 1945"}); st != 401 {
+		t.Errorf("a wrong invitation code: %d", st)
+	}
+	if st := anon.post("/api/invitations/accept", map[string]string{"code": inv.Code, "login": "yamada.taro", "name": "山田太郎",
+		"password": "sakura no hana 1945"}); st != 201 {
+		t.Fatalf("accept: %d %s", st, anon.body)
+	}
+	if st := anon.post("/api/invitations/accept", map[string]string{"code": inv.Code, "login": "someone.else", "name": "x",
+		"password": "sakura no hana 1945"}); st != 401 {
+		t.Errorf("an invitation used twice: %d", st)
+	}
+	// First login: the password, then the authenticator app.
+	p := &client{r: r}
+	p.post("/api/login", map[string]string{"login": "yamada.taro", "password": "sakura no hana 1945"})
+	next, csrf := p.loginState()
+	p.csrf = csrf
+	if next != "enrol-totp" {
+		t.Fatalf("a patient's first login: next %q", next)
+	}
+	p.post("/api/login/totp/start", nil)
+	var enrol struct{ Secret string }
+	json.Unmarshal(p.body, &enrol)
+	code, _ := totp.GenerateCode(enrol.Secret, r.clock.Now())
+	if st := p.post("/api/login/totp/confirm", map[string]string{"secret": enrol.Secret, "code": code}); st != 200 {
+		t.Fatalf("enrol: %d %s", st, p.body)
+	}
+	var conf struct{ Login struct{ CSRFToken string } }
+	json.Unmarshal(p.body, &conf)
+	p.csrf = conf.Login.CSRFToken
+
+	r.as("tanaka@chuo-hospital") // nothing shared: the hospital looks at nothing of his
+	doctor := r.as("kato@kita-clinic")
+	doctor.get("/dicomweb/studies/" + r.p1a.studyUID + "/metadata")
+
+	var mine []struct{ StudyInstanceUID string }
+	p.getJSON("/api/my/studies", &mine)
+	var uids []string
+	for _, s := range mine {
+		uids = append(uids, s.StudyInstanceUID)
+	}
+	slices.Sort(uids)
+	want := []string{r.p1a.studyUID, r.p1b.studyUID}
+	slices.Sort(want)
+	if !slices.Equal(uids, want) {
+		t.Errorf("the patient sees %v, want his two studies", uids)
+	}
+	// DICOMweb answers the patient with his own data only.
+	var all []any
+	p.getJSON("/dicomweb/studies", &all)
+	if len(all) != 2 {
+		t.Errorf("the patient lists %d studies by QIDO-RS, want 2", len(all))
+	}
+	if st := p.get("/dicomweb/studies/" + r.p2.studyUID + "/metadata"); st != 404 {
+		t.Errorf("the patient read another patient's study: %d", st)
+	}
+	var log []map[string]any
+	p.getJSON("/api/my/access-log", &log)
+	found := false
+	for _, e := range log {
+		if e["institution"] == "北町クリニック" && e["role"] == "physician" && e["action"] == "read" {
+			found = true
+		}
+		if strings.Contains(fmt.Sprint(e), "kato") {
+			t.Errorf("the access log names a member of staff: %v", e)
+		}
+	}
+	if !found {
+		t.Errorf("the access log does not show the clinic physician's read: %v", log)
+	}
+	if st := p.post("/dicomweb/studies", nil); st != 403 && st != 415 && st != 400 {
+		t.Errorf("a patient may store: %d", st)
+	}
+	if st := p.get("/api/audit"); st != 403 {
+		t.Errorf("a patient read the audit trail: %d", st)
+	}
+}
