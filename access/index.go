@@ -80,16 +80,15 @@ func (x *Index) Scope(ctx context.Context) (*renkei.Scope, error) {
 		}
 		return sc, nil
 	}
-	var user int64
-	if p.Kind == renkei.UserPrincipal {
-		user = p.ID
-	}
-	g, err := x.Grants.Grants(ctx, p.Institution, user, x.Now())
-	if err != nil {
-		return nil, err
-	}
-	sc.Patients, sc.Studies, sc.BreakGlass = g.Patients, g.Studies, g.BreakGlass
+	sc.Grantee = &renkei.Grantee{Institution: p.Institution, User: userOf(p), At: x.Now()}
 	return sc, nil
+}
+
+func userOf(p *renkei.Principal) int64 {
+	if p.Kind == renkei.UserPrincipal {
+		return p.ID
+	}
+	return 0
 }
 
 // Insert stores an instance as the caller's institution's own, with the audit event of the write in the same
@@ -181,6 +180,22 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 	var events []*renkei.AuditEvent
 	var keys []string
 	now := x.Now()
+	// Which patients came by break-glass is looked up only when something not the caller's own is in the answer.
+	var breakGlass []int64
+	bgLoaded := false
+	isBreakGlass := func(st *renkei.StudyRecord) (bool, error) {
+		if p.Kind != renkei.UserPrincipal || st.Institution == p.Institution {
+			return false, nil
+		}
+		if !bgLoaded {
+			g, err := x.Grants.Grants(ctx, p.Institution, p.ID, now)
+			if err != nil {
+				return false, err
+			}
+			breakGlass, bgLoaded = g.BreakGlass, true
+		}
+		return slices.Contains(breakGlass, st.PatientPK), nil
+	}
 	done := map[int64]bool{}
 	for i := range n {
 		st := study(i)
@@ -195,10 +210,14 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		keys = append(keys, key)
 		e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
 		e.Time, e.DataInstitution, e.Patient, e.Study = now, st.Institution, st.Patient, st.StudyInstanceUID
+		bg, err := isBreakGlass(st)
+		if err != nil {
+			return err
+		}
 		switch {
 		case p.Role == renkei.PatientRole:
 			e.Detail = "own data"
-		case q.Scope != nil && slices.Contains(q.Scope.BreakGlass, st.PatientPK) && st.Institution != p.Institution:
+		case bg:
 			e.Purpose, e.Detail = string(renkei.PurposeBreakGlass), "break-glass"
 		case st.Institution != p.Institution:
 			e.Detail = "shared"

@@ -18,8 +18,22 @@ import (
 )
 
 var client = &http.Client{
-	Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true},
+	Transport: tokenTransport{&http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}},
 	Timeout:   10 * time.Minute,
+}
+
+// tokens holds the API token of each renkei server by host:port; requests to it carry the token, as a DICOMweb
+// client of a real deployment would.
+var tokens sync.Map
+
+type tokenTransport struct{ next http.RoundTripper }
+
+func (t tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if tok, ok := tokens.Load(r.URL.Host); ok {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+tok.(string))
+	}
+	return t.next.RoundTrip(r)
 }
 
 // stow sends files in requests of perReq instances from clients concurrent clients (PS3.18 10.5). The request

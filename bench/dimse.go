@@ -228,9 +228,13 @@ func runDIMSE(c *config) error {
 // startRenkeiDIMSE registers the benchmark's AEs in a fresh data folder (renkei admin ae add; no --dimse-accept-any)
 // and starts renkei with DIMSE on a free loopback port.
 func startRenkeiDIMSE(bin, data, logPath string, scpPort int) (*server, string, error) {
+	token, err := provisionRenkei(bin, data)
+	if err != nil {
+		return nil, "", err
+	}
 	for _, args := range [][]string{
-		{"admin", "ae", "add", benchSCU, "--host", "127.0.0.1", "--data", data},
-		{"admin", "ae", "add", benchSCP, "--host", "127.0.0.1", "--port", strconv.Itoa(scpPort), "--data", data},
+		{"admin", "ae", "add", benchSCU, "--host", "127.0.0.1", "--institution", benchInstitution, "--data", data},
+		{"admin", "ae", "add", benchSCP, "--host", "127.0.0.1", "--port", strconv.Itoa(scpPort), "--institution", benchInstitution, "--data", data},
 	} {
 		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
 			return nil, "", fmt.Errorf("renkei %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -245,6 +249,7 @@ func startRenkeiDIMSE(bin, data, logPath string, scpPort int) (*server, string, 
 		return nil, "", err
 	}
 	addr, daddr := fmt.Sprintf("127.0.0.1:%d", hp), fmt.Sprintf("127.0.0.1:%d", dp)
+	tokens.Store(addr, token)
 	cmd := exec.Command(bin, "serve", "--data", data, "--http", addr, "--dimse", daddr, "--ae", "RENKEI", "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	s := &server{Name: "renkei", Base: "http://" + addr + "/dicomweb", cmd: cmd}

@@ -87,12 +87,39 @@ func startRenkei(bin, data, logPath string) (*server, error) {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	token, err := provisionRenkei(bin, data)
+	if err != nil {
+		return nil, err
+	}
+	tokens.Store(addr, token)
 	cmd := exec.Command(bin, "serve", "--data", data, "--http", addr, "--dimse", "off", "--log-level", "warn")
 	s := &server{Name: "renkei", Base: "http://" + addr + "/dicomweb", cmd: cmd}
 	if err := s.start(logPath, "http://"+addr+"/healthz"); err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// benchInstitution owns everything the benchmark stores in renkei.
+const benchInstitution = "bench-hospital"
+
+// provisionRenkei creates (or updates) the benchmark's institution in a data folder with renkei admin, and a
+// read-write API token for the client.
+func provisionRenkei(bin, data string) (string, error) {
+	out, err := exec.Command(bin, "admin", "institution", "add", benchInstitution, "--name", "ベンチ病院", "--kind", "hospital", "--data", data).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("renkei admin institution add: %v: %s", err, out)
+	}
+	out, err = exec.Command(bin, "admin", "token", "add", "bench-client", "--institution", benchInstitution, "--write", "--data", data).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("renkei admin token add: %v: %s", err, out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "rk_") {
+			return strings.TrimSpace(l), nil
+		}
+	}
+	return "", fmt.Errorf("renkei admin token add printed no token: %s", out)
 }
 
 // startOrthanc writes an Orthanc configuration with its storage and index in dir and starts it on loopback.

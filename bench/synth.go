@@ -100,6 +100,11 @@ func insertSynthetic(indexPath string, studies []synthStudy) (time.Duration, err
 	if err != nil {
 		return 0, err
 	}
+	inst, err := db.Institution(ctx, benchInstitution)
+	if err != nil {
+		db.Close()
+		return 0, err
+	}
 	start := time.Now()
 	ch := make(chan int, 1024)
 	var wg sync.WaitGroup
@@ -114,6 +119,7 @@ func insertSynthetic(indexPath string, studies []synthStudy) (time.Duration, err
 			for i := range ch {
 				s := &studies[i]
 				in := &renkei.Instance{
+					Institution:      inst.PK,
 					Patient:          renkei.PatientKey{ID: s.PatientID},
 					PatientName:      s.PatientName,
 					PatientNameKeys:  archive.NameKeys(s.PatientName),

@@ -2,6 +2,7 @@ package dicomsvc_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -112,4 +113,38 @@ func TestDIMSEAccess(t *testing.T) {
 
 func sqlstoreFilter(institution int64) sqlstore.AuditFilter {
 	return sqlstore.AuditFilter{Institution: institution, Limit: 10000}
+}
+
+// TestDIMSESweep: every DIMSE service the archive offers, asked for by an AE title nobody registered, gets
+// A-ASSOCIATE-RJ before any data moves (the DIMSE side of the HTTP route sweep).
+func TestDIMSESweep(t *testing.T) {
+	e := newEnv(t)
+	services := map[string]string{
+		"Verification":            dimse.Verification,
+		"CT Image Storage":        "1.2.840.10008.5.1.4.1.1.2",
+		"a private storage class": "1.3.6.1.4.1.99999.1",
+		"Study Root C-FIND":       dimse.StudyRootQueryRetrieveInformationModelFind,
+		"Study Root C-MOVE":       dimse.StudyRootQueryRetrieveInformationModelMove,
+		"Study Root C-GET":        dimse.StudyRootQueryRetrieveInformationModelGet,
+		"Patient Root C-FIND":     dimse.PatientRootQueryRetrieveInformationModelFind,
+		"Patient Root C-MOVE":     dimse.PatientRootQueryRetrieveInformationModelMove,
+		"Patient Root C-GET":      dimse.PatientRootQueryRetrieveInformationModelGet,
+		"Storage Commitment Push": dimse.StorageCommitmentPushModel,
+	}
+	for name, uid := range services {
+		for _, calling := range []string{"INTRUDER", "STORESCU "} {
+			a, err := dimse.Dial(context.Background(), e.addr, calling, "RENKEI", []dimse.PresentationContext{
+				{AbstractSyntax: uid, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
+			var rj *dimse.RejectError
+			switch {
+			case calling == "INTRUDER" && !errors.As(err, &rj):
+				t.Errorf("%s from an unregistered AE: %v, want A-ASSOCIATE-RJ", name, err)
+			case calling != "INTRUDER" && err != nil:
+				t.Errorf("%s from a registered AE: %v", name, err)
+			}
+			if a != nil {
+				a.Release(context.Background())
+			}
+		}
+	}
 }

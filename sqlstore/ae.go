@@ -51,7 +51,7 @@ func validAE(ae renkei.AE) error {
 // LookupAE returns the AE with the given title; an unknown title is a renkei.NotFound error.
 func (db *DB) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
 	var ae renkei.AE
-	err := db.read.QueryRowContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, CASE WHEN a.issuer <> '' THEN a.issuer ELSE i.issuer END, a.charset
+	err := db.queryRowContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, CASE WHEN a.issuer <> '' THEN a.issuer ELSE i.issuer END, a.charset
 		FROM aes a JOIN institutions i ON i.pk = a.institution_pk WHERE a.title = ?`, strings.TrimSpace(title)).
 		Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -65,7 +65,7 @@ func (db *DB) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
 
 // ListAEs returns every registered AE, by title.
 func (db *DB) ListAEs(ctx context.Context) ([]renkei.AE, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, a.issuer, a.charset FROM aes a JOIN institutions i ON i.pk = a.institution_pk ORDER BY a.title`)
+	rows, err := db.queryContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, a.issuer, a.charset FROM aes a JOIN institutions i ON i.pk = a.institution_pk ORDER BY a.title`)
 	if err != nil {
 		return nil, queryErr(err)
 	}

@@ -45,20 +45,23 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 	}
 	var seq int64
 	var prev []byte
-	if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&seq, &prev); err != nil {
+	head, err := db.txStmt(ctx, tx, `SELECT seq, hash FROM audit_head WHERE one = 1`)
+	if err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	if err := head.QueryRowContext(ctx).Scan(&seq, &prev); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
 	if prev == nil {
 		prev = []byte{} // the first event follows the empty hash
 	}
 	start := seq
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (seq, at, actor, actor_kind, actor_id, institution_pk, role, action,
+	ins, err := db.txStmt(ctx, tx, `INSERT INTO audit_events (seq, at, actor, actor_kind, actor_id, institution_pk, role, action,
 		outcome, purpose, source, data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return fmt.Errorf("audit append: %w", err)
 	}
-	defer ins.Close()
 	now := db.Now()
 	for _, e := range events {
 		seq++
@@ -79,7 +82,11 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 		}
 		prev = e.Hash
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1`, seq, prev); err != nil {
+	upd, err := db.txStmt(ctx, tx, `UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1`)
+	if err != nil {
+		return fmt.Errorf("audit head: %w", err)
+	}
+	if _, err := upd.ExecContext(ctx, seq, prev); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
 	if db.AuditKey != nil && seq/auditCheckpointEvery > start/auditCheckpointEvery {
@@ -159,7 +166,7 @@ func (db *DB) VerifyAudit(ctx context.Context, keys map[string]ed25519.PublicKey
 		}
 	}
 	cps := map[int64][]byte{}
-	rows, err := db.read.QueryContext(ctx, `SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq`)
+	rows, err := db.queryContext(ctx, `SELECT seq, hash, key_id, signature FROM audit_checkpoints ORDER BY seq`)
 	if err != nil {
 		return nil, queryErr(err)
 	}
@@ -186,7 +193,7 @@ func (db *DB) VerifyAudit(ctx context.Context, keys map[string]ed25519.PublicKey
 		return nil, queryErr(err)
 	}
 
-	rows, err = db.read.QueryContext(ctx, `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose,
+	rows, err = db.queryContext(ctx, `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose,
 		source, data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash FROM audit_events ORDER BY seq`)
 	if err != nil {
 		return nil, queryErr(err)
@@ -227,7 +234,7 @@ func (db *DB) VerifyAudit(ctx context.Context, keys map[string]ed25519.PublicKey
 	}
 	var headSeq int64
 	var headHash []byte
-	if err := db.read.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&headSeq, &headHash); err != nil {
+	if err := db.queryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&headSeq, &headHash); err != nil {
 		return nil, queryErr(err)
 	}
 	if headSeq != rep.LastSeq || !bytes.Equal(headHash, prev) {
@@ -282,7 +289,7 @@ func (db *DB) AuditEvents(ctx context.Context, f AuditFilter) ([]renkei.AuditEve
 		limit = 1000
 	}
 	q += fmt.Sprintf(` ORDER BY seq DESC LIMIT %d`, limit)
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	rows, err := db.queryContext(ctx, q, args...)
 	if err != nil {
 		return nil, queryErr(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"renkei"
 )
 
 // BenchmarkInsert measures the index alone: 16 writers inserting distinct instances (10 per series) through the
@@ -32,4 +34,33 @@ func BenchmarkInsert(b *testing.B) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkAuditRead measures appending one read event and waiting for its commit, from 1 and 4 callers: what each
+// audited read adds to a request.
+func BenchmarkAuditRead(b *testing.B) {
+	for _, callers := range []int{1, 4} {
+		b.Run(fmt.Sprint(callers, "-callers"), func(b *testing.B) {
+			ctx := context.Background()
+			db := openDB(b)
+			var n atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for w := 0; w < callers; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for n.Add(1) <= int64(b.N) {
+						e := &renkei.AuditEvent{Actor: "bench", ActorKind: renkei.TokenPrincipal, Action: renkei.ActionRead, Institution: 1,
+							DataInstitution: 1, Patient: renkei.PatientKey{Issuer: "I", ID: fmt.Sprint("P", n.Load()%1000)}, Study: fmt.Sprint("1.2.", n.Load())}
+						if err := db.Audit(ctx, e); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
 }

@@ -77,7 +77,7 @@ func scanInstitution(row interface{ Scan(...any) error }) (renkei.Institution, e
 
 // Institution returns the institution with the given ID; an unknown one is a renkei.NotFound error.
 func (db *DB) Institution(ctx context.Context, id string) (renkei.Institution, error) {
-	in, err := scanInstitution(db.read.QueryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE id = ?`, id))
+	in, err := scanInstitution(db.queryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, renkei.Errorf("index.Institution", renkei.NotFound, "there is no institution %q", id)
 	}
@@ -86,7 +86,7 @@ func (db *DB) Institution(ctx context.Context, id string) (renkei.Institution, e
 
 // InstitutionByPK returns the institution with the given index key.
 func (db *DB) InstitutionByPK(ctx context.Context, pk int64) (renkei.Institution, error) {
-	in, err := scanInstitution(db.read.QueryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE pk = ?`, pk))
+	in, err := scanInstitution(db.queryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
 		return in, renkei.Errorf("index.Institution", renkei.NotFound, "there is no such institution")
 	}
@@ -95,7 +95,7 @@ func (db *DB) InstitutionByPK(ctx context.Context, pk int64) (renkei.Institution
 
 // Institutions lists every institution by ID.
 func (db *DB) Institutions(ctx context.Context) ([]renkei.Institution, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+institutionCols+` FROM institutions ORDER BY id`)
+	rows, err := db.queryContext(ctx, `SELECT `+institutionCols+` FROM institutions ORDER BY id`)
 	if err != nil {
 		return nil, queryErr(err)
 	}
@@ -150,7 +150,7 @@ func scanUser(row interface{ Scan(...any) error }) (renkei.User, renkei.Credenti
 
 // UserByLogin returns a user and their credentials; an unknown login is a renkei.NotFound error.
 func (db *DB) UserByLogin(ctx context.Context, login string) (renkei.User, renkei.Credentials, error) {
-	u, c, err := scanUser(db.read.QueryRowContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
+	u, c, err := scanUser(db.queryRowContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
 		WHERE u.login = ?`, login))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, c, renkei.Errorf("index.User", renkei.NotFound, "there is no user %q", login)
@@ -160,7 +160,7 @@ func (db *DB) UserByLogin(ctx context.Context, login string) (renkei.User, renke
 
 // UserByPK returns a user and their credentials.
 func (db *DB) UserByPK(ctx context.Context, pk int64) (renkei.User, renkei.Credentials, error) {
-	u, c, err := scanUser(db.read.QueryRowContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
+	u, c, err := scanUser(db.queryRowContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
 		WHERE u.pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
 		return u, c, renkei.Errorf("index.User", renkei.NotFound, "there is no such user")
@@ -170,7 +170,7 @@ func (db *DB) UserByPK(ctx context.Context, pk int64) (renkei.User, renkei.Crede
 
 // Users lists the users of an institution (0: all), by login.
 func (db *DB) Users(ctx context.Context, institution int64) ([]renkei.User, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
+	rows, err := db.queryContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
 		WHERE ? = 0 OR u.institution_pk = ? ORDER BY u.login`, institution, institution)
 	if err != nil {
 		return nil, queryErr(err)
@@ -263,7 +263,7 @@ func (db *DB) UseRecoveryCode(ctx context.Context, pk int64, hash string) (bool,
 // RecoveryCodesLeft counts a user's unused recovery codes.
 func (db *DB) RecoveryCodesLeft(ctx context.Context, pk int64) (int, error) {
 	var n int
-	err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM recovery_codes WHERE user_pk = ? AND used_at IS NULL`, pk).Scan(&n)
+	err := db.queryRowContext(ctx, `SELECT count(*) FROM recovery_codes WHERE user_pk = ? AND used_at IS NULL`, pk).Scan(&n)
 	return n, queryErr(err)
 }
 
@@ -281,7 +281,7 @@ func (db *DB) Session(ctx context.Context, idHash string) (renkei.Session, error
 	var s renkei.Session
 	var created, seen int64
 	var sf sql.NullInt64
-	err := db.read.QueryRowContext(ctx, `SELECT id_hash, user_pk, csrf, created_at, last_seen, second_factor_at, source FROM sessions
+	err := db.queryRowContext(ctx, `SELECT id_hash, user_pk, csrf, created_at, last_seen, second_factor_at, source FROM sessions
 		WHERE id_hash = ?`, idHash).Scan(&s.IDHash, &s.User, &s.CSRF, &created, &seen, &sf, &s.Source)
 	if errors.Is(err, sql.ErrNoRows) {
 		return s, renkei.Errorf("index.Session", renkei.NotFound, "no such session")
@@ -352,7 +352,7 @@ func scanToken(row interface{ Scan(...any) error }) (renkei.APIToken, error) {
 // TokenByHash returns the token whose secret hashes to hash; an unknown one is a renkei.NotFound error. Revoked and
 // expired tokens are returned too: the caller decides.
 func (db *DB) TokenByHash(ctx context.Context, hash string) (renkei.APIToken, error) {
-	t, err := scanToken(db.read.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens t JOIN institutions i ON i.pk = t.institution_pk WHERE t.hash = ?`, hash))
+	t, err := scanToken(db.queryRowContext(ctx, `SELECT `+tokenCols+` FROM api_tokens t JOIN institutions i ON i.pk = t.institution_pk WHERE t.hash = ?`, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, renkei.Errorf("index.Token", renkei.NotFound, "no such token")
 	}
@@ -361,7 +361,7 @@ func (db *DB) TokenByHash(ctx context.Context, hash string) (renkei.APIToken, er
 
 // Tokens lists the tokens of an institution (0: all).
 func (db *DB) Tokens(ctx context.Context, institution int64) ([]renkei.APIToken, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT `+tokenCols+` FROM api_tokens t JOIN institutions i ON i.pk = t.institution_pk
+	rows, err := db.queryContext(ctx, `SELECT `+tokenCols+` FROM api_tokens t JOIN institutions i ON i.pk = t.institution_pk
 		WHERE ? = 0 OR t.institution_pk = ? ORDER BY t.pk`, institution, institution)
 	if err != nil {
 		return nil, queryErr(err)

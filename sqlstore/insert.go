@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"renkei"
 )
@@ -25,6 +26,30 @@ type insertRes struct {
 
 // maxBatch bounds how many instances share one transaction.
 const maxBatch = 128
+
+// maxReadSyncDelay bounds how long the audit events of reads may stay committed but not yet fsynced. A batch of
+// nothing but read events commits with synchronous=NORMAL (in WAL mode: atomic and safe from a process crash, made
+// durable by the next fsync), unless the last full sync is older than this; everything else (stored instances,
+// logins, grants, admin actions) commits with synchronous=FULL, which also makes every earlier read event durable.
+// Without this, every read would wait for a disk flush, which cost more than the read itself.
+const maxReadSyncDelay = 200 * time.Millisecond
+
+// readsOnly reports whether a batch holds only audit events of reads.
+func readsOnly(batch []*insertReq) bool {
+	for _, r := range batch {
+		if r.inst != nil {
+			return false
+		}
+		for _, e := range r.events {
+			switch e.Action {
+			case renkei.ActionQuery, renkei.ActionRead, renkei.ActionDenied:
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
 
 // Insert records one stored instance. It returns when the transaction holding it has committed: concurrent calls
 // share transactions (group commit), so the fsync of the index is paid once per batch, not once per instance.
@@ -59,6 +84,7 @@ func (db *DB) committer() {
 			}
 		}
 		db.commitBatch(batch)
+		db.promote(context.Background())
 	}
 }
 
@@ -70,7 +96,23 @@ func (db *DB) commitBatch(batch []*insertReq) {
 			r.res <- insertRes{err: &renkei.Error{Op: "index.Insert", Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}}
 		}
 	}
-	tx, err := db.write.BeginTx(ctx, nil)
+	// The batch holds the one write connection from start to end, so that a relaxed sync mode set for it cannot leak
+	// to another writer's transaction.
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		fail(err)
+		return
+	}
+	defer conn.Close()
+	relaxed := readsOnly(batch) && time.Since(db.lastFullSync) < maxReadSyncDelay
+	if relaxed {
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+			fail(err)
+			return
+		}
+		defer conn.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+	}
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		fail(err)
 		return
@@ -115,6 +157,9 @@ func (db *DB) commitBatch(batch []*insertReq) {
 	if err := tx.Commit(); err != nil {
 		fail(err)
 		return
+	}
+	if !relaxed {
+		db.lastFullSync = time.Now()
 	}
 	for i, r := range batch {
 		r.res <- results[i]
@@ -356,11 +401,12 @@ type batchStmts struct {
 	stmts map[string]*sql.Stmt
 }
 
-func (b *batchStmts) get(ctx context.Context, q string) *sql.Stmt {
+func (db *DB) batchStmt(ctx context.Context, q string) *sql.Stmt {
+	b := db.batch
 	if st, ok := b.stmts[q]; ok {
 		return st
 	}
-	st, err := b.tx.PrepareContext(ctx, q)
+	st, err := db.txStmt(ctx, b.tx, q)
 	if err != nil {
 		return nil
 	}
@@ -369,14 +415,14 @@ func (b *batchStmts) get(ctx context.Context, q string) *sql.Stmt {
 }
 
 func (db *DB) txExec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	if st := db.batch.get(ctx, q); st != nil {
+	if st := db.batchStmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
 	return tx.ExecContext(ctx, q, args...)
 }
 
 func (db *DB) txQueryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
-	if st := db.batch.get(ctx, q); st != nil {
+	if st := db.batchStmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
 	return tx.QueryRowContext(ctx, q, args...)

@@ -21,7 +21,7 @@ func scanLocalPatient(row interface{ Scan(...any) error }) (renkei.LocalPatient,
 }
 
 func (db *DB) localPatients(ctx context.Context, q string, args ...any) ([]renkei.LocalPatient, error) {
-	rows, err := db.read.QueryContext(ctx, q, args...)
+	rows, err := db.queryContext(ctx, q, args...)
 	if err != nil {
 		return nil, queryErr(err)
 	}
@@ -39,7 +39,7 @@ func (db *DB) localPatients(ctx context.Context, q string, args ...any) ([]renke
 
 // LocalPatient returns an institution's patient; one it does not hold is a renkei.NotFound error.
 func (db *DB) LocalPatient(ctx context.Context, institution int64, key renkei.PatientKey) (renkei.LocalPatient, error) {
-	lp, err := scanLocalPatient(db.read.QueryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
+	lp, err := scanLocalPatient(db.queryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.institution_pk = ? AND p.issuer = ? AND p.patient_id = ?`,
 		institution, key.Issuer, key.ID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -50,7 +50,7 @@ func (db *DB) LocalPatient(ctx context.Context, institution int64, key renkei.Pa
 
 // LocalPatientByPK returns a local patient by index key.
 func (db *DB) LocalPatientByPK(ctx context.Context, pk int64) (renkei.LocalPatient, error) {
-	lp, err := scanLocalPatient(db.read.QueryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
+	lp, err := scanLocalPatient(db.queryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
 		return lp, renkei.Errorf("index.LocalPatient", renkei.NotFound, "there is no such patient")
@@ -104,7 +104,7 @@ func (db *DB) FindPatients(ctx context.Context, birthDate, nameKey, patientID st
 // LinkProposals lists pairs of local patients of different institutions that look like one person (same birth
 // date and sex, a folded name key in common) and are not linked to each other yet.
 func (db *DB) LinkProposals(ctx context.Context, limit int) ([]renkei.LinkProposal, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT DISTINCT a.pk, b.pk, na.key FROM patients a
+	rows, err := db.queryContext(ctx, `SELECT DISTINCT a.pk, b.pk, na.key FROM patients a
 		JOIN patients b ON b.birth_date = a.birth_date AND b.sex = a.sex AND b.institution_pk > a.institution_pk
 		JOIN patient_names na ON na.patient_pk = a.pk AND substr(na.key, 1, 1) <> char(1) AND instr(na.key, '^') > 0
 		JOIN patient_names nb ON nb.patient_pk = b.pk AND nb.key = na.key
@@ -310,7 +310,7 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 
 // Consents lists an institution's consents of one patient (0: of every patient), newest first.
 func (db *DB) Consents(ctx context.Context, institution, patientPK int64) ([]renkei.Consent, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT c.pk, c.institution_pk, p.issuer, p.patient_id, c.scope, c.given_at, c.method, c.document_key,
+	rows, err := db.queryContext(ctx, `SELECT c.pk, c.institution_pk, p.issuer, p.patient_id, c.scope, c.given_at, c.method, c.document_key,
 		c.document_type, c.note, c.recorded_by, c.recorded_at, c.withdrawn_at, c.withdrawn_by
 		FROM consents c JOIN patients p ON p.pk = c.patient_pk WHERE c.institution_pk = ? AND (? = 0 OR c.patient_pk = ?) ORDER BY c.pk DESC`,
 		institution, patientPK, patientPK)

@@ -115,7 +115,7 @@ func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error)
 	if f.Unreviewed {
 		q += ` AND sh.reviewed_at IS NULL`
 	}
-	rows, err := db.read.QueryContext(ctx, q+` ORDER BY sh.pk DESC`, args...)
+	rows, err := db.queryContext(ctx, q+` ORDER BY sh.pk DESC`, args...)
 	if err != nil {
 		return nil, queryErr(err)
 	}
@@ -143,7 +143,7 @@ func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error)
 // studies (index keys), from shares to the institution or to the user, and which patients came by break-glass.
 func (db *DB) Grants(ctx context.Context, institution, user int64, now time.Time) (renkei.Grants, error) {
 	var g renkei.Grants
-	rows, err := db.read.QueryContext(ctx, `SELECT sh.patient_pk, 0, sh.purpose FROM shares sh
+	rows, err := db.queryContext(ctx, `SELECT sh.patient_pk, 0, sh.purpose FROM shares sh
 		WHERE sh.all_studies = 1 AND sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))
 		UNION SELECT 0, ss.study_pk, sh.purpose FROM shares sh JOIN share_studies ss ON ss.share_pk = sh.pk
 		WHERE sh.all_studies = 0 AND sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))`,

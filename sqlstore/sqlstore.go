@@ -32,7 +32,10 @@ type DB struct {
 	batches chan *insertReq
 	done    chan struct{}
 
-	batch *batchStmts // the statements of the batch being committed
+	batch        *batchStmts // the statements of the batch being committed
+	reads        stmtCache   // prepared read statements
+	writes       stmtCache   // prepared write statements, promoted after their first transaction
+	lastFullSync time.Time   // when the committer last committed with synchronous=FULL (committer goroutine only)
 }
 
 // Open opens (creating if needed) the SQLite index at path and applies pending migrations.
@@ -68,6 +71,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 func (db *DB) Close() error {
 	close(db.batches)
 	<-db.done
+	db.reads.closeAll()
+	db.writes.closeAll()
 	err := db.write.Close()
 	if rerr := db.read.Close(); err == nil {
 		err = rerr
