@@ -259,3 +259,14 @@ type UserUpdate struct {
 	// EndSessions ends every session of the user (logout everywhere; a password or second-factor reset).
 	EndSessions bool
 }
+
+// WebAuthnCredential is a user's security key or passkey: its credential id and the verifier's record of it
+// (public key, signature counter, flags) as JSON.
+type WebAuthnCredential struct {
+	ID        []byte
+	User      int64
+	Name      string // what the user called it ("病棟の鍵")
+	Record    []byte
+	CreatedAt time.Time
+	LastUsed  *time.Time
+}

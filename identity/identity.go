@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"renkei"
 )
 
@@ -31,6 +33,11 @@ type Store interface {
 	TokenByHash(ctx context.Context, hash string) (renkei.APIToken, error)
 	TouchToken(ctx context.Context, pk int64, at time.Time) error
 	Audit(ctx context.Context, events ...*renkei.AuditEvent) error
+	AddWebAuthnCredential(ctx context.Context, c *renkei.WebAuthnCredential, audit *renkei.AuditEvent) error
+	WebAuthnCredentials(ctx context.Context, user int64) ([]renkei.WebAuthnCredential, error)
+	UpdateWebAuthnCredential(ctx context.Context, id, record []byte) error
+	SetCeremony(ctx context.Context, idHash, ceremony string) error
+	Ceremony(ctx context.Context, idHash string) (string, error)
 }
 
 // Service logs users in and authenticates requests.
@@ -47,8 +54,11 @@ type Service struct {
 	// Demo accepts the demo region's printed passwords; outside demo mode accounts marked as demo cannot log in.
 	Demo bool
 
-	// SecondFactors are the ways a staff user may complete a login, by name ("totp", "recovery").
+	// SecondFactors are the one-step ways a user may complete a login, by name ("totp", "recovery"). WebAuthn, a
+	// challenge and its signed answer, has its own Begin/Finish methods (webauthn.go).
 	SecondFactors map[string]SecondFactor
+
+	webauthn *webauthn.WebAuthn // nil until EnableWebAuthn
 }
 
 // New returns a service with the default timeouts and limits.
@@ -80,6 +90,8 @@ type Login struct {
 	NeedsSecondFactor  bool
 	NeedsEnrolment     bool
 	MustChangePassword bool
+	// Factors are the second factors the user has enrolled ("totp", "webauthn", "recovery").
+	Factors []string
 }
 
 var errLogin = renkei.Errorf("identity.Login", renkei.Unauthorized, "the login name or the password is wrong")
@@ -115,7 +127,10 @@ func (s *Service) Password(ctx context.Context, login, password, source string) 
 	l := &Login{User: u, MustChangePassword: u.MustChangePassword}
 	// Every account needs a second factor: staff by the MHLW guideline, patients because their data is as sensitive.
 	l.NeedsSecondFactor = true
-	l.NeedsEnrolment = l.NeedsSecondFactor && !u.HasTOTP
+	if l.Factors, err = s.Factors(ctx, u); err != nil {
+		return nil, err
+	}
+	l.NeedsEnrolment = len(l.Factors) == 1 // recovery codes alone are no factor
 	l.SessionID = randomToken(32)
 	l.Session = renkei.Session{IDHash: hashSecret(l.SessionID), User: u.PK, CSRF: randomToken(24), CreatedAt: now, LastSeen: now, Source: source}
 	if !l.NeedsSecondFactor {

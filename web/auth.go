@@ -1,6 +1,7 @@
 package web
 
 import (
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -50,7 +51,7 @@ func (l *limiter) allow(key string, now time.Time) bool {
 
 // loginState is what the login steps answer: what the client must do next.
 type loginState struct {
-	Next      string   `json:"next"` // "second-factor", "enrol-totp", "change-password" or "done"
+	Next      string   `json:"next"` // "second-factor", "enrol-second-factor", "change-password" or "done"
 	CSRFToken string   `json:"csrfToken"`
 	User      *meUser  `json:"user,omitempty"`
 	Factors   []string `json:"factors,omitempty"`
@@ -71,7 +72,7 @@ func userJSON(u renkei.User) *meUser {
 func next(l *identity.Login) string {
 	switch {
 	case l.NeedsEnrolment && l.Session.SecondFactorAt == nil:
-		return "enrol-totp"
+		return "enrol-second-factor"
 	case l.Session.SecondFactorAt == nil:
 		return "second-factor"
 	case l.MustChangePassword:
@@ -84,7 +85,7 @@ func (s *Server) answerLogin(w http.ResponseWriter, r *http.Request, l *identity
 	setCookie(w, r, l.SessionID)
 	st := loginState{Next: next(l), CSRFToken: l.Session.CSRF, User: userJSON(l.User)}
 	if st.Next == "second-factor" {
-		st.Factors = []string{"totp", "recovery"}
+		st.Factors = l.Factors
 	}
 	writeJSON(w, http.StatusOK, st)
 }
@@ -250,15 +251,92 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
+	factors, err := s.Identity.Factors(r.Context(), a.User)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
 	st := "done"
 	switch {
-	case a.Session.SecondFactorAt == nil && !a.User.HasTOTP:
-		st = "enrol-totp"
+	case a.Session.SecondFactorAt == nil && !a.User.HasTOTP && len(factors) == 1:
+		st = "enrol-second-factor"
 	case a.Session.SecondFactorAt == nil:
 		st = "second-factor"
 	case a.User.MustChangePassword:
 		st = "change-password"
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"kind": "user", "user": userJSON(a.User), "next": st, "csrfToken": a.Session.CSRF,
-		"recoveryCodesLeft": left, "sessionStarted": a.Session.CreatedAt})
+		"factors": factors, "recoveryCodesLeft": left, "sessionStarted": a.Session.CreatedAt})
+}
+
+// readRaw reads a small request body as it is (a WebAuthn answer, which go-webauthn parses itself).
+func readRaw(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil || len(b) == 0 {
+		return nil, renkei.Errorf("web", renkei.Invalid, "the request body is empty or could not be read")
+	}
+	return b, nil
+}
+
+// webauthnRegisterStart answers the options for navigator.credentials.create(): a new security key or passkey
+// for the session's user (as the first second factor, or an additional one).
+func (s *Server) webauthnRegisterStart(w http.ResponseWriter, r *http.Request) {
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
+	opts, err := s.Identity.BeginWebAuthnRegistration(r.Context(), a)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, opts)
+}
+
+// webauthnRegisterFinish takes the browser's PublicKeyCredential (JSON) and the key's name (?name=).
+func (s *Server) webauthnRegisterFinish(w http.ResponseWriter, r *http.Request) {
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
+	body, err := readRaw(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	l, codes, err := s.Identity.FinishWebAuthnRegistration(r.Context(), sessionID(r), a, r.URL.Query().Get("name"), body)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	st := loginState{Next: "done", CSRFToken: a.Session.CSRF, User: userJSON(a.User)}
+	if l != nil {
+		setCookie(w, r, l.SessionID)
+		st.Next, st.CSRFToken = next(l), l.Session.CSRF
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"login": st, "recoveryCodes": codes})
+}
+
+// webauthnLoginStart answers the options for navigator.credentials.get() after the password step.
+func (s *Server) webauthnLoginStart(w http.ResponseWriter, r *http.Request) {
+	opts, err := s.Identity.BeginWebAuthnLogin(r.Context(), sessionID(r))
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, opts)
+}
+
+func (s *Server) webauthnLoginFinish(w http.ResponseWriter, r *http.Request) {
+	body, err := readRaw(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	l, err := s.Identity.FinishWebAuthnLogin(r.Context(), sessionID(r), body)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	s.answerLogin(w, r, l)
 }

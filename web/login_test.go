@@ -192,8 +192,8 @@ func TestFirstLogin(t *testing.T) {
 	}
 	next, csrf := c.loginState()
 	c.csrf = csrf
-	if next != "enrol-totp" {
-		t.Fatalf("a new staff user: next %q, want enrol-totp", next)
+	if next != "enrol-second-factor" {
+		t.Fatalf("a new staff user: next %q, want enrol-second-factor", next)
 	}
 	if st := c.post("/api/login/totp/start", nil); st != 200 {
 		t.Fatalf("totp start: %d %s", st, c.body)
@@ -261,8 +261,8 @@ func TestFirstLogin(t *testing.T) {
 	if st := l.post("/api/login", map[string]string{"login": u.Login, "password": pw}); st != 200 {
 		t.Fatalf("the reset password: %d %s", st, l.body)
 	}
-	if next, _ := l.loginState(); next != "enrol-totp" {
-		t.Errorf("after a reset: next %q, want enrol-totp", next)
+	if next, _ := l.loginState(); next != "enrol-second-factor" {
+		t.Errorf("after a reset: next %q, want enrol-second-factor", next)
 	}
 	// An institution admin cannot reset another institution's user.
 	if _, err := r.ids.ResetUser(ctx, &renkei.Principal{Kind: renkei.UserPrincipal, Name: "admin@kita-clinic", Institution: r.clinic.PK,

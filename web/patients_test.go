@@ -254,7 +254,7 @@ func TestPatientAccount(t *testing.T) {
 	p.post("/api/login", map[string]string{"login": "yamada.taro", "password": "sakura no hana 1945"})
 	next, csrf := p.loginState()
 	p.csrf = csrf
-	if next != "enrol-totp" {
+	if next != "enrol-second-factor" {
 		t.Fatalf("a patient's first login: next %q", next)
 	}
 	p.post("/api/login/totp/start", nil)

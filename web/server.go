@@ -65,6 +65,10 @@ var Partial = []string{
 	"POST /api/login/second-factor",
 	"POST /api/login/totp/start",
 	"POST /api/login/totp/confirm",
+	"POST /api/login/webauthn/register/start",
+	"POST /api/login/webauthn/register/finish",
+	"POST /api/login/webauthn/start",
+	"POST /api/login/webauthn/finish",
 	"POST /api/password",
 	"POST /api/logout",
 	"GET /api/me",
@@ -108,6 +112,10 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/login/second-factor", s.secondFactor)
 	s.handle("POST /api/login/totp/start", s.totpStart)
 	s.handle("POST /api/login/totp/confirm", s.totpConfirm)
+	s.handle("POST /api/login/webauthn/register/start", s.webauthnRegisterStart)
+	s.handle("POST /api/login/webauthn/register/finish", s.webauthnRegisterFinish)
+	s.handle("POST /api/login/webauthn/start", s.webauthnLoginStart)
+	s.handle("POST /api/login/webauthn/finish", s.webauthnLoginFinish)
 	s.handle("POST /api/password", s.changePassword)
 	s.handle("POST /api/logout", s.logout)
 	s.handle("GET /api/me", s.me)

@@ -66,6 +66,7 @@ type region struct {
 	srv    *httptest.Server
 	clock  *clock
 	key    *sqlstore.AuditKey
+	pages  map[string]string // test pages by path, set before the server is used
 
 	clinic, hospital renkei.Institution
 	users            map[string]testUser // by login
@@ -119,12 +120,23 @@ func newRegion(t *testing.T) *region {
 	ids.Now = clk.Now
 	front := web.New(ids, db, dicomweb.New(arch, logger, "/dicomweb"), logger)
 	front.Now, front.Blobs = clk.Now, blobs
-	srv := httptest.NewServer(front)
+	r0 := &region{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		// Test pages (a browser's side of a ceremony) are served beside the API, from the same origin.
+		if h, ok := r0.pages[req.URL.Path]; ok {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			io.WriteString(w, h)
+			return
+		}
+		front.ServeHTTP(w, req)
+	}))
 	t.Cleanup(func() {
 		srv.Close()
 		db.Close()
 	})
-	r := &region{t: t, dir: dir, db: db, ids: ids, access: ax, front: front, srv: srv, clock: clk, key: key, users: map[string]testUser{}}
+	r := r0
+	*r = region{t: t, dir: dir, db: db, ids: ids, access: ax, front: front, srv: srv, clock: clk, key: key, users: map[string]testUser{},
+		pages: map[string]string{}}
 
 	system := renkei.System
 	r.clinic = renkei.Institution{ID: "kita-clinic", Name: "北町クリニック", Kind: renkei.Clinic, Issuer: "KITA"}

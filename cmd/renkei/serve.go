@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +45,7 @@ type serveConfig struct {
 	TLSClientCA          string
 	DIMSEAcceptAny       bool
 	DIMSEAnyInstitution  string
+	PublicURL            string
 	BreakGlass           time.Duration
 	IdleTimeout          time.Duration
 	SessionMax           time.Duration
@@ -68,6 +70,7 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: DICOM TLS peers must present a client certificate they signed")
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the URL users open renkei at, e.g. https://renkei.example.jp (security keys are bound to its host name; default http://localhost:PORT of --http)")
 	fs.DurationVar(&c.BreakGlass, "break-glass-period", 4*time.Hour, "how long an emergency access (break-glass) to a patient lasts")
 	fs.DurationVar(&c.IdleTimeout, "session-idle", 30*time.Minute, "a login session unused this long ends")
 	fs.DurationVar(&c.SessionMax, "session-max", 12*time.Hour, "a login session ends this long after login, used or not")
@@ -137,6 +140,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	ids := identity.New(db)
 	ids.Demo, ids.IdleTimeout, ids.AbsoluteTimeout = c.Demo, c.IdleTimeout, c.SessionMax
+	if err := enableWebAuthn(ids, c.PublicURL, c.HTTP, logger); err != nil {
+		return err
+	}
 	if c.Demo {
 		if err := seedDemo(ctx, db, ids, arch, c.Data, stdout); err != nil {
 			return fmt.Errorf("demo data: %w", err)
@@ -216,6 +222,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := ds.Shutdown(shutCtx); err != nil {
 			logger.Warn("DIMSE shutdown", "err", err)
 		}
+	}
+	return nil
+}
+
+// enableWebAuthn binds security keys to the host name users reach renkei by. WebAuthn refuses IP addresses, so a
+// server known only by its address offers TOTP alone (and says so).
+func enableWebAuthn(ids *identity.Service, public, httpAddr string, logger *slog.Logger) error {
+	if public == "" {
+		_, port, err := net.SplitHostPort(httpAddr)
+		if err != nil {
+			return fmt.Errorf("--http %s: %w", httpAddr, err)
+		}
+		public = "http://localhost:" + port
+	}
+	u, err := url.Parse(public)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return fmt.Errorf("--public-url %q must be an http(s) URL such as https://renkei.example.jp", public)
+	}
+	if net.ParseIP(u.Hostname()) != nil {
+		logger.Warn("security keys (WebAuthn) are off: they need a host name in --public-url, not an IP address", "public_url", public)
+		return nil
+	}
+	if err := ids.EnableWebAuthn(u.Hostname(), "renkei", []string{u.Scheme + "://" + u.Host}); err != nil {
+		return fmt.Errorf("--public-url: %s", renkei.ErrorMessage(err))
 	}
 	return nil
 }
