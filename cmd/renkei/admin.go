@@ -130,6 +130,14 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	if noun+" "+verb != "audit verify" {
+		// Admin actions extend the audit chain like the server's, signed by the same key (made here if the server
+		// has not run yet).
+		if db.AuditKey, err = auditKey(filepath.Join(*data, auditKeyFile)); err != nil {
+			return fmt.Errorf("audit key: %w", err)
+		}
+		defer db.CheckpointAudit(ctx) // sign the head, so that removing these events is detected too
+	}
 	need := func(what string) error {
 		if object == "" {
 			return fmt.Errorf("renkei admin %s %s needs %s", noun, verb, what)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
 )
 
 func TestServeHelpExplainsEveryFlag(t *testing.T) {
@@ -117,6 +120,27 @@ func TestServeDemo(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not stop")
 	}
+
+	// The same data folder served without --demo: the printed demo passwords open nothing.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw = io.Pipe()
+	go func() {
+		done <- Main(ctx, []string{"serve", "--dimse", "off", "--log-level", "warn"}, pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	base = "http://" + regexp.MustCompile(`http://(\S+)/dicomweb`).FindStringSubmatch(line)[1]
+	c = &apiClient{base: base}
+	if code := c.do(t, "POST", "/api/login", map[string]string{"login": "demo-tanaka@chuo-hospital", "password": accounts["demo-tanaka@chuo-hospital"][0]}, nil); code != http.StatusForbidden {
+		t.Errorf("a demo login on a server without --demo: %d, want 403", code)
+	}
+	cancel()
+	<-done
 }
 
 func TestAdminAE(t *testing.T) {
@@ -147,5 +171,75 @@ func TestAdminAE(t *testing.T) {
 	}
 	if code, out := run("admin", "ae", "remove", "CT1"); code == 0 || !strings.Contains(out, "not registered") {
 		t.Errorf("removing an unknown AE: %d %s", code, out)
+	}
+}
+
+// TestAdminRegion provisions a region from a shell script's point of view (renkei admin only, no prompts) and checks
+// what a region's IT staff would: one-time passwords printed, tokens shown once and revocable, and that editing the
+// audit trail by hand is caught by audit verify, which names the event and exits non-zero.
+func TestAdminRegion(t *testing.T) {
+	data := t.TempDir()
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := Main(context.Background(), append(args, "--data", data), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		code, out := run(args...)
+		if code != 0 {
+			t.Fatalf("%v: %d %s", args, code, out)
+		}
+		return out
+	}
+	if code, out := run("admin", "institution", "add", "chuo", "--name", "中央病院", "--kind", "hospital", "--code", "9912345678"); code == 0 || !strings.Contains(out, "医療機関コード") {
+		t.Errorf("an impossible 医療機関コード: %d %s", code, out)
+	}
+	if code, out := run("admin", "institution", "add", "Chuo Hospital", "--name", "中央病院", "--kind", "hospital"); code == 0 {
+		t.Errorf("an ID with spaces and capitals: %d %s", code, out)
+	}
+	must("admin", "institution", "add", "chuo", "--name", "中央病院", "--kind", "hospital", "--code", "1311234567", "--functions", "高度急性期,急性期")
+	if code, out := run("admin", "user", "add", "dr@chuo", "--institution", "chuo", "--role", "surgeon"); code == 0 || !strings.Contains(out, "role") {
+		t.Errorf("an unknown role: %d %s", code, out)
+	}
+	out := must("admin", "user", "add", "dr@chuo", "--institution", "chuo", "--role", "physician", "--name", "田中 一郎")
+	if !regexp.MustCompile(`one-time password: [a-z2-9]{4}(-[a-z2-9]{4}){3}`).MatchString(out) {
+		t.Errorf("user add printed no one-time password: %s", out)
+	}
+	if code, out := run("admin", "user", "add", "dr@chuo", "--institution", "chuo", "--role", "nurse"); code == 0 || !strings.Contains(out, "taken") {
+		t.Errorf("a login taken twice: %d %s", code, out)
+	}
+	if out := must("admin", "user", "list", "--institution", "chuo"); !strings.Contains(out, "dr@chuo") || !strings.Contains(out, "one-time password") {
+		t.Errorf("user list: %s", out)
+	}
+	if out := must("admin", "user", "reset", "dr@chuo"); !strings.Contains(out, "one-time password:") {
+		t.Errorf("user reset: %s", out)
+	}
+	must("admin", "user", "disable", "dr@chuo")
+	out = must("admin", "token", "add", "gateway", "--institution", "chuo", "--write")
+	if !regexp.MustCompile(`(?m)^rk_[A-Za-z0-9_-]{43}$`).MatchString(out) {
+		t.Errorf("token add: %s", out)
+	}
+	if out := must("admin", "token", "list"); !strings.Contains(out, "gateway") || !strings.Contains(out, "read-write") || strings.Contains(out, "rk_") {
+		t.Errorf("token list (must not show secrets): %s", out)
+	}
+	must("admin", "token", "revoke", "1")
+	if out := must("admin", "token", "list"); !strings.Contains(out, "revoked") {
+		t.Errorf("token list after revoke: %s", out)
+	}
+	if out := must("admin", "audit", "verify"); !strings.Contains(out, "intact") {
+		t.Errorf("audit verify: %s", out)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(data, "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	code, out := run("admin", "audit", "verify")
+	if code == 0 || !strings.Contains(out, "event 3:") {
+		t.Errorf("audit verify after editing event 3: %d %s", code, out)
 	}
 }
