@@ -10,7 +10,7 @@ import (
 )
 
 // PutAE adds an AE or replaces the one with the same title.
-func (db *DB) PutAE(ctx context.Context, ae renkei.AE) error {
+func (db *DB) PutAE(ctx context.Context, ae renkei.AE, audit *renkei.AuditEvent) error {
 	if err := validAE(ae); err != nil {
 		return err
 	}
@@ -19,15 +19,14 @@ func (db *DB) PutAE(ctx context.Context, ae renkei.AE) error {
 		return err
 	}
 	now := db.Now().UnixMilli()
-	_, err = db.write.ExecContext(ctx, `INSERT INTO aes (title, host, port, institution_pk, issuer, charset, created_at, updated_at)
+	return db.writeTx(ctx, "index.PutAE", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO aes (title, host, port, institution_pk, issuer, charset, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (title) DO UPDATE SET host = excluded.host, port = excluded.port, institution_pk = excluded.institution_pk,
 			issuer = excluded.issuer, charset = excluded.charset, updated_at = excluded.updated_at`,
 		ae.Title, ae.Host, ae.Port, inst.PK, ae.Issuer, ae.Charset, now, now)
-	if err != nil {
-		return &renkei.Error{Op: "index.PutAE", Kind: renkei.Unavailable, Message: "the AE registry could not be written", Err: err}
-	}
-	return nil
+		return err
+	}, audit)
 }
 
 // validAE checks an AE title as PS3.5 6.2 defines it: 1–16 characters of the default repertoire, no backslash or
@@ -82,13 +81,15 @@ func (db *DB) ListAEs(ctx context.Context) ([]renkei.AE, error) {
 }
 
 // DeleteAE removes an AE; an unknown title is a renkei.NotFound error.
-func (db *DB) DeleteAE(ctx context.Context, title string) error {
-	res, err := db.write.ExecContext(ctx, `DELETE FROM aes WHERE title = ?`, title)
-	if err != nil {
-		return &renkei.Error{Op: "index.DeleteAE", Kind: renkei.Unavailable, Message: "the AE registry could not be written", Err: err}
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return renkei.Errorf("index.DeleteAE", renkei.NotFound, "AE title %q is not registered", title)
-	}
-	return nil
+func (db *DB) DeleteAE(ctx context.Context, title string, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.DeleteAE", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM aes WHERE title = ?`, title)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.DeleteAE", renkei.NotFound, "AE title %q is not registered", title)
+		}
+		return nil
+	}, audit)
 }

@@ -16,11 +16,11 @@ func TestAERegistry(t *testing.T) {
 	if err := db.PutInstitution(ctx, hosp, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.PutAE(ctx, renkei.AE{Title: "NOWHERE", Institution: "no-such-place"}); renkei.ErrorKind(err) != renkei.NotFound {
+	if err := db.PutAE(ctx, renkei.AE{Title: "NOWHERE", Institution: "no-such-place"}, nil); renkei.ErrorKind(err) != renkei.NotFound {
 		t.Errorf("an AE of an unknown institution: %v, want NotFound", err)
 	}
 	ct := renkei.AE{Title: "CT1", Host: "10.0.0.5", Port: 104, Institution: "chuo-hospital", InstitutionPK: hosp.PK, Issuer: "HOSP_A", Charset: "CP932"}
-	if err := db.PutAE(ctx, ct); err != nil {
+	if err := db.PutAE(ctx, ct, nil); err != nil {
 		t.Fatal(err)
 	}
 	got, err := db.LookupAE(ctx, "CT1")
@@ -31,11 +31,11 @@ func TestAERegistry(t *testing.T) {
 		t.Errorf("LookupAE (-want +got):\n%s", d)
 	}
 	ct.Port = 11112
-	if err := db.PutAE(ctx, ct); err != nil {
+	if err := db.PutAE(ctx, ct, nil); err != nil {
 		t.Fatal(err)
 	}
 	pacs := renkei.AE{Title: "PACS", Institution: "chuo-hospital", InstitutionPK: hosp.PK}
-	if err := db.PutAE(ctx, pacs); err != nil {
+	if err := db.PutAE(ctx, pacs, nil); err != nil {
 		t.Fatal(err)
 	}
 	// An AE without an issuer of its own gives its institution's.
@@ -47,17 +47,17 @@ func TestAERegistry(t *testing.T) {
 		t.Errorf("ListAEs after update (-want +got):\n%s", d)
 	}
 	for _, bad := range []renkei.AE{{Title: ""}, {Title: "SEVENTEEN_CHARS_X"}, {Title: "A\\B"}, {Title: " LEAD"}, {Title: "OK", Port: 70000, Institution: "chuo-hospital"}} {
-		if err := db.PutAE(ctx, bad); renkei.ErrorKind(err) != renkei.Invalid {
+		if err := db.PutAE(ctx, bad, nil); renkei.ErrorKind(err) != renkei.Invalid {
 			t.Errorf("PutAE(%+v): %v, want Invalid", bad, err)
 		}
 	}
-	if err := db.DeleteAE(ctx, "PACS"); err != nil {
+	if err := db.DeleteAE(ctx, "PACS", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.LookupAE(ctx, "PACS"); renkei.ErrorKind(err) != renkei.NotFound {
 		t.Errorf("after delete: %v, want NotFound", err)
 	}
-	if err := db.DeleteAE(ctx, "PACS"); renkei.ErrorKind(err) != renkei.NotFound {
+	if err := db.DeleteAE(ctx, "PACS", nil); renkei.ErrorKind(err) != renkei.NotFound {
 		t.Errorf("second delete: %v, want NotFound", err)
 	}
 }

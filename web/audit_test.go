@@ -166,3 +166,73 @@ func TestAuditFailClosed(t *testing.T) {
 		t.Errorf("after the trail came back, listing %d studies recorded %d events", len(list), got)
 	}
 }
+
+// TestAuditEveryAction: logins (good and bad), logout, consent, break-glass, its review, an identity link and a
+// token's revocation each leave their events, naming who did it, for which institution's data and patient.
+func TestAuditEveryAction(t *testing.T) {
+	r := newRegion(t)
+	region := renkei.Institution{ID: "region", Name: "事務局", Kind: renkei.RegionOperator}
+	if err := r.db.PutInstitution(t.Context(), &region, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("admin@region", region, renkei.RegionAdmin)
+	hospitalWrite, _ := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "pacs", Write: true})
+	body, ctype := r.stowBodyBorn("H1", "Yamada^Taro=山田^太郎", "19450312", 500)
+	r.withToken(hospitalWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype)
+	body, ctype = r.stowBodyBorn("P5", "Yamada^Taro=山田^太郎", "19450312", 501)
+	r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype)
+	from := r.lastSeq()
+
+	bad := &client{r: r}
+	bad.post("/api/login", map[string]string{"login": "kato@kita-clinic", "password": "not it at all"})
+	clinic := r.as("kato@kita-clinic")
+	clinic.post("/api/consents", map[string]any{"patientId": "P5", "scope": []string{"region"}, "method": "electronic", "signature": "同意します"})
+	doctor := r.as("tanaka@chuo-hospital")
+	doctor.post("/api/consents", map[string]any{"patientId": "H1", "scope": []string{"region"}, "method": "electronic", "signature": "同意します"})
+	doctor.post("/api/break-glass", map[string]string{"birthDate": "19450312", "name": "山田太郎", "reason": "救急搬送"})
+	admin := r.as("admin@kita-clinic")
+	var queue []map[string]any
+	admin.getJSON("/api/break-glass/reviews", &queue)
+	if len(queue) == 1 {
+		admin.post(fmt.Sprintf("/api/break-glass/%d/review", int64(queue[0]["id"].(float64))), map[string]string{"note": "正当"})
+	}
+	r.as("admin@region").post("/api/patients/links", map[string]any{"a": map[string]string{"institution": "kita-clinic", "issuer": "KITA", "patientId": "P5"},
+		"b": map[string]string{"institution": "chuo-hospital", "issuer": "CHUO", "patientId": "H1"}})
+	clinic.post("/api/logout", map[string]bool{"everywhere": true})
+
+	type got struct{ Actor, Action, Outcome, Patient, Detail string }
+	var events []got
+	for _, e := range r.events(from) {
+		words := strings.Fields(e.Detail) // the first three words say what happened; the rest names times and keys
+		events = append(events, got{e.Actor, string(e.Action), e.Outcome, e.Patient.ID, strings.Join(words[:min(3, len(words))], " ")})
+	}
+	want := []got{
+		{"kato@kita-clinic", "login", "failure", "", "wrong password"},
+		{"kato@kita-clinic", "login", "success", "", "password accepted"},
+		{"kato@kita-clinic", "login", "success", "", "second factor totp"},
+		{"kato@kita-clinic", "admin", "success", "P5", "recorded consent (electronic)"},
+		{"tanaka@chuo-hospital", "login", "success", "", "password accepted"},
+		{"tanaka@chuo-hospital", "login", "success", "", "second factor totp"},
+		{"tanaka@chuo-hospital", "admin", "success", "H1", "recorded consent (electronic)"},
+		{"tanaka@chuo-hospital", "break-glass", "success", "P5", "emergency access without"},
+		{"admin@kita-clinic", "login", "success", "", "password accepted"},
+		{"admin@kita-clinic", "login", "success", "", "second factor totp"},
+		{"admin@region", "login", "success", "", "password accepted"},
+		{"admin@region", "login", "success", "", "second factor totp"},
+		{"admin@kita-clinic", "admin", "success", "P5", "reviewed break-glass 1:"},
+		{"admin@region", "admin", "success", "P5", "linked local patients"},
+		{"kato@kita-clinic", "logout", "success", "", "every session"},
+	}
+	// The order of the two admins' logins and the review depends on the test's own order above: compare as sets of
+	// lines, in the order they happened for each actor.
+	byActor := func(list []got) map[string][]got {
+		m := map[string][]got{}
+		for _, g := range list {
+			m[g.Actor] = append(m[g.Actor], g)
+		}
+		return m
+	}
+	if d := cmp.Diff(byActor(want), byActor(events)); d != "" {
+		t.Errorf("audit events by actor (-want +got):\n%s", d)
+	}
+}

@@ -23,7 +23,7 @@ import (
 const adminUsage = `Usage:
   renkei admin institution add ID --name NAME --kind KIND [--name-en NAME] [--code CODE] [--functions F,F] [--issuer ISSUER]
   renkei admin institution list
-  renkei admin user add LOGIN --institution ID --role ROLE [--name NAME]
+  renkei admin user add LOGIN --institution ID --role ROLE [--name NAME] [--person LABEL]
   renkei admin user list [--institution ID]
   renkei admin user reset LOGIN          new one-time password; second factor to be enrolled again
   renkei admin user disable LOGIN
@@ -80,6 +80,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		write     bool
 		days      int
 		keyFile   string
+		person    string
 	)
 	switch noun + " " + verb {
 	case "ae add":
@@ -99,6 +100,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&instID, "institution", "", "ID of the user's institution (required)")
 		fs.StringVar(&role, "role", "", "the user's role (required)")
 		fs.StringVar(&name, "name", "", "the user's name as colleagues know it")
+		fs.StringVar(&person, "person", "", "links this account with the same person's accounts at other institutions (any shared label)")
 	case "user list", "token list":
 		fs.StringVar(&instID, "institution", "", "only this institution's")
 	case "token add":
@@ -196,7 +198,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		u := renkei.User{Login: object, Name: name, Institution: in, Role: renkei.Role(role)}
+		u := renkei.User{Login: object, Name: name, Institution: in, Role: renkei.Role(role), Person: person}
 		pw, err := ids.CreateUser(ctx, by, &u)
 		if err != nil {
 			return msg(err)
@@ -343,7 +345,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if ae.Institution == "" {
 			return fmt.Errorf("--institution is required: an AE belongs to the institution that owns what it stores")
 		}
-		if err := db.PutAE(ctx, ae); err != nil {
+		if err := db.PutAE(ctx, ae, event(fmt.Sprintf("registered AE %s of %s (host %q, port %d)", ae.Title, ae.Institution, ae.Host, ae.Port))); err != nil {
 			return msg(err)
 		}
 		fmt.Fprintf(stdout, "AE %s registered\n", object)
@@ -361,7 +363,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := need("an AE title"); err != nil {
 			return err
 		}
-		if err := db.DeleteAE(ctx, object); err != nil {
+		if err := db.DeleteAE(ctx, object, event("removed AE "+object)); err != nil {
 			return msg(err)
 		}
 		fmt.Fprintf(stdout, "AE %s removed\n", object)
