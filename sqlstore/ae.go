@@ -24,7 +24,7 @@ func (db *DB) PutAE(ctx context.Context, ae renkei.AE, audit *renkei.AuditEvent)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (title) DO UPDATE SET host = excluded.host, port = excluded.port, institution_pk = excluded.institution_pk,
 			issuer = excluded.issuer, charset = excluded.charset, updated_at = excluded.updated_at`,
-		ae.Title, ae.Host, ae.Port, inst.PK, ae.Issuer, ae.Charset, now, now)
+			ae.Title, ae.Host, ae.Port, inst.PK, ae.Issuer, ae.Charset, now, now)
 		return err
 	}, audit)
 }
