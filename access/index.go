@@ -8,7 +8,6 @@ package access
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -41,12 +40,21 @@ type Index struct {
 	DedupWindow time.Duration
 
 	mu   sync.Mutex
-	seen map[string]time.Time
+	seen map[readKey]time.Time
+}
+
+// readKey names one (caller, session, study, action) for the dedup window.
+type readKey struct {
+	kind          renkei.PrincipalKind
+	id            int64
+	name, session string
+	study         string
+	action        renkei.AuditAction
 }
 
 // New wraps next.
 func New(next archive.Index, grants Grants, auditor Auditor) *Index {
-	return &Index{Next: next, Grants: grants, Auditor: auditor, Now: time.Now, DedupWindow: 10 * time.Minute, seen: map[string]time.Time{}}
+	return &Index{Next: next, Grants: grants, Auditor: auditor, Now: time.Now, DedupWindow: 10 * time.Minute, seen: map[readKey]time.Time{}}
 }
 
 var _ archive.Index = (*Index)(nil)
@@ -178,7 +186,7 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 	}
 	action := renkei.ActionFrom(ctx)
 	var events []*renkei.AuditEvent
-	var keys []string
+	var keys []readKey
 	now := x.Now()
 	// Which patients came by break-glass is looked up only when something not the caller's own is in the answer.
 	var breakGlass []int64
@@ -253,13 +261,12 @@ func describe(q *renkei.Query) string {
 	return strings.Join(parts, " ")
 }
 
-// dedupKey names one (caller, session, study, action) for the dedup window.
-func dedupKey(p *renkei.Principal, study string, action renkei.AuditAction) string {
-	return fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s\x00%s", p.Kind, p.ID, p.Name, p.Session, study, action)
+func dedupKey(p *renkei.Principal, study string, action renkei.AuditAction) readKey {
+	return readKey{p.Kind, p.ID, p.Name, p.Session, study, action}
 }
 
 // recent reports whether the read named by key was recorded within the dedup window.
-func (x *Index) recent(key string, now time.Time) bool {
+func (x *Index) recent(key readKey, now time.Time) bool {
 	if x.DedupWindow <= 0 {
 		return false
 	}
@@ -270,14 +277,14 @@ func (x *Index) recent(key string, now time.Time) bool {
 }
 
 // remember records that the reads named by keys were committed to the audit chain at now.
-func (x *Index) remember(keys []string, now time.Time) {
+func (x *Index) remember(keys []readKey, now time.Time) {
 	if x.DedupWindow <= 0 || len(keys) == 0 {
 		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.seen == nil {
-		x.seen = map[string]time.Time{}
+		x.seen = map[readKey]time.Time{}
 	}
 	if len(x.seen) > 200_000 {
 		for k, t := range x.seen {
