@@ -89,6 +89,7 @@ type User struct {
 	Role        Role
 	Person      string // links the accounts of one person at several institutions; empty if only one
 	PatientPK   int64  // for a patient's account: their local patient at the inviting institution
+	Lang        string // the web app's language: "ja" (default) or "en"
 	Disabled    bool
 	// MustChangePassword is set for one-time passwords printed by `renkei admin user add` and by an admin reset.
 	MustChangePassword bool

@@ -126,7 +126,7 @@ func (db *DB) CreateUser(ctx context.Context, u *renkei.User, passwordHash strin
 	return err
 }
 
-const userCols = `u.pk, u.login, u.name, u.role, u.person, u.patient_pk, u.disabled, u.must_change, u.totp_secret <> '', u.created_at,
+const userCols = `u.pk, u.login, u.name, u.role, u.person, u.patient_pk, u.lang, u.disabled, u.must_change, u.totp_secret <> '', u.created_at,
 	u.password_hash, u.totp_secret, u.totp_last_step, u.failed_logins, u.locked_until, ` + `i.pk, i.id, i.name, i.name_en, i.kind, i.code, i.care_functions, i.issuer`
 
 func scanUser(row interface{ Scan(...any) error }) (renkei.User, renkei.Credentials, error) {
@@ -134,7 +134,7 @@ func scanUser(row interface{ Scan(...any) error }) (renkei.User, renkei.Credenti
 	var c renkei.Credentials
 	var created, locked int64
 	var cf string
-	err := row.Scan(&u.PK, &u.Login, &u.Name, (*string)(&u.Role), &u.Person, &u.PatientPK, &u.Disabled, &u.MustChangePassword, &u.HasTOTP, &created,
+	err := row.Scan(&u.PK, &u.Login, &u.Name, (*string)(&u.Role), &u.Person, &u.PatientPK, &u.Lang, &u.Disabled, &u.MustChangePassword, &u.HasTOTP, &created,
 		&c.PasswordHash, &c.TOTPSecret, &c.TOTPLastStep, &c.FailedLogins, &locked,
 		&u.Institution.PK, &u.Institution.ID, &u.Institution.Name, &u.Institution.NameEn, (*string)(&u.Institution.Kind),
 		&u.Institution.Code, &cf, &u.Institution.Issuer)
@@ -396,5 +396,11 @@ func (db *DB) RevokeToken(ctx context.Context, pk, institution int64, audit *ren
 // TouchToken records when a token was last used.
 func (db *DB) TouchToken(ctx context.Context, pk int64, at time.Time) error {
 	_, err := db.write.ExecContext(ctx, `UPDATE api_tokens SET last_used = ? WHERE pk = ?`, at.UnixMilli(), pk)
+	return queryErr(err)
+}
+
+// SetLanguage remembers a user's language for the web app ("ja" or "en").
+func (db *DB) SetLanguage(ctx context.Context, pk int64, lang string) error {
+	_, err := db.write.ExecContext(ctx, `UPDATE users SET lang = ? WHERE pk = ?`, lang, pk)
 	return queryErr(err)
 }

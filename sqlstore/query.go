@@ -175,6 +175,10 @@ func deletedCond(alias string, q *renkei.Query) (string, []any) {
 		c += " AND s.patient_pk IN (" + placeholders(len(q.Patients)) + ")"
 		args = appendKeys(args, q.Patients)
 	}
+	if q.Owner != 0 {
+		c += " AND s.institution_pk = ?"
+		args = append(args, q.Owner)
+	}
 	sc, scArgs := scopeCond(q.Scope)
 	return c + sc, append(args, scArgs...)
 }

@@ -1,10 +1,15 @@
 package web
 
 import (
+	"bytes"
+	"encoding/base64"
+	"image/png"
 	"io"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/pquerna/otp"
 
 	"renkei"
 	"renkei/dicomweb"
@@ -63,10 +68,11 @@ type meUser struct {
 	Role            string `json:"role"`
 	Institution     string `json:"institution"`
 	InstitutionName string `json:"institutionName"`
+	Lang            string `json:"lang"`
 }
 
 func userJSON(u renkei.User) *meUser {
-	return &meUser{Login: u.Login, Name: u.Name, Role: string(u.Role), Institution: u.Institution.ID, InstitutionName: u.Institution.Name}
+	return &meUser{Login: u.Login, Name: u.Name, Role: string(u.Role), Institution: u.Institution.ID, InstitutionName: u.Institution.Name, Lang: u.Lang}
 }
 
 func next(l *identity.Login) string {
@@ -164,7 +170,7 @@ func (s *Server) totpStart(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"secret": e.Secret, "url": e.URL})
+	writeJSON(w, http.StatusOK, map[string]string{"secret": e.Secret, "url": e.URL, "qr": qrDataURL(e.URL)})
 }
 
 func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
@@ -339,4 +345,21 @@ func (s *Server) webauthnLoginFinish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.answerLogin(w, r, l)
+}
+
+// qrDataURL draws an otpauth URL as a QR code (a PNG data URL) for an authenticator app's camera; "" if it cannot.
+func qrDataURL(u string) string {
+	key, err := otp.NewKeyFromURL(u)
+	if err != nil {
+		return ""
+	}
+	img, err := key.Image(240, 240)
+	if err != nil {
+		return ""
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		return ""
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b.Bytes())
 }

@@ -36,6 +36,7 @@ type Store interface {
 	Shares(ctx context.Context, f sqlstore.ShareFilter) ([]renkei.Share, error)
 	AuditEvents(ctx context.Context, f sqlstore.AuditFilter) ([]renkei.AuditEvent, error)
 	RecoveryCodesLeft(ctx context.Context, pk int64) (int, error)
+	SetLanguage(ctx context.Context, pk int64, lang string) error
 
 	LocalPatient(ctx context.Context, institution int64, key renkei.PatientKey) (renkei.LocalPatient, error)
 	Linked(ctx context.Context, patient int64) ([]renkei.LocalPatient, error)
@@ -55,6 +56,7 @@ type Store interface {
 var Public = []string{
 	"GET /healthz",
 	"GET /{$}",
+	"GET /ui/{file...}",
 	"POST /api/login",
 	"POST /api/invitations/accept",
 }
@@ -92,6 +94,7 @@ type Server struct {
 	mux        *http.ServeMux
 	routes     []string
 	loginLimit *limiter
+	ui         http.Handler
 }
 
 // SessionCookie is the name of the session cookie.
@@ -104,9 +107,12 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	}
 	s := &Server{Identity: id, Store: store, DICOMweb: dw, Logger: logger, Now: time.Now, ShareDays: 30, BreakGlassPeriod: 4 * time.Hour,
 		mux:        http.NewServeMux(),
-		loginLimit: newLimiter(10, time.Minute)}
+		loginLimit: newLimiter(10, time.Minute), ui: uiFS()}
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	s.handle("GET /{$}", s.home)
+	s.handle("GET /{$}", s.app)
+	s.handle("GET /ui/{file...}", s.assets)
+	s.handle("GET /api/studies", s.listStudies)
+	s.handle("POST /api/me/lang", s.setLanguage)
 
 	s.handle("POST /api/login", s.login)
 	s.handle("POST /api/login/second-factor", s.secondFactor)
@@ -307,13 +313,4 @@ func readJSON(r *http.Request, v any) error {
 		return renkei.Errorf("web", renkei.Invalid, "the request body does not fit: %v", err)
 	}
 	return nil
-}
-
-func (s *Server) home(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	io.WriteString(w, "renkei "+s.Version+"\nDICOMweb: "+scheme+"://"+r.Host+"/dicomweb\n")
 }

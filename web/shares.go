@@ -146,9 +146,12 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	sh := renkei.Share{FromInstitution: p.Institution, Patient: renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID}, Studies: req.Studies,
 		Purpose: renkei.SharePurpose(req.Purpose), Reason: req.Reason, CreatedBy: p.ID, CreatedByName: p.Name,
 		ExpiresAt: s.Now().Add(time.Duration(req.Days) * 24 * time.Hour)}
-	if sh.Patient.Issuer == "" {
-		if me := authFrom(r.Context()); me != nil {
+	if me := authFrom(r.Context()); me != nil {
+		if sh.Patient.Issuer == "" {
 			sh.Patient.Issuer = me.User.Institution.Issuer
+		}
+		if me.User.Name != "" {
+			sh.CreatedByName = me.User.Name // the receiver reads who shared it as colleagues know them
 		}
 	}
 	switch {

@@ -201,7 +201,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		dicomAt += fmt.Sprintf(", %s %s@%s", scheme, c.AE, dl.Addr())
 	}
 	logger.Info("renkei serving", "version", version, "http", ln.Addr().String(), "dicom", dicomAt, "data", c.Data)
-	fmt.Fprintf(stdout, "renkei is running: DICOMweb at http://%s/dicomweb%s (data in %s)\n", ln.Addr(), dicomAt, c.Data)
+	fmt.Fprintf(stdout, "renkei is running: web app %s/ , DICOMweb at http://%s/dicomweb%s (data in %s)\n", appURL(c.PublicURL, ln.Addr()), ln.Addr(), dicomAt, c.Data)
 	errc := make(chan error, 1+len(dimseServers))
 	go func() { errc <- srv.Serve(ln) }()
 	for i, ds := range dimseServers {
@@ -224,6 +224,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// appURL is where people open the web app: --public-url, else localhost on the HTTP port (a host name, which security
+// keys need).
+func appURL(public string, addr net.Addr) string {
+	if public != "" {
+		return strings.TrimSuffix(public, "/")
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok && (ta.IP.IsLoopback() || ta.IP.IsUnspecified()) {
+		return fmt.Sprintf("http://localhost:%d", ta.Port)
+	}
+	return "http://" + addr.String()
 }
 
 // enableWebAuthn binds security keys to the host name users reach renkei by. WebAuthn refuses IP addresses, so a

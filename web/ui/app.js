@@ -1,0 +1,434 @@
+// The renkei web app: one page, hash routes, the JSON API and DICOMweb. Text is set with textContent only (no HTML
+// from data), so a patient name cannot inject markup.
+import { t, date, personName, getLang, setLang } from './i18n.js';
+
+let me = null; // GET /api/me
+let csrf = '';
+
+// h makes an element: h('button', {class: 'x', onclick: f}, 'text', child…).
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined && c !== false) el.append(c.nodeType ? c : String(c));
+  return el;
+}
+
+const app = () => document.getElementById('app');
+function show(...nodes) { app().replaceChildren(...nodes); window.scrollTo(0, 0); }
+
+function message(text, kind = 'error') {
+  const m = document.getElementById('message');
+  m.textContent = text;
+  m.className = kind;
+  m.hidden = !text;
+}
+
+class APIError extends Error { constructor(status, detail) { super(detail); this.status = status; } }
+
+async function api(method, path, body, raw) {
+  const headers = {};
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
+  let r;
+  try {
+    r = await fetch(path, { method, headers, body: body === undefined ? undefined : (raw ? body : JSON.stringify(body)) });
+  } catch (e) {
+    throw new APIError(0, t('error.network'));
+  }
+  const text = await r.text();
+  let data = {};
+  try { data = text ? JSON.parse(text) : {}; } catch (e) { data = {}; }
+  if (!r.ok) {
+    // A session that ends while in use (timeout, logout elsewhere) goes back to the login page.
+    if (r.status === 401 && me && !path.startsWith('/api/login')) { me = null; route('#/login'); }
+    throw new APIError(r.status, data.detail || r.statusText);
+  }
+  return data;
+}
+
+// busy disables a form's buttons while fn runs and shows its error, if any, in words the user can act on.
+async function busy(form, fn) {
+  const buttons = form.querySelectorAll('button');
+  buttons.forEach((b) => { b.disabled = true; });
+  message('');
+  try { await fn(); } catch (e) { message(e.message); } finally { buttons.forEach((b) => { b.disabled = false; }); }
+}
+
+function field(label, input) { return [h('label', { for: input.id }, label), input]; }
+function input(id, attrs = {}) { return h('input', { id, name: id, ...attrs }); }
+
+// ---- header ----
+
+function header() {
+  document.title = t('app.title');
+  const nav = document.getElementById('nav');
+  const who = document.getElementById('who');
+  nav.replaceChildren();
+  who.replaceChildren();
+  const langButton = h('button', { id: 'lang', class: 'secondary', onclick: async () => {
+    setLang(getLang() === 'ja' ? 'en' : 'ja');
+    if (me) { try { await api('POST', '/api/me/lang', { lang: getLang() }); } catch (e) { /* remembered locally anyway */ } }
+    render();
+  } }, t('lang.switch'));
+  if (me && me.next === 'done') {
+    const links = me.user.role === 'patient'
+      ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
+      : [['#/studies', 'nav.studies'], ['#/shares', 'nav.shares']];
+    if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
+    if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
+    for (const [href, key, cls] of links) {
+      nav.append(h('a', { href, class: [cls, location.hash.startsWith(href) ? 'active' : ''].join(' ').trim() }, t(key)));
+    }
+    who.append(h('span', { id: 'user' }, `${me.user.name || me.user.login}・${me.user.institutionName}`));
+    who.append(langButton, h('button', { id: 'logout', onclick: async () => {
+      try { await api('POST', '/api/logout', {}); } finally { me = null; csrf = ''; route('#/login'); }
+    } }, t('logout')));
+  } else {
+    who.append(langButton);
+  }
+}
+
+// ---- login ----
+
+function loginPage() {
+  const f = h('form', { class: 'card narrow', id: 'login' },
+    h('h1', {}, t('login.title')),
+    field(t('login.name'), input('login-name', { autocomplete: 'username', required: true, autofocus: true })),
+    field(t('login.password'), input('login-password', { type: 'password', autocomplete: 'current-password', required: true })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.submit'))));
+  f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+    const st = await api('POST', '/api/login', { login: f.querySelector('#login-name').value, password: f.querySelector('#login-password').value });
+    csrf = st.csrfToken;
+    await next(st);
+  }); });
+  show(f);
+}
+
+async function next(st) {
+  if (st.user && st.user.lang && !localStorage.getItem('renkei.lang')) setLang(st.user.lang);
+  switch (st.next) {
+    case 'second-factor': return secondFactorPage(st.factors || []);
+    case 'enrol-second-factor': return enrolPage();
+    case 'change-password': return passwordPage();
+    default:
+      me = await api('GET', '/api/me');
+      csrf = me.csrfToken;
+      if (me.user.lang) setLang(me.user.lang);
+      route(me.user.role === 'patient' ? '#/my/studies' : '#/studies');
+  }
+}
+
+function secondFactorPage(factors) {
+  const f = h('form', { class: 'card narrow', id: 'second' }, h('h1', {}, t('login.second')));
+  if (factors.includes('totp')) {
+    f.append(...field(t('login.totp'), input('totp-code', { inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: 6, autofocus: true })),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.totp.submit'))));
+    f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+      const st = await api('POST', '/api/login/second-factor', { factor: 'totp', code: f.querySelector('#totp-code').value.trim() });
+      csrf = st.csrfToken;
+      await next(st);
+    }); });
+  }
+  if (factors.includes('webauthn')) {
+    f.append(h('p', { class: 'muted' }, t('login.key.hint')), h('div', { class: 'actions' }, h('button', { type: 'button', id: 'use-key', onclick: () => busy(f, async () => {
+      const opts = await api('POST', '/api/login/webauthn/start', {});
+      const cred = await navigator.credentials.get({ publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(opts.publicKey) });
+      const st = await api('POST', '/api/login/webauthn/finish', JSON.stringify(cred.toJSON()), true);
+      csrf = st.csrfToken;
+      await next(st);
+    }) }, t('login.key'))));
+  }
+  const rc = input('recovery-code', { autocomplete: 'off' });
+  f.append(h('details', {}, h('summary', {}, t('login.recovery')), ...field(t('login.recovery.code'), rc),
+    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => busy(f, async () => {
+      const st = await api('POST', '/api/login/second-factor', { factor: 'recovery', code: rc.value.trim() });
+      csrf = st.csrfToken;
+      await next(st);
+    }) }, t('login.totp.submit')))));
+  show(f);
+}
+
+function recoveryCodes(codes, then) {
+  show(h('div', { class: 'card narrow', id: 'codes' }, h('h1', {}, t('enrol.codes')), h('p', {}, t('enrol.codes.hint')),
+    h('ul', { class: 'codes' }, codes.map((c) => h('li', {}, c))),
+    h('div', { class: 'actions' }, h('button', { id: 'codes-done', onclick: then }, t('enrol.continue')))));
+}
+
+function enrolPage() {
+  const box = h('div', { class: 'card narrow', id: 'enrol' }, h('h1', {}, t('enrol.title')), h('p', {}, t('enrol.intro')));
+  const appButton = h('button', { id: 'enrol-app', onclick: () => busy(box, async () => {
+    const e = await api('POST', '/api/login/totp/start', {});
+    const f = h('form', { id: 'enrol-totp' }, h('p', {}, t('enrol.app.scan')),
+      e.qr ? h('img', { class: 'qr', src: e.qr, alt: 'QR' }) : null,
+      h('p', { class: 'muted' }, t('enrol.app.key'), ' ', h('code', { id: 'totp-secret' }, e.secret)),
+      ...field(t('login.totp'), input('enrol-code', { inputmode: 'numeric', maxlength: 6, autofocus: true })),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.totp.submit'))));
+    f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+      const r = await api('POST', '/api/login/totp/confirm', { secret: e.secret, code: f.querySelector('#enrol-code').value.trim() });
+      csrf = r.login.csrfToken;
+      recoveryCodes(r.recoveryCodes || [], () => next(r.login));
+    }); });
+    box.replaceChildren(h('h1', {}, t('enrol.app')), f);
+  }) }, t('enrol.app'));
+  const keyName = input('key-name', { value: '' });
+  const keyButton = h('button', { id: 'enrol-key', class: 'secondary', onclick: () => busy(box, async () => {
+    const opts = await api('POST', '/api/login/webauthn/register/start', {});
+    const cred = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(opts.publicKey) });
+    const r = await api('POST', '/api/login/webauthn/register/finish?name=' + encodeURIComponent(keyName.value), JSON.stringify(cred.toJSON()), true);
+    csrf = r.login.csrfToken;
+    recoveryCodes(r.recoveryCodes || [], () => next(r.login));
+  }) }, t('enrol.key'));
+  box.append(h('div', { class: 'actions' }, appButton), h('h2', {}, t('enrol.key')), ...field(t('enrol.key.name'), keyName), h('div', { class: 'actions' }, keyButton));
+  show(box);
+}
+
+function passwordPage() {
+  const f = h('form', { class: 'card narrow', id: 'password' }, h('h1', {}, t('password.title')), h('p', {}, t('password.hint')),
+    field(t('password.current'), input('pw-current', { type: 'password', autocomplete: 'current-password', required: true })),
+    field(t('password.new'), input('pw-new', { type: 'password', autocomplete: 'new-password', required: true, minlength: 10 })),
+    field(t('password.again'), input('pw-again', { type: 'password', autocomplete: 'new-password', required: true })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('password.submit'))));
+  f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+    const nw = f.querySelector('#pw-new').value;
+    if (nw !== f.querySelector('#pw-again').value) throw new Error(t('password.mismatch'));
+    const st = await api('POST', '/api/password', { current: f.querySelector('#pw-current').value, new: nw });
+    await next(st);
+  }); });
+  show(f);
+}
+
+// ---- studies ----
+
+let institutions = null;
+async function institutionList() {
+  if (!institutions) institutions = await api('GET', '/api/institutions');
+  return institutions;
+}
+
+const modalities = ['CT', 'MR', 'CR', 'DX', 'US', 'XA', 'NM', 'PT', 'MG', 'OT'];
+
+function studyRow(s) {
+  const cls = s.purpose === 'break-glass' ? 'breakglass' : '';
+  const sex = s.patientSex ? t('sex.' + s.patientSex) : '';
+  let access;
+  if (s.own) access = h('span', { class: 'badge own' }, t('badge.own'));
+  else if (s.purpose === 'break-glass') access = h('span', { class: 'badge breakglass' }, t('badge.breakglass'));
+  else access = [h('span', { class: 'badge' }, t('badge.shared')), ' ',
+    h('span', { class: 'muted' }, s.sharedBy ? t('shared.by', { by: s.sharedBy, purpose: t('purpose.' + s.purpose) }) : '',
+      s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : '')];
+  const actions = [h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
+  if (s.own && me.user.role !== 'patient') actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')));
+  return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
+    h('td', {}, date(s.studyDate)),
+    h('td', {}, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`, s.patientBirthDate ? ` ・ ${date(s.patientBirthDate)}` : '', sex ? ` ・ ${sex}` : '')),
+    h('td', {}, s.studyDescription || ''),
+    h('td', {}, (s.modalities || []).join(', ')),
+    h('td', { class: 'optional' }, String(s.numberOfInstances)),
+    h('td', { class: 'optional' }, s.institutionName),
+    h('td', {}, access, h('div', {}, actions)));
+}
+
+function studyTable(list) {
+  if (!list.length) return h('p', { id: 'no-studies' }, t('studies.none'));
+  return h('table', { id: 'studies' },
+    h('thead', {}, h('tr', {}, ['col.date', 'col.patient', 'col.study', 'col.modality', 'col.images', 'col.institution', 'col.access']
+      .map((k, i) => h('th', { class: i === 4 || i === 5 ? 'optional' : '' }, t(k))))),
+    h('tbody', {}, list.map(studyRow)));
+}
+
+async function studiesPage(params) {
+  const q = new URLSearchParams(params);
+  const insts = await institutionList();
+  const val = (k) => q.get(k) || '';
+  const f = h('form', { class: 'card search', id: 'search' },
+    h('div', {}, field(t('search.name'), input('q-name', { value: val('name'), autofocus: true }))),
+    h('div', {}, field(t('search.id'), input('q-id', { value: val('patientId') }))),
+    h('div', {}, field(t('search.birth'), input('q-birth', { type: 'date', value: val('birthDate') }))),
+    h('div', {}, field(t('search.from'), input('q-from', { type: 'date', value: val('from') }))),
+    h('div', {}, field(t('search.to'), input('q-to', { type: 'date', value: val('to') }))),
+    h('div', {}, field(t('search.modality'), h('select', { id: 'q-modality' }, h('option', { value: '' }, t('search.any')),
+      modalities.map((m) => h('option', { value: m, selected: val('modality') === m }, m))))),
+    h('div', {}, field(t('search.institution'), h('select', { id: 'q-institution' }, h('option', { value: '' }, t('search.any')),
+      insts.map((i) => h('option', { value: i.id, selected: val('institution') === i.id }, getLang() === 'en' && i.nameEn ? i.nameEn : i.name))))),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'search-submit' }, t('search.submit')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => route('#/studies') }, t('search.clear'))));
+  f.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    for (const [k, id] of [['name', 'q-name'], ['patientId', 'q-id'], ['birthDate', 'q-birth'], ['from', 'q-from'], ['to', 'q-to'], ['modality', 'q-modality'], ['institution', 'q-institution']]) {
+      const v = f.querySelector('#' + id).value.trim();
+      if (v) p.set(k, v);
+    }
+    route('#/studies?' + p.toString());
+  });
+  const limit = 50;
+  const offset = +(q.get('offset') || 0);
+  q.set('limit', limit);
+  const list = await api('GET', '/api/studies?' + q.toString());
+  const page = (o) => { const p = new URLSearchParams(params); if (o) p.set('offset', o); else p.delete('offset'); route('#/studies?' + p.toString()); };
+  const pager = h('div', { class: 'pager' },
+    h('button', { class: 'secondary', disabled: offset === 0, onclick: () => page(Math.max(0, offset - limit)) }, t('page.prev')),
+    h('span', { class: 'muted' }, list.length ? t('page.n', { from: offset + 1, to: offset + list.length }) : ''),
+    h('button', { class: 'secondary', disabled: list.length < limit, onclick: () => page(offset + limit) }, t('page.next')));
+  show(h('h1', {}, t('studies.title')), f, studyTable(list), pager);
+}
+
+async function patientPage(institution, issuer, patientId) {
+  let list;
+  const own = institution === me.user.institution;
+  if (own) list = await api('GET', `/api/patients/studies?issuer=${encodeURIComponent(issuer)}&patientId=${encodeURIComponent(patientId)}`);
+  else list = await api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(institution)}&limit=200`);
+  const full = own ? await api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&limit=200`) : list;
+  const byUID = new Map(full.map((s) => [s.studyInstanceUID, s]));
+  list = list.map((s) => byUID.get(s.studyInstanceUID) || s);
+  const first = list[0] || {};
+  show(h('h1', {}, t('patient.title', { name: personName(first.patientName) || patientId })),
+    h('p', { class: 'muted' }, `ID ${patientId}`, first.patientBirthDate ? ` ・ ${t('patient.born')} ${date(first.patientBirthDate)}` : ''),
+    h('ol', { class: 'timeline', id: 'timeline' }, list.map((s) => h('li', {},
+      h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || '',
+      h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))));
+}
+
+function shareDialog(s) {
+  institutionList().then((insts) => {
+    const f = h('form', { class: 'card', id: 'share' }, h('h1', {}, t('share.title')),
+      h('p', {}, h('strong', {}, personName(s.patientName)), ` (ID ${s.patientId}) ・ ${date(s.studyDate)} ${s.studyDescription || ''}`),
+      field(t('share.to'), h('select', { id: 'share-to', required: true }, insts.filter((i) => i.id !== me.user.institution && i.kind !== 'region')
+        .map((i) => h('option', { value: i.id }, getLang() === 'en' && i.nameEn ? i.nameEn : i.name)))),
+      field(t('share.purpose'), h('select', { id: 'share-purpose' }, ['referral', 'emergency', 'consult', 'second-opinion'].map((p) => h('option', { value: p }, t('purpose.' + p))))),
+      field(t('share.scope'), h('select', { id: 'share-scope' }, h('option', { value: 'all' }, t('share.scope.all')), h('option', { value: 'one' }, t('share.scope.one')))),
+      field(t('share.days'), input('share-days', { type: 'number', min: 1, max: 3650, value: 30 })),
+      field(t('share.reason'), h('textarea', { id: 'share-reason' })),
+      h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('share.submit')), h('button', { type: 'button', class: 'secondary', onclick: () => render() }, t('share.cancel'))));
+    f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+      try {
+        await api('POST', '/api/shares', { issuer: s.issuer, patientId: s.patientId, toInstitution: f.querySelector('#share-to').value,
+          purpose: f.querySelector('#share-purpose').value, days: +f.querySelector('#share-days').value, reason: f.querySelector('#share-reason').value,
+          studies: f.querySelector('#share-scope').value === 'one' ? [s.studyInstanceUID] : [] });
+      } catch (e) {
+        if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
+        throw e;
+      }
+      message(t('share.done'), 'info');
+      route('#/shares');
+    }); });
+    show(f);
+  }).catch((e) => message(e.message));
+}
+
+async function sharesPage() {
+  const [incoming, outgoing, insts] = await Promise.all([api('GET', '/api/shares?direction=in'), api('GET', '/api/shares?direction=out'), institutionList()]);
+  const name = (id) => { const i = insts.find((x) => x.id === id); return i ? (getLang() === 'en' && i.nameEn ? i.nameEn : i.name) : (id || ''); };
+  const state = (s) => (s.revokedAt ? t('shares.revoked') : (s.active ? date(s.expiresAt) : t('shares.expired')));
+  const table = (list, out) => (list.length === 0 ? h('p', {}, t('shares.none')) : h('table', { class: out ? 'shares-out' : 'shares-in' },
+    h('thead', {}, h('tr', {}, [out ? 'shares.to' : 'shares.from', 'shares.patient', 'shares.purpose', 'shares.by', 'shares.until', ''].map((k) => h('th', {}, k ? t(k) : '')))),
+    h('tbody', {}, list.map((s) => h('tr', { class: s.purpose === 'break-glass' ? 'breakglass' : '' },
+      h('td', {}, out ? name(s.toInstitution) || `user ${s.toUser}` : name(s.fromInstitution)),
+      h('td', {}, `${s.patientId}`, s.studies.length ? h('div', { class: 'muted' }, `${s.studies.length}`) : ''),
+      h('td', {}, t('purpose.' + s.purpose), s.reason ? h('div', { class: 'muted' }, s.reason) : ''),
+      h('td', {}, s.sharedBy), h('td', {}, state(s)),
+      h('td', {}, out && s.active ? h('button', { class: 'secondary', onclick: async () => {
+        try { await api('POST', `/api/shares/${s.id}/revoke`, {}); render(); } catch (e) { message(e.message); }
+      } }, t('shares.revoke')) : ''))))));
+  show(h('h1', {}, t('shares.title')), h('h2', {}, t('shares.in')), table(incoming, false), h('h2', {}, t('shares.out')), table(outgoing, true));
+}
+
+function breakGlassPage() {
+  const f = h('form', { class: 'card', id: 'break-glass' }, h('h1', {}, t('bg.title')), h('p', { class: 'warning' }, t('bg.warning')),
+    field(t('bg.birth'), input('bg-birth', { type: 'date', required: true })),
+    field(t('bg.name'), input('bg-name')), field(t('bg.id'), input('bg-id')),
+    field(t('bg.reason'), h('textarea', { id: 'bg-reason', required: true })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'danger' }, t('bg.submit'))));
+  f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+    let grants;
+    try {
+      grants = await api('POST', '/api/break-glass', { birthDate: f.querySelector('#bg-birth').value.replaceAll('-', ''),
+        name: f.querySelector('#bg-name').value, patientId: f.querySelector('#bg-id').value, reason: f.querySelector('#bg-reason').value });
+    } catch (e) {
+      if (e.status === 404) throw new Error(t('bg.none'));
+      throw e;
+    }
+    message(t('bg.done', { n: grants.length, hours: 4 }), 'info');
+    route('#/studies?birthDate=' + f.querySelector('#bg-birth').value);
+  }); });
+  show(f);
+}
+
+async function adminPage() {
+  const reviews = me.user.role === 'institution-admin' ? await api('GET', '/api/break-glass/reviews') : [];
+  const events = await api('GET', '/api/audit?limit=200');
+  const reviewList = reviews.length === 0 ? h('p', {}, t('shares.none')) : h('table', { id: 'reviews' }, h('tbody', {}, reviews.map((s) => {
+    const note = h('input', { 'aria-label': t('admin.review.note') });
+    return h('tr', { class: 'breakglass' }, h('td', {}, date(s.createdAt, true)), h('td', {}, s.sharedBy), h('td', {}, s.patientId),
+      h('td', {}, s.reason), h('td', {}, note, h('button', { onclick: async () => {
+        try { await api('POST', `/api/break-glass/${s.id}/review`, { note: note.value }); render(); } catch (e) { message(e.message); }
+      } }, t('admin.review.submit'))));
+  })));
+  show(h('h1', {}, t('admin.title')), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
+    h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
+      h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
+        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind)),
+        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, e.outcome), h('td', { class: 'muted' }, e.detail || ''))))));
+}
+
+async function myStudiesPage() {
+  const list = await api('GET', '/api/my/studies');
+  show(h('h1', {}, t('my.studies')), studyTable(list.map((s) => ({ ...s, own: true }))));
+}
+
+async function myLogPage() {
+  const log = await api('GET', '/api/my/access-log');
+  show(h('h1', {}, t('my.log')), h('p', {}, t('my.log.hint')), h('table', { id: 'access-log' },
+    h('thead', {}, h('tr', {}, ['audit.time', 'log.institution', 'log.role', 'log.action', 'log.purpose'].map((k) => h('th', {}, t(k))))),
+    h('tbody', {}, log.map((e) => h('tr', { class: e.purpose === 'break-glass' ? 'breakglass' : '' }, h('td', {}, date(e.time, true)),
+      h('td', {}, e.institution), h('td', {}, e.role ? t('role.' + e.role) : '', e.self ? ' ' + t('log.self') : ''),
+      h('td', {}, t('action.' + e.action)), h('td', {}, e.purpose ? t('purpose.' + e.purpose) : ''))))));
+}
+
+// ---- routing ----
+
+function route(hash) {
+  if (location.hash === hash) render(); else location.hash = hash;
+}
+
+async function render() {
+  header();
+  const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  try {
+    if (!me) {
+      try {
+        me = await api('GET', '/api/me');
+        csrf = me.csrfToken;
+        if (me.user && me.user.lang) setLang(me.user.lang);
+        header();
+      } catch (e) { me = null; }
+    }
+    if (!me || me.next !== 'done') {
+      if (me && me.next === 'second-factor') return secondFactorPage(me.factors || []);
+      if (me && me.next === 'enrol-second-factor') return enrolPage();
+      if (me && me.next === 'change-password') return passwordPage();
+      return loginPage();
+    }
+    switch (parts[0] || '') {
+      case 'patient': return await patientPage(parts[1], parts[2], parts[3]);
+      case 'shares': return await sharesPage();
+      case 'break-glass': return breakGlassPage();
+      case 'admin': return await adminPage();
+      case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();
+      case 'studies': return await studiesPage(query);
+      default: return route(me.user.role === 'patient' ? '#/my/studies' : '#/studies');
+    }
+  } catch (e) {
+    message(e.message);
+  }
+}
+
+window.addEventListener('hashchange', () => { message(''); render(); });
+setLang(getLang());
+render();

@@ -1,0 +1,145 @@
+// Every string of the web app, in Japanese (the default) and English.
+
+const ja = {
+  'app.title': 'renkei 地域医療連携',
+  'nav.studies': '検査一覧', 'nav.shares': '共有', 'nav.breakglass': '緊急閲覧', 'nav.admin': '管理',
+  'nav.my.studies': '私の検査', 'nav.my.log': '閲覧の記録',
+  'lang.switch': 'English', 'logout': 'ログアウト', 'logout.everywhere': 'すべての端末からログアウト',
+  'login.title': 'ログイン', 'login.name': 'ログイン名', 'login.password': 'パスワード', 'login.submit': 'ログイン',
+  'login.second': '2段階目の確認', 'login.totp': '認証アプリに表示されている6桁の数字', 'login.totp.submit': '確認する',
+  'login.key': 'セキュリティキーを使う', 'login.key.hint': 'キーを差し込み、光ったら触れてください。',
+  'login.recovery': '予備コードを使う', 'login.recovery.code': '予備コード',
+  'enrol.title': '2段階目の確認を設定します', 'enrol.intro': 'ログインには、パスワードに加えて「認証アプリ」か「セキュリティキー」が必要です。',
+  'enrol.app': '認証アプリ(スマートフォン)を使う', 'enrol.app.scan': '認証アプリでこのQRコードを読み取り、表示された6桁の数字を入力してください。',
+  'enrol.app.key': '読み取れないときは、このキーを入力してください:', 'enrol.key': 'セキュリティキーを使う(スマートフォンが使えない病棟向け)',
+  'enrol.key.name': 'キーの名前(例: 病棟の鍵)',
+  'enrol.codes': '予備コード', 'enrol.codes.hint': '認証アプリやキーをなくしたときに使います。印刷して安全な場所に保管してください。各コードは1回だけ使えます。',
+  'enrol.continue': '次へ',
+  'password.title': 'パスワードを変更してください', 'password.hint': '10文字以上。ログイン名や氏名を含めないでください。',
+  'password.current': '今のパスワード(配布されたもの)', 'password.new': '新しいパスワード', 'password.again': 'もう一度',
+  'password.mismatch': '新しいパスワードが一致しません。', 'password.submit': '変更する',
+  'studies.title': '検査一覧', 'search.name': '患者氏名(漢字・かな・ローマ字)', 'search.id': '患者ID', 'search.birth': '生年月日',
+  'search.from': '検査日(から)', 'search.to': '検査日(まで)', 'search.modality': 'モダリティ', 'search.institution': '施設',
+  'search.any': 'すべて', 'search.submit': '検索', 'search.clear': 'クリア',
+  'col.date': '検査日', 'col.patient': '患者', 'col.study': '検査内容', 'col.modality': '種類', 'col.images': '画像',
+  'col.institution': '施設', 'col.access': '閲覧の根拠',
+  'badge.own': '自施設', 'badge.shared': '共有', 'badge.breakglass': '緊急閲覧',
+  'studies.none': '該当する検査はありません。', 'page.prev': '前へ', 'page.next': '次へ', 'page.n': '{from}〜{to}件目',
+  'shared.by': '{by} が共有({purpose})', 'shared.until': '{date}まで',
+  'purpose.referral': '紹介', 'purpose.emergency': '救急', 'purpose.consult': '相談', 'purpose.second-opinion': 'セカンドオピニオン',
+  'purpose.break-glass': '緊急閲覧',
+  'study.share': '共有する', 'study.patient': '患者の経過', 'sex.M': '男', 'sex.F': '女', 'sex.O': 'その他',
+  'patient.title': '{name} さんの検査', 'patient.born': '生年月日',
+  'share.title': '患者のデータを共有する', 'share.to': '共有先の施設', 'share.purpose': '目的', 'share.days': '期間(日)',
+  'share.reason': '理由・メモ', 'share.scope': '対象', 'share.scope.all': 'この患者のすべての検査', 'share.scope.one': 'この検査だけ',
+  'share.submit': '共有する', 'share.done': '共有しました。', 'share.cancel': 'やめる',
+  'share.consent': 'この患者の同意が記録されていません。同意書を記録してから共有してください。',
+  'shares.title': '共有', 'shares.in': '自施設に共有されたもの', 'shares.out': '自施設が共有したもの', 'shares.none': 'ありません。',
+  'shares.revoke': '共有をやめる', 'shares.revoked': '取り消し済み', 'shares.expired': '期限切れ', 'shares.patient': '患者',
+  'shares.from': '共有元', 'shares.to': '共有先', 'shares.purpose': '目的', 'shares.until': '期限', 'shares.by': '共有した人',
+  'bg.title': '緊急閲覧', 'bg.warning': '共有も同意もない患者のデータを、救急の必要があるときだけ開けます。すべての閲覧は記録され、患者の施設の管理者が確認します。',
+  'bg.birth': '生年月日(必須)', 'bg.name': '氏名(漢字・かな)', 'bg.id': 'または患者ID', 'bg.reason': '理由(必須。例: 救急搬送、意識障害)',
+  'bg.submit': '緊急閲覧する', 'bg.done': '{n}件の記録を{hours}時間開きました。検査一覧に赤で表示されます。', 'bg.none': '該当する患者が見つかりません。',
+  'admin.title': '管理', 'admin.reviews': '緊急閲覧の確認待ち', 'admin.review.note': '確認結果', 'admin.review.submit': '確認済みにする',
+  'admin.audit': '監査証跡(最近の200件)', 'audit.time': '日時', 'audit.actor': '誰が', 'audit.action': '操作', 'audit.patient': '患者',
+  'audit.detail': '内容', 'audit.outcome': '結果',
+  'my.studies': '私の検査', 'my.log': '私のデータを見た記録', 'my.log.hint': 'どの施設の、どの職種の人が、いつ、何のために見たかを表示します。',
+  'log.institution': '施設', 'log.role': '職種', 'log.action': '操作', 'log.purpose': '目的', 'log.self': '(ご本人)',
+  'role.physician': '医師', 'role.radiologist': '放射線科医', 'role.nurse': '看護師', 'role.clerk': '地域連携室',
+  'role.institution-admin': '施設管理者', 'role.region-admin': '地域管理者', 'role.patient': '患者',
+  'action.query': '検索で表示', 'action.read': '画像を閲覧', 'action.store': '保存', 'action.delete': '削除', 'action.share': '共有',
+  'action.login': 'ログイン', 'action.logout': 'ログアウト', 'action.admin': '管理操作', 'action.break-glass': '緊急閲覧',
+  'action.denied': '拒否', 'action.revoke': '取り消し', 'action.restore': '復元',
+  'error.network': 'サーバーに接続できません。ネットワークを確認してください。', 'loading': '読み込み中…',
+};
+
+const en = {
+  'app.title': 'renkei regional network',
+  'nav.studies': 'Studies', 'nav.shares': 'Shares', 'nav.breakglass': 'Emergency access', 'nav.admin': 'Admin',
+  'nav.my.studies': 'My studies', 'nav.my.log': 'Who looked',
+  'lang.switch': '日本語', 'logout': 'Log out', 'logout.everywhere': 'Log out everywhere',
+  'login.title': 'Log in', 'login.name': 'Login name', 'login.password': 'Password', 'login.submit': 'Log in',
+  'login.second': 'Second step', 'login.totp': 'The 6-digit code in your authenticator app', 'login.totp.submit': 'Confirm',
+  'login.key': 'Use a security key', 'login.key.hint': 'Insert your key and touch it when it blinks.',
+  'login.recovery': 'Use a recovery code', 'login.recovery.code': 'Recovery code',
+  'enrol.title': 'Set up your second step', 'enrol.intro': 'Logging in needs your password and an authenticator app or a security key.',
+  'enrol.app': 'Use an authenticator app (smartphone)', 'enrol.app.scan': 'Scan this QR code with your authenticator app and enter the 6-digit code it shows.',
+  'enrol.app.key': 'If it cannot scan, type this key:', 'enrol.key': 'Use a security key (for wards without phones)',
+  'enrol.key.name': 'Name of the key (e.g. ward key)',
+  'enrol.codes': 'Recovery codes', 'enrol.codes.hint': 'For when you lose your app or key. Print them and keep them safe. Each code works once.',
+  'enrol.continue': 'Continue',
+  'password.title': 'Please change your password', 'password.hint': 'At least 10 characters, without your login or name.',
+  'password.current': 'Current password (the one you were given)', 'password.new': 'New password', 'password.again': 'Again',
+  'password.mismatch': 'The new passwords differ.', 'password.submit': 'Change',
+  'studies.title': 'Studies', 'search.name': 'Patient name (kanji, kana or Latin)', 'search.id': 'Patient ID', 'search.birth': 'Birth date',
+  'search.from': 'Study date from', 'search.to': 'Study date to', 'search.modality': 'Modality', 'search.institution': 'Institution',
+  'search.any': 'Any', 'search.submit': 'Search', 'search.clear': 'Clear',
+  'col.date': 'Date', 'col.patient': 'Patient', 'col.study': 'Study', 'col.modality': 'Modality', 'col.images': 'Images',
+  'col.institution': 'Institution', 'col.access': 'Access',
+  'badge.own': 'Own', 'badge.shared': 'Shared', 'badge.breakglass': 'Emergency',
+  'studies.none': 'No matching studies.', 'page.prev': 'Previous', 'page.next': 'Next', 'page.n': '{from}–{to}',
+  'shared.by': 'shared by {by} ({purpose})', 'shared.until': 'until {date}',
+  'purpose.referral': 'referral', 'purpose.emergency': 'emergency', 'purpose.consult': 'consult', 'purpose.second-opinion': 'second opinion',
+  'purpose.break-glass': 'emergency access',
+  'study.share': 'Share', 'study.patient': 'Patient history', 'sex.M': 'M', 'sex.F': 'F', 'sex.O': 'O',
+  'patient.title': 'Studies of {name}', 'patient.born': 'Born',
+  'share.title': "Share a patient's data", 'share.to': 'Share with', 'share.purpose': 'Purpose', 'share.days': 'Days',
+  'share.reason': 'Reason or note', 'share.scope': 'What', 'share.scope.all': "All of this patient's studies", 'share.scope.one': 'This study only',
+  'share.submit': 'Share', 'share.done': 'Shared.', 'share.cancel': 'Cancel',
+  'share.consent': "No consent of this patient is recorded. Record the patient's consent first.",
+  'shares.title': 'Shares', 'shares.in': 'Shared with us', 'shares.out': 'Shared by us', 'shares.none': 'None.',
+  'shares.revoke': 'Stop sharing', 'shares.revoked': 'revoked', 'shares.expired': 'expired', 'shares.patient': 'Patient',
+  'shares.from': 'From', 'shares.to': 'To', 'shares.purpose': 'Purpose', 'shares.until': 'Until', 'shares.by': 'Shared by',
+  'bg.title': 'Emergency access', 'bg.warning': "Opens a patient's data without share or consent, only when an emergency needs it. Every look is recorded and reviewed by the patient's institution.",
+  'bg.birth': 'Birth date (required)', 'bg.name': 'Name (kanji or kana)', 'bg.id': 'or patient ID', 'bg.reason': 'Reason (required, e.g. ambulance, unconscious)',
+  'bg.submit': 'Open in an emergency', 'bg.done': 'Opened {n} record(s) for {hours} hours. They show in red in the study list.', 'bg.none': 'No such patient was found.',
+  'admin.title': 'Admin', 'admin.reviews': 'Emergency accesses to review', 'admin.review.note': 'Finding', 'admin.review.submit': 'Mark reviewed',
+  'admin.audit': 'Audit trail (latest 200)', 'audit.time': 'When', 'audit.actor': 'Who', 'audit.action': 'What', 'audit.patient': 'Patient',
+  'audit.detail': 'Detail', 'audit.outcome': 'Outcome',
+  'my.studies': 'My studies', 'my.log': 'Who looked at my data', 'my.log.hint': 'Which institution, which role, when and why.',
+  'log.institution': 'Institution', 'log.role': 'Role', 'log.action': 'What', 'log.purpose': 'Purpose', 'log.self': '(you)',
+  'role.physician': 'physician', 'role.radiologist': 'radiologist', 'role.nurse': 'nurse', 'role.clerk': 'liaison office',
+  'role.institution-admin': 'institution admin', 'role.region-admin': 'region admin', 'role.patient': 'patient',
+  'action.query': 'listed in a search', 'action.read': 'viewed images', 'action.store': 'stored', 'action.delete': 'deleted', 'action.share': 'shared',
+  'action.login': 'login', 'action.logout': 'logout', 'action.admin': 'administration', 'action.break-glass': 'emergency access',
+  'action.denied': 'refused', 'action.revoke': 'revoked', 'action.restore': 'restored',
+  'error.network': 'Cannot reach the server. Please check the network.', 'loading': 'Loading…',
+};
+
+const dicts = { ja, en };
+let lang = localStorage.getItem('renkei.lang') || 'ja';
+
+export function getLang() { return lang; }
+
+export function setLang(l) {
+  lang = dicts[l] ? l : 'ja';
+  localStorage.setItem('renkei.lang', lang);
+  document.documentElement.lang = lang;
+}
+
+// t returns the string for key in the current language, with {name} placeholders filled from vars.
+export function t(key, vars = {}) {
+  const s = dicts[lang][key] ?? dicts.ja[key] ?? key;
+  return s.replace(/\{(\w+)\}/g, (_, k) => (vars[k] ?? ''));
+}
+
+// date formats a DICOM date (YYYYMMDD) or an ISO time for the current language: 2026年11月27日 or 27 Nov 2026.
+export function date(v, withTime = false) {
+  if (!v) return '';
+  let d;
+  if (/^\d{8}$/.test(v)) d = new Date(+v.slice(0, 4), +v.slice(4, 6) - 1, +v.slice(6, 8));
+  else d = new Date(v);
+  if (isNaN(d)) return v;
+  const opts = { year: 'numeric', month: lang === 'ja' ? 'long' : 'short', day: 'numeric' };
+  if (withTime) Object.assign(opts, { hour: '2-digit', minute: '2-digit' });
+  return new Intl.DateTimeFormat(lang === 'ja' ? 'ja-JP' : 'en-GB', opts).format(d);
+}
+
+// personName shows a DICOM PN: the ideographic group (kanji) with the phonetic one (kana) in Japanese, the
+// alphabetic one in English, whichever exists.
+export function personName(pn) {
+  if (!pn) return '';
+  const [alpha = '', ideo = '', phon = ''] = pn.split('=').map((g) => g.replace(/\^+/g, ' ').trim());
+  if (lang === 'ja') return [ideo || alpha, ideo && phon ? `(${phon})` : ''].join(' ').trim();
+  return alpha || ideo || phon;
+}
