@@ -107,12 +107,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	if !s.loginLimit.allow(clientAddr(r), s.Now()) {
+	if !s.loginLimit.allow(s.clientAddr(r), s.Now()) {
 		w.Header().Set("Retry-After", "60")
 		dicomweb.WriteProblem(w, http.StatusTooManyRequests, "too many login attempts from this address; wait a minute and try again")
 		return
 	}
-	l, err := s.Identity.Password(r.Context(), req.Login, req.Password, clientAddr(r))
+	l, err := s.Identity.Password(r.Context(), req.Login, req.Password, s.clientAddr(r))
 	if err != nil {
 		s.problem(w, r, err)
 		return
@@ -191,6 +191,12 @@ func (s *Server) totpConfirm(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
+	s.answerEnrolment(w, r, a, l, codes)
+}
+
+// answerEnrolment answers a second factor's enrolment: the login's next step (with the new session's cookie when
+// the enrolment completed a login) and the recovery codes, shown once.
+func (s *Server) answerEnrolment(w http.ResponseWriter, r *http.Request, a *identity.Authenticated, l *identity.Login, codes []string) {
 	st := loginState{Next: "done", CSRFToken: a.Session.CSRF, User: userJSON(a.User)}
 	if l != nil {
 		setCookie(w, r, l.SessionID)
@@ -315,12 +321,7 @@ func (s *Server) webauthnRegisterFinish(w http.ResponseWriter, r *http.Request) 
 		s.problem(w, r, err)
 		return
 	}
-	st := loginState{Next: "done", CSRFToken: a.Session.CSRF, User: userJSON(a.User)}
-	if l != nil {
-		setCookie(w, r, l.SessionID)
-		st.Next, st.CSRFToken = next(l), l.Session.CSRF
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"login": st, "recoveryCodes": codes})
+	s.answerEnrolment(w, r, a, l, codes)
 }
 
 // webauthnLoginStart answers the options for navigator.credentials.get() after the password step.

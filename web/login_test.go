@@ -3,6 +3,8 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +270,41 @@ func TestFirstLogin(t *testing.T) {
 	if _, err := r.ids.ResetUser(ctx, &renkei.Principal{Kind: renkei.UserPrincipal, Name: "admin@kita-clinic", Institution: r.clinic.PK,
 		Role: renkei.InstitutionAdmin}, u.PK); renkei.ErrorKind(err) != renkei.Forbidden {
 		t.Errorf("another institution's admin reset the user: %v", err)
+	}
+}
+
+// TestTrustedProxy: behind a reverse proxy, logins are limited per client named in X-Forwarded-For (not all clients
+// together as the proxy's one address), and the audit trail names the client; a client that is not a trusted proxy
+// cannot choose its address by sending the header itself.
+func TestTrustedProxy(t *testing.T) {
+	r := newRegion(t)
+	attempt := func(forwarded string) int {
+		c := &client{r: r}
+		b, _ := json.Marshal(map[string]string{"login": "nobody@nowhere", "password": "wrong password!"})
+		return c.do("POST", "/api/login", strings.NewReader(string(b)), "Content-Type", "application/json", "X-Forwarded-For", forwarded)
+	}
+	limited := func(forwarded func(i int) string) bool {
+		for i := 0; i < 15; i++ {
+			if attempt(forwarded(i)) == 429 {
+				return true
+			}
+		}
+		return false
+	}
+	// Not trusted: the header is ignored, so 15 "different" clients are one address and get limited.
+	if !limited(func(i int) string { return fmt.Sprintf("198.51.100.%d", i) }) {
+		t.Error("an untrusted client escaped the login limit by sending X-Forwarded-For")
+	}
+	r.clock.advance(time.Hour)
+	r.front.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	if limited(func(i int) string { return fmt.Sprintf("203.0.113.%d, 127.0.0.1", i) }) {
+		t.Error("15 different clients behind the proxy were limited as one")
+	}
+	if !limited(func(int) string { return "192.0.2.9" }) {
+		t.Error("one client behind the proxy was not limited")
+	}
+	events := r.events(0)
+	if last := events[len(events)-1]; last.Source != "192.0.2.9" {
+		t.Errorf("the audit trail names %q, want the client behind the proxy", last.Source)
 	}
 }

@@ -408,16 +408,7 @@ func (s *Server) regionalStudies(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	linked, err := s.Store.Linked(r.Context(), lp.PK)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	var pks []int64
-	for _, l := range linked {
-		pks = append(pks, l.PK)
-	}
-	s.studies(w, r, pks)
+	s.linkedStudies(w, r, lp.PK)
 }
 
 func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
@@ -524,12 +515,12 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	if !s.loginLimit.allow(clientAddr(r), s.Now()) {
+	if !s.loginLimit.allow(s.clientAddr(r), s.Now()) {
 		w.Header().Set("Retry-After", "60")
 		s.problem(w, r, renkei.Errorf("web.acceptInvitation", renkei.Unavailable, "too many attempts from this address; wait a minute and try again"))
 		return
 	}
-	u, err := s.Identity.AcceptInvitation(r.Context(), req.Code, req.Login, req.Name, req.Password, clientAddr(r))
+	u, err := s.Identity.AcceptInvitation(r.Context(), req.Code, req.Login, req.Name, req.Password, s.clientAddr(r))
 	if err != nil {
 		s.problem(w, r, err)
 		return
@@ -551,7 +542,13 @@ func (s *Server) myStudies(w http.ResponseWriter, r *http.Request) {
 	if p == nil {
 		return
 	}
-	linked, err := s.Store.Linked(r.Context(), p.Patient)
+	s.linkedStudies(w, r, p.Patient)
+}
+
+// linkedStudies answers with the studies of a local patient and of every local patient linked with it, that the
+// caller may see.
+func (s *Server) linkedStudies(w http.ResponseWriter, r *http.Request, patient int64) {
+	linked, err := s.Store.Linked(r.Context(), patient)
 	if err != nil {
 		s.problem(w, r, err)
 		return

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -90,6 +91,8 @@ type Server struct {
 	BreakGlassPeriod time.Duration
 	// Blobs keeps documents (scanned consent forms).
 	Blobs blob.Store
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
+	TrustedProxies []netip.Prefix
 
 	mux        *http.ServeMux
 	routes     []string
@@ -201,7 +204,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern string) (context.Context, error) {
 	ctx := r.Context()
-	source := clientAddr(r)
+	source := s.clientAddr(r)
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, token, _ := strings.Cut(auth, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
@@ -248,13 +251,42 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
 }
 
-// clientAddr is the address the request came from (the TCP peer; a proxy's forwarded headers are not trusted).
-func clientAddr(r *http.Request) string {
+// clientAddr is the address the request came from: the TCP peer, or, when the peer is one of TrustedProxies (a
+// load balancer or reverse proxy in front of renkei), the nearest address in X-Forwarded-For that is not. Without
+// it, every client behind a proxy would share one address, and one address's login limit.
+func (s *Server) clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
+	}
+	if !s.trusted(host) {
+		return host
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h := strings.TrimSpace(hops[i])
+		if h == "" {
+			continue
+		}
+		if !s.trusted(h) {
+			return h
+		}
+		host = h
 	}
 	return host
+}
+
+func (s *Server) trusted(addr string) bool {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, p := range s.TrustedProxies {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // secureCookie says whether the session cookie must be Secure: always, except on a plain-HTTP loopback address

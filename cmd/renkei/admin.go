@@ -163,6 +163,14 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return in, nil
 	}
+	// optionalInstitution is the index key of --institution, or 0 (every institution) when it is not given.
+	optionalInstitution := func(id string) (int64, error) {
+		if id == "" {
+			return 0, nil
+		}
+		in, err := institution(id)
+		return in.PK, err
+	}
 	ids := identity.New(db)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 
@@ -204,15 +212,11 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return msg(err)
 		}
 		fmt.Fprintf(stdout, "user %s (%s at %s) created\none-time password: %s\n", u.Login, u.Role, in.Name, pw)
-		fmt.Fprintln(stdout, "It must be changed at the first login, where staff also enrol an authenticator app.")
+		fmt.Fprintln(stdout, "It must be changed at the first login, where the user also enrols an authenticator app or a security key.")
 	case "user list":
-		var pk int64
-		if instID != "" {
-			in, err := institution(instID)
-			if err != nil {
-				return err
-			}
-			pk = in.PK
+		pk, err := optionalInstitution(instID)
+		if err != nil {
+			return err
 		}
 		list, err := db.Users(ctx, pk)
 		if err != nil {
@@ -297,13 +301,9 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "token %d (%s) for %s created; it is shown only now:\n%s\n", t.PK, t.Name, in.Name, secret)
 	case "token list":
-		var pk int64
-		if instID != "" {
-			in, err := institution(instID)
-			if err != nil {
-				return err
-			}
-			pk = in.PK
+		pk, err := optionalInstitution(instID)
+		if err != nil {
+			return err
 		}
 		list, err := db.Tokens(ctx, pk)
 		if err != nil {

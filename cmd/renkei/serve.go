@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -46,6 +47,7 @@ type serveConfig struct {
 	DIMSEAcceptAny       bool
 	DIMSEAnyInstitution  string
 	PublicURL            string
+	TrustedProxies       string
 	BreakGlass           time.Duration
 	IdleTimeout          time.Duration
 	SessionMax           time.Duration
@@ -71,6 +73,7 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL users open renkei at, e.g. https://renkei.example.jp (security keys are bound to its host name; default http://localhost:PORT of --http)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (for login limits and the audit trail)")
 	fs.DurationVar(&c.BreakGlass, "break-glass-period", 4*time.Hour, "how long an emergency access (break-glass) to a patient lasts")
 	fs.DurationVar(&c.IdleTimeout, "session-idle", 30*time.Minute, "a login session unused this long ends")
 	fs.DurationVar(&c.SessionMax, "session-max", 12*time.Hour, "a login session ends this long after login, used or not")
@@ -157,6 +160,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	front := web.New(ids, db, dw, logger)
 	front.Version, front.Blobs, front.BreakGlassPeriod = version, blobs, c.BreakGlass
+	for _, p := range strings.Split(c.TrustedProxies, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			p += map[bool]string{true: "/32", false: "/128"}[strings.Contains(p, ".")]
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("--trusted-proxies: %q is not an address or CIDR", p)
+		}
+		front.TrustedProxies = append(front.TrustedProxies, prefix)
+	}
 
 	ln, err := net.Listen("tcp", c.HTTP)
 	if err != nil {
