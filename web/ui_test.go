@@ -8,7 +8,10 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/pquerna/otp/totp"
+
+	"renkei"
 )
 
 // artifacts is where the browser tests leave their screenshots: RENKEI_ARTIFACTS, else test-artifacts/ at the
@@ -103,4 +106,62 @@ func TestWebApp(t *testing.T) {
 		t.Errorf("the language was not remembered for the user: %q %v", got.Lang, err)
 	}
 	step("07-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
+}
+
+// TestViewer opens a hospital's own CT from the study list, waits for the whole stack, scrolls with the keyboard,
+// applies the lung preset and checks that an image is drawn (not a black canvas) and the overlay says where it is.
+func TestViewer(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	token, err := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "ct", Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, ctype := r.stowBody("H9", "Suzuki^Ichiro=鈴木^一郎", 800, 5)
+	if st := r.withToken(token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	u := r.users["tanaka@chuo-hospital"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	step("01-list", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"))
+	step("02-viewer", chromedp.Click("#studies a.view"), chromedp.WaitVisible(`#viewport[data-stack="loaded"]`))
+	slice := func() string {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#viewport').dataset.slice`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := slice()
+	step("03-scroll", chromedp.Focus("#viewport"), chromedp.KeyEvent(kb.ArrowDown))
+	if got := slice(); got == first {
+		t.Errorf("ArrowDown did not move from slice %s", first)
+	}
+	step("04-lung", chromedp.Click(`button[data-preset="lung"]`))
+	wl, _ := chromedp.Run(ctx, chromedp.Text("#wl"))
+	if !strings.Contains(wl, "WL -600") || !strings.Contains(wl, "WW 1500") {
+		t.Errorf("after the lung preset the overlay says %q", wl)
+	}
+	lit, err := chromedp.Run(ctx, chromedp.Evaluate[float64](`(() => {
+		const c = document.querySelector('#viewport'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+		let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 16) n++; return n / (d.length / 4); })()`))
+	if err != nil || lit < 0.05 {
+		t.Errorf("the canvas is (almost) black: %.3f of its pixels lit (%v)", lit, err)
+	}
+	overlay, _ := chromedp.Run(ctx, chromedp.Text("#overlay"))
+	if !strings.Contains(overlay, "H9") || !strings.Contains(overlay, "/ 5") {
+		t.Errorf("the overlay says %q", overlay)
+	}
 }

@@ -1,6 +1,7 @@
 // The renkei web app: one page, hash routes, the JSON API and DICOMweb. Text is set with textContent only (no HTML
 // from data), so a patient name cannot inject markup.
 import { t, date, personName, getLang, setLang } from './i18n.js';
+import { viewer } from './viewer.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -221,7 +222,8 @@ function studyRow(s) {
   else access = [h('span', { class: 'badge' }, t('badge.shared')), ' ',
     h('span', { class: 'muted' }, s.sharedBy ? t('shared.by', { by: s.sharedBy, purpose: t('purpose.' + s.purpose) }) : '',
       s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : '')];
-  const actions = [h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
+  const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
+    h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
   if (s.own && me.user.role !== 'patient') actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')));
   return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
     h('td', {}, date(s.studyDate)),
@@ -417,6 +419,7 @@ async function render() {
     }
     switch (parts[0] || '') {
       case 'patient': return await patientPage(parts[1], parts[2], parts[3]);
+      case 'viewer': return await viewer(app(), parts[1], h, message);
       case 'shares': return await sharesPage();
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();

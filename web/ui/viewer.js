@@ -1,0 +1,192 @@
+// A first, dependency-free image viewer: it reads only standard DICOMweb (QIDO-RS series, WADO-RS metadata, and
+// frames decoded by the server to little-endian native pixels), applies rescale and window/level in the browser, and
+// draws on a canvas. Stack scrolling by wheel, keys and drag; window/level by drag and CT presets; zoom, pan, invert,
+// reset. The full diagnostic viewer (measurements, comparison, cine) comes with the web app issue.
+import { t, date, personName } from './i18n.js';
+
+const dw = '/dicomweb';
+const rawAccept = 'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1';
+
+const presets = { brain: [40, 80], subdural: [75, 215], lung: [-600, 1500], mediastinum: [50, 350], abdomen: [60, 400], bone: [300, 1500] };
+
+function v(obj, tag, i = 0) { const a = obj[tag]; return a && a.Value ? a.Value[i] : undefined; }
+function num(obj, tag, def, i = 0) { const x = v(obj, tag, i); return x === undefined || x === null || x === '' ? def : Number(x); }
+
+async function getJSON(url) {
+  const r = await fetch(url, { headers: { Accept: 'application/dicom+json' } });
+  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
+  return r.status === 204 ? [] : r.json();
+}
+
+// firstPart returns the body of the first part of a multipart/related answer.
+function firstPart(buf, contentType) {
+  const m = /boundary="?([^";]+)"?/.exec(contentType);
+  const bytes = new Uint8Array(buf);
+  if (!m) return bytes;
+  const enc = new TextEncoder();
+  const find = (needle, from) => {
+    outer: for (let i = from; i <= bytes.length - needle.length; i++) {
+      for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+      return i;
+    }
+    return -1;
+  };
+  const start = find(enc.encode('\r\n\r\n'), 0) + 4;
+  const end = find(enc.encode('\r\n--' + m[1]), start);
+  return bytes.subarray(start, end < 0 ? bytes.length : end);
+}
+
+async function frame(study, series, inst) {
+  const r = await fetch(`${dw}/studies/${study}/series/${series}/instances/${inst}/frames/1`, { headers: { Accept: rawAccept } });
+  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
+  return firstPart(await r.arrayBuffer(), r.headers.get('Content-Type') || '');
+}
+
+// pixels turns a frame's bytes into modality values (rescaled) or RGB.
+function pixels(bytes, md) {
+  const n = md.rows * md.cols;
+  if (md.samples === 3) return { rgb: bytes, planar: md.planar === 1 };
+  let src;
+  const b = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  if (md.bits === 16) src = md.signed ? new Int16Array(b, 0, n) : new Uint16Array(b, 0, n);
+  else if (md.bits === 32) src = md.signed ? new Int32Array(b, 0, n) : new Uint32Array(b, 0, n);
+  else src = new Uint8Array(b, 0, n);
+  const out = new Float32Array(n);
+  let lo = Infinity; let hi = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const x = src[i] * md.slope + md.intercept;
+    out[i] = x;
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
+  return { values: out, lo, hi };
+}
+
+export async function viewer(root, study, h, message) {
+  const series = await getJSON(`${dw}/studies/${study}/series`);
+  if (!series.length) throw new Error(t('studies.none'));
+  const canvas = h('canvas', { id: 'viewport', tabindex: 0 });
+  const overlay = h('div', { class: 'overlay', id: 'overlay' });
+  const thumbs = h('div', { class: 'series-list', id: 'series-list' });
+  const tools = h('div', { class: 'tools' });
+  root.replaceChildren(h('div', { class: 'viewer' }, thumbs, h('div', { class: 'stage' }, tools, h('div', { class: 'canvas-wrap' }, canvas, overlay))));
+
+  const state = { slices: [], index: 0, wc: 40, ww: 400, zoom: 1, panX: 0, panY: 0, invert: false, md: null, cache: new Map(), info: {} };
+  const ctx = canvas.getContext('2d');
+
+  function draw() {
+    const s = state.slices[state.index];
+    const px = s && state.cache.get(s.uid);
+    const w = canvas.clientWidth; const hgt = canvas.clientHeight;
+    if (canvas.width !== w || canvas.height !== hgt) { canvas.width = w; canvas.height = hgt; }
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, w, hgt);
+    if (px && !(px instanceof Promise)) {
+      const md = s.md;
+      const img = new ImageData(md.cols, md.rows);
+      const d = img.data;
+      const n = md.rows * md.cols;
+      if (px.values) {
+        const lo = state.wc - state.ww / 2; const scale = 255 / Math.max(1, state.ww);
+        const inv = state.invert !== (md.photometric === 'MONOCHROME1');
+        for (let i = 0, j = 0; i < n; i++, j += 4) {
+          let g = (px.values[i] - lo) * scale;
+          g = g < 0 ? 0 : g > 255 ? 255 : g;
+          if (inv) g = 255 - g;
+          d[j] = d[j + 1] = d[j + 2] = g; d[j + 3] = 255;
+        }
+      } else {
+        for (let i = 0, j = 0; i < n; i++, j += 4) {
+          const [r, g, b] = px.planar ? [px.rgb[i], px.rgb[n + i], px.rgb[2 * n + i]] : [px.rgb[3 * i], px.rgb[3 * i + 1], px.rgb[3 * i + 2]];
+          d[j] = state.invert ? 255 - r : r; d[j + 1] = state.invert ? 255 - g : g; d[j + 2] = state.invert ? 255 - b : b; d[j + 3] = 255;
+        }
+      }
+      const off = new OffscreenCanvas(md.cols, md.rows);
+      off.getContext('2d').putImageData(img, 0, 0);
+      const fit = Math.min(w / md.cols, hgt / md.rows) * state.zoom;
+      ctx.imageSmoothingEnabled = fit < 1;
+      ctx.drawImage(off, (w - md.cols * fit) / 2 + state.panX, (hgt - md.rows * fit) / 2 + state.panY, md.cols * fit, md.rows * fit);
+    }
+    const i = state.info;
+    overlay.replaceChildren(
+      h('div', { class: 'tl' }, personName(i.name), h('br'), `ID ${i.id || ''}`, h('br'), date(i.date)),
+      h('div', { class: 'tr' }, i.series || '', h('br'), `${state.index + 1} / ${state.slices.length}`),
+      h('div', { class: 'bl', id: 'wl' }, `WL ${Math.round(state.wc)} / WW ${Math.round(state.ww)}`),
+      h('div', { class: 'br' }, `×${state.zoom.toFixed(1)}`));
+    canvas.dataset.slice = String(state.index + 1);
+    canvas.dataset.loaded = String(!!(px && !(px instanceof Promise)));
+  }
+
+  function load(k) {
+    const s = state.slices[k];
+    if (!s || state.cache.has(s.uid)) return state.cache.get(s && s.uid);
+    const p = frame(study, s.series, s.uid).then((bytes) => {
+      state.cache.set(s.uid, pixels(bytes, s.md));
+      if (k === state.index) draw();
+    }).catch((e) => { state.cache.delete(s.uid); message(e.message); });
+    state.cache.set(s.uid, p);
+    return p;
+  }
+
+  async function openSeries(se) {
+    const uid = v(se, '0020000E');
+    const meta = await getJSON(`${dw}/studies/${study}/series/${uid}/metadata`);
+    const slices = meta.map((m) => ({
+      uid: v(m, '00080018'), series: uid,
+      order: num(m, '00200032', null, 2) ?? num(m, '00200013', 0),
+      md: { rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits: num(m, '00280100', 16), signed: num(m, '00280103', 0) === 1,
+        slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
+        samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null) },
+    })).filter((s) => s.md.rows > 0);
+    slices.sort((a, b) => a.order - b.order);
+    Object.assign(state, { slices, index: Math.floor(slices.length / 2), cache: new Map(), zoom: 1, panX: 0, panY: 0 });
+    const m0 = meta[0] || {};
+    state.info = { name: (v(m0, '00100010') || {}).Alphabetic ? [v(m0, '00100010').Alphabetic, v(m0, '00100010').Ideographic, v(m0, '00100010').Phonetic].map((x) => x || '').join('=') : '',
+      id: v(m0, '00100020'), date: v(m0, '00080020'), series: v(m0, '0008103E') || v(m0, '00080060') };
+    const md = slices[state.index] && slices[state.index].md;
+    if (md && md.wc !== null && md.ww !== null) { state.wc = md.wc; state.ww = md.ww; }
+    await load(state.index);
+    const px = state.cache.get(slices[state.index].uid);
+    if (md && (md.wc === null || md.ww === null) && px && px.values) { state.ww = Math.max(1, px.hi - px.lo); state.wc = px.lo + state.ww / 2; }
+    draw();
+    // Then the rest of the stack, nearest first, four at a time.
+    const order = slices.map((_, k) => k).sort((a, b) => Math.abs(a - state.index) - Math.abs(b - state.index));
+    const next = async () => { while (order.length) { await load(order.shift()); } };
+    await Promise.all([next(), next(), next(), next()]);
+    canvas.dataset.stack = 'loaded';
+  }
+
+  for (const se of series) {
+    const b = h('button', { class: 'secondary series', onclick: () => openSeries(se).catch((e) => message(e.message)) },
+      `${v(se, '00080060') || ''} ${v(se, '0008103E') || ''}`.trim() || '—', h('div', { class: 'muted' }, `${v(se, '00201209') || ''}`));
+    thumbs.append(b);
+  }
+  const go = (d) => { state.index = Math.max(0, Math.min(state.slices.length - 1, state.index + d)); load(state.index); draw(); };
+  for (const [name, [c, w]] of Object.entries(presets)) {
+    tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
+  }
+  tools.append(h('button', { class: 'secondary', id: 'invert', onclick: () => { state.invert = !state.invert; draw(); } }, t('viewer.invert')),
+    h('button', { class: 'secondary', onclick: () => { state.zoom *= 1.25; draw(); } }, '＋'),
+    h('button', { class: 'secondary', onclick: () => { state.zoom /= 1.25; draw(); } }, '－'),
+    h('button', { class: 'secondary', id: 'reset', onclick: () => { Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false }); draw(); } }, t('viewer.reset')));
+
+  canvas.addEventListener('wheel', (e) => { e.preventDefault(); go(e.deltaY > 0 ? 1 : -1); }, { passive: false });
+  canvas.addEventListener('keydown', (e) => {
+    if (e.key === 'ArrowDown' || e.key === 'ArrowRight' || e.key === 'PageDown') { go(1); e.preventDefault(); }
+    if (e.key === 'ArrowUp' || e.key === 'ArrowLeft' || e.key === 'PageUp') { go(-1); e.preventDefault(); }
+  });
+  let drag = null;
+  canvas.addEventListener('pointerdown', (e) => { canvas.setPointerCapture(e.pointerId); canvas.focus(); drag = { x: e.clientX, y: e.clientY, mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey ? 'stack' : 'wl' }; });
+  canvas.addEventListener('pointermove', (e) => {
+    if (!drag) return;
+    const dx = e.clientX - drag.x; const dy = e.clientY - drag.y;
+    if (drag.mode === 'wl') { state.ww = Math.max(1, state.ww + dx * Math.max(1, state.ww / 200)); state.wc += dy * Math.max(1, state.ww / 400); draw(); }
+    if (drag.mode === 'pan') { state.panX += dx; state.panY += dy; draw(); }
+    if (drag.mode === 'stack' && Math.abs(dy) > 4) { go(dy > 0 ? 1 : -1); }
+    drag.x = e.clientX; drag.y = e.clientY;
+  });
+  canvas.addEventListener('pointerup', () => { drag = null; });
+  canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+  window.addEventListener('resize', draw);
+  await openSeries(series[0]);
+}
