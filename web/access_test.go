@@ -1,7 +1,9 @@
 package web_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -256,5 +258,12 @@ func TestReadOnlyToken(t *testing.T) {
 		"Content-Type", `multipart/related; type="application/dicom"; boundary=b`)
 	if st != 403 && st != 409 {
 		t.Errorf("a read-only token stored: %d %s", st, c.body)
+	}
+	body, _ := r.stowBody("RO1", "Read^Only", 901, 1)
+	raw, _ := io.ReadAll(body)
+	i := bytes.Index(raw, []byte("\r\n\r\n"))
+	part := raw[i+4 : bytes.LastIndex(raw, []byte("\r\n--"))]
+	if st := c.do("POST", "/api/upload?name=x.dcm", bytes.NewReader(part), "Content-Type", "application/dicom"); st != 403 {
+		t.Errorf("a read-only token uploaded: %d %s", st, c.body)
 	}
 }

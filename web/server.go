@@ -115,6 +115,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /{$}", s.app)
 	s.handle("GET /ui/{file...}", s.assets)
 	s.handle("GET /api/studies", s.listStudies)
+	s.handle("POST /api/upload", s.upload)
 	s.handle("POST /api/me/lang", s.setLanguage)
 
 	s.handle("POST /api/login", s.login)

@@ -1,17 +1,22 @@
 package web_test
 
 import (
+	"archive/zip"
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/pquerna/otp/totp"
 
 	"renkei"
+	"renkei/internal/dicomtest"
 )
 
 // artifacts is where the browser tests leave their screenshots: RENKEI_ARTIFACTS, else test-artifacts/ at the
@@ -163,5 +168,125 @@ func TestViewer(t *testing.T) {
 	overlay, _ := chromedp.Run(ctx, chromedp.Text("#overlay"))
 	if !strings.Contains(overlay, "H9") || !strings.Contains(overlay, "/ 5") {
 		t.Errorf("the overlay says %q", overlay)
+	}
+}
+
+// cdrom writes a folder laid out like a referral CD-ROM: a DICOMDIR made by dcmtk's dcmgpdir over three CT images,
+// a fourth image the DICOMDIR does not list (still to be found), and the viewer program's files that are no images.
+func cdrom(t *testing.T, dir string) []string {
+	t.Helper()
+	if _, err := exec.LookPath("dcmgpdir"); err != nil {
+		t.Skip("dcmgpdir is missing: scripts/setup installs dcmtk")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "DICOM"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for i := 1; i <= 4; i++ {
+		p := filepath.Join(dir, "DICOM", fmt.Sprintf("IM%06d", i))
+		if err := dicomtest.CT(p, dicomtest.CTOptions{PatientID: "CD01", PatientName: "Yamada^Hanako=山田^花子=ヤマダ^ハナコ", Rows: 16, Cols: 16,
+			InstanceNumber: i, Seed: 900}); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	cmd := exec.Command("dcmgpdir", "+I", "+id", dir, paths[0][len(dir)+1:], paths[1][len(dir)+1:], paths[2][len(dir)+1:])
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dcmgpdir: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(dir, "AUTORUN.INF"), []byte("[autorun]\nopen=VIEWER.EXE\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "README.TXT"), []byte("Viewer for Windows\n"), 0o644)
+	return append(paths, filepath.Join(dir, "DICOMDIR"), filepath.Join(dir, "AUTORUN.INF"), filepath.Join(dir, "README.TXT"))
+}
+
+// hostileZip writes a zip with one good image and the entries a safe import must refuse.
+func hostileZip(t *testing.T, path string, good []byte) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	add := func(h *zip.FileHeader, body []byte) {
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(body)
+	}
+	add(&zip.FileHeader{Name: "study/IM0001.dcm", Method: zip.Deflate}, good)
+	add(&zip.FileHeader{Name: "../../etc/evil.dcm", Method: zip.Deflate}, good)
+	link := &zip.FileHeader{Name: "link.dcm", Method: zip.Store}
+	link.SetMode(os.ModeSymlink | 0o777)
+	add(link, []byte("/etc/passwd"))
+	add(&zip.FileHeader{Name: "bomb.dcm", Method: zip.Deflate}, make([]byte, 50<<20)) // 50 MB of zeros: ~50 KB deflated
+	add(&zip.FileHeader{Name: "notes.txt", Method: zip.Deflate}, []byte("紹介状は別送します"))
+	add(&zip.FileHeader{Name: "cut.dcm", Method: zip.Deflate}, good[:600])
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
+// TestUpload imports a CD-ROM folder and a zip through the web app, as a clinic's clerk would: a progress bar, and
+// per file what was stored, what was already there and what was refused and why; nothing refused is stored.
+func TestUpload(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	cd := cdrom(t, filepath.Join(r.dir, "CDROM")) // chosen as a folder, as a clerk chooses the CD drive
+	good, _ := os.ReadFile(cd[0])
+	zipPath := filepath.Join(r.dir, "referral.zip")
+	hostileZip(t, zipPath, good)
+	u := r.users["kato@kita-clinic"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	step("01-login", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
+	r.clock.advance(30 * time.Second) // the browser used this step's code; the test's own logins need the next
+	step("02-folder", chromedp.Navigate(r.srv.URL+"/#/upload"), chromedp.WaitReady("#upload-folder"),
+		chromedp.SetUploadFiles("#upload-folder", []string{filepath.Join(r.dir, "CDROM")}), chromedp.WaitReady(`#app[data-finished="true"]`))
+	results, _ := chromedp.Run(ctx, chromedp.Text("#upload-results tbody"))
+	summary, _ := chromedp.Run(ctx, chromedp.Text("#upload-summary"))
+	if !strings.Contains(summary, "保存 4件") || !strings.Contains(summary, "取り込めず 3件") {
+		t.Errorf("the CD-ROM import: %q\n%s", summary, results)
+	}
+	for _, want := range []string{"CDの目次ファイル", "DICOM画像ではありません"} {
+		if !strings.Contains(results, want) {
+			t.Errorf("the results do not say %q:\n%s", want, results)
+		}
+	}
+	var list []map[string]any
+	r.as("kato@kita-clinic").getJSON("/api/studies?patientId=CD01", &list)
+	if len(list) != 1 || int(list[0]["numberOfInstances"].(float64)) != 4 {
+		t.Errorf("after the CD-ROM import the clinic has %v", list)
+	}
+
+	// The zip: the good image was already stored (from the CD), the rest refused for its own reason.
+	step("03-zip", chromedp.Navigate(r.srv.URL+"/#/studies"), chromedp.Navigate(r.srv.URL+"/#/upload"), chromedp.WaitReady("#upload-files"),
+		chromedp.SetUploadFiles("#upload-files", []string{zipPath}), chromedp.WaitReady(`#app[data-finished="true"]`))
+	results, _ = chromedp.Run(ctx, chromedp.Text("#upload-results tbody"))
+	for _, want := range []string{"すでに保存されています", "zipの中の場所が不正です", "zipの中のリンクは開きません", "異常に大きくなるzip",
+		"DICOM画像ではありません", "途中で切れています"} {
+		if !strings.Contains(results, want) {
+			t.Errorf("the zip results do not say %q:\n%s", want, results)
+		}
+	}
+	if strings.Contains(results, "保存しました") {
+		t.Errorf("something of the hostile zip was stored:\n%s", results)
+	}
+	r.as("kato@kita-clinic").getJSON("/api/studies?patientId=CD01", &list)
+	if len(list) != 1 || int(list[0]["numberOfInstances"].(float64)) != 4 {
+		t.Errorf("after the zip the clinic has %v", list)
 	}
 }

@@ -2,6 +2,7 @@
 // from data), so a patient name cannot inject markup.
 import { t, date, personName, getLang, setLang } from './i18n.js';
 import { viewer } from './viewer.js';
+import { uploadPage } from './upload.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -79,7 +80,7 @@ function header() {
   if (me && me.next === 'done') {
     const links = me.user.role === 'patient'
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
-      : [['#/studies', 'nav.studies'], ['#/shares', 'nav.shares']];
+      : [['#/studies', 'nav.studies'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
     for (const [href, key, cls] of links) {
@@ -420,6 +421,7 @@ async function render() {
     switch (parts[0] || '') {
       case 'patient': return await patientPage(parts[1], parts[2], parts[3]);
       case 'viewer': return await viewer(app(), parts[1], h, message);
+      case 'upload': return uploadPage(app(), h, () => csrf);
       case 'shares': return await sharesPage();
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();
