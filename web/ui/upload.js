@@ -124,12 +124,14 @@ export function uploadPage(root, h, csrf) {
   const summary = h('p', { id: 'upload-summary', class: 'muted' });
   const tbody = h('tbody');
   const table = h('table', { id: 'upload-results' }, h('thead', {}, h('tr', {}, h('th', {}, t('upload.file')), h('th', {}, t('upload.progress')), h('th', {}, t('upload.result')))), tbody);
+  delete root.dataset.finished;
   root.replaceChildren(h('h1', {}, t('upload.title')), h('p', {}, t('upload.intro')),
     h('div', { class: 'card' }, drop, h('div', { class: 'actions' }, h('label', { class: 'button', for: 'upload-folder' }, t('upload.folder')), folder,
       h('label', { class: 'button secondary', for: 'upload-files' }, t('upload.files')), files)),
     overall, summary, table);
 
   async function start(list) {
+    delete root.dataset.finished;
     const refused = [];
     const items = [];
     for (const { file, path } of list) {
