@@ -3,6 +3,7 @@
 //	renkei serve    the platform: DICOMweb and DIMSE over one data folder
 //	renkei admin    institutions, users, API tokens, AE titles, audit verification
 //	renkei dicom    a DICOM client (SCU): echo, send, find, get
+//	renkei import   imports files, folders (CD-ROMs) and zips into a server
 //	renkei version  prints the version
 //
 // main only wires: flags and RENKEI_* environment variables → configuration → construction → run.
@@ -44,6 +45,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = admin(ctx, args[1:], stdout, stderr)
 	case "dicom":
 		err = dicomCmd(ctx, args[1:], stdout, stderr)
+	case "import":
+		err = importCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "renkei", version)
 	case "help", "-h", "--help":
@@ -70,6 +73,7 @@ Usage:
   renkei serve [flags]   run the platform (see renkei serve --help)
   renkei admin ...       institutions, users, API tokens, AE titles, audit verification (see renkei admin)
   renkei dicom ...       DICOM client: echo, send, find, get (see renkei dicom)
+  renkei import PATH...  import files, folders (a CD-ROM) and zips into a server (see renkei import --help)
   renkei version         print the version
 `)
 }
