@@ -295,7 +295,7 @@ func TestUpload(t *testing.T) {
 // wait on for a load event that never comes).
 func hashRoute(hash string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		_, err := chromedp.Evaluate[any](`location.hash = ` + quote(hash))(ctx, t)
+		_, err := chromedp.Evaluate[any](`location.hash = `+quote(hash))(ctx, t)
 		return chromedp.Void{}, err
 	}
 }

@@ -316,7 +316,9 @@ func addZip(path string, local *[]importResult, items *[]importItem) {
 	var total uint64
 	for _, f := range zr.File {
 		name := path + "/" + f.Name
-		refuse := func(reason string) { *local = append(*local, importResult{File: name, Outcome: "refused", Reason: reason}) }
+		refuse := func(reason string) {
+			*local = append(*local, importResult{File: name, Outcome: "refused", Reason: reason})
+		}
 		switch {
 		case f.FileInfo().IsDir():
 			continue
