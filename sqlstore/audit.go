@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -49,11 +50,11 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 	}
 	var seq int64
 	var prev []byte
-	head, err := db.txStmt(ctx, tx, `SELECT seq, hash FROM audit_head WHERE one = 1`)
+	head, err := db.txStmt(ctx, tx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
 	if err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
-	if err := head.QueryRowContext(ctx).Scan(&seq, &prev); err != nil {
+	if err := head.QueryRowContext(ctx).Scan(&seq, &prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("audit head: %w", err)
 	}
 	if prev == nil {
@@ -85,13 +86,6 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 			return fmt.Errorf("audit append: %w", err)
 		}
 		prev = e.Hash
-	}
-	upd, err := db.txStmt(ctx, tx, `UPDATE audit_head SET seq = ?, hash = ? WHERE one = 1`)
-	if err != nil {
-		return fmt.Errorf("audit head: %w", err)
-	}
-	if _, err := upd.ExecContext(ctx, seq, prev); err != nil {
-		return fmt.Errorf("audit head: %w", err)
 	}
 	if db.AuditKey != nil && seq/auditCheckpointEvery > start/auditCheckpointEvery {
 		return db.checkpoint(ctx, tx, seq, prev)
@@ -129,11 +123,12 @@ func (db *DB) CheckpointAudit(ctx context.Context) error {
 	defer tx.Rollback()
 	var seq int64
 	var hash []byte
-	if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&seq, &hash); err != nil {
-		return queryErr(err)
-	}
-	if seq == 0 {
+	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil
+	}
+	if err != nil {
+		return queryErr(err)
 	}
 	if err := db.checkpoint(ctx, tx, seq, hash); err != nil {
 		return queryErr(err)
@@ -271,14 +266,6 @@ func (db *DB) VerifyAudit(ctx context.Context, keys map[string]ed25519.PublicKey
 		if seq > rep.LastSeq {
 			add(seq, "events %d to %d were removed (a signed checkpoint names event %d)", rep.LastSeq+1, seq, seq)
 		}
-	}
-	var headSeq int64
-	var headHash []byte
-	if err := db.queryRowContext(ctx, `SELECT seq, hash FROM audit_head WHERE one = 1`).Scan(&headSeq, &headHash); err != nil {
-		return nil, queryErr(err)
-	}
-	if headSeq != rep.LastSeq || !bytes.Equal(headHash, prev) {
-		add(headSeq, "the chain's head names event %d but the chain ends at event %d", headSeq, rep.LastSeq)
 	}
 	// The earliest problem first: it is where the tampering starts.
 	slices.SortStableFunc(rep.Problems, func(a, b AuditProblem) int { return cmp.Compare(a.Seq, b.Seq) })

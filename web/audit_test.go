@@ -90,7 +90,7 @@ func TestAuditTamper(t *testing.T) {
 		{"inserted", `UPDATE audit_events SET seq = seq + 1000000 WHERE seq >= 5; UPDATE audit_events SET seq = seq - 999999 WHERE seq >= 1000000;
 			INSERT INTO audit_events SELECT 5, at, 'ghost', actor_kind, actor_id, institution_pk, role, action, outcome, purpose, source,
 			data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash FROM audit_events WHERE seq = 4`, 5, "changed"},
-		{"tail removed", `DELETE FROM audit_events WHERE seq > 3; UPDATE audit_head SET seq = 3, hash = (SELECT hash FROM audit_events WHERE seq = 3)`, 0, "removed"},
+		{"tail removed", `DELETE FROM audit_events WHERE seq > 3`, 0, "removed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newRegion(t)
