@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"renkei/blob"
 	"renkei/codec"
 	"renkei/dicom"
+	"renkei/render"
 )
 
 // Object is an opened stored instance: its index record, its bytes and its parsed header.
@@ -439,4 +441,131 @@ func (o *Object) BulkData(path string) (value []byte, frames int, err error) {
 	}
 	v, err := o.value(e)
 	return v, 0, err
+}
+
+// Rendered renders frame n (1-based) for a screen: decoded, normalised (interleaved, sign-extended, masked to
+// BitsStored), with the header's rescale, windows and palette (see package render).
+func (o *Object) Rendered(n int, opt render.Options) (image.Image, error) {
+	px, photometric, err := o.DecodedFrame(n)
+	if err != nil {
+		return nil, err
+	}
+	img := o.image()
+	ds := o.File.DataSet
+	f := render.Frame{Rows: img.Rows, Columns: img.Columns, SamplesPerPixel: img.SamplesPerPixel, BitsAllocated: img.BitsAllocated,
+		BitsStored: img.BitsStored, Signed: img.PixelRepresentation == 1, Photometric: photometric, Pixels: px,
+		Slope: firstFloat(ds, dicom.NewTag(0x0028, 0x1053)), Intercept: firstFloat(ds, dicom.NewTag(0x0028, 0x1052)),
+		WindowCenter: floats(ds, dicom.NewTag(0x0028, 0x1050)), WindowWidth: floats(ds, dicom.NewTag(0x0028, 0x1051))}
+	if !o.Encapsulated() {
+		f.Pixels = nativeToDecoded(px, img)
+	}
+	if photometric == "PALETTE COLOR" {
+		if f.Palette, err = o.palette(); err != nil {
+			return nil, err
+		}
+	}
+	out, err := render.Image(f, opt)
+	if err != nil {
+		kind := renkei.Internal
+		if errors.Is(err, render.ErrUnsupported) {
+			kind = renkei.Invalid
+		}
+		return nil, &renkei.Error{Op: "archive.Rendered", Kind: kind, Message: "this image cannot be rendered", Err: err}
+	}
+	return out, nil
+}
+
+// nativeToDecoded gives uncompressed pixels the form decoders produce: samples interleaved, signed samples
+// sign-extended from BitsStored, unsigned ones masked to it (bits above may hold overlays).
+func nativeToDecoded(px []byte, img codec.Image) []byte {
+	n := img.Rows * img.Columns
+	bytesPer := img.BitsAllocated / 8
+	out := px
+	if img.SamplesPerPixel == 3 && img.PlanarConfiguration == 1 && len(px) >= 3*n*bytesPer {
+		out = make([]byte, 3*n*bytesPer)
+		for i := 0; i < n; i++ {
+			for s := 0; s < 3; s++ {
+				copy(out[(3*i+s)*bytesPer:(3*i+s+1)*bytesPer], px[(s*n+i)*bytesPer:(s*n+i+1)*bytesPer])
+			}
+		}
+	}
+	if bytesPer != 2 || img.BitsStored <= 0 || img.BitsStored >= 16 || len(out) < 2 {
+		return out
+	}
+	if len(out) == len(px) && &out[0] == &px[0] {
+		out = append([]byte(nil), px...) // px may be the cached header's own bytes
+	}
+	shift := 16 - img.BitsStored
+	mask := uint16(1)<<img.BitsStored - 1
+	for i := 0; i+1 < len(out); i += 2 {
+		v := binary.LittleEndian.Uint16(out[i:])
+		if img.PixelRepresentation == 1 {
+			v = uint16(int16(v<<shift) >> shift)
+		} else {
+			v &= mask
+		}
+		binary.LittleEndian.PutUint16(out[i:], v)
+	}
+	return out
+}
+
+// palette reads the PALETTE COLOR lookup tables (PS3.3 C.7.6.3.1.5).
+func (o *Object) palette() (*render.Palette, error) {
+	ds := o.File.DataSet
+	desc := func(t dicom.Tag) []int {
+		e := ds.Get(t)
+		if e == nil || len(e.Value) < 6 {
+			return nil
+		}
+		v := []int{int(binary.LittleEndian.Uint16(e.Value)), int(binary.LittleEndian.Uint16(e.Value[2:])), int(binary.LittleEndian.Uint16(e.Value[4:]))}
+		if e.VR == "SS" {
+			v[1] = int(int16(v[1]))
+		}
+		return v
+	}
+	d := desc(dicom.NewTag(0x0028, 0x1101))
+	if d == nil {
+		return nil, renkei.Errorf("archive.Rendered", renkei.Invalid, "a PALETTE COLOR image without its palette descriptor")
+	}
+	p := &render.Palette{First: d[1], Bits: d[2]}
+	for i, dst := range []*[]uint16{&p.R, &p.G, &p.B} {
+		e := ds.Get(dicom.NewTag(0x0028, uint16(0x1201+i)))
+		if e == nil {
+			return nil, renkei.Errorf("archive.Rendered", renkei.Invalid, "a PALETTE COLOR image without its lookup table data (segmented palettes are not rendered yet)")
+		}
+		b, err := o.value(e)
+		if err != nil {
+			return nil, err
+		}
+		if p.Bits == 8 && len(b) == d[0] || d[0] == 0 && len(b) == 65536 {
+			// 8-bit entries packed one per byte (some writers do this despite the standard's 16-bit words).
+			*dst = make([]uint16, len(b))
+			for j := range b {
+				(*dst)[j] = uint16(b[j])
+			}
+			continue
+		}
+		*dst = make([]uint16, len(b)/2)
+		for j := range *dst {
+			(*dst)[j] = binary.LittleEndian.Uint16(b[2*j:])
+		}
+	}
+	return p, nil
+}
+
+func floats(ds *dicom.DataSet, t dicom.Tag) []float64 {
+	var out []float64
+	for _, s := range ds.Strings(t) {
+		if v, err := strconv.ParseFloat(strings.TrimSpace(s), 64); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func firstFloat(ds *dicom.DataSet, t dicom.Tag) float64 {
+	if v := floats(ds, t); len(v) > 0 {
+		return v[0]
+	}
+	return 0
 }

@@ -58,6 +58,12 @@ func New(a *archive.Service, logger *slog.Logger, prefix string) *Handler {
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", reading(h.frames))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", reading(h.bulkdata))
 	m.HandleFunc("GET "+p+"/wado", reading(h.wadoURI))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/rendered", reading(h.rendered))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered", reading(h.rendered))
+	// A thumbnail is part of listing a study (recorded as the query that showed it), not a look at its images.
+	m.HandleFunc("GET "+p+"/studies/{study}/thumbnail", h.thumbnail)
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/thumbnail", h.thumbnail)
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/thumbnail", h.thumbnail)
 
 	m.HandleFunc("DELETE "+p+"/studies/{study}", h.delete)
 	m.HandleFunc("DELETE "+p+"/studies/{study}/series/{series}", h.delete)

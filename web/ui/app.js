@@ -227,7 +227,9 @@ function studyRow(s) {
     h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
   if (s.own && me.user.role !== 'patient') actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')));
   return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
-    h('td', {}, date(s.studyDate)),
+    h('td', {}, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
+      h('img', { class: 'thumb', loading: 'lazy', alt: '', src: `/dicomweb/studies/${encodeURIComponent(s.studyInstanceUID)}/thumbnail?viewport=96,96` })),
+      h('div', {}, date(s.studyDate))),
     h('td', {}, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`, s.patientBirthDate ? ` ・ ${date(s.patientBirthDate)}` : '', sex ? ` ・ ${sex}` : '')),
     h('td', {}, s.studyDescription || ''),
     h('td', {}, (s.modalities || []).join(', ')),

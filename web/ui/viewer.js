@@ -158,7 +158,8 @@ export async function viewer(root, study, h, message) {
 
   for (const se of series) {
     const b = h('button', { class: 'secondary series', onclick: () => openSeries(se).catch((e) => message(e.message)) },
-      `${v(se, '00080060') || ''} ${v(se, '0008103E') || ''}`.trim() || '—', h('div', { class: 'muted' }, `${v(se, '00201209') || ''}`));
+      h('img', { class: 'thumb', alt: '', src: `${dw}/studies/${study}/series/${v(se, '0020000E')}/thumbnail?viewport=96,96` }),
+      h('div', {}, `${v(se, '00080060') || ''} ${v(se, '0008103E') || ''}`.trim() || '—'), h('div', { class: 'muted' }, `${v(se, '00201209') || ''}`));
     thumbs.append(b);
   }
   const go = (d) => { state.index = Math.max(0, Math.min(state.slices.length - 1, state.index + d)); load(state.index); draw(); };
