@@ -195,4 +195,3 @@ func scale(m image.Image, vp image.Point) image.Image {
 	draw.CatmullRom.Scale(dst, dst.Bounds(), m, b, draw.Src, nil)
 	return dst
 }
-
