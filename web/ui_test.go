@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/pquerna/otp/totp"
@@ -168,6 +169,45 @@ func TestViewer(t *testing.T) {
 	overlay, _ := chromedp.Run(ctx, chromedp.Text("#overlay"))
 	if !strings.Contains(overlay, "H9") || !strings.Contains(overlay, "/ 5") {
 		t.Errorf("the overlay says %q", overlay)
+	}
+
+	// A known distance: 10 pixels across at PixelSpacing 0.7 mm is 7.0 mm.
+	step("05-length", chromedp.Click(`button[data-tool="length"]`))
+	dragImage(ctx, t, [2]float64{2.5, 3.5}, [2]float64{12.5, 3.5})
+	// An ellipse inside the body: its mean is in HU (the CT's rescale applied) and its area in mm².
+	step("06-roi", chromedp.Click(`button[data-tool="roi"]`))
+	dragImage(ctx, t, [2]float64{5, 5}, [2]float64{11, 11})
+	screenshot(ctx, t, out, "07-measured")
+	m, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#viewport').dataset.measurements`))
+	if err != nil || !strings.Contains(m, `"7.0 mm"`) || !strings.Contains(m, "HU SD") || !strings.Contains(m, "mm²") {
+		t.Errorf("measurements %s (%v), want a 7.0 mm length and an ROI in HU", m, err)
+	}
+}
+
+// dragImage drags the mouse on the viewer's canvas between two points given in image pixels, as a hand would.
+func dragImage(ctx context.Context, t *testing.T, from, to [2]float64) {
+	t.Helper()
+	at := func(p [2]float64) (float64, float64) {
+		xy, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](fmt.Sprintf(`(() => { const c = document.querySelector('#viewport');
+			const v = JSON.parse(c.dataset.view); const r = c.getBoundingClientRect();
+			return [r.left + v.ox + %f * v.scale, r.top + v.oy + %f * v.scale]; })()`, p[0], p[1])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return xy[0], xy[1]
+	}
+	x1, y1 := at(from)
+	x2, y2 := at(to)
+	for _, ev := range []input.DispatchMouseEventParams{
+		{Type: input.DispatchMouseEventTypeMouseMoved, X: x1, Y: y1},
+		{Type: input.DispatchMouseEventTypeMousePressed, X: x1, Y: y1, Button: input.MouseButtonLeft, Buttons: 1, ClickCount: 1},
+		{Type: input.DispatchMouseEventTypeMouseMoved, X: (x1 + x2) / 2, Y: (y1 + y2) / 2, Button: input.MouseButtonLeft, Buttons: 1},
+		{Type: input.DispatchMouseEventTypeMouseMoved, X: x2, Y: y2, Button: input.MouseButtonLeft, Buttons: 1},
+		{Type: input.DispatchMouseEventTypeMouseReleased, X: x2, Y: y2, Button: input.MouseButtonLeft, ClickCount: 1},
+	} {
+		if _, err := devtools(ctx, input.DispatchMouseEvent, ev); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -71,8 +71,77 @@ export async function viewer(root, study, h, message) {
   const tools = h('div', { class: 'tools' });
   root.replaceChildren(h('div', { class: 'viewer' }, thumbs, h('div', { class: 'stage' }, tools, h('div', { class: 'canvas-wrap' }, canvas, overlay))));
 
-  const state = { slices: [], index: 0, wc: 40, ww: 400, zoom: 1, panX: 0, panY: 0, invert: false, md: null, cache: new Map(), info: {} };
+  const state = { slices: [], index: 0, wc: 40, ww: 400, zoom: 1, panX: 0, panY: 0, invert: false, md: null, cache: new Map(), info: {},
+    tool: 'wl', marks: new Map(), pending: null, view: null };
   const ctx = canvas.getContext('2d');
+
+  // Image coordinates (pixel centres at .5) of a pointer position on the canvas.
+  function toImage(e) {
+    const r = canvas.getBoundingClientRect();
+    const v = state.view || { ox: 0, oy: 0, scale: 1 };
+    return { x: (e.clientX - r.left - v.ox) / v.scale, y: (e.clientY - r.top - v.oy) / v.scale };
+  }
+  function toCanvas(p) { const v = state.view; return [v.ox + p.x * v.scale, v.oy + p.y * v.scale]; }
+
+  // spacing says how big a pixel is and by what: PixelSpacing (the patient), else ImagerPixelSpacing (measured at
+  // the detector, PS3.3 10.7.1.3), else nothing (pixels). It is always shown with the figure.
+  function spacing(md) {
+    if (md.pixelSpacing) return { row: md.pixelSpacing[0], col: md.pixelSpacing[1], unit: 'mm', note: '' };
+    if (md.imagerSpacing) return { row: md.imagerSpacing[0], col: md.imagerSpacing[1], unit: 'mm', note: t('measure.detector') };
+    return { row: 1, col: 1, unit: 'px', note: t('measure.pixels') };
+  }
+
+  function measure(m, md, px) {
+    const sp = spacing(md);
+    if (m.kind === 'length') {
+      const d = Math.hypot((m.b.x - m.a.x) * sp.col, (m.b.y - m.a.y) * sp.row);
+      return `${d.toFixed(sp.unit === 'mm' ? 1 : 0)} ${sp.unit}${sp.note ? ' ' + sp.note : ''}`;
+    }
+    if (m.kind === 'angle' && m.c) {
+      const a1 = Math.atan2((m.a.y - m.b.y) * sp.row, (m.a.x - m.b.x) * sp.col);
+      const a2 = Math.atan2((m.c.y - m.b.y) * sp.row, (m.c.x - m.b.x) * sp.col);
+      let deg = Math.abs(a1 - a2) * 180 / Math.PI;
+      if (deg > 180) deg = 360 - deg;
+      return `${deg.toFixed(1)}°`;
+    }
+    if (m.kind === 'roi' && px && px.values) {
+      const cx = (m.a.x + m.b.x) / 2; const cy = (m.a.y + m.b.y) / 2; const rx = Math.abs(m.b.x - m.a.x) / 2; const ry = Math.abs(m.b.y - m.a.y) / 2;
+      let n = 0; let sum = 0; let sq = 0;
+      for (let y = Math.floor(cy - ry); y <= Math.ceil(cy + ry); y++) {
+        for (let x = Math.floor(cx - rx); x <= Math.ceil(cx + rx); x++) {
+          if (x < 0 || y < 0 || x >= md.cols || y >= md.rows || rx === 0 || ry === 0) continue;
+          const dx = (x + 0.5 - cx) / rx; const dy = (y + 0.5 - cy) / ry;
+          if (dx * dx + dy * dy > 1) continue;
+          const val = px.values[y * md.cols + x];
+          n++; sum += val; sq += val * val;
+        }
+      }
+      if (!n) return '';
+      const mean = sum / n; const sd = Math.sqrt(Math.max(0, sq / n - mean * mean));
+      const unit = md.modality === 'CT' ? ' HU' : '';
+      const area = Math.PI * rx * ry * sp.row * sp.col;
+      return `${t('measure.mean')} ${mean.toFixed(1)}${unit} SD ${sd.toFixed(1)} (${area.toFixed(1)} ${sp.unit}²${sp.note ? ' ' + sp.note : ''})`;
+    }
+    return '';
+  }
+
+  function drawMarks(s, px) {
+    const marks = (state.marks.get(s.uid) || []).concat(state.pending && state.pending.uid === s.uid ? [state.pending] : []);
+    ctx.save();
+    ctx.strokeStyle = '#ffd400'; ctx.fillStyle = '#ffd400'; ctx.lineWidth = 2; ctx.font = '16px sans-serif';
+    const results = [];
+    for (const m of marks) {
+      const [ax, ay] = toCanvas(m.a); const [bx, by] = toCanvas(m.b);
+      ctx.beginPath();
+      if (m.kind === 'roi') ctx.ellipse((ax + bx) / 2, (ay + by) / 2, Math.abs(bx - ax) / 2, Math.abs(by - ay) / 2, 0, 0, 2 * Math.PI);
+      else { ctx.moveTo(ax, ay); ctx.lineTo(bx, by); if (m.c) { const [cx, cy] = toCanvas(m.c); ctx.lineTo(cx, cy); } }
+      ctx.stroke();
+      const label = measure(m, s.md, px);
+      if (label) { ctx.fillText(label, Math.max(ax, bx) + 6, Math.min(ay, by) - 6); results.push(label); }
+    }
+    ctx.restore();
+    canvas.dataset.measurements = JSON.stringify(results);
+  }
 
   function draw() {
     const s = state.slices[state.index];
@@ -105,7 +174,11 @@ export async function viewer(root, study, h, message) {
       off.getContext('2d').putImageData(img, 0, 0);
       const fit = Math.min(w / md.cols, hgt / md.rows) * state.zoom;
       ctx.imageSmoothingEnabled = fit < 1;
-      ctx.drawImage(off, (w - md.cols * fit) / 2 + state.panX, (hgt - md.rows * fit) / 2 + state.panY, md.cols * fit, md.rows * fit);
+      const ox = (w - md.cols * fit) / 2 + state.panX; const oy = (hgt - md.rows * fit) / 2 + state.panY;
+      ctx.drawImage(off, ox, oy, md.cols * fit, md.rows * fit);
+      state.view = { ox, oy, scale: fit };
+      canvas.dataset.view = JSON.stringify(state.view);
+      drawMarks(s, px);
     }
     const i = state.info;
     overlay.replaceChildren(
@@ -136,7 +209,10 @@ export async function viewer(root, study, h, message) {
       order: num(m, '00200032', null, 2) ?? num(m, '00200013', 0),
       md: { rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits: num(m, '00280100', 16), signed: num(m, '00280103', 0) === 1,
         slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
-        samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null) },
+        samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null),
+        pixelSpacing: v(m, '00280030') !== undefined ? [num(m, '00280030', 1, 0), num(m, '00280030', 1, 1)] : null,
+        imagerSpacing: v(m, '00181164') !== undefined ? [num(m, '00181164', 1, 0), num(m, '00181164', 1, 1)] : null,
+        modality: v(m, '00080060') || '' },
     })).filter((s) => s.md.rows > 0);
     slices.sort((a, b) => a.order - b.order);
     Object.assign(state, { slices, index: Math.floor(slices.length / 2), cache: new Map(), zoom: 1, panX: 0, panY: 0 });
@@ -166,6 +242,17 @@ export async function viewer(root, study, h, message) {
   for (const [name, [c, w]] of Object.entries(presets)) {
     tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
   }
+  const toolButtons = [];
+  for (const tool of ['wl', 'length', 'angle', 'roi']) {
+    const b = h('button', { class: tool === 'wl' ? 'tool' : 'secondary tool', 'data-tool': tool, onclick: () => {
+      state.tool = tool; state.pending = null;
+      toolButtons.forEach((x) => { x.className = x.dataset.tool === tool ? 'tool' : 'secondary tool'; });
+      draw();
+    } }, t('tool.' + tool));
+    toolButtons.push(b);
+    tools.append(b);
+  }
+  tools.append(h('button', { class: 'secondary', id: 'clear-marks', onclick: () => { state.marks.clear(); state.pending = null; draw(); } }, t('tool.clear')));
   tools.append(h('button', { class: 'secondary', id: 'invert', onclick: () => { state.invert = !state.invert; draw(); } }, t('viewer.invert')),
     h('button', { class: 'secondary', onclick: () => { state.zoom *= 1.25; draw(); } }, '＋'),
     h('button', { class: 'secondary', onclick: () => { state.zoom /= 1.25; draw(); } }, '－'),
@@ -177,16 +264,40 @@ export async function viewer(root, study, h, message) {
     if (e.key === 'ArrowUp' || e.key === 'ArrowLeft' || e.key === 'PageUp') { go(-1); e.preventDefault(); }
   });
   let drag = null;
-  canvas.addEventListener('pointerdown', (e) => { canvas.setPointerCapture(e.pointerId); canvas.focus(); drag = { x: e.clientX, y: e.clientY, mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey ? 'stack' : 'wl' }; });
+  const addMark = (m) => { const s = state.slices[state.index]; const list = state.marks.get(s.uid) || []; list.push(m); state.marks.set(s.uid, list); };
+  canvas.addEventListener('pointerdown', (e) => {
+    canvas.setPointerCapture(e.pointerId);
+    canvas.focus();
+    const s = state.slices[state.index];
+    if (state.tool !== 'wl' && e.button === 0 && !e.shiftKey && s) {
+      const p = toImage(e);
+      if (state.tool === 'angle' && state.pending && state.pending.kind === 'angle' && state.pending.b) {
+        state.pending.c = p; addMark(state.pending); state.pending = null; draw();
+        return;
+      }
+      state.pending = { kind: state.tool, uid: s.uid, a: p, b: p };
+      drag = { mode: 'measure' };
+      return;
+    }
+    drag = { x: e.clientX, y: e.clientY, mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey ? 'stack' : 'wl' };
+  });
   canvas.addEventListener('pointermove', (e) => {
     if (!drag) return;
+    if (drag.mode === 'measure') { state.pending.b = toImage(e); draw(); return; }
     const dx = e.clientX - drag.x; const dy = e.clientY - drag.y;
     if (drag.mode === 'wl') { state.ww = Math.max(1, state.ww + dx * Math.max(1, state.ww / 200)); state.wc += dy * Math.max(1, state.ww / 400); draw(); }
     if (drag.mode === 'pan') { state.panX += dx; state.panY += dy; draw(); }
     if (drag.mode === 'stack' && Math.abs(dy) > 4) { go(dy > 0 ? 1 : -1); }
     drag.x = e.clientX; drag.y = e.clientY;
   });
-  canvas.addEventListener('pointerup', () => { drag = null; });
+  canvas.addEventListener('pointerup', (e) => {
+    if (drag && drag.mode === 'measure' && state.pending) {
+      state.pending.b = toImage(e);
+      if (state.pending.kind !== 'angle') { addMark(state.pending); state.pending = null; }
+      draw();
+    }
+    drag = null;
+  });
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
   window.addEventListener('resize', draw);
   await openSeries(series[0]);
