@@ -41,6 +41,8 @@ type Service struct {
 	FallbackCharset string
 	// TrashPeriod is how long deleted objects stay restorable before they are purged.
 	TrashPeriod time.Duration
+	// Stored, when set, is told of every new instance once its index transaction has committed (live updates).
+	Stored func(inst *renkei.Instance)
 
 	headers headerCache
 }

@@ -209,6 +209,9 @@ func (p *Pending) Commit(ctx context.Context) *StoreResult {
 		}
 	}
 	res.Outcome = outcome
+	if outcome == renkei.Stored && s.Stored != nil {
+		s.Stored(inst) // after the commit: the instance is visible to whoever may see it
+	}
 	return res
 }
 

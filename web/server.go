@@ -93,6 +93,8 @@ type Server struct {
 	Blobs blob.Store
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// Hub carries live updates to the open /api/events streams.
+	Hub *Hub
 
 	mux        *http.ServeMux
 	routes     []string
@@ -110,12 +112,16 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	}
 	s := &Server{Identity: id, Store: store, DICOMweb: dw, Logger: logger, Now: time.Now, ShareDays: 30, BreakGlassPeriod: 4 * time.Hour,
 		mux:        http.NewServeMux(),
-		loginLimit: newLimiter(10, time.Minute), ui: uiFS()}
+		loginLimit: newLimiter(10, time.Minute), ui: uiFS(), Hub: NewHub()}
+	if dw != nil && dw.Archive != nil && dw.Archive.Stored == nil {
+		dw.Archive.Stored = s.Hub.StoredHook
+	}
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handle("GET /{$}", s.app)
 	s.handle("GET /ui/{file...}", s.assets)
 	s.handle("GET /api/studies", s.listStudies)
 	s.handle("POST /api/upload", s.upload)
+	s.handle("GET /api/events", s.events)
 	s.handle("POST /api/me/lang", s.setLanguage)
 
 	s.handle("POST /api/login", s.login)

@@ -187,6 +187,7 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
+	s.announceShare(r, sh)
 	writeJSON(w, http.StatusCreated, s.shareJSON(r, sh))
 }
 
@@ -265,4 +266,25 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 			e.Patient.Issuer, e.Patient.ID, e.Study, e.Detail})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// announceShare tells the receiver's open apps that the patient's studies are now theirs to see.
+func (s *Server) announceShare(r *http.Request, sh renkei.Share) {
+	if s.Hub == nil {
+		return
+	}
+	studies := sh.Studies
+	if len(studies) == 0 {
+		recs, err := s.DICOMweb.Archive.Index.QueryStudies(renkei.WithPrincipal(r.Context(), renkei.System), &renkei.Query{Level: renkei.StudyLevel, Owner: sh.FromInstitution,
+			Matches: []renkei.Match{{Keyword: "PatientID", Kind: renkei.MatchSingle, Value: sh.Patient.ID}, {Keyword: "IssuerOfPatientID", Kind: renkei.MatchSingle, Value: sh.Patient.Issuer}}, Limit: 100})
+		if err != nil {
+			return
+		}
+		for _, st := range recs {
+			studies = append(studies, st.StudyInstanceUID)
+		}
+	}
+	for _, uid := range studies {
+		s.Hub.Publish(sh.ToInstitution, sh.ToUser, uid)
+	}
 }

@@ -142,7 +142,10 @@ func TestViewer(t *testing.T) {
 	step("01-list", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
 		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
 		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"))
-	step("02-viewer", chromedp.Click("#studies a.view"), chromedp.WaitVisible(`#viewport[data-stack="loaded"]`))
+	// A new study arrives while the list is open: it appears, marked, without a reload.
+	r.stow(token, "H10", "Takeda^Jiro=竹田^次郎", 801, 1)
+	step("01b-live", chromedp.WaitVisible(`#studies tr.new`))
+	step("02-viewer", chromedp.Click(`#studies tr:not(.new) a.view`), chromedp.WaitVisible(`#viewport[data-stack="loaded"]`))
 	slice := func() string {
 		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#viewport').dataset.slice`))
 		if err != nil {

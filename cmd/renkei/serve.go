@@ -189,6 +189,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(front.Hub.Close) // live-update streams end, so that shutdown does not wait for them
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	defer stopPurge()
 	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)

@@ -6,6 +6,28 @@ import { uploadPage } from './upload.js';
 
 let me = null; // GET /api/me
 let csrf = '';
+let events = null; // the live-update stream
+
+// liveUpdates listens for studies that change for this user; the study list refreshes itself and marks them.
+function liveUpdates() {
+  if (events || !me || me.next !== 'done' || !window.EventSource) return;
+  events = new EventSource('/api/events');
+  let timer = null;
+  const fresh = new Set();
+  events.addEventListener('study', (e) => {
+    fresh.add(e.data);
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (!location.hash.startsWith('#/studies') || document.activeElement && document.activeElement.tagName === 'INPUT') return;
+      await render();
+      for (const uid of fresh) {
+        const row = document.querySelector(`tr[data-study="${CSS.escape(uid)}"]`);
+        if (row) row.classList.add('new');
+      }
+      fresh.clear();
+    }, 400);
+  });
+}
 
 // h makes an element: h('button', {class: 'x', onclick: f}, 'text', child…).
 function h(tag, attrs = {}, ...children) {
@@ -88,7 +110,11 @@ function header() {
     }
     who.append(h('span', { id: 'user' }, `${me.user.name || me.user.login}・${me.user.institutionName}`));
     who.append(langButton, h('button', { id: 'logout', onclick: async () => {
-      try { await api('POST', '/api/logout', {}); } finally { me = null; csrf = ''; route('#/login'); }
+      try { await api('POST', '/api/logout', {}); } finally {
+        me = null; csrf = '';
+        if (events) { events.close(); events = null; }
+        route('#/login');
+      }
     } }, t('logout')));
   } else {
     who.append(langButton);
@@ -420,6 +446,7 @@ async function render() {
       if (me && me.next === 'change-password') return passwordPage();
       return loginPage();
     }
+    liveUpdates();
     switch (parts[0] || '') {
       case 'patient': return await patientPage(parts[1], parts[2], parts[3]);
       case 'viewer': return await viewer(app(), parts[1], h, message);
