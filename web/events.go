@@ -51,7 +51,9 @@ func (h *Hub) Publish(institution, user int64, study string) {
 }
 
 // StoredHook is archive.Service.Stored for the hub: the owning institution learns of its new images.
-func (h *Hub) StoredHook(inst *renkei.Instance) { h.Publish(inst.Institution, 0, inst.StudyInstanceUID) }
+func (h *Hub) StoredHook(inst *renkei.Instance) {
+	h.Publish(inst.Institution, 0, inst.StudyInstanceUID)
+}
 
 func (h *Hub) add(s *subscriber) {
 	h.mu.Lock()
