@@ -2,8 +2,11 @@ package web_test
 
 import (
 	"archive/zip"
+	"bytes"
 	"context"
 	"fmt"
+	"mime/multipart"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -340,5 +343,56 @@ func hashRoute(hash string) chromedp.Action[chromedp.Void] {
 	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
 		_, err := chromedp.Evaluate[any](`location.hash = `+quote(hash))(ctx, t)
 		return chromedp.Void{}, err
+	}
+}
+
+// TestCine opens a 10-frame instance (an ultrasound or angiography run is one instance of many frames): frames step
+// with the keys and play as cine.
+func TestCine(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	token, err := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "us", Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(r.dir, "mf.dcm")
+	if err := dicomtest.MultiFrame(path, dicomtest.CTOptions{PatientID: "MF1", PatientName: "Cine^Test", Rows: 32, Cols: 32, Frames: 10, Seed: 77}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	pw, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+	pw.Write(b)
+	mw.Close()
+	c := r.withToken(token)
+	if st := c.do("POST", "/dicomweb/studies", &body, "Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary()); st != 200 {
+		t.Fatalf("store: %d %s", st, c.body)
+	}
+	u := r.users["tanaka@chuo-hospital"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"),
+		chromedp.Click("#studies a.view"), chromedp.WaitVisible(`#viewport[data-stack="loaded"]`)); err != nil {
+		screenshot(ctx, t, out, "failed")
+		t.Fatal(err)
+	}
+	overlay := func() string { s, _ := chromedp.Run(ctx, chromedp.Text("#overlay")); return s }
+	if !strings.Contains(overlay(), "1 / 10") {
+		t.Errorf("a multi-frame instance opens at its first frame of ten: %q", overlay())
+	}
+	chromedp.Do(ctx, chromedp.Focus("#viewport"), chromedp.KeyEvent(kb.ArrowDown))
+	if !strings.Contains(overlay(), "2 / 10") {
+		t.Errorf("after ArrowDown: %q", overlay())
+	}
+	chromedp.Do(ctx, chromedp.Click("#cine"))
+	time.Sleep(700 * time.Millisecond)
+	chromedp.Do(ctx, chromedp.Click("#cine"))
+	screenshot(ctx, t, out, "cine")
+	if strings.Contains(overlay(), "2 / 10") {
+		t.Errorf("cine did not move the frames: %q", overlay())
 	}
 }

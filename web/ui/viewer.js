@@ -36,8 +36,8 @@ function firstPart(buf, contentType) {
   return bytes.subarray(start, end < 0 ? bytes.length : end);
 }
 
-async function frame(study, series, inst) {
-  const r = await fetch(`${dw}/studies/${study}/series/${series}/instances/${inst}/frames/1`, { headers: { Accept: rawAccept } });
+async function frame(study, series, inst, n) {
+  const r = await fetch(`${dw}/studies/${study}/series/${series}/instances/${inst}/frames/${n}`, { headers: { Accept: rawAccept } });
   if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
   return firstPart(await r.arrayBuffer(), r.headers.get('Content-Type') || '');
 }
@@ -126,7 +126,7 @@ export async function viewer(root, study, h, message) {
   }
 
   function drawMarks(s, px) {
-    const marks = (state.marks.get(s.uid) || []).concat(state.pending && state.pending.uid === s.uid ? [state.pending] : []);
+    const marks = (state.marks.get(s.key) || []).concat(state.pending && state.pending.key === s.key ? [state.pending] : []);
     ctx.save();
     ctx.strokeStyle = '#ffd400'; ctx.fillStyle = '#ffd400'; ctx.lineWidth = 2; ctx.font = '16px sans-serif';
     const results = [];
@@ -145,7 +145,7 @@ export async function viewer(root, study, h, message) {
 
   function draw() {
     const s = state.slices[state.index];
-    const px = s && state.cache.get(s.uid);
+    const px = s && state.cache.get(s.key);
     const w = canvas.clientWidth; const hgt = canvas.clientHeight;
     if (canvas.width !== w || canvas.height !== hgt) { canvas.width = w; canvas.height = hgt; }
     ctx.fillStyle = '#000';
@@ -192,37 +192,42 @@ export async function viewer(root, study, h, message) {
 
   function load(k) {
     const s = state.slices[k];
-    if (!s || state.cache.has(s.uid)) return state.cache.get(s && s.uid);
-    const p = frame(study, s.series, s.uid).then((bytes) => {
-      state.cache.set(s.uid, pixels(bytes, s.md));
+    if (!s || state.cache.has(s.key)) return s && state.cache.get(s.key);
+    const p = frame(study, s.series, s.uid, s.frame).then((bytes) => {
+      state.cache.set(s.key, pixels(bytes, s.md));
       if (k === state.index) draw();
-    }).catch((e) => { state.cache.delete(s.uid); message(e.message); });
-    state.cache.set(s.uid, p);
+    }).catch((e) => { state.cache.delete(s.key); message(e.message); });
+    state.cache.set(s.key, p);
     return p;
   }
 
   async function openSeries(se) {
     const uid = v(se, '0020000E');
     const meta = await getJSON(`${dw}/studies/${study}/series/${uid}/metadata`);
-    const slices = meta.map((m) => ({
-      uid: v(m, '00080018'), series: uid,
-      order: num(m, '00200032', null, 2) ?? num(m, '00200013', 0),
+    // One entry per frame: a CT series is many instances of one frame, an ultrasound or angiography run one
+    // instance of many frames.
+    const slices = meta.flatMap((m) => Array.from({ length: Math.max(1, num(m, '00280008', 1)) }, (_, f) => ({
+      uid: v(m, '00080018'), series: uid, frame: f + 1, key: `${v(m, '00080018')}/${f + 1}`,
+      order: (num(m, '00200032', null, 2) ?? num(m, '00200013', 0)) + f / 10000,
+      fps: num(m, '00180040', 0) || (num(m, '00181063', 0) ? 1000 / num(m, '00181063', 0) : 0),
       md: { rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits: num(m, '00280100', 16), signed: num(m, '00280103', 0) === 1,
         slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
         samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null),
         pixelSpacing: v(m, '00280030') !== undefined ? [num(m, '00280030', 1, 0), num(m, '00280030', 1, 1)] : null,
         imagerSpacing: v(m, '00181164') !== undefined ? [num(m, '00181164', 1, 0), num(m, '00181164', 1, 1)] : null,
         modality: v(m, '00080060') || '' },
-    })).filter((s) => s.md.rows > 0);
+    }))).filter((s) => s.md.rows > 0);
     slices.sort((a, b) => a.order - b.order);
-    Object.assign(state, { slices, index: Math.floor(slices.length / 2), cache: new Map(), zoom: 1, panX: 0, panY: 0 });
+    const oneInstance = slices.every((s) => s.uid === slices[0].uid);
+    stopCine();
+    Object.assign(state, { slices, index: oneInstance ? 0 : Math.floor(slices.length / 2), cache: new Map(), zoom: 1, panX: 0, panY: 0 });
     const m0 = meta[0] || {};
     state.info = { name: (v(m0, '00100010') || {}).Alphabetic ? [v(m0, '00100010').Alphabetic, v(m0, '00100010').Ideographic, v(m0, '00100010').Phonetic].map((x) => x || '').join('=') : '',
       id: v(m0, '00100020'), date: v(m0, '00080020'), series: v(m0, '0008103E') || v(m0, '00080060') };
     const md = slices[state.index] && slices[state.index].md;
     if (md && md.wc !== null && md.ww !== null) { state.wc = md.wc; state.ww = md.ww; }
     await load(state.index);
-    const px = state.cache.get(slices[state.index].uid);
+    const px = state.cache.get(slices[state.index].key);
     if (md && (md.wc === null || md.ww === null) && px && px.values) { state.ww = Math.max(1, px.hi - px.lo); state.wc = px.lo + state.ww / 2; }
     draw();
     // Then the rest of the stack, nearest first, four at a time.
@@ -239,6 +244,22 @@ export async function viewer(root, study, h, message) {
     thumbs.append(b);
   }
   const go = (d) => { state.index = Math.max(0, Math.min(state.slices.length - 1, state.index + d)); load(state.index); draw(); };
+  // Cine: frames one after the other at the file's rate (CineRate, else FrameTime), 10 per second otherwise.
+  let cine = null;
+  const cineButton = h('button', { class: 'secondary', id: 'cine', onclick: () => (cine ? stopCine() : startCine()) }, t('viewer.play'));
+  function startCine() {
+    const s = state.slices[state.index];
+    const fps = Math.min(60, (s && s.fps) || 10);
+    cine = setInterval(() => { state.index = (state.index + 1) % state.slices.length; load(state.index); draw(); }, 1000 / fps);
+    cineButton.textContent = t('viewer.pause');
+    canvas.dataset.cine = 'playing';
+  }
+  function stopCine() {
+    if (cine) clearInterval(cine);
+    cine = null;
+    cineButton.textContent = t('viewer.play');
+    canvas.dataset.cine = 'stopped';
+  }
   for (const [name, [c, w]] of Object.entries(presets)) {
     tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
   }
@@ -256,15 +277,17 @@ export async function viewer(root, study, h, message) {
   tools.append(h('button', { class: 'secondary', id: 'invert', onclick: () => { state.invert = !state.invert; draw(); } }, t('viewer.invert')),
     h('button', { class: 'secondary', onclick: () => { state.zoom *= 1.25; draw(); } }, '＋'),
     h('button', { class: 'secondary', onclick: () => { state.zoom /= 1.25; draw(); } }, '－'),
+    cineButton,
     h('button', { class: 'secondary', id: 'reset', onclick: () => { Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false }); draw(); } }, t('viewer.reset')));
 
+  window.addEventListener('hashchange', stopCine, { once: true });
   canvas.addEventListener('wheel', (e) => { e.preventDefault(); go(e.deltaY > 0 ? 1 : -1); }, { passive: false });
   canvas.addEventListener('keydown', (e) => {
     if (e.key === 'ArrowDown' || e.key === 'ArrowRight' || e.key === 'PageDown') { go(1); e.preventDefault(); }
     if (e.key === 'ArrowUp' || e.key === 'ArrowLeft' || e.key === 'PageUp') { go(-1); e.preventDefault(); }
   });
   let drag = null;
-  const addMark = (m) => { const s = state.slices[state.index]; const list = state.marks.get(s.uid) || []; list.push(m); state.marks.set(s.uid, list); };
+  const addMark = (m) => { const s = state.slices[state.index]; const list = state.marks.get(s.key) || []; list.push(m); state.marks.set(s.key, list); };
   canvas.addEventListener('pointerdown', (e) => {
     canvas.setPointerCapture(e.pointerId);
     canvas.focus();
@@ -275,7 +298,7 @@ export async function viewer(root, study, h, message) {
         state.pending.c = p; addMark(state.pending); state.pending = null; draw();
         return;
       }
-      state.pending = { kind: state.tool, uid: s.uid, a: p, b: p };
+      state.pending = { kind: state.tool, key: s.key, a: p, b: p };
       drag = { mode: 'measure' };
       return;
     }
