@@ -72,7 +72,7 @@ func (s *Server) listStudies(w http.ResponseWriter, r *http.Request) {
 	if from != "" || to != "" {
 		dates = from + "-" + to
 	}
-	for _, kv := range [][2]string{{"PatientName", name}, {"PatientID", q.Get("patientId")},
+	for _, kv := range [][2]string{{"PatientName", name}, {"PatientID", q.Get("patientId")}, {"StudyInstanceUID", q.Get("studyUID")},
 		{"PatientBirthDate", strings.ReplaceAll(q.Get("birthDate"), "-", "")}, {"StudyDate", dates}, {"ModalitiesInStudy", q.Get("modality")}} {
 		if err := add(kv[0], kv[1]); err != nil {
 			s.problem(w, r, err)

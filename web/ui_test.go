@@ -396,3 +396,43 @@ func TestCine(t *testing.T) {
 		t.Errorf("cine did not move the frames: %q", overlay())
 	}
 }
+
+// TestCompare opens a study, picks the patient's prior from the comparison bar, and scrolls the two side by side
+// together.
+func TestCompare(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	token, err := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "ct", Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seed := range []int64{810, 811} { // two studies of one patient: the current one and a prior
+		body, ctype := r.stowBody("H20", "Mori^Aki=森^亜紀", seed, 5)
+		if st := r.withToken(token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+			t.Fatalf("store: %d", st)
+		}
+	}
+	u := r.users["tanaka@chuo-hospital"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	steps := []chromedp.Action[chromedp.Void]{chromedp.Navigate(r.srv.URL + "/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"),
+		chromedp.Click("#studies a.view"), chromedp.WaitVisible("#priors a.compare-link"), chromedp.Click("#priors a.compare-link"),
+		chromedp.WaitVisible(`#viewport-a[data-stack="loaded"]`), chromedp.WaitVisible(`#viewport-b[data-stack="loaded"]`)}
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		screenshot(ctx, t, out, "failed")
+		t.Fatal(err)
+	}
+	slice := func(id string) string {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#` + id + `').dataset.slice`))
+		return s
+	}
+	beforeB := slice("viewport-b")
+	chromedp.Do(ctx, chromedp.Focus("#viewport-a"), chromedp.KeyEvent(kb.ArrowDown), chromedp.KeyEvent(kb.ArrowDown))
+	screenshot(ctx, t, out, "compared")
+	if slice("viewport-a") != slice("viewport-b") || slice("viewport-b") == beforeB {
+		t.Errorf("the two studies did not scroll together: a at %s, b at %s (b was at %s)", slice("viewport-a"), slice("viewport-b"), beforeB)
+	}
+}

@@ -1,7 +1,7 @@
 // The renkei web app: one page, hash routes, the JSON API and DICOMweb. Text is set with textContent only (no HTML
 // from data), so a patient name cannot inject markup.
 import { t, date, personName, getLang, setLang } from './i18n.js';
-import { viewer } from './viewer.js';
+import { viewer, compare } from './viewer.js';
 import { uploadPage } from './upload.js';
 
 let me = null; // GET /api/me
@@ -421,6 +421,28 @@ async function myLogPage() {
       h('td', {}, t('action.' + e.action)), h('td', {}, e.purpose ? t('purpose.' + e.purpose) : ''))))));
 }
 
+// viewerPage is the viewer with, above it, the patient's other studies to compare with (priors first).
+async function viewerPage(study) {
+  const bar = h('div', { class: 'compare-bar', id: 'priors' });
+  const pane = h('div');
+  show(bar, pane);
+  const v = viewer(pane, study, h, message);
+  try {
+    const meta = await api('GET', `/api/studies?limit=1&studyUID=${encodeURIComponent(study)}`);
+    const me0 = meta[0];
+    if (me0) {
+      const others = (await api('GET', `/api/studies?patientId=${encodeURIComponent(me0.patientId)}&limit=50`))
+        .filter((s) => s.studyInstanceUID !== study && s.issuer === me0.issuer);
+      if (others.length) {
+        bar.append(h('span', {}, t('compare.with') + ' '), ...others.map((s) => h('a', { class: 'button secondary compare-link',
+          href: `#/compare/${encodeURIComponent(study)}/${encodeURIComponent(s.studyInstanceUID)}` },
+        `${date(s.studyDate)} ${(s.modalities || []).join(',')} ${s.studyDescription || ''}`)));
+      }
+    }
+  } catch (e) { /* the viewer works without the comparison bar */ }
+  await v;
+}
+
 // ---- routing ----
 
 function route(hash) {
@@ -449,7 +471,8 @@ async function render() {
     liveUpdates();
     switch (parts[0] || '') {
       case 'patient': return await patientPage(parts[1], parts[2], parts[3]);
-      case 'viewer': return await viewer(app(), parts[1], h, message);
+      case 'viewer': return await viewerPage(parts[1]);
+      case 'compare': return await compare(app(), parts[1], parts[2], h, message);
       case 'upload': return uploadPage(app(), h, () => csrf);
       case 'shares': return await sharesPage();
       case 'break-glass': return breakGlassPage();

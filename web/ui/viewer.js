@@ -62,12 +62,16 @@ function pixels(bytes, md) {
   return { values: out, lo, hi };
 }
 
-export async function viewer(root, study, h, message) {
+// viewer shows a study in root. opts.suffix distinguishes the element ids of a second viewer on the page (comparison);
+// opts.onScroll(fraction) is told where in the stack the user went, and the returned setPosition(fraction) moves
+// there: two viewers scroll together through them.
+export async function viewer(root, study, h, message, opts = {}) {
+  const sfx = opts.suffix || '';
   const series = await getJSON(`${dw}/studies/${study}/series`);
   if (!series.length) throw new Error(t('studies.none'));
-  const canvas = h('canvas', { id: 'viewport', tabindex: 0 });
-  const overlay = h('div', { class: 'overlay', id: 'overlay' });
-  const thumbs = h('div', { class: 'series-list', id: 'series-list' });
+  const canvas = h('canvas', { id: 'viewport' + sfx, tabindex: 0 });
+  const overlay = h('div', { class: 'overlay', id: 'overlay' + sfx });
+  const thumbs = h('div', { class: 'series-list', id: 'series-list' + sfx });
   const tools = h('div', { class: 'tools' });
   root.replaceChildren(h('div', { class: 'viewer' }, thumbs, h('div', { class: 'stage' }, tools, h('div', { class: 'canvas-wrap' }, canvas, overlay))));
 
@@ -184,7 +188,7 @@ export async function viewer(root, study, h, message) {
     overlay.replaceChildren(
       h('div', { class: 'tl' }, personName(i.name), h('br'), `ID ${i.id || ''}`, h('br'), date(i.date)),
       h('div', { class: 'tr' }, i.series || '', h('br'), `${state.index + 1} / ${state.slices.length}`),
-      h('div', { class: 'bl', id: 'wl' }, `WL ${Math.round(state.wc)} / WW ${Math.round(state.ww)}`),
+      h('div', { class: 'bl', id: 'wl' + sfx }, `WL ${Math.round(state.wc)} / WW ${Math.round(state.ww)}`),
       h('div', { class: 'br' }, `×${state.zoom.toFixed(1)}`));
     canvas.dataset.slice = String(state.index + 1);
     canvas.dataset.loaded = String(!!(px && !(px instanceof Promise)));
@@ -243,10 +247,21 @@ export async function viewer(root, study, h, message) {
       h('div', {}, `${v(se, '00080060') || ''} ${v(se, '0008103E') || ''}`.trim() || '—'), h('div', { class: 'muted' }, `${v(se, '00201209') || ''}`));
     thumbs.append(b);
   }
-  const go = (d) => { state.index = Math.max(0, Math.min(state.slices.length - 1, state.index + d)); load(state.index); draw(); };
+  const go = (d) => {
+    state.index = Math.max(0, Math.min(state.slices.length - 1, state.index + d));
+    load(state.index);
+    draw();
+    if (opts.onScroll && state.slices.length > 1) opts.onScroll(state.index / (state.slices.length - 1));
+  };
+  const setPosition = (fraction) => {
+    if (!state.slices.length) return;
+    state.index = Math.round(fraction * (state.slices.length - 1));
+    load(state.index);
+    draw();
+  };
   // Cine: frames one after the other at the file's rate (CineRate, else FrameTime), 10 per second otherwise.
   let cine = null;
-  const cineButton = h('button', { class: 'secondary', id: 'cine', onclick: () => (cine ? stopCine() : startCine()) }, t('viewer.play'));
+  const cineButton = h('button', { class: 'secondary', id: 'cine' + sfx, onclick: () => (cine ? stopCine() : startCine()) }, t('viewer.play'));
   function startCine() {
     const s = state.slices[state.index];
     const fps = Math.min(60, (s && s.fps) || 10);
@@ -273,12 +288,12 @@ export async function viewer(root, study, h, message) {
     toolButtons.push(b);
     tools.append(b);
   }
-  tools.append(h('button', { class: 'secondary', id: 'clear-marks', onclick: () => { state.marks.clear(); state.pending = null; draw(); } }, t('tool.clear')));
-  tools.append(h('button', { class: 'secondary', id: 'invert', onclick: () => { state.invert = !state.invert; draw(); } }, t('viewer.invert')),
+  tools.append(h('button', { class: 'secondary', id: 'clear-marks' + sfx, onclick: () => { state.marks.clear(); state.pending = null; draw(); } }, t('tool.clear')));
+  tools.append(h('button', { class: 'secondary', id: 'invert' + sfx, onclick: () => { state.invert = !state.invert; draw(); } }, t('viewer.invert')),
     h('button', { class: 'secondary', onclick: () => { state.zoom *= 1.25; draw(); } }, '＋'),
     h('button', { class: 'secondary', onclick: () => { state.zoom /= 1.25; draw(); } }, '－'),
     cineButton,
-    h('button', { class: 'secondary', id: 'reset', onclick: () => { Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false }); draw(); } }, t('viewer.reset')));
+    h('button', { class: 'secondary', id: 'reset' + sfx, onclick: () => { Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false }); draw(); } }, t('viewer.reset')));
 
   window.addEventListener('hashchange', stopCine, { once: true });
   canvas.addEventListener('wheel', (e) => { e.preventDefault(); go(e.deltaY > 0 ? 1 : -1); }, { passive: false });
@@ -322,6 +337,24 @@ export async function viewer(root, study, h, message) {
     drag = null;
   });
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
-  window.addEventListener('resize', draw);
-  await openSeries(series[0]);
+  // Redraw whenever the canvas's box changes (window resize, a second viewer appearing beside it).
+  if (window.ResizeObserver) new ResizeObserver(() => draw()).observe(canvas);
+  else window.addEventListener('resize', draw);
+  const ready = openSeries(series[0]);
+  if (opts.returnEarly) return { setPosition, ready };
+  await ready;
+  return { setPosition, ready };
+}
+
+// compare shows two studies side by side (a current one and a prior), scrolling together while sync is on.
+export async function compare(root, a, b, h, message) {
+  const left = h('div', { class: 'compare-pane' });
+  const right = h('div', { class: 'compare-pane' });
+  const sync = h('input', { type: 'checkbox', id: 'sync', checked: true });
+  root.replaceChildren(h('div', { class: 'compare-bar' }, h('label', { for: 'sync', class: 'inline' }, sync, ' ', t('compare.sync'))),
+    h('div', { class: 'compare' }, left, right));
+  let va = null; let vb = null;
+  va = await viewer(left, a, h, message, { suffix: '-a', returnEarly: true, onScroll: (f) => { if (sync.checked && vb) vb.setPosition(f); } });
+  vb = await viewer(right, b, h, message, { suffix: '-b', returnEarly: true, onScroll: (f) => { if (sync.checked && va) va.setPosition(f); } });
+  await Promise.all([va.ready, vb.ready]);
 }
