@@ -426,7 +426,7 @@ func TestCompare(t *testing.T) {
 		t.Fatal(err)
 	}
 	slice := func(id string) string {
-		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#` + id + `').dataset.slice`))
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#`+id+`').dataset.slice`))
 		return s
 	}
 	beforeB := slice("viewport-b")
