@@ -42,7 +42,37 @@ async function frame(study, series, inst, n) {
   return firstPart(await r.arrayBuffer(), r.headers.get('Content-Type') || '');
 }
 
-// pixels turns a frame's bytes into modality values (rescaled) or RGB.
+// windowGrey applies the VOI LUT function LINEAR of PS3.3 C.11.2.1.2.1 (the same as the server's render package and
+// dcmtk) to modality values, giving grey levels; MONOCHROME1 (or invert) turns them around.
+export function windowGrey(values, wc, ww, inverted) {
+  const out = new Uint8ClampedArray(values.length);
+  const w1 = Math.max(1, ww) - 1 || 1; const lo = wc - 0.5 - w1 / 2; const hi = wc - 0.5 + w1 / 2;
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i];
+    const g = x <= lo ? 0 : x > hi ? 255 : Math.round(((x - (wc - 0.5)) / w1 + 0.5) * 255);
+    out[i] = inverted ? 255 - g : g;
+  }
+  return out;
+}
+
+// imageMeta reads what drawing needs from an instance's DICOM JSON metadata.
+export function imageMeta(m) {
+  const bits = num(m, '00280100', 16);
+  return { rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits, bitsStored: num(m, '00280101', bits), signed: num(m, '00280103', 0) === 1,
+    slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
+    samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null),
+    pixelSpacing: v(m, '00280030') !== undefined ? [num(m, '00280030', 1, 0), num(m, '00280030', 1, 1)] : null,
+    imagerSpacing: v(m, '00181164') !== undefined ? [num(m, '00181164', 1, 0), num(m, '00181164', 1, 1)] : null,
+    modality: v(m, '00080060') || '' };
+}
+
+// loadFrame fetches a frame decoded by the server and turns it into modality values (or RGB).
+export async function loadFrame(study, series, inst, n, md) {
+  return pixels(await frame(study, series, inst, n), md);
+}
+
+// pixels turns a frame's bytes into modality values (rescaled) or RGB. Stored values are taken to BitsStored
+// (masked, or sign-extended when signed), as the pixel data module says (PS3.3 C.7.6.3.1.1).
 function pixels(bytes, md) {
   const n = md.rows * md.cols;
   if (md.samples === 3) return { rgb: bytes, planar: md.planar === 1 };
@@ -53,8 +83,11 @@ function pixels(bytes, md) {
   else src = new Uint8Array(b, 0, n);
   const out = new Float32Array(n);
   let lo = Infinity; let hi = -Infinity;
+  const bs = md.bitsStored || md.bits; const shift = 32 - bs; const mask = bs >= 32 ? -1 : (1 << bs) - 1;
   for (let i = 0; i < n; i++) {
-    const x = src[i] * md.slope + md.intercept;
+    let raw = src[i];
+    if (bs < md.bits) raw = md.signed ? (raw << shift) >> shift : raw & mask;
+    const x = raw * md.slope + md.intercept;
     out[i] = x;
     if (x < lo) lo = x;
     if (x > hi) hi = x;
@@ -159,23 +192,22 @@ export async function viewer(root, study, h, message, opts = {}) {
       const img = new ImageData(md.cols, md.rows);
       const d = img.data;
       const n = md.rows * md.cols;
-      if (px.values) {
-        const lo = state.wc - state.ww / 2; const scale = 255 / Math.max(1, state.ww);
-        const inv = state.invert !== (md.photometric === 'MONOCHROME1');
-        for (let i = 0, j = 0; i < n; i++, j += 4) {
-          let g = (px.values[i] - lo) * scale;
-          g = g < 0 ? 0 : g > 255 ? 255 : g;
-          if (inv) g = 255 - g;
-          d[j] = d[j + 1] = d[j + 2] = g; d[j + 3] = 255;
-        }
+      if (px.bitmap) {
+        // Colour from the server's rendering (PALETTE COLOR, YBR): drawn as it comes.
+      } else if (px.values) {
+        const g = windowGrey(px.values, state.wc, state.ww, state.invert !== (md.photometric === 'MONOCHROME1'));
+        for (let i = 0, j = 0; i < n; i++, j += 4) { d[j] = d[j + 1] = d[j + 2] = g[i]; d[j + 3] = 255; }
       } else {
         for (let i = 0, j = 0; i < n; i++, j += 4) {
           const [r, g, b] = px.planar ? [px.rgb[i], px.rgb[n + i], px.rgb[2 * n + i]] : [px.rgb[3 * i], px.rgb[3 * i + 1], px.rgb[3 * i + 2]];
           d[j] = state.invert ? 255 - r : r; d[j + 1] = state.invert ? 255 - g : g; d[j + 2] = state.invert ? 255 - b : b; d[j + 3] = 255;
         }
       }
-      const off = new OffscreenCanvas(md.cols, md.rows);
-      off.getContext('2d').putImageData(img, 0, 0);
+      let off = px.bitmap;
+      if (!off) {
+        off = new OffscreenCanvas(md.cols, md.rows);
+        off.getContext('2d').putImageData(img, 0, 0);
+      }
       const fit = Math.min(w / md.cols, hgt / md.rows) * state.zoom;
       ctx.imageSmoothingEnabled = fit < 1;
       const ox = (w - md.cols * fit) / 2 + state.panX; const oy = (hgt - md.rows * fit) / 2 + state.panY;
@@ -197,8 +229,13 @@ export async function viewer(root, study, h, message, opts = {}) {
   function load(k) {
     const s = state.slices[k];
     if (!s || state.cache.has(s.key)) return s && state.cache.get(s.key);
-    const p = frame(study, s.series, s.uid, s.frame).then((bytes) => {
-      state.cache.set(s.key, pixels(bytes, s.md));
+    const colour = s.md.photometric === 'PALETTE COLOR' || s.md.photometric.startsWith('YBR');
+    const fetched = colour
+      ? fetch(`${dw}/studies/${study}/series/${s.series}/instances/${s.uid}/frames/${s.frame}/rendered`, { headers: { Accept: 'image/png' } })
+        .then((r) => { if (!r.ok) throw new Error(r.statusText); return r.blob(); }).then((b) => createImageBitmap(b)).then((bitmap) => ({ bitmap }))
+      : frame(study, s.series, s.uid, s.frame).then((bytes) => pixels(bytes, s.md));
+    const p = fetched.then((px) => {
+      state.cache.set(s.key, px);
       if (k === state.index) draw();
     }).catch((e) => { state.cache.delete(s.key); message(e.message); });
     state.cache.set(s.key, p);
@@ -214,12 +251,7 @@ export async function viewer(root, study, h, message, opts = {}) {
       uid: v(m, '00080018'), series: uid, frame: f + 1, key: `${v(m, '00080018')}/${f + 1}`,
       order: (num(m, '00200032', null, 2) ?? num(m, '00200013', 0)) + f / 10000,
       fps: num(m, '00180040', 0) || (num(m, '00181063', 0) ? 1000 / num(m, '00181063', 0) : 0),
-      md: { rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits: num(m, '00280100', 16), signed: num(m, '00280103', 0) === 1,
-        slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
-        samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null),
-        pixelSpacing: v(m, '00280030') !== undefined ? [num(m, '00280030', 1, 0), num(m, '00280030', 1, 1)] : null,
-        imagerSpacing: v(m, '00181164') !== undefined ? [num(m, '00181164', 1, 0), num(m, '00181164', 1, 1)] : null,
-        modality: v(m, '00080060') || '' },
+      md: imageMeta(m),
     }))).filter((s) => s.md.rows > 0);
     slices.sort((a, b) => a.order - b.order);
     const oneInstance = slices.every((s) => s.uid === slices[0].uid);
