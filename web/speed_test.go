@@ -1,0 +1,95 @@
+package web_test
+
+import (
+	"bytes"
+	"fmt"
+	"mime/multipart"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
+
+	"renkei"
+	"renkei/internal/dicomtest"
+)
+
+// TestBrowserSpeed measures the viewer in headless Chromium on loopback with the Performance API, for a 300-slice
+// 512×512 CT (RENKEI_BROWSER_BENCH=1; skipped otherwise, it takes a minute): time from the click to the first image
+// and to the whole stack, and frames per second while scrolling and while dragging the window.
+func TestBrowserSpeed(t *testing.T) {
+	if os.Getenv("RENKEI_BROWSER_BENCH") == "" {
+		t.Skip("set RENKEI_BROWSER_BENCH=1 to measure the viewer in Chromium")
+	}
+	r := newRegion(t)
+	token, err := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "ct", Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const slices = 300
+	start := time.Now()
+	for b := 0; b < slices; b += 30 {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		for i := b + 1; i <= b+30; i++ {
+			p := filepath.Join(r.dir, fmt.Sprintf("big-%d.dcm", i))
+			if err := dicomtest.CT(p, dicomtest.CTOptions{PatientID: "BIG1", PatientName: "Speed^Test", Rows: 512, Cols: 512, InstanceNumber: i, Seed: 5000}); err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(p)
+			os.Remove(p)
+			pw, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+			pw.Write(data)
+		}
+		mw.Close()
+		if st := r.withToken(token).do("POST", "/dicomweb/studies", &body, "Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary()); st != 200 {
+			t.Fatalf("store: %d", st)
+		}
+	}
+	t.Logf("stored %d slices of 512×512 in %v", slices, time.Since(start).Round(time.Millisecond))
+	u := r.users["tanaka@chuo-hospital"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](`(async () => {
+		const waitFor = (f) => new Promise((ok) => { const tick = () => (f() ? ok() : requestAnimationFrame(tick)); tick(); });
+		const t0 = performance.now();
+		document.querySelector('#studies a.view').click();
+		await waitFor(() => { const c = document.querySelector('#viewport'); return c && c.dataset.loaded === 'true'; });
+		const first = performance.now() - t0;
+		await waitFor(() => document.querySelector('#viewport').dataset.stack === 'loaded');
+		const all = performance.now() - t0;
+		const c = document.querySelector('#viewport');
+		// Scrolling: 200 steps, each drawn at once by the key handler, one per animation frame.
+		let t1 = performance.now();
+		for (let i = 0; i < 200; i++) {
+			c.dispatchEvent(new KeyboardEvent('keydown', { key: i < 100 ? 'ArrowDown' : 'ArrowUp', bubbles: true }));
+			await new Promise((ok) => requestAnimationFrame(ok));
+		}
+		const scrollFPS = 200 / ((performance.now() - t1) / 1000);
+		// Window/level drag: 200 pointer moves.
+		const r = c.getBoundingClientRect();
+		c.dispatchEvent(new PointerEvent('pointerdown', { clientX: r.left + 100, clientY: r.top + 100, button: 0, pointerId: 1, bubbles: true }));
+		t1 = performance.now();
+		for (let i = 0; i < 200; i++) {
+			c.dispatchEvent(new PointerEvent('pointermove', { clientX: r.left + 100 + (i % 50), clientY: r.top + 100 + (i % 30), pointerId: 1, bubbles: true }));
+			await new Promise((ok) => requestAnimationFrame(ok));
+		}
+		const wlFPS = 200 / ((performance.now() - t1) / 1000);
+		c.dispatchEvent(new PointerEvent('pointerup', { pointerId: 1, bubbles: true }));
+		return { first, all, scrollFPS, wlFPS };
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("300×512×512 CT: first image %.0f ms after the click, whole stack %.0f ms; scrolling %.1f frames/s, window drag %.1f frames/s",
+		res["first"], res["all"], res["scrollFPS"], res["wlFPS"])
+}
