@@ -105,6 +105,7 @@ function header() {
       : [['#/studies', 'nav.studies'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
+    links.push(['#/help', 'nav.help']);
     for (const [href, key, cls] of links) {
       nav.append(h('a', { href, class: [cls, location.hash.startsWith(href) ? 'active' : ''].join(' ').trim() }, t(key)));
     }
@@ -306,7 +307,7 @@ async function studiesPage(params) {
     h('button', { class: 'secondary', disabled: offset === 0, onclick: () => page(Math.max(0, offset - limit)) }, t('page.prev')),
     h('span', { class: 'muted' }, list.length ? t('page.n', { from: offset + 1, to: offset + list.length }) : ''),
     h('button', { class: 'secondary', disabled: list.length < limit, onclick: () => page(offset + limit) }, t('page.next')));
-  show(h('h1', {}, t('studies.title')), f, studyTable(list), pager);
+  show(h('h1', {}, t('studies.title')), tour(), f, studyTable(list), pager);
 }
 
 async function patientPage(institution, issuer, patientId) {
@@ -443,6 +444,36 @@ async function viewerPage(study) {
   await v;
 }
 
+// ---- help ----
+
+// helpSections are the help page's topics, each a title, what to do, and a screenshot of it (made by the browser
+// tests: go test ./web -run TestHelpScreenshots -update).
+const helpSections = ['login', 'search', 'view', 'import', 'share', 'emergency'];
+
+function helpPage() {
+  show(h('h1', {}, t('help.title')), h('p', {}, t('help.intro')),
+    ...helpSections.map((k) => h('section', { class: 'card help', id: 'help-' + k }, h('h2', {}, t(`help.${k}.title`)),
+      h('p', {}, t(`help.${k}.text`)), h('img', { class: 'shot', src: `/ui/help/${k}.png`, alt: t(`help.${k}.title`), loading: 'lazy' }))));
+}
+
+// tour is the short guided tour shown once, at a user's first visit to the study list.
+function tour() {
+  if (!me || me.user.role === 'patient' || localStorage.getItem('renkei.tour.' + me.user.login)) return null;
+  let step = 0;
+  const steps = ['search', 'view', 'import', 'share'];
+  const text = h('p', { id: 'tour-text' }, t(`tour.${steps[0]}`));
+  const box = h('div', { class: 'tour card', id: 'tour', role: 'dialog' }, h('strong', {}, t('tour.title')), text,
+    h('div', { class: 'actions' },
+      h('button', { id: 'tour-next', onclick: () => {
+        step++;
+        if (step >= steps.length) { localStorage.setItem('renkei.tour.' + me.user.login, '1'); box.remove(); return; }
+        text.textContent = t(`tour.${steps[step]}`);
+      } }, t('tour.next')),
+      h('button', { class: 'secondary', id: 'tour-skip', onclick: () => { localStorage.setItem('renkei.tour.' + me.user.login, '1'); box.remove(); } }, t('tour.skip')),
+      h('a', { href: '#/help' }, t('nav.help'))));
+  return box;
+}
+
 // ---- routing ----
 
 function route(hash) {
@@ -479,6 +510,7 @@ async function render() {
       case 'admin': return await adminPage();
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();
       case 'studies': return await studiesPage(query);
+      case 'help': return helpPage();
       default: return route(me.user.role === 'patient' ? '#/my/studies' : '#/studies');
     }
   } catch (e) {
