@@ -107,6 +107,8 @@ type Query struct {
 	Limit, Offset int
 	// Deleted selects what is in the trash instead of what is live.
 	Deleted bool
+	// Sort orders studies: "" or "date" (newest first), "date-asc", "name", "patient-id". Other levels ignore it.
+	Sort string
 	// Owner limits the answer to the studies one institution owns (0: any); the scope still applies.
 	Owner int64
 	// Patients limits the answer to the studies of these local patients (index keys): the linked IDs of one regional

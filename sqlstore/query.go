@@ -303,7 +303,16 @@ func (s intPtr) Scan(v any) error {
 	return nil
 }
 
-// QueryStudies returns the studies that match q, newest first.
+// studyOrders are the orders a study list can be sorted in; every one ends with the key so that pages never overlap.
+var studyOrders = map[string]string{
+	"":           ` ORDER BY s.study_date DESC, s.study_time DESC, s.pk DESC`,
+	"date":       ` ORDER BY s.study_date DESC, s.study_time DESC, s.pk DESC`,
+	"date-asc":   ` ORDER BY s.study_date, s.study_time, s.pk`,
+	"name":       ` ORDER BY p.name, s.study_date DESC, s.pk DESC`,
+	"patient-id": ` ORDER BY p.patient_id, s.study_date DESC, s.pk DESC`,
+}
+
+// QueryStudies returns the studies that match q, newest first unless q.Sort says otherwise.
 func (db *DB) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.StudyRecord, error) {
 	w, args, err := where(q)
 	if err != nil {
@@ -311,8 +320,11 @@ func (db *DB) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.Study
 	}
 	dc, dargs := deletedCond("s", q)
 	args = append(dargs, args...)
-	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE ` + dc + w +
-		` ORDER BY s.study_date DESC, s.study_time DESC, s.pk DESC` + limitOffset(q)
+	order, ok := studyOrders[q.Sort]
+	if !ok {
+		return nil, renkei.Errorf("index.Query", renkei.Invalid, "studies cannot be sorted by %q", q.Sort)
+	}
+	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE ` + dc + w + order + limitOffset(q)
 	rows, err := db.queryContext(ctx, query, args...)
 	if err != nil {
 		return nil, queryErr(err)

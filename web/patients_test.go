@@ -314,3 +314,34 @@ func TestPatientAccount(t *testing.T) {
 		t.Errorf("a patient read the audit trail: %d", st)
 	}
 }
+
+// TestStudyListSort: the study list sorts by date either way and by patient, and refuses an unknown order.
+func TestStudyListSort(t *testing.T) {
+	r := newRegion(t)
+	c := r.as("kato@kita-clinic")
+	order := func(sort string) []string {
+		var list []struct{ PatientID, StudyInstanceUID string }
+		c.getJSON("/api/studies?sort="+sort, &list)
+		var out []string
+		for _, s := range list {
+			out = append(out, s.PatientID+"/"+s.StudyInstanceUID)
+		}
+		return out
+	}
+	byDate, byDateAsc, byPatient := order("date"), order("date-asc"), order("patient-id")
+	if len(byDate) != 3 || !slices.Equal(byDate, reversed(byDateAsc)) {
+		t.Errorf("newest first %v is not the reverse of oldest first %v", byDate, byDateAsc)
+	}
+	if !slices.IsSortedFunc(byPatient, func(a, b string) int { return strings.Compare(a[:2], b[:2]) }) {
+		t.Errorf("by patient: %v", byPatient)
+	}
+	if st := c.get("/api/studies?sort=secret"); st != 400 {
+		t.Errorf("an unknown sort: %d", st)
+	}
+}
+
+func reversed(s []string) []string {
+	out := slices.Clone(s)
+	slices.Reverse(out)
+	return out
+}

@@ -79,6 +79,7 @@ func (s *Server) listStudies(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	query.Sort = q.Get("sort")
 	if n, err := strconv.Atoi(q.Get("limit")); err == nil && n > 0 && n <= 200 {
 		query.Limit = n
 	}

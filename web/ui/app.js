@@ -265,11 +265,14 @@ function studyRow(s) {
     h('td', {}, access, h('div', {}, actions)));
 }
 
-function studyTable(list) {
+// studyTable lists studies; with sortBy, the date and patient headings sort the list (sortBy(key) is called).
+function studyTable(list, sortBy, current = '') {
   if (!list.length) return h('p', { id: 'no-studies' }, t('studies.none'));
+  const sortable = { 'col.date': current === 'date-asc' ? 'date' : 'date-asc', 'col.patient': current === 'name' ? 'patient-id' : 'name' };
   return h('table', { id: 'studies' },
     h('thead', {}, h('tr', {}, ['col.date', 'col.patient', 'col.study', 'col.modality', 'col.images', 'col.institution', 'col.access']
-      .map((k, i) => h('th', { class: i === 4 || i === 5 ? 'optional' : '' }, t(k))))),
+      .map((k, i) => h('th', { class: i === 4 || i === 5 ? 'optional' : '' },
+        sortBy && sortable[k] ? h('button', { class: 'sort', id: 'sort-' + k.slice(4), onclick: () => sortBy(sortable[k]) }, t(k), ' ↕') : t(k))))),
     h('tbody', {}, list.map(studyRow)));
 }
 
@@ -307,7 +310,8 @@ async function studiesPage(params) {
     h('button', { class: 'secondary', disabled: offset === 0, onclick: () => page(Math.max(0, offset - limit)) }, t('page.prev')),
     h('span', { class: 'muted' }, list.length ? t('page.n', { from: offset + 1, to: offset + list.length }) : ''),
     h('button', { class: 'secondary', disabled: list.length < limit, onclick: () => page(offset + limit) }, t('page.next')));
-  show(h('h1', {}, t('studies.title')), tour(), f, studyTable(list), pager);
+  const sortBy = (key) => { const p = new URLSearchParams(params); p.set('sort', key); p.delete('offset'); route('#/studies?' + p.toString()); };
+  show(h('h1', {}, t('studies.title')), tour(), f, studyTable(list, sortBy, q.get('sort') || ''), pager);
 }
 
 async function patientPage(institution, issuer, patientId) {
