@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"renkei"
@@ -95,11 +96,14 @@ type Server struct {
 	TrustedProxies []netip.Prefix
 	// Hub carries live updates to the open /api/events streams.
 	Hub *Hub
+	// UploadDir keeps resumable uploads until their last byte arrives.
+	UploadDir string
 
 	mux        *http.ServeMux
 	routes     []string
 	loginLimit *limiter
 	ui         http.Handler
+	up         uploads
 }
 
 // SessionCookie is the name of the session cookie.
@@ -112,7 +116,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	}
 	s := &Server{Identity: id, Store: store, DICOMweb: dw, Logger: logger, Now: time.Now, ShareDays: 30, BreakGlassPeriod: 4 * time.Hour,
 		mux:        http.NewServeMux(),
-		loginLimit: newLimiter(10, time.Minute), ui: uiFS(), Hub: NewHub()}
+		loginLimit: newLimiter(10, time.Minute), ui: uiFS(), Hub: NewHub(), up: uploads{byID: map[string]*partial{}, locks: map[string]*sync.Mutex{}}}
 	if dw != nil && dw.Archive != nil && dw.Archive.Stored == nil {
 		dw.Archive.Stored = s.Hub.StoredHook
 	}
@@ -122,6 +126,9 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/studies", s.listStudies)
 	s.handle("POST /api/upload", s.upload)
 	s.handle("GET /api/events", s.events)
+	s.handle("POST /api/uploads", s.startUpload)
+	s.handle("GET /api/uploads/{id}", s.uploadStatus)
+	s.handle("PATCH /api/uploads/{id}", s.uploadChunk)
 	s.handle("POST /api/me/lang", s.setLanguage)
 
 	s.handle("POST /api/login", s.login)

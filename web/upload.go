@@ -57,6 +57,11 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxUploadFile)
 	res := s.DICOMweb.Archive.Store(r.Context(), r.Body, archive.StoreRequest{Source: "upload"})
+	s.answerUpload(w, r, name, res)
+}
+
+// answerUpload says what became of one uploaded file.
+func (s *Server) answerUpload(w http.ResponseWriter, r *http.Request, name string, res *archive.StoreResult) {
 	out := uploadResult{File: name, Outcome: "stored", Warnings: res.Warnings, Study: res.StudyInstanceUID, Instance: res.SOPInstanceUID}
 	switch {
 	case res.Failure != 0 || res.Err != nil:

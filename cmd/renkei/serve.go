@@ -160,6 +160,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	front := web.New(ids, db, dw, logger)
 	front.Version, front.Blobs, front.BreakGlassPeriod = version, blobs, c.BreakGlass
+	front.UploadDir = filepath.Join(c.Data, "uploads")
+	os.RemoveAll(front.UploadDir) // unfinished uploads are remembered in memory only: after a restart they start again
 	for _, p := range strings.Split(c.TrustedProxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue

@@ -78,6 +78,38 @@ async function isDICOM(blob) {
   return head.length === 4 && head[0] === 0x44 && head[1] === 0x49 && head[2] === 0x43 && head[3] === 0x4d; // "DICM"
 }
 
+const chunkSize = 8 * 2 ** 20; // files above this go in resumable chunks (a long ultrasound or angiography run)
+
+// sendResumable sends a large file in chunks, resuming from the server's offset after a dropped line.
+async function sendResumable(it, blob, csrf, onprogress) {
+  const headers = { 'X-CSRF-Token': csrf };
+  const start = await fetch('/api/uploads', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: it.name, size: blob.size }) });
+  if (!start.ok) return { file: it.name, outcome: 'refused', reason: 'failed', detail: (await start.json().catch(() => ({}))).detail };
+  const { id } = await start.json();
+  let offset = 0; let failures = 0;
+  for (;;) {
+    let r;
+    try {
+      r = await fetch(`/api/uploads/${id}`, { method: 'PATCH', headers: { ...headers, 'Upload-Offset': String(offset), 'Content-Type': 'application/offset+octet-stream' },
+        body: blob.slice(offset, Math.min(blob.size, offset + chunkSize)) });
+    } catch (e) { r = null; }
+    if (r && r.ok) {
+      const body = await r.json();
+      if (body.outcome) return body; // the last chunk: the file's result
+      offset = body.offset; failures = 0;
+      onprogress(offset);
+      continue;
+    }
+    if (++failures > 6) return { file: it.name, outcome: 'refused', reason: 'network' };
+    await new Promise((ok) => setTimeout(ok, 500 * 2 ** failures)); // the line may come back
+    try {
+      const st = await fetch(`/api/uploads/${id}`);
+      if (st.ok) offset = (await st.json()).offset;
+    } catch (e) { /* try again */ }
+  }
+}
+
 function send(it, csrf, onprogress) {
   return new Promise((resolve) => {
     const run = async () => {
@@ -96,6 +128,10 @@ function send(it, csrf, onprogress) {
       }
       if (!(await isDICOM(blob))) {
         resolve({ file: it.name, outcome: 'refused', reason: 'not-dicom' });
+        return;
+      }
+      if (blob.size > chunkSize) {
+        resolve(await sendResumable(it, blob, csrf, onprogress));
         return;
       }
       const xhr = new XMLHttpRequest();
