@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,4 +93,70 @@ func TestBrowserSpeed(t *testing.T) {
 	}
 	t.Logf("300×512×512 CT: first image %.0f ms after the click, whole stack %.0f ms; scrolling %.1f frames/s, window drag %.1f frames/s",
 		res["first"], res["all"], res["scrollFPS"], res["wlFPS"])
+}
+
+// TestBrowserUploadSpeed compares importing a 500-file CD-ROM folder through the web app in Chromium with STOW-RS
+// of the same files (4 clients × 10 per request) into the same server (RENKEI_BROWSER_BENCH=1).
+func TestBrowserUploadSpeed(t *testing.T) {
+	if os.Getenv("RENKEI_BROWSER_BENCH") == "" {
+		t.Skip("set RENKEI_BROWSER_BENCH=1 to measure the import page in Chromium")
+	}
+	r := newRegion(t)
+	const files = 500
+	cd := filepath.Join(r.dir, "CD500")
+	os.MkdirAll(cd, 0o755)
+	var paths []string
+	for i := 1; i <= files; i++ {
+		p := filepath.Join(cd, fmt.Sprintf("IM%05d", i))
+		if err := dicomtest.CT(p, dicomtest.CTOptions{PatientID: "UP1", Rows: 512, Cols: 512, InstanceNumber: i, Seed: 6000}); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	// STOW-RS of the same files under other UIDs' twin (a second copy, made with another seed), into the hospital.
+	token, _ := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "stow", Write: true})
+	start := time.Now()
+	var wg sync.WaitGroup
+	jobs := make(chan []string)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for batch := range jobs {
+				var body bytes.Buffer
+				mw := multipart.NewWriter(&body)
+				for _, p := range batch {
+					data, _ := os.ReadFile(p)
+					pw, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+					pw.Write(data)
+				}
+				mw.Close()
+				r.withToken(token).do("POST", "/dicomweb/studies", &body, "Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+			}
+		}()
+	}
+	for i := 0; i < files; i += 10 {
+		jobs <- paths[i : i+10]
+	}
+	close(jobs)
+	wg.Wait()
+	stow := float64(files) / time.Since(start).Seconds()
+
+	u := r.users["kato@kita-clinic"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"),
+		hashRoute("#/upload"), chromedp.WaitReady("#upload-folder")); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	if err := chromedp.Do(ctx, chromedp.SetUploadFiles("#upload-folder", []string{cd}), chromedp.WaitReady(`#app[data-finished="true"]`)); err != nil {
+		t.Fatal(err)
+	}
+	browserRate := float64(files) / time.Since(start).Seconds()
+	summary, _ := chromedp.Run(ctx, chromedp.Text("#upload-summary"))
+	t.Logf("%d files of 512×512: STOW-RS %.0f files/s, the import page %.0f files/s (%.0f%% of STOW-RS); %s", files, stow, browserRate, 100*browserRate/stow, summary)
 }

@@ -1,11 +1,15 @@
 package web
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"strings"
+	"sync"
 
 	"renkei"
 	"renkei/archive"
@@ -56,12 +60,74 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		name = name[:1024]
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxUploadFile)
+	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		s.uploadBatch(w, r, params["boundary"])
+		return
+	}
 	res := s.DICOMweb.Archive.Store(r.Context(), r.Body, archive.StoreRequest{Source: "upload"})
 	s.answerUpload(w, r, name, res)
 }
 
+// uploadBatch stores the files of a multipart/form-data body (the import page sends small files ten at a time): each
+// is received as it streams in and committed in the background, as STOW-RS does, and the answer lists each file's
+// result in order.
+func (s *Server) uploadBatch(w http.ResponseWriter, r *http.Request, boundary string) {
+	mr := multipart.NewReader(bufio.NewReaderSize(r.Body, 1<<20), boundary)
+	type item struct {
+		name string
+		res  *archive.StoreResult
+	}
+	var items []item
+	var commits sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for len(items) < 1000 {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			commits.Wait()
+			s.problem(w, r, renkei.Errorf("web.upload", renkei.Invalid, "the upload was cut off after %d file(s); send the rest again", len(items)))
+			return
+		}
+		pending, res := s.DICOMweb.Archive.Receive(r.Context(), part, archive.StoreRequest{Source: "upload"})
+		items = append(items, item{part.FileName(), res})
+		part.Close()
+		if pending == nil {
+			continue
+		}
+		commits.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; commits.Done() }()
+			pending.Commit(r.Context())
+		}()
+	}
+	commits.Wait()
+	out := make([]uploadResult, 0, len(items))
+	for _, it := range items {
+		res, err := s.uploadOutcome(it.name, it.res)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		out = append(out, res)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // answerUpload says what became of one uploaded file.
 func (s *Server) answerUpload(w http.ResponseWriter, r *http.Request, name string, res *archive.StoreResult) {
+	out, err := s.uploadOutcome(name, res)
+	if err != nil {
+		s.problem(w, r, err) // not the file's fault: the caller may not store, or the server cannot
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// uploadOutcome turns a store result into the file's answer; an error that is not the file's fault is returned.
+func (s *Server) uploadOutcome(name string, res *archive.StoreResult) (uploadResult, error) {
 	out := uploadResult{File: name, Outcome: "stored", Warnings: res.Warnings, Study: res.StudyInstanceUID, Instance: res.SOPInstanceUID}
 	switch {
 	case res.Failure != 0 || res.Err != nil:
@@ -73,11 +139,10 @@ func (s *Server) answerUpload(w http.ResponseWriter, r *http.Request, name strin
 			out.Reason, out.Detail = "too-large", fmt.Sprintf("the file is larger than %d GB", maxUploadFile>>30)
 		}
 		if kind := renkei.ErrorKind(res.Err); kind == renkei.Unauthorized || kind == renkei.Forbidden || kind == renkei.Unavailable {
-			s.problem(w, r, res.Err) // not the file's fault: the caller may not store, or the server cannot
-			return
+			return out, res.Err
 		}
 	case res.Outcome == renkei.Duplicate:
 		out.Outcome = "duplicate"
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
