@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"mime/multipart"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -73,5 +74,36 @@ func TestResumableUpload(t *testing.T) {
 	entries, _ := os.ReadDir(r.front.UploadDir)
 	if len(entries) != 0 {
 		t.Errorf("partial files left behind: %v", fmt.Sprint(entries))
+	}
+}
+
+// TestUploadBatch sends several files in one multipart/form-data request, as the import page does, and gets each
+// file's result in order: stored, refused (cut short), duplicate.
+func TestUploadBatch(t *testing.T) {
+	r := newRegion(t)
+	path := filepath.Join(r.dir, "a.dcm")
+	if err := dicomtest.CT(path, dicomtest.CTOptions{PatientID: "B1", Rows: 32, Cols: 32, Seed: 4343}); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := os.ReadFile(path)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{"CD/IM1", good}, {"CD/IM2", good[:len(good)-300]}, {"CD/IM1-again", good}} {
+		w, _ := mw.CreateFormFile("file", f.name)
+		w.Write(f.data)
+	}
+	mw.Close()
+	c := r.as("kato@kita-clinic")
+	if st := c.do("POST", "/api/upload", &body, "Content-Type", mw.FormDataContentType()); st != 200 {
+		t.Fatalf("batch: %d %s", st, c.body)
+	}
+	var res []struct{ File, Outcome, Reason string }
+	json.Unmarshal(c.body, &res)
+	got := fmt.Sprint(res)
+	if len(res) != 3 || res[0].Outcome != "stored" || res[1].Reason != "truncated" || res[2].Outcome != "duplicate" || res[1].File != "CD/IM2" {
+		t.Errorf("results %s", got)
 	}
 }

@@ -91,7 +91,9 @@ func (s *Server) uploadBatch(w http.ResponseWriter, r *http.Request, boundary st
 			return
 		}
 		pending, res := s.DICOMweb.Archive.Receive(r.Context(), part, archive.StoreRequest{Source: "upload"})
-		items = append(items, item{part.FileName(), res})
+		// The name as sent, folders included (only echoed back: Part.FileName keeps the base name alone).
+		_, disp, _ := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+		items = append(items, item{disp["filename"], res})
 		part.Close()
 		if pending == nil {
 			continue
