@@ -78,7 +78,7 @@ func TestResumableUpload(t *testing.T) {
 }
 
 // TestUploadBatch sends several files in one multipart/form-data request, as the import page does, and gets each
-// file's result in order: stored, refused (cut short), duplicate.
+// file's result in order: the image stored once (and once a duplicate), the one cut short refused.
 func TestUploadBatch(t *testing.T) {
 	r := newRegion(t)
 	path := filepath.Join(r.dir, "a.dcm")
@@ -103,7 +103,9 @@ func TestUploadBatch(t *testing.T) {
 	var res []struct{ File, Outcome, Reason string }
 	json.Unmarshal(c.body, &res)
 	got := fmt.Sprint(res)
-	if len(res) != 3 || res[0].Outcome != "stored" || res[1].Reason != "truncated" || res[2].Outcome != "duplicate" || res[1].File != "CD/IM2" {
+	// The same image twice in one batch: the two are committed concurrently, so either copy may be the one stored.
+	twice := map[string]bool{res[0].Outcome: true, res[2].Outcome: true}
+	if len(res) != 3 || !twice["stored"] || !twice["duplicate"] || res[1].Reason != "truncated" || res[1].File != "CD/IM2" {
 		t.Errorf("results %s", got)
 	}
 }
