@@ -271,3 +271,15 @@ type WebAuthnCredential struct {
 	CreatedAt time.Time
 	LastUsed  *time.Time
 }
+
+// ShareFilter selects shares. Zero fields do not filter.
+type ShareFilter struct {
+	ID              int64
+	FromInstitution int64
+	// To selects shares received by an institution or by a user of it.
+	ToInstitution int64
+	ToUser        int64
+	ActiveAt      time.Time // only shares in force at this time
+	Purpose       SharePurpose
+	Unreviewed    bool // only break-glass grants not reviewed yet
+}

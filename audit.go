@@ -114,3 +114,14 @@ func ActionFrom(ctx context.Context) AuditAction {
 	}
 	return ActionQuery
 }
+
+// AuditFilter selects audit events.
+type AuditFilter struct {
+	// Patient selects the events about one institution's local patient (the patient's own access log).
+	DataInstitution int64
+	Patient         *PatientKey
+	Institution     int64 // events by actors of this institution or about its data; 0 for all
+	Action          AuditAction
+	Since, Until    time.Time
+	Limit           int
+}

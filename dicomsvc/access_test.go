@@ -10,7 +10,6 @@ import (
 	"renkei"
 	"renkei/dicom"
 	"renkei/dimse"
-	"renkei/sqlstore"
 )
 
 // TestDIMSEAccess: DIMSE traffic acts for the calling AE's institution. A hospital's workstation finds and
@@ -111,8 +110,8 @@ func TestDIMSEAccess(t *testing.T) {
 	}
 }
 
-func sqlstoreFilter(institution int64) sqlstore.AuditFilter {
-	return sqlstore.AuditFilter{Institution: institution, Limit: 10000}
+func sqlstoreFilter(institution int64) renkei.AuditFilter {
+	return renkei.AuditFilter{Institution: institution, Limit: 10000}
 }
 
 // TestDIMSESweep: every DIMSE service the archive offers, asked for by an AE title nobody registered, gets

@@ -277,19 +277,8 @@ func auditDest(e *renkei.AuditEvent, at *int64) []any {
 		&e.Outcome, &e.Purpose, &e.Source, &e.DataInstitution, &e.Patient.Issuer, &e.Patient.ID, &e.Study, &e.Detail, &e.PrevHash, &e.Hash}
 }
 
-// AuditFilter selects audit events.
-type AuditFilter struct {
-	// Patient selects the events about one institution's local patient (the patient's own access log).
-	DataInstitution int64
-	Patient         *renkei.PatientKey
-	Institution     int64 // events by actors of this institution or about its data; 0 for all
-	Action          renkei.AuditAction
-	Since, Until    time.Time
-	Limit           int
-}
-
 // AuditEvents returns the events that match f, newest first.
-func (db *DB) AuditEvents(ctx context.Context, f AuditFilter) ([]renkei.AuditEvent, error) {
+func (db *DB) AuditEvents(ctx context.Context, f renkei.AuditFilter) ([]renkei.AuditEvent, error) {
 	q := `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose, source, data_institution,
 		issuer, patient_id, study_uid, detail, prev_hash, hash FROM audit_events WHERE 1 = 1`
 	var args []any

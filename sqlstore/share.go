@@ -73,20 +73,8 @@ func (db *DB) RevokeShare(ctx context.Context, id, institution int64, audit *ren
 	}, audit)
 }
 
-// ShareFilter selects shares. Zero fields do not filter.
-type ShareFilter struct {
-	ID              int64
-	FromInstitution int64
-	// To selects shares received by an institution or by a user of it.
-	ToInstitution int64
-	ToUser        int64
-	ActiveAt      time.Time // only shares in force at this time
-	Purpose       renkei.SharePurpose
-	Unreviewed    bool // only break-glass grants not reviewed yet
-}
-
 // Shares lists shares, newest first.
-func (db *DB) Shares(ctx context.Context, f ShareFilter) ([]renkei.Share, error) {
+func (db *DB) Shares(ctx context.Context, f renkei.ShareFilter) ([]renkei.Share, error) {
 	q := `SELECT sh.pk, sh.from_institution, p.issuer, p.patient_id, sh.to_institution, sh.to_user, sh.purpose, sh.reason, sh.created_by,
 		sh.created_by_name, sh.created_at, sh.expires_at, sh.revoked_at, sh.reviewed_at, sh.reviewed_by, sh.review_note,
 		coalesce((SELECT group_concat(s.study_uid, '\') FROM share_studies ss JOIN studies s ON s.pk = ss.study_pk WHERE ss.share_pk = sh.pk), '')

@@ -12,7 +12,6 @@ import (
 
 	"renkei"
 	"renkei/access"
-	"renkei/sqlstore"
 )
 
 // staff reports whether p is a member of staff who works with patients' records at their institution.
@@ -436,7 +435,7 @@ func (s *Server) breakGlassReviews(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, forbidden("web.breakGlassReviews", "only the institution's administrator reviews emergency accesses"))
 		return
 	}
-	list, err := s.Store.Shares(r.Context(), sqlstore.ShareFilter{FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass,
+	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass,
 		Unreviewed: r.URL.Query().Get("all") == ""})
 	if err != nil {
 		s.problem(w, r, err)
@@ -467,7 +466,7 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	list, err := s.Store.Shares(r.Context(), sqlstore.ShareFilter{ID: id, FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass})
+	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass})
 	if err != nil || len(list) == 0 {
 		s.problem(w, r, renkei.Errorf("web.reviewBreakGlass", renkei.NotFound, "there is no emergency access %q to review", r.PathValue("id")))
 		return
@@ -574,7 +573,7 @@ func (s *Server) myAccessLog(w http.ResponseWriter, r *http.Request) {
 	}
 	var events []renkei.AuditEvent
 	for _, lp := range linked {
-		list, err := s.Store.AuditEvents(r.Context(), sqlstore.AuditFilter{DataInstitution: lp.Institution, Patient: &lp.Key, Limit: 1000})
+		list, err := s.Store.AuditEvents(r.Context(), renkei.AuditFilter{DataInstitution: lp.Institution, Patient: &lp.Key, Limit: 1000})
 		if err != nil {
 			s.problem(w, r, err)
 			return

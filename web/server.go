@@ -24,7 +24,6 @@ import (
 	"renkei/blob"
 	"renkei/dicomweb"
 	"renkei/identity"
-	"renkei/sqlstore"
 )
 
 // Store is what the JSON API reads and writes directly (implemented by sqlstore.DB).
@@ -35,8 +34,8 @@ type Store interface {
 	UserByLogin(ctx context.Context, login string) (renkei.User, renkei.Credentials, error)
 	CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.AuditEvent) error
 	RevokeShare(ctx context.Context, id, institution int64, audit *renkei.AuditEvent) error
-	Shares(ctx context.Context, f sqlstore.ShareFilter) ([]renkei.Share, error)
-	AuditEvents(ctx context.Context, f sqlstore.AuditFilter) ([]renkei.AuditEvent, error)
+	Shares(ctx context.Context, f renkei.ShareFilter) ([]renkei.Share, error)
+	AuditEvents(ctx context.Context, f renkei.AuditFilter) ([]renkei.AuditEvent, error)
 	RecoveryCodesLeft(ctx context.Context, pk int64) (int, error)
 	SetLanguage(ctx context.Context, pk int64, lang string) error
 

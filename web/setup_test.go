@@ -369,7 +369,7 @@ func (r *region) rawDB() *sql.DB {
 // events returns the audit events after seq, oldest first.
 func (r *region) events(after int64) []renkei.AuditEvent {
 	r.t.Helper()
-	list, err := r.db.AuditEvents(context.Background(), sqlstore.AuditFilter{Limit: 100000})
+	list, err := r.db.AuditEvents(context.Background(), renkei.AuditFilter{Limit: 100000})
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"renkei"
-	"renkei/sqlstore"
 )
 
 type institutionJSON struct {
@@ -74,11 +73,11 @@ func (s *Server) shareJSON(r *http.Request, sh renkei.Share) shareJSON {
 // listShares lists the shares the caller's institution made (?direction=out, the default) or received (in).
 func (s *Server) listShares(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
-	f := sqlstore.ShareFilter{FromInstitution: p.Institution}
+	f := renkei.ShareFilter{FromInstitution: p.Institution}
 	switch r.URL.Query().Get("direction") {
 	case "", "out":
 	case "in":
-		f = sqlstore.ShareFilter{ToInstitution: p.Institution}
+		f = renkei.ShareFilter{ToInstitution: p.Institution}
 		if p.Kind == renkei.UserPrincipal {
 			f.ToUser = p.ID
 		}
@@ -203,7 +202,7 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.Forbidden, "only staff who may share may revoke a share"))
 		return
 	}
-	list, err := s.Store.Shares(r.Context(), sqlstore.ShareFilter{ID: id, FromInstitution: p.Institution})
+	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution})
 	if err != nil {
 		s.problem(w, r, err)
 		return
@@ -227,7 +226,7 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 // sees every event.
 func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
-	var f sqlstore.AuditFilter
+	var f renkei.AuditFilter
 	switch p.Role {
 	case renkei.RegionAdmin:
 	case renkei.InstitutionAdmin:

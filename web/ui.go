@@ -11,7 +11,6 @@ import (
 
 	"renkei"
 	"renkei/archive"
-	"renkei/sqlstore"
 )
 
 // The web app: plain HTML, CSS and JavaScript modules, embedded in the binary, no build step. It talks only to the
@@ -121,7 +120,7 @@ func (s *Server) studiesPage(w http.ResponseWriter, r *http.Request, query *renk
 	var incoming []renkei.Share
 	for _, st := range recs {
 		if st.Institution != p.Institution && p.Role != renkei.PatientRole {
-			f := sqlstore.ShareFilter{ToInstitution: p.Institution, ActiveAt: s.Now()}
+			f := renkei.ShareFilter{ToInstitution: p.Institution, ActiveAt: s.Now()}
 			if p.Kind == renkei.UserPrincipal {
 				f.ToUser = p.ID
 			}

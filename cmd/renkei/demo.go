@@ -110,7 +110,7 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 	if err := seedDemoStudies(ctx, arch, data, pk); err != nil {
 		return err
 	}
-	shares, err := db.Shares(ctx, sqlstore.ShareFilter{FromInstitution: pk["kita-clinic"]})
+	shares, err := db.Shares(ctx, renkei.ShareFilter{FromInstitution: pk["kita-clinic"]})
 	if err != nil {
 		return err
 	}
