@@ -188,6 +188,22 @@ func TestViewer(t *testing.T) {
 	if err != nil || !strings.Contains(m, `"7.0 mm"`) || !strings.Contains(m, "HU SD") || !strings.Contains(m, "mm²") {
 		t.Errorf("measurements %s (%v), want a 7.0 mm length and an ROI in HU", m, err)
 	}
+	// Orientation markers of an axial slice (top, right, bottom, left), then turned with the image.
+	markers := func() string {
+		s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#viewport').dataset.markers`))
+		return s
+	}
+	if got := markers(); got != "A L P R" {
+		t.Errorf("axial markers %q, want A L P R", got)
+	}
+	step("08-rotated", chromedp.Click("#rotate"))
+	if got := markers(); got != "R A L P" {
+		t.Errorf("after a quarter turn the markers are %q, want R A L P", got)
+	}
+	step("09-flipped", chromedp.Click("#reset"), chromedp.Click("#flip"))
+	if got := markers(); got != "A R P L" {
+		t.Errorf("flipped left-right the markers are %q, want A R P L", got)
+	}
 }
 
 // dragImage drags the mouse on the viewer's canvas between two points given in image pixels, as a hand would.

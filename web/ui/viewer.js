@@ -58,7 +58,8 @@ export function windowGrey(values, wc, ww, inverted) {
 // imageMeta reads what drawing needs from an instance's DICOM JSON metadata.
 export function imageMeta(m) {
   const bits = num(m, '00280100', 16);
-  return { rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits, bitsStored: num(m, '00280101', bits), signed: num(m, '00280103', 0) === 1,
+  const iop = m['00200037'] && m['00200037'].Value ? m['00200037'].Value.map(Number) : null;
+  return { orientation: iop, rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits, bitsStored: num(m, '00280101', bits), signed: num(m, '00280103', 0) === 1,
     slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
     samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null),
     pixelSpacing: v(m, '00280030') !== undefined ? [num(m, '00280030', 1, 0), num(m, '00280030', 1, 1)] : null,
@@ -108,17 +109,43 @@ export async function viewer(root, study, h, message, opts = {}) {
   const tools = h('div', { class: 'tools' });
   root.replaceChildren(h('div', { class: 'viewer' }, thumbs, h('div', { class: 'stage' }, tools, h('div', { class: 'canvas-wrap' }, canvas, overlay))));
 
-  const state = { slices: [], index: 0, wc: 40, ww: 400, zoom: 1, panX: 0, panY: 0, invert: false, md: null, cache: new Map(), info: {},
+  const state = { slices: [], index: 0, wc: 40, ww: 400, zoom: 1, panX: 0, panY: 0, invert: false, rotate: 0, flipH: false, flipV: false,
+    md: null, cache: new Map(), info: {},
     tool: 'wl', marks: new Map(), pending: null, view: null };
   const ctx = canvas.getContext('2d');
 
   // Image coordinates (pixel centres at .5) of a pointer position on the canvas.
   function toImage(e) {
     const r = canvas.getBoundingClientRect();
-    const v = state.view || { ox: 0, oy: 0, scale: 1 };
-    return { x: (e.clientX - r.left - v.ox) / v.scale, y: (e.clientY - r.top - v.oy) / v.scale };
+    const p = (state.matrix || new DOMMatrix()).inverse().transformPoint(new DOMPoint(e.clientX - r.left, e.clientY - r.top));
+    return { x: p.x, y: p.y };
   }
-  function toCanvas(p) { const v = state.view; return [v.ox + p.x * v.scale, v.oy + p.y * v.scale]; }
+  function toCanvas(p) { const q = state.matrix.transformPoint(new DOMPoint(p.x, p.y)); return [q.x, q.y]; }
+
+  // markers writes the patient's directions at the edges (PS3.3 C.7.6.2.1.1: L/R, A/P, H/F from the image's
+  // orientation), turned with the image.
+  function markers(md) {
+    const iop = md.orientation;
+    if (!iop || iop.length !== 6) { canvas.dataset.markers = ''; return; }
+    const row = iop.slice(0, 3); const col = iop.slice(3, 6);
+    const ax = state.matrix.transformPoint(new DOMPoint(1, 0)); const ay = state.matrix.transformPoint(new DOMPoint(0, 1));
+    const o = state.matrix.transformPoint(new DOMPoint(0, 0));
+    const vx = [ax.x - o.x, ax.y - o.y]; const vy = [ay.x - o.x, ay.y - o.y];
+    const len = (v) => Math.hypot(v[0], v[1]) || 1;
+    // The patient-space direction that points to the screen's right (i = 0) or down (i = 1).
+    const dir = (i) => [0, 1, 2].map((k) => row[k] * vx[i] / len(vx) + col[k] * vy[i] / len(vy));
+    const letters = (v) => [[v[0], 'L', 'R'], [v[1], 'P', 'A'], [v[2], 'H', 'F']]
+      .filter(([c]) => Math.abs(c) > 0.3).sort((a, b) => Math.abs(b[0]) - Math.abs(a[0])).map(([c, pos, neg]) => (c > 0 ? pos : neg)).join('');
+    const right = letters(dir(0)); const down = letters(dir(1));
+    const opposite = (s) => s.replace(/./g, (c) => ({ L: 'R', R: 'L', A: 'P', P: 'A', H: 'F', F: 'H' })[c]);
+    ctx.save();
+    ctx.fillStyle = '#9fe'; ctx.font = 'bold 18px sans-serif'; ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
+    const w = canvas.width; const hh = canvas.height;
+    ctx.fillText(right, w - 16, hh / 2); ctx.fillText(opposite(right), 16, hh / 2);
+    ctx.fillText(down, w / 2, hh - 14); ctx.fillText(opposite(down), w / 2, 14);
+    ctx.restore();
+    canvas.dataset.markers = [opposite(down), right, down, opposite(right)].join(' '); // top right bottom left
+  }
 
   // spacing says how big a pixel is and by what: PixelSpacing (the patient), else ImagerPixelSpacing (measured at
   // the detector, PS3.3 10.7.1.3), else nothing (pixels). It is always shown with the figure.
@@ -208,13 +235,20 @@ export async function viewer(root, study, h, message, opts = {}) {
         off = new OffscreenCanvas(md.cols, md.rows);
         off.getContext('2d').putImageData(img, 0, 0);
       }
-      const fit = Math.min(w / md.cols, hgt / md.rows) * state.zoom;
+      const turned = state.rotate % 180 !== 0;
+      const fit = Math.min(w / (turned ? md.rows : md.cols), hgt / (turned ? md.cols : md.rows)) * state.zoom;
       ctx.imageSmoothingEnabled = fit < 1;
-      const ox = (w - md.cols * fit) / 2 + state.panX; const oy = (hgt - md.rows * fit) / 2 + state.panY;
-      ctx.drawImage(off, ox, oy, md.cols * fit, md.rows * fit);
-      state.view = { ox, oy, scale: fit };
+      // Image to canvas: centre, pan, rotate, flip, scale (a DOMMatrix, inverted for the pointer).
+      state.matrix = new DOMMatrix().translate(w / 2 + state.panX, hgt / 2 + state.panY).rotate(state.rotate)
+        .scale(state.flipH ? -fit : fit, state.flipV ? -fit : fit).translate(-md.cols / 2, -md.rows / 2);
+      ctx.setTransform(state.matrix);
+      ctx.drawImage(off, 0, 0);
+      ctx.setTransform(1, 0, 0, 1, 0, 0);
+      const o = state.matrix.transformPoint(new DOMPoint(0, 0));
+      state.view = { ox: o.x, oy: o.y, scale: fit };
       canvas.dataset.view = JSON.stringify(state.view);
       drawMarks(s, px);
+      markers(md);
     }
     const i = state.info;
     overlay.replaceChildren(
@@ -311,7 +345,7 @@ export async function viewer(root, study, h, message, opts = {}) {
     tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
   }
   const toolButtons = [];
-  for (const tool of ['wl', 'length', 'angle', 'roi']) {
+  for (const tool of ['wl', 'stack', 'length', 'angle', 'roi']) {
     const b = h('button', { class: tool === 'wl' ? 'tool' : 'secondary tool', 'data-tool': tool, onclick: () => {
       state.tool = tool; state.pending = null;
       toolButtons.forEach((x) => { x.className = x.dataset.tool === tool ? 'tool' : 'secondary tool'; });
@@ -325,7 +359,11 @@ export async function viewer(root, study, h, message, opts = {}) {
     h('button', { class: 'secondary', onclick: () => { state.zoom *= 1.25; draw(); } }, '＋'),
     h('button', { class: 'secondary', onclick: () => { state.zoom /= 1.25; draw(); } }, '－'),
     cineButton,
-    h('button', { class: 'secondary', id: 'reset' + sfx, onclick: () => { Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false }); draw(); } }, t('viewer.reset')));
+    h('button', { class: 'secondary', id: 'rotate' + sfx, onclick: () => { state.rotate = (state.rotate + 90) % 360; draw(); } }, t('viewer.rotate')),
+    h('button', { class: 'secondary', id: 'flip' + sfx, onclick: () => { state.flipH = !state.flipH; draw(); } }, t('viewer.flip')),
+    h('button', { class: 'secondary', id: 'reset' + sfx, onclick: () => {
+      Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false, rotate: 0, flipH: false, flipV: false }); draw();
+    } }, t('viewer.reset')));
 
   window.addEventListener('hashchange', stopCine, { once: true });
   canvas.addEventListener('wheel', (e) => { e.preventDefault(); go(e.deltaY > 0 ? 1 : -1); }, { passive: false });
@@ -349,7 +387,7 @@ export async function viewer(root, study, h, message, opts = {}) {
       drag = { mode: 'measure' };
       return;
     }
-    drag = { x: e.clientX, y: e.clientY, mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey ? 'stack' : 'wl' };
+    drag = { x: e.clientX, y: e.clientY, mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey || state.tool === 'stack' ? 'stack' : 'wl' };
   });
   canvas.addEventListener('pointermove', (e) => {
     if (!drag) return;
