@@ -7,6 +7,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"renkei"
+	"renkei/archive"
 	"renkei/internal/dicomtest"
 )
 
@@ -159,4 +161,72 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	browserRate := float64(files) / time.Since(start).Seconds()
 	summary, _ := chromedp.Run(ctx, chromedp.Text("#upload-summary"))
 	t.Logf("%d files of 512×512: STOW-RS %.0f files/s, the import page %.0f files/s (%.0f%% of STOW-RS); %s", files, stow, browserRate, 100*browserRate/stow, summary)
+}
+
+// TestBrowserStudyListSpeed measures the study list's first page in Chromium with 100,000 studies in the index
+// (RENKEI_BROWSER_BENCH=1): from the search to the rows on screen, with the Performance API.
+func TestBrowserStudyListSpeed(t *testing.T) {
+	if os.Getenv("RENKEI_BROWSER_BENCH") == "" {
+		t.Skip("set RENKEI_BROWSER_BENCH=1 to measure the study list in Chromium")
+	}
+	r := newRegion(t)
+	const studies = 100000
+	one := 1
+	now := time.Now()
+	var wg sync.WaitGroup
+	ch := make(chan int, 256)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ch {
+				name := fmt.Sprintf("Bench%06d^Taro=ベンチ%06d^太郎", i/4, i/4)
+				in := &renkei.Instance{Institution: r.hospital.PK, Patient: renkei.PatientKey{Issuer: "CHUO", ID: fmt.Sprintf("S%06d", i/4)},
+					PatientName: name, PatientNameKeys: archive.NameKeys(name), StudyInstanceUID: fmt.Sprintf("2.25.7%d", i),
+					StudyDate: fmt.Sprintf("20%02d%02d%02d", 10+i%15, 1+i%12, 1+i%28), StudyTime: "120000", SeriesInstanceUID: fmt.Sprintf("2.25.8%d", i),
+					Modality: "CT", SeriesNumber: &one, SOPInstanceUID: fmt.Sprintf("2.25.9%d", i), SOPClassUID: "1.2.840.10008.5.1.4.1.1.2",
+					InstanceNumber: &one, TransferSyntaxUID: "1.2.840.10008.1.2.1", Rows: 512, Columns: 512, NumberOfFrames: 1, BitsAllocated: 16,
+					BlobKey: fmt.Sprintf("%064x", i+1), Size: 525000, ReceivedAt: now, Source: "bench"}
+				if _, _, err := r.db.Insert(t.Context(), in); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range studies {
+		ch <- i
+	}
+	close(ch)
+	wg.Wait()
+	t.Logf("indexed %d studies in %v", studies, time.Since(now).Round(time.Second))
+	u := r.users["tanaka@chuo-hospital"]
+	ctx, cancel := browser(t)
+	defer cancel()
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies tbody tr")); err != nil {
+		t.Fatal(err)
+	}
+	times, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(async () => {
+		const waitFor = (f) => new Promise((ok) => { const tick = () => (f() ? ok() : requestAnimationFrame(tick)); tick(); });
+		const out = [];
+		for (const q of ['', 'name=ベンチ000123', 'modality=CT&from=2020-01-01', 'offset=500']) {
+			for (let k = 0; k < 5; k++) {
+				document.querySelector('#app').replaceChildren();
+				const t0 = performance.now();
+				location.hash = '#/studies?' + q + '&k=' + k;
+				await waitFor(() => document.querySelector('#studies tbody tr') || document.querySelector('#no-studies'));
+				out.push(performance.now() - t0);
+			}
+		}
+		return out;
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	med := func(v []float64) float64 { s := slices.Clone(v); slices.Sort(s); return s[len(s)/2] }
+	t.Logf("first page with %d studies: newest %.0f ms, by name %.0f ms, by modality and date %.0f ms, page 11 %.0f ms (medians of 5)",
+		studies, med(times[0:5]), med(times[5:10]), med(times[10:15]), med(times[15:20]))
 }
