@@ -236,3 +236,23 @@ func SwapBytes(b []byte, size int) {
 		}
 	}
 }
+
+// DirectoryFiles lists the files a DICOMDIR refers to (Referenced File ID (0004,1500) of each record of the
+// Directory Record Sequence (0004,1220), PS3.10 8.5 and PS3.3 F.3), as slash-separated paths relative to the
+// DICOMDIR's folder.
+func DirectoryFiles(ds *DataSet) []string {
+	seq := ds.Get(NewTag(0x0004, 0x1220))
+	if seq == nil {
+		return nil
+	}
+	var out []string
+	for _, item := range seq.Items {
+		if parts := item.Strings(NewTag(0x0004, 0x1500)); len(parts) > 0 {
+			for i := range parts {
+				parts[i] = strings.TrimSpace(parts[i])
+			}
+			out = append(out, strings.Join(parts, "/"))
+		}
+	}
+	return out
+}

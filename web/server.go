@@ -124,6 +124,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /ui/{file...}", s.assets)
 	s.handle("GET /api/studies", s.listStudies)
 	s.handle("POST /api/upload", s.upload)
+	s.handle("POST /api/dicomdir", s.dicomdir)
 	s.handle("GET /api/events", s.events)
 	s.handle("POST /api/uploads", s.startUpload)
 	s.handle("GET /api/uploads/{id}", s.uploadStatus)

@@ -333,6 +333,14 @@ func TestUpload(t *testing.T) {
 	if len(list) != 1 || int(list[0]["numberOfInstances"].(float64)) != 4 {
 		t.Errorf("after the CD-ROM import the clinic has %v", list)
 	}
+	// A disc that cannot be read to the end: an image its DICOMDIR lists is missing, and the import says so.
+	os.Remove(cd[1])
+	step("02b-unreadable", hashRoute("#/studies"), chromedp.WaitVisible("#search"), hashRoute("#/upload"), chromedp.WaitReady("#upload-folder"),
+		chromedp.SetUploadFiles("#upload-folder", []string{filepath.Join(r.dir, "CDROM")}), chromedp.WaitReady(`#app[data-finished="true"]`))
+	results, _ = chromedp.Run(ctx, chromedp.Text("#upload-results tbody"))
+	if !strings.Contains(results, "IM000002") || !strings.Contains(results, "CDの目次にあるのに見つかりません") {
+		t.Errorf("the missing image is not reported:\n%s", results)
+	}
 
 	// The zip: the good image was already stored (from the CD), the rest refused for its own reason.
 	step("03-zip", hashRoute("#/studies"), chromedp.WaitVisible("#search"), hashRoute("#/upload"), chromedp.WaitReady("#upload-files"),

@@ -13,6 +13,7 @@ import (
 
 	"renkei"
 	"renkei/archive"
+	"renkei/dicom"
 )
 
 // maxUploadFile bounds one uploaded file (a multi-frame ultrasound or angiography run can be large).
@@ -147,4 +148,20 @@ func (s *Server) uploadOutcome(name string, res *archive.StoreResult) (uploadRes
 		out.Outcome = "duplicate"
 	}
 	return out, nil
+}
+
+// dicomdir reads a CD's DICOMDIR (the request body) and lists the files it refers to, so that the import page can
+// report the ones the disc no longer holds (an unreadable disc) as well as the ones it does not list (which are
+// imported anyway).
+func (s *Server) dicomdir(w http.ResponseWriter, r *http.Request) {
+	f, err := dicom.Parse(http.MaxBytesReader(w, r.Body, 64<<20), dicom.DefaultReadOptions)
+	if err != nil {
+		s.problem(w, r, renkei.Errorf("web.dicomdir", renkei.Invalid, "the DICOMDIR cannot be read: %v", err))
+		return
+	}
+	files := dicom.DirectoryFiles(f.DataSet)
+	if files == nil {
+		files = []string{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"files": files})
 }

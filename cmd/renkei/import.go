@@ -363,7 +363,7 @@ func addZip(path string, local *[]importResult, items *[]importItem) {
 	}
 }
 
-// dicomdirFiles lists the files a DICOMDIR refers to (Referenced File ID, PS3.10 8.5), relative to its folder.
+// dicomdirFiles lists the files a DICOMDIR refers to, relative to its folder.
 func dicomdirFiles(path string) []string {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -373,15 +373,5 @@ func dicomdirFiles(path string) []string {
 	if err != nil {
 		return nil
 	}
-	seq := f.DataSet.Get(dicom.NewTag(0x0004, 0x1220)) // Directory Record Sequence
-	if seq == nil {
-		return nil
-	}
-	var out []string
-	for _, item := range seq.Items {
-		if parts := item.Strings(dicom.NewTag(0x0004, 0x1500)); len(parts) > 0 { // Referenced File ID
-			out = append(out, strings.Join(parts, "/"))
-		}
-	}
-	return out
+	return dicom.DirectoryFiles(f.DataSet)
 }

@@ -207,9 +207,22 @@ export function uploadPage(root, h, csrf) {
       h('label', { class: 'button secondary', for: 'upload-files' }, t('upload.files')), files)),
     overall, summary, table);
 
+  // unlisted reads a folder's DICOMDIR (on the server) and names the files it lists that the folder lacks.
+  async function unlisted(list) {
+    const dd = list.find(({ path, file }) => /(^|\/)DICOMDIR$/i.test(path || file.name));
+    if (!dd) return [];
+    const base = (dd.path || '').replace(/DICOMDIR$/i, '');
+    try {
+      const r = await fetch('/api/dicomdir', { method: 'POST', headers: { 'X-CSRF-Token': csrf(), 'Content-Type': 'application/dicom' }, body: dd.file });
+      if (!r.ok) return [];
+      const have = new Set(list.map(({ path, file }) => (path || file.name).toUpperCase()));
+      return (await r.json()).files.map((f) => base + f).filter((f) => !have.has(f.toUpperCase()));
+    } catch (e) { return []; }
+  }
+
   async function start(list) {
     delete root.dataset.finished;
-    const refused = [];
+    const refused = (await unlisted(list)).map((name) => ({ name, reason: 'unlisted' }));
     const items = [];
     for (const { file, path } of list) {
       if (/\.zip$/i.test(file.name)) items.push(...await zipItems(file, refused));
