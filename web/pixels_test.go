@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/chromedp/chromedp"
-	"github.com/pquerna/otp/totp"
 
 	"renkei"
 	"renkei/internal/dicomtest"
@@ -50,10 +49,7 @@ func TestViewerPixels(t *testing.T) {
 	u := r.users["tanaka@chuo-hospital"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search")); err != nil {
+	if err := chromedp.Do(ctx, r.loginSteps(u), chromedp.WaitVisible("#search")); err != nil {
 		t.Fatal(err)
 	}
 	byName := map[string]dicomtest.Sample{}

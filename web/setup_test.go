@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 	_ "modernc.org/sqlite"
 
@@ -398,4 +399,13 @@ func stringValue(obj map[string]json.RawMessage, tag string) string {
 		return ""
 	}
 	return a.Value[0]
+}
+
+// loginSteps are a browser's login as u, with the password and the authenticator's current code, ending on the
+// study list.
+func (r *region) loginSteps(u testUser) chromedp.Action[chromedp.Void] {
+	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
+	return chromedp.Steps(chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
+		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
+		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`))
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	"github.com/pquerna/otp/totp"
 
 	"renkei"
 	"renkei/archive"
@@ -56,10 +55,7 @@ func TestBrowserSpeed(t *testing.T) {
 	u := r.users["tanaka@chuo-hospital"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view")); err != nil {
+	if err := chromedp.Do(ctx, r.loginSteps(u), chromedp.WaitVisible("#studies a.view")); err != nil {
 		t.Fatal(err)
 	}
 	res, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](`(async () => {
@@ -147,10 +143,7 @@ func TestBrowserUploadSpeed(t *testing.T) {
 	u := r.users["kato@kita-clinic"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"),
+	if err := chromedp.Do(ctx, r.loginSteps(u), chromedp.WaitVisible("#search"),
 		hashRoute("#/upload"), chromedp.WaitReady("#upload-folder")); err != nil {
 		t.Fatal(err)
 	}
@@ -203,10 +196,7 @@ func TestBrowserStudyListSpeed(t *testing.T) {
 	u := r.users["tanaka@chuo-hospital"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies tbody tr")); err != nil {
+	if err := chromedp.Do(ctx, r.loginSteps(u), chromedp.WaitVisible("#studies tbody tr")); err != nil {
 		t.Fatal(err)
 	}
 	times, err := chromedp.Run(ctx, chromedp.Evaluate[[]float64](`(async () => {

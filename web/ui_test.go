@@ -141,10 +141,7 @@ func TestViewer(t *testing.T) {
 		}
 		screenshot(ctx, t, out, name)
 	}
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	step("01-list", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"))
+	step("01-list", r.loginSteps(u), chromedp.WaitVisible("#studies a.view"))
 	// A new study arrives while the list is open: it appears, marked, without a reload.
 	r.stow(token, "H10", "Takeda^Jiro=竹田^次郎", 801, 1)
 	step("01b-live", chromedp.WaitVisible(`#studies tr.new`))
@@ -311,10 +308,7 @@ func TestUpload(t *testing.T) {
 		}
 		screenshot(ctx, t, out, name)
 	}
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	step("01-login", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
+	step("01-login", r.loginSteps(u), chromedp.WaitVisible("#search"))
 	r.clock.advance(30 * time.Second) // the browser used this step's code; the test's own logins need the next
 	step("02-folder", hashRoute("#/upload"), chromedp.WaitReady("#upload-folder"),
 		chromedp.SetUploadFiles("#upload-folder", []string{filepath.Join(r.dir, "CDROM")}), chromedp.WaitReady(`#app[data-finished="true"]`))
@@ -396,10 +390,7 @@ func TestCine(t *testing.T) {
 	u := r.users["tanaka@chuo-hospital"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	if err := chromedp.Do(ctx, chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"),
+	if err := chromedp.Do(ctx, r.loginSteps(u), chromedp.WaitVisible("#studies a.view"),
 		chromedp.Click("#studies a.view"), chromedp.WaitVisible(`#viewport[data-stack="loaded"]`)); err != nil {
 		screenshot(ctx, t, out, "failed")
 		t.Fatal(err)
@@ -439,10 +430,7 @@ func TestCompare(t *testing.T) {
 	u := r.users["tanaka@chuo-hospital"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	steps := []chromedp.Action[chromedp.Void]{chromedp.Navigate(r.srv.URL + "/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login),
-		chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
-		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#studies a.view"),
+	steps := []chromedp.Action[chromedp.Void]{r.loginSteps(u), chromedp.WaitVisible("#studies a.view"),
 		chromedp.Click("#studies a.view"), chromedp.WaitVisible("#priors a.compare-link"), chromedp.Click("#priors a.compare-link"),
 		chromedp.WaitVisible(`#viewport-a[data-stack="loaded"]`), chromedp.WaitVisible(`#viewport-b[data-stack="loaded"]`)}
 	if err := chromedp.Do(ctx, steps...); err != nil {
