@@ -200,6 +200,8 @@ type Share struct {
 	CreatedAt       time.Time
 	ExpiresAt       time.Time
 	RevokedAt       *time.Time
+	// RecordOnly grants the patient's clinical record and none of their studies (a referral with no images).
+	RecordOnly bool
 	// WithoutConsent skips the consent check: only break-glass sets it.
 	WithoutConsent bool
 	// Review of a break-glass grant by the owning institution's administrator.

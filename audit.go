@@ -22,8 +22,10 @@ const (
 	ActionShare      AuditAction = "share"   // a share was created
 	ActionRevoke     AuditAction = "revoke"  // a share or token was revoked
 	ActionBreakGlass AuditAction = "break-glass"
-	ActionAdmin      AuditAction = "admin"  // institutions, users, tokens, AE titles, resets
-	ActionDenied     AuditAction = "denied" // a request for something the caller may not see (answered 404)
+	ActionAdmin      AuditAction = "admin"    // institutions, users, tokens, AE titles, resets
+	ActionDenied     AuditAction = "denied"   // a request for something the caller may not see (answered 404)
+	ActionRecord     AuditAction = "record"   // a clinical fact (allergy, medication, condition, document) was written
+	ActionReferral   AuditAction = "referral" // a referral was written, sent or moved on (Detail says which step)
 )
 
 // Audit outcomes (after IHE ATNA EventOutcomeIndicator, in words).

@@ -14,48 +14,51 @@ import (
 // A patient or study the institution does not hold is a renkei.NotFound error. The audit event commits with it.
 func (db *DB) CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.AuditEvent) error {
 	s.CreatedAt = db.Now()
-	return db.writeTx(ctx, "index.CreateShare", func(tx *sql.Tx) error {
-		var patientPK int64
-		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
-			s.FromInstitution, s.Patient.Issuer, s.Patient.ID).Scan(&patientPK)
+	return db.writeTx(ctx, "index.CreateShare", func(tx *sql.Tx) error { return createShare(ctx, tx, s) }, audit)
+}
+
+// createShare is CreateShare inside a transaction (a referral's sending creates its share in its own).
+func createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) error {
+	var patientPK int64
+	err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
+		s.FromInstitution, s.Patient.Issuer, s.Patient.ID).Scan(&patientPK)
+	if errors.Is(err, sql.ErrNoRows) {
+		return renkei.Errorf("index.CreateShare", renkei.NotFound, "your institution holds no patient %s (issuer %s)", s.Patient.ID, s.Patient.Issuer)
+	}
+	if err != nil {
+		return err
+	}
+	if !s.WithoutConsent {
+		if err := consentFor(ctx, tx, s.FromInstitution, patientPK, s.ToInstitution, s.ToUser); err != nil {
+			return err
+		}
+	}
+	var studyPKs []int64
+	for _, uid := range s.Studies {
+		var pk int64
+		err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
+			s.FromInstitution, patientPK, uid).Scan(&pk)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.CreateShare", renkei.NotFound, "your institution holds no patient %s (issuer %s)", s.Patient.ID, s.Patient.Issuer)
+			return renkei.Errorf("index.CreateShare", renkei.NotFound, "study %s is not one of this patient's studies at your institution", uid)
 		}
 		if err != nil {
 			return err
 		}
-		if !s.WithoutConsent {
-			if err := consentFor(ctx, tx, s.FromInstitution, patientPK, s.ToInstitution, s.ToUser); err != nil {
-				return err
-			}
-		}
-		var studyPKs []int64
-		for _, uid := range s.Studies {
-			var pk int64
-			err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
-				s.FromInstitution, patientPK, uid).Scan(&pk)
-			if errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorf("index.CreateShare", renkei.NotFound, "study %s is not one of this patient's studies at your institution", uid)
-			}
-			if err != nil {
-				return err
-			}
-			studyPKs = append(studyPKs, pk)
-		}
-		err = tx.QueryRowContext(ctx, `INSERT INTO shares (from_institution, patient_pk, all_studies, to_institution, to_user, purpose, reason,
-			created_by, created_by_name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
-			s.FromInstitution, patientPK, len(s.Studies) == 0, s.ToInstitution, s.ToUser, string(s.Purpose), s.Reason, s.CreatedBy,
-			s.CreatedByName, s.CreatedAt.UnixMilli(), s.ExpiresAt.UnixMilli()).Scan(&s.ID)
-		if err != nil {
+		studyPKs = append(studyPKs, pk)
+	}
+	err = tx.QueryRowContext(ctx, `INSERT INTO shares (from_institution, patient_pk, all_studies, to_institution, to_user, purpose, reason,
+		created_by, created_by_name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
+		s.FromInstitution, patientPK, len(s.Studies) == 0 && !s.RecordOnly, s.ToInstitution, s.ToUser, string(s.Purpose), s.Reason, s.CreatedBy,
+		s.CreatedByName, s.CreatedAt.UnixMilli(), s.ExpiresAt.UnixMilli()).Scan(&s.ID)
+	if err != nil {
+		return err
+	}
+	for _, pk := range studyPKs {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO share_studies (share_pk, study_pk) VALUES (?, ?)`, s.ID, pk); err != nil {
 			return err
 		}
-		for _, pk := range studyPKs {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO share_studies (share_pk, study_pk) VALUES (?, ?)`, s.ID, pk); err != nil {
-				return err
-			}
-		}
-		return nil
-	}, audit)
+	}
+	return nil
 }
 
 // RevokeShare ends a share at once. institution is the sharer's (only it may revoke); 0 allows any (region admin).

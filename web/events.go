@@ -25,8 +25,11 @@ type Hub struct {
 
 type subscriber struct {
 	institution, user int64
-	ch                chan string
+	ch                chan live
 }
+
+// live is one server-sent event: its type ("study", "referral") and its data (a UID or a key, nothing more).
+type live struct{ event, data string }
 
 // NewHub returns an empty hub.
 func NewHub() *Hub { return &Hub{subs: map[*subscriber]bool{}, closed: make(chan struct{})} }
@@ -37,6 +40,16 @@ func (h *Hub) Close() { h.once.Do(func() { close(h.closed) }) }
 // Publish tells the subscribers of an institution, or (user not 0) one user, that study changed. A slow subscriber
 // misses events rather than slowing ingest; its app refreshes on the next one.
 func (h *Hub) Publish(institution, user int64, study string) {
+	h.publish(institution, user, live{"study", study})
+}
+
+// PublishReferral tells an institution's subscribers that one of its referrals moved on: they ask for it again
+// through the audited API.
+func (h *Hub) PublishReferral(institution, id int64) {
+	h.publish(institution, 0, live{"referral", fmt.Sprint(id)})
+}
+
+func (h *Hub) publish(institution, user int64, ev live) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -44,7 +57,7 @@ func (h *Hub) Publish(institution, user int64, study string) {
 			continue
 		}
 		select {
-		case s.ch <- study:
+		case s.ch <- ev:
 		default:
 		}
 	}
@@ -76,7 +89,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, renkei.Errorf("web.events", renkei.Unavailable, "live updates are not available here"))
 		return
 	}
-	sub := &subscriber{institution: p.Institution, ch: make(chan string, 64)}
+	sub := &subscriber{institution: p.Institution, ch: make(chan live, 64)}
 	if p.Kind == renkei.UserPrincipal {
 		sub.user = p.ID
 	}
@@ -97,8 +110,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-s.Hub.closed:
 			return
-		case study := <-sub.ch:
-			fmt.Fprintf(w, "event: study\ndata: %s\n\n", study)
+		case ev := <-sub.ch:
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.event, ev.data)
 			fl.Flush()
 		case <-tick.C:
 			fmt.Fprint(w, ": keep-alive\n\n")

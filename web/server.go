@@ -22,6 +22,7 @@ import (
 	"renkei"
 	"renkei/access"
 	"renkei/blob"
+	"renkei/clinical"
 	"renkei/dicomweb"
 	"renkei/identity"
 )
@@ -97,6 +98,8 @@ type Server struct {
 	Hub *Hub
 	// UploadDir keeps resumable uploads until their last byte arrives.
 	UploadDir string
+	// Clinical is the clinical record and the referrals; nil leaves their routes answering 503.
+	Clinical *clinical.Service
 
 	mux        *http.ServeMux
 	routes     []string
@@ -164,6 +167,20 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/invitations/accept", s.acceptInvitation)
 	s.handle("GET /api/my/studies", s.myStudies)
 	s.handle("GET /api/my/access-log", s.myAccessLog)
+
+	s.handle("GET /api/referrals", s.listReferrals)
+	s.handle("POST /api/referrals", s.createReferral)
+	s.handle("GET /api/referrals/{id}", s.getReferral)
+	s.handle("PUT /api/referrals/{id}", s.saveDraft)
+	s.handle("POST /api/referrals/{id}/{action}", s.actOnReferral)
+	s.handle("GET /api/referrals/{id}/versions", s.referralVersions)
+	s.handle("POST /api/referrals/{id}/versions", s.correctReferral)
+	s.handle("POST /api/referrals/{id}/reverse", s.reverseReferral)
+	s.handle("GET /api/patients/record", s.getRecord)
+	s.handle("POST /api/patients/record", s.addRecord)
+	s.handle("POST /api/patients/documents", s.addDocument)
+	s.handle("GET /api/documents/{id}", s.document)
+	s.handle("POST /api/facts/{id}/withdraw", s.withdrawFact)
 
 	if dw != nil {
 		for _, p := range dw.Routes() {

@@ -27,6 +27,7 @@ import (
 	"renkei/access"
 	"renkei/archive"
 	"renkei/blob/disk"
+	"renkei/clinical"
 	"renkei/dicomweb"
 	"renkei/identity"
 	"renkei/internal/dicomtest"
@@ -121,6 +122,9 @@ func newRegion(t *testing.T) *region {
 	ids.Now = clk.Now
 	front := web.New(ids, db, dicomweb.New(arch, logger, "/dicomweb"), logger)
 	front.Now, front.Blobs = clk.Now, blobs
+	cs := clinical.New(db)
+	cs.Now = clk.Now
+	front.UseClinical(cs)
 	r0 := &region{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Test pages (a browser's side of a ceremony) are served beside the API, from the same origin.

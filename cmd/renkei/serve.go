@@ -20,6 +20,7 @@ import (
 	"renkei/access"
 	"renkei/archive"
 	"renkei/blob/disk"
+	"renkei/clinical"
 	"renkei/dicomweb"
 	"renkei/identity"
 	"renkei/sqlstore"
@@ -161,6 +162,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front := web.New(ids, db, dw, logger)
 	front.Version, front.Blobs, front.BreakGlassPeriod = version, blobs, c.BreakGlass
 	front.UploadDir = filepath.Join(c.Data, "uploads")
+	front.UseClinical(clinical.New(db))
 	os.RemoveAll(front.UploadDir) // unfinished uploads are remembered in memory only: after a restart they start again
 	for _, p := range strings.Split(c.TrustedProxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {

@@ -1,0 +1,347 @@
+package clinical
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"renkei"
+)
+
+// Referrals: a draft is written and edited by its sender; sending freezes the letter (version 1) and shares the
+// attached studies and the patient's record with the receiver in the same transaction (the share checks consent);
+// the receiver opens (received), accepts with an appointment or declines with a reason, and completes with a reply
+// letter (返書) or a signed report; the receiver may then refer back (逆紹介). Every step is a compare-and-set on the
+// status, audited, and announced to both sides.
+
+// writes letters: doctors. Sends and follows them: doctors and the 地域連携室.
+func mayWriteLetter(p *renkei.Principal) bool {
+	return p.Kind == renkei.UserPrincipal && (p.Role == renkei.Physician || p.Role == renkei.Radiologist)
+}
+
+func mayHandle(p *renkei.Principal) bool {
+	return p.Kind == renkei.UserPrincipal && slices.Contains([]renkei.Role{renkei.Physician, renkei.Radiologist, renkei.Clerk, renkei.Nurse}, p.Role)
+}
+
+// NewReferral is what a sender writes.
+type NewReferral struct {
+	Kind          renkei.ReferralKind
+	Patient       renkei.PatientKey // the sender's local patient
+	ToInstitution int64
+	ToDepartment  string
+	ToDoctor      string
+	Priority      string
+	Studies       []string
+	Documents     []int64
+	Letter        renkei.Letter
+	DueAt         *time.Time
+}
+
+func (s *Service) event(p *renkei.Principal, r renkei.Referral, step string) *renkei.AuditEvent {
+	e := renkei.EventFor(p, renkei.ActionReferral, renkei.OutcomeSuccess)
+	lp := r.Patient
+	e.DataInstitution, e.Patient = r.FromInstitution, lp
+	if r.ID == 0 {
+		e.Detail = fmt.Sprintf("new referral to %s: %s", r.ToName, step)
+	} else {
+		e.Detail = fmt.Sprintf("referral %d to %s: %s", r.ID, r.ToName, step)
+	}
+	return &e
+}
+
+func checkNew(n *NewReferral) error {
+	bad := func(msg string) error { return renkei.Errorf("clinical.Referral", renkei.Invalid, "%s", msg) }
+	if n.Kind == "" {
+		n.Kind = renkei.KindReferral
+	}
+	if !slices.Contains([]renkei.ReferralKind{renkei.KindReferral, renkei.KindReading, renkei.KindReverse}, n.Kind) {
+		return bad("the kind must be referral, reverse or reading")
+	}
+	if n.Priority == "" {
+		n.Priority = "routine"
+	}
+	if !slices.Contains([]string{"routine", "urgent", "stat"}, n.Priority) {
+		return bad("the priority must be routine, urgent or stat")
+	}
+	if n.ToInstitution == 0 {
+		return bad("choose the institution the letter goes to")
+	}
+	for _, f := range []string{n.Letter.Purpose, n.Letter.Diagnosis, n.Letter.ChiefComplaint, n.Letter.History, n.Letter.PresentIllness,
+		n.Letter.Course, n.Letter.TestResults, n.Letter.Medications, n.Letter.Allergies, n.Letter.Remarks, n.Letter.FollowUp} {
+		if len(f) > 20000 {
+			return bad("a section of the letter is longer than 20,000 characters")
+		}
+	}
+	return nil
+}
+
+// Create saves a draft from the caller's institution.
+func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, error) {
+	p, err := principal(ctx, "clinical.Create")
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	if !mayHandle(p) {
+		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Forbidden, "your role may not write referrals")
+	}
+	if err := checkNew(&n); err != nil {
+		return renkei.Referral{}, err
+	}
+	if n.ToInstitution == p.Institution {
+		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Invalid, "a referral goes to another institution")
+	}
+	to, err := s.Store.InstitutionByPK(ctx, n.ToInstitution)
+	if err != nil {
+		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Invalid, "there is no such institution to refer to")
+	}
+	r := renkei.Referral{Kind: n.Kind, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name, ToInstitution: n.ToInstitution,
+		ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: n.Patient, Priority: n.Priority, Studies: n.Studies,
+		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
+	if err := s.Store.CreateReferral(ctx, &r, s.event(p, r, "draft written")); err != nil {
+		return r, err
+	}
+	return s.Store.Referral(ctx, r.ID)
+}
+
+// Get returns a referral the caller's institution sent or received, with its history; opening one's received
+// referral for the first time is the step "received". Anything else is renkei.NotFound.
+func (s *Service) Get(ctx context.Context, id int64) (renkei.Referral, error) {
+	p, err := principal(ctx, "clinical.Get")
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	r, err := s.visible(ctx, p, id, "clinical.Get")
+	if err != nil {
+		return r, err
+	}
+	e := renkei.EventFor(p, renkei.ActionRead, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Detail = r.FromInstitution, r.Patient, fmt.Sprintf("referral %d", r.ID)
+	if err := s.Store.Audit(ctx, &e); err != nil {
+		return renkei.Referral{}, err
+	}
+	return r, nil
+}
+
+func (s *Service) visible(ctx context.Context, p *renkei.Principal, id int64, op string) (renkei.Referral, error) {
+	r, err := s.Store.Referral(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	if r.FromInstitution == p.Institution || (r.ToInstitution == p.Institution && r.Status != renkei.StatusDraft) {
+		return r, nil
+	}
+	return renkei.Referral{}, renkei.Errorf(op, renkei.NotFound, "there is no referral %d", id)
+}
+
+// Versions returns every sent version of a referral's letter (or of its reply).
+func (s *Service) Versions(ctx context.Context, id int64, reply bool) ([]renkei.LetterVersion, error) {
+	p, err := principal(ctx, "clinical.Versions")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.visible(ctx, p, id, "clinical.Versions"); err != nil {
+		return nil, err
+	}
+	return s.Store.LetterVersions(ctx, id, reply)
+}
+
+// List is the caller's institution's referrals board.
+func (s *Service) List(ctx context.Context, f renkei.ReferralFilter) ([]renkei.Referral, error) {
+	p, err := principal(ctx, "clinical.List")
+	if err != nil {
+		return nil, err
+	}
+	f.Institution = p.Institution
+	return s.Store.Referrals(ctx, f)
+}
+
+// SaveDraft replaces a draft of the caller's institution.
+func (s *Service) SaveDraft(ctx context.Context, id int64, n NewReferral) (renkei.Referral, error) {
+	p, err := principal(ctx, "clinical.SaveDraft")
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	if !mayHandle(p) {
+		return renkei.Referral{}, renkei.Errorf("clinical.SaveDraft", renkei.Forbidden, "your role may not write referrals")
+	}
+	r, err := s.visible(ctx, p, id, "clinical.SaveDraft")
+	if err != nil {
+		return r, err
+	}
+	if err := checkNew(&n); err != nil {
+		return r, err
+	}
+	if n.ToInstitution == p.Institution {
+		return r, renkei.Errorf("clinical.SaveDraft", renkei.Invalid, "a referral goes to another institution")
+	}
+	if _, err := s.Store.InstitutionByPK(ctx, n.ToInstitution); err != nil {
+		return r, renkei.Errorf("clinical.SaveDraft", renkei.Invalid, "there is no such institution to refer to")
+	}
+	r.ToInstitution, r.ToDepartment, r.ToDoctor, r.Priority, r.Studies, r.Documents, r.Letter, r.DueAt =
+		n.ToInstitution, n.ToDepartment, n.ToDoctor, n.Priority, n.Studies, n.Documents, n.Letter, n.DueAt
+	r.FromUserName = p.Name
+	if err := s.Store.SaveDraft(ctx, &r, s.event(p, r, "draft saved")); err != nil {
+		return r, err
+	}
+	return s.Store.Referral(ctx, id)
+}
+
+// Step names what a person does to a referral.
+type Step struct {
+	Action      string // send, receive, accept, decline, complete, cancel
+	Appointment string // accept
+	Reason      string // decline, cancel
+	Reply       *renkei.Letter
+}
+
+// Act takes one step. It is refused unless it is the caller's side's turn and the referral is where the step
+// starts; two people acting at once get one success and one renkei.Conflict.
+func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, error) {
+	const op = "clinical.Act"
+	p, err := principal(ctx, op)
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	if !mayHandle(p) {
+		return renkei.Referral{}, renkei.Errorf(op, renkei.Forbidden, "your role may not act on referrals")
+	}
+	r, err := s.visible(ctx, p, id, op)
+	if err != nil {
+		return r, err
+	}
+	m := renkei.ReferralMove{ID: id, Institution: p.Institution, Side: "receiver",
+		Event: renkei.ReferralEvent{By: p.Name, ByInst: p.Institution}}
+	switch st.Action {
+	case "send":
+		m.Side, m.From, m.To = "sender", []renkei.ReferralStatus{renkei.StatusDraft}, renkei.StatusSent
+		if strings.TrimSpace(r.Letter.Purpose) == "" && r.Letter.AttachmentKey == "" {
+			return r, renkei.Errorf(op, renkei.Invalid, "write the purpose of the referral (紹介目的), or attach the printed letter, before sending")
+		}
+		if r.Kind != renkei.KindReverse || r.FromInstitution == ownerOf(ctx, s, r) {
+			// The attached studies and the record go with the letter, for the referral's duration, with consent.
+			m.Share = &renkei.Share{FromInstitution: r.FromInstitution, Patient: r.Patient, Studies: r.Studies, RecordOnly: len(r.Studies) == 0,
+				ToInstitution: r.ToInstitution, Purpose: renkei.PurposeReferral, Reason: fmt.Sprintf("referral %d", r.ID),
+				CreatedBy: userOf(p), CreatedByName: p.Name, ExpiresAt: s.Now().AddDate(0, 0, s.ShareDays)}
+		}
+	case "receive":
+		if r.Status == renkei.StatusReceived {
+			return r, nil // opened again: nothing to record
+		}
+		m.From, m.To = []renkei.ReferralStatus{renkei.StatusSent}, renkei.StatusReceived
+	case "accept":
+		if strings.TrimSpace(st.Appointment) == "" {
+			return r, renkei.Errorf(op, renkei.Invalid, "give the appointment date when accepting")
+		}
+		m.From, m.To, m.Appointment, m.Event.Note = []renkei.ReferralStatus{renkei.StatusReceived}, renkei.StatusAccepted, st.Appointment, st.Appointment
+	case "decline":
+		if strings.TrimSpace(st.Reason) == "" {
+			return r, renkei.Errorf(op, renkei.Invalid, "say why the referral is declined, so that the sender can look elsewhere")
+		}
+		m.From, m.To, m.Reason, m.Event.Note, m.Revoke = []renkei.ReferralStatus{renkei.StatusReceived}, renkei.StatusDeclined, st.Reason, st.Reason, true
+	case "complete":
+		if !mayWriteLetter(p) {
+			return r, renkei.Errorf(op, renkei.Forbidden, "only a doctor signs a reply or a report")
+		}
+		if st.Reply == nil || (strings.TrimSpace(st.Reply.Course+st.Reply.Findings+st.Reply.Impression+st.Reply.Remarks+st.Reply.FollowUp+st.Reply.Diagnosis) == "" && st.Reply.AttachmentKey == "") {
+			return r, renkei.Errorf(op, renkei.Invalid, "write the reply (返書) or the report before completing")
+		}
+		reply := *st.Reply
+		reply.Author = p.Name
+		m.Reply = &reply
+		m.From, m.To = []renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusReceived}, renkei.StatusCompleted
+	case "cancel":
+		m.Side, m.From, m.To, m.Reason, m.Event.Note, m.Revoke = "sender",
+			[]renkei.ReferralStatus{renkei.StatusDraft, renkei.StatusSent, renkei.StatusReceived}, renkei.StatusCancelled, st.Reason, st.Reason, true
+	default:
+		return r, renkei.Errorf(op, renkei.Invalid, "unknown step %q", st.Action)
+	}
+	if m.Side == "sender" && r.FromInstitution != p.Institution || m.Side == "receiver" && r.ToInstitution != p.Institution {
+		return r, renkei.Errorf(op, renkei.Forbidden, "it is the other institution's turn")
+	}
+	if err := s.Store.MoveReferral(ctx, m, s.event(p, r, string(m.To))); err != nil {
+		return r, err
+	}
+	out, err := s.Store.Referral(ctx, id)
+	if err != nil {
+		return out, err
+	}
+	if s.Changed != nil {
+		s.Changed(out)
+	}
+	return out, nil
+}
+
+// ownerOf returns the institution that holds the referral's patient.
+func ownerOf(ctx context.Context, s *Service, r renkei.Referral) int64 {
+	lp, err := s.Store.LocalPatientByPK(ctx, r.PatientPK)
+	if err != nil {
+		return 0
+	}
+	return lp.Institution
+}
+
+// Correct records a corrected letter of a sent referral as a new version; earlier versions stay readable.
+func (s *Service) Correct(ctx context.Context, id int64, l renkei.Letter) (renkei.Referral, error) {
+	p, err := principal(ctx, "clinical.Correct")
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	if !mayHandle(p) {
+		return renkei.Referral{}, renkei.Errorf("clinical.Correct", renkei.Forbidden, "your role may not write referrals")
+	}
+	r, err := s.visible(ctx, p, id, "clinical.Correct")
+	if err != nil {
+		return r, err
+	}
+	if _, err := s.Store.AddLetterVersion(ctx, id, p.Institution, l, p.Name, s.event(p, r, "letter corrected")); err != nil {
+		return r, err
+	}
+	out, err := s.Store.Referral(ctx, id)
+	if err == nil && s.Changed != nil {
+		s.Changed(out)
+	}
+	return out, err
+}
+
+// Reverse writes a reverse referral (逆紹介) as a draft: from the receiver of parent back to its sender, or to
+// another institution (a 回復期 hospital, a home-care clinic), about the same patient.
+func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (renkei.Referral, error) {
+	const op = "clinical.Reverse"
+	p, err := principal(ctx, op)
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	if !mayHandle(p) {
+		return renkei.Referral{}, renkei.Errorf(op, renkei.Forbidden, "your role may not write referrals")
+	}
+	par, err := s.visible(ctx, p, parent, op)
+	if err != nil {
+		return par, err
+	}
+	if par.ToInstitution != p.Institution {
+		return par, renkei.Errorf(op, renkei.Forbidden, "only the institution that received the referral refers the patient back")
+	}
+	if !slices.Contains([]renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusCompleted, renkei.StatusReceived}, par.Status) {
+		return par, renkei.Errorf(op, renkei.Conflict, "the referral is %s; a patient is referred back once it was accepted", par.Status)
+	}
+	n.Kind = renkei.KindReverse
+	if n.ToInstitution == 0 {
+		n.ToInstitution = par.FromInstitution
+	}
+	if err := checkNew(&n); err != nil {
+		return renkei.Referral{}, err
+	}
+	to, err := s.Store.InstitutionByPK(ctx, n.ToInstitution)
+	if err != nil || n.ToInstitution == p.Institution {
+		return renkei.Referral{}, renkei.Errorf(op, renkei.Invalid, "there is no such institution to refer to")
+	}
+	r := renkei.Referral{Kind: renkei.KindReverse, Parent: parent, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name,
+		ToInstitution: n.ToInstitution, ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: par.Patient,
+		PatientPK: par.PatientPK, Priority: n.Priority, Studies: n.Studies, Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
+	if err := s.Store.CreateReferral(ctx, &r, s.event(p, par, "reverse referral written")); err != nil {
+		return r, err
+	}
+	return s.Store.Referral(ctx, r.ID)
+}

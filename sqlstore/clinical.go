@@ -1,0 +1,534 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"renkei"
+)
+
+// The clinical record: facts written by an institution about a local patient, kept as JSON bodies.
+
+const (
+	factAllergy    = "allergy"
+	factMedication = "medication"
+	factCondition  = "condition"
+	factDocument   = "document"
+)
+
+// AddFacts records the facts of rec (all or none) with the audit event; it sets their IDs and times. Every fact must
+// name its institution and its local patient (PatientPK).
+func (db *DB) AddFacts(ctx context.Context, rec *renkei.Record, audit *renkei.AuditEvent) error {
+	now := db.Now()
+	return db.writeTx(ctx, "index.AddFacts", func(tx *sql.Tx) error { return db.addFactsTx(ctx, tx, rec, now) }, audit)
+}
+
+func (db *DB) addFactsTx(ctx context.Context, tx *sql.Tx, rec *renkei.Record, now time.Time) error {
+	put := func(kind string, f *renkei.Fact, v any) error {
+		if f.Institution == 0 || f.PatientPK == 0 {
+			return renkei.Errorf("index.AddFacts", renkei.Invalid, "a fact needs its institution and patient")
+		}
+		if f.RecordedAt.IsZero() {
+			f.RecordedAt = now
+		}
+		if f.Source == "" {
+			f.Source = "manual"
+		}
+		body, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO facts (kind, institution_pk, patient_pk, author, recorded_at, source, source_id, body)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`, kind, f.Institution, f.PatientPK, f.Author, f.RecordedAt.UnixMilli(),
+			f.Source, f.SourceID, string(body)).Scan(&f.ID)
+	}
+	for i := range rec.Allergies {
+		if err := put(factAllergy, &rec.Allergies[i].Fact, &rec.Allergies[i]); err != nil {
+			return err
+		}
+	}
+	for i := range rec.Medications {
+		if err := put(factMedication, &rec.Medications[i].Fact, &rec.Medications[i]); err != nil {
+			return err
+		}
+	}
+	for i := range rec.Conditions {
+		if err := put(factCondition, &rec.Conditions[i].Fact, &rec.Conditions[i]); err != nil {
+			return err
+		}
+	}
+	for i := range rec.Documents {
+		if err := put(factDocument, &rec.Documents[i].Fact, &rec.Documents[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WithdrawFact marks a fact entered in error. Only its institution may (institution 0: any).
+func (db *DB) WithdrawFact(ctx context.Context, id, institution int64, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.WithdrawFact", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE facts SET entered_in_error = 1 WHERE pk = ? AND (? = 0 OR institution_pk = ?)`, id, institution, institution)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.WithdrawFact", renkei.NotFound, "there is no such entry of your institution")
+		}
+		return nil
+	}, audit)
+}
+
+// Facts returns the facts about the given local patients, newest first, without those withdrawn as entered in
+// error. The caller decides which patients the reader may see.
+func (db *DB) Facts(ctx context.Context, patients []int64) (renkei.Record, error) {
+	var rec renkei.Record
+	if len(patients) == 0 {
+		return rec, nil
+	}
+	rows, err := db.queryContext(ctx, `SELECT f.pk, f.kind, f.institution_pk, coalesce(i.name, ''), f.patient_pk, p.issuer, p.patient_id,
+		f.author, f.recorded_at, f.source, f.source_id, f.body FROM facts f JOIN patients p ON p.pk = f.patient_pk
+		LEFT JOIN institutions i ON i.pk = f.institution_pk
+		WHERE f.patient_pk IN (`+placeholders(len(patients))+`) AND f.entered_in_error = 0 ORDER BY f.recorded_at DESC, f.pk DESC`,
+		appendKeys(nil, patients)...)
+	if err != nil {
+		return rec, queryErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var f renkei.Fact
+		var kind, body string
+		var at int64
+		if err := rows.Scan(&f.ID, &kind, &f.Institution, &f.InstitutionName, &f.PatientPK, &f.Patient.Issuer, &f.Patient.ID,
+			&f.Author, &at, &f.Source, &f.SourceID, &body); err != nil {
+			return rec, queryErr(err)
+		}
+		f.RecordedAt = time.UnixMilli(at)
+		switch kind {
+		case factAllergy:
+			var a renkei.Allergy
+			err = json.Unmarshal([]byte(body), &a)
+			a.Fact = f
+			rec.Allergies = append(rec.Allergies, a)
+		case factMedication:
+			var m renkei.Medication
+			err = json.Unmarshal([]byte(body), &m)
+			m.Fact = f
+			rec.Medications = append(rec.Medications, m)
+		case factCondition:
+			var c renkei.Condition
+			err = json.Unmarshal([]byte(body), &c)
+			c.Fact = f
+			rec.Conditions = append(rec.Conditions, c)
+		case factDocument:
+			var d renkei.Document
+			err = json.Unmarshal([]byte(body), &d)
+			d.Fact = f
+			rec.Documents = append(rec.Documents, d)
+		}
+		if err != nil {
+			return rec, &renkei.Error{Op: "index.Facts", Kind: renkei.Unavailable, Message: "a stored fact cannot be read", Err: err}
+		}
+	}
+	return rec, queryErr(rows.Err())
+}
+
+// Document returns one document fact by key, whatever its patient (the caller checks who may read it).
+func (db *DB) Document(ctx context.Context, id int64) (renkei.Document, error) {
+	var d renkei.Document
+	var body string
+	var at int64
+	err := db.queryRowContext(ctx, `SELECT f.institution_pk, f.patient_pk, f.author, f.recorded_at, f.body FROM facts f
+		WHERE f.pk = ? AND f.kind = 'document' AND f.entered_in_error = 0`, id).Scan(&d.Institution, &d.PatientPK, &d.Author, &at, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, renkei.Errorf("index.Document", renkei.NotFound, "there is no such document")
+	}
+	if err != nil {
+		return d, queryErr(err)
+	}
+	f := d.Fact
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		return d, &renkei.Error{Op: "index.Document", Kind: renkei.Unavailable, Message: "a stored document cannot be read", Err: err}
+	}
+	f.ID, f.RecordedAt = id, time.UnixMilli(at)
+	d.Fact = f
+	return d, nil
+}
+
+// MaySeePatient reports whether an institution (or one of its users) may see a local patient now: it holds the
+// patient, or a share in force (of the patient or of some of their studies, break-glass included) grants them.
+func (db *DB) MaySeePatient(ctx context.Context, institution, user, patient int64, now time.Time) (bool, error) {
+	var ok bool
+	err := db.queryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM patients WHERE pk = ? AND institution_pk = ?)
+		OR EXISTS (SELECT 1 FROM shares sh WHERE sh.patient_pk = ? AND sh.revoked_at IS NULL AND sh.expires_at > ?
+			AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?)))`,
+		patient, institution, patient, now.UnixMilli(), institution, user).Scan(&ok)
+	return ok, queryErr(err)
+}
+
+// ---- referrals ----
+
+func letterJSON(l renkei.Letter) string {
+	b, _ := json.Marshal(l)
+	return string(b)
+}
+
+func joinKeys(keys []int64) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = strconv.FormatInt(k, 10)
+	}
+	return strings.Join(s, ",")
+}
+
+func splitKeys(s string) []int64 {
+	var out []int64
+	for _, f := range strings.Split(s, ",") {
+		if k, err := strconv.ParseInt(f, 10, 64); err == nil {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func splitUIDs(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, `\`)
+}
+
+// CreateReferral records a draft (its letter as version 0) about one of the sender's local patients; it sets r.ID.
+func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *renkei.AuditEvent) error {
+	now := db.Now()
+	r.CreatedAt, r.UpdatedAt, r.Status = now, now, renkei.StatusDraft
+	return db.writeTx(ctx, "index.CreateReferral", func(tx *sql.Tx) error {
+		// A reverse referral names its parent's patient (PatientPK, checked by the caller); others the sender's own.
+		if r.PatientPK == 0 {
+			if err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
+				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK); errors.Is(err, sql.ErrNoRows) {
+				return renkei.Errorf("index.CreateReferral", renkei.NotFound, "your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
+			} else if err != nil {
+				return err
+			}
+		}
+		patientPK := r.PatientPK
+		if err := tx.QueryRowContext(ctx, `INSERT INTO referrals (kind, parent_pk, from_institution, from_user, from_user_name, to_institution,
+			to_department, to_doctor, patient_pk, priority, status, studies, documents, created_at, updated_at, due_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
+			string(r.Kind), r.Parent, r.FromInstitution, r.FromUser, r.FromUserName, r.ToInstitution, r.ToDepartment, r.ToDoctor,
+			patientPK, r.Priority, string(r.Status), strings.Join(r.Studies, `\`), joinKeys(r.Documents), now.UnixMilli(), now.UnixMilli(),
+			msPtr(r.DueAt)).Scan(&r.ID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at) VALUES (?, 0, 0, ?, ?, ?)`,
+			r.ID, letterJSON(r.Letter), r.FromUserName, now.UnixMilli()); err != nil {
+			return err
+		}
+		return addReferralEvent(ctx, tx, r.ID, renkei.ReferralEvent{Status: renkei.StatusDraft, At: now, By: r.FromUserName, ByInst: r.FromInstitution})
+	}, audit)
+}
+
+func addReferralEvent(ctx context.Context, tx *sql.Tx, id int64, e renkei.ReferralEvent) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO referral_events (referral_pk, status, at, by_name, by_institution, note) VALUES (?, ?, ?, ?, ?, ?)`,
+		id, string(e.Status), e.At.UnixMilli(), e.By, e.ByInst, e.Note)
+	return err
+}
+
+// SaveDraft replaces a draft's addressee, attachments and letter. A referral that was sent is not a draft any more:
+// renkei.Conflict.
+func (db *DB) SaveDraft(ctx context.Context, r *renkei.Referral, audit *renkei.AuditEvent) error {
+	now := db.Now()
+	return db.writeTx(ctx, "index.SaveDraft", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE referrals SET to_institution = ?, to_department = ?, to_doctor = ?, priority = ?, studies = ?,
+			documents = ?, due_at = ?, updated_at = ? WHERE pk = ? AND from_institution = ? AND status = 'draft'`,
+			r.ToInstitution, r.ToDepartment, r.ToDoctor, r.Priority, strings.Join(r.Studies, `\`), joinKeys(r.Documents), msPtr(r.DueAt),
+			now.UnixMilli(), r.ID, r.FromInstitution)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.SaveDraft", renkei.Conflict, "this referral has been sent and can no longer be edited; write a corrected version instead")
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE referral_letters SET body = ?, written_by = ?, written_at = ? WHERE referral_pk = ? AND reply = 0 AND version = 0`,
+			letterJSON(r.Letter), r.FromUserName, now.UnixMilli(), r.ID)
+		return err
+	}, audit)
+}
+
+const referralCols = `r.pk, r.kind, r.parent_pk, r.from_institution, coalesce(fi.name, ''), r.from_user, r.from_user_name, r.to_institution,
+	coalesce(ti.name, ''), r.to_department, r.to_doctor, r.patient_pk, p.issuer, p.patient_id, p.name, p.birth_date, p.sex, r.priority,
+	r.status, r.version, r.studies, r.documents, r.appointment, r.decline_reason, r.share_pk, r.created_at, r.updated_at, r.sent_at, r.due_at,
+	coalesce(l.body, '{}')`
+
+const referralFrom = ` FROM referrals r JOIN patients p ON p.pk = r.patient_pk
+	LEFT JOIN institutions fi ON fi.pk = r.from_institution LEFT JOIN institutions ti ON ti.pk = r.to_institution
+	LEFT JOIN referral_letters l ON l.referral_pk = r.pk AND l.reply = 0 AND l.version = r.version`
+
+func scanReferral(sc interface{ Scan(...any) error }) (renkei.Referral, error) {
+	var r renkei.Referral
+	var kind, status, studies, docs, letter string
+	var created, updated int64
+	var sent, due sql.NullInt64
+	err := sc.Scan(&r.ID, &kind, &r.Parent, &r.FromInstitution, &r.FromName, &r.FromUser, &r.FromUserName, &r.ToInstitution, &r.ToName,
+		&r.ToDepartment, &r.ToDoctor, &r.PatientPK, &r.Patient.Issuer, &r.Patient.ID, &r.PatientName, &r.PatientBirth, &r.PatientSex,
+		&r.Priority, &status, &r.Version, &studies, &docs, &r.Appointment, &r.DeclineReason, &r.Share, &created, &updated, &sent, &due, &letter)
+	if err != nil {
+		return r, err
+	}
+	r.Kind, r.Status = renkei.ReferralKind(kind), renkei.ReferralStatus(status)
+	r.Studies, r.Documents = splitUIDs(studies), splitKeys(docs)
+	r.CreatedAt, r.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
+	if sent.Valid {
+		t := time.UnixMilli(sent.Int64)
+		r.SentAt = &t
+	}
+	if due.Valid {
+		t := time.UnixMilli(due.Int64)
+		r.DueAt = &t
+	}
+	if err := json.Unmarshal([]byte(letter), &r.Letter); err != nil {
+		return r, err
+	}
+	return r, nil
+}
+
+// Referral returns one referral with its latest letter, its latest reply and its history.
+func (db *DB) Referral(ctx context.Context, id int64) (renkei.Referral, error) {
+	r, err := scanReferral(db.queryRowContext(ctx, `SELECT `+referralCols+referralFrom+` WHERE r.pk = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, renkei.Errorf("index.Referral", renkei.NotFound, "there is no referral %d", id)
+	}
+	if err != nil {
+		return r, queryErr(err)
+	}
+	var reply string
+	err = db.queryRowContext(ctx, `SELECT body FROM referral_letters WHERE referral_pk = ? AND reply = 1 ORDER BY version DESC LIMIT 1`, id).Scan(&reply)
+	if err == nil {
+		r.Reply = &renkei.Letter{}
+		if err := json.Unmarshal([]byte(reply), r.Reply); err != nil {
+			return r, queryErr(err)
+		}
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return r, queryErr(err)
+	}
+	rows, err := db.queryContext(ctx, `SELECT status, at, by_name, by_institution, note FROM referral_events WHERE referral_pk = ? ORDER BY pk`, id)
+	if err != nil {
+		return r, queryErr(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e renkei.ReferralEvent
+		var st string
+		var at int64
+		if err := rows.Scan(&st, &at, &e.By, &e.ByInst, &e.Note); err != nil {
+			return r, queryErr(err)
+		}
+		e.Status, e.At = renkei.ReferralStatus(st), time.UnixMilli(at)
+		r.Events = append(r.Events, e)
+	}
+	return r, queryErr(rows.Err())
+}
+
+// LetterVersions returns every version of a referral's letters (reply false) or replies (true), oldest first.
+func (db *DB) LetterVersions(ctx context.Context, id int64, reply bool) ([]renkei.LetterVersion, error) {
+	rows, err := db.queryContext(ctx, `SELECT version, body, written_by, written_at FROM referral_letters WHERE referral_pk = ? AND reply = ?
+		AND (reply = 1 OR version > 0) ORDER BY version`, id, reply)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.LetterVersion
+	for rows.Next() {
+		v := renkei.LetterVersion{Reply: reply}
+		var body string
+		var at int64
+		if err := rows.Scan(&v.Version, &body, &v.WrittenBy, &at); err != nil {
+			return nil, queryErr(err)
+		}
+		v.WrittenAt = time.UnixMilli(at)
+		if err := json.Unmarshal([]byte(body), &v.Letter); err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, v)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// Referrals lists the referrals an institution sent or received (drafts only to their sender), those waiting
+// longest first within the statuses asked for.
+func (db *DB) Referrals(ctx context.Context, f renkei.ReferralFilter) ([]renkei.Referral, error) {
+	var where []string
+	var args []any
+	switch f.Direction {
+	case "in":
+		where = append(where, "r.to_institution = ? AND r.status <> 'draft'")
+		args = append(args, f.Institution)
+	case "out":
+		where = append(where, "r.from_institution = ?")
+		args = append(args, f.Institution)
+	default:
+		// Two indexed halves rather than an OR, which SQLite would answer by scanning every referral.
+		where = append(where, "r.pk IN (SELECT pk FROM referrals WHERE to_institution = ? AND status <> 'draft' UNION ALL SELECT pk FROM referrals WHERE from_institution = ?)")
+		args = append(args, f.Institution, f.Institution)
+	}
+	if len(f.Status) > 0 {
+		ph := make([]string, len(f.Status))
+		for i, s := range f.Status {
+			ph[i] = "?"
+			args = append(args, string(s))
+		}
+		where = append(where, "r.status IN ("+strings.Join(ph, ",")+")")
+	}
+	if f.Kind != "" {
+		where = append(where, "r.kind = ?")
+		args = append(args, string(f.Kind))
+	}
+	if f.Patient != "" {
+		where = append(where, "(p.patient_id = ? OR p.name LIKE ?)")
+		args = append(args, f.Patient, "%"+f.Patient+"%")
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 500 {
+		limit = 100
+	}
+	// Open items first (what still waits for someone), overdue before the rest, then the oldest update first;
+	// finished ones after, newest first.
+	q := `SELECT ` + referralCols + referralFrom + ` WHERE ` + strings.Join(where, " AND ") + `
+		ORDER BY r.status IN ('completed', 'declined', 'cancelled'), (r.due_at IS NOT NULL AND r.due_at < ?) DESC,
+		CASE WHEN r.status IN ('completed', 'declined', 'cancelled') THEN -r.updated_at ELSE r.updated_at END, r.pk
+		LIMIT ` + strconv.Itoa(limit) + ` OFFSET ` + strconv.Itoa(max(0, f.Offset))
+	args = append(args, db.Now().UnixMilli())
+	rows, err := db.queryContext(ctx, q, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.Referral
+	for rows.Next() {
+		r, err := scanReferral(rows)
+		if err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, r)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// MoveReferral takes one step by compare-and-set: if the referral is no longer in one of m.From (someone else
+// acted first), nothing is written and the answer is renkei.Conflict naming where it stands.
+func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *renkei.AuditEvent) error {
+	now := db.Now()
+	m.Event.At = now
+	return db.writeTx(ctx, "index.MoveReferral", func(tx *sql.Tx) error {
+		var status string
+		var from, to, patient, sharePK int64
+		var version int
+		err := tx.QueryRowContext(ctx, `SELECT status, from_institution, to_institution, patient_pk, share_pk, version FROM referrals WHERE pk = ?`, m.ID).
+			Scan(&status, &from, &to, &patient, &sharePK, &version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
+		}
+		if err != nil {
+			return err
+		}
+		side := to
+		if m.Side == "sender" {
+			side = from
+		}
+		if side != m.Institution {
+			return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
+		}
+		ph := make([]string, len(m.From))
+		for i := range m.From {
+			ph[i] = "?"
+		}
+		set := `status = ?, updated_at = ?, appointment = CASE WHEN ? <> '' THEN ? ELSE appointment END,
+			decline_reason = CASE WHEN ? <> '' THEN ? ELSE decline_reason END`
+		args := []any{string(m.To), now.UnixMilli(), m.Appointment, m.Appointment, m.Reason, m.Reason}
+		if m.To == renkei.StatusSent {
+			set += `, sent_at = ?, version = 1`
+			args = append(args, now.UnixMilli())
+		}
+		args = append(args, m.ID)
+		for _, s := range m.From {
+			args = append(args, string(s))
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE referrals SET `+set+` WHERE pk = ? AND status IN (`+strings.Join(ph, ",")+`)`, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.MoveReferral", renkei.Conflict, "this referral is already %s; the page shows the latest state", status)
+		}
+		if m.To == renkei.StatusSent {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at)
+				SELECT referral_pk, 0, 1, body, written_by, ? FROM referral_letters WHERE referral_pk = ? AND reply = 0 AND version = 0`, now.UnixMilli(), m.ID); err != nil {
+				return err
+			}
+		}
+		if m.Share != nil {
+			m.Share.CreatedAt = now
+			if err := createShare(ctx, tx, m.Share); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE referrals SET share_pk = ? WHERE pk = ?`, m.Share.ID, m.ID); err != nil {
+				return err
+			}
+		}
+		if m.Revoke && sharePK != 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = coalesce(revoked_at, ?) WHERE pk = ?`, now.UnixMilli(), sharePK); err != nil {
+				return err
+			}
+		}
+		if m.Reply != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at)
+				VALUES (?, 1, (SELECT coalesce(max(version), 0) + 1 FROM referral_letters WHERE referral_pk = ? AND reply = 1), ?, ?, ?)`,
+				m.ID, m.ID, letterJSON(*m.Reply), m.Event.By, now.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		if m.Facts != nil {
+			if err := db.addFactsTx(ctx, tx, m.Facts, now); err != nil {
+				return err
+			}
+		}
+		m.Event.Status = m.To
+		return addReferralEvent(ctx, tx, m.ID, m.Event)
+	}, audit)
+}
+
+// AddLetterVersion records a corrected letter of a sent referral as its next version; earlier versions stay.
+func (db *DB) AddLetterVersion(ctx context.Context, id, institution int64, l renkei.Letter, by string, audit *renkei.AuditEvent) (int, error) {
+	now := db.Now()
+	var v int
+	err := db.writeTx(ctx, "index.AddLetterVersion", func(tx *sql.Tx) error {
+		var status string
+		err := tx.QueryRowContext(ctx, `SELECT status, version + 1 FROM referrals WHERE pk = ? AND from_institution = ?`, id, institution).Scan(&status, &v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return renkei.Errorf("index.AddLetterVersion", renkei.NotFound, "there is no referral %d", id)
+		}
+		if err != nil {
+			return err
+		}
+		if status == string(renkei.StatusDraft) {
+			return renkei.Errorf("index.AddLetterVersion", renkei.Conflict, "a draft is edited, not versioned")
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at) VALUES (?, 0, ?, ?, ?, ?)`,
+			id, v, letterJSON(l), by, now.UnixMilli()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE referrals SET version = ?, updated_at = ? WHERE pk = ?`, v, now.UnixMilli(), id); err != nil {
+			return err
+		}
+		return addReferralEvent(ctx, tx, id, renkei.ReferralEvent{Status: renkei.ReferralStatus(status), At: now, By: by, ByInst: institution,
+			Note: fmt.Sprintf("version %d", v)})
+	}, audit)
+	return v, err
+}

@@ -1,0 +1,565 @@
+package web
+
+import (
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"renkei"
+	"renkei/clinical"
+)
+
+// The clinical record and referrals over JSON. The rules live in package clinical; this file only translates.
+
+type referralEventJSON struct {
+	Status      string    `json:"status"`
+	At          time.Time `json:"at"`
+	By          string    `json:"by"`
+	Institution string    `json:"institution"`
+	Note        string    `json:"note,omitempty"`
+}
+
+type referralJSON struct {
+	ID              int64               `json:"id"`
+	Kind            string              `json:"kind"`
+	Parent          int64               `json:"parent,omitempty"`
+	Direction       string              `json:"direction"` // "out" (the caller's institution sent it) or "in"
+	FromInstitution string              `json:"fromInstitution"`
+	FromName        string              `json:"fromName"`
+	FromUser        string              `json:"fromUser"`
+	ToInstitution   string              `json:"toInstitution"`
+	ToName          string              `json:"toName"`
+	ToDepartment    string              `json:"toDepartment,omitempty"`
+	ToDoctor        string              `json:"toDoctor,omitempty"`
+	PatientInst     string              `json:"patientInstitution"`
+	Issuer          string              `json:"issuer"`
+	PatientID       string              `json:"patientId"`
+	PatientName     string              `json:"patientName"`
+	PatientBirth    string              `json:"patientBirthDate,omitempty"`
+	PatientSex      string              `json:"patientSex,omitempty"`
+	Priority        string              `json:"priority"`
+	Status          string              `json:"status"`
+	Studies         []string            `json:"studies"`
+	Documents       []int64             `json:"documents"`
+	Letter          renkei.Letter       `json:"letter"`
+	Version         int                 `json:"version"`
+	Reply           *renkei.Letter      `json:"reply,omitempty"`
+	Appointment     string              `json:"appointment,omitempty"`
+	DeclineReason   string              `json:"declineReason,omitempty"`
+	CreatedAt       time.Time           `json:"createdAt"`
+	UpdatedAt       time.Time           `json:"updatedAt"`
+	SentAt          *time.Time          `json:"sentAt,omitempty"`
+	DueAt           *time.Time          `json:"dueAt,omitempty"`
+	Overdue         bool                `json:"overdue,omitempty"`
+	Events          []referralEventJSON `json:"events,omitempty"`
+}
+
+// instID returns an institution's short ID from its key ("" if unknown).
+func (s *Server) instID(r *http.Request, pk int64) string {
+	if pk == 0 {
+		return ""
+	}
+	in, err := s.Store.InstitutionByPK(r.Context(), pk)
+	if err != nil {
+		return ""
+	}
+	return in.ID
+}
+
+func (s *Server) referralJSON(r *http.Request, ref renkei.Referral) referralJSON {
+	p := renkei.PrincipalFrom(r.Context())
+	dir := "in"
+	if ref.FromInstitution == p.Institution {
+		dir = "out"
+	}
+	out := referralJSON{ID: ref.ID, Kind: string(ref.Kind), Parent: ref.Parent, Direction: dir, FromInstitution: s.instID(r, ref.FromInstitution),
+		FromName: ref.FromName, FromUser: ref.FromUserName, ToInstitution: s.instID(r, ref.ToInstitution), ToName: ref.ToName,
+		ToDepartment: ref.ToDepartment, ToDoctor: ref.ToDoctor, Issuer: ref.Patient.Issuer, PatientID: ref.Patient.ID,
+		PatientName: ref.PatientName, PatientBirth: ref.PatientBirth, PatientSex: ref.PatientSex, Priority: ref.Priority,
+		Status: string(ref.Status), Studies: ref.Studies, Documents: ref.Documents, Letter: ref.Letter, Version: ref.Version, Reply: ref.Reply,
+		Appointment: ref.Appointment, DeclineReason: ref.DeclineReason, CreatedAt: ref.CreatedAt, UpdatedAt: ref.UpdatedAt, SentAt: ref.SentAt,
+		DueAt: ref.DueAt}
+	if lp, err := s.Clinical.Store.LocalPatientByPK(r.Context(), ref.PatientPK); err == nil {
+		out.PatientInst = s.instID(r, lp.Institution)
+	}
+	if out.Studies == nil {
+		out.Studies = []string{}
+	}
+	if out.Documents == nil {
+		out.Documents = []int64{}
+	}
+	if ref.DueAt != nil && ref.DueAt.Before(s.Now()) && !finished(ref.Status) {
+		out.Overdue = true
+	}
+	for _, e := range ref.Events {
+		out.Events = append(out.Events, referralEventJSON{Status: string(e.Status), At: e.At, By: e.By, Institution: s.instID(r, e.ByInst), Note: e.Note})
+	}
+	return out
+}
+
+func finished(st renkei.ReferralStatus) bool {
+	return st == renkei.StatusCompleted || st == renkei.StatusDeclined || st == renkei.StatusCancelled
+}
+
+// referralRequest is what the referral form sends.
+type referralRequest struct {
+	Kind          string        `json:"kind"`
+	Issuer        string        `json:"issuer"`
+	PatientID     string        `json:"patientId"`
+	ToInstitution string        `json:"toInstitution"`
+	ToDepartment  string        `json:"toDepartment"`
+	ToDoctor      string        `json:"toDoctor"`
+	Priority      string        `json:"priority"`
+	Studies       []string      `json:"studies"`
+	Documents     []int64       `json:"documents"`
+	Letter        renkei.Letter `json:"letter"`
+	DueDate       string        `json:"dueDate"` // YYYY-MM-DD, by when an answer is expected
+}
+
+func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.NewReferral, error) {
+	n := clinical.NewReferral{Kind: renkei.ReferralKind(req.Kind), Patient: renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID},
+		ToDepartment: req.ToDepartment, ToDoctor: req.ToDoctor, Priority: req.Priority, Studies: req.Studies, Documents: req.Documents, Letter: req.Letter}
+	if req.ToInstitution != "" {
+		in, err := s.Store.Institution(r.Context(), req.ToInstitution)
+		if err != nil {
+			return n, renkei.Errorf("web.referral", renkei.Invalid, "there is no institution %q", req.ToInstitution)
+		}
+		n.ToInstitution = in.PK
+	}
+	if req.DueDate != "" {
+		d, err := time.ParseInLocation("2006-01-02", req.DueDate, time.Local)
+		if err != nil {
+			return n, renkei.Errorf("web.referral", renkei.Invalid, "the answer-by date must be a date (YYYY-MM-DD)")
+		}
+		d = d.Add(24*time.Hour - time.Millisecond)
+		n.DueAt = &d
+	}
+	return n, nil
+}
+
+func (s *Server) clinicalReady(w http.ResponseWriter, r *http.Request) bool {
+	if s.Clinical == nil {
+		s.problem(w, r, renkei.Errorf("web", renkei.Unavailable, "the clinical record is not available on this server"))
+		return false
+	}
+	return true
+}
+
+func (s *Server) createReferral(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	var req referralRequest
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	n, err := s.newReferral(r, req)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Create(r.Context(), n)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, renkei.Errorf("web", renkei.NotFound, "there is no such item")
+	}
+	return id, nil
+}
+
+func (s *Server) saveDraft(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var req referralRequest
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	n, err := s.newReferral(r, req)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.SaveDraft(r.Context(), id, n)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+}
+
+func (s *Server) getReferral(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Get(r.Context(), id)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+}
+
+// listReferrals is the referrals board: ?direction=in|out, ?status=a,b, ?kind=, ?patient=, ?limit, ?offset.
+func (s *Server) listReferrals(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	f := renkei.ReferralFilter{Direction: q.Get("direction"), Kind: renkei.ReferralKind(q.Get("kind")), Patient: strings.TrimSpace(q.Get("patient"))}
+	if f.Direction != "" && f.Direction != "in" && f.Direction != "out" {
+		s.problem(w, r, renkei.Errorf("web.referrals", renkei.Invalid, "direction must be in or out"))
+		return
+	}
+	for _, st := range strings.Split(q.Get("status"), ",") {
+		if st = strings.TrimSpace(st); st != "" {
+			f.Status = append(f.Status, renkei.ReferralStatus(st))
+		}
+	}
+	f.Limit, _ = strconv.Atoi(q.Get("limit"))
+	f.Offset, _ = strconv.Atoi(q.Get("offset"))
+	list, err := s.Clinical.List(r.Context(), f)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []referralJSON{}
+	for _, ref := range list {
+		out = append(out, s.referralJSON(r, ref))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// actOnReferral takes a step: POST /api/referrals/{id}/{action} with {appointment}, {reason} or {reply}.
+func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var req struct {
+		Appointment string         `json:"appointment"`
+		Reason      string         `json:"reason"`
+		Reply       *renkei.Letter `json:"reply"`
+	}
+	if r.ContentLength != 0 {
+		if err := readJSON(r, &req); err != nil {
+			s.problem(w, r, err)
+			return
+		}
+	}
+	ref, err := s.Clinical.Act(r.Context(), id, clinical.Step{Action: r.PathValue("action"), Appointment: req.Appointment, Reason: req.Reason, Reply: req.Reply})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+}
+
+func (s *Server) correctReferral(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var l renkei.Letter
+	if err := readJSON(r, &l); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Correct(r.Context(), id, l)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
+}
+
+func (s *Server) referralVersions(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	list, err := s.Clinical.Versions(r.Context(), id, r.URL.Query().Get("reply") == "1")
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []renkei.LetterVersion{}
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) reverseReferral(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var req referralRequest
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	n, err := s.newReferral(r, req)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Reverse(r.Context(), id, n)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
+}
+
+// ---- the record ----
+
+// recordPatient resolves ?institution=&issuer=&patientId= (institution defaults to the caller's) to a local patient
+// the caller may see.
+func (s *Server) recordPatient(r *http.Request) (renkei.LocalPatient, error) {
+	q := r.URL.Query()
+	var inst int64
+	if id := q.Get("institution"); id != "" {
+		in, err := s.Store.Institution(r.Context(), id)
+		if err != nil {
+			return renkei.LocalPatient{}, renkei.Errorf("web.record", renkei.NotFound, "there is no such patient")
+		}
+		inst = in.PK
+	}
+	return s.Clinical.Patient(r.Context(), inst, renkei.PatientKey{Issuer: q.Get("issuer"), ID: q.Get("patientId")})
+}
+
+type recordJSON struct {
+	Allergies   []renkei.Allergy    `json:"allergies"`
+	Medications []renkei.Medication `json:"medications"`
+	Conditions  []renkei.Condition  `json:"conditions"`
+	Documents   []renkei.Document   `json:"documents"`
+}
+
+func toRecordJSON(rec renkei.Record) recordJSON {
+	out := recordJSON{rec.Allergies, rec.Medications, rec.Conditions, rec.Documents}
+	if out.Allergies == nil {
+		out.Allergies = []renkei.Allergy{}
+	}
+	if out.Medications == nil {
+		out.Medications = []renkei.Medication{}
+	}
+	if out.Conditions == nil {
+		out.Conditions = []renkei.Condition{}
+	}
+	if out.Documents == nil {
+		out.Documents = []renkei.Document{}
+	}
+	for i := range out.Documents {
+		out.Documents[i].BlobKey = "" // fetched through /api/documents/{id}, which checks and audits
+	}
+	return out
+}
+
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	lp, err := s.recordPatient(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	rec, err := s.Clinical.Record(r.Context(), lp.PK)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, toRecordJSON(rec))
+}
+
+// addRecord records allergies, medications and conditions typed in the UI.
+func (s *Server) addRecord(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	lp, err := s.recordPatient(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	var req recordJSON
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if len(req.Documents) > 0 {
+		s.problem(w, r, renkei.Errorf("web.record", renkei.Invalid, "documents are uploaded to /api/patients/documents"))
+		return
+	}
+	rec := renkei.Record{Allergies: req.Allergies, Medications: req.Medications, Conditions: req.Conditions}
+	for i := range rec.Allergies {
+		rec.Allergies[i].Fact = renkei.Fact{}
+	}
+	for i := range rec.Medications {
+		rec.Medications[i].Fact = renkei.Fact{}
+	}
+	for i := range rec.Conditions {
+		rec.Conditions[i].Fact = renkei.Fact{}
+	}
+	if err := s.Clinical.AddFacts(r.Context(), lp.PK, &rec); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toRecordJSON(rec))
+}
+
+// documentTypes are the media types a document may have.
+var documentTypes = []string{"application/pdf", "image/jpeg", "image/png", "text/plain"}
+
+// addDocument stores a document of a patient: the body is the file, ?title=&kind=&date= describe it.
+func (s *Server) addDocument(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	lp, err := s.recordPatient(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ok := false
+	for _, t := range documentTypes {
+		ok = ok || ct == t
+	}
+	if !ok {
+		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "a document must be a PDF, a JPEG or PNG image, or plain text"))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 50<<20+1))
+	if err != nil {
+		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "the document could not be read"))
+		return
+	}
+	if len(body) > 50<<20 {
+		s.problem(w, r, renkei.Errorf("web.document", renkei.TooLarge, "a document may be at most 50 MB"))
+		return
+	}
+	if len(body) == 0 {
+		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "the document is empty"))
+		return
+	}
+	if ct == "application/pdf" && !strings.HasPrefix(string(body[:min(len(body), 5)]), "%PDF-") {
+		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "the file is not a PDF"))
+		return
+	}
+	key, err := s.putBlob(r, body)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	title := strings.TrimSpace(q.Get("title"))
+	if title == "" {
+		title = "文書"
+	}
+	rec := renkei.Record{Documents: []renkei.Document{{Kind: q.Get("kind"), Title: title, Date: q.Get("date"), ContentType: ct, BlobKey: key, Size: int64(len(body))}}}
+	if err := s.Clinical.AddFacts(r.Context(), lp.PK, &rec); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, toRecordJSON(rec).Documents[0])
+}
+
+// document answers a document's bytes to a caller who may read it.
+func (s *Server) document(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	d, err := s.Clinical.Document(r.Context(), id)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	rc, err := s.Blobs.Open(r.Context(), d.BlobKey)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", d.ContentType)
+	w.Header().Set("Cache-Control", "private, no-store")
+	w.Header().Set("Content-Disposition", "inline")
+	io.Copy(w, rc)
+}
+
+func (s *Server) withdrawFact(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if err := s.Clinical.WithdrawFact(r.Context(), id); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// UseClinical serves the clinical record and referrals from c, and announces each referral step to both of its
+// institutions' open pages.
+func (s *Server) UseClinical(c *clinical.Service) {
+	s.Clinical = c
+	c.Changed = func(ref renkei.Referral) {
+		if s.Hub != nil {
+			s.Hub.PublishReferral(ref.FromInstitution, ref.ID)
+			s.Hub.PublishReferral(ref.ToInstitution, ref.ID)
+			if ref.Status == renkei.StatusSent {
+				for _, uid := range ref.Studies { // the attached studies just became visible to the receiver
+					s.Hub.Publish(ref.ToInstitution, 0, uid)
+				}
+			}
+		}
+	}
+}

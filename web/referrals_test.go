@@ -1,0 +1,282 @@
+package web_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"renkei"
+)
+
+type referralOut struct {
+	ID            int64  `json:"id"`
+	Kind          string `json:"kind"`
+	Status        string `json:"status"`
+	Direction     string `json:"direction"`
+	Version       int    `json:"version"`
+	Appointment   string `json:"appointment"`
+	DeclineReason string `json:"declineReason"`
+	PatientName   string `json:"patientName"`
+	Letter        struct {
+		Purpose, Diagnosis, Allergies string
+	} `json:"letter"`
+	Reply *struct {
+		Course, FollowUp string
+	} `json:"reply"`
+	Events []struct {
+		Status, By, Institution string
+	} `json:"events"`
+}
+
+func decodeReferral(t *testing.T, c *client) referralOut {
+	t.Helper()
+	var out referralOut
+	if err := json.Unmarshal(c.body, &out); err != nil {
+		t.Fatalf("referral answer %s: %v", c.body, err)
+	}
+	return out
+}
+
+// TestReferralFlow follows a referral from a clinic to a hospital and back, through the JSON API: the clinic's
+// doctor records two allergies, writes a referral with a CT attached and sends it; the hospital sees it only once
+// sent, opens it, accepts it with a date, replies, and refers the patient back; the clinic sees every step, and a
+// third institution sees nothing at any step.
+func TestReferralFlow(t *testing.T) {
+	r := newRegion(t)
+	ctx := context.Background()
+	third := renkei.Institution{ID: "minami-clinic", Name: "南クリニック", Kind: renkei.Clinic, Issuer: "MINAMI"}
+	if err := r.db.PutInstitution(ctx, &third, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("ito@minami-clinic", third, renkei.Physician)
+	clinic, hospital, other := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("ito@minami-clinic")
+
+	// The clinic's live-update stream, to see that the hospital's steps reach it.
+	heard := listen(t, r, r.clinicWrite)
+
+	rec := map[string]any{
+		"allergies": []map[string]any{
+			{"category": "drug", "substance": "ペニシリン系抗菌薬", "reaction": "蕁麻疹", "severity": "moderate",
+				"codes": []map[string]string{{"system": renkei.CodeSystemJFAGY, "code": "1", "display": "ペニシリン"}}},
+			{"category": "food", "substance": "卵", "reaction": "アナフィラキシー", "severity": "severe"},
+		},
+		"medications": []map[string]any{{"drug": "アムロジピン錠5mg", "dose": "1錠", "route": "内服", "frequency": "1日1回朝食後"}},
+	}
+	recordURL := "/api/patients/record?institution=kita-clinic&issuer=KITA&patientId=P1"
+	if st := clinic.post(recordURL, rec); st != 201 {
+		t.Fatalf("record: %d %s", st, clinic.body)
+	}
+	// A bad fact is refused with words, and nothing of the request is stored.
+	if st := clinic.post(recordURL, map[string]any{"allergies": []map[string]any{{"substance": "ラテックス"}, {"reaction": "発疹"}}}); st != 400 ||
+		!strings.Contains(string(clinic.body), "allergy 2") {
+		t.Errorf("an allergy without a substance: %d %s", st, clinic.body)
+	}
+
+	letter := map[string]string{"purpose": "精査加療のお願い", "diagnosis": "右肺結節", "chiefComplaint": "咳嗽",
+		"allergies": "ペニシリン系抗菌薬(蕁麻疹)、卵(アナフィラキシー)", "course": "CTで右上葉に結節を認めました。"}
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"toDepartment": "呼吸器内科", "studies": []string{r.p1a.studyUID}, "letter": letter}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	ref := decodeReferral(t, clinic)
+	if ref.Status != "draft" || ref.Direction != "out" || !strings.Contains(ref.PatientName, "山田") {
+		t.Fatalf("new referral: %+v", ref)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", ref.ID)
+
+	// Nobody else sees a draft; the hospital cannot see the patient's CT or record yet.
+	nobody := func(step string, who ...*client) {
+		t.Helper()
+		for _, c := range who {
+			if st := c.get(path); st != 404 {
+				t.Errorf("%s: another institution reads the referral: %d", step, st)
+			}
+			var board []referralOut
+			c.getJSON("/api/referrals", &board)
+			if len(board) != 0 {
+				t.Errorf("%s: another institution's board lists %d referrals", step, len(board))
+			}
+			if st := c.get(recordURL); st != 404 {
+				t.Errorf("%s: another institution reads the record: %d", step, st)
+			}
+			if st := c.get("/dicomweb/studies/" + r.p1a.studyUID + "/metadata"); st != 404 {
+				t.Errorf("%s: another institution reads the CT: %d", step, st)
+			}
+		}
+	}
+	nobody("draft", hospital, other)
+
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	if ref = decodeReferral(t, clinic); ref.Status != "sent" || ref.Version != 1 {
+		t.Fatalf("sent: %+v", ref)
+	}
+	nobody("sent", other)
+	// The hospital's board shows it; its CT and the record are readable, the patient's other study is not.
+	var board []referralOut
+	hospital.getJSON("/api/referrals?direction=in", &board)
+	if len(board) != 1 || board[0].ID != ref.ID || board[0].Direction != "in" || board[0].Letter.Diagnosis != "右肺結節" {
+		t.Fatalf("hospital board: %+v", board)
+	}
+	if st := hospital.get("/dicomweb/studies/" + r.p1a.studyUID + "/metadata"); st != 200 {
+		t.Errorf("the hospital cannot read the attached CT: %d", st)
+	}
+	if st := hospital.get("/dicomweb/studies/" + r.p1b.studyUID + "/metadata"); st != 404 {
+		t.Errorf("the hospital reads a study that was not attached: %d", st)
+	}
+	var record struct {
+		Allergies []struct {
+			Substance, Severity, InstitutionName, Author string
+		}
+		Medications []struct{ Drug string }
+	}
+	hospital.getJSON(recordURL, &record)
+	if len(record.Allergies) != 2 || len(record.Medications) != 1 || record.Allergies[0].InstitutionName != "北町クリニック" ||
+		record.Allergies[0].Author != "kato@kita-clinic" {
+		t.Errorf("the hospital's view of the record: %+v", record)
+	}
+
+	// A sent letter never changes: the draft cannot be edited, a correction is a second version.
+	b, _ := json.Marshal(map[string]any{"toInstitution": "chuo-hospital", "letter": map[string]string{"purpose": "changed"}})
+	if st := clinic.do("PUT", path, strings.NewReader(string(b)), "Content-Type", "application/json"); st != 409 {
+		t.Errorf("editing a sent referral as a draft: %d", st)
+	}
+	if _, err := r.rawDB().Exec(`UPDATE referral_letters SET body = '{}' WHERE version = 1`); err == nil {
+		t.Errorf("a sent letter was changed in the database")
+	}
+	corrected := map[string]string{"purpose": "精査加療のお願い", "diagnosis": "右肺上葉結節", "allergies": letter["allergies"]}
+	if st := clinic.post(path+"/versions", corrected); st != 201 {
+		t.Fatalf("correct: %d %s", st, clinic.body)
+	}
+	var versions []struct {
+		Version int
+		Letter  struct{ Diagnosis string }
+	}
+	hospital.getJSON(path+"/versions", &versions)
+	if len(versions) != 2 || versions[0].Letter.Diagnosis != "右肺結節" || versions[1].Letter.Diagnosis != "右肺上葉結節" {
+		t.Errorf("versions: %+v", versions)
+	}
+
+	// The clinic may not take the hospital's steps, nor may the hospital skip one.
+	if st := clinic.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 403 {
+		t.Errorf("the sender accepting its own referral: %d", st)
+	}
+	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 409 {
+		t.Errorf("accepting before it was opened: %d %s", st, hospital.body)
+	}
+	if st := hospital.post(path+"/receive", nil); st != 200 {
+		t.Fatalf("receive: %d %s", st, hospital.body)
+	}
+	// Two people at the hospital accept at once: one wins, the other is told it already happened.
+	var wg sync.WaitGroup
+	statuses := make([]int, 2)
+	for i, c := range []*client{hospital, r.as("suzuki@chuo-hospital")} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b, _ := json.Marshal(map[string]string{"appointment": "2026-12-0" + fmt.Sprint(i+1)})
+			req, _ := http.NewRequest("POST", r.srv.URL+path+"/accept", strings.NewReader(string(b)))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("X-CSRF-Token", c.csrf)
+			req.AddCookie(&http.Cookie{Name: "renkei_session", Value: c.cookie})
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				statuses[i] = resp.StatusCode
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if !(statuses[0] == 200 && statuses[1] == 409 || statuses[0] == 409 && statuses[1] == 200) {
+		t.Errorf("two accepts at once answered %v, want one 200 and one 409", statuses)
+	}
+	if st := hospital.post(path+"/complete", map[string]any{"reply": map[string]string{"course": "右上葉部分切除術を施行しました。", "followUp": "外来で経過観察"}}); st != 200 {
+		t.Fatalf("complete: %d %s", st, hospital.body)
+	}
+	nobody("completed", other)
+
+	// The clinic sees every step, with who and when.
+	clinic.getJSON(path, &ref)
+	var steps []string
+	for _, e := range ref.Events {
+		steps = append(steps, e.Status)
+	}
+	if got := strings.Join(steps, " "); got != "draft sent sent received accepted completed" || ref.Reply == nil || ref.Reply.FollowUp != "外来で経過観察" {
+		t.Errorf("the clinic sees steps %q, reply %+v", got, ref.Reply)
+	}
+
+	// The hospital refers the patient back (逆紹介); the clinic receives it.
+	if st := hospital.post(path+"/reverse", map[string]any{"letter": map[string]string{"purpose": "逆紹介", "course": "術後経過良好", "followUp": "3か月後にCT"}}); st != 201 {
+		t.Fatalf("reverse: %d %s", st, hospital.body)
+	}
+	back := decodeReferral(t, hospital)
+	if st := hospital.post(fmt.Sprintf("/api/referrals/%d/send", back.ID), nil); st != 200 {
+		t.Fatalf("send back: %d %s", st, hospital.body)
+	}
+	clinic.getJSON("/api/referrals?direction=in", &board)
+	if len(board) != 1 || board[0].ID != back.ID || board[0].Kind != "reverse" || board[0].Status != "sent" {
+		t.Errorf("the clinic's incoming board: %+v", board)
+	}
+	nobody("reverse", other)
+
+	// The clinic's open page heard of the hospital's steps.
+	want := fmt.Sprint(ref.ID)
+	deadline := time.After(5 * time.Second)
+	for n := 0; n < 3; {
+		select {
+		case ev := <-heard:
+			if ev == "referral:"+want {
+				n++
+			}
+		case <-deadline:
+			t.Fatalf("the clinic's live updates did not carry the hospital's steps")
+		}
+	}
+
+	// The audit trail has every step.
+	var referralEvents int
+	for _, e := range r.events(0) {
+		if e.Action == renkei.ActionReferral {
+			referralEvents++
+		}
+	}
+	if referralEvents < 8 {
+		t.Errorf("%d referral events in the audit trail, want one per step (≥ 8)", referralEvents)
+	}
+}
+
+// listen opens a live-update stream with token and returns its events as "type:data".
+func listen(t *testing.T, r *region, token string) <-chan string {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/api/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /api/events: %v", err)
+	}
+	got := make(chan string, 100)
+	go func() {
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		event := ""
+		for sc.Scan() {
+			if e, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+				event = e
+			} else if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				select {
+				case got <- event + ":" + d:
+				default:
+				}
+			}
+		}
+	}()
+	return got
+}
