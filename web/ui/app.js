@@ -3,6 +3,7 @@
 import { t, date, personName, getLang, setLang } from './i18n.js';
 import { viewer, compare } from './viewer.js';
 import { uploadPage } from './upload.js';
+import { referralsPage, referralForm, referralPage, recordPanel } from './referrals.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -26,6 +27,16 @@ function liveUpdates() {
       }
       fresh.clear();
     }, 400);
+  });
+  // A referral moved on (the other side acted): the board or the referral's page shows it at once.
+  let rtimer = null;
+  events.addEventListener('referral', (e) => {
+    clearTimeout(rtimer);
+    rtimer = setTimeout(() => {
+      const hash = location.hash;
+      if (document.activeElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;
+      if (hash.startsWith('#/referrals') || hash === `#/referral/${e.data}`) render();
+    }, 300);
   });
 }
 
@@ -102,7 +113,7 @@ function header() {
   if (me && me.next === 'done') {
     const links = me.user.role === 'patient'
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
-      : [['#/studies', 'nav.studies'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
+      : [['#/studies', 'nav.studies'], ['#/referrals', 'nav.referrals'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
     links.push(['#/help', 'nav.help']);
@@ -327,8 +338,12 @@ async function patientPage(institution, issuer, patientId) {
     h('p', { class: 'muted' }, `ID ${patientId}`, first.patientBirthDate ? ` ・ ${t('patient.born')} ${date(first.patientBirthDate)}` : ''),
     h('ol', { class: 'timeline', id: 'timeline' }, list.map((s) => h('li', {},
       h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || '',
-      h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))));
+      h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
+    await recordPanel(ui, institution, issuer, patientId, own));
 }
+
+// ui is what the feature modules (referrals.js) use of the app.
+const ui = { h, api, busy, field, input, show, message, route, render: () => render(), me: () => me, institutionList };
 
 function shareDialog(s) {
   institutionList().then((insts) => {
@@ -480,6 +495,14 @@ function tour() {
 
 // ---- routing ----
 
+// referralRoute: #/referral/new/{issuer}/{patientId}, #/referral/{id}, #/referral/{id}/edit, #/referral/{id}/reverse.
+async function referralRoute(parts) {
+  if (parts[1] === 'new') return referralForm(ui, { issuer: parts[2], patientId: parts[3] });
+  if (parts[2] === 'edit') return referralForm(ui, { existing: await api('GET', `/api/referrals/${parts[1]}`) });
+  if (parts[2] === 'reverse') return referralForm(ui, { parent: await api('GET', `/api/referrals/${parts[1]}`) });
+  return referralPage(ui, parts[1]);
+}
+
 function route(hash) {
   if (location.hash === hash) render(); else location.hash = hash;
 }
@@ -510,6 +533,8 @@ async function render() {
       case 'compare': return await compare(app(), parts[1], parts[2], h, message);
       case 'upload': return uploadPage(app(), h, () => csrf);
       case 'shares': return await sharesPage();
+      case 'referrals': return await referralsPage(ui, query);
+      case 'referral': return await referralRoute(parts);
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();

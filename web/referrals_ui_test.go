@@ -1,0 +1,106 @@
+package web_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestReferralBrowser is the referral as the two doctors live it, in two browsers: the clinic's doctor records two
+// allergies on the patient's page, writes the letter (allergies pulled from the record with one click), attaches the
+// CT and sends it; the hospital's board, open all along, shows it without a reload; opening it tells the clinic's
+// page "received" at once; the hospital accepts with a date, replies, and refers the patient back; the clinic sees
+// each step appear.
+func TestReferralBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	clinicCtx, cancelClinic := browser(t)
+	defer cancelClinic()
+	hospitalCtx, cancelHospital := browser(t)
+	defer cancelHospital()
+	stepIn := func(ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	text := func(ctx context.Context, sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+
+	stepIn(hospitalCtx, "ref-01-hospital-board", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"),
+		hashRoute("#/referrals"), chromedp.WaitVisible("#referrals-in-none"))
+	stepIn(clinicCtx, "ref-02-clinic-patient", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
+		hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#allergy-form"),
+		chromedp.SetValue("#allergy-category", "drug"), chromedp.SendKeys("#allergy-substance", "ペニシリン系抗菌薬"),
+		chromedp.SendKeys("#allergy-reaction", "蕁麻疹"), chromedp.SetValue("#allergy-severity", "moderate"),
+		chromedp.Click(`#allergy-form button[type="submit"]`), chromedp.WaitVisible("ul#allergies li"),
+		chromedp.SetValue("#allergy-category", "food"), chromedp.SendKeys("#allergy-substance", "卵"),
+		chromedp.SendKeys("#allergy-reaction", "アナフィラキシー"), chromedp.SetValue("#allergy-severity", "severe"),
+		chromedp.Click(`#allergy-form button[type="submit"]`), chromedp.WaitVisible("ul#allergies li:nth-child(2)"))
+	if s := text(clinicCtx, "#allergies"); !strings.Contains(s, "卵") || !strings.Contains(s, "北町クリニック") {
+		t.Errorf("the record shows %q", s)
+	}
+
+	stepIn(clinicCtx, "ref-03-letter", chromedp.Click("#write-referral"), chromedp.WaitVisible("#referral-form"),
+		chromedp.SetValue("#ref-to", "chuo-hospital"), chromedp.SendKeys("#ref-department", "呼吸器内科"),
+		chromedp.Click(`#ref-studies input[value="`+r.p1a.studyUID+`"]`),
+		chromedp.Click("#ref-pull"), poll(`document.querySelector('#ref-allergies').value.includes('卵')`),
+		chromedp.SendKeys("#ref-purpose", "精査加療のお願い"), chromedp.SendKeys("#ref-diagnosis", "右肺結節"))
+	stepIn(clinicCtx, "ref-04-sent", chromedp.Click("#ref-send"), chromedp.WaitVisible("#referral-letter"))
+	if s := text(clinicCtx, "#referral-letter"); !strings.Contains(s, "ペニシリン系抗菌薬(蕁麻疹)") || !strings.Contains(s, "右肺結節") {
+		t.Errorf("the sent letter reads %q", s)
+	}
+
+	// The hospital's board shows it without a reload.
+	stepIn(hospitalCtx, "ref-05-appears", chromedp.WaitVisible("#referrals-in tbody tr"))
+	if s := text(hospitalCtx, "#referrals-in"); !strings.Contains(s, "山田") || !strings.Contains(s, "北町クリニック") || !strings.Contains(s, "送信済み") {
+		t.Errorf("the hospital's board: %q", s)
+	}
+	stepIn(hospitalCtx, "ref-06-opened", chromedp.Click(`#referrals-in a[href^="#/referral/"]`), chromedp.WaitVisible("#ref-accept"))
+	// The clinic's page, open on the referral, turns to "received" by itself.
+	stepIn(clinicCtx, "ref-07-clinic-sees-received", chromedp.WaitVisible(`h1 [data-status="received"]`))
+	// The hospital sees the CT and the record the referral shared.
+	if s := text(hospitalCtx, "#referral-studies"); !strings.Contains(s, "CT") {
+		t.Errorf("attached studies: %q", s)
+	}
+	stepIn(hospitalCtx, "ref-08-accept", chromedp.SetValue("#ref-appointment", "2026-12-03"), chromedp.Click("#ref-accept"),
+		chromedp.WaitVisible("#reply-form"))
+	stepIn(clinicCtx, "ref-09-clinic-sees-accepted", chromedp.WaitVisible(`h1 [data-status="accepted"]`), chromedp.WaitVisible("#referral-appointment"))
+	stepIn(hospitalCtx, "ref-10-reply", chromedp.SendKeys("#reply-course", "右上葉部分切除術を施行しました。"),
+		chromedp.SendKeys("#reply-followUp", "外来で経過観察をお願いします。"), chromedp.Click("#reply-send"), chromedp.WaitVisible("#referral-reply"))
+	stepIn(clinicCtx, "ref-11-clinic-sees-reply", chromedp.WaitVisible("#referral-reply"))
+	if s := text(clinicCtx, "#referral-reply"); !strings.Contains(s, "右上葉部分切除術") {
+		t.Errorf("the clinic reads the reply %q", s)
+	}
+	stepIn(hospitalCtx, "ref-12-record", chromedp.Click(`a[href^="#/patient/kita-clinic/"]`), chromedp.WaitVisible("ul#allergies li:nth-child(2)"))
+	stepIn(hospitalCtx, "ref-13-reverse", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Evaluate[any]("history.back()")(ctx, t)
+		return err
+	}), chromedp.WaitVisible("#ref-reverse"),
+		chromedp.Click("#ref-reverse"), chromedp.WaitVisible("#referral-form"),
+		chromedp.SendKeys("#ref-purpose", "逆紹介"), chromedp.SendKeys("#ref-course", "術後経過良好です。"), chromedp.Click("#ref-send"),
+		chromedp.WaitVisible("#referral-letter"))
+	stepIn(clinicCtx, "ref-14-clinic-board", hashRoute("#/referrals"), chromedp.WaitVisible("#referrals-in tbody tr"))
+	if s := text(clinicCtx, "#referrals-in"); !strings.Contains(s, "逆紹介") || !strings.Contains(s, "中央病院") {
+		t.Errorf("the clinic's incoming board: %q", s)
+	}
+}
+
+// poll waits until expr is true in the page.
+func poll(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))(ctx, t)
+		return err
+	})
+}
