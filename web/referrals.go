@@ -1,6 +1,8 @@
 package web
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 
 	"renkei"
 	"renkei/clinical"
+	"renkei/letterpdf"
 )
 
 // The clinical record and referrals over JSON. The rules live in package clinical; this file only translates.
@@ -562,4 +565,76 @@ func (s *Server) UseClinical(c *clinical.Service) {
 			}
 		}
 	}
+}
+
+// referralPDF prints a referral's letter (or, with ?reply=1, its reply or report) as an A4 PDF in the familiar
+// 診療情報提供書 layout; ?version=N prints an earlier version. The letter prints what was sent: the record's
+// allergies and medications are added only where the letter left those sections empty.
+func (s *Server) referralPDF(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Get(r.Context(), id)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	reply := r.URL.Query().Get("reply") == "1"
+	if reply && ref.Reply == nil {
+		s.problem(w, r, renkei.Errorf("web.pdf", renkei.NotFound, "this referral has no reply yet"))
+		return
+	}
+	doc := letterpdf.Doc{Referral: ref, Reply: reply}
+	if v := r.URL.Query().Get("version"); v != "" {
+		versions, err := s.Clinical.Versions(r.Context(), id, reply)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		n, _ := strconv.Atoi(v)
+		for _, lv := range versions {
+			if lv.Version == n {
+				l := lv.Letter
+				doc.Letter, doc.Version = &l, n
+			}
+		}
+		if doc.Letter == nil {
+			s.problem(w, r, renkei.Errorf("web.pdf", renkei.NotFound, "there is no version %s", v))
+			return
+		}
+	}
+	doc.From, _ = s.Store.InstitutionByPK(r.Context(), ref.FromInstitution)
+	doc.To, _ = s.Store.InstitutionByPK(r.Context(), ref.ToInstitution)
+	letter := ref.Letter
+	if doc.Letter != nil {
+		letter = *doc.Letter
+	}
+	if !reply && (letter.Allergies == "" || letter.Medications == "") {
+		if rec, err := s.Clinical.Record(r.Context(), ref.PatientPK); err == nil {
+			if letter.Allergies == "" {
+				doc.Allergies = rec.Allergies
+			}
+			if letter.Medications == "" {
+				doc.Medications = rec.Medications
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := letterpdf.Render(&buf, doc); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	name := fmt.Sprintf("referral-%d.pdf", id)
+	if reply {
+		name = fmt.Sprintf("referral-%d-reply.pdf", id)
+	}
+	w.Header().Set("Content-Type", "application/pdf")
+	w.Header().Set("Cache-Control", "private, no-store")
+	w.Header().Set("Content-Disposition", `inline; filename="`+name+`"`)
+	w.Write(buf.Bytes())
 }

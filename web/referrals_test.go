@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -143,6 +146,34 @@ func TestReferralFlow(t *testing.T) {
 		t.Errorf("the hospital's view of the record: %+v", record)
 	}
 
+	// The letter prints as an A4 PDF with its fonts embedded, readable by the receiver and nobody else.
+	if st := hospital.get(path + "/letter.pdf"); st != 200 || !strings.HasPrefix(string(hospital.body), "%PDF-") {
+		t.Fatalf("letter.pdf: %d", st)
+	}
+	pdf := hospital.body
+	text := pdfTool(t, pdf, "pdftotext", "-layout")
+	for _, want := range []string{"山田", "太郎", "右肺結節", "ペニシリン系抗菌薬", "卵", "診療情報提供書", "中央病院", "北町クリニック"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the printed letter lacks %q:\n%s", want, text)
+		}
+	}
+	if info := pdfTool(t, pdf, "pdfinfo"); !strings.Contains(info, "595.28 x 841.89 pts (A4)") {
+		t.Errorf("the letter is not A4:\n%s", info)
+	}
+	fonts := pdfTool(t, pdf, "pdffonts")
+	lines := strings.Split(strings.TrimSpace(fonts), "\n")
+	for _, l := range lines[min(2, len(lines)):] {
+		if f := strings.Fields(l); len(f) < 6 || f[len(f)-5] != "yes" {
+			t.Errorf("a font is not embedded: %q", l)
+		}
+	}
+	if len(lines) < 3 || !strings.Contains(strings.ToLower(fonts), "ipaex") {
+		t.Errorf("the letter's Japanese fonts:\n%s", fonts)
+	}
+	if st := other.get(path + "/letter.pdf"); st != 404 {
+		t.Errorf("another institution prints the letter: %d", st)
+	}
+
 	// A sent letter never changes: the draft cannot be edited, a correction is a second version.
 	b, _ := json.Marshal(map[string]any{"toInstitution": "chuo-hospital", "letter": map[string]string{"purpose": "changed"}})
 	if st := clinic.do("PUT", path, strings.NewReader(string(b)), "Content-Type", "application/json"); st != 409 {
@@ -250,6 +281,28 @@ func TestReferralFlow(t *testing.T) {
 	if referralEvents < 8 {
 		t.Errorf("%d referral events in the audit trail, want one per step (≥ 8)", referralEvents)
 	}
+}
+
+// pdfTool runs a poppler tool (pdftotext, pdfinfo, pdffonts) on a PDF and returns what it printed.
+func pdfTool(t *testing.T, pdf []byte, tool string, args ...string) string {
+	t.Helper()
+	path, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("%s is missing: scripts/setup installs poppler-utils", tool)
+	}
+	f := filepath.Join(t.TempDir(), "letter.pdf")
+	if err := os.WriteFile(f, pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args = append(args, f)
+	if tool == "pdftotext" {
+		args = append(args, "-")
+	}
+	out, err := exec.Command(path, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", tool, err, out)
+	}
+	return string(out)
 }
 
 // listen opens a live-update stream with token and returns its events as "type:data".
