@@ -6,6 +6,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -637,4 +638,99 @@ func (s *Server) referralPDF(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "private, no-store")
 	w.Header().Set("Content-Disposition", `inline; filename="`+name+`"`)
 	w.Write(buf.Bytes())
+}
+
+type relatedStudyJSON struct {
+	StudyInstanceUID string   `json:"studyInstanceUID"`
+	StudyDate        string   `json:"studyDate"`
+	StudyDescription string   `json:"studyDescription,omitempty"`
+	Modalities       []string `json:"modalities"`
+	BodyParts        []string `json:"bodyParts"`
+	Institution      string   `json:"institution"`
+	InstitutionName  string   `json:"institutionName"`
+	Attached         bool     `json:"attached"`
+	// Similar marks an exam of the same modality and body part as an attached one, done in the last SimilarDays:
+	// the receiver should not repeat it.
+	Similar bool `json:"similar"`
+}
+
+// SimilarDays is how far back an exam counts as recent enough not to repeat.
+const SimilarDays = 90
+
+// relatedStudies lists the studies of a referral's patient (every linked local patient) that the caller may see,
+// newest first, marking the attached ones and the recent exams similar to them.
+func (s *Server) relatedStudies(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Get(r.Context(), id)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	pks := []int64{ref.PatientPK}
+	if linked, err := s.Clinical.Store.Linked(r.Context(), ref.PatientPK); err == nil {
+		for _, lp := range linked {
+			if lp.PK != ref.PatientPK {
+				pks = append(pks, lp.PK)
+			}
+		}
+	}
+	series, err := s.DICOMweb.Archive.QuerySeries(r.Context(), &renkei.Query{Level: renkei.SeriesLevel, Patients: pks, Limit: 5000})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	type kindKey struct{ modality, part string }
+	byStudy := map[string]*relatedStudyJSON{}
+	kinds := map[string]map[kindKey]bool{}
+	var order []string
+	for _, se := range series {
+		st := byStudy[se.Study.StudyInstanceUID]
+		if st == nil {
+			in, _ := s.Store.InstitutionByPK(r.Context(), se.Study.Institution)
+			st = &relatedStudyJSON{StudyInstanceUID: se.Study.StudyInstanceUID, StudyDate: se.Study.StudyDate, StudyDescription: se.Study.StudyDescription,
+				Modalities: []string{}, BodyParts: []string{}, Institution: in.ID, InstitutionName: in.Name}
+			byStudy[se.Study.StudyInstanceUID] = st
+			kinds[se.Study.StudyInstanceUID] = map[kindKey]bool{}
+			order = append(order, se.Study.StudyInstanceUID)
+		}
+		part := strings.ToUpper(strings.TrimSpace(se.BodyPartExamined))
+		if !slices.Contains(st.Modalities, se.Modality) {
+			st.Modalities = append(st.Modalities, se.Modality)
+		}
+		if part != "" && !slices.Contains(st.BodyParts, part) {
+			st.BodyParts = append(st.BodyParts, part)
+		}
+		kinds[se.Study.StudyInstanceUID][kindKey{se.Modality, part}] = true
+	}
+	attached := map[kindKey]bool{}
+	for _, uid := range ref.Studies {
+		if st := byStudy[uid]; st != nil {
+			st.Attached = true
+			for k := range kinds[uid] {
+				attached[k] = true
+			}
+		}
+	}
+	since := s.Now().AddDate(0, 0, -SimilarDays).Format("20060102")
+	out := []relatedStudyJSON{}
+	for _, uid := range order {
+		st := byStudy[uid]
+		if !st.Attached && st.StudyDate >= since {
+			for k := range kinds[uid] {
+				if attached[k] {
+					st.Similar = true
+				}
+			}
+		}
+		out = append(out, *st)
+	}
+	slices.SortStableFunc(out, func(a, b relatedStudyJSON) int { return strings.Compare(b.StudyDate, a.StudyDate) })
+	writeJSON(w, http.StatusOK, out)
 }

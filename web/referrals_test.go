@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"renkei"
+	"renkei/internal/dicomtest"
 )
 
 type referralOut struct {
@@ -332,4 +333,74 @@ func listen(t *testing.T, r *region, token string) <-chan string {
 		}
 	}()
 	return got
+}
+
+// TestReferralSimilarExam: the hospital receiving a chest CT sees, among the patient's studies it may see, that it
+// did a chest CT of the same person (linked identity) a month ago, so it does not repeat it; an older chest CT and a
+// recent head CT are not flagged.
+func TestReferralSimilarExam(t *testing.T) {
+	r := newRegion(t)
+	ctx := context.Background()
+	day := func(d int) string { return r.clock.Now().AddDate(0, 0, -d).Format("20060102") }
+	stowAs := func(token string, o dicomtest.CTOptions) study {
+		t.Helper()
+		body, ctype := r.stowBodyOf(o, 1)
+		c := r.withToken(token)
+		if st := c.do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+			t.Fatalf("stow: %d %s", st, c.body)
+		}
+		return study{studyUID: dicomtest.UID("ct/" + fmt.Sprint(o.Seed) + "/study")}
+	}
+	chest := stowAs(r.clinicWrite, dicomtest.CTOptions{PatientID: "P1", PatientName: "Yamada^Taro=山田^太郎", Seed: 501, StudyDate: day(2), BodyPart: "CHEST"})
+	own, err := r.ids.CreateToken(ctx, renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "ct", Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recent := stowAs(own, dicomtest.CTOptions{PatientID: "H1", PatientName: "Yamada^Taro=山田^太郎", Seed: 502, StudyDate: day(30), BodyPart: "CHEST"})
+	old := stowAs(own, dicomtest.CTOptions{PatientID: "H1", PatientName: "Yamada^Taro=山田^太郎", Seed: 503, StudyDate: day(200), BodyPart: "CHEST"})
+	head := stowAs(own, dicomtest.CTOptions{PatientID: "H1", PatientName: "Yamada^Taro=山田^太郎", Seed: 504, StudyDate: day(10), BodyPart: "HEAD"})
+	p1, err := r.db.LocalPatient(ctx, r.clinic.PK, renkei.PatientKey{Issuer: "KITA", ID: "P1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, err := r.db.LocalPatient(ctx, r.hospital.PK, renkei.PatientKey{Issuer: "CHUO", ID: "H1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := hospital.post("/api/consents", map[string]any{"patientId": "H1", "scope": []string{"region"}, "method": "electronic", "signature": "同意します"}); st != 201 {
+		t.Fatalf("consent: %d %s", st, hospital.body)
+	}
+	if _, err := r.db.Link(ctx, p1.PK, h1.PK, "region admin", nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{chest.studyUID}, "letter": map[string]string{"purpose": "精査"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	ref := decodeReferral(t, clinic)
+	if st := clinic.post(fmt.Sprintf("/api/referrals/%d/send", ref.ID), nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	var related []struct {
+		StudyInstanceUID string
+		Attached         bool
+		Similar          bool
+		BodyParts        []string
+	}
+	hospital.getJSON(fmt.Sprintf("/api/referrals/%d/related", ref.ID), &related)
+	got := map[string]string{}
+	for _, s := range related {
+		got[s.StudyInstanceUID] = fmt.Sprintf("attached=%v similar=%v", s.Attached, s.Similar)
+	}
+	for uid, want := range map[string]string{chest.studyUID: "attached=true similar=false", recent.studyUID: "attached=false similar=true",
+		old.studyUID: "attached=false similar=false", head.studyUID: "attached=false similar=false"} {
+		if got[uid] != want {
+			t.Errorf("study %s: %q, want %q (all: %v)", uid, got[uid], want, got)
+		}
+	}
+	// The clinic's other studies of P1 were not attached: the hospital does not see them here either.
+	if _, ok := got[r.p1a.studyUID]; ok {
+		t.Errorf("the hospital sees an unattached study of the clinic")
+	}
 }

@@ -18,6 +18,8 @@ type CTOptions struct {
 	AccessionNumber  string // default none (empty, type 2)
 	PatientBirthDate string // YYYYMMDD; default none
 	PatientSex       string // M, F or O; default none
+	StudyDate        string // YYYYMMDD; default 20250301
+	BodyPart         string // BodyPartExamined, e.g. CHEST; default none
 
 	Rows, Cols     int // default 512×512
 	Frames         int // MultiFrame only; default 1. CT rejects more than one.
@@ -82,7 +84,8 @@ func writeCT(path string, o CTOptions, multi bool) error {
 	}
 	d.str(0x00080016, "UI", sopClass)
 	d.str(0x00080018, "UI", o.SOPInstanceUID)
-	d.str(0x00080020, "DA", "20250301")
+	def(&o.StudyDate, "20250301")
+	d.str(0x00080020, "DA", o.StudyDate)
 	d.str(0x00080030, "TM", "120000")
 	d.text(0x00080050, "SH", o.AccessionNumber)
 	d.text(0x00080090, "PN", "")
@@ -108,6 +111,9 @@ func writeCT(path string, o CTOptions, multi bool) error {
 	} else {
 		d.str(0x00080008, "CS", "ORIGINAL", "PRIMARY", "AXIAL")
 		d.str(0x00080060, "CS", "CT")
+		if o.BodyPart != "" {
+			d.str(0x00180015, "CS", o.BodyPart)
+		}
 		d.str(0x00180060, "DS", "120")
 		d.str(0x00185100, "CS", "HFS")
 		planeAttrs(d, "ct/"+seed, 0.7, 1, float64(o.InstanceNumber))

@@ -203,6 +203,15 @@ export async function referralPage(ui, id) {
     h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(uid)}` }, t('study.view')), ' ',
     about[i] ? `${date(about[i].studyDate)} ${(about[i].modalities || []).join(',')} ${about[i].studyDescription || ''}` : h('span', { class: 'muted' }, uid))))
     : h('p', { class: 'muted' }, t('ref.nostudies'));
+  // The patient's other studies the reader may see, with a warning for a recent exam like an attached one.
+  const related = (await api('GET', `/api/referrals/${id}/related`).catch(() => [])).filter((s) => !s.attached);
+  const similar = related.filter((s) => s.similar);
+  const relatedCard = related.length ? h('div', { class: 'card', id: 'related' }, h('h2', {}, t('ref.related')),
+    similar.length ? h('p', { class: 'warning', id: 'similar-warning' }, t('ref.similar', { days: 90 })) : '',
+    h('ul', {}, related.map((s) => h('li', { class: s.similar ? 'similar' : '' },
+      h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
+      `${date(s.studyDate)} ${s.modalities.join(',')} ${s.bodyParts.join(',')} ${s.studyDescription || ''}`,
+      h('span', { class: 'muted' }, ` ・ ${s.institutionName}`), s.similar ? h('strong', { class: 'danger-text' }, ` ${t('ref.similar.mark')}`) : '')))) : '';
   ui.show(
     h('h1', {}, t('ref.kind.' + r.kind), ' ', statusBadge(h, r)),
     h('p', { class: 'lead' }, h('strong', { id: 'referral-patient' }, personName(r.patientName) || r.patientId), ` ID ${r.patientId}`,
@@ -219,6 +228,7 @@ export async function referralPage(ui, id) {
       letterView(h, r.reply, ['diagnosis', 'findings', 'impression', 'course', 'testResults', 'followUp', 'remarks'], 'referral-reply')) : '',
     h('div', { class: 'card' }, h('h2', {}, t('ref.attached')), studies,
       h('a', { href: `#/patient/${encodeURIComponent(r.patientInstitution)}/${encodeURIComponent(r.issuer)}/${encodeURIComponent(r.patientId)}` }, t('ref.record'))),
+    relatedCard,
     h('div', { class: 'card' }, h('h2', {}, t('ref.history')), timeline));
 }
 
