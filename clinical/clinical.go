@@ -48,6 +48,9 @@ type Service struct {
 	ShareDays int
 	// Changed is told, after each step, which institutions should refresh a referral (live updates, e-mail).
 	Changed func(r renkei.Referral)
+	// ReportDocument turns a signed reading report into a stored document (a PDF blob) of the patient; nil keeps
+	// the report in the referral only.
+	ReportDocument func(ctx context.Context, r renkei.Referral, report renkei.Letter) (renkei.Document, error)
 }
 
 // New returns a service over store.

@@ -251,6 +251,16 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		reply.Author = p.Name
 		m.Reply = &reply
 		m.From, m.To = []renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusReceived}, renkei.StatusCompleted
+		if r.Kind == renkei.KindReading && s.ReportDocument != nil {
+			// The signed report is also a document of the patient, in the requester's record, written with the step.
+			d, err := s.ReportDocument(ctx, r, reply)
+			if err != nil {
+				return r, err
+			}
+			d.Kind, d.Institution, d.PatientPK, d.Patient, d.Author, d.Source, d.SourceID =
+				renkei.DocReadingReport, p.Institution, r.PatientPK, r.Patient, p.Name, "referral", fmt.Sprint(r.ID)
+			m.Facts = &renkei.Record{Documents: []renkei.Document{d}}
+		}
 	case "cancel":
 		m.Side, m.From, m.To, m.Reason, m.Event.Note, m.Revoke = "sender",
 			[]renkei.ReferralStatus{renkei.StatusDraft, renkei.StatusSent, renkei.StatusReceived}, renkei.StatusCancelled, st.Reason, st.Reason, true

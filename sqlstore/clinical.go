@@ -398,10 +398,11 @@ func (db *DB) Referrals(ctx context.Context, f renkei.ReferralFilter) ([]renkei.
 	if limit <= 0 || limit > 500 {
 		limit = 100
 	}
-	// Open items first (what still waits for someone), overdue before the rest, then the oldest update first;
-	// finished ones after, newest first.
+	// Open items first (what still waits for someone), overdue before the rest, then by priority (stat, urgent,
+	// routine: a reading worklist), then the longest waiting first; finished ones after, newest first.
 	q := `SELECT ` + referralCols + referralFrom + ` WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY r.status IN ('completed', 'declined', 'cancelled'), (r.due_at IS NOT NULL AND r.due_at < ?) DESC,
+		CASE WHEN r.status IN ('completed', 'declined', 'cancelled') THEN 0 WHEN r.priority = 'stat' THEN 0 WHEN r.priority = 'urgent' THEN 1 ELSE 2 END,
 		CASE WHEN r.status IN ('completed', 'declined', 'cancelled') THEN -r.updated_at ELSE r.updated_at END, r.pk
 		LIMIT ` + strconv.Itoa(limit) + ` OFFSET ` + strconv.Itoa(max(0, f.Offset))
 	args = append(args, db.Now().UnixMilli())

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"mime"
@@ -555,6 +556,32 @@ func (s *Server) withdrawFact(w http.ResponseWriter, r *http.Request) {
 // institutions' open pages.
 func (s *Server) UseClinical(c *clinical.Service) {
 	s.Clinical = c
+	c.ReportDocument = func(ctx context.Context, ref renkei.Referral, report renkei.Letter) (renkei.Document, error) {
+		var buf bytes.Buffer
+		doc := letterpdf.Doc{Referral: ref, Reply: true, Letter: &report, Date: s.Now()}
+		doc.From, _ = s.Store.InstitutionByPK(ctx, ref.FromInstitution)
+		doc.To, _ = s.Store.InstitutionByPK(ctx, ref.ToInstitution)
+		if err := letterpdf.Render(&buf, doc); err != nil {
+			return renkei.Document{}, err
+		}
+		if s.Blobs == nil {
+			return renkei.Document{}, renkei.Errorf("web", renkei.Unavailable, "no document store is configured")
+		}
+		bw, err := s.Blobs.Create(ctx)
+		if err != nil {
+			return renkei.Document{}, err
+		}
+		if _, err := bw.Write(buf.Bytes()); err != nil {
+			bw.Abort()
+			return renkei.Document{}, err
+		}
+		key, _, err := bw.Commit(ctx)
+		if err != nil {
+			return renkei.Document{}, err
+		}
+		return renkei.Document{Title: "読影レポート", Date: s.Now().Format("2006-01-02"), ContentType: "application/pdf", BlobKey: key,
+			Size: int64(buf.Len())}, nil
+	}
 	c.Changed = func(ref renkei.Referral) {
 		if s.Hub != nil {
 			s.Hub.PublishReferral(ref.FromInstitution, ref.ID)

@@ -404,3 +404,51 @@ func TestReferralSimilarExam(t *testing.T) {
 		t.Errorf("the hospital sees an unattached study of the clinic")
 	}
 }
+
+// TestReadingRequest: a clinic asks the hospital's radiologist to read a CT (読影依頼, urgent); the request heads the
+// radiologist's worklist; the signed report returns to the clinic in the referral and as a PDF document in the
+// patient's record.
+func TestReadingRequest(t *testing.T) {
+	r := newRegion(t)
+	clinic, radiologist := r.as("kato@kita-clinic"), r.as("suzuki@chuo-hospital")
+	for i, prio := range []string{"routine", "urgent"} {
+		if st := clinic.post("/api/referrals", map[string]any{"kind": "reading", "priority": prio, "issuer": "KITA", "patientId": "P1",
+			"toInstitution": "chuo-hospital", "studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": fmt.Sprint("読影のお願い ", i)}}); st != 201 {
+			t.Fatalf("create: %d %s", st, clinic.body)
+		}
+		ref := decodeReferral(t, clinic)
+		if st := clinic.post(fmt.Sprintf("/api/referrals/%d/send", ref.ID), nil); st != 200 {
+			t.Fatalf("send: %d %s", st, clinic.body)
+		}
+	}
+	var worklist []referralOut
+	radiologist.getJSON("/api/referrals?direction=in&kind=reading&status=sent,received", &worklist)
+	if len(worklist) != 2 || worklist[0].Letter.Purpose != "読影のお願い 1" {
+		t.Fatalf("the worklist does not put the urgent request first: %+v", worklist)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", worklist[0].ID)
+	if st := radiologist.post(path+"/receive", nil); st != 200 {
+		t.Fatalf("receive: %d", st)
+	}
+	if st := radiologist.post(path+"/complete", map[string]any{"reply": map[string]string{"findings": "右上葉に12mmの充実性結節。", "impression": "原発性肺癌の疑い"}}); st != 200 {
+		t.Fatalf("report: %d %s", st, radiologist.body)
+	}
+	var rec struct {
+		Documents []struct {
+			ID              int64
+			Kind, Title     string
+			ContentType     string
+			InstitutionName string
+		}
+	}
+	clinic.getJSON("/api/patients/record?issuer=KITA&patientId=P1", &rec)
+	if len(rec.Documents) != 1 || rec.Documents[0].Kind != "reading-report" || rec.Documents[0].InstitutionName != "中央病院" {
+		t.Fatalf("the clinic's record after the report: %+v", rec.Documents)
+	}
+	if st := clinic.get(fmt.Sprintf("/api/documents/%d", rec.Documents[0].ID)); st != 200 {
+		t.Fatalf("document: %d", st)
+	}
+	if text := pdfTool(t, clinic.body, "pdftotext", "-layout"); !strings.Contains(text, "原発性肺癌の疑い") || !strings.Contains(text, "12mm") {
+		t.Errorf("the report PDF reads:\n%s", text)
+	}
+}

@@ -44,7 +44,18 @@ export async function referralsPage(ui, query) {
   const table = (list, dir) => (list.length === 0 ? h('p', { class: 'muted', id: `referrals-${dir}-none` }, t('ref.none'))
     : h('table', { class: 'referrals', id: `referrals-${dir}` }, h('thead', {}, h('tr', {}, heads(dir).map((k) => h('th', {}, t(k))))),
       h('tbody', {}, list.map((r) => row(r, dir)))));
-  ui.show(h('h1', {}, t('ref.title')),
+  // A radiologist's reading worklist: reading requests waiting for a report, most urgent and longest waiting first.
+  let worklist = '';
+  if (ui.me().user.role === 'radiologist') {
+    const reading = incoming.filter((r) => r.kind === 'reading' && ['sent', 'received', 'accepted'].includes(r.status));
+    const waited = (r) => { const m = Math.round((Date.now() - new Date(r.sentAt || r.createdAt)) / 60000); return m < 120 ? t('ref.wait.min', { n: m }) : t('ref.wait.h', { n: Math.round(m / 60) }); };
+    worklist = h('section', { class: 'card', id: 'worklist' }, h('h2', {}, t('ref.worklist')), reading.length === 0 ? h('p', { class: 'muted' }, t('ref.none'))
+      : h('table', {}, h('tbody', {}, reading.map((r) => h('tr', { class: r.priority !== 'routine' ? 'urgent' : '' },
+        h('td', {}, h('span', { class: 'badge' + (r.priority !== 'routine' ? ' breakglass' : '') }, t('ref.priority.' + r.priority))),
+        h('td', {}, h('a', { href: `#/referral/${r.id}` }, personName(r.patientName) || r.patientId), h('div', { class: 'muted' }, r.letter.purpose || '')),
+        h('td', {}, instName(insts, r.fromInstitution, r.fromName)), h('td', {}, waited(r)))))));
+  }
+  ui.show(h('h1', {}, t('ref.title')), worklist,
     h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'referrals-all', href: all ? '#/referrals' : '#/referrals?all=1' }, all ? t('ref.show.open') : t('ref.show.all'))),
     h('p', { class: 'muted' }, t('ref.new.hint')),
     h('h2', {}, t('ref.in')), table(incoming, 'in'), h('h2', {}, t('ref.out')), table(outgoing, 'out'));
@@ -98,7 +109,9 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
       h('div', {}, ...ui.field(t('ref.kind'), kind)), h('div', {}, ...ui.field(t('ref.to'), to)),
       h('div', {}, ...ui.field(t('ref.department'), ui.input('ref-department', { value: existing ? existing.toDepartment || '' : '' }))),
       h('div', {}, ...ui.field(t('ref.doctor'), ui.input('ref-doctor', { value: existing ? existing.toDoctor || '' : '' }))),
-      h('div', {}, ...ui.field(t('ref.due'), ui.input('ref-due', { type: 'date', value: existing && existing.dueAt ? existing.dueAt.slice(0, 10) : '' })))),
+      h('div', {}, ...ui.field(t('ref.due'), ui.input('ref-due', { type: 'date', value: existing && existing.dueAt ? existing.dueAt.slice(0, 10) : '' }))),
+      h('div', {}, ...ui.field(t('ref.priority'), h('select', { id: 'ref-priority' }, ['routine', 'urgent', 'stat'].map((p) => h('option', {
+        value: p, selected: existing && existing.priority === p }, t('ref.priority.' + p))))))),
     parent ? null : studyBoxes,
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'ref-pull', onclick: () => busy(form, async () => {
       const rec = await api('GET', `/api/patients/record?${q}`);
@@ -112,7 +125,7 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
   const keys = parent ? ['purpose', 'diagnosis', 'course', 'testResults', 'medications', 'allergies', 'followUp', 'remarks'] : sections;
   const submit = (send) => busy(form, async () => {
     const body = { kind: parent ? 'reverse' : kind.value, issuer, patientId, toInstitution: to.value, toDepartment: form.querySelector('#ref-department').value.trim(),
-      toDoctor: form.querySelector('#ref-doctor').value.trim(), dueDate: form.querySelector('#ref-due').value,
+      toDoctor: form.querySelector('#ref-doctor').value.trim(), dueDate: form.querySelector('#ref-due').value, priority: form.querySelector('#ref-priority').value,
       studies: [...form.querySelectorAll('#ref-studies input:checked')].map((c) => c.value), letter: readLetter(form, keys, 'ref') };
     if (!body.toInstitution) throw new Error(t('ref.choose.error'));
     let r;
