@@ -59,7 +59,7 @@ func (c *clock) advance(d time.Duration) {
 // region is a running renkei with two institutions: a clinic (A) and a hospital (B), each with a physician, an
 // administrator and API tokens, and the clinic's studies.
 type region struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	db     *sqlstore.DB
 	ids    *identity.Service
@@ -97,7 +97,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newRegion(t *testing.T) *region {
+func newRegion(t testing.TB) *region {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
