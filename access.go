@@ -38,6 +38,9 @@ type Institution struct {
 	Code          string
 	CareFunctions []string
 	Issuer        string // IssuerOfPatientID of its local patient IDs
+	// Email is the 地域連携室's address: renkei tells it when a referral waits for the institution (a link to log
+	// in, never patient data). Empty: no e-mail.
+	Email string
 }
 
 // ValidInstitutionCode reports whether s has the shape of a 医療機関コード: ten digits whose first two are a

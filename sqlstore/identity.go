@@ -53,22 +53,22 @@ func msPtr(t *time.Time) any {
 // PutInstitution adds an institution or updates the one with the same ID; it sets inst.PK.
 func (db *DB) PutInstitution(ctx context.Context, inst *renkei.Institution, audit *renkei.AuditEvent) error {
 	return db.writeTx(ctx, "index.PutInstitution", func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, `INSERT INTO institutions (id, name, name_en, kind, code, care_functions, issuer, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		return tx.QueryRowContext(ctx, `INSERT INTO institutions (id, name, name_en, kind, code, care_functions, issuer, email, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en, kind = excluded.kind, code = excluded.code,
-				care_functions = excluded.care_functions, issuer = excluded.issuer
+				care_functions = excluded.care_functions, issuer = excluded.issuer, email = excluded.email
 			RETURNING pk`,
-			inst.ID, inst.Name, inst.NameEn, string(inst.Kind), inst.Code, strings.Join(inst.CareFunctions, `\`), inst.Issuer,
+			inst.ID, inst.Name, inst.NameEn, string(inst.Kind), inst.Code, strings.Join(inst.CareFunctions, `\`), inst.Issuer, inst.Email,
 			db.Now().UnixMilli()).Scan(&inst.PK)
 	}, audit)
 }
 
-const institutionCols = `pk, id, name, name_en, kind, code, care_functions, issuer`
+const institutionCols = `pk, id, name, name_en, kind, code, care_functions, issuer, email`
 
 func scanInstitution(row interface{ Scan(...any) error }) (renkei.Institution, error) {
 	var in renkei.Institution
 	var cf string
-	err := row.Scan(&in.PK, &in.ID, &in.Name, &in.NameEn, (*string)(&in.Kind), &in.Code, &cf, &in.Issuer)
+	err := row.Scan(&in.PK, &in.ID, &in.Name, &in.NameEn, (*string)(&in.Kind), &in.Code, &cf, &in.Issuer, &in.Email)
 	if cf != "" {
 		in.CareFunctions = strings.Split(cf, `\`)
 	}

@@ -15,6 +15,7 @@ import (
 	"renkei"
 	"renkei/clinical"
 	"renkei/letterpdf"
+	"renkei/notify"
 )
 
 // The clinical record and referrals over JSON. The rules live in package clinical; this file only translates.
@@ -583,6 +584,7 @@ func (s *Server) UseClinical(c *clinical.Service) {
 			Size: int64(buf.Len())}, nil
 	}
 	c.Changed = func(ref renkei.Referral) {
+		s.mailReferral(ref)
 		if s.Hub != nil {
 			s.Hub.PublishReferral(ref.FromInstitution, ref.ID)
 			s.Hub.PublishReferral(ref.ToInstitution, ref.ID)
@@ -760,4 +762,47 @@ func (s *Server) relatedStudies(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.SortStableFunc(out, func(a, b relatedStudyJSON) int { return strings.Compare(b.StudyDate, a.StudyDate) })
 	writeJSON(w, http.StatusOK, out)
+}
+
+// statusJa names a referral's status in the e-mails.
+var statusJa = map[renkei.ReferralStatus]string{renkei.StatusSent: "送信済み(未読)", renkei.StatusReceived: "受付(開封済み)",
+	renkei.StatusAccepted: "受入れ決定", renkei.StatusDeclined: "お断り", renkei.StatusCompleted: "返書済み", renkei.StatusCancelled: "取り消し"}
+
+// mailReferral tells the other side's 地域連携室 (the institution that did not take the step) that the referral
+// moved on, when a mail server and the institution's address are configured. The e-mail names the two
+// institutions, the referral's number and its status, and links to it; nothing about the patient.
+func (s *Server) mailReferral(ref renkei.Referral) {
+	if s.Mailer == nil || len(ref.Events) == 0 {
+		return
+	}
+	actor := ref.Events[len(ref.Events)-1].ByInst
+	other := ref.ToInstitution
+	if actor == ref.ToInstitution {
+		other = ref.FromInstitution
+	}
+	ctx := context.Background()
+	to, err := s.Store.InstitutionByPK(ctx, other)
+	if err != nil || to.Email == "" {
+		return
+	}
+	by, _ := s.Store.InstitutionByPK(ctx, actor)
+	kind := map[renkei.ReferralKind]string{renkei.KindReferral: "紹介", renkei.KindReverse: "逆紹介", renkei.KindReading: "読影依頼"}[ref.Kind]
+	link := strings.TrimRight(s.PublicURL, "/") + fmt.Sprintf("/#/referral/%d", ref.ID)
+	st := statusJa[ref.Status]
+	if st == "" {
+		st = string(ref.Status)
+	}
+	body := fmt.Sprintf("%s 地域連携室 御中\n\nrenkei で、%sとの%s(No. %d)が「%s」になりました(%s による操作)。\n"+
+		"ログインしてご確認ください:\n%s\n\nこのメールには患者さんの情報を含めていません。\n\n--\n"+
+		"renkei: %s No. %d is now %q (by %s). Log in to see it: %s\n",
+		to.Name, otherName(ref, other), kind, ref.ID, st, by.Name, link, ref.Kind, ref.ID, ref.Status, by.Name, link)
+	s.Mailer.Send(notify.Message{To: []string{to.Email}, Subject: fmt.Sprintf("[renkei] %s No. %d: %s", kind, ref.ID, st), Body: body})
+}
+
+// otherName is the institution on the other side of the referral from inst.
+func otherName(ref renkei.Referral, inst int64) string {
+	if inst == ref.ToInstitution {
+		return ref.FromName
+	}
+	return ref.ToName
 }

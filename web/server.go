@@ -25,6 +25,7 @@ import (
 	"renkei/clinical"
 	"renkei/dicomweb"
 	"renkei/identity"
+	"renkei/notify"
 )
 
 // Store is what the JSON API reads and writes directly (implemented by sqlstore.DB).
@@ -100,6 +101,10 @@ type Server struct {
 	UploadDir string
 	// Clinical is the clinical record and the referrals; nil leaves their routes answering 503.
 	Clinical *clinical.Service
+	// Mailer tells institutions by e-mail that a referral waits for them; nil sends no e-mail.
+	Mailer *notify.Mailer
+	// PublicURL is the address users reach renkei at, for links in e-mails (e.g. https://renkei.example.jp).
+	PublicURL string
 
 	mux        *http.ServeMux
 	routes     []string

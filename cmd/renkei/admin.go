@@ -21,7 +21,7 @@ import (
 )
 
 const adminUsage = `Usage:
-  renkei admin institution add ID --name NAME --kind KIND [--name-en NAME] [--code CODE] [--functions F,F] [--issuer ISSUER]
+  renkei admin institution add ID --name NAME --kind KIND [--name-en NAME] [--code CODE] [--functions F,F] [--issuer ISSUER] [--email ADDR]
   renkei admin institution list
   renkei admin user add LOGIN --institution ID --role ROLE [--name NAME] [--person LABEL]
   renkei admin user list [--institution ID]
@@ -94,6 +94,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&inst.NameEn, "name-en", "", "name in English")
 		fs.StringVar((*string)(&inst.Kind), "kind", "", "hospital, clinic, care-home, pharmacy, imaging-centre or region (required)")
 		fs.StringVar(&inst.Code, "code", "", "10-digit 医療機関コード")
+		fs.StringVar(&inst.Email, "email", "", "the 地域連携室's e-mail address, told when a referral waits (no patient data)")
 		fs.StringVar(&functions, "functions", "", "comma-separated care functions")
 		fs.StringVar(&inst.Issuer, "issuer", "", "IssuerOfPatientID of its local patient IDs (default: its ID)")
 	case "user add":

@@ -23,6 +23,7 @@ import (
 	"renkei/clinical"
 	"renkei/dicomweb"
 	"renkei/identity"
+	"renkei/notify"
 	"renkei/sqlstore"
 	"renkei/web"
 )
@@ -54,6 +55,9 @@ type serveConfig struct {
 	SessionMax           time.Duration
 	DIMSEMaxAssociations int
 	DIMSEIdle            time.Duration
+	SMTP                 string
+	SMTPFrom             string
+	SMTPUser             string
 }
 
 func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -73,6 +77,9 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: DICOM TLS peers must present a client certificate they signed")
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
+	fs.StringVar(&c.SMTP, "smtp", "", "mail server (host:port) for telling institutions that a referral waits for them; the password, if any, comes from RENKEI_SMTP_PASSWORD")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", "renkei <renkei@localhost>", "sender address of renkei's e-mails")
+	fs.StringVar(&c.SMTPUser, "smtp-user", "", "user name at the mail server (PLAIN authentication, over TLS only)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL users open renkei at, e.g. https://renkei.example.jp (security keys are bound to its host name; default http://localhost:PORT of --http)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (for login limits and the audit trail)")
 	fs.DurationVar(&c.BreakGlass, "break-glass-period", 4*time.Hour, "how long an emergency access (break-glass) to a patient lasts")
@@ -163,6 +170,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.Version, front.Blobs, front.BreakGlassPeriod = version, blobs, c.BreakGlass
 	front.UploadDir = filepath.Join(c.Data, "uploads")
 	front.UseClinical(clinical.New(db))
+	if c.SMTP != "" {
+		front.Mailer = &notify.Mailer{Addr: c.SMTP, From: c.SMTPFrom, User: c.SMTPUser, Password: os.Getenv("RENKEI_SMTP_PASSWORD"), Logger: logger, Retries: 5}
+		if err := front.Mailer.Check(); err != nil {
+			return fmt.Errorf("--smtp: %w", err)
+		}
+	}
 	os.RemoveAll(front.UploadDir) // unfinished uploads are remembered in memory only: after a restart they start again
 	for _, p := range strings.Split(c.TrustedProxies, ",") {
 		if p = strings.TrimSpace(p); p == "" {
@@ -182,6 +195,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--http %s: %w", c.HTTP, err)
 	}
+	front.PublicURL = appURL(c.PublicURL, ln.Addr())
+
 	dimseServers, dimseLns, err := dimseListeners(ctx, &c, arch, db, logger)
 	if err != nil {
 		ln.Close()
