@@ -176,6 +176,11 @@ func (s *Service) AddFacts(ctx context.Context, patient int64, rec *renkei.Recor
 	if !mayWriteRecord(p) {
 		return renkei.Errorf("clinical.AddFacts", renkei.Forbidden, "your role may read the record but not write it")
 	}
+	// Care homes read the medication list, allergies and summaries of the residents shared with them; they do not
+	// write the clinical record.
+	if in, err := s.Store.InstitutionByPK(ctx, p.Institution); err == nil && in.Kind == renkei.CareHome {
+		return renkei.Errorf("clinical.AddFacts", renkei.Forbidden, "a care home reads the record of its residents but does not write it")
+	}
 	pts, err := s.visiblePatients(ctx, p, patient, "clinical.AddFacts")
 	if err != nil {
 		return err

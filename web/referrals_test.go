@@ -452,3 +452,70 @@ func TestReadingRequest(t *testing.T) {
 		t.Errorf("the report PDF reads:\n%s", text)
 	}
 }
+
+// TestRecordSources: two institutions' facts about one patient are both shown with their sources, never merged; a
+// care home the patient is shared with reads the medications and allergies but cannot write them; an author
+// withdraws their own entry, not another institution's.
+func TestRecordSources(t *testing.T) {
+	r := newRegion(t)
+	ctx := context.Background()
+	home := renkei.Institution{ID: "sakura-home", Name: "さくら苑", Kind: renkei.CareHome, Issuer: "SAKURA"}
+	if err := r.db.PutInstitution(ctx, &home, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("mori@sakura-home", home, renkei.Nurse)
+	clinic, hospital, nurse := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("mori@sakura-home")
+	url := "/api/patients/record?institution=kita-clinic&issuer=KITA&patientId=P1"
+	if st := clinic.post(url, map[string]any{"allergies": []map[string]string{{"category": "drug", "substance": "ペニシリン", "severity": "mild"}},
+		"medications": []map[string]string{{"drug": "アムロジピン錠5mg", "dose": "1錠"}}}); st != 201 {
+		t.Fatalf("clinic: %d %s", st, clinic.body)
+	}
+	for _, to := range []string{"chuo-hospital", "sakura-home"} {
+		if st := clinic.post("/api/shares", map[string]any{"patientId": "P1", "toInstitution": to, "purpose": "referral"}); st != 201 {
+			t.Fatalf("share: %d %s", st, clinic.body)
+		}
+	}
+	// The hospital saw a severe reaction to the same drug: both entries stand, each with its source.
+	if st := hospital.post(url, map[string]any{"allergies": []map[string]string{{"category": "drug", "substance": "ペニシリン", "reaction": "アナフィラキシー", "severity": "severe"}}}); st != 201 {
+		t.Fatalf("hospital: %d %s", st, hospital.body)
+	}
+	var rec struct {
+		Allergies []struct {
+			ID                        int64
+			Severity, InstitutionName string
+		}
+		Medications []struct{ Drug string }
+	}
+	clinic.getJSON(url, &rec)
+	got := map[string]string{}
+	for _, a := range rec.Allergies {
+		got[a.InstitutionName] = a.Severity
+	}
+	if len(rec.Allergies) != 2 || got["北町クリニック"] != "mild" || got["中央病院"] != "severe" {
+		t.Errorf("the clinic sees %+v, want both institutions' entries", rec.Allergies)
+	}
+	nurse.getJSON(url, &rec)
+	if len(rec.Allergies) != 2 || len(rec.Medications) != 1 || rec.Medications[0].Drug != "アムロジピン錠5mg" {
+		t.Errorf("the care home reads %+v", rec)
+	}
+	if st := nurse.post(url, map[string]any{"medications": []map[string]string{{"drug": "追加薬"}}}); st != 403 {
+		t.Errorf("a care home wrote the record: %d", st)
+	}
+	// Withdrawing: the clinic cannot withdraw the hospital's entry; the hospital can.
+	var hospitalEntry int64
+	for _, a := range rec.Allergies {
+		if a.InstitutionName == "中央病院" {
+			hospitalEntry = a.ID
+		}
+	}
+	if st := clinic.post(fmt.Sprintf("/api/facts/%d/withdraw", hospitalEntry), nil); st != 404 {
+		t.Errorf("the clinic withdrew the hospital's entry: %d", st)
+	}
+	if st := hospital.post(fmt.Sprintf("/api/facts/%d/withdraw", hospitalEntry), nil); st != 204 {
+		t.Errorf("the hospital could not withdraw its entry: %d %s", st, hospital.body)
+	}
+	clinic.getJSON(url, &rec)
+	if len(rec.Allergies) != 1 {
+		t.Errorf("after the withdrawal the clinic sees %+v", rec.Allergies)
+	}
+}
