@@ -355,3 +355,28 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 	}
 	return s.Store.Referral(ctx, r.ID)
 }
+
+// AttachLetter sets the letter a clinic's EMR already printed (a PDF or a scan, stored as blob key) as a draft's
+// letter, instead of or beside the typed one.
+func (s *Service) AttachLetter(ctx context.Context, id int64, key, contentType string) (renkei.Referral, error) {
+	p, err := principal(ctx, "clinical.AttachLetter")
+	if err != nil {
+		return renkei.Referral{}, err
+	}
+	if !mayHandle(p) {
+		return renkei.Referral{}, renkei.Errorf("clinical.AttachLetter", renkei.Forbidden, "your role may not write referrals")
+	}
+	r, err := s.visible(ctx, p, id, "clinical.AttachLetter")
+	if err != nil {
+		return r, err
+	}
+	if r.FromInstitution != p.Institution || r.Status != renkei.StatusDraft {
+		return r, renkei.Errorf("clinical.AttachLetter", renkei.Conflict, "a letter is attached to a draft, before it is sent")
+	}
+	r.Letter.AttachmentKey, r.Letter.AttachmentType = key, contentType
+	r.FromUserName = p.Name
+	if err := s.Store.SaveDraft(ctx, &r, s.event(p, r, "printed letter attached")); err != nil {
+		return r, err
+	}
+	return s.Store.Referral(ctx, id)
+}

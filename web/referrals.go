@@ -466,30 +466,9 @@ func (s *Server) addDocument(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	ok := false
-	for _, t := range documentTypes {
-		ok = ok || ct == t
-	}
-	if !ok {
-		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "a document must be a PDF, a JPEG or PNG image, or plain text"))
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 50<<20+1))
+	body, ct, err := readDocument(r)
 	if err != nil {
-		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "the document could not be read"))
-		return
-	}
-	if len(body) > 50<<20 {
-		s.problem(w, r, renkei.Errorf("web.document", renkei.TooLarge, "a document may be at most 50 MB"))
-		return
-	}
-	if len(body) == 0 {
-		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "the document is empty"))
-		return
-	}
-	if ct == "application/pdf" && !strings.HasPrefix(string(body[:min(len(body), 5)]), "%PDF-") {
-		s.problem(w, r, renkei.Errorf("web.document", renkei.Invalid, "the file is not a PDF"))
+		s.problem(w, r, err)
 		return
 	}
 	key, err := s.putBlob(r, body)
@@ -805,4 +784,86 @@ func otherName(ref renkei.Referral, inst int64) string {
 		return ref.FromName
 	}
 	return ref.ToName
+}
+
+// readDocument reads a document upload: a PDF, JPEG, PNG or plain text of at most 50 MB, checked to be what it
+// says it is.
+func readDocument(r *http.Request) ([]byte, string, error) {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if !slices.Contains(documentTypes, ct) {
+		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "a document must be a PDF, a JPEG or PNG image, or plain text")
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 50<<20+1))
+	if err != nil {
+		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "the document could not be read")
+	}
+	if len(body) > 50<<20 {
+		return nil, "", renkei.Errorf("web.document", renkei.TooLarge, "a document may be at most 50 MB")
+	}
+	if len(body) == 0 {
+		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "the document is empty")
+	}
+	if sniff := http.DetectContentType(body); ct != "text/plain" && !strings.HasPrefix(sniff, ct) {
+		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "the file is not a %s (it looks like %s)", ct, sniff)
+	}
+	return body, ct, nil
+}
+
+// attachLetter stores the printed letter (PDF or scan) of a draft.
+func (s *Server) attachLetter(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	body, ct, err := readDocument(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	key, err := s.putBlob(r, body)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.AttachLetter(r.Context(), id, key, ct)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+}
+
+// letterAttachment answers the printed letter of a referral to either side.
+func (s *Server) letterAttachment(w http.ResponseWriter, r *http.Request) {
+	if !s.clinicalReady(w, r) {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ref, err := s.Clinical.Get(r.Context(), id)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if ref.Letter.AttachmentKey == "" {
+		s.problem(w, r, renkei.Errorf("web.attachment", renkei.NotFound, "this referral has no attached letter"))
+		return
+	}
+	rc, err := s.Blobs.Open(r.Context(), ref.Letter.AttachmentKey)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", ref.Letter.AttachmentType)
+	w.Header().Set("Cache-Control", "private, no-store")
+	w.Header().Set("Content-Disposition", "inline")
+	io.Copy(w, rc)
 }

@@ -519,3 +519,33 @@ func TestRecordSources(t *testing.T) {
 		t.Errorf("after the withdrawal the clinic sees %+v", rec.Allergies)
 	}
 }
+
+// TestPrintedLetter: a clinic whose EMR already printed the letter uploads it (PDF) instead of typing; a file that
+// is not what it claims is refused; the hospital opens the same bytes.
+func TestPrintedLetter(t *testing.T) {
+	r := newRegion(t)
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital"}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	if st := clinic.post(path+"/send", nil); st != 400 || !strings.Contains(string(clinic.body), "紹介目的") {
+		t.Errorf("sending an empty letter: %d %s", st, clinic.body)
+	}
+	if st := clinic.do("PUT", path+"/attachment", strings.NewReader("MZ not a pdf"), "Content-Type", "application/pdf"); st != 400 {
+		t.Errorf("a fake PDF: %d %s", st, clinic.body)
+	}
+	pdf := "%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+	if st := clinic.do("PUT", path+"/attachment", strings.NewReader(pdf), "Content-Type", "application/pdf"); st != 200 {
+		t.Fatalf("attach: %d %s", st, clinic.body)
+	}
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	if st := clinic.do("PUT", path+"/attachment", strings.NewReader(pdf), "Content-Type", "application/pdf"); st != 409 {
+		t.Errorf("replacing the letter of a sent referral: %d", st)
+	}
+	if st := hospital.get(path + "/attachment"); st != 200 || string(hospital.body) != pdf {
+		t.Errorf("the hospital opens the printed letter: %d %q", st, hospital.body)
+	}
+}

@@ -183,6 +183,8 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/referrals/{id}/reverse", s.reverseReferral)
 	s.handle("GET /api/referrals/{id}/letter.pdf", s.referralPDF)
 	s.handle("GET /api/referrals/{id}/related", s.relatedStudies)
+	s.handle("PUT /api/referrals/{id}/attachment", s.attachLetter)
+	s.handle("GET /api/referrals/{id}/attachment", s.letterAttachment)
 	s.handle("GET /api/patients/record", s.getRecord)
 	s.handle("POST /api/patients/record", s.addRecord)
 	s.handle("POST /api/patients/documents", s.addDocument)

@@ -343,7 +343,15 @@ async function patientPage(institution, issuer, patientId) {
 }
 
 // ui is what the feature modules (referrals.js) use of the app.
-const ui = { h, api, busy, field, input, show, message, route, render: () => render(), me: () => me, institutionList };
+const ui = { h, api, busy, field, input, show, message, route, render: () => render(), me: () => me, institutionList, sendFile };
+
+// sendFile sends a file as the request body (documents, printed letters) and answers the JSON reply.
+async function sendFile(method, path, file) {
+  const r = await fetch(path, { method, body: file, headers: { 'Content-Type': file.type || 'application/octet-stream', 'X-CSRF-Token': csrf } });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new APIError(r.status, data.detail || r.statusText);
+  return data;
+}
 
 function shareDialog(s) {
   institutionList().then((insts) => {

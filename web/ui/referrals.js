@@ -113,6 +113,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
       h('div', {}, ...ui.field(t('ref.priority'), h('select', { id: 'ref-priority' }, ['routine', 'urgent', 'stat'].map((p) => h('option', {
         value: p, selected: existing && existing.priority === p }, t('ref.priority.' + p))))))),
     parent ? null : studyBoxes,
+    h('div', {}, ...ui.field(t('ref.printed'), h('input', { type: 'file', id: 'ref-file', accept: 'application/pdf,image/jpeg,image/png' })),
+      existing && existing.letter.attachmentKey ? h('p', { class: 'muted' }, t('ref.printed.has')) : ''),
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'ref-pull', onclick: () => busy(form, async () => {
       const rec = await api('GET', `/api/patients/record?${q}`);
       form.querySelector('#ref-allergies').value = rec.allergies.length ? allergyText(rec.allergies) : t('letter.none');
@@ -133,6 +135,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
     else if (parent) r = await api('POST', `/api/referrals/${parent.id}/reverse`, body);
     else r = await api('POST', '/api/referrals', body);
     existing = r;
+    const file = form.querySelector('#ref-file').files[0];
+    if (file) r = await ui.sendFile('PUT', `/api/referrals/${r.id}/attachment`, file);
     if (send) {
       try { r = await api('POST', `/api/referrals/${r.id}/send`); } catch (e) {
         if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
@@ -235,6 +239,7 @@ export async function referralPage(ui, id) {
     actions.childNodes.length ? actions : '',
     h('div', { class: 'card' }, h('h2', {}, t('ref.letter'), r.version > 1 ? ` (${t('ref.version', { n: r.version })})` : ''),
       r.status !== 'draft' ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-letter', href: `/api/referrals/${id}/letter.pdf`, target: '_blank', rel: 'noopener' }, t('ref.print'))) : '',
+      r.letter.attachmentKey ? h('p', {}, h('a', { class: 'button', id: 'printed-letter', href: `/api/referrals/${id}/attachment`, target: '_blank', rel: 'noopener' }, t('ref.printed.open'))) : '',
       letterView(h, r.letter, sections.concat(['followUp']), 'referral-letter')),
     r.reply ? h('div', { class: 'card' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')),
       h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-reply', href: `/api/referrals/${id}/letter.pdf?reply=1`, target: '_blank', rel: 'noopener' }, t('ref.print'))),
@@ -278,6 +283,18 @@ export async function recordPanel(ui, institution, issuer, patientId, own) {
       dose: addMed.querySelector('#med-dose').value.trim(), frequency: addMed.querySelector('#med-frequency').value.trim() }] });
     ui.render();
   }); });
+  const addDoc = h('form', { class: 'inline', id: 'document-form' },
+    h('select', { id: 'doc-kind', 'aria-label': t('record.doc.kind') }, ['discharge-summary', 'referral-letter', 'other'].map((k) => h('option', { value: k }, t('doc.' + k)))),
+    ui.input('doc-title', { placeholder: t('record.doc.title'), 'aria-label': t('record.doc.title') }),
+    h('input', { type: 'file', id: 'doc-file', accept: 'application/pdf,image/jpeg,image/png,text/plain', required: true, 'aria-label': t('record.doc.file') }),
+    h('button', { type: 'submit' }, t('record.add')));
+  addDoc.addEventListener('submit', (ev) => { ev.preventDefault(); busy(addDoc, async () => {
+    const file = addDoc.querySelector('#doc-file').files[0];
+    const kind = addDoc.querySelector('#doc-kind').value;
+    const title = addDoc.querySelector('#doc-title').value.trim() || t('doc.' + kind);
+    await ui.sendFile('POST', `/api/patients/documents?${q}&kind=${encodeURIComponent(kind)}&title=${encodeURIComponent(title)}`, file);
+    ui.render();
+  }); });
   return h('section', { class: 'card record', id: 'record' },
     h('h2', {}, t('record.title')),
     own ? h('div', { class: 'actions' }, h('a', { class: 'button', id: 'write-referral',
@@ -288,5 +305,7 @@ export async function recordPanel(ui, institution, issuer, patientId, own) {
     h('h3', {}, t('record.medications')), list(rec.medications, 'medications', (m) => [h('strong', {}, m.drug), ' ', [m.dose, m.route, m.frequency].filter(Boolean).join(' ')]),
     mayWrite ? addMed : '',
     h('h3', {}, t('record.conditions')), list(rec.conditions, 'conditions', (c) => [h('strong', {}, c.name), c.suspected ? ` (${t('record.suspected')})` : '']),
-    h('h3', {}, t('record.documents')), list(rec.documents, 'documents', (d) => h('a', { href: `/api/documents/${d.id}`, target: '_blank', rel: 'noopener' }, d.title, d.date ? ` ${d.date}` : '')));
+    h('h3', {}, t('record.documents')), list(rec.documents, 'documents', (d) => [h('a', { href: `/api/documents/${d.id}`, target: '_blank', rel: 'noopener' }, d.title),
+      ` ${t('doc.' + d.kind)}`, d.date ? ` ・ ${d.date}` : '']),
+    mayWrite ? addDoc : '');
 }
