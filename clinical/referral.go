@@ -96,6 +96,15 @@ func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, e
 	if err != nil {
 		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Invalid, "there is no such institution to refer to")
 	}
+	if len(n.Documents) > 0 {
+		lp, err := s.Store.LocalPatient(ctx, p.Institution, n.Patient)
+		if err != nil {
+			return renkei.Referral{}, err
+		}
+		if err := s.checkDocuments(ctx, p, lp.PK, n.Documents); err != nil {
+			return renkei.Referral{}, err
+		}
+	}
 	r := renkei.Referral{Kind: n.Kind, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name, ToInstitution: n.ToInstitution,
 		ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: n.Patient, Priority: n.Priority, Studies: n.Studies,
 		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
@@ -178,6 +187,9 @@ func (s *Service) SaveDraft(ctx context.Context, id int64, n NewReferral) (renke
 	}
 	if _, err := s.Store.InstitutionByPK(ctx, n.ToInstitution); err != nil {
 		return r, renkei.Errorf("clinical.SaveDraft", renkei.Invalid, "there is no such institution to refer to")
+	}
+	if err := s.checkDocuments(ctx, p, r.PatientPK, n.Documents); err != nil {
+		return r, err
 	}
 	r.ToInstitution, r.ToDepartment, r.ToDoctor, r.Priority, r.Studies, r.Documents, r.Letter, r.DueAt =
 		n.ToInstitution, n.ToDepartment, n.ToDoctor, n.Priority, n.Studies, n.Documents, n.Letter, n.DueAt
@@ -347,6 +359,9 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 	if err != nil || n.ToInstitution == p.Institution {
 		return renkei.Referral{}, renkei.Errorf(op, renkei.Invalid, "there is no such institution to refer to")
 	}
+	if err := s.checkDocuments(ctx, p, par.PatientPK, n.Documents); err != nil {
+		return renkei.Referral{}, err
+	}
 	r := renkei.Referral{Kind: renkei.KindReverse, Parent: parent, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name,
 		ToInstitution: n.ToInstitution, ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: par.Patient,
 		PatientPK: par.PatientPK, Priority: n.Priority, Studies: n.Studies, Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
@@ -379,4 +394,24 @@ func (s *Service) AttachLetter(ctx context.Context, id int64, key, contentType s
 		return r, err
 	}
 	return s.Store.Referral(ctx, id)
+}
+
+// checkDocuments refuses attached documents that are not about the referral's patient (or a linked local patient
+// the caller may see): an attachment must not become a way to disclose another patient's papers.
+func (s *Service) checkDocuments(ctx context.Context, p *renkei.Principal, patient int64, docs []int64) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	pts, err := s.visiblePatients(ctx, p, patient, "clinical.Documents")
+	if err != nil {
+		return err
+	}
+	for _, id := range docs {
+		d, err := s.Store.Document(ctx, id)
+		ok := err == nil && slices.ContainsFunc(pts, func(lp renkei.LocalPatient) bool { return lp.PK == d.PatientPK })
+		if !ok {
+			return renkei.Errorf("clinical.Documents", renkei.Invalid, "document %d is not one of this patient's documents", id)
+		}
+	}
+	return nil
 }

@@ -549,3 +549,42 @@ func TestPrintedLetter(t *testing.T) {
 		t.Errorf("the hospital opens the printed letter: %d %q", st, hospital.body)
 	}
 }
+
+// TestReferralDocuments: a discharge summary of the patient travels with the referral; another patient's document
+// cannot be attached.
+func TestReferralDocuments(t *testing.T) {
+	r := newRegion(t)
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	var ids []int64
+	for _, pid := range []string{"P1", "P2"} {
+		if st := clinic.do("POST", "/api/patients/documents?issuer=KITA&patientId="+pid+"&kind=discharge-summary&title=退院時サマリー",
+			strings.NewReader("退院時サマリー "+pid), "Content-Type", "text/plain"); st != 201 {
+			t.Fatalf("document: %d %s", st, clinic.body)
+		}
+		var d struct{ ID int64 }
+		json.Unmarshal(clinic.body, &d)
+		ids = append(ids, d.ID)
+	}
+	req := map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital", "documents": []int64{ids[1]},
+		"letter": map[string]string{"purpose": "精査"}}
+	if st := clinic.post("/api/referrals", req); st != 400 {
+		t.Errorf("attaching another patient's document: %d %s", st, clinic.body)
+	}
+	req["documents"] = []int64{ids[0]}
+	if st := clinic.post("/api/referrals", req); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	ref := decodeReferral(t, clinic)
+	if st := hospital.get(fmt.Sprintf("/api/documents/%d", ids[0])); st != 404 {
+		t.Errorf("the hospital reads the summary before the referral is sent: %d", st)
+	}
+	if st := clinic.post(fmt.Sprintf("/api/referrals/%d/send", ref.ID), nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	if st := hospital.get(fmt.Sprintf("/api/documents/%d", ids[0])); st != 200 || string(hospital.body) != "退院時サマリー P1" {
+		t.Errorf("the hospital reads the summary: %d %q", st, hospital.body)
+	}
+	if st := hospital.get(fmt.Sprintf("/api/documents/%d", ids[1])); st != 404 {
+		t.Errorf("the hospital reads another patient's document: %d", st)
+	}
+}

@@ -102,6 +102,10 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
     studies.length ? studies.map((s) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: s.studyInstanceUID,
       checked: existing ? existing.studies.includes(s.studyInstanceUID) : false }), ` ${date(s.studyDate)} ${(s.modalities || []).join(',')} ${s.studyDescription || ''}`))
       : h('p', { class: 'muted' }, t('studies.none')));
+  const docs = parent ? [] : (await api('GET', `/api/patients/record?${q}`).catch(() => ({ documents: [] }))).documents;
+  const docBoxes = docs.length ? h('fieldset', { id: 'ref-documents' }, h('legend', {}, t('ref.documents')),
+    docs.map((d) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: d.id, checked: existing ? existing.documents.includes(d.id) : false }),
+      ` ${d.title} (${t('doc.' + d.kind)}) ${d.institutionName}`))) : null;
   const form = h('form', { class: 'card', id: 'referral-form' },
     h('h1', {}, parent ? t('ref.reverse.title') : existing ? t('ref.edit.title') : t('ref.new.title')),
     h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName) || ''), ` ID ${patientId}`),
@@ -112,7 +116,7 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
       h('div', {}, ...ui.field(t('ref.due'), ui.input('ref-due', { type: 'date', value: existing && existing.dueAt ? existing.dueAt.slice(0, 10) : '' }))),
       h('div', {}, ...ui.field(t('ref.priority'), h('select', { id: 'ref-priority' }, ['routine', 'urgent', 'stat'].map((p) => h('option', {
         value: p, selected: existing && existing.priority === p }, t('ref.priority.' + p))))))),
-    parent ? null : studyBoxes,
+    parent ? null : studyBoxes, docBoxes,
     h('div', {}, ...ui.field(t('ref.printed'), h('input', { type: 'file', id: 'ref-file', accept: 'application/pdf,image/jpeg,image/png' })),
       existing && existing.letter.attachmentKey ? h('p', { class: 'muted' }, t('ref.printed.has')) : ''),
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'ref-pull', onclick: () => busy(form, async () => {
@@ -128,7 +132,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
   const submit = (send) => busy(form, async () => {
     const body = { kind: parent ? 'reverse' : kind.value, issuer, patientId, toInstitution: to.value, toDepartment: form.querySelector('#ref-department').value.trim(),
       toDoctor: form.querySelector('#ref-doctor').value.trim(), dueDate: form.querySelector('#ref-due').value, priority: form.querySelector('#ref-priority').value,
-      studies: [...form.querySelectorAll('#ref-studies input:checked')].map((c) => c.value), letter: readLetter(form, keys, 'ref') };
+      studies: [...form.querySelectorAll('#ref-studies input:checked')].map((c) => c.value),
+      documents: [...form.querySelectorAll('#ref-documents input:checked')].map((c) => +c.value), letter: readLetter(form, keys, 'ref') };
     if (!body.toInstitution) throw new Error(t('ref.choose.error'));
     let r;
     if (existing) r = await api('PUT', `/api/referrals/${existing.id}`, body);
@@ -245,6 +250,7 @@ export async function referralPage(ui, id) {
       h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-reply', href: `/api/referrals/${id}/letter.pdf?reply=1`, target: '_blank', rel: 'noopener' }, t('ref.print'))),
       letterView(h, r.reply, ['diagnosis', 'findings', 'impression', 'course', 'testResults', 'followUp', 'remarks'], 'referral-reply')) : '',
     h('div', { class: 'card' }, h('h2', {}, t('ref.attached')), studies,
+      r.documents.length ? h('ul', { id: 'referral-documents' }, r.documents.map((d) => h('li', {}, h('a', { href: `/api/documents/${d}`, target: '_blank', rel: 'noopener' }, t('ref.document', { n: d }))))) : '',
       h('a', { href: `#/patient/${encodeURIComponent(r.patientInstitution)}/${encodeURIComponent(r.issuer)}/${encodeURIComponent(r.patientId)}` }, t('ref.record'))),
     relatedCard,
     h('div', { class: 'card' }, h('h2', {}, t('ref.history')), timeline));
