@@ -205,7 +205,8 @@ type Share struct {
 	RevokedAt       *time.Time
 	// RecordOnly grants the patient's clinical record and none of their studies (a referral with no images).
 	RecordOnly bool
-	// WithoutConsent skips the consent check: only break-glass sets it.
+	// WithoutConsent skips the consent check: break-glass sets it, and so does the return of a reading report to
+	// the institution that asked for it (the request itself is the reason to disclose).
 	WithoutConsent bool
 	// Review of a break-glass grant by the owning institution's administrator.
 	ReviewedAt *time.Time

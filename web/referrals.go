@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"renkei"
+	"renkei/archive"
 	"renkei/clinical"
+	"renkei/dicom"
 	"renkei/letterpdf"
 	"renkei/notify"
 )
@@ -61,6 +63,7 @@ type referralJSON struct {
 	DueAt           *time.Time          `json:"dueAt,omitempty"`
 	Overdue         bool                `json:"overdue,omitempty"`
 	Events          []referralEventJSON `json:"events,omitempty"`
+	Warning         string              `json:"warning,omitempty"`
 }
 
 // instID returns an institution's short ID from its key ("" if unknown).
@@ -284,7 +287,15 @@ func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+	out := s.referralJSON(r, ref)
+	if ref.Kind == renkei.KindReading && ref.Status == renkei.StatusCompleted && r.PathValue("action") == "complete" {
+		if err := s.reportToStudies(r, ref); err != nil {
+			// The report is signed and in the referral and the record; only the copy for PACS is missing.
+			s.Logger.Error("the reading report could not be filed in the study as DICOM", "referral", id, "err", err)
+			out.Warning = "読影レポートは保存しましたが、検査へのDICOM登録に失敗しました。管理者に連絡してください。"
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) correctReferral(w http.ResponseWriter, r *http.Request) {
@@ -866,4 +877,53 @@ func (s *Server) letterAttachment(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "private, no-store")
 	w.Header().Set("Content-Disposition", "inline")
 	io.Copy(w, rc)
+}
+
+// reportToStudies files a signed reading report as an Encapsulated PDF in each study it reports on, so that the
+// requester's PACS receives it with the images (through its gateway, which fetches what is shared with it). The
+// object is the reading institution's own, in the study's UID, and is shared back to the requester: returning the
+// report a requester commissioned is part of the request, so this share needs no further consent.
+func (s *Server) reportToStudies(r *http.Request, ref renkei.Referral) error {
+	ctx := r.Context()
+	p := renkei.PrincipalFrom(ctx)
+	if ref.Reply == nil || s.DICOMweb == nil || s.DICOMweb.Archive == nil {
+		return nil
+	}
+	from, _ := s.Store.InstitutionByPK(ctx, ref.FromInstitution)
+	to, _ := s.Store.InstitutionByPK(ctx, ref.ToInstitution)
+	var pdf bytes.Buffer
+	if err := letterpdf.Render(&pdf, letterpdf.Doc{Referral: ref, Reply: true, Letter: ref.Reply, From: from, To: to, Date: s.Now()}); err != nil {
+		return err
+	}
+	for _, uid := range ref.Studies {
+		recs, err := s.DICOMweb.Archive.QueryStudies(ctx, &renkei.Query{Level: renkei.StudyLevel, Limit: 1,
+			Matches: []renkei.Match{{Keyword: "StudyInstanceUID", Kind: renkei.MatchSingle, Value: uid}}, Owner: ref.FromInstitution})
+		if err != nil {
+			return err
+		}
+		if len(recs) == 0 {
+			continue // no longer visible (the share ended): nothing to file it in
+		}
+		st := recs[0]
+		file, _, _ := dicom.EncapsulatedPDF(dicom.DocumentStudy{PatientName: st.PatientName, PatientID: st.Patient.ID, IssuerOfPatientID: st.Patient.Issuer,
+			PatientBirthDate: st.PatientBirthDate, PatientSex: st.PatientSex, StudyInstanceUID: st.StudyInstanceUID, StudyDate: st.StudyDate,
+			StudyTime: st.StudyTime, AccessionNumber: st.AccessionNumber, StudyID: st.StudyID, ReferringPhysicianName: st.ReferringPhysicianName,
+			StudyDescription: st.StudyDescription}, pdf.Bytes(), "読影レポート", to.Name, s.Now())
+		res := s.DICOMweb.Archive.Store(ctx, bytes.NewReader(file), archive.StoreRequest{Source: fmt.Sprintf("reading report of referral %d", ref.ID), Issuer: st.Patient.Issuer})
+		if res.Err != nil {
+			return res.Err
+		}
+		e := renkei.EventFor(p, renkei.ActionShare, renkei.OutcomeSuccess)
+		e.DataInstitution, e.Patient, e.Study = p.Institution, st.Patient, uid
+		e.Detail = fmt.Sprintf("reading report of referral %d returned to %s", ref.ID, from.Name)
+		if err := s.Store.CreateShare(ctx, &renkei.Share{FromInstitution: p.Institution, Patient: st.Patient, Studies: []string{uid},
+			ToInstitution: ref.FromInstitution, Purpose: renkei.PurposeReferral, Reason: fmt.Sprintf("reading report of referral %d", ref.ID),
+			CreatedBy: p.ID, CreatedByName: p.Name, ExpiresAt: s.Now().AddDate(10, 0, 0), WithoutConsent: true}, &e); err != nil {
+			return err
+		}
+		if s.Hub != nil {
+			s.Hub.Publish(ref.FromInstitution, 0, uid)
+		}
+	}
+	return nil
 }

@@ -451,6 +451,28 @@ func TestReadingRequest(t *testing.T) {
 	if text := pdfTool(t, clinic.body, "pdftotext", "-layout"); !strings.Contains(text, "原発性肺癌の疑い") || !strings.Contains(text, "12mm") {
 		t.Errorf("the report PDF reads:\n%s", text)
 	}
+	// The report is also filed in the study as DICOM (Encapsulated PDF, modality DOC), which the clinic reads
+	// over DICOMweb like its images, so that its PACS receives it.
+	var series []map[string]json.RawMessage
+	clinic.getJSON("/dicomweb/studies/"+r.p1a.studyUID+"/series", &series)
+	var doc string
+	for _, se := range series {
+		if stringValue(se, "00080060") == "DOC" {
+			doc = stringValue(se, "0020000E")
+		}
+	}
+	if doc == "" {
+		t.Fatalf("no DOC series in the study: %s", clinic.body)
+	}
+	var inst []map[string]json.RawMessage
+	clinic.getJSON("/dicomweb/studies/"+r.p1a.studyUID+"/series/"+doc+"/instances", &inst)
+	if len(inst) != 1 || stringValue(inst[0], "00080016") != "1.2.840.10008.5.1.4.1.1.104.1" {
+		t.Fatalf("the report object: %s", clinic.body)
+	}
+	if st := clinic.get("/dicomweb/studies/"+r.p1a.studyUID+"/series/"+doc+"/instances/"+stringValue(inst[0], "00080018"),
+		"Accept", `multipart/related; type="application/dicom"`); st != 200 || !strings.Contains(string(clinic.body), "%PDF-") {
+		t.Errorf("retrieving the report object: %d", st)
+	}
 }
 
 // TestRecordSources: two institutions' facts about one patient are both shown with their sources, never merged; a
