@@ -2,22 +2,16 @@ package renkei
 
 import "time"
 
-// Coding is a code in the code system it arrived in (PS: renkei never translates codes; a fact keeps its codes as
+// Coding is a code in the code system it arrived in (renkei never translates codes: a fact keeps its codes as
 // the source wrote them, and its text for people).
 type Coding struct {
-	System  string `json:"system,omitempty"` // a FHIR code system URI, e.g. CodeSystemMEDISDisease
+	System  string `json:"system,omitempty"` // a FHIR code system URI (see package fhir)
 	Code    string `json:"code,omitempty"`
 	Display string `json:"display,omitempty"`
 }
 
-// Code systems renkei names (JP Core's URIs). Others are kept as they arrive.
-const (
-	CodeSystemMEDISDisease = "http://medis.or.jp/CodeSystem/master-disease-keyNumber"          // MEDIS 病名交換用コード
-	CodeSystemICD10        = "http://jpfhir.jp/fhir/core/CodeSystem/JP_ICD10"                  // ICD-10 (2013)
-	CodeSystemYJ           = "urn:oid:1.2.392.100495.20.1.73"                                  // YJ コード
-	CodeSystemHOT9         = "urn:oid:1.2.392.200119.4.403.1"                                  // HOT9
-	CodeSystemJFAGY        = "http://jpfhir.jp/fhir/clins/CodeSystem/JP_CLINS_AllergenCode_CS" // JFAGY アレルゲンコード
-)
+// The code systems of JP Core and JP-CLINS (MEDIS 病名交換用コード and 病名管理番号, ICD-10, YJ, HOT, JFAGY) are named
+// in package fhir, which validates imports against them.
 
 // Fact is what every clinical fact carries: where it came from, who wrote it, when. Facts of two institutions about
 // one patient are kept side by side, never merged: a reader sees both, with their sources.

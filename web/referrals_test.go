@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"renkei"
+	"renkei/fhir"
 	"renkei/internal/dicomtest"
 )
 
@@ -67,7 +68,7 @@ func TestReferralFlow(t *testing.T) {
 	rec := map[string]any{
 		"allergies": []map[string]any{
 			{"category": "drug", "substance": "ペニシリン系抗菌薬", "reaction": "蕁麻疹", "severity": "moderate",
-				"codes": []map[string]string{{"system": renkei.CodeSystemJFAGY, "code": "1", "display": "ペニシリン"}}},
+				"codes": []map[string]string{{"system": fhir.SystemJFAGYMedication, "code": "1", "display": "ペニシリン"}}},
 			{"category": "food", "substance": "卵", "reaction": "アナフィラキシー", "severity": "severe"},
 		},
 		"medications": []map[string]any{{"drug": "アムロジピン錠5mg", "dose": "1錠", "route": "内服", "frequency": "1日1回朝食後"}},
