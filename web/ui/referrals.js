@@ -243,7 +243,8 @@ export async function referralPage(ui, id) {
       r.declineReason ? h('div', { class: 'warning' }, t('ref.declined.because'), ' ', r.declineReason) : ''),
     actions.childNodes.length ? actions : '',
     h('div', { class: 'card' }, h('h2', {}, t('ref.letter'), r.version > 1 ? ` (${t('ref.version', { n: r.version })})` : ''),
-      r.status !== 'draft' ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-letter', href: `/api/referrals/${id}/letter.pdf`, target: '_blank', rel: 'noopener' }, t('ref.print'))) : '',
+      r.status !== 'draft' ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-letter', href: `/api/referrals/${id}/letter.pdf`, target: '_blank', rel: 'noopener' }, t('ref.print')),
+        h('a', { class: 'button secondary', id: 'letter-fhir', href: `/api/referrals/${id}/letter.fhir.json`, download: `referral-${id}.fhir.json` }, t('ref.fhir'))) : '',
       r.letter.attachmentKey ? h('p', {}, h('a', { class: 'button', id: 'printed-letter', href: `/api/referrals/${id}/attachment`, target: '_blank', rel: 'noopener' }, t('ref.printed.open'))) : '',
       letterView(h, r.letter, sections.concat(['followUp']), 'referral-letter')),
     r.reply ? h('div', { class: 'card' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')),
@@ -301,8 +302,20 @@ export async function recordPanel(ui, institution, issuer, patientId, own) {
     await ui.sendFile('POST', `/api/patients/documents?${q}&kind=${encodeURIComponent(kind)}&title=${encodeURIComponent(title)}`, file);
     ui.render();
   }); });
+  // FHIR: export what the reader sees; import an EMR's file (all or nothing, with the problems in words).
+  const fhirFile = h('input', { type: 'file', id: 'fhir-file', accept: '.json,application/json,application/fhir+json', 'aria-label': t('record.fhir.import') });
+  const importFHIR = (path, then) => busy(fhirBox, async () => {
+    const file = fhirFile.files[0];
+    if (!file) throw new Error(t('record.fhir.choose'));
+    return then(await ui.sendFile('POST', path, new File([file], file.name, { type: 'application/fhir+json' })));
+  });
+  const fhirBox = h('div', { class: 'actions', id: 'fhir' },
+    h('a', { class: 'button secondary', id: 'fhir-export', href: `/api/patients/record/fhir?${q}`, download: 'record.fhir.json' }, t('record.fhir.export')),
+    mayWrite ? [fhirFile,
+      h('button', { type: 'button', class: 'secondary', id: 'fhir-import', onclick: () => importFHIR(`/api/patients/record/fhir?${q}`, () => { ui.message(t('record.fhir.done'), 'info'); ui.render(); }) }, t('record.fhir.import')),
+      own ? h('button', { type: 'button', class: 'secondary', id: 'fhir-letter', onclick: () => importFHIR(`/api/referrals/import?${q}`, (r) => ui.route(`#/referral/${r.id}/edit`)) }, t('record.fhir.letter')) : ''] : '');
   return h('section', { class: 'card record', id: 'record' },
-    h('h2', {}, t('record.title')),
+    h('h2', {}, t('record.title')), fhirBox,
     own ? h('div', { class: 'actions' }, h('a', { class: 'button', id: 'write-referral',
       href: `#/referral/new/${encodeURIComponent(issuer)}/${encodeURIComponent(patientId)}` }, t('ref.write'))) : '',
     h('h3', {}, t('record.allergies')), list(rec.allergies, 'allergies', (a) => [h('strong', { class: a.severity === 'severe' ? 'danger-text' : '' }, a.substance),
