@@ -464,6 +464,11 @@ func (o *Object) Rendered(n int, opt render.Options) (image.Image, error) {
 			return nil, err
 		}
 	}
+	// The file's VOI LUTs (PS3.3 C.11.2). One that cannot be read is left out: the image still shows, by its window
+	// or its range, rather than not at all.
+	if luts, lerr := render.VOILUTs(ds, o.value); lerr == nil {
+		f.VOILUTs = luts
+	}
 	out, err := render.Image(f, opt)
 	if err != nil {
 		kind := renkei.Internal

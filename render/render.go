@@ -1,7 +1,7 @@
 // Package render turns a decoded DICOM frame into the picture a screen shows, as PS3.3 C.11 describes it: the
-// modality rescale, a linear VOI window (C.11.2.1.2.1), MONOCHROME1 shown inverted, colour from RGB, YBR_FULL or
-// PALETTE COLOR (C.7.6.3.1.5), and scaling to a viewport. WADO-RS `rendered` and `thumbnail` answers are made with
-// it; its pixels are tested against dcmtk's dcm2pnm with the same window.
+// modality rescale, a linear VOI window (C.11.2.1.2.1) or a VOI LUT (C.11.2.1.1), MONOCHROME1 shown inverted, colour
+// from RGB, YBR_FULL or PALETTE COLOR (C.7.6.3.1.5), and scaling to a viewport. WADO-RS `rendered` and `thumbnail`
+// answers are made with it; its pixels are tested against dcmtk's dcm2pnm with the same window or LUT.
 package render
 
 import (
@@ -27,6 +27,9 @@ type Frame struct {
 	Slope, Intercept float64 // Modality LUT (rescale); Slope 0 is taken as 1
 	// WindowCenter and WindowWidth are the file's VOI windows (the first is the default).
 	WindowCenter, WindowWidth []float64
+	// VOILUTs are the file's VOI LUT Sequence (0028,3010), read by VOILUTs; the first is shown when the file has
+	// no window and Options name none.
+	VOILUTs []LUT
 	// Palette is the PALETTE COLOR lookup (red, green, blue).
 	Palette *Palette
 }
@@ -38,7 +41,8 @@ type Palette struct {
 	R, G, B []uint16 // entries
 }
 
-// Options choose the window and the size. A zero Width means the file's first window, else the frame's range.
+// Options choose the window and the size. A zero Width means the file's first window, else its first VOI LUT, else
+// the frame's range (the order of dcmtk's dcm2pnm +Wi 1, +Wl 1, +Wm).
 type Options struct {
 	Center, Width float64
 	// Viewport bounds the picture's size (the image is scaled to fit, keeping its aspect); zero keeps its size.
@@ -110,7 +114,12 @@ func Image(f Frame, o Options) (image.Image, error) {
 		if w <= 0 && len(f.WindowWidth) > 0 && f.WindowWidth[0] > 0 && len(f.WindowCenter) > 0 {
 			c, w = f.WindowCenter[0], f.WindowWidth[0]
 		}
-		if w <= 0 { // the frame's own range (dcmtk's "min-max" window)
+		var voi func(x float64) uint8
+		switch {
+		case w > 0:
+		case len(f.VOILUTs) > 0: // PS3.3 C.11.2.1.1
+			voi = f.VOILUTs[0].Grey
+		default: // the frame's own range (dcmtk's "min-max" window)
 			lo, hi := math.Inf(1), math.Inf(-1)
 			for i := 0; i < n; i++ {
 				x := float64(sample(i))*slope + f.Intercept
@@ -118,10 +127,13 @@ func Image(f Frame, o Options) (image.Image, error) {
 			}
 			c, w = (lo+hi)/2, math.Max(1, hi-lo)
 		}
+		if voi == nil {
+			voi = func(x float64) uint8 { return Linear(x, c, w) }
+		}
 		gray := image.NewGray(image.Rect(0, 0, f.Columns, f.Rows))
 		invert := f.Photometric == "MONOCHROME1"
 		for i := 0; i < n; i++ {
-			y := Linear(float64(sample(i))*slope+f.Intercept, c, w)
+			y := voi(float64(sample(i))*slope + f.Intercept)
 			if invert {
 				y = 255 - y
 			}

@@ -1,7 +1,9 @@
-// A first, dependency-free image viewer: it reads only standard DICOMweb (QIDO-RS series, WADO-RS metadata, and
-// frames decoded by the server to little-endian native pixels), applies rescale and window/level in the browser, and
-// draws on a canvas. Stack scrolling by wheel, keys and drag; window/level by drag and CT presets; zoom, pan, invert,
-// reset. The full diagnostic viewer (measurements, comparison, cine) comes with the web app issue.
+// A dependency-free image viewer: it reads only standard DICOMweb (QIDO-RS series, WADO-RS metadata, and frames
+// decoded by the server to little-endian native pixels), applies rescale and then the window or the file's VOI LUT in
+// the browser, and draws on a canvas. Stack scrolling by wheel, keys and drag; window/level by drag and CT presets;
+// zoom, pan, invert, reset; length, angle and ROI in millimetres where the file says how big a pixel is (pixel
+// spacing, detector spacing, ultrasound regions). With a finger: one finger applies the current tool, two pinch to
+// zoom and move the image.
 import { t, date, personName } from './i18n.js';
 
 const dw = '/dicomweb';
@@ -11,6 +13,7 @@ const presets = { brain: [40, 80], subdural: [75, 215], lung: [-600, 1500], medi
 
 function v(obj, tag, i = 0) { const a = obj[tag]; return a && a.Value ? a.Value[i] : undefined; }
 function num(obj, tag, def, i = 0) { const x = v(obj, tag, i); return x === undefined || x === null || x === '' ? def : Number(x); }
+function items(obj, tag) { const a = obj[tag]; return (a && a.Value) || []; }
 
 async function getJSON(url) {
   const r = await fetch(url, { headers: { Accept: 'application/dicom+json' } });
@@ -36,6 +39,13 @@ function firstPart(buf, contentType) {
   return bytes.subarray(start, end < 0 ? bytes.length : end);
 }
 
+// bulk fetches a value sent by BulkDataURI (PS3.18 8.4.1.1), as little-endian bytes.
+async function bulk(uri) {
+  const r = await fetch(uri, { headers: { Accept: 'multipart/related; type="application/octet-stream"' } });
+  if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
+  return firstPart(await r.arrayBuffer(), r.headers.get('Content-Type') || '');
+}
+
 async function frame(study, series, inst, n) {
   const r = await fetch(`${dw}/studies/${study}/series/${series}/instances/${inst}/frames/${n}`, { headers: { Accept: rawAccept } });
   if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || r.statusText);
@@ -55,13 +65,64 @@ export function windowGrey(values, wc, ww, inverted) {
   return out;
 }
 
+// lutGrey applies a VOI LUT (PS3.3 C.11.2.1.1, as the server's render package does) to modality values: a value
+// below the first input mapped takes the first entry, one past the last the last entry; entries go from 0 (black) to
+// 2^bits − 1 (white). MONOCHROME1 (or invert) turns the result around.
+export function lutGrey(values, lut, inverted) {
+  const top = 2 ** lut.bits - 1; const n = lut.data.length;
+  const grey = new Uint8ClampedArray(n);
+  for (let i = 0; i < n; i++) grey[i] = Math.round(Math.min(lut.data[i], top) / top * 255);
+  const out = new Uint8ClampedArray(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const x = values[i]; const k = (x < 0 ? -Math.round(-x) : Math.round(x)) - lut.first; // halves away from zero, as Go's math.Round
+    const g = grey[Math.min(n - 1, Math.max(0, k))];
+    out[i] = inverted ? 255 - g : g;
+  }
+  return out;
+}
+
+// lutTable resolves one of imageMeta's VOI LUTs to { first, bits, data }: its LUT Data comes as a Value list, inline
+// or by BulkDataURI. 8-bit entries packed two to a word are accepted, as the server's render package does.
+export function lutTable(l) {
+  if (!l.table) {
+    l.table = (async () => {
+      const [count, first0, bits] = l.desc.map(Number);
+      const n = (count < 0 ? count + 65536 : count) || 65536;
+      // The first input mapped is signed when the descriptor says SS, or when modality values can be negative.
+      const first = first0 >= 32768 && l.signedFirst ? first0 - 65536 : first0;
+      const src = l.data || {};
+      let data;
+      if (src.Value) data = Uint16Array.from(src.Value.map(Number));
+      else {
+        const bytes = src.InlineBinary ? Uint8Array.from(atob(src.InlineBinary), (c) => c.charCodeAt(0)) : src.BulkDataURI ? await bulk(src.BulkDataURI) : new Uint8Array(0);
+        if (bytes.length >= 2 * n) data = new Uint16Array(bytes.slice(0, 2 * n).buffer);
+        else if (bits === 8 && bytes.length >= n) data = Uint16Array.from(bytes.subarray(0, n));
+      }
+      if (!data || data.length < n || bits < 8 || bits > 16) throw new Error(`VOI LUT: ${n} entries of ${bits} bits, ${data ? data.length : 0} given`);
+      l.ready = { first, bits, data: data.subarray(0, n) };
+      return l.ready;
+    })();
+  }
+  return l.table;
+}
+
 // imageMeta reads what drawing needs from an instance's DICOM JSON metadata.
 export function imageMeta(m) {
   const bits = num(m, '00280100', 16);
   const iop = m['00200037'] && m['00200037'].Value ? m['00200037'].Value.map(Number) : null;
-  return { orientation: iop, rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits, bitsStored: num(m, '00280101', bits), signed: num(m, '00280103', 0) === 1,
-    slope: num(m, '00281053', 1), intercept: num(m, '00281052', 0), photometric: v(m, '00280004') || 'MONOCHROME2',
-    samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: num(m, '00281050', null), ww: num(m, '00281051', null),
+  const signed = num(m, '00280103', 0) === 1; const intercept = num(m, '00281052', 0);
+  // The file's windows, each with its explanation (PS3.3 C.11.2.1.2), and its VOI LUTs (C.11.2.1.1).
+  const windows = items(m, '00281051').map((w, i) => ({ wc: num(m, '00281050', null, i), ww: Number(w), explanation: v(m, '00281055', i) || '' }))
+    .filter((w) => w.wc !== null && w.ww > 0);
+  const voiLUTs = items(m, '00283010').map((it) => ({ desc: items(it, '00283002'), data: it['00283006'], explanation: v(it, '00283003') || '',
+    signedFirst: (it['00283002'] || {}).vr === 'SS' || signed || intercept < 0 })).filter((l) => l.desc.length === 3);
+  // Ultrasound regions (PS3.3 C.8.5.5.1): bounds in pixels, and physical units and size of a pixel per region.
+  const regions = items(m, '00186011').map((r) => ({ x0: num(r, '00186018', 0), y0: num(r, '0018601A', 0), x1: num(r, '0018601C', -1), y1: num(r, '0018601E', -1),
+    unitsX: num(r, '00186024', 0), unitsY: num(r, '00186026', 0), dx: num(r, '0018602C', 0), dy: num(r, '0018602E', 0) }));
+  return { orientation: iop, rows: num(m, '00280010', 0), cols: num(m, '00280011', 0), bits, bitsStored: num(m, '00280101', bits), signed,
+    slope: num(m, '00281053', 1), intercept, photometric: v(m, '00280004') || 'MONOCHROME2',
+    samples: num(m, '00280002', 1), planar: num(m, '00280006', 0), wc: windows.length ? windows[0].wc : null, ww: windows.length ? windows[0].ww : null,
+    windows, voiLUTs, regions,
     pixelSpacing: v(m, '00280030') !== undefined ? [num(m, '00280030', 1, 0), num(m, '00280030', 1, 1)] : null,
     imagerSpacing: v(m, '00181164') !== undefined ? [num(m, '00181164', 1, 0), num(m, '00181164', 1, 1)] : null,
     modality: v(m, '00080060') || '' };
@@ -109,7 +170,8 @@ export async function viewer(root, study, h, message, opts = {}) {
   const tools = h('div', { class: 'tools' });
   root.replaceChildren(h('div', { class: 'viewer' }, thumbs, h('div', { class: 'stage' }, tools, h('div', { class: 'canvas-wrap' }, canvas, overlay))));
 
-  const state = { slices: [], index: 0, wc: 40, ww: 400, zoom: 1, panX: 0, panY: 0, invert: false, rotate: 0, flipH: false, flipV: false,
+  // voi: null for the window wc/ww, else the index of the image's VOI LUT shown.
+  const state = { slices: [], index: 0, wc: 40, ww: 400, voi: null, zoom: 1, panX: 0, panY: 0, invert: false, rotate: 0, flipH: false, flipV: false,
     md: null, cache: new Map(), info: {},
     tool: 'wl', marks: new Map(), pending: null, view: null };
   const ctx = canvas.getContext('2d');
@@ -147,16 +209,25 @@ export async function viewer(root, study, h, message, opts = {}) {
     canvas.dataset.markers = [opposite(down), right, down, opposite(right)].join(' '); // top right bottom left
   }
 
-  // spacing says how big a pixel is and by what: PixelSpacing (the patient), else ImagerPixelSpacing (measured at
-  // the detector, PS3.3 10.7.1.3), else nothing (pixels). It is always shown with the figure.
-  function spacing(md) {
+  // spacing says how big a pixel is where the points pts lie, and by what: PixelSpacing (the patient), else
+  // ImagerPixelSpacing (measured at the detector, PS3.3 10.7.1.3), else the ultrasound region that holds every point
+  // if it is calibrated in centimetres both ways (PS3.3 C.8.5.5.1.15: units 3), else nothing (pixels). It is always
+  // shown with the figure.
+  function spacing(md, pts) {
     if (md.pixelSpacing) return { row: md.pixelSpacing[0], col: md.pixelSpacing[1], unit: 'mm', note: '' };
     if (md.imagerSpacing) return { row: md.imagerSpacing[0], col: md.imagerSpacing[1], unit: 'mm', note: t('measure.detector') };
+    if (md.regions.length) {
+      // Bounds are pixel indices, inclusive; a pixel covers [i, i+1) in image coordinates.
+      const inside = (r, p) => p.x >= r.x0 && p.x < r.x1 + 1 && p.y >= r.y0 && p.y < r.y1 + 1;
+      const r = md.regions.find((g) => g.unitsX === 3 && g.unitsY === 3 && g.dx > 0 && g.dy > 0 && pts.every((p) => inside(g, p)));
+      if (r) return { row: r.dy * 10, col: r.dx * 10, unit: 'mm', note: t('measure.ultrasound') };
+      return { row: 1, col: 1, unit: 'px', note: t('measure.uncalibrated') };
+    }
     return { row: 1, col: 1, unit: 'px', note: t('measure.pixels') };
   }
 
   function measure(m, md, px) {
-    const sp = spacing(md);
+    const sp = spacing(md, [m.a, m.b, m.c].filter(Boolean));
     if (m.kind === 'length') {
       const d = Math.hypot((m.b.x - m.a.x) * sp.col, (m.b.y - m.a.y) * sp.row);
       return `${d.toFixed(sp.unit === 'mm' ? 1 : 0)} ${sp.unit}${sp.note ? ' ' + sp.note : ''}`;
@@ -201,15 +272,49 @@ export async function viewer(root, study, h, message, opts = {}) {
       else { ctx.moveTo(ax, ay); ctx.lineTo(bx, by); if (m.c) { const [cx, cy] = toCanvas(m.c); ctx.lineTo(cx, cy); } }
       ctx.stroke();
       const label = measure(m, s.md, px);
-      if (label) { ctx.fillText(label, Math.max(ax, bx) + 6, Math.min(ay, by) - 6); results.push(label); }
+      if (label) {
+        // Beside the mark, but kept on the canvas (a narrow tablet screen would cut it off).
+        const x = Math.max(4, Math.min(Math.max(ax, bx) + 6, canvas.width - ctx.measureText(label).width - 4));
+        ctx.fillText(label, x, Math.max(18, Math.min(ay, by) - 6));
+        results.push(label);
+      }
     }
     ctx.restore();
     canvas.dataset.measurements = JSON.stringify(results);
   }
 
+  // voiLUT is the table of the VOI LUT chosen for an image, or null when the window is shown (or while the table is
+  // fetched: the image is drawn again when it comes).
+  function voiLUT(md) {
+    const l = state.voi !== null && md.voiLUTs[state.voi];
+    if (!l) return null;
+    if (!l.table) lutTable(l).then(draw, (e) => message(e.message));
+    return l.ready || null;
+  }
+  const voiName = (l, i) => (l.explanation ? `VOI LUT: ${l.explanation}` : `VOI LUT ${i + 1}`);
+
+  // The file's windows and VOI LUTs, a button each, when there is a choice (a LUT, or more than one window).
+  let voiButtons = [];
+  function voiChoices(md) {
+    voiButtons.forEach((b) => b.remove());
+    voiButtons = [];
+    if (!md || !(md.voiLUTs.length || md.windows.length > 1)) return;
+    md.windows.forEach((w, i) => voiButtons.push(h('button', { class: 'secondary voi', 'data-voi': 'w' + (i + 1),
+      onclick: () => { state.voi = null; state.wc = w.wc; state.ww = w.ww; draw(); } }, w.explanation || `WL ${w.wc} / WW ${w.ww}`)));
+    md.voiLUTs.forEach((l, i) => voiButtons.push(h('button', { class: 'secondary voi', 'data-voi': 'lut' + (i + 1),
+      onclick: () => { state.voi = i; lutTable(l).then(draw, (e) => message(e.message)); draw(); } }, voiName(l, i))));
+    tools.prepend(...voiButtons);
+    fingerSize();
+  }
+  function markVoi(md) {
+    const k = state.voi !== null ? 'lut' + (state.voi + 1) : 'w' + (md.windows.findIndex((w) => w.wc === state.wc && w.ww === state.ww) + 1);
+    voiButtons.forEach((b) => { b.className = (b.dataset.voi === k ? '' : 'secondary ') + 'voi'; });
+  }
+
   function draw() {
     const s = state.slices[state.index];
     const px = s && state.cache.get(s.key);
+    const lut = s && voiLUT(s.md);
     const w = canvas.clientWidth; const hgt = canvas.clientHeight;
     if (canvas.width !== w || canvas.height !== hgt) { canvas.width = w; canvas.height = hgt; }
     ctx.fillStyle = '#000';
@@ -222,7 +327,8 @@ export async function viewer(root, study, h, message, opts = {}) {
       if (px.bitmap) {
         // Colour from the server's rendering (PALETTE COLOR, YBR): drawn as it comes.
       } else if (px.values) {
-        const g = windowGrey(px.values, state.wc, state.ww, state.invert !== (md.photometric === 'MONOCHROME1'));
+        const inverted = state.invert !== (md.photometric === 'MONOCHROME1');
+        const g = lut ? lutGrey(px.values, lut, inverted) : windowGrey(px.values, state.wc, state.ww, inverted);
         for (let i = 0, j = 0; i < n; i++, j += 4) { d[j] = d[j + 1] = d[j + 2] = g[i]; d[j + 3] = 255; }
       } else {
         for (let i = 0, j = 0; i < n; i++, j += 4) {
@@ -249,14 +355,18 @@ export async function viewer(root, study, h, message, opts = {}) {
       canvas.dataset.view = JSON.stringify(state.view);
       drawMarks(s, px);
       markers(md);
+      markVoi(md);
     }
     const i = state.info;
     overlay.replaceChildren(
       h('div', { class: 'tl' }, personName(i.name), h('br'), `ID ${i.id || ''}`, h('br'), date(i.date)),
       h('div', { class: 'tr' }, i.series || '', h('br'), `${state.index + 1} / ${state.slices.length}`),
-      h('div', { class: 'bl', id: 'wl' + sfx }, `WL ${Math.round(state.wc)} / WW ${Math.round(state.ww)}`),
+      h('div', { class: 'bl', id: 'wl' + sfx }, lut ? voiName(s.md.voiLUTs[state.voi], state.voi)
+        : `WL ${Math.round(state.wc)} / WW ${Math.round(state.ww)}`),
       h('div', { class: 'br' }, `×${state.zoom.toFixed(1)}`));
     canvas.dataset.slice = String(state.index + 1);
+    canvas.dataset.zoom = String(state.zoom);
+    canvas.dataset.voi = lut ? `lut${state.voi + 1}` : 'window';
     canvas.dataset.loaded = String(!!(px && !(px instanceof Promise)));
   }
 
@@ -294,8 +404,14 @@ export async function viewer(root, study, h, message, opts = {}) {
     const m0 = meta[0] || {};
     state.info = { name: (v(m0, '00100010') || {}).Alphabetic ? [v(m0, '00100010').Alphabetic, v(m0, '00100010').Ideographic, v(m0, '00100010').Phonetic].map((x) => x || '').join('=') : '',
       id: v(m0, '00100020'), date: v(m0, '00080020'), series: v(m0, '0008103E') || v(m0, '00080060') };
+    // The file's first window, else its first VOI LUT, else the image's range (as dcmtk's dcm2pnm +Wi 1, +Wl 1, +Wm).
     const md = slices[state.index] && slices[state.index].md;
-    if (md && md.wc !== null && md.ww !== null) { state.wc = md.wc; state.ww = md.ww; }
+    state.voi = null;
+    if (md && md.wc !== null && md.ww !== null) { state.wc = md.wc; state.ww = md.ww; } else if (md && md.voiLUTs.length) {
+      state.voi = 0;
+      await lutTable(md.voiLUTs[0]).catch((e) => { state.voi = null; message(e.message); });
+    }
+    voiChoices(md);
     await load(state.index);
     const px = state.cache.get(slices[state.index].key);
     if (md && (md.wc === null || md.ww === null) && px && px.values) { state.ww = Math.max(1, px.hi - px.lo); state.wc = px.lo + state.ww / 2; }
@@ -342,7 +458,7 @@ export async function viewer(root, study, h, message, opts = {}) {
     canvas.dataset.cine = 'stopped';
   }
   for (const [name, [c, w]] of Object.entries(presets)) {
-    tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
+    tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.voi = null; state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
   }
   const toolButtons = [];
   for (const tool of ['wl', 'stack', 'length', 'angle', 'roi']) {
@@ -365,7 +481,27 @@ export async function viewer(root, study, h, message, opts = {}) {
       Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false, rotate: 0, flipH: false, flipV: false }); draw();
     } }, t('viewer.reset')));
 
-  window.addEventListener('hashchange', stopCine, { once: true });
+  // On a touch screen (a coarse pointer) the tool buttons are a finger's size: 44 px (WCAG 2.5.5). Set here rather
+  // than in app.css, next to the buttons it sizes (CSSOM is allowed under the page's style-src 'self').
+  const coarse = window.matchMedia('(pointer: coarse)');
+  function fingerSize() { tools.querySelectorAll('button').forEach((b) => { b.style.minHeight = coarse.matches ? '44px' : ''; }); }
+  coarse.addEventListener('change', fingerSize);
+  fingerSize();
+  // The viewer takes the height left below it in the window, so that the whole canvas is on the screen however
+  // many lines the header and the tool bar wrap to (a tablet held upright); side by side, the comparison's CSS does.
+  const box = root.firstChild;
+  function fitHeight() {
+    if (opts.suffix || !box.isConnected) return;
+    const hgt = `${Math.max(360, Math.floor(window.innerHeight - box.getBoundingClientRect().top - window.scrollY - 16))}px`;
+    if (box.style.height !== hgt) box.style.height = hgt;
+  }
+  const fitter = window.ResizeObserver ? new ResizeObserver(fitHeight) : null;
+  if (fitter) fitter.observe(document.body);
+  window.addEventListener('resize', fitHeight);
+  fitHeight();
+  window.addEventListener('hashchange', () => {
+    stopCine(); coarse.removeEventListener('change', fingerSize); window.removeEventListener('resize', fitHeight); if (fitter) fitter.disconnect();
+  }, { once: true });
   canvas.addEventListener('wheel', (e) => { e.preventDefault(); go(e.deltaY > 0 ? 1 : -1); }, { passive: false });
   canvas.addEventListener('keydown', (e) => {
     if (e.key === 'ArrowDown' || e.key === 'ArrowRight' || e.key === 'PageDown') { go(1); e.preventDefault(); }
@@ -373,39 +509,88 @@ export async function viewer(root, study, h, message, opts = {}) {
   });
   let drag = null;
   const addMark = (m) => { const s = state.slices[state.index]; const list = state.marks.get(s.key) || []; list.push(m); state.marks.set(s.key, list); };
+  // The fingers (or the mouse) down on the canvas, by pointer id. One applies the current tool as the mouse does;
+  // a second one turns the gesture into a pinch, which zooms about the fingers and moves the image with them.
+  const pointers = new Map();
+  let pinch = null;
+  function fingers() {
+    const [p, q] = [...pointers.values()];
+    const r = canvas.getBoundingClientRect();
+    return { d: Math.hypot(q.x - p.x, q.y - p.y) || 1, x: (p.x + q.x) / 2 - r.left, y: (p.y + q.y) / 2 - r.top };
+  }
   canvas.addEventListener('pointerdown', (e) => {
     canvas.setPointerCapture(e.pointerId);
-    canvas.focus();
+    canvas.focus({ preventScroll: true }); // scrolling the page would move the image under the finger
+    pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    if (pointers.size === 2) {
+      // What the first finger began gives way to the pinch: a line being drawn is dropped, a window change undone.
+      if (drag && drag.mode === 'measure') state.pending = null;
+      if (drag && drag.mode === 'angle-c' && state.pending) delete state.pending.c;
+      if (drag && drag.mode === 'wl') { state.wc = drag.wc; state.ww = drag.ww; }
+      drag = null;
+      const f = fingers();
+      pinch = { d: f.d, x: f.x, y: f.y, zoom: state.zoom, panX: state.panX, panY: state.panY };
+      draw();
+      return;
+    }
+    if (pointers.size > 2 || pinch) return;
     const s = state.slices[state.index];
-    if (state.tool !== 'wl' && e.button === 0 && !e.shiftKey && s) {
+    if (['length', 'angle', 'roi'].includes(state.tool) && e.button === 0 && !e.shiftKey && s) {
       const p = toImage(e);
       if (state.tool === 'angle' && state.pending && state.pending.kind === 'angle' && state.pending.b) {
-        state.pending.c = p; addMark(state.pending); state.pending = null; draw();
+        state.pending.c = p; drag = { mode: 'angle-c' }; draw();
         return;
       }
       state.pending = { kind: state.tool, key: s.key, a: p, b: p };
       drag = { mode: 'measure' };
       return;
     }
-    drag = { x: e.clientX, y: e.clientY, mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey || state.tool === 'stack' ? 'stack' : 'wl' };
+    drag = { x: e.clientX, y: e.clientY, wc: state.wc, ww: state.ww,
+      mode: e.shiftKey || e.button === 1 ? 'pan' : e.button === 2 || e.ctrlKey || state.tool === 'stack' ? 'stack' : 'wl' };
   });
   canvas.addEventListener('pointermove', (e) => {
+    if (!pointers.has(e.pointerId)) return;
+    pointers.set(e.pointerId, { x: e.clientX, y: e.clientY });
+    if (pinch) {
+      if (pointers.size < 2) return;
+      const f = fingers();
+      state.zoom = Math.min(40, Math.max(0.1, pinch.zoom * f.d / pinch.d));
+      // The image point that was under the fingers' midpoint stays under it: the drawing is centre + pan + zoom × …
+      const k = state.zoom / pinch.zoom; const cx = canvas.clientWidth / 2; const cy = canvas.clientHeight / 2;
+      state.panX = f.x - cx - k * (pinch.x - cx - pinch.panX);
+      state.panY = f.y - cy - k * (pinch.y - cy - pinch.panY);
+      draw();
+      return;
+    }
     if (!drag) return;
     if (drag.mode === 'measure') { state.pending.b = toImage(e); draw(); return; }
+    if (drag.mode === 'angle-c') { state.pending.c = toImage(e); draw(); return; }
     const dx = e.clientX - drag.x; const dy = e.clientY - drag.y;
-    if (drag.mode === 'wl') { state.ww = Math.max(1, state.ww + dx * Math.max(1, state.ww / 200)); state.wc += dy * Math.max(1, state.ww / 400); draw(); }
+    if (drag.mode === 'wl') { state.voi = null; state.ww = Math.max(1, state.ww + dx * Math.max(1, state.ww / 200)); state.wc += dy * Math.max(1, state.ww / 400); draw(); }
     if (drag.mode === 'pan') { state.panX += dx; state.panY += dy; draw(); }
     if (drag.mode === 'stack' && Math.abs(dy) > 4) { go(dy > 0 ? 1 : -1); }
     drag.x = e.clientX; drag.y = e.clientY;
   });
-  canvas.addEventListener('pointerup', (e) => {
-    if (drag && drag.mode === 'measure' && state.pending) {
-      state.pending.b = toImage(e);
-      if (state.pending.kind !== 'angle') { addMark(state.pending); state.pending = null; }
-      draw();
+  const up = (e) => {
+    if (!pointers.delete(e.pointerId)) return;
+    if (pinch) {
+      if (!pointers.size) pinch = null;
+      return;
+    }
+    const measuring = drag && state.pending && (drag.mode === 'measure' || drag.mode === 'angle-c');
+    if (measuring && e.type === 'pointerup') {
+      if (drag.mode === 'measure') state.pending.b = toImage(e);
+      else state.pending.c = toImage(e);
+      if (state.pending.kind !== 'angle' || state.pending.c) { addMark(state.pending); state.pending = null; }
+    } else if (measuring) { // cancelled: the line being drawn goes
+      if (drag.mode === 'measure') state.pending = null;
+      else delete state.pending.c;
     }
     drag = null;
-  });
+    if (measuring) draw();
+  };
+  canvas.addEventListener('pointerup', up);
+  canvas.addEventListener('pointercancel', up);
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
   // Redraw whenever the canvas's box changes (window resize, a second viewer appearing beside it).
   if (window.ResizeObserver) new ResizeObserver(() => draw()).observe(canvas);
