@@ -30,6 +30,7 @@ type Store interface {
 	WithdrawFact(ctx context.Context, id, institution int64, audit *renkei.AuditEvent) error
 	Facts(ctx context.Context, patients []int64) (renkei.Record, error)
 	Document(ctx context.Context, id int64) (renkei.Document, error)
+	ReferralGrantsDocument(ctx context.Context, institution, doc int64) (bool, error)
 
 	CreateReferral(ctx context.Context, r *renkei.Referral, audit *renkei.AuditEvent) error
 	SaveDraft(ctx context.Context, r *renkei.Referral, audit *renkei.AuditEvent) error
@@ -306,7 +307,9 @@ func (s *Service) Document(ctx context.Context, id int64) (renkei.Document, erro
 	}
 	if d.Institution != p.Institution {
 		if _, err := s.visiblePatients(ctx, p, d.PatientPK, "clinical.Document"); err != nil {
-			return renkei.Document{}, renkei.Errorf("clinical.Document", renkei.NotFound, "there is no such document")
+			if ok, err2 := s.Store.ReferralGrantsDocument(ctx, p.Institution, id); err2 != nil || !ok {
+				return renkei.Document{}, renkei.Errorf("clinical.Document", renkei.NotFound, "there is no such document")
+			}
 		}
 	}
 	lp, err := s.Store.LocalPatientByPK(ctx, d.PatientPK)

@@ -533,3 +533,13 @@ func (db *DB) AddLetterVersion(ctx context.Context, id, institution int64, l ren
 	}, audit)
 	return v, err
 }
+
+// ReferralGrantsDocument reports whether a referral sent to institution (and not cancelled or declined) carries the
+// document: attachments travel with the letter, also to an institution that may not see the patient otherwise
+// (a reverse referral to a 回復期 hospital).
+func (db *DB) ReferralGrantsDocument(ctx context.Context, institution, doc int64) (bool, error) {
+	var ok bool
+	err := db.queryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM referrals WHERE to_institution = ? AND status NOT IN ('draft', 'cancelled', 'declined')
+		AND ',' || documents || ',' LIKE ?)`, institution, fmt.Sprintf("%%,%d,%%", doc)).Scan(&ok)
+	return ok, queryErr(err)
+}

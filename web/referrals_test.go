@@ -611,3 +611,57 @@ func TestReferralDocuments(t *testing.T) {
 		t.Errorf("the hospital reads another patient's document: %d", st)
 	}
 }
+
+// TestReverseToThird: after treatment the hospital refers the patient on to a 回復期 hospital with its discharge
+// summary; the summary travels with the letter, though the rehabilitation hospital sees nothing else of the patient.
+func TestReverseToThird(t *testing.T) {
+	r := newRegion(t)
+	rehab := renkei.Institution{ID: "minami-rehab", Name: "南リハビリテーション病院", Kind: renkei.Hospital, Issuer: "MINAMI", CareFunctions: []string{"回復期"}}
+	if err := r.db.PutInstitution(context.Background(), &rehab, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("ono@minami-rehab", rehab, renkei.Physician)
+	clinic, hospital, rehabDoc := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("ono@minami-rehab")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": "手術のお願い"}}); st != 201 {
+		t.Fatal(st)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	clinic.post(path+"/send", nil)
+	hospital.post(path+"/receive", nil)
+	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 200 {
+		t.Fatal(st)
+	}
+	if st := hospital.do("POST", "/api/patients/documents?institution=kita-clinic&issuer=KITA&patientId=P1&kind=discharge-summary&title=退院時サマリー",
+		strings.NewReader("術後経過良好。リハビリ継続。"), "Content-Type", "text/plain"); st != 201 {
+		t.Fatalf("summary: %d %s", st, hospital.body)
+	}
+	var doc struct{ ID int64 }
+	json.Unmarshal(hospital.body, &doc)
+	if st := hospital.post(path+"/reverse", map[string]any{"toInstitution": "minami-rehab", "documents": []int64{doc.ID},
+		"letter": map[string]string{"purpose": "回復期リハビリテーションのお願い", "followUp": "歩行訓練"}}); st != 201 {
+		t.Fatalf("reverse: %d %s", st, hospital.body)
+	}
+	back := decodeReferral(t, hospital)
+	docPath := fmt.Sprintf("/api/documents/%d", doc.ID)
+	if st := rehabDoc.get(docPath); st != 404 {
+		t.Errorf("the rehabilitation hospital reads the summary before the letter is sent: %d", st)
+	}
+	if st := hospital.post(fmt.Sprintf("/api/referrals/%d/send", back.ID), nil); st != 200 {
+		t.Fatalf("send: %d %s", st, hospital.body)
+	}
+	if st := rehabDoc.get(docPath); st != 200 || !strings.Contains(string(rehabDoc.body), "リハビリ継続") {
+		t.Errorf("the rehabilitation hospital cannot read the attached summary: %d %s", st, rehabDoc.body)
+	}
+	if st := rehabDoc.get("/api/patients/record?institution=kita-clinic&issuer=KITA&patientId=P1"); st != 404 {
+		t.Errorf("the rehabilitation hospital reads the whole record: %d", st)
+	}
+	if st := rehabDoc.get("/dicomweb/studies/" + r.p1a.studyUID + "/metadata"); st != 404 {
+		t.Errorf("the rehabilitation hospital reads the clinic's CT: %d", st)
+	}
+	var board []referralOut
+	rehabDoc.getJSON("/api/referrals?direction=in", &board)
+	if len(board) != 1 || board[0].Kind != "reverse" {
+		t.Errorf("the rehabilitation hospital's board: %+v", board)
+	}
+}
