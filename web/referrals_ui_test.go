@@ -62,6 +62,13 @@ func TestReferralBrowser(t *testing.T) {
 		t.Errorf("the sent letter reads %q", s)
 	}
 
+	// A correction is a second version; the first stays readable.
+	stepIn(clinicCtx, "ref-04b-correct", chromedp.Click("#ref-correct"), chromedp.WaitVisible("#correction-form"),
+		chromedp.SetValue("#cor-diagnosis", "右肺上葉結節"), chromedp.Click("#cor-send"), chromedp.WaitVisible("#letter-versions"))
+	if s := text(clinicCtx, "#referral-letter"); !strings.Contains(s, "右肺上葉結節") {
+		t.Errorf("the corrected letter reads %q", s)
+	}
+
 	// The hospital's board shows it without a reload.
 	stepIn(hospitalCtx, "ref-05-appears", chromedp.WaitVisible("#referrals-in tbody tr"))
 	if s := text(hospitalCtx, "#referrals-in"); !strings.Contains(s, "山田") || !strings.Contains(s, "北町クリニック") || !strings.Contains(s, "送信済み") {

@@ -3,7 +3,7 @@
 import { t, date, personName, getLang, setLang } from './i18n.js';
 import { viewer, compare } from './viewer.js';
 import { uploadPage } from './upload.js';
-import { referralsPage, referralForm, referralPage, recordPanel } from './referrals.js';
+import { referralsPage, referralForm, referralPage, recordPanel, correctionForm } from './referrals.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -503,11 +503,12 @@ function tour() {
 
 // ---- routing ----
 
-// referralRoute: #/referral/new/{issuer}/{patientId}, #/referral/{id}, #/referral/{id}/edit, #/referral/{id}/reverse.
+// referralRoute: #/referral/new/{issuer}/{patientId}, #/referral/{id}, #/referral/{id}/edit, …/reverse, …/correct.
 async function referralRoute(parts) {
   if (parts[1] === 'new') return referralForm(ui, { issuer: parts[2], patientId: parts[3] });
   if (parts[2] === 'edit') return referralForm(ui, { existing: await api('GET', `/api/referrals/${parts[1]}`) });
   if (parts[2] === 'reverse') return referralForm(ui, { parent: await api('GET', `/api/referrals/${parts[1]}`) });
+  if (parts[2] === 'correct') return correctionForm(ui, await api('GET', `/api/referrals/${parts[1]}`));
   return referralPage(ui, parts[1]);
 }
 

@@ -155,6 +155,21 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
   ui.show(form);
 }
 
+// correctionForm writes a corrected version of a sent letter; the earlier versions stay as they were.
+export async function correctionForm(ui, r) {
+  const { h, api, busy } = ui;
+  const form = h('form', { class: 'card', id: 'correction-form' }, h('h1', {}, t('ref.correct.title')),
+    h('p', { class: 'muted' }, t('ref.correct.hint', { n: r.version + 1 })),
+    ...letterFields(h, sections, r.letter, 'cor'),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'cor-send' }, t('ref.correct.send'))));
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); busy(form, async () => {
+    await api('POST', `/api/referrals/${r.id}/versions`, readLetter(form, sections, 'cor'));
+    ui.message(t('ref.correct.done'), 'info');
+    ui.route(`#/referral/${r.id}`);
+  }); });
+  ui.show(form);
+}
+
 // ---- one referral ----
 
 function letterView(h, l, keys, id) {
@@ -211,6 +226,9 @@ export async function referralPage(ui, id) {
   if (r.direction === 'out' && r.status === 'draft') {
     actions.append(h('div', { class: 'actions' }, h('a', { class: 'button', id: 'ref-edit', href: `#/referral/${id}/edit` }, t('ref.edit'))));
   }
+  if (r.direction === 'out' && !['draft', 'cancelled'].includes(r.status)) {
+    actions.append(h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'ref-correct', href: `#/referral/${id}/correct` }, t('ref.correct'))));
+  }
   if (r.direction === 'out' && ['draft', 'sent', 'received'].includes(r.status)) {
     actions.append(h('div', { class: 'actions' }, h('button', { class: 'secondary', id: 'ref-cancel', onclick: () => {
       if (window.confirm(t('ref.cancel.confirm'))) act('cancel', () => ({ reason: '' }))();
@@ -245,6 +263,8 @@ export async function referralPage(ui, id) {
     h('div', { class: 'card' }, h('h2', {}, t('ref.letter'), r.version > 1 ? ` (${t('ref.version', { n: r.version })})` : ''),
       r.status !== 'draft' ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-letter', href: `/api/referrals/${id}/letter.pdf`, target: '_blank', rel: 'noopener' }, t('ref.print')),
         h('a', { class: 'button secondary', id: 'letter-fhir', href: `/api/referrals/${id}/letter.fhir.json`, download: `referral-${id}.fhir.json` }, t('ref.fhir'))) : '',
+      r.version > 1 ? h('p', { id: 'letter-versions' }, t('ref.versions'), ' ', [...Array(r.version - 1).keys()].map((k) => [h('a', {
+        href: `/api/referrals/${id}/letter.pdf?version=${k + 1}`, target: '_blank', rel: 'noopener' }, t('ref.version', { n: k + 1 })), ' '])) : '',
       r.letter.attachmentKey ? h('p', {}, h('a', { class: 'button', id: 'printed-letter', href: `/api/referrals/${id}/attachment`, target: '_blank', rel: 'noopener' }, t('ref.printed.open'))) : '',
       letterView(h, r.letter, sections.concat(['followUp']), 'referral-letter')),
     r.reply ? h('div', { class: 'card' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')),
