@@ -59,9 +59,19 @@ type Letter struct {
 	Impression     string `json:"impression,omitempty"`     // 診断 (reading reports)
 	Author         string `json:"author,omitempty"`         // the writing doctor's name
 	Department     string `json:"department,omitempty"`     // the writing doctor's department
+	// KeyImages are the images a reading report points to (marked in the viewer).
+	KeyImages []KeyImage `json:"keyImages,omitempty"`
 	// Attachment is the letter the clinic's EMR already printed (PDF or scan), when it is uploaded instead of typed.
 	AttachmentKey  string `json:"attachmentKey,omitempty"`
 	AttachmentType string `json:"attachmentType,omitempty"`
+}
+
+// KeyImage is one frame of one instance that a report points to.
+type KeyImage struct {
+	Study    string `json:"study"`
+	Series   string `json:"series"`
+	Instance string `json:"instance"`
+	Frame    int    `json:"frame"`
 }
 
 // LetterVersion is one version of a referral's letter (or of its reply).

@@ -343,7 +343,7 @@ async function patientPage(institution, issuer, patientId) {
 }
 
 // ui is what the feature modules (referrals.js) use of the app.
-const ui = { h, api, busy, field, input, show, message, route, render: () => render(), me: () => me, institutionList, sendFile };
+const ui = { h, api, busy, field, input, show, message, route, render: () => render(), me: () => me, institutionList, sendFile, keyImageStore };
 
 // sendFile sends a file as the request body (documents, printed letters) and answers the JSON reply.
 async function sendFile(method, path, file) {
@@ -450,11 +450,18 @@ async function myLogPage() {
 }
 
 // viewerPage is the viewer with, above it, the patient's other studies to compare with (priors first).
-async function viewerPage(study) {
+async function viewerPage(study, query) {
   const bar = h('div', { class: 'compare-bar', id: 'priors' });
   const pane = h('div');
   show(bar, pane);
-  const v = viewer(pane, study, h, message);
+  // Opened from a reading request (?referral=N): the radiologist marks key images for the report.
+  const referral = new URLSearchParams(query).get('referral');
+  const opts = {};
+  if (referral) {
+    opts.keyImages = keyImageStore(referral);
+    bar.append(h('a', { class: 'button', id: 'back-to-referral', href: `#/referral/${encodeURIComponent(referral)}` }, t('viewer.back.report')), ' ');
+  }
+  const v = viewer(pane, study, h, message, opts);
   try {
     const meta = await api('GET', `/api/studies?limit=1&studyUID=${encodeURIComponent(study)}`);
     const me0 = meta[0];
@@ -469,6 +476,25 @@ async function viewerPage(study) {
     }
   } catch (e) { /* the viewer works without the comparison bar */ }
   await v;
+}
+
+// keyImageStore keeps the key images marked for a reading report in this browser until the report is signed.
+export function keyImageStore(referral) {
+  const k = `renkei.key.${referral}`;
+  const load = () => { try { return JSON.parse(localStorage.getItem(k) || '[]'); } catch (e) { return []; } };
+  const same = (a, b) => a.instance === b.instance && a.frame === b.frame;
+  return {
+    list: load,
+    count: () => load().length,
+    has: (img) => load().some((x) => same(x, img)),
+    toggle: (img) => {
+      const l = load();
+      const i = l.findIndex((x) => same(x, img));
+      if (i >= 0) l.splice(i, 1); else l.push(img);
+      localStorage.setItem(k, JSON.stringify(l));
+    },
+    clear: () => localStorage.removeItem(k),
+  };
 }
 
 // ---- help ----
@@ -538,7 +564,7 @@ async function render() {
     liveUpdates();
     switch (parts[0] || '') {
       case 'patient': return await patientPage(parts[1], parts[2], parts[3]);
-      case 'viewer': return await viewerPage(parts[1]);
+      case 'viewer': return await viewerPage(parts[1], query);
       case 'compare': return await compare(app(), parts[1], parts[2], h, message);
       case 'upload': return uploadPage(app(), h, () => csrf);
       case 'shares': return await sharesPage();

@@ -170,6 +170,11 @@ export async function correctionForm(ui, r) {
   ui.show(form);
 }
 
+// keyThumb shows one key image small, opening the viewer on its study.
+const keyThumb = (h) => (k) => h('a', { class: 'key-image', href: `#/viewer/${encodeURIComponent(k.study)}` },
+  h('img', { class: 'thumb', alt: '', loading: 'lazy',
+    src: `/dicomweb/studies/${encodeURIComponent(k.study)}/series/${encodeURIComponent(k.series)}/instances/${encodeURIComponent(k.instance)}/frames/${k.frame || 1}/rendered?viewport=128,128` }));
+
 // ---- one referral ----
 
 function letterView(h, l, keys, id) {
@@ -211,16 +216,23 @@ export async function referralPage(ui, id) {
   }
   if (r.direction === 'in' && (r.status === 'accepted' || (r.status === 'received' && r.kind === 'reading')) && doctor) {
     const keys = r.kind === 'reading' ? ['findings', 'impression'] : replySections;
+    const store = ui.keyImageStore(id);
+    const marked = r.kind === 'reading' ? store.list() : [];
     const f = h('form', { id: 'reply-form' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')), ...letterFields(h, keys, {}, 'reply'),
+      r.kind === 'reading' ? h('div', { id: 'key-images' }, h('h3', {}, t('ref.keyimages')), marked.length ? marked.map(keyThumb(h))
+        : h('p', { class: 'muted' }, t('ref.keyimages.none'))) : '',
       h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'reply-send' }, t('ref.reply.send'))));
     f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
-      await api('POST', `/api/referrals/${id}/complete`, { reply: readLetter(f, keys, 'reply') });
+      const reply = readLetter(f, keys, 'reply');
+      if (marked.length) reply.keyImages = marked;
+      await api('POST', `/api/referrals/${id}/complete`, { reply });
+      store.clear();
       ui.message(t('ref.done.complete'), 'info');
       ui.render();
     }); });
     actions.append(f);
   }
-  if (r.direction === 'in' && ['accepted', 'completed'].includes(r.status) && r.kind !== 'reverse') {
+  if (r.direction === 'in' && ['accepted', 'completed'].includes(r.status) && r.kind === 'referral') {
     actions.append(h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'ref-reverse', href: `#/referral/${id}/reverse` }, t('ref.reverse'))));
   }
   if (r.direction === 'out' && r.status === 'draft') {
@@ -238,9 +250,10 @@ export async function referralPage(ui, id) {
   const timeline = h('ol', { class: 'timeline', id: 'referral-timeline' }, (r.events || []).map((e) => h('li', { 'data-status': e.status },
     h('strong', {}, t('ref.status.' + e.status)), ' ', date(e.at, true), h('div', { class: 'muted' }, `${e.by}・${who(e.institution)}`, e.note ? ` ・ ${e.note}` : ''))));
   // Each attached study by date, modality and description (its UID only if the caller may no longer see it).
-  const about = await Promise.all(r.studies.map((uid) => api('GET', `/api/studies?limit=1&studyUID=${encodeURIComponent(uid)}`).then((l) => l[0]).catch(() => null)));
+  const about = await Promise.all(r.studies.map((uid) => api('GET', `/api/studies?limit=1&studyUID=${encodeURIComponent(uid)}&institution=${encodeURIComponent(r.fromInstitution)}`)
+    .then((l) => l[0]).catch(() => null)));
   const studies = r.studies.length ? h('ul', { id: 'referral-studies', 'data-uids': r.studies.join(' ') }, r.studies.map((uid, i) => h('li', {},
-    h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(uid)}` }, t('study.view')), ' ',
+    h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(uid)}${r.kind === 'reading' && r.direction === 'in' ? `?referral=${id}` : ''}` }, t('study.view')), ' ',
     about[i] ? `${date(about[i].studyDate)} ${(about[i].modalities || []).join(',')} ${about[i].studyDescription || ''}` : h('span', { class: 'muted' }, uid))))
     : h('p', { class: 'muted' }, t('ref.nostudies'));
   // The patient's other studies the reader may see, with a warning for a recent exam like an attached one.
@@ -267,6 +280,8 @@ export async function referralPage(ui, id) {
         href: `/api/referrals/${id}/letter.pdf?version=${k + 1}`, target: '_blank', rel: 'noopener' }, t('ref.version', { n: k + 1 })), ' '])) : '',
       r.letter.attachmentKey ? h('p', {}, h('a', { class: 'button', id: 'printed-letter', href: `/api/referrals/${id}/attachment`, target: '_blank', rel: 'noopener' }, t('ref.printed.open'))) : '',
       letterView(h, r.letter, sections.concat(['followUp']), 'referral-letter')),
+    r.reply && r.reply.keyImages && r.reply.keyImages.length ? h('div', { class: 'card', id: 'report-key-images' }, h('h2', {}, t('ref.keyimages')),
+      r.reply.keyImages.map(keyThumb(h))) : '',
     r.reply ? h('div', { class: 'card' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')),
       h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-reply', href: `/api/referrals/${id}/letter.pdf?reply=1`, target: '_blank', rel: 'noopener' }, t('ref.print'))),
       letterView(h, r.reply, ['diagnosis', 'findings', 'impression', 'course', 'testResults', 'followUp', 'remarks'], 'referral-reply')) : '',

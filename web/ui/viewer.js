@@ -313,6 +313,7 @@ export async function viewer(root, study, h, message, opts = {}) {
 
   function draw() {
     const s = state.slices[state.index];
+    if (s && s.key !== state.shownKey) { state.shownKey = s.key; canvas.dispatchEvent(new Event('renkei-slice')); }
     const px = s && state.cache.get(s.key);
     const lut = s && voiLUT(s.md);
     const w = canvas.clientWidth; const hgt = canvas.clientHeight;
@@ -480,6 +481,26 @@ export async function viewer(root, study, h, message, opts = {}) {
     h('button', { class: 'secondary', id: 'reset' + sfx, onclick: () => {
       Object.assign(state, { zoom: 1, panX: 0, panY: 0, invert: false, rotate: 0, flipH: false, flipV: false }); draw();
     } }, t('viewer.reset')));
+
+  // Key images: when the viewer is opened for a reading report (opts.keyImages), a button marks the image on screen
+  // as one the report points to, or unmarks it.
+  if (opts.keyImages) {
+    const kb = h('button', { class: 'secondary', id: 'key-image' + sfx });
+    const label = () => {
+      const s = state.slices[state.index];
+      const on = s && opts.keyImages.has({ study, series: s.series, instance: s.uid, frame: s.frame });
+      kb.textContent = `${on ? '★' : '☆'} ${t('viewer.key')} (${opts.keyImages.count()})`;
+      kb.setAttribute('aria-pressed', on ? 'true' : 'false');
+    };
+    kb.addEventListener('click', () => {
+      const s = state.slices[state.index];
+      if (s) opts.keyImages.toggle({ study, series: s.series, instance: s.uid, frame: s.frame });
+      label();
+    });
+    canvas.addEventListener('renkei-slice', label);
+    tools.append(kb);
+    label();
+  }
 
   // On a touch screen (a coarse pointer) the tool buttons are a finger's size: 44 px (WCAG 2.5.5). Set here rather
   // than in app.css, next to the buttons it sizes (CSSOM is allowed under the page's style-src 'self').
