@@ -15,6 +15,7 @@ import (
 
 	"renkei"
 	"renkei/archive"
+	"renkei/clinical"
 	"renkei/identity"
 	"renkei/internal/dicomtest"
 	"renkei/sqlstore"
@@ -139,12 +140,7 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 		if _, err := db.Link(ctx, a.PK, b.PK, by.Name, &le); err != nil {
 			return err
 		}
-		e := renkei.EventFor(by, renkei.ActionShare, renkei.OutcomeSuccess)
-		e.DataInstitution, e.Patient, e.Purpose = pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0001"}, string(renkei.PurposeReferral)
-		sh := renkei.Share{FromInstitution: pk["kita-clinic"], Patient: e.Patient, ToInstitution: pk["chuo-hospital"],
-			Purpose: renkei.PurposeReferral, Reason: "紹介: 胸部CT精査のお願い", CreatedByName: "demo-kato@kita-clinic",
-			ExpiresAt: time.Now().AddDate(1, 0, 0)}
-		if err := db.CreateShare(ctx, &sh, &e); err != nil {
+		if err := seedDemoReferrals(ctx, db, pk); err != nil {
 			return err
 		}
 	}
@@ -152,7 +148,7 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "demo region: 北町クリニック (kita-clinic) refers 山田太郎 (D0001; H0001 at the hospital) to みなと中央病院 (chuo-hospital).\n%s", b)
+	fmt.Fprintf(out, "demo region: 北町クリニック (kita-clinic) refers 山田太郎 (D0001; H0001 at the hospital) to みなと中央病院 (chuo-hospital) and asks its radiologist to read 髙橋花子's CT.\n%s", b)
 	return nil
 }
 
@@ -178,6 +174,7 @@ func seedDemoStudies(ctx context.Context, arch *archive.Service, data string, pk
 		{"D0002", "Takahashi^Hanako=髙橋^花子=タカハシ^ハナコ", "kita-clinic", "19520807", "F"},
 		{"D0003", "Buc^Jerome", "chuo-hospital", "19700101", "M"},
 		{"H0001", "Yamada^Taro=山田^太郎=やまだ^たろう", "chuo-hospital", "19450312", "M"},
+		{"D0004", "Suzuki^Ichiro=鈴木^一郎=スズキ^イチロウ", "kita-clinic", "19600415", "M"}, // never shared
 	}
 	for i, p := range patients {
 		ctx := renkei.WithPrincipal(ctx, &renkei.Principal{Kind: renkei.AEPrincipal, Name: "DEMO", Institution: pk[p.institution], Write: true})
@@ -215,4 +212,66 @@ func demoIssuer(id string) string {
 		}
 	}
 	return ""
+}
+
+// seedDemoReferrals gives the demo region its daily work: 山田太郎's record at the clinic (two allergies, two
+// medications, a diagnosis), a referral with his CT sent to the hospital and waiting there, and a reading request for
+// 髙橋花子's CT in the radiologist's worklist.
+func seedDemoReferrals(ctx context.Context, db *sqlstore.DB, pk map[string]int64) error {
+	as := func(login string) (context.Context, error) {
+		u, _, err := db.UserByLogin(ctx, login)
+		if err != nil {
+			return nil, err
+		}
+		return renkei.WithPrincipal(ctx, &renkei.Principal{Kind: renkei.UserPrincipal, ID: u.PK, Name: u.Login, Institution: u.Institution.PK,
+			Role: u.Role, Write: true, Issuer: u.Institution.Issuer, Session: "demo"}), nil
+	}
+	kato, err := as(identity.DemoPrefix + "kato@kita-clinic")
+	if err != nil {
+		return err
+	}
+	e := renkei.EventFor(renkei.PrincipalFrom(kato), renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient, e.Detail = pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0002"}, "recorded consent (demo)"
+	if err := db.AddConsent(ctx, &renkei.Consent{Institution: pk["kita-clinic"], Patient: e.Patient, Scope: renkei.ConsentScopeRegion,
+		GivenAt: time.Now(), Method: "electronic", Note: "demo", RecordedBy: "demo set-up"}, &e); err != nil {
+		return err
+	}
+	cs := clinical.New(db)
+	yamada, err := db.LocalPatient(ctx, pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0001"})
+	if err != nil {
+		return err
+	}
+	rec := renkei.Record{
+		Allergies: []renkei.Allergy{{Category: renkei.AllergyDrug, Substance: "ペニシリン系抗菌薬", Reaction: "蕁麻疹", Severity: "moderate"},
+			{Category: renkei.AllergyFood, Substance: "そば", Reaction: "アナフィラキシー", Severity: "severe"}},
+		Medications: []renkei.Medication{{Drug: "アムロジピン錠5mg", Dose: "1錠", Route: "内服", Frequency: "1日1回朝食後"},
+			{Drug: "メトホルミン塩酸塩錠250mg", Dose: "2錠", Route: "内服", Frequency: "1日2回朝夕食後"}},
+		Conditions: []renkei.Condition{{Name: "高血圧症"}, {Name: "2型糖尿病"}},
+	}
+	if err := cs.AddFacts(kato, yamada.PK, &rec); err != nil {
+		return err
+	}
+	ref, err := cs.Create(kato, clinical.NewReferral{Patient: yamada.Key, ToInstitution: pk["chuo-hospital"], ToDepartment: "呼吸器内科",
+		Studies: []string{dicomtest.UID("demo-study-0")}, Letter: renkei.Letter{Purpose: "胸部CTで右上葉に結節を認めました。精査加療をお願いいたします。",
+			Diagnosis: "右肺上葉結節(肺癌の疑い)", ChiefComplaint: "2か月続く咳嗽", History: "高血圧症、2型糖尿病。喫煙 40本×30年(10年前に禁煙)",
+			Course: "健診の胸部X線で異常を指摘され、当院でCTを施行しました。", Medications: "アムロジピン錠5mg 1錠 1日1回朝食後\nメトホルミン塩酸塩錠250mg 2錠 1日2回朝夕食後",
+			Allergies: "ペニシリン系抗菌薬(蕁麻疹)、そば(アナフィラキシー)", Author: "加藤 正", Department: "内科"}})
+	if err != nil {
+		return err
+	}
+	if _, err := cs.Act(kato, ref.ID, clinical.Step{Action: "send"}); err != nil {
+		return err
+	}
+	takahashi, err := db.LocalPatient(ctx, pk["kita-clinic"], renkei.PatientKey{Issuer: "KITA", ID: "D0002"})
+	if err != nil {
+		return err
+	}
+	read, err := cs.Create(kato, clinical.NewReferral{Kind: renkei.KindReading, Priority: "urgent", Patient: takahashi.Key,
+		ToInstitution: pk["chuo-hospital"], Studies: []string{dicomtest.UID("demo-study-1")},
+		Letter: renkei.Letter{Purpose: "胸部CTの読影をお願いします。", ChiefComplaint: "労作時の息切れ", Author: "加藤 正"}})
+	if err != nil {
+		return err
+	}
+	_, err = cs.Act(kato, read.ID, clinical.Step{Action: "send"})
+	return err
 }

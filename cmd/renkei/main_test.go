@@ -86,12 +86,18 @@ func TestServeDemo(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		want int
-	}{{"山田*", 2}, {"髙橋*", 0}, {"Buc*", 1}} {
+	}{{"山田*", 2}, {"髙橋*", 1}, {"鈴木*", 0}, {"Buc*", 1}} {
 		var studies []map[string]any
 		c.getJSON(t, "/dicomweb/studies?PatientName="+tc.name, &studies)
 		if len(studies) != tc.want {
 			t.Errorf("the hospital's physician finds %d studies for %s, want %d", len(studies), tc.name, tc.want)
 		}
+	}
+	// The hospital's board holds the clinic's referral and reading request, waiting for it.
+	var board []map[string]any
+	c.getJSON(t, "/api/referrals?direction=in", &board)
+	if len(board) != 2 {
+		t.Errorf("the hospital's referrals board lists %d referrals, want 2", len(board))
 	}
 	acc = accounts["demo-yamada"]
 	patient := login(t, base, "demo-yamada", acc[0], acc[1])
