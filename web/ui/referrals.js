@@ -318,11 +318,23 @@ export async function recordPanel(ui, institution, issuer, patientId, own) {
   const addMed = h('form', { class: 'inline', id: 'medication-form' },
     ui.input('med-drug', { placeholder: t('record.drug'), 'aria-label': t('record.drug'), required: true }),
     ui.input('med-dose', { placeholder: t('record.dose'), 'aria-label': t('record.dose') }),
+    ui.input('med-route', { placeholder: t('record.route'), 'aria-label': t('record.route') }),
     ui.input('med-frequency', { placeholder: t('record.frequency'), 'aria-label': t('record.frequency') }),
+    ui.input('med-start', { type: 'date', 'aria-label': t('record.start'), title: t('record.start') }),
     h('button', { type: 'submit' }, t('record.add')));
   addMed.addEventListener('submit', (ev) => { ev.preventDefault(); busy(addMed, async () => {
     await api('POST', `/api/patients/record?${q}`, { medications: [{ drug: addMed.querySelector('#med-drug').value.trim(),
-      dose: addMed.querySelector('#med-dose').value.trim(), frequency: addMed.querySelector('#med-frequency').value.trim() }] });
+      dose: addMed.querySelector('#med-dose').value.trim(), route: addMed.querySelector('#med-route').value.trim(),
+      frequency: addMed.querySelector('#med-frequency').value.trim(), start: addMed.querySelector('#med-start').value }] });
+    ui.render();
+  }); });
+  const addCond = h('form', { class: 'inline', id: 'condition-form' },
+    ui.input('cond-name', { placeholder: t('record.condition'), 'aria-label': t('record.condition'), required: true }),
+    h('label', { class: 'inline' }, h('input', { type: 'checkbox', id: 'cond-suspected' }), ' ', t('record.suspected')),
+    h('button', { type: 'submit' }, t('record.add')));
+  addCond.addEventListener('submit', (ev) => { ev.preventDefault(); busy(addCond, async () => {
+    await api('POST', `/api/patients/record?${q}`, { conditions: [{ name: addCond.querySelector('#cond-name').value.trim(),
+      suspected: addCond.querySelector('#cond-suspected').checked }] });
     ui.render();
   }); });
   const addDoc = h('form', { class: 'inline', id: 'document-form' },
@@ -356,9 +368,11 @@ export async function recordPanel(ui, institution, issuer, patientId, own) {
     h('h3', {}, t('record.allergies')), list(rec.allergies, 'allergies', (a) => [h('strong', { class: a.severity === 'severe' ? 'danger-text' : '' }, a.substance),
       ` ${t('allergy.' + a.category)}`, a.reaction ? ` ・ ${a.reaction}` : '', a.severity ? ` ・ ${t('severity.' + a.severity)}` : '']),
     mayWrite ? addAllergy : '',
-    h('h3', {}, t('record.medications')), list(rec.medications, 'medications', (m) => [h('strong', {}, m.drug), ' ', [m.dose, m.route, m.frequency].filter(Boolean).join(' ')]),
+    h('h3', {}, t('record.medications')), list(rec.medications, 'medications', (m) => [h('strong', {}, m.drug), ' ', [m.dose, m.route, m.frequency].filter(Boolean).join(' '),
+      m.start ? ` ・ ${t('record.start')} ${date(m.start)}` : '', m.prescribedBy ? ` ・ ${t('record.prescriber')} ${m.prescribedBy}` : '']),
     mayWrite ? addMed : '',
     h('h3', {}, t('record.conditions')), list(rec.conditions, 'conditions', (c) => [h('strong', {}, c.name), c.suspected ? ` (${t('record.suspected')})` : '']),
+    mayWrite ? addCond : '',
     h('h3', {}, t('record.documents')), list(rec.documents, 'documents', (d) => [h('a', { href: `/api/documents/${d.id}`, target: '_blank', rel: 'noopener' }, d.title),
       ` ${t('doc.' + d.kind)}`, d.date ? ` ・ ${d.date}` : '']),
     mayWrite ? addDoc : '');
