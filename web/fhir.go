@@ -200,12 +200,8 @@ func (s *Server) importRecord(w http.ResponseWriter, r *http.Request) {
 
 // letterFHIR answers a referral's letter as an HS038-shaped FHIR Document Bundle (JP-CLINS 診療情報提供書).
 func (s *Server) letterFHIR(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Get(r.Context(), id)

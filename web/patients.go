@@ -238,15 +238,20 @@ func (s *Server) consentDocument(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	b, err := s.Blobs.Open(r.Context(), c.DocumentKey)
+	s.serveBlob(w, r, c.DocumentKey, c.DocumentType, "attachment")
+}
+
+// serveBlob answers a stored document's bytes (a scanned form, a letter, a report), never cached by the browser.
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, key, contentType, disposition string) {
+	b, err := s.Blobs.Open(r.Context(), key)
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
 	defer b.Close()
-	w.Header().Set("Content-Type", c.DocumentType)
-	w.Header().Set("Content-Disposition", "attachment")
-	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Disposition", disposition)
+	w.Header().Set("Cache-Control", "private, no-store")
 	io.Copy(w, b)
 }
 

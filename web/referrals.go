@@ -179,6 +179,19 @@ func (s *Server) createReferral(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
 }
 
+// clinicalID checks that the clinical service is there and reads the {id} of the path; false means answered.
+func (s *Server) clinicalID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	if !s.clinicalReady(w, r) {
+		return 0, false
+	}
+	id, err := pathID(r)
+	if err != nil {
+		s.problem(w, r, err)
+		return 0, false
+	}
+	return id, true
+}
+
 func pathID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
@@ -188,12 +201,8 @@ func pathID(r *http.Request) (int64, error) {
 }
 
 func (s *Server) saveDraft(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	var req referralRequest
@@ -215,12 +224,8 @@ func (s *Server) saveDraft(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getReferral(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Get(r.Context(), id)
@@ -263,12 +268,8 @@ func (s *Server) listReferrals(w http.ResponseWriter, r *http.Request) {
 
 // actOnReferral takes a step: POST /api/referrals/{id}/{action} with {appointment}, {reason} or {reply}.
 func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	var req struct {
@@ -299,12 +300,8 @@ func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) correctReferral(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	var l renkei.Letter
@@ -321,12 +318,8 @@ func (s *Server) correctReferral(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) referralVersions(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	list, err := s.Clinical.Versions(r.Context(), id, r.URL.Query().Get("reply") == "1")
@@ -341,12 +334,8 @@ func (s *Server) referralVersions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) reverseReferral(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	var req referralRequest
@@ -502,12 +491,8 @@ func (s *Server) addDocument(w http.ResponseWriter, r *http.Request) {
 
 // document answers a document's bytes to a caller who may read it.
 func (s *Server) document(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	d, err := s.Clinical.Document(r.Context(), id)
@@ -515,25 +500,12 @@ func (s *Server) document(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	rc, err := s.Blobs.Open(r.Context(), d.BlobKey)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	defer rc.Close()
-	w.Header().Set("Content-Type", d.ContentType)
-	w.Header().Set("Cache-Control", "private, no-store")
-	w.Header().Set("Content-Disposition", "inline")
-	io.Copy(w, rc)
+	s.serveBlob(w, r, d.BlobKey, d.ContentType, "inline")
 }
 
 func (s *Server) withdrawFact(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	if err := s.Clinical.WithdrawFact(r.Context(), id); err != nil {
@@ -591,12 +563,8 @@ func (s *Server) UseClinical(c *clinical.Service) {
 // 診療情報提供書 layout; ?version=N prints an earlier version. The letter prints what was sent: the record's
 // allergies and medications are added only where the letter left those sections empty.
 func (s *Server) referralPDF(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Get(r.Context(), id)
@@ -679,12 +647,8 @@ const SimilarDays = 90
 // relatedStudies lists the studies of a referral's patient (every linked local patient) that the caller may see,
 // newest first, marking the attached ones and the recent exams similar to them.
 func (s *Server) relatedStudies(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Get(r.Context(), id)
@@ -822,12 +786,8 @@ func readDocument(r *http.Request) ([]byte, string, error) {
 
 // attachLetter stores the printed letter (PDF or scan) of a draft.
 func (s *Server) attachLetter(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	body, ct, err := readDocument(r)
@@ -850,12 +810,8 @@ func (s *Server) attachLetter(w http.ResponseWriter, r *http.Request) {
 
 // letterAttachment answers the printed letter of a referral to either side.
 func (s *Server) letterAttachment(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		s.problem(w, r, err)
+	id, ok := s.clinicalID(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Get(r.Context(), id)
@@ -867,16 +823,7 @@ func (s *Server) letterAttachment(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, renkei.Errorf("web.attachment", renkei.NotFound, "this referral has no attached letter"))
 		return
 	}
-	rc, err := s.Blobs.Open(r.Context(), ref.Letter.AttachmentKey)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	defer rc.Close()
-	w.Header().Set("Content-Type", ref.Letter.AttachmentType)
-	w.Header().Set("Cache-Control", "private, no-store")
-	w.Header().Set("Content-Disposition", "inline")
-	io.Copy(w, rc)
+	s.serveBlob(w, r, ref.Letter.AttachmentKey, ref.Letter.AttachmentType, "inline")
 }
 
 // reportToStudies files a signed reading report as an Encapsulated PDF in each study it reports on, so that the
