@@ -92,17 +92,8 @@ func (s *Server) samePatient(r *http.Request, p *fhir.Patient, lp renkei.LocalPa
 // exportRecord answers what the caller may see of a patient's record as a FHIR Bundle (collection), documents
 // inline.
 func (s *Server) exportRecord(w http.ResponseWriter, r *http.Request) {
-	if !s.clinicalReady(w, r) {
-		return
-	}
-	lp, err := s.recordPatient(r)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	rec, err := s.Clinical.Record(r.Context(), lp.PK)
-	if err != nil {
-		s.problem(w, r, err)
+	lp, rec, ok := s.readRecord(w, r)
+	if !ok {
 		return
 	}
 	insts := map[int64]renkei.Institution{}

@@ -149,6 +149,21 @@ func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.New
 	return n, nil
 }
 
+// readReferral reads a referral form (JSON) into what the clinical service takes; false means answered.
+func (s *Server) readReferral(w http.ResponseWriter, r *http.Request) (clinical.NewReferral, bool) {
+	var req referralRequest
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return clinical.NewReferral{}, false
+	}
+	n, err := s.newReferral(r, req)
+	if err != nil {
+		s.problem(w, r, err)
+		return n, false
+	}
+	return n, true
+}
+
 func (s *Server) clinicalReady(w http.ResponseWriter, r *http.Request) bool {
 	if s.Clinical == nil {
 		s.problem(w, r, renkei.Errorf("web", renkei.Unavailable, "the clinical record is not available on this server"))
@@ -161,14 +176,8 @@ func (s *Server) createReferral(w http.ResponseWriter, r *http.Request) {
 	if !s.clinicalReady(w, r) {
 		return
 	}
-	var req referralRequest
-	if err := readJSON(r, &req); err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	n, err := s.newReferral(r, req)
-	if err != nil {
-		s.problem(w, r, err)
+	n, ok := s.readReferral(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Create(r.Context(), n)
@@ -205,14 +214,8 @@ func (s *Server) saveDraft(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req referralRequest
-	if err := readJSON(r, &req); err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	n, err := s.newReferral(r, req)
-	if err != nil {
-		s.problem(w, r, err)
+	n, ok := s.readReferral(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.SaveDraft(r.Context(), id, n)
@@ -338,14 +341,8 @@ func (s *Server) reverseReferral(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req referralRequest
-	if err := readJSON(r, &req); err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	n, err := s.newReferral(r, req)
-	if err != nil {
-		s.problem(w, r, err)
+	n, ok := s.readReferral(w, r)
+	if !ok {
 		return
 	}
 	ref, err := s.Clinical.Reverse(r.Context(), id, n)
@@ -400,18 +397,27 @@ func toRecordJSON(rec renkei.Record) recordJSON {
 	return out
 }
 
-func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+// readRecord answers what the caller may see of the record of the patient the query names; false means answered.
+func (s *Server) readRecord(w http.ResponseWriter, r *http.Request) (renkei.LocalPatient, renkei.Record, bool) {
 	if !s.clinicalReady(w, r) {
-		return
+		return renkei.LocalPatient{}, renkei.Record{}, false
 	}
 	lp, err := s.recordPatient(r)
 	if err != nil {
 		s.problem(w, r, err)
-		return
+		return lp, renkei.Record{}, false
 	}
 	rec, err := s.Clinical.Record(r.Context(), lp.PK)
 	if err != nil {
 		s.problem(w, r, err)
+		return lp, rec, false
+	}
+	return lp, rec, true
+}
+
+func (s *Server) getRecord(w http.ResponseWriter, r *http.Request) {
+	_, rec, ok := s.readRecord(w, r)
+	if !ok {
 		return
 	}
 	writeJSON(w, http.StatusOK, toRecordJSON(rec))
