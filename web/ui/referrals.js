@@ -108,7 +108,7 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
       ` ${d.title} (${t('doc.' + d.kind)}) ${d.institutionName}`))) : null;
   const form = h('form', { class: 'card', id: 'referral-form' },
     h('h1', {}, parent ? t('ref.reverse.title') : existing ? t('ref.edit.title') : t('ref.new.title')),
-    h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName) || ''), ` ID ${patientId}`),
+    h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName || (studies[0] && studies[0].patientName)) || ''), ` ID ${patientId}`),
     h('div', { class: 'grid2' },
       h('div', {}, ...ui.field(t('ref.kind'), kind)), h('div', {}, ...ui.field(t('ref.to'), to)),
       h('div', {}, ...ui.field(t('ref.department'), ui.input('ref-department', { value: existing ? existing.toDepartment || '' : '' }))),
@@ -121,8 +121,11 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
       existing && existing.letter.attachmentKey ? h('p', { class: 'muted' }, t('ref.printed.has')) : ''),
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'ref-pull', onclick: () => busy(form, async () => {
       const rec = await api('GET', `/api/patients/record?${q}`);
-      form.querySelector('#ref-allergies').value = rec.allergies.length ? allergyText(rec.allergies) : t('letter.none');
-      form.querySelector('#ref-medications').value = medicationText(rec.medications);
+      // An empty record is not "no allergies": nothing is written then, and the doctor is told so.
+      if (rec.allergies.length) form.querySelector('#ref-allergies').value = allergyText(rec.allergies);
+      if (rec.medications.length) form.querySelector('#ref-medications').value = medicationText(rec.medications);
+      const missing = [!rec.allergies.length && t('record.allergies'), !rec.medications.length && t('record.medications')].filter(Boolean);
+      ui.message(missing.length ? t('ref.pull.none', { what: missing.join('・') }) : t('ref.pull.done'), 'info');
     }) }, t('ref.pull'))),
     ...letterFields(h, parent ? ['purpose', 'diagnosis', 'course', 'testResults', 'medications', 'allergies', 'followUp', 'remarks'] : sections, letter, 'ref'),
     h('div', { class: 'actions' },
