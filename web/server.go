@@ -60,6 +60,7 @@ var Public = []string{
 	"GET /healthz",
 	"GET /{$}",
 	"GET /ui/{file...}",
+	"GET /IHEInvokeImageDisplay",
 	"POST /api/login",
 	"POST /api/invitations/accept",
 }
@@ -130,6 +131,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handle("GET /{$}", s.app)
 	s.handle("GET /ui/{file...}", s.assets)
+	s.handle("GET /IHEInvokeImageDisplay", s.invokeImageDisplay)
 	s.handle("GET /api/studies", s.listStudies)
 	s.handle("POST /api/upload", s.upload)
 	s.handle("POST /api/dicomdir", s.dicomdir)

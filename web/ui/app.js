@@ -159,7 +159,10 @@ async function next(st) {
       me = await api('GET', '/api/me');
       csrf = me.csrfToken;
       if (me.user.lang) setLang(me.user.lang);
-      route(me.user.role === 'patient' ? '#/my/studies' : '#/studies');
+      // Back to the page that was asked for before the login (a bookmark, an EMR's IHE IID link), if any.
+      const after = sessionStorage.getItem('renkei.after');
+      sessionStorage.removeItem('renkei.after');
+      route(after || (me.user.role === 'patient' ? '#/my/studies' : '#/studies'));
   }
 }
 
@@ -556,6 +559,7 @@ async function render() {
       } catch (e) { me = null; }
     }
     if (!me || me.next !== 'done') {
+      if (location.hash && !location.hash.startsWith('#/login')) sessionStorage.setItem('renkei.after', location.hash);
       if (me && me.next === 'second-factor') return secondFactorPage(me.factors || []);
       if (me && me.next === 'enrol-second-factor') return enrolPage();
       if (me && me.next === 'change-password') return passwordPage();
