@@ -78,6 +78,27 @@ func globPattern(v string) string {
 	return b.String()
 }
 
+// globCond matches expr against a GLOB pattern, avoiding GLOB where it can: a GLOB whose right side is a bound
+// parameter makes SQLite prepare the statement again whenever the value changes (to try its LIKE optimisation), and
+// modernc's parser costs more than the query itself. A literal prefix becomes an index range.
+func globCond(expr, pattern string) (string, []any) {
+	cut := strings.IndexAny(pattern, "*?[")
+	if cut < 0 {
+		return expr + " = ?", []any{pattern}
+	}
+	prefix := pattern[:cut]
+	if prefix == "" {
+		return expr + " GLOB ?", []any{pattern}
+	}
+	// Every text starting with prefix sorts from prefix up to prefix followed by the last code point. "prefix*" (a
+	// name's beginning, the common search) is that range alone; anything else adds the GLOB.
+	rng := expr + " >= ? AND " + expr + " < ?"
+	if cut == len(pattern)-1 && pattern[cut] == '*' {
+		return rng, []any{prefix, prefix + "\U0010FFFF"}
+	}
+	return rng + " AND " + expr + " GLOB ?", []any{prefix, prefix + "\U0010FFFF", pattern}
+}
+
 func where(q *renkei.Query) (string, []any, error) {
 	var conds []string
 	var args []any
@@ -88,36 +109,44 @@ func where(q *renkei.Query) (string, []any, error) {
 		}
 		switch c.kind {
 		case colPN:
-			var cond string
-			switch m.Kind {
-			case renkei.MatchWildcard:
-				cond, args = "GLOB ?", append(args, globPattern(m.Value))
+			// The pattern a name key is compared with: exact, a DICOM wildcard, or (fuzzy) a prefix.
+			var pattern string
+			exact := false
+			switch {
+			case m.Kind == renkei.MatchWildcard:
+				pattern = globPattern(m.Value)
+			case q.FuzzyMatching:
+				pattern = globPattern(m.Value) + "*"
 			default:
-				cond, args = "= ?", append(args, m.Value)
-			}
-			if q.FuzzyMatching && m.Kind != renkei.MatchWildcard {
-				cond, args[len(args)-1] = "GLOB ?", globPattern(m.Value)+"*"
+				exact = true
 			}
 			if m.Keyword == "PatientName" {
+				var cond string
+				var cargs []any
+				if exact {
+					cond, cargs = "key = ?", []any{m.Value}
+				} else {
+					cond, cargs = globCond("key", pattern)
+				}
 				if !q.FuzzyMatching {
 					// The \x01 keys (one component alone) are for fuzzy matching only: without it, "?Tarou" must not
 					// match the given name of Yamada^Tarou.
 					cond += " AND substr(key, 1, 1) <> char(1)"
-				}
-				conds = append(conds, "p.pk IN (SELECT patient_pk FROM patient_names WHERE key "+cond+")")
-				if q.FuzzyMatching {
+				} else {
 					// PS3.18 8.3.4.1: fuzzy matching lets a name match on the start of any component too.
-					conds[len(conds)-1] = "p.pk IN (SELECT patient_pk FROM patient_names WHERE key " + cond + " OR key GLOB ?)"
-					args = append(args, "\x01"+globPattern(m.Value)+"*")
+					fc, fargs := globCond("key", "\x01"+globPattern(m.Value)+"*")
+					cond = "(" + cond + ") OR (" + fc + ")"
+					cargs = append(cargs, fargs...)
 				}
+				conds, args = append(conds, "p.pk IN (SELECT patient_pk FROM patient_names WHERE "+cond+")"), append(args, cargs...)
 			} else {
 				// Other names keep all their keys in one column, each between \x1f delimiters (see archive.NameKeyList).
 				pat := "*\x1f" + globPattern(m.Value) + "\x1f*"
 				if m.Kind != renkei.MatchWildcard && !q.FuzzyMatching {
 					pat = "*\x1f" + strings.NewReplacer("*", "[*]", "?", "[?]").Replace(globPattern(m.Value)) + "\x1f*"
 				}
-				args[len(args)-1] = pat
 				cond := c.expr + " GLOB ?"
+				args = append(args, pat)
 				if q.FuzzyMatching {
 					cond = "(" + cond + " OR " + c.expr + " GLOB ?)"
 					args = append(args, "*\x1f\x01"+globPattern(m.Value)+"*")
@@ -145,7 +174,8 @@ func where(q *renkei.Query) (string, []any, error) {
 					args = append(args, v)
 				}
 			case renkei.MatchWildcard:
-				conds, args = append(conds, c.expr+" GLOB ?"), append(args, globPattern(m.Value))
+				cond, cargs := globCond(c.expr, globPattern(m.Value))
+				conds, args = append(conds, cond), append(args, cargs...)
 			case renkei.MatchRange:
 				if m.Lo != "" {
 					conds, args = append(conds, c.expr+" >= ?"), append(args, m.Lo)
@@ -179,8 +209,24 @@ func deletedCond(alias string, q *renkei.Query) (string, []any) {
 		c += " AND s.institution_pk = ?"
 		args = append(args, q.Owner)
 	}
-	sc, scArgs := scopeCond(q.Scope)
+	sc, scArgs := scopeCond(q.Scope, selective(q))
 	return c + sc, append(args, scArgs...)
+}
+
+// selective reports whether a query narrows the studies to a few before the scope is checked (a name, an ID, a
+// UID, one patient): then the shares are looked up for each candidate; a browse of everything (a list by date)
+// collects the caller's shares once instead.
+func selective(q *renkei.Query) bool {
+	if len(q.Patients) > 0 {
+		return true
+	}
+	for _, m := range q.Matches {
+		switch m.Keyword {
+		case "PatientName", "PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "AccessionNumber":
+			return true
+		}
+	}
+	return false
 }
 
 // placeholders returns n comma-separated bind placeholders. Keys are bound, not written into the SQL, so that the
@@ -198,7 +244,7 @@ func appendKeys(args []any, keys []int64) []any {
 
 // scopeCond limits a query to what the scope may see: studies owned by its institutions, granted with their
 // patient or one by one, or granted by the shares in force for a grantee.
-func scopeCond(sc *renkei.Scope) (string, []any) {
+func scopeCond(sc *renkei.Scope, selective bool) (string, []any) {
 	if sc == nil {
 		return "", nil
 	}
@@ -225,8 +271,14 @@ func scopeCond(sc *renkei.Scope) (string, []any) {
 		if g := sc.Grantee; g != nil {
 			// The shares in force for the grantee, evaluated once per query (SQLite materialises IN subqueries).
 			const active = `sh.revoked_at IS NULL AND sh.expires_at > ? AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?))`
-			or = append(or, `+s.patient_pk IN (SELECT sh.patient_pk FROM shares sh WHERE sh.all_studies = 1 AND `+active+`)`,
-				`+s.pk IN (SELECT ss.study_pk FROM shares sh JOIN share_studies ss ON ss.share_pk = sh.pk WHERE sh.all_studies = 0 AND `+active+`)`)
+			if selective {
+				// Few candidates: ask for each whether a share grants it (indexes shares_patient, share_studies_study).
+				or = append(or, `EXISTS (SELECT 1 FROM shares sh WHERE sh.patient_pk = s.patient_pk AND sh.all_studies = 1 AND `+active+`)`,
+					`EXISTS (SELECT 1 FROM share_studies ss JOIN shares sh ON sh.pk = ss.share_pk WHERE ss.study_pk = s.pk AND sh.all_studies = 0 AND `+active+`)`)
+			} else {
+				or = append(or, `+s.patient_pk IN (SELECT sh.patient_pk FROM shares sh WHERE sh.all_studies = 1 AND `+active+`)`,
+					`+s.pk IN (SELECT ss.study_pk FROM shares sh JOIN share_studies ss ON ss.share_pk = sh.pk WHERE sh.all_studies = 0 AND `+active+`)`)
+			}
 			for range 2 {
 				args = append(args, g.At.UnixMilli(), g.Institution, g.User)
 			}
@@ -440,7 +492,7 @@ func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
 		cond += ` AND i.sop_uid = ?`
 		args = append(args, instance)
 	}
-	sc, scArgs := scopeCond(req.Scope)
+	sc, scArgs := scopeCond(req.Scope, true)
 	state := `i.deleted_at IS NULL`
 	if restore {
 		state = `i.deleted_at IS NOT NULL`
