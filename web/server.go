@@ -24,6 +24,7 @@ import (
 	"renkei/blob"
 	"renkei/clinical"
 	"renkei/dicomweb"
+	"renkei/directory"
 	"renkei/identity"
 	"renkei/notify"
 )
@@ -102,6 +103,10 @@ type Server struct {
 	UploadDir string
 	// Clinical is the clinical record and the referrals; nil leaves their routes answering 503.
 	Clinical *clinical.Service
+	// Directory is the region's directory of institutions and their capacity; nil leaves its routes answering 503.
+	Directory *directory.Service
+	// MapTiles is a tile URL template ({z}/{x}/{y}) for the directory's map, where the deployment provides one.
+	MapTiles string
 	// Mailer tells institutions by e-mail that a referral waits for them; nil sends no e-mail.
 	Mailer *notify.Mailer
 	// PublicURL is the address users reach renkei at, for links in e-mails (e.g. https://renkei.example.jp).
@@ -187,6 +192,12 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/referrals/{id}/related", s.relatedStudies)
 	s.handle("PUT /api/referrals/{id}/attachment", s.attachLetter)
 	s.handle("GET /api/referrals/{id}/attachment", s.letterAttachment)
+	s.handle("GET /api/directory", s.searchDirectory)
+	s.handle("GET /api/directory/options", s.directoryOptions)
+	s.handle("GET /api/directory/{id}", s.directoryEntry)
+	s.handle("GET /api/directory/{id}/history", s.capacityHistory)
+	s.handle("PUT /api/directory/{id}/profile", s.saveProfile)
+	s.handle("POST /api/directory/{id}/capacity", s.reportCapacity)
 	s.handle("GET /api/patients/record", s.getRecord)
 	s.handle("GET /api/patients/record/fhir", s.exportRecord)
 	s.handle("POST /api/patients/record/fhir", s.importRecord)

@@ -29,6 +29,7 @@ import (
 	"renkei/blob/disk"
 	"renkei/clinical"
 	"renkei/dicomweb"
+	"renkei/directory"
 	"renkei/identity"
 	"renkei/internal/dicomtest"
 	"renkei/sqlstore"
@@ -125,6 +126,8 @@ func newRegion(t testing.TB) *region {
 	cs := clinical.New(db)
 	cs.Now = clk.Now
 	front.UseClinical(cs)
+	front.Directory = directory.New(db)
+	front.Directory.Now = clk.Now
 	r0 := &region{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Test pages (a browser's side of a ceremony) are served beside the API, from the same origin.

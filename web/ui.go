@@ -4,6 +4,7 @@ import (
 	"embed"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,6 +32,18 @@ func uiFS() http.Handler {
 const contentSecurityPolicy = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; " +
 	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 
+// csp is the policy, with the map tiles' origin allowed as images when the deployment configured tiles.
+func (s *Server) csp() string {
+	if s.MapTiles == "" {
+		return contentSecurityPolicy
+	}
+	u, err := url.Parse(s.MapTiles)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return contentSecurityPolicy
+	}
+	return strings.Replace(contentSecurityPolicy, "img-src 'self' data: blob:", "img-src 'self' data: blob: "+u.Scheme+"://"+u.Host, 1)
+}
+
 func (s *Server) app(w http.ResponseWriter, r *http.Request) {
 	b, err := uiFiles.ReadFile("ui/index.html")
 	if err != nil {
@@ -39,13 +52,13 @@ func (s *Server) app(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("Content-Security-Policy", s.csp())
 	h.Set("Cache-Control", "no-cache")
 	w.Write(b)
 }
 
 func (s *Server) assets(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Security-Policy", contentSecurityPolicy)
+	w.Header().Set("Content-Security-Policy", s.csp())
 	w.Header().Set("Cache-Control", "no-cache")
 	s.ui.ServeHTTP(w, r)
 }

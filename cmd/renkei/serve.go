@@ -22,6 +22,7 @@ import (
 	"renkei/blob/disk"
 	"renkei/clinical"
 	"renkei/dicomweb"
+	"renkei/directory"
 	"renkei/identity"
 	"renkei/notify"
 	"renkei/sqlstore"
@@ -58,6 +59,8 @@ type serveConfig struct {
 	SMTP                 string
 	SMTPFrom             string
 	SMTPUser             string
+	CapacityStale        time.Duration
+	MapTiles             string
 }
 
 func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -77,6 +80,8 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TLSClientCA, "tls-client-ca", "", "PEM CA certificates: DICOM TLS peers must present a client certificate they signed")
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
+	fs.DurationVar(&c.CapacityStale, "capacity-stale", 12*time.Hour, "how old an institution's capacity report (beds, emergencies, on call) may be before the directory shows it as stale")
+	fs.StringVar(&c.MapTiles, "map-tiles", "", "tile URL template for the directory's map, e.g. https://tiles.example.jp/{z}/{x}/{y}.png (none: a list only)")
 	fs.StringVar(&c.SMTP, "smtp", "", "mail server (host:port) for telling institutions that a referral waits for them; the password, if any, comes from RENKEI_SMTP_PASSWORD")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", "renkei <renkei@localhost>", "sender address of renkei's e-mails")
 	fs.StringVar(&c.SMTPUser, "smtp-user", "", "user name at the mail server (PLAIN authentication, over TLS only)")
@@ -170,6 +175,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.Version, front.Blobs, front.BreakGlassPeriod = version, blobs, c.BreakGlass
 	front.UploadDir = filepath.Join(c.Data, "uploads")
 	front.UseClinical(clinical.New(db))
+	front.Directory = directory.New(db)
+	front.Directory.StaleAfter = c.CapacityStale
+	front.MapTiles = c.MapTiles
 	if c.SMTP != "" {
 		front.Mailer = &notify.Mailer{Addr: c.SMTP, From: c.SMTPFrom, User: c.SMTPUser, Password: os.Getenv("RENKEI_SMTP_PASSWORD"), Logger: logger, Retries: 5}
 		if err := front.Mailer.Check(); err != nil {

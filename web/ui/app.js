@@ -4,6 +4,7 @@ import { t, date, personName, getLang, setLang } from './i18n.js';
 import { viewer, compare } from './viewer.js';
 import { uploadPage } from './upload.js';
 import { referralsPage, referralForm, referralPage, recordPanel, correctionForm } from './referrals.js';
+import { directoryPage, institutionPage, patientPicker } from './directory.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -113,7 +114,7 @@ function header() {
   if (me && me.next === 'done') {
     const links = me.user.role === 'patient'
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
-      : [['#/studies', 'nav.studies'], ['#/referrals', 'nav.referrals'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
+      : [['#/studies', 'nav.studies'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
     links.push(['#/help', 'nav.help']);
@@ -533,8 +534,10 @@ function tour() {
 // ---- routing ----
 
 // referralRoute: #/referral/new/{issuer}/{patientId}, #/referral/{id}, #/referral/{id}/edit, …/reverse, …/correct.
-async function referralRoute(parts) {
-  if (parts[1] === 'new') return referralForm(ui, { issuer: parts[2], patientId: parts[3] });
+async function referralRoute(parts, query) {
+  const to = new URLSearchParams(query).get('to') || '';
+  if (parts[1] === 'new' && !parts[2]) return patientPicker(ui, to);
+  if (parts[1] === 'new') return referralForm(ui, { issuer: parts[2], patientId: parts[3], to });
   if (parts[2] === 'edit') return referralForm(ui, { existing: await api('GET', `/api/referrals/${parts[1]}`) });
   if (parts[2] === 'reverse') return referralForm(ui, { parent: await api('GET', `/api/referrals/${parts[1]}`) });
   if (parts[2] === 'correct') return correctionForm(ui, await api('GET', `/api/referrals/${parts[1]}`));
@@ -573,7 +576,8 @@ async function render() {
       case 'upload': return uploadPage(app(), h, () => csrf);
       case 'shares': return await sharesPage();
       case 'referrals': return await referralsPage(ui, query);
-      case 'referral': return await referralRoute(parts);
+      case 'referral': return await referralRoute(parts, query);
+      case 'directory': return parts[1] ? await institutionPage(ui, parts[1]) : await directoryPage(ui, query);
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();

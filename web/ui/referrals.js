@@ -84,7 +84,7 @@ export function medicationText(list) {
 
 // referralForm writes a new referral about one of the caller's patients, edits a draft (existing), or writes a
 // reverse referral (parent).
-export async function referralForm(ui, { issuer, patientId, existing, parent }) {
+export async function referralForm(ui, { issuer, patientId, existing, parent, to: toID }) {
   const { h, api, busy } = ui;
   const insts = await ui.institutionList();
   const src = existing || parent || {};
@@ -95,7 +95,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent }) 
   const letter = existing ? existing.letter : {};
   const to = h('select', { id: 'ref-to', required: true }, h('option', { value: '' }, t('ref.choose')),
     insts.filter((i) => i.id !== ui.me().user.institution && i.kind !== 'region').map((i) => h('option', {
-      value: i.id, selected: (existing && existing.toInstitution === i.id) || (parent && !existing && parent.fromInstitution === i.id) }, instName(insts, i.id))));
+      value: i.id, selected: (existing && existing.toInstitution === i.id) || (parent && !existing && parent.fromInstitution === i.id) || (!!toID && toID === i.id) },
+    instName(insts, i.id))));
   const kind = h('select', { id: 'ref-kind', disabled: !!parent }, ['referral', 'reading'].concat(parent ? ['reverse'] : []).map((k) => h('option', {
     value: k, selected: (parent && k === 'reverse') || (existing && existing.kind === k) }, t('ref.kind.' + k))));
   const studyBoxes = h('fieldset', { id: 'ref-studies' }, h('legend', {}, t('ref.studies')),

@@ -1,0 +1,235 @@
+// The regional directory: who can take this patient now. A search (functions, specialty, equipment, emergencies, free
+// beds, distance), results as a list (and a map where the deployment provides tiles), an institution's page with its
+// capacity history, and, for its own administrator or 地域連携室, the forms that keep it current.
+import { t, getLang } from './i18n.js';
+
+let options = null;
+async function directoryOptions(api) {
+  if (!options) options = await api('GET', '/api/directory/options');
+  return options;
+}
+
+// ago says how long ago a time was, in words.
+function ago(iso) {
+  const m = Math.max(0, Math.round((Date.now() - new Date(iso)) / 60000));
+  if (m < 60) return t('dir.ago.min', { n: m });
+  if (m < 48 * 60) return t('dir.ago.h', { n: Math.round(m / 60) });
+  return t('dir.ago.d', { n: Math.round(m / 1440) });
+}
+
+const name = (inst) => (getLang() === 'en' && inst.nameEn ? inst.nameEn : inst.name);
+
+// capacityView shows an institution's capacity items, each with its age; a stale one is greyed and says so.
+function capacityView(h, items) {
+  if (!items.length) return h('p', { class: 'muted' }, t('dir.nocapacity'));
+  const text = (it) => {
+    if (it.key === 'emergency') {
+      return [t('dir.emergency'), ': ', h('strong', { class: it.emergency === 'no' ? 'danger-text' : '' }, t('dir.em.' + it.emergency)),
+        it.only && it.only.length ? ` (${it.only.join('、')})` : ''];
+    }
+    if (it.key.startsWith('beds:')) return [t('dir.beds', { kind: it.key.slice(5) }), ': ', h('strong', {}, String(it.beds))];
+    if (it.key === 'oncall') return [t('dir.oncall'), ': ', (it.onCall || []).join('、') || t('dir.none')];
+    return [t('dir.note'), ': ', it.note || ''];
+  };
+  return h('ul', { class: 'capacity' }, items.map((it) => h('li', { class: it.stale ? 'stale' : '', 'data-key': it.key, 'data-stale': it.stale ? 'true' : 'false' },
+    text(it), ' ', h('span', { class: 'muted' }, `(${ago(it.updatedAt)})`), it.stale ? h('span', { class: 'badge stale-badge' }, t('dir.stale')) : '')));
+}
+
+// ---- search ----
+
+export async function directoryPage(ui, query) {
+  const { h, api } = ui;
+  const opt = await directoryOptions(api);
+  const q = new URLSearchParams(query);
+  const checked = (k, v) => (q.get(k) || '').split(',').includes(v);
+  const f = h('form', { class: 'card search', id: 'dir-search' },
+    h('fieldset', { class: 'functions' }, h('legend', {}, t('dir.functions')),
+      opt.careFunctions.map((c) => h('label', { class: 'check inline-check' }, h('input', { type: 'checkbox', name: 'function', value: c, checked: checked('function', c) }), ' ', c))),
+    h('div', {}, ...ui.field(t('dir.specialty'), ui.input('dir-specialty', { value: q.get('specialty') || '', placeholder: t('dir.specialty.hint') }))),
+    h('div', {}, ...ui.field(t('dir.equipment'), h('select', { id: 'dir-equipment' }, h('option', { value: '' }, t('search.any')),
+      opt.equipment.map((e) => h('option', { value: e, selected: q.get('equipment') === e }, e))))),
+    h('div', {}, ...ui.field(t('dir.beds.kind'), h('select', { id: 'dir-beds' }, h('option', { value: '' }, t('search.any')),
+      opt.wardKinds.map((k) => h('option', { value: k, selected: q.get('beds') === k }, k))))),
+    h('div', {}, ...ui.field(t('dir.km'), ui.input('dir-km', { type: 'number', min: 0, max: 500, value: q.get('km') || '' }))),
+    h('div', {}, ...ui.field(t('dir.sort'), h('select', { id: 'dir-sort' }, ['distance', 'fresh'].map((s) => h('option', { value: s, selected: q.get('sort') === s }, t('dir.sort.' + s)))))),
+    h('label', { class: 'check' }, h('input', { type: 'checkbox', id: 'dir-emergency', checked: q.get('emergency') === '1' }), ' ', t('dir.emergency.now')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'dir-submit' }, t('search.submit'))));
+  f.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    const fn = [...f.querySelectorAll('input[name="function"]:checked')].map((c) => c.value);
+    if (fn.length) p.set('function', fn.join(','));
+    for (const [k, id] of [['specialty', 'dir-specialty'], ['equipment', 'dir-equipment'], ['beds', 'dir-beds'], ['km', 'dir-km'], ['sort', 'dir-sort']]) {
+      const v = f.querySelector('#' + id).value.trim();
+      if (v) p.set(k, v);
+    }
+    if (f.querySelector('#dir-emergency').checked) p.set('emergency', '1');
+    ui.route('#/directory?' + p.toString());
+  });
+  const list = await api('GET', '/api/directory?' + q.toString());
+  const results = list.length === 0 ? h('p', { id: 'dir-none' }, t('dir.none.found')) : h('ol', { class: 'directory', id: 'dir-results' }, list.map((e) => h('li', { class: 'card', 'data-institution': e.institution.id },
+    h('h2', {}, h('a', { href: `#/directory/${encodeURIComponent(e.institution.id)}` }, name(e.institution)),
+      e.distanceKm !== undefined ? h('span', { class: 'muted distance' }, ` ${e.distanceKm.toFixed(1)} km`) : ''),
+    h('p', {}, (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, c)), ' ',
+      [...e.profile.specialties, ...e.profile.departments].join('、'), e.profile.equipment.length ? h('div', { class: 'muted' }, e.profile.equipment.join('・')) : ''),
+    capacityView(h, e.capacity),
+    h('div', { class: 'actions' },
+      h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(e.institution.id)}`, 'data-refer': e.institution.id }, t('dir.refer')),
+      e.profile.contactPhone ? h('a', { class: 'button secondary', href: `tel:${e.profile.contactPhone}` }, t('dir.call'), ' ', e.profile.contactPhone) : ''))));
+  ui.show(h('h1', {}, t('dir.title')), h('p', { class: 'muted' }, t('dir.intro', { hours: opt.staleHours })), f,
+    opt.mapTiles && list.some((e) => e.profile.latitude || e.profile.longitude) ? tileMap(h, opt.mapTiles, list) : '', results);
+}
+
+// tileMap draws the results on the deployment's map tiles (Web Mercator, {z}/{x}/{y}): no map library, a fixed
+// view that holds every located result, a numbered pin per institution matching the list.
+function tileMap(h, template, list) {
+  const pts = list.filter((e) => e.profile.latitude || e.profile.longitude);
+  const W = 640; const H = 360; const T = 256;
+  const world = (lat, lon, z) => {
+    const s = T * 2 ** z; const r = Math.PI / 180;
+    return [(lon + 180) / 360 * s, (1 - Math.log(Math.tan(lat * r) + 1 / Math.cos(lat * r)) / Math.PI) / 2 * s];
+  };
+  let z = 15;
+  for (; z > 3; z--) {
+    const xs = pts.map((e) => world(e.profile.latitude, e.profile.longitude, z));
+    const w = Math.max(...xs.map((p) => p[0])) - Math.min(...xs.map((p) => p[0]));
+    const hh = Math.max(...xs.map((p) => p[1])) - Math.min(...xs.map((p) => p[1]));
+    if (w < W - 60 && hh < H - 60) break;
+  }
+  const xs = pts.map((e) => world(e.profile.latitude, e.profile.longitude, z));
+  const cx = (Math.max(...xs.map((p) => p[0])) + Math.min(...xs.map((p) => p[0]))) / 2;
+  const cy = (Math.max(...xs.map((p) => p[1])) + Math.min(...xs.map((p) => p[1]))) / 2;
+  const x0 = cx - W / 2; const y0 = cy - H / 2;
+  const box = h('div', { class: 'tile-map', id: 'dir-map', role: 'img', 'aria-label': t('dir.map') });
+  for (let tx = Math.floor(x0 / T); tx * T < x0 + W; tx++) {
+    for (let ty = Math.floor(y0 / T); ty * T < y0 + H; ty++) {
+      const img = h('img', { alt: '', src: template.replace('{z}', z).replace('{x}', tx).replace('{y}', ty) });
+      img.style.left = `${tx * T - x0}px`; img.style.top = `${ty * T - y0}px`;
+      box.append(img);
+    }
+  }
+  pts.forEach((e, i) => {
+    const [px, py] = xs[i];
+    const pin = h('a', { class: 'pin', href: `#/directory/${encodeURIComponent(e.institution.id)}`, title: name(e.institution) }, String(list.indexOf(e) + 1));
+    pin.style.left = `${px - x0}px`; pin.style.top = `${py - y0}px`;
+    box.append(pin);
+  });
+  return box;
+}
+
+// ---- one institution ----
+
+// historyChart draws free beds by ward kind over the last days as a small SVG line chart.
+function historyChart(h, hist) {
+  const series = new Map();
+  for (const it of hist) {
+    if (!it.key.startsWith('beds:')) continue;
+    if (!series.has(it.key)) series.set(it.key, []);
+    series.get(it.key).push([new Date(it.updatedAt).getTime(), it.beds]);
+  }
+  if (!series.size) return h('p', { class: 'muted', id: 'history-none' }, t('dir.history.none'));
+  const all = [...series.values()].flat();
+  const t0 = Math.min(...all.map((p) => p[0])); const t1 = Math.max(...all.map((p) => p[0])) || t0 + 1;
+  const max = Math.max(1, ...all.map((p) => p[1]));
+  const W = 600; const H = 160; const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', `0 0 ${W} ${H + 20}`); svg.setAttribute('class', 'history-chart'); svg.id = 'history-chart';
+  const colors = ['#0b5cad', '#b00020', '#1b6e2e', '#6a3fb5', '#b25e00', '#555'];
+  [...series.entries()].forEach(([key, pts], i) => {
+    const path = document.createElementNS(ns, 'polyline');
+    path.setAttribute('fill', 'none'); path.setAttribute('stroke', colors[i % colors.length]); path.setAttribute('stroke-width', '2');
+    path.setAttribute('points', pts.map(([x, y]) => `${((x - t0) / Math.max(1, t1 - t0) * (W - 20) + 10).toFixed(1)},${(H - y / max * (H - 10)).toFixed(1)}`).join(' '));
+    path.dataset.key = key;
+    const label = document.createElementNS(ns, 'text');
+    label.setAttribute('x', 10 + i * 150); label.setAttribute('y', H + 16); label.setAttribute('fill', colors[i % colors.length]);
+    label.textContent = `${key.slice(5)} (${t('dir.max')} ${Math.max(...pts.map((p) => p[1]))})`;
+    svg.append(path, label);
+  });
+  return svg;
+}
+
+export async function institutionPage(ui, id) {
+  const { h, api, busy } = ui;
+  const [e, hist, opt] = await Promise.all([api('GET', `/api/directory/${encodeURIComponent(id)}`),
+    api('GET', `/api/directory/${encodeURIComponent(id)}/history?days=30`), directoryOptions(api)]);
+  const p = e.profile;
+  const rows = [['dir.address', p.address], ['dir.hours', p.hours], ['dir.phone', p.phone],
+    ['dir.contact', [p.contactName, p.contactPhone, p.contactFax && `FAX ${p.contactFax}`, p.contactEmail].filter(Boolean).join(' ・ ')],
+    ['dir.departments', p.departments.join('、')], ['dir.specialties', p.specialties.join('、')], ['dir.equipment', p.equipment.join('・')],
+    ['dir.accepts', p.accepts.join('・')], ['dir.code', e.institution.code]].filter(([, v]) => v);
+  const parts = [h('h1', {}, name(e.institution), ' ', (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, c))),
+    h('div', { class: 'actions' }, h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(id)}` }, t('dir.refer'))),
+    h('section', { class: 'card' }, h('h2', {}, t('dir.capacity')), capacityView(h, e.capacity)),
+    h('section', { class: 'card' }, h('h2', {}, t('dir.profile')), h('dl', { class: 'profile' }, rows.map(([k, v]) => [h('dt', {}, t(k)), h('dd', {}, v)]))),
+    h('section', { class: 'card' }, h('h2', {}, t('dir.history')), historyChart(h, hist))];
+  if (e.editable) {
+    // Capacity: the quick form the 地域連携室 uses several times a day.
+    const em = e.capacity.find((c) => c.key === 'emergency') || {};
+    const cap = h('form', { class: 'card', id: 'capacity-form' }, h('h2', {}, t('dir.capacity.update')),
+      h('fieldset', {}, h('legend', {}, t('dir.emergency')), ['yes', 'partial', 'no'].map((v) => h('label', { class: 'check inline-check' },
+        h('input', { type: 'radio', name: 'em', value: v, checked: em.emergency === v }), ' ', t('dir.em.' + v)))),
+      ...ui.field(t('dir.only'), ui.input('cap-only', { value: (em.only || []).join('、') })),
+      h('div', { class: 'grid2' }, opt.wardKinds.map((k) => {
+        const cur = e.capacity.find((c) => c.key === 'beds:' + k);
+        return h('div', {}, ...ui.field(t('dir.beds', { kind: k }), ui.input('cap-beds-' + k, { type: 'number', min: 0, value: cur ? cur.beds : '', 'data-kind': k })));
+      })),
+      ...ui.field(t('dir.oncall'), ui.input('cap-oncall', { value: ((e.capacity.find((c) => c.key === 'oncall') || {}).onCall || []).join('、') })),
+      ...ui.field(t('dir.note'), h('textarea', { id: 'cap-note' }, (e.capacity.find((c) => c.key === 'note') || {}).note || '')),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'cap-submit' }, t('dir.capacity.send'))));
+    const words = (v) => v.split(/[、,，\s]+/).map((s) => s.trim()).filter(Boolean);
+    cap.addEventListener('submit', (ev) => { ev.preventDefault(); busy(cap, async () => {
+      const items = [];
+      const sel = cap.querySelector('input[name="em"]:checked');
+      if (sel) items.push({ key: 'emergency', emergency: sel.value, only: sel.value === 'partial' ? words(cap.querySelector('#cap-only').value) : [] });
+      cap.querySelectorAll('input[data-kind]').forEach((i) => { if (i.value !== '') items.push({ key: 'beds:' + i.dataset.kind, beds: +i.value }); });
+      const oc = cap.querySelector('#cap-oncall').value.trim();
+      if (oc) items.push({ key: 'oncall', onCall: words(oc) });
+      const note = cap.querySelector('#cap-note').value.trim();
+      if (note) items.push({ key: 'note', note });
+      await api('POST', `/api/directory/${encodeURIComponent(id)}/capacity`, items);
+      ui.message(t('dir.capacity.done'), 'info');
+      ui.render();
+    }); });
+    // Profile.
+    const pf = h('form', { class: 'card', id: 'profile-form' }, h('h2', {}, t('dir.profile.edit')),
+      h('div', { class: 'grid2' },
+        ...[['address', 'dir.address'], ['hours', 'dir.hours'], ['phone', 'dir.phone'], ['contactName', 'dir.contact.name'], ['contactPhone', 'dir.contact.phone'],
+          ['contactFax', 'dir.contact.fax'], ['contactEmail', 'dir.contact.email'], ['latitude', 'dir.lat'], ['longitude', 'dir.lon']]
+          .map(([k, label]) => h('div', {}, ...ui.field(t(label), ui.input('pf-' + k, { value: p[k] || '' })))),
+        ...[['departments', 'dir.departments'], ['specialties', 'dir.specialties']].map(([k, label]) => h('div', {}, ...ui.field(t(label), ui.input('pf-' + k, { value: p[k].join('、') }))))),
+      h('fieldset', {}, h('legend', {}, t('dir.equipment')), opt.equipment.map((q) => h('label', { class: 'check inline-check' },
+        h('input', { type: 'checkbox', name: 'equipment', value: q, checked: p.equipment.includes(q) }), ' ', q))),
+      h('fieldset', {}, h('legend', {}, t('dir.accepts')), opt.accepts.map((q) => h('label', { class: 'check inline-check' },
+        h('input', { type: 'checkbox', name: 'accepts', value: q, checked: p.accepts.includes(q) }), ' ', q))),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'pf-submit' }, t('dir.profile.save'))));
+    pf.addEventListener('submit', (ev) => { ev.preventDefault(); busy(pf, async () => {
+      const v = (k) => pf.querySelector('#pf-' + k).value.trim();
+      await api('PUT', `/api/directory/${encodeURIComponent(id)}/profile`, { address: v('address'), hours: v('hours'), phone: v('phone'),
+        contactName: v('contactName'), contactPhone: v('contactPhone'), contactFax: v('contactFax'), contactEmail: v('contactEmail'),
+        latitude: +v('latitude') || 0, longitude: +v('longitude') || 0, departments: words(v('departments')), specialties: words(v('specialties')),
+        equipment: [...pf.querySelectorAll('input[name="equipment"]:checked')].map((c) => c.value),
+        accepts: [...pf.querySelectorAll('input[name="accepts"]:checked')].map((c) => c.value) });
+      ui.message(t('dir.profile.done'), 'info');
+      ui.render();
+    }); });
+    parts.splice(2, 0, cap);
+    parts.push(pf);
+  }
+  ui.show(...parts);
+}
+
+// ---- a referral to an institution found here: first choose the patient ----
+
+export async function patientPicker(ui, to) {
+  const { h, api, busy } = ui;
+  const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t('dir.pick.title')), h('p', {}, t('dir.pick.hint')),
+    ...ui.field(t('search.id'), ui.input('pick-id', { required: true, autofocus: true })),
+    h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('dir.pick.next'))));
+  f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+    const id = f.querySelector('#pick-id').value.trim();
+    const list = (await api('GET', `/api/studies?patientId=${encodeURIComponent(id)}&institution=${encodeURIComponent(ui.me().user.institution)}&limit=1`));
+    if (!list.length) throw new Error(t('dir.pick.none'));
+    ui.route(`#/referral/new/${encodeURIComponent(list[0].issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
+  }); });
+  ui.show(f);
+}
