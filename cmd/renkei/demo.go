@@ -16,6 +16,7 @@ import (
 	"renkei"
 	"renkei/archive"
 	"renkei/clinical"
+	"renkei/directory"
 	"renkei/identity"
 	"renkei/internal/dicomtest"
 	"renkei/sqlstore"
@@ -30,6 +31,8 @@ var demoInstitutions = []renkei.Institution{
 	{ID: "kita-clinic", Name: "北町クリニック", NameEn: "Kitamachi Clinic", Kind: renkei.Clinic, Code: "1317654321",
 		CareFunctions: []string{"在宅"}, Issuer: "KITA"},
 	{ID: "sakura-care", Name: "さくら介護ホーム", NameEn: "Sakura Care Home", Kind: renkei.CareHome, CareFunctions: []string{"介護"}, Issuer: "SAKURA"},
+	{ID: "minami-rehab", Name: "南みなとリハビリテーション病院", NameEn: "Minami-Minato Rehabilitation Hospital", Kind: renkei.Hospital,
+		Code: "1312223334", CareFunctions: []string{"回復期", "慢性期"}, Issuer: "MINAMI"},
 }
 
 var demoUsers = []struct {
@@ -141,6 +144,9 @@ func seedDemo(ctx context.Context, db *sqlstore.DB, ids *identity.Service, arch 
 			return err
 		}
 		if err := seedDemoReferrals(ctx, db, pk); err != nil {
+			return err
+		}
+		if err := seedDemoDirectory(ctx, db, pk); err != nil {
 			return err
 		}
 	}
@@ -274,4 +280,39 @@ func seedDemoReferrals(ctx context.Context, db *sqlstore.DB, pk map[string]int64
 	}
 	_, err = cs.Act(kato, read.ID, clinical.Step{Action: "send"})
 	return err
+}
+
+// seedDemoDirectory fills the directory: each demo institution's profile (around Minato, Tokyo) and its capacity now.
+func seedDemoDirectory(ctx context.Context, db *sqlstore.DB, pk map[string]int64) error {
+	ds := directory.New(db)
+	admin := renkei.WithPrincipal(ctx, &renkei.Principal{Kind: renkei.UserPrincipal, Name: "demo set-up", Role: renkei.RegionAdmin})
+	beds := func(n int) *int { return &n }
+	for id, e := range map[string]struct {
+		p   renkei.Profile
+		cap []renkei.CapacityItem
+	}{
+		"chuo-hospital": {renkei.Profile{Departments: []string{"内科", "呼吸器内科", "脳神経外科", "循環器内科", "救急科"}, Specialties: []string{"脳卒中", "心臓血管外科", "肺癌"},
+			Equipment: []string{"CT", "MRI", "血管造影", "ICU", "ヘリポート"}, Address: "東京都港区芝公園1-1", Latitude: 35.6586, Longitude: 139.7454,
+			Hours: "平日 8:30–17:00(救急は24時間)", Phone: "03-0000-1111", ContactName: "地域医療連携室", ContactPhone: "03-0000-1112", ContactFax: "03-0000-1113",
+			Accepts: []string{"紹介", "救急", "読影依頼"}},
+			[]renkei.CapacityItem{{Key: renkei.CapacityEmergency, Emergency: renkei.EmergencyYes}, {Key: renkei.CapacityBedsPrefix + "一般", Beds: beds(6)},
+				{Key: renkei.CapacityBedsPrefix + "ICU", Beds: beds(1)}, {Key: renkei.CapacityOnCall, OnCall: []string{"脳卒中", "循環器内科"}}}},
+		"kita-clinic": {renkei.Profile{Departments: []string{"内科"}, Specialties: []string{"在宅医療"}, Equipment: []string{"内視鏡"}, Address: "東京都港区北町2-3",
+			Latitude: 35.6655, Longitude: 139.7310, Hours: "平日 9:00–18:00", Phone: "03-0000-2222", Accepts: []string{"在宅移行", "紹介"}}, nil},
+		"minami-rehab": {renkei.Profile{Departments: []string{"リハビリテーション科", "整形外科"}, Specialties: []string{"脳卒中リハビリ"}, Equipment: []string{"CT"},
+			Address: "東京都港区南3-4", Latitude: 35.6420, Longitude: 139.7480, Phone: "03-0000-3333", Accepts: []string{"転院", "紹介"}},
+			[]renkei.CapacityItem{{Key: renkei.CapacityEmergency, Emergency: renkei.EmergencyNo}, {Key: renkei.CapacityBedsPrefix + "回復期リハビリテーション", Beds: beds(3)}}},
+		"sakura-care": {renkei.Profile{Address: "東京都港区桜4-5", Latitude: 35.6700, Longitude: 139.7600, Phone: "03-0000-4444", Accepts: []string{"介護施設入所", "レスパイト"}},
+			[]renkei.CapacityItem{{Key: renkei.CapacityBedsPrefix + "介護", Beds: beds(2)}}},
+	} {
+		if err := ds.SaveProfile(admin, pk[id], e.p); err != nil {
+			return fmt.Errorf("%s: %w", id, err)
+		}
+		if len(e.cap) > 0 {
+			if err := ds.ReportCapacity(admin, pk[id], e.cap); err != nil {
+				return fmt.Errorf("%s: %w", id, err)
+			}
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -98,6 +99,12 @@ func TestServeDemo(t *testing.T) {
 	c.getJSON(t, "/api/referrals?direction=in", &board)
 	if len(board) != 2 {
 		t.Errorf("the hospital's referrals board lists %d referrals, want 2", len(board))
+	}
+	// The directory knows where a patient can go on for rehabilitation.
+	var rehab []map[string]any
+	c.getJSON(t, "/api/directory?beds="+url.QueryEscape("回復期リハビリテーション"), &rehab)
+	if len(rehab) != 1 {
+		t.Errorf("the directory finds %d institutions with a free rehabilitation bed, want 1", len(rehab))
 	}
 	acc = accounts["demo-yamada"]
 	patient := login(t, base, "demo-yamada", acc[0], acc[1])

@@ -31,7 +31,9 @@ function capacityView(h, items) {
     if (it.key === 'oncall') return [t('dir.oncall'), ': ', (it.onCall || []).join('、') || t('dir.none')];
     return [t('dir.note'), ': ', it.note || ''];
   };
-  return h('ul', { class: 'capacity' }, items.map((it) => h('li', { class: it.stale ? 'stale' : '', 'data-key': it.key, 'data-stale': it.stale ? 'true' : 'false' },
+  const rank = (k) => (k === 'emergency' ? 0 : k.startsWith('beds:') ? 1 : k === 'oncall' ? 2 : 3);
+  const sorted = items.slice().sort((a, b) => rank(a.key) - rank(b.key) || a.key.localeCompare(b.key));
+  return h('ul', { class: 'capacity' }, sorted.map((it) => h('li', { class: it.stale ? 'stale' : '', 'data-key': it.key, 'data-stale': it.stale ? 'true' : 'false' },
     text(it), ' ', h('span', { class: 'muted' }, `(${ago(it.updatedAt)})`), it.stale ? h('span', { class: 'badge stale-badge' }, t('dir.stale')) : '')));
 }
 
