@@ -108,7 +108,8 @@ func TestDirectoryBrowser(t *testing.T) {
 	}
 	step("01-capacity", r.loginSteps(r.users["admin@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/directory/chuo-hospital"),
 		chromedp.WaitVisible("#capacity-form"), chromedp.Click(`#capacity-form input[name="em"][value="yes"]`),
-		chromedp.SetValue("#cap-beds-ICU", "2"), chromedp.Click("#cap-submit"), chromedp.WaitVisible(`ul.capacity li[data-key="beds:ICU"]`))
+		chromedp.SetValue("#cap-beds-ICU", "2"), chromedp.Click("#cap-submit"), chromedp.WaitVisible(`ul.capacity li[data-key="beds:ICU"]`),
+		chromedp.WaitVisible(`#history-chart polyline[data-key="beds:ICU"]`))
 	step("02-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
 	step("03-search", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/directory"),
 		chromedp.WaitVisible("#dir-search"), chromedp.Click("#dir-emergency"), chromedp.Click("#dir-submit"),
