@@ -237,6 +237,14 @@ func (s *Service) Entry(ctx context.Context, institution int64) (renkei.Director
 	return renkei.DirectoryEntry{}, renkei.Errorf("directory.Entry", renkei.NotFound, "there is no such institution")
 }
 
+// Entries returns the whole directory (for export).
+func (s *Service) Entries(ctx context.Context) ([]renkei.DirectoryEntry, error) {
+	if _, err := principal(ctx, "directory.Entries"); err != nil {
+		return nil, err
+	}
+	return s.load(ctx)
+}
+
 // History returns an institution's capacity reports of the last days.
 func (s *Service) History(ctx context.Context, institution int64, days int) ([]renkei.CapacityItem, error) {
 	if _, err := principal(ctx, "directory.History"); err != nil {

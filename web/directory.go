@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"renkei"
+	"renkei/fhir"
 )
 
 // The regional directory over JSON: search, one entry with its capacity history, and an institution's own edits.
@@ -179,4 +180,25 @@ func (s *Server) directoryOptions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"careFunctions": renkei.CareFunctions, "equipment": renkei.EquipmentKinds,
 		"accepts": renkei.ReferralAcceptances, "wardKinds": renkei.WardKinds, "staleHours": s.Directory.StaleAfter.Hours(),
 		"mapTiles": s.MapTiles})
+}
+
+// directoryFHIR answers the whole directory as FHIR R4 Organization, Location and HealthcareService resources in the
+// shape of IHE mCSD, stale capacity marked stale, for other regional systems.
+func (s *Server) directoryFHIR(w http.ResponseWriter, r *http.Request) {
+	if !s.directoryReady(w, r) {
+		return
+	}
+	entries, err := s.Directory.Entries(r.Context())
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	b, err := fhir.DirectoryBundle(entries, s.Now(), s.Directory.StaleAfter)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", fhirJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
 }

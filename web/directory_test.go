@@ -84,6 +84,24 @@ func TestDirectory(t *testing.T) {
 	if len(e.Capacity) != 2 || !e.Capacity[0].Stale || !e.Capacity[1].Stale {
 		t.Errorf("the stale report is not marked stale: %+v", e.Capacity)
 	}
+	// The directory as FHIR (IHE mCSD): the hospital's Organization, Location and HealthcareService, the stale
+	// capacity marked stale.
+	if st := clinic.get("/api/directory/fhir"); st != 200 {
+		t.Fatalf("directory FHIR: %d %s", st, clinic.body)
+	}
+	var bundle struct {
+		Type  string
+		Entry []struct{ Resource map[string]any }
+	}
+	json.Unmarshal(clinic.body, &bundle)
+	kinds := map[string]int{}
+	for _, e := range bundle.Entry {
+		kinds[e.Resource["resourceType"].(string)]++
+	}
+	if bundle.Type != "collection" || kinds["Organization"] != 2 || kinds["Location"] != 2 || kinds["HealthcareService"] != 2 ||
+		!strings.Contains(string(clinic.body), `"stale"`) || !strings.Contains(string(clinic.body), "35.6812") {
+		t.Errorf("the directory as FHIR: %v %s", kinds, clinic.body[:min(400, len(clinic.body))])
+	}
 	var hist []map[string]any
 	clinic.getJSON("/api/directory/chuo-hospital/history", &hist)
 	if len(hist) != 2 {

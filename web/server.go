@@ -194,6 +194,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/referrals/{id}/attachment", s.letterAttachment)
 	s.handle("GET /api/directory", s.searchDirectory)
 	s.handle("GET /api/directory/options", s.directoryOptions)
+	s.handle("GET /api/directory/fhir", s.directoryFHIR)
 	s.handle("GET /api/directory/{id}", s.directoryEntry)
 	s.handle("GET /api/directory/{id}/history", s.capacityHistory)
 	s.handle("PUT /api/directory/{id}/profile", s.saveProfile)

@@ -78,7 +78,8 @@ export async function directoryPage(ui, query) {
     h('div', { class: 'actions' },
       h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(e.institution.id)}`, 'data-refer': e.institution.id }, t('dir.refer')),
       e.profile.contactPhone ? h('a', { class: 'button secondary', href: `tel:${e.profile.contactPhone}` }, t('dir.call'), ' ', e.profile.contactPhone) : ''))));
-  ui.show(h('h1', {}, t('dir.title')), h('p', { class: 'muted' }, t('dir.intro', { hours: opt.staleHours })), f,
+  ui.show(h('h1', {}, t('dir.title')), h('p', { class: 'muted' }, t('dir.intro', { hours: opt.staleHours }), ' ',
+    h('a', { href: '/api/directory/fhir', download: 'directory.fhir.json', id: 'dir-fhir' }, t('dir.fhir'))), f,
     opt.mapTiles && list.some((e) => e.profile.latitude || e.profile.longitude) ? tileMap(h, opt.mapTiles, list) : '', results);
 }
 
