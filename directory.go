@@ -22,6 +22,8 @@ type Profile struct {
 	ContactPhone string `json:"contactPhone"`
 	ContactFax   string `json:"contactFax"`
 	ContactEmail string `json:"contactEmail"`
+	// CareFunctions, when not nil, replace the institution's care functions (病床機能) with these.
+	CareFunctions []string `json:"careFunctions,omitempty"`
 	// Accepts lists what kinds of referral it takes, from ReferralAcceptances.
 	Accepts   []string  `json:"accepts"`
 	UpdatedAt time.Time `json:"updatedAt"`

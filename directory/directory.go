@@ -26,6 +26,7 @@ type Store interface {
 	PutCapacity(ctx context.Context, institution int64, items []renkei.CapacityItem, audit *renkei.AuditEvent) error
 	CapacityHistory(ctx context.Context, institution int64, since time.Time) ([]renkei.CapacityItem, error)
 	InstitutionByPK(ctx context.Context, pk int64) (renkei.Institution, error)
+	PutInstitution(ctx context.Context, inst *renkei.Institution, audit *renkei.AuditEvent) error
 }
 
 // Service applies the rules and answers searches from an in-memory copy of the directory, read again whenever the
@@ -278,6 +279,24 @@ func (s *Service) SaveProfile(ctx context.Context, institution int64, p renkei.P
 		if !slices.Contains(renkei.ReferralAcceptances, a) {
 			return renkei.Errorf(op, renkei.Invalid, "unknown kind of referral %q (one of %s)", a, strings.Join(renkei.ReferralAcceptances, "、"))
 		}
+	}
+	if p.CareFunctions != nil {
+		for _, f := range p.CareFunctions {
+			if !slices.Contains(renkei.CareFunctions, f) {
+				return renkei.Errorf(op, renkei.Invalid, "unknown care function %q (one of %s)", f, strings.Join(renkei.CareFunctions, "、"))
+			}
+		}
+		in, err := s.Store.InstitutionByPK(ctx, institution)
+		if err != nil {
+			return err
+		}
+		in.CareFunctions = p.CareFunctions
+		e := renkei.EventFor(c, renkei.ActionAdmin, renkei.OutcomeSuccess)
+		e.DataInstitution, e.Detail = institution, "care functions set to "+strings.Join(p.CareFunctions, "、")
+		if err := s.Store.PutInstitution(ctx, &in, &e); err != nil {
+			return err
+		}
+		p.CareFunctions = nil // kept on the institution, not twice
 	}
 	p.Institution, p.UpdatedBy = institution, c.Name
 	e := renkei.EventFor(c, renkei.ActionAdmin, renkei.OutcomeSuccess)

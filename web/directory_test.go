@@ -113,6 +113,8 @@ func TestDirectory(t *testing.T) {
 // accepting emergencies and, from the result, writes a referral already addressed to it.
 func TestDirectoryBrowser(t *testing.T) {
 	r := newRegion(t)
+	// Map tiles: the deployment's tile server, here any image this server has.
+	r.front.MapTiles = r.srv.URL + "/ui/help/login.png?{z}/{x}/{y}"
 	out := artifacts(t)
 	ctx, cancel := browser(t)
 	defer cancel()
@@ -128,12 +130,21 @@ func TestDirectoryBrowser(t *testing.T) {
 		chromedp.WaitVisible("#capacity-form"), chromedp.Click(`#capacity-form input[name="em"][value="yes"]`),
 		chromedp.SetValue("#cap-beds-ICU", "2"), chromedp.Click("#cap-submit"), chromedp.WaitVisible(`ul.capacity li[data-key="beds:ICU"]`),
 		chromedp.WaitVisible(`#history-chart polyline[data-key="beds:ICU"]`))
+	step("01b-profile", chromedp.SetValue("#pf-address", "東京都港区芝公園1-1"), chromedp.SetValue("#pf-latitude", "35.6586"),
+		chromedp.SetValue("#pf-longitude", "139.7454"), chromedp.Click(`#profile-form input[name="functions"][value="急性期"]`),
+		chromedp.Click("#pf-submit"), poll(`document.querySelector('dl.profile') && document.querySelector('dl.profile').textContent.includes('芝公園')`))
+	if s, _ := chromedp.Run(ctx, chromedp.Text("h1")); !strings.Contains(s, "急性期") {
+		t.Errorf("the care function was not saved: %q", s)
+	}
 	step("02-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
 	step("03-search", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/directory"),
 		chromedp.WaitVisible("#dir-search"), chromedp.Click("#dir-emergency"), chromedp.Click("#dir-submit"),
 		chromedp.WaitVisible(`#dir-results li[data-institution="chuo-hospital"]`))
 	if s, _ := chromedp.Run(ctx, chromedp.Text("#dir-results")); !strings.Contains(s, "受入可") || !strings.Contains(s, "空床(ICU)") {
 		t.Errorf("the result reads %q", s)
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#dir-map .pin').length`)); n != 1 {
+		t.Errorf("the map shows %d pins, want 1", n)
 	}
 	step("04-refer", chromedp.Click(`#dir-results a[data-refer="chuo-hospital"]`), chromedp.WaitVisible("#pick-id"),
 		chromedp.SendKeys("#pick-id", "P1"), chromedp.Click(`#pick-patient button[type="submit"]`), chromedp.WaitVisible("#referral-form"))

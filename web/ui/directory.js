@@ -143,6 +143,12 @@ function historyChart(h, hist) {
     path.setAttribute('fill', 'none'); path.setAttribute('stroke', colors[i % colors.length]); path.setAttribute('stroke-width', '2');
     path.setAttribute('points', pts.map(([x, y]) => `${((x - t0) / Math.max(1, t1 - t0) * (W - 20) + 10).toFixed(1)},${(H - y / max * (H - 10)).toFixed(1)}`).join(' '));
     path.dataset.key = key;
+    for (const [x, y] of pts) { // each report as a dot: one report alone is still seen
+      const c = document.createElementNS(ns, 'circle');
+      c.setAttribute('cx', ((x - t0) / Math.max(1, t1 - t0) * (W - 20) + 10).toFixed(1)); c.setAttribute('cy', (H - y / max * (H - 10)).toFixed(1));
+      c.setAttribute('r', '3'); c.setAttribute('fill', colors[i % colors.length]);
+      svg.append(c);
+    }
     const label = document.createElementNS(ns, 'text');
     label.setAttribute('x', 10 + i * 150); label.setAttribute('y', H + 16); label.setAttribute('fill', colors[i % colors.length]);
     label.textContent = `${key.slice(5)} (${t('dir.max')} ${Math.max(...pts.map((p) => p[1]))})`;
@@ -163,7 +169,7 @@ export async function institutionPage(ui, id) {
   const parts = [h('h1', {}, name(e.institution), ' ', (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, c))),
     h('div', { class: 'actions' }, h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(id)}` }, t('dir.refer'))),
     h('section', { class: 'card' }, h('h2', {}, t('dir.capacity')), capacityView(h, e.capacity)),
-    h('section', { class: 'card' }, h('h2', {}, t('dir.profile')), h('dl', { class: 'profile' }, rows.map(([k, v]) => [h('dt', {}, t(k)), h('dd', {}, v)]))),
+    h('section', { class: 'card' }, h('h2', {}, t('dir.profile')), h('dl', { class: 'profile' }, rows.flatMap(([k, v]) => [h('dt', {}, t(k)), h('dd', {}, v)]))),
     h('section', { class: 'card' }, h('h2', {}, t('dir.history')), historyChart(h, hist))];
   if (e.editable) {
     // Capacity: the quick form the 地域連携室 uses several times a day.
@@ -200,6 +206,8 @@ export async function institutionPage(ui, id) {
           ['contactFax', 'dir.contact.fax'], ['contactEmail', 'dir.contact.email'], ['latitude', 'dir.lat'], ['longitude', 'dir.lon']]
           .map(([k, label]) => h('div', {}, ...ui.field(t(label), ui.input('pf-' + k, { value: p[k] || '' })))),
         ...[['departments', 'dir.departments'], ['specialties', 'dir.specialties']].map(([k, label]) => h('div', {}, ...ui.field(t(label), ui.input('pf-' + k, { value: p[k].join('、') }))))),
+      h('fieldset', {}, h('legend', {}, t('dir.functions')), opt.careFunctions.map((q) => h('label', { class: 'check inline-check' },
+        h('input', { type: 'checkbox', name: 'functions', value: q, checked: (e.institution.careFunctions || []).includes(q) }), ' ', q))),
       h('fieldset', {}, h('legend', {}, t('dir.equipment')), opt.equipment.map((q) => h('label', { class: 'check inline-check' },
         h('input', { type: 'checkbox', name: 'equipment', value: q, checked: p.equipment.includes(q) }), ' ', q))),
       h('fieldset', {}, h('legend', {}, t('dir.accepts')), opt.accepts.map((q) => h('label', { class: 'check inline-check' },
@@ -211,6 +219,7 @@ export async function institutionPage(ui, id) {
         contactName: v('contactName'), contactPhone: v('contactPhone'), contactFax: v('contactFax'), contactEmail: v('contactEmail'),
         latitude: +v('latitude') || 0, longitude: +v('longitude') || 0, departments: words(v('departments')), specialties: words(v('specialties')),
         equipment: [...pf.querySelectorAll('input[name="equipment"]:checked')].map((c) => c.value),
+        careFunctions: [...pf.querySelectorAll('input[name="functions"]:checked')].map((c) => c.value),
         accepts: [...pf.querySelectorAll('input[name="accepts"]:checked')].map((c) => c.value) });
       ui.message(t('dir.profile.done'), 'info');
       ui.render();
