@@ -57,14 +57,14 @@ type Store interface {
 // Public lists the routes that answer without a login: the login steps themselves, health, and (as they are
 // added) static assets, share-link PIN pages and invitation pages. Keep it short: every other route requires a
 // session or a token.
-var Public = []string{
+var Public = append([]string{
 	"GET /healthz",
 	"GET /{$}",
 	"GET /ui/{file...}",
 	"GET /IHEInvokeImageDisplay",
 	"POST /api/login",
 	"POST /api/invitations/accept",
-}
+}, linkPublic...)
 
 // Partial lists the routes a session may use before its login is complete (second factor not yet given, or a
 // one-time password not yet changed).
@@ -192,6 +192,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/referrals/{id}/related", s.relatedStudies)
 	s.handle("PUT /api/referrals/{id}/attachment", s.attachLetter)
 	s.handle("GET /api/referrals/{id}/attachment", s.letterAttachment)
+	s.registerLinks()
 	s.handle("GET /api/directory", s.searchDirectory)
 	s.handle("GET /api/directory/options", s.directoryOptions)
 	s.handle("GET /api/directory/fhir", s.directoryFHIR)
