@@ -13,6 +13,9 @@ const (
 	KindReferral ReferralKind = "referral" // 紹介: take over or advise on care
 	KindReverse  ReferralKind = "reverse"  // 逆紹介: the way back, with a discharge summary and a follow-up plan
 	KindReading  ReferralKind = "reading"  // 読影依頼: a radiologist's read
+	// KindEmergency is an emergency transfer (救急搬送): the receiving hospital sees the patient's images, allergies
+	// and medications before the ambulance arrives. DueAt is the expected time of arrival.
+	KindEmergency ReferralKind = "emergency"
 )
 
 // ReferralStatus is where a referral stands. Both sides see it, with the time of every step.
@@ -27,6 +30,8 @@ const (
 	StatusDeclined  ReferralStatus = "declined"  // with a reason
 	StatusCompleted ReferralStatus = "completed" // answered with a reply letter (返書) or a signed report
 	StatusCancelled ReferralStatus = "cancelled" // withdrawn by the sender before it was accepted
+	StatusArrived   ReferralStatus = "arrived"   // an emergency transfer's patient arrived
+	StatusClosed    ReferralStatus = "closed"    // an emergency transfer is over
 )
 
 // referralNext lists the statuses each status may move to. Anything else is refused: two people acting at once
@@ -35,7 +40,8 @@ var referralNext = map[ReferralStatus][]ReferralStatus{
 	StatusDraft:    {StatusSent, StatusCancelled},
 	StatusSent:     {StatusReceived, StatusCancelled},
 	StatusReceived: {StatusAccepted, StatusDeclined, StatusCompleted, StatusCancelled},
-	StatusAccepted: {StatusCompleted},
+	StatusAccepted: {StatusCompleted, StatusArrived},
+	StatusArrived:  {StatusClosed},
 }
 
 // CanMove reports whether a referral in status from may move to to.
@@ -153,4 +159,5 @@ type ReferralMove struct {
 	Share       *Share  // sent: the share that lets the receiver see the attachments
 	Revoke      bool    // declined, cancelled: the share ends
 	Facts       *Record // written with the step (a reading report kept as a document of the patient)
+	NewTo       int64   // redirected: the institution that gets it now
 }

@@ -49,6 +49,8 @@ type Service struct {
 	ShareDays int
 	// Changed is told, after each step, which institutions should refresh a referral (live updates, e-mail).
 	Changed func(r renkei.Referral)
+	// Left is told that an institution no longer has a referral (an emergency redirected elsewhere).
+	Left func(institution, id int64)
 	// ReportDocument turns a signed reading report into a stored document (a PDF blob) of the patient; nil keeps
 	// the report in the referral only.
 	ReportDocument func(ctx context.Context, r renkei.Referral, report renkei.Letter) (renkei.Document, error)

@@ -56,8 +56,8 @@ func checkNew(n *NewReferral) error {
 	if n.Kind == "" {
 		n.Kind = renkei.KindReferral
 	}
-	if !slices.Contains([]renkei.ReferralKind{renkei.KindReferral, renkei.KindReading, renkei.KindReverse}, n.Kind) {
-		return bad("the kind must be referral, reverse or reading")
+	if !slices.Contains([]renkei.ReferralKind{renkei.KindReferral, renkei.KindReading, renkei.KindReverse, renkei.KindEmergency}, n.Kind) {
+		return bad("the kind must be referral, reverse, reading or emergency")
 	}
 	if n.Priority == "" {
 		n.Priority = "routine"
@@ -202,7 +202,8 @@ func (s *Service) SaveDraft(ctx context.Context, id int64, n NewReferral) (renke
 
 // Step names what a person does to a referral.
 type Step struct {
-	Action      string // send, receive, accept, decline, complete, cancel
+	Action      string // send, receive, accept, decline, complete, cancel; for emergencies also redirect, arrive, close
+	To          int64  // redirect: the institution that takes it instead
 	Appointment string // accept
 	Reason      string // decline, cancel
 	Reply       *renkei.Letter
@@ -233,16 +234,47 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		}
 		if r.Kind != renkei.KindReverse || r.FromInstitution == ownerOf(ctx, s, r) {
 			// The attached studies and the record go with the letter, for the referral's duration, with consent.
-			m.Share = &renkei.Share{FromInstitution: r.FromInstitution, Patient: r.Patient, Studies: r.Studies, RecordOnly: len(r.Studies) == 0,
-				ToInstitution: r.ToInstitution, Purpose: renkei.PurposeReferral, Reason: fmt.Sprintf("referral %d", r.ID),
-				CreatedBy: userOf(p), CreatedByName: p.Name, ExpiresAt: s.Now().AddDate(0, 0, s.ShareDays)}
+			m.Share = s.shareFor(p, r, r.ToInstitution)
 		}
+	case "redirect":
+		// An emergency the receiver cannot take goes on to another hospital, which then gets it (and the images);
+		// the first one's access ends in the same step.
+		if r.Kind != renkei.KindEmergency {
+			return r, renkei.Errorf(op, renkei.Invalid, "only an emergency transfer is redirected; decline a referral instead")
+		}
+		if st.To == 0 || st.To == r.ToInstitution || st.To == r.FromInstitution {
+			return r, renkei.Errorf(op, renkei.Invalid, "choose the hospital that takes the patient instead")
+		}
+		if _, err := s.Store.InstitutionByPK(ctx, st.To); err != nil {
+			return r, renkei.Errorf(op, renkei.Invalid, "there is no such hospital")
+		}
+		if p.Institution == r.FromInstitution {
+			m.Side = "sender"
+		}
+		m.From, m.To, m.NewTo, m.Revoke = []renkei.ReferralStatus{renkei.StatusSent, renkei.StatusReceived}, renkei.StatusSent, st.To, true
+		m.Reason, m.Event.Note = st.Reason, st.Reason
+		m.Share = s.shareFor(p, r, st.To)
+	case "arrive":
+		if r.Kind != renkei.KindEmergency {
+			return r, renkei.Errorf(op, renkei.Invalid, "only an emergency transfer arrives")
+		}
+		m.From, m.To = []renkei.ReferralStatus{renkei.StatusAccepted}, renkei.StatusArrived
+	case "close":
+		if r.Kind != renkei.KindEmergency {
+			return r, renkei.Errorf(op, renkei.Invalid, "only an emergency transfer is closed")
+		}
+		m.From, m.To, m.Event.Note = []renkei.ReferralStatus{renkei.StatusArrived}, renkei.StatusClosed, st.Reason
 	case "receive":
 		if r.Status == renkei.StatusReceived {
 			return r, nil // opened again: nothing to record
 		}
 		m.From, m.To = []renkei.ReferralStatus{renkei.StatusSent}, renkei.StatusReceived
 	case "accept":
+		if r.Kind == renkei.KindEmergency {
+			// An emergency is accepted as soon as it is read (opening it and accepting may be one step).
+			m.From, m.To = []renkei.ReferralStatus{renkei.StatusSent, renkei.StatusReceived}, renkei.StatusAccepted
+			break
+		}
 		if strings.TrimSpace(st.Appointment) == "" {
 			return r, renkei.Errorf(op, renkei.Invalid, "give the appointment date when accepting")
 		}
@@ -282,7 +314,11 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 	if m.Side == "sender" && r.FromInstitution != p.Institution || m.Side == "receiver" && r.ToInstitution != p.Institution {
 		return r, renkei.Errorf(op, renkei.Forbidden, "it is the other institution's turn")
 	}
-	if err := s.Store.MoveReferral(ctx, m, s.event(p, r, string(m.To))); err != nil {
+	step := string(m.To)
+	if m.NewTo != 0 {
+		step = fmt.Sprintf("redirected from institution %d to %d", r.ToInstitution, m.NewTo)
+	}
+	if err := s.Store.MoveReferral(ctx, m, s.event(p, r, step)); err != nil {
 		return r, err
 	}
 	out, err := s.Store.Referral(ctx, id)
@@ -292,7 +328,22 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 	if s.Changed != nil {
 		s.Changed(out)
 	}
+	if m.NewTo != 0 && s.Left != nil {
+		s.Left(r.ToInstitution, r.ID) // the first receiver's board drops it
+	}
 	return out, nil
+}
+
+// shareFor is the share a sent referral makes: its studies (or the record only) to the receiver, for the referral's
+// duration; an emergency transfer's share has the purpose "emergency" and lasts a week.
+func (s *Service) shareFor(p *renkei.Principal, r renkei.Referral, to int64) *renkei.Share {
+	purpose, days := renkei.PurposeReferral, s.ShareDays
+	if r.Kind == renkei.KindEmergency {
+		purpose, days = renkei.PurposeEmergency, 7
+	}
+	return &renkei.Share{FromInstitution: r.FromInstitution, Patient: r.Patient, Studies: r.Studies, RecordOnly: len(r.Studies) == 0,
+		ToInstitution: to, Purpose: purpose, Reason: fmt.Sprintf("%s %d", r.Kind, r.ID), CreatedBy: userOf(p), CreatedByName: p.Name,
+		ExpiresAt: s.Now().AddDate(0, 0, days)}
 }
 
 // ownerOf returns the institution that holds the referral's patient.

@@ -401,9 +401,9 @@ func (db *DB) Referrals(ctx context.Context, f renkei.ReferralFilter) ([]renkei.
 	// Open items first (what still waits for someone), overdue before the rest, then by priority (stat, urgent,
 	// routine: a reading worklist), then the longest waiting first; finished ones after, newest first.
 	q := `SELECT ` + referralCols + referralFrom + ` WHERE ` + strings.Join(where, " AND ") + `
-		ORDER BY r.status IN ('completed', 'declined', 'cancelled'), (r.due_at IS NOT NULL AND r.due_at < ?) DESC,
-		CASE WHEN r.status IN ('completed', 'declined', 'cancelled') THEN 0 WHEN r.priority = 'stat' THEN 0 WHEN r.priority = 'urgent' THEN 1 ELSE 2 END,
-		CASE WHEN r.status IN ('completed', 'declined', 'cancelled') THEN -r.updated_at ELSE r.updated_at END, r.pk
+		ORDER BY r.status IN ('completed', 'declined', 'cancelled', 'closed'), (r.due_at IS NOT NULL AND r.due_at < ?) DESC,
+		CASE WHEN r.status IN ('completed', 'declined', 'cancelled', 'closed') THEN 0 WHEN r.priority = 'stat' THEN 0 WHEN r.priority = 'urgent' THEN 1 ELSE 2 END,
+		CASE WHEN r.status IN ('completed', 'declined', 'cancelled', 'closed') THEN -r.updated_at ELSE r.updated_at END, r.pk
 		LIMIT ` + strconv.Itoa(limit) + ` OFFSET ` + strconv.Itoa(max(0, f.Offset))
 	args = append(args, db.Now().UnixMilli())
 	rows, err := db.queryContext(ctx, q, args...)
@@ -453,9 +453,13 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 		set := `status = ?, updated_at = ?, appointment = CASE WHEN ? <> '' THEN ? ELSE appointment END,
 			decline_reason = CASE WHEN ? <> '' THEN ? ELSE decline_reason END`
 		args := []any{string(m.To), now.UnixMilli(), m.Appointment, m.Appointment, m.Reason, m.Reason}
-		if m.To == renkei.StatusSent {
+		if m.To == renkei.StatusSent && m.NewTo == 0 {
 			set += `, sent_at = ?, version = 1`
 			args = append(args, now.UnixMilli())
+		}
+		if m.NewTo != 0 {
+			set += `, to_institution = ?, to_department = '', to_doctor = ''`
+			args = append(args, m.NewTo)
 		}
 		args = append(args, m.ID)
 		for _, s := range m.From {
@@ -468,7 +472,7 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 		if n, _ := res.RowsAffected(); n == 0 {
 			return renkei.Errorf("index.MoveReferral", renkei.Conflict, "this referral is already %s; the page shows the latest state", status)
 		}
-		if m.To == renkei.StatusSent {
+		if m.To == renkei.StatusSent && m.NewTo == 0 {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at)
 				SELECT referral_pk, 0, 1, body, written_by, ? FROM referral_letters WHERE referral_pk = ? AND reply = 0 AND version = 0`, now.UnixMilli(), m.ID); err != nil {
 				return err

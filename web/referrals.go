@@ -110,7 +110,7 @@ func (s *Server) referralJSON(r *http.Request, ref renkei.Referral) referralJSON
 }
 
 func finished(st renkei.ReferralStatus) bool {
-	return st == renkei.StatusCompleted || st == renkei.StatusDeclined || st == renkei.StatusCancelled
+	return st == renkei.StatusCompleted || st == renkei.StatusDeclined || st == renkei.StatusCancelled || st == renkei.StatusClosed
 }
 
 // referralRequest is what the referral form sends.
@@ -126,6 +126,8 @@ type referralRequest struct {
 	Documents     []int64       `json:"documents"`
 	Letter        renkei.Letter `json:"letter"`
 	DueDate       string        `json:"dueDate"` // YYYY-MM-DD, by when an answer is expected
+	// ETAMinutes is, for an emergency transfer, when the patient is expected, in minutes from now.
+	ETAMinutes int `json:"etaMinutes"`
 }
 
 func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.NewReferral, error) {
@@ -137,6 +139,13 @@ func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.New
 			return n, renkei.Errorf("web.referral", renkei.Invalid, "there is no institution %q", req.ToInstitution)
 		}
 		n.ToInstitution = in.PK
+	}
+	if req.ETAMinutes != 0 {
+		if req.ETAMinutes < 0 || req.ETAMinutes > 24*60 {
+			return n, renkei.Errorf("web.referral", renkei.Invalid, "the arrival time must be within the next 24 hours")
+		}
+		eta := s.Now().Add(time.Duration(req.ETAMinutes) * time.Minute)
+		n.DueAt = &eta
 	}
 	if req.DueDate != "" {
 		d, err := time.ParseInLocation("2006-01-02", req.DueDate, time.Local)
@@ -279,6 +288,7 @@ func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
 		Appointment string         `json:"appointment"`
 		Reason      string         `json:"reason"`
 		Reply       *renkei.Letter `json:"reply"`
+		To          string         `json:"toInstitution"` // redirect
 	}
 	if r.ContentLength != 0 {
 		if err := readJSON(r, &req); err != nil {
@@ -286,7 +296,16 @@ func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ref, err := s.Clinical.Act(r.Context(), id, clinical.Step{Action: r.PathValue("action"), Appointment: req.Appointment, Reason: req.Reason, Reply: req.Reply})
+	step := clinical.Step{Action: r.PathValue("action"), Appointment: req.Appointment, Reason: req.Reason, Reply: req.Reply}
+	if req.To != "" {
+		in, err := s.Store.Institution(r.Context(), req.To)
+		if err != nil {
+			s.problem(w, r, renkei.Errorf("web.referral", renkei.Invalid, "there is no institution %q", req.To))
+			return
+		}
+		step.To = in.PK
+	}
+	ref, err := s.Clinical.Act(r.Context(), id, step)
 	if err != nil {
 		s.problem(w, r, err)
 		return
@@ -551,6 +570,11 @@ func (s *Server) UseClinical(c *clinical.Service) {
 		return renkei.Document{Title: "読影レポート", Date: s.Now().Format("2006-01-02"), ContentType: "application/pdf", BlobKey: key,
 			Size: int64(buf.Len())}, nil
 	}
+	c.Left = func(institution, id int64) {
+		if s.Hub != nil {
+			s.Hub.PublishReferral(institution, id)
+		}
+	}
 	c.Changed = func(ref renkei.Referral) {
 		s.mailReferral(ref)
 		if s.Hub != nil {
@@ -726,7 +750,8 @@ func (s *Server) relatedStudies(w http.ResponseWriter, r *http.Request) {
 
 // statusJa names a referral's status in the e-mails.
 var statusJa = map[renkei.ReferralStatus]string{renkei.StatusSent: "送信済み(未読)", renkei.StatusReceived: "受付(開封済み)",
-	renkei.StatusAccepted: "受入れ決定", renkei.StatusDeclined: "お断り", renkei.StatusCompleted: "返書済み", renkei.StatusCancelled: "取り消し"}
+	renkei.StatusAccepted: "受入れ決定", renkei.StatusDeclined: "お断り", renkei.StatusCompleted: "返書済み", renkei.StatusCancelled: "取り消し",
+	renkei.StatusArrived: "到着", renkei.StatusClosed: "終了"}
 
 // mailReferral tells the other side's 地域連携室 (the institution that did not take the step) that the referral
 // moved on, when a mail server and the institution's address are configured. The e-mail names the two
@@ -746,7 +771,8 @@ func (s *Server) mailReferral(ref renkei.Referral) {
 		return
 	}
 	by, _ := s.Store.InstitutionByPK(ctx, actor)
-	kind := map[renkei.ReferralKind]string{renkei.KindReferral: "紹介", renkei.KindReverse: "逆紹介", renkei.KindReading: "読影依頼"}[ref.Kind]
+	kind := map[renkei.ReferralKind]string{renkei.KindReferral: "紹介", renkei.KindReverse: "逆紹介", renkei.KindReading: "読影依頼",
+		renkei.KindEmergency: "救急搬送"}[ref.Kind]
 	link := strings.TrimRight(s.PublicURL, "/") + fmt.Sprintf("/#/referral/%d", ref.ID)
 	st := statusJa[ref.Status]
 	if st == "" {

@@ -118,3 +118,45 @@ func BenchmarkReferrals(b *testing.B) {
 		report(b, measure(b, hospital, func() string { return "/api/referrals/1/letter.pdf" }, "GET", http.StatusOK))
 	})
 }
+
+// BenchmarkEmergencyBoard measures how long an emergency transfer takes from the sender's "send" to the event on the
+// receiving hospital's open board (the target: ≤ 1 s p95), against a baseline round trip of the same
+// server (GET /api/institutions) in the same process.
+func BenchmarkEmergencyBoard(b *testing.B) {
+	r := newRegion(b)
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	board := listen(b, r, r.hospitalRead)
+	var base []time.Duration
+	for range 50 {
+		t0 := time.Now()
+		hospital.get("/api/institutions")
+		base = append(base, time.Since(t0))
+	}
+	var ds []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		if st := clinic.post("/api/referrals", map[string]any{"kind": "emergency", "issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+			"studies": []string{r.p1a.studyUID}, "etaMinutes": 15, "letter": map[string]string{"purpose": "救急"}}); st != 201 {
+			b.Fatalf("create: %d %s", st, clinic.body)
+		}
+		var ref struct{ ID int64 }
+		json.Unmarshal(clinic.body, &ref)
+		b.StartTimer()
+		t0 := time.Now()
+		if st := clinic.post(fmt.Sprintf("/api/referrals/%d/send", ref.ID), nil); st != 200 {
+			b.Fatalf("send: %d %s", st, clinic.body)
+		}
+		want := fmt.Sprintf("referral:%d", ref.ID)
+		for ev := range board {
+			if ev == want {
+				break
+			}
+		}
+		ds = append(ds, time.Since(t0))
+	}
+	slices.Sort(ds)
+	slices.Sort(base)
+	p95 := ds[len(ds)*95/100]
+	b.ReportMetric(float64(p95.Microseconds())/1000, "p95-ms")
+	b.ReportMetric(float64(p95)/float64(base[len(base)*95/100]), "×baseline")
+}

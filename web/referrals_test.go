@@ -308,7 +308,7 @@ func pdfTool(t *testing.T, pdf []byte, tool string, args ...string) string {
 }
 
 // listen opens a live-update stream with token and returns its events as "type:data".
-func listen(t *testing.T, r *region, token string) <-chan string {
+func listen(t testing.TB, r *region, token string) <-chan string {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, "GET", r.srv.URL+"/api/events", nil)

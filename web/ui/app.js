@@ -5,6 +5,7 @@ import { viewer, compare } from './viewer.js';
 import { uploadPage } from './upload.js';
 import { referralsPage, referralForm, referralPage, recordPanel, correctionForm } from './referrals.js';
 import { directoryPage, institutionPage, patientPicker } from './directory.js';
+import { emergencyPage, transferForm } from './emergency.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -36,7 +37,7 @@ function liveUpdates() {
     rtimer = setTimeout(() => {
       const hash = location.hash;
       if (document.activeElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;
-      if (hash.startsWith('#/referrals') || hash === `#/referral/${e.data}`) render();
+      if (hash.startsWith('#/referrals') || hash.startsWith('#/emergency') || hash === `#/referral/${e.data}`) render();
     }, 300);
   });
 }
@@ -114,7 +115,7 @@ function header() {
   if (me && me.next === 'done') {
     const links = me.user.role === 'patient'
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
-      : [['#/studies', 'nav.studies'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
+      : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
     links.push(['#/help', 'nav.help']);
@@ -578,6 +579,11 @@ async function render() {
       case 'referrals': return await referralsPage(ui, query);
       case 'referral': return await referralRoute(parts, query);
       case 'directory': return parts[1] ? await institutionPage(ui, parts[1]) : await directoryPage(ui, query);
+      case 'emergency': {
+        const to = new URLSearchParams(query).get('to') || '';
+        if (parts[1] !== 'new') return await emergencyPage(ui);
+        return parts[2] ? await transferForm(ui, { issuer: parts[2], patientId: parts[3], to }) : patientPicker(ui, to, 'emergency');
+      }
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();

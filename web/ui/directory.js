@@ -77,6 +77,7 @@ export async function directoryPage(ui, query) {
     capacityView(h, e.capacity),
     h('div', { class: 'actions' },
       h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(e.institution.id)}`, 'data-refer': e.institution.id }, t('dir.refer')),
+      e.institution.kind === 'hospital' ? h('a', { class: 'button danger', href: `#/emergency/new?to=${encodeURIComponent(e.institution.id)}`, 'data-transfer': e.institution.id }, t('dir.transfer')) : '',
       e.profile.contactPhone ? h('a', { class: 'button secondary', href: `tel:${e.profile.contactPhone}` }, t('dir.call'), ' ', e.profile.contactPhone) : ''))));
   ui.show(h('h1', {}, t('dir.title')), h('p', { class: 'muted' }, t('dir.intro', { hours: opt.staleHours }), ' ',
     h('a', { href: '/api/directory/fhir', download: 'directory.fhir.json', id: 'dir-fhir' }, t('dir.fhir'))), f,
@@ -232,7 +233,7 @@ export async function institutionPage(ui, id) {
 
 // ---- a referral to an institution found here: first choose the patient ----
 
-export async function patientPicker(ui, to) {
+export async function patientPicker(ui, to, kind = 'referral') {
   const { h, api, busy } = ui;
   const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t('dir.pick.title')), h('p', {}, t('dir.pick.hint')),
     ...ui.field(t('search.id'), ui.input('pick-id', { required: true, autofocus: true })),
@@ -241,7 +242,7 @@ export async function patientPicker(ui, to) {
     const id = f.querySelector('#pick-id').value.trim();
     const list = (await api('GET', `/api/studies?patientId=${encodeURIComponent(id)}&institution=${encodeURIComponent(ui.me().user.institution)}&limit=1`));
     if (!list.length) throw new Error(t('dir.pick.none'));
-    ui.route(`#/referral/new/${encodeURIComponent(list[0].issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
+    ui.route(`#/${kind}/new/${encodeURIComponent(list[0].issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
   }); });
   ui.show(f);
 }

@@ -1,0 +1,132 @@
+package web_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"renkei"
+)
+
+// TestEmergencyTransfer: a clinic announces a patient in an ambulance to the hospital; the hospital's open board
+// hears of it within 2 s and its doctors open the images; the hospital cannot take the patient and redirects the
+// transfer to a third hospital, which then gets it and the images, while the first one's access ends; the third
+// accepts, the patient arrives, the transfer closes.
+func TestEmergencyTransfer(t *testing.T) {
+	r := newRegion(t)
+	nishi := renkei.Institution{ID: "nishi-hospital", Name: "西病院", Kind: renkei.Hospital, Issuer: "NISHI"}
+	if err := r.db.PutInstitution(context.Background(), &nishi, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("mori@nishi-hospital", nishi, renkei.Physician)
+	clinic, hospital, third := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("mori@nishi-hospital")
+	board := listen(t, r, r.hospitalRead)
+	if st := clinic.post("/api/referrals", map[string]any{"kind": "emergency", "issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{r.p1a.studyUID}, "etaMinutes": 20,
+		"letter": map[string]string{"purpose": "交通外傷、意識レベル低下", "allergies": "ペニシリン(蕁麻疹)", "medications": "ワルファリン"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	tr := decodeReferral(t, clinic)
+	path := fmt.Sprintf("/api/referrals/%d", tr.ID)
+	sent := time.Now()
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	deadline := time.After(2 * time.Second)
+	for heard := false; !heard; {
+		select {
+		case ev := <-board:
+			heard = ev == fmt.Sprintf("referral:%d", tr.ID)
+		case <-deadline:
+			t.Fatalf("the hospital's board did not hear of the transfer within 2 s")
+		}
+	}
+	t.Logf("the board heard of the transfer %v after it was sent", time.Since(sent))
+	var list []referralOut
+	hospital.getJSON("/api/referrals?direction=in&kind=emergency", &list)
+	if len(list) != 1 || list[0].Letter.Allergies != "ペニシリン(蕁麻疹)" {
+		t.Fatalf("the hospital's emergency board: %+v", list)
+	}
+	img := "/dicomweb/studies/" + r.p1a.studyUID + "/metadata"
+	if st := hospital.get(img); st != 200 {
+		t.Errorf("the hospital cannot open the images: %d", st)
+	}
+	if st := third.get(img); st != 404 {
+		t.Errorf("the third hospital sees the images before the redirect: %d", st)
+	}
+	// The hospital's beds are full: it hands the transfer on.
+	if st := hospital.post(path+"/redirect", map[string]string{"toInstitution": "nishi-hospital", "reason": "満床"}); st != 200 {
+		t.Fatalf("redirect: %d %s", st, hospital.body)
+	}
+	if st := hospital.get(img); st != 404 {
+		t.Errorf("the first hospital still sees the images after the redirect: %d", st)
+	}
+	if st := hospital.get(path); st != 404 {
+		t.Errorf("the first hospital still reads the transfer: %d", st)
+	}
+	if st := third.get(img); st != 200 {
+		t.Errorf("the third hospital cannot open the images: %d", st)
+	}
+	third.getJSON("/api/referrals?direction=in&kind=emergency", &list)
+	if len(list) != 1 || list[0].Status != "sent" {
+		t.Fatalf("the third hospital's board: %+v", list)
+	}
+	for _, step := range []string{"accept", "arrive", "close"} {
+		if st := third.post(path+"/"+step, nil); st != 200 {
+			t.Fatalf("%s: %d %s", step, st, third.body)
+		}
+	}
+	clinic.getJSON(path, &tr)
+	var steps []string
+	for _, e := range tr.Events {
+		steps = append(steps, e.Status)
+	}
+	if tr.Status != "closed" || strings.Join(steps, " ") != "draft sent sent accepted arrived closed" {
+		t.Errorf("the clinic sees %s: %v", tr.Status, steps)
+	}
+	if st := clinic.post(path+"/redirect", map[string]string{"toInstitution": "chuo-hospital"}); st != 409 {
+		t.Errorf("redirecting a closed transfer: %d", st)
+	}
+}
+
+// TestEmergencyBrowser: the hospital's emergency board is open; the clinic announces a transfer from the patient's
+// page; the board shows it without a reload, with the alert sounded, and the hospital's doctor opens the images and
+// accepts; the clinic's page shows the acceptance.
+func TestEmergencyBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	clinicCtx, cancelClinic := browser(t)
+	defer cancelClinic()
+	hospitalCtx, cancelHospital := browser(t)
+	defer cancelHospital()
+	stepIn := func(ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	stepIn(hospitalCtx, "em-01-board", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/emergency"),
+		chromedp.WaitVisible("#em-none"))
+	stepIn(clinicCtx, "em-02-form", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
+		hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#announce-transfer"), chromedp.Click("#announce-transfer"),
+		chromedp.WaitVisible("#transfer-form"), chromedp.SetValue("#em-to", "chuo-hospital"), chromedp.SetValue("#em-eta", "10"),
+		chromedp.SendKeys("#em-reason", "交通外傷、意識レベル低下"), chromedp.SendKeys("#em-allergies", "ペニシリン"))
+	stepIn(clinicCtx, "em-03-sent", chromedp.Click("#em-send"), chromedp.WaitVisible("#em-out li"))
+	stepIn(hospitalCtx, "em-04-arrives", chromedp.WaitVisible("#em-board li.emergency"))
+	if s, _ := chromedp.Run(hospitalCtx, chromedp.Text("#em-board")); !strings.Contains(s, "交通外傷") || !strings.Contains(s, "ペニシリン") || !strings.Contains(s, "到着まで") {
+		t.Errorf("the board reads %q", s)
+	}
+	if n, _ := chromedp.Run(hospitalCtx, chromedp.Evaluate[int](`window.renkeiAlerts || 0`)); n < 1 {
+		t.Errorf("no alert sounded for the new transfer")
+	}
+	stepIn(hospitalCtx, "em-05-images", chromedp.Click("#em-board a.view"), chromedp.WaitVisible(`#viewport[data-stack="loaded"]`))
+	stepIn(hospitalCtx, "em-06-accept", hashRoute("#/emergency"), chromedp.WaitVisible("#em-board button.em-accept"), chromedp.Click("#em-board button.em-accept"),
+		chromedp.WaitVisible("#em-board button.em-arrive"))
+	stepIn(clinicCtx, "em-07-clinic-sees", chromedp.WaitVisible(`#em-out .badge.status-accepted`))
+}
