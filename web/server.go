@@ -23,6 +23,7 @@ import (
 	"renkei/access"
 	"renkei/blob"
 	"renkei/clinical"
+	"renkei/consult"
 	"renkei/dicomweb"
 	"renkei/directory"
 	"renkei/identity"
@@ -51,6 +52,7 @@ type Store interface {
 	WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error
 	Consents(ctx context.Context, institution, patientPK int64) ([]renkei.Consent, error)
 	ReviewBreakGlass(ctx context.Context, id, institution int64, by, note string, audit *renkei.AuditEvent) error
+	Audit(ctx context.Context, events ...*renkei.AuditEvent) error
 	access.BreakGlassStore
 }
 
@@ -107,6 +109,11 @@ type Server struct {
 	Directory *directory.Service
 	// MapTiles is a tile URL template ({z}/{x}/{y}) for the directory's map, where the deployment provides one.
 	MapTiles string
+	// Consults keeps live consults and Rooms runs them (UseConsults); nil leaves their routes answering 503.
+	Consults ConsultStore
+	Rooms    *consult.Rooms
+	// ICEServers is the WebRTC configuration (STUN/TURN) sent to consult participants for voice, as JSON.
+	ICEServers json.RawMessage
 	// Mailer tells institutions by e-mail that a referral waits for them; nil sends no e-mail.
 	Mailer *notify.Mailer
 	// PublicURL is the address users reach renkei at, for links in e-mails (e.g. https://renkei.example.jp).
@@ -193,6 +200,11 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("PUT /api/referrals/{id}/attachment", s.attachLetter)
 	s.handle("GET /api/referrals/{id}/attachment", s.letterAttachment)
 	s.registerLinks()
+	s.handle("GET /api/consults", s.listConsults)
+	s.handle("POST /api/consults", s.createConsult)
+	s.handle("GET /api/consults/{id}", s.getConsult)
+	s.handle("POST /api/consults/{id}/invite", s.inviteToConsult)
+	s.handle("GET /api/consults/{id}/ws", s.consultSocket)
 	s.handle("GET /api/directory", s.searchDirectory)
 	s.handle("GET /api/directory/options", s.directoryOptions)
 	s.handle("GET /api/directory/fhir", s.directoryFHIR)

@@ -127,6 +127,7 @@ func newRegion(t testing.TB) *region {
 	cs.Now = clk.Now
 	front.UseClinical(cs)
 	front.Directory = directory.New(db)
+	front.UseConsults(db)
 	front.Directory.Now = clk.Now
 	r0 := &region{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {

@@ -176,6 +176,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.UploadDir = filepath.Join(c.Data, "uploads")
 	front.UseClinical(clinical.New(db))
 	front.Directory = directory.New(db)
+	front.UseConsults(db)
 	front.Directory.StaleAfter = c.CapacityStale
 	front.MapTiles = c.MapTiles
 	if c.SMTP != "" {

@@ -6,6 +6,7 @@ import { uploadPage } from './upload.js';
 import { referralsPage, referralForm, referralPage, recordPanel, correctionForm } from './referrals.js';
 import { directoryPage, institutionPage, patientPicker } from './directory.js';
 import { emergencyPage, transferForm } from './emergency.js';
+import { consultsPage, consultPage, startConsult } from './consult.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -115,7 +116,7 @@ function header() {
   if (me && me.next === 'done') {
     const links = me.user.role === 'patient'
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
-      : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
+      : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/consults', 'nav.consults'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
     links.push(['#/help', 'nav.help']);
@@ -462,6 +463,9 @@ async function viewerPage(study, query) {
   // Opened from a reading request (?referral=N): the radiologist marks key images for the report.
   const referral = new URLSearchParams(query).get('referral');
   const opts = {};
+  if (me.user.role !== 'patient') {
+    bar.append(h('button', { class: 'secondary', id: 'start-consult', onclick: () => startConsult(ui, study, '').catch((e) => message(e.message)) }, t('con.start')), ' ');
+  }
   if (referral) {
     opts.keyImages = keyImageStore(referral);
     bar.append(h('a', { class: 'button', id: 'back-to-referral', href: `#/referral/${encodeURIComponent(referral)}` }, t('viewer.back.report')), ' ');
@@ -579,6 +583,8 @@ async function render() {
       case 'referrals': return await referralsPage(ui, query);
       case 'referral': return await referralRoute(parts, query);
       case 'directory': return parts[1] ? await institutionPage(ui, parts[1]) : await directoryPage(ui, query);
+      case 'consults': return await consultsPage(ui);
+      case 'consult': return await consultPage(ui, parts[1]);
       case 'emergency': {
         const to = new URLSearchParams(query).get('to') || '';
         if (parts[1] !== 'new') return await emergencyPage(ui);

@@ -260,6 +260,31 @@ export async function viewer(root, study, h, message, opts = {}) {
     return '';
   }
 
+  // drawShared draws what a live consult shares (opts.overlay()): arrows and circles, and the laser pointers, each in
+  // its author's colour, on the slice they were drawn on.
+  function drawShared(s) {
+    if (!opts.overlay) return;
+    const items = opts.overlay().filter((m) => m.key === s.key);
+    ctx.save();
+    ctx.lineWidth = 3;
+    for (const m of items) {
+      ctx.strokeStyle = m.color || '#ff4d4d'; ctx.fillStyle = m.color || '#ff4d4d';
+      const [ax, ay] = toCanvas(m.a);
+      if (m.kind === 'pointer') { ctx.beginPath(); ctx.arc(ax, ay, 7, 0, 2 * Math.PI); ctx.fill(); continue; }
+      const [bx, by] = toCanvas(m.b);
+      ctx.beginPath();
+      if (m.kind === 'circle') ctx.ellipse((ax + bx) / 2, (ay + by) / 2, Math.abs(bx - ax) / 2 || 1, Math.abs(by - ay) / 2 || 1, 0, 0, 2 * Math.PI);
+      else {
+        ctx.moveTo(ax, ay); ctx.lineTo(bx, by);
+        const ang = Math.atan2(by - ay, bx - ax);
+        for (const d of [0.5, -0.5]) { ctx.moveTo(bx, by); ctx.lineTo(bx - 14 * Math.cos(ang + d), by - 14 * Math.sin(ang + d)); }
+      }
+      ctx.stroke();
+    }
+    ctx.restore();
+    canvas.dataset.shared = String(items.filter((m) => m.kind !== 'pointer').length);
+  }
+
   function drawMarks(s, px) {
     const marks = (state.marks.get(s.key) || []).concat(state.pending && state.pending.key === s.key ? [state.pending] : []);
     ctx.save();
@@ -268,7 +293,7 @@ export async function viewer(root, study, h, message, opts = {}) {
     for (const m of marks) {
       const [ax, ay] = toCanvas(m.a); const [bx, by] = toCanvas(m.b);
       ctx.beginPath();
-      if (m.kind === 'roi') ctx.ellipse((ax + bx) / 2, (ay + by) / 2, Math.abs(bx - ax) / 2, Math.abs(by - ay) / 2, 0, 0, 2 * Math.PI);
+      if (m.kind === 'roi' || m.kind === 'circle') ctx.ellipse((ax + bx) / 2, (ay + by) / 2, Math.abs(bx - ax) / 2, Math.abs(by - ay) / 2, 0, 0, 2 * Math.PI);
       else { ctx.moveTo(ax, ay); ctx.lineTo(bx, by); if (m.c) { const [cx, cy] = toCanvas(m.c); ctx.lineTo(cx, cy); } }
       ctx.stroke();
       const label = measure(m, s.md, px);
@@ -355,6 +380,7 @@ export async function viewer(root, study, h, message, opts = {}) {
       state.view = { ox: o.x, oy: o.y, scale: fit };
       canvas.dataset.view = JSON.stringify(state.view);
       drawMarks(s, px);
+      drawShared(s);
       markers(md);
       markVoi(md);
     }
@@ -462,7 +488,7 @@ export async function viewer(root, study, h, message, opts = {}) {
     tools.append(h('button', { class: 'secondary preset', 'data-preset': name, onclick: () => { state.voi = null; state.wc = c; state.ww = w; draw(); } }, t('preset.' + name)));
   }
   const toolButtons = [];
-  for (const tool of ['wl', 'stack', 'length', 'angle', 'roi']) {
+  for (const tool of ['wl', 'stack', 'length', 'angle', 'roi'].concat(opts.onAnnotate ? ['arrow', 'circle', 'pointer'] : [])) {
     const b = h('button', { class: tool === 'wl' ? 'tool' : 'secondary tool', 'data-tool': tool, onclick: () => {
       state.tool = tool; state.pending = null;
       toolButtons.forEach((x) => { x.className = x.dataset.tool === tool ? 'tool' : 'secondary tool'; });
@@ -556,7 +582,12 @@ export async function viewer(root, study, h, message, opts = {}) {
     }
     if (pointers.size > 2 || pinch) return;
     const s = state.slices[state.index];
-    if (['length', 'angle', 'roi'].includes(state.tool) && e.button === 0 && !e.shiftKey && s) {
+    if (state.tool === 'pointer' && opts.onPointer && s) {
+      drag = { mode: 'pointer' };
+      opts.onPointer({ key: s.key, a: toImage(e) });
+      return;
+    }
+    if (['length', 'angle', 'roi', 'arrow', 'circle'].includes(state.tool) && e.button === 0 && !e.shiftKey && s) {
       const p = toImage(e);
       if (state.tool === 'angle' && state.pending && state.pending.kind === 'angle' && state.pending.b) {
         state.pending.c = p; drag = { mode: 'angle-c' }; draw();
@@ -584,6 +615,7 @@ export async function viewer(root, study, h, message, opts = {}) {
       return;
     }
     if (!drag) return;
+    if (drag.mode === 'pointer') { const s = state.slices[state.index]; if (s) opts.onPointer({ key: s.key, a: toImage(e) }); return; }
     if (drag.mode === 'measure') { state.pending.b = toImage(e); draw(); return; }
     if (drag.mode === 'angle-c') { state.pending.c = toImage(e); draw(); return; }
     const dx = e.clientX - drag.x; const dy = e.clientY - drag.y;
@@ -602,7 +634,11 @@ export async function viewer(root, study, h, message, opts = {}) {
     if (measuring && e.type === 'pointerup') {
       if (drag.mode === 'measure') state.pending.b = toImage(e);
       else state.pending.c = toImage(e);
-      if (state.pending.kind !== 'angle' || state.pending.c) { addMark(state.pending); state.pending = null; }
+      if (['arrow', 'circle'].includes(state.pending.kind)) {
+        // A consult's arrow or circle belongs to the room, not to this viewer's own measurements.
+        if (opts.onAnnotate) opts.onAnnotate({ kind: state.pending.kind, key: state.pending.key, a: state.pending.a, b: state.pending.b });
+        state.pending = null;
+      } else if (state.pending.kind !== 'angle' || state.pending.c) { addMark(state.pending); state.pending = null; }
     } else if (measuring) { // cancelled: the line being drawn goes
       if (drag.mode === 'measure') state.pending = null;
       else delete state.pending.c;
@@ -613,13 +649,35 @@ export async function viewer(root, study, h, message, opts = {}) {
   canvas.addEventListener('pointerup', up);
   canvas.addEventListener('pointercancel', up);
   canvas.addEventListener('contextmenu', (e) => e.preventDefault());
+  // A live consult follows what is shown: opts.onDraw hears the view after every drawing, and setView (below)
+  // shows a view another participant chose.
+  const view = () => {
+    const s = state.slices[state.index];
+    return { series: s ? s.series : '', index: state.index, wc: state.wc, ww: state.ww, zoom: state.zoom, panX: state.panX, panY: state.panY,
+      rotate: state.rotate, flipH: state.flipH, invert: state.invert };
+  };
+  if (opts.onDraw) {
+    const inner = draw;
+    draw = () => { inner(); opts.onDraw(view()); };
+  }
+  async function setView(vw) {
+    const cur = state.slices[state.index];
+    if (vw.series && (!cur || cur.series !== vw.series)) {
+      const se = series.find((x) => v(x, '0020000E') === vw.series);
+      if (se) await openSeries(se);
+    }
+    Object.assign(state, { wc: vw.wc, ww: vw.ww, zoom: vw.zoom, panX: vw.panX, panY: vw.panY, rotate: vw.rotate, flipH: vw.flipH, invert: vw.invert, voi: null });
+    state.index = Math.max(0, Math.min(state.slices.length - 1, vw.index));
+    load(state.index);
+    draw();
+  }
   // Redraw whenever the canvas's box changes (window resize, a second viewer appearing beside it).
   if (window.ResizeObserver) new ResizeObserver(() => draw()).observe(canvas);
   else window.addEventListener('resize', draw);
   const ready = openSeries(series[0]);
-  if (opts.returnEarly) return { setPosition, ready };
+  if (opts.returnEarly) return { setPosition, ready, setView, redraw: () => draw() };
   await ready;
-  return { setPosition, ready };
+  return { setPosition, ready, setView, redraw: () => draw() };
 }
 
 // compare shows two studies side by side (a current one and a prior), scrolling together while sync is on.

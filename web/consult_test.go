@@ -1,0 +1,100 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"renkei"
+)
+
+// TestConsult: a clinic doctor starts a consult on a 60-slice CT and invites a hospital doctor (the invitation
+// shares the study with them). A scrolls to slice 57, B shows slice 57; A changes window/level and draws an arrow, B
+// sees both; B asks for control, A hands it on, B scrolls and A follows; a late joiner starts where the room is; a
+// third institution's user can neither read nor join the room.
+func TestConsult(t *testing.T) {
+	r := newRegion(t)
+	ct := r.stow(r.clinicWrite, "P1", "Yamada^Taro=山田^太郎", 600, 60)
+	r.addUser("kimura@kita-clinic", r.clinic, renkei.Nurse)
+	third := renkei.Institution{ID: "higashi-hospital", Name: "東病院", Kind: renkei.Hospital, Issuer: "HIGASHI"}
+	if err := r.db.PutInstitution(context.Background(), &third, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("abe@higashi-hospital", third, renkei.Physician)
+	out := artifacts(t)
+	actx, cancelA := browser(t)
+	defer cancelA()
+	bctx, cancelB := browser(t)
+	defer cancelB()
+	step := func(ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	overlayHas := func(ctx context.Context, s string) chromedp.Action[chromedp.Void] {
+		return poll(fmt.Sprintf(`(document.querySelector('#overlay') || {}).textContent && document.querySelector('#overlay').textContent.includes(%q)`, s))
+	}
+	step(actx, "c01-start", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/viewer/"+ct.studyUID),
+		chromedp.WaitVisible("#start-consult"), chromedp.Click("#start-consult"), chromedp.WaitVisible(`#consult [data-ready="true"]`),
+		chromedp.SendKeys("#con-invite", "tanaka@chuo-hospital"), chromedp.Click(`#con-invite-form button`), poll(`document.querySelector('#message').textContent.includes('tanaka')`))
+	hash, _ := chromedp.Run(actx, chromedp.Evaluate[string]("location.hash"))
+	id := strings.TrimPrefix(hash, "#/consult/")
+
+	// A third institution: not a member, the room does not exist for it.
+	if st := r.as("abe@higashi-hospital").get("/api/consults/" + id); st != 404 {
+		t.Errorf("a third institution reads the consult: %d", st)
+	}
+
+	step(bctx, "c02-join", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/consult/"+id),
+		chromedp.WaitVisible(`#consult [data-ready="true"]`))
+	// A scrolls to slice 57 (it opens at 31).
+	var keys []chromedp.Action[chromedp.Void]
+	keys = append(keys, chromedp.Focus("#viewport"))
+	for range 26 {
+		keys = append(keys, chromedp.KeyEvent(kb.ArrowDown))
+	}
+	step(actx, "c03-scroll", append(keys, overlayHas(actx, "57 / 60"))...)
+	step(bctx, "c04-follows", overlayHas(bctx, "57 / 60"))
+	step(actx, "c05-window-arrow", chromedp.Click(`button[data-preset="lung"]`), chromedp.Click(`button[data-tool="arrow"]`))
+	dragImage(actx, t, [2]float64{3, 3}, [2]float64{12, 12})
+	step(bctx, "c06-sees", overlayHas(bctx, "WL -600 / WW 1500"), poll(`document.querySelector('#viewport').dataset.shared === '1'`))
+
+	// B asks for control; A hands it on; B scrolls back one; A follows.
+	step(bctx, "c07-request", chromedp.Click("#con-request"))
+	step(actx, "c08-grant", chromedp.WaitVisible("button.con-grant"), chromedp.Click("button.con-grant"), chromedp.WaitVisible("#con-request"))
+	step(bctx, "c09-drive", chromedp.WaitVisible("#con-you-drive"), chromedp.Focus("#viewport"), chromedp.KeyEvent(kb.ArrowUp), overlayHas(bctx, "56 / 60"))
+	step(actx, "c10-a-follows", overlayHas(actx, "56 / 60"))
+
+	// A late joiner (a nurse of the clinic) starts where the room is: slice 56, the lung window, the arrow.
+	if st := r.as("kato@kita-clinic").post("/api/consults/"+id+"/invite", map[string]string{"login": "kimura@kita-clinic"}); st != 200 {
+		t.Fatalf("invite: %d", st)
+	}
+	cancelA()
+	cctx, cancelC := browser(t)
+	defer cancelC()
+	step(cctx, "c11-late", r.loginSteps(r.users["kimura@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/consult/"+id),
+		chromedp.WaitVisible(`#consult [data-ready="true"]`), overlayHas(cctx, "56 / 60"), overlayHas(cctx, "WL -600 / WW 1500"),
+		poll(`document.querySelector('#consult .consult-view').dataset.annotations === '1'`)) // the arrow, drawn on slice 57
+
+	// The consult's key events are kept with it.
+	var c struct {
+		Events []struct{ Kind, Login string }
+	}
+	r.as("kato@kita-clinic").getJSON("/api/consults/"+id, &c)
+	kinds := map[string]int{}
+	for _, e := range c.Events {
+		kinds[e.Kind]++
+	}
+	if kinds["join"] < 3 || kinds["annotate"] != 1 || kinds["control"] != 1 {
+		b, _ := json.Marshal(c.Events)
+		t.Errorf("kept events: %v %s", kinds, b)
+	}
+}
