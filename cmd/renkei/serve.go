@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,6 +62,8 @@ type serveConfig struct {
 	SMTPUser             string
 	CapacityStale        time.Duration
 	MapTiles             string
+	TURN                 string
+	TURNUser             string
 }
 
 func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -81,6 +84,8 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
 	fs.DurationVar(&c.CapacityStale, "capacity-stale", 12*time.Hour, "how old an institution's capacity report (beds, emergencies, on call) may be before the directory shows it as stale")
+	fs.StringVar(&c.TURN, "turn", "", "comma-separated STUN/TURN URLs for the voice of live consults (e.g. turn:turn.example.jp:3478); the TURN password comes from RENKEI_TURN_PASSWORD")
+	fs.StringVar(&c.TURNUser, "turn-user", "", "user name at the TURN server")
 	fs.StringVar(&c.MapTiles, "map-tiles", "", "tile URL template for the directory's map, e.g. https://tiles.example.jp/{z}/{x}/{y}.png (none: a list only)")
 	fs.StringVar(&c.SMTP, "smtp", "", "mail server (host:port) for telling institutions that a referral waits for them; the password, if any, comes from RENKEI_SMTP_PASSWORD")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", "renkei <renkei@localhost>", "sender address of renkei's e-mails")
@@ -177,6 +182,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.UseClinical(clinical.New(db))
 	front.Directory = directory.New(db)
 	front.UseConsults(db)
+	ice, err := iceServers(c.TURN, c.TURNUser, os.Getenv("RENKEI_TURN_PASSWORD"))
+	if err != nil {
+		return err
+	}
+	front.ICEServers = ice
 	front.Directory.StaleAfter = c.CapacityStale
 	front.MapTiles = c.MapTiles
 	if c.SMTP != "" {
@@ -354,4 +364,27 @@ func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
 		next.ServeHTTP(sw, r)
 		logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.n, "ms", time.Since(start).Milliseconds())
 	})
+}
+
+// iceServers is the WebRTC configuration the consult pages use for voice: the given STUN/TURN URLs, with the TURN
+// credentials. None: browsers connect directly (enough on one network).
+func iceServers(urls, user, password string) (json.RawMessage, error) {
+	var list []string
+	for _, u := range strings.Split(urls, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !strings.HasPrefix(u, "stun:") && !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") {
+			return nil, fmt.Errorf("--turn: %q must start with stun:, turn: or turns:", u)
+		}
+		list = append(list, u)
+	}
+	if len(list) == 0 {
+		return json.RawMessage("[]"), nil
+	}
+	server := map[string]any{"urls": list}
+	if user != "" {
+		server["username"], server["credential"] = user, password
+	}
+	return json.Marshal([]any{server})
 }
