@@ -98,3 +98,39 @@ func TestConsult(t *testing.T) {
 		t.Errorf("kept events: %v %s", kinds, b)
 	}
 }
+
+// TestConsultVoice: two participants talk without a phone: one turns voice on, the browsers connect over WebRTC
+// with the room relaying the signalling, and the other one receives the audio. (Chromium's fake microphone stands
+// in for a real one: the only fake here, because a test machine has no sound card.)
+func TestConsultVoice(t *testing.T) {
+	r := newRegion(t)
+	media := []chromedp.ExecAllocatorOption{chromedp.Flag("use-fake-ui-for-media-stream", true), chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("disable-features", "WebRtcHideLocalIpsWithMdns")}
+	actx, cancelA := browser(t, media...)
+	defer cancelA()
+	bctx, cancelB := browser(t, media...)
+	defer cancelB()
+	out := artifacts(t)
+	step := func(ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	kato := r.as("kato@kita-clinic")
+	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
+		t.Fatal(st)
+	}
+	var c struct{ ID int64 }
+	json.Unmarshal(kato.body, &c)
+	if st := kato.post(fmt.Sprintf("/api/consults/%d/invite", c.ID), map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
+		t.Fatal(st)
+	}
+	room := fmt.Sprintf("#/consult/%d", c.ID)
+	step(actx, "v1", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute(room), chromedp.WaitVisible(`#consult [data-ready="true"]`))
+	step(bctx, "v2", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute(room), chromedp.WaitVisible(`#consult [data-ready="true"]`))
+	step(actx, "v3", poll(`document.querySelectorAll('#con-people li').length >= 2`), chromedp.Click("#con-voice"),
+		poll(`document.querySelector('#con-voice').dataset.state === 'connected'`))
+	step(bctx, "v4", poll(`(() => { const a = document.querySelector('#con-audio audio'); return !!a && !!a.srcObject && a.srcObject.getAudioTracks().length > 0; })()`))
+}

@@ -49,7 +49,7 @@ async function logout() { await api('/api/logout'); }
 
 // browser starts headless Chromium (Debian's chromium, which scripts/setup installs) with a virtual CTAP2
 // authenticator: Chromium's own WebAuthn implementation, with the key held in software instead of a USB device.
-func browser(t *testing.T) (context.Context, func()) {
+func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (context.Context, func()) {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -62,6 +62,7 @@ func browser(t *testing.T) (context.Context, func()) {
 		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true)}
+	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
