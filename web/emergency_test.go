@@ -130,3 +130,38 @@ func TestEmergencyBrowser(t *testing.T) {
 		chromedp.WaitVisible("#em-board button.em-arrive"))
 	stepIn(clinicCtx, "em-07-clinic-sees", chromedp.WaitVisible(`#em-out .badge.status-accepted`))
 }
+
+// TestUnannouncedArrival: a patient arrives unannounced and unconscious; the emergency physician's break-glass finds
+// the allergies and medications the clinic recorded, and the images, with no share and no consent beforehand.
+func TestUnannouncedArrival(t *testing.T) {
+	r := newRegion(t)
+	body, ctype := r.stowBodyBorn("U1", "Ueno^Ichiro=上野^一郎=ウエノ^イチロウ", "19500101", 950)
+	if st := r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	clinic, doctor := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	url := "/api/patients/record?institution=kita-clinic&issuer=KITA&patientId=U1"
+	if st := clinic.post(url, map[string]any{"allergies": []map[string]string{{"category": "drug", "substance": "ヨード造影剤", "reaction": "ショック", "severity": "severe"}},
+		"medications": []map[string]string{{"drug": "ワルファリン錠1mg", "dose": "2錠"}}}); st != 201 {
+		t.Fatalf("record: %d %s", st, clinic.body)
+	}
+	if st := doctor.get(url); st != 404 {
+		t.Fatalf("the hospital reads the record before break-glass: %d", st)
+	}
+	if st := doctor.post("/api/break-glass", map[string]string{"birthDate": "19500101", "name": "うえの いちろう", "reason": "救急搬送、意識障害"}); st != 200 && st != 201 {
+		t.Fatalf("break-glass: %d %s", st, doctor.body)
+	}
+	var rec struct {
+		Allergies   []struct{ Substance, Severity string }
+		Medications []struct{ Drug string }
+	}
+	doctor.getJSON(url, &rec)
+	if len(rec.Allergies) != 1 || rec.Allergies[0].Substance != "ヨード造影剤" || len(rec.Medications) != 1 {
+		t.Errorf("after break-glass the record reads %+v", rec)
+	}
+	var studies []map[string]any
+	doctor.getJSON("/dicomweb/studies?PatientID=U1", &studies)
+	if len(studies) != 1 {
+		t.Errorf("after break-glass the images: %d studies", len(studies))
+	}
+}
