@@ -22,7 +22,8 @@ import (
 // TestPublicRoutes pins the list of routes that answer without a login. Adding one is a security decision: change
 // this test with it, on purpose.
 func TestPublicRoutes(t *testing.T) {
-	want := []string{"GET /healthz", "GET /{$}", "GET /ui/{file...}", "GET /IHEInvokeImageDisplay", "POST /api/login", "POST /api/invitations/accept"}
+	want := []string{"GET /healthz", "GET /{$}", "GET /ui/{file...}", "GET /IHEInvokeImageDisplay", "POST /api/login", "POST /api/invitations/accept",
+		"GET /link/{token}", "GET /api/link/{token}", "POST /api/link/{token}/unlock", "GET /api/link/{token}/studies", "GET /api/link/{token}/image"}
 	if d := cmp.Diff(want, web.Public); d != "" {
 		t.Errorf("the public routes changed (-want +got):\n%s", d)
 	}

@@ -7,6 +7,7 @@ import { referralsPage, referralForm, referralPage, recordPanel, correctionForm 
 import { directoryPage, institutionPage, patientPicker } from './directory.js';
 import { emergencyPage, transferForm } from './emergency.js';
 import { consultsPage, consultPage, startConsult } from './consult.js';
+import { linkDialog, linksPage } from './links.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -30,6 +31,11 @@ function liveUpdates() {
       }
       fresh.clear();
     }, 400);
+  });
+  // A share link of the institution locked after wrong PINs: say so wherever the user is.
+  events.addEventListener('link', (e) => {
+    message(t('links.locked.alert', { id: e.data }));
+    if (location.hash.startsWith('#/links')) render();
   });
   // A referral moved on (the other side acted): the board or the referral's page shows it at once.
   let rtimer = null;
@@ -116,7 +122,7 @@ function header() {
   if (me && me.next === 'done') {
     const links = me.user.role === 'patient'
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
-      : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/consults', 'nav.consults'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares']];
+      : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/consults', 'nav.consults'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares'], ['#/links', 'nav.links']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
     links.push(['#/help', 'nav.help']);
@@ -269,7 +275,10 @@ function studyRow(s) {
       s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : '')];
   const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
     h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
-  if (s.own && me.user.role !== 'patient') actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')));
+  if (s.own && me.user.role !== 'patient') {
+    actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')),
+      ' ', h('button', { class: 'secondary', 'data-link': s.studyInstanceUID, onclick: () => linkDialog(ui, s) }, t('link.share')));
+  }
   return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
     h('td', {}, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
       h('img', { class: 'thumb', loading: 'lazy', alt: '', src: `/dicomweb/studies/${encodeURIComponent(s.studyInstanceUID)}/thumbnail?viewport=96,96` })),
@@ -539,7 +548,7 @@ function tour() {
 // ---- routing ----
 
 // referralRoute: #/referral/new/{issuer}/{patientId}, #/referral/{id}, #/referral/{id}/edit, …/reverse, …/correct.
-async function referralRoute(parts, query) {
+async function referralRoute(ui, parts, query) {
   const to = new URLSearchParams(query).get('to') || '';
   if (parts[1] === 'new' && !parts[2]) return patientPicker(ui, to);
   if (parts[1] === 'new') return referralForm(ui, { issuer: parts[2], patientId: parts[3], to });
@@ -553,7 +562,13 @@ function route(hash) {
   if (location.hash === hash) render(); else location.hash = hash;
 }
 
+// Each render has a number; a page that finishes after the user went elsewhere (or after a newer render of the same
+// page, started by a live update) does not overwrite what is on screen.
+let renderSeq = 0;
+function pageUI(seq) { return { ...ui, show: (...nodes) => { if (seq === renderSeq) show(...nodes); } }; }
+
 async function render() {
+  const ui = pageUI(++renderSeq);
   header();
   const [path, query = ''] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
@@ -581,9 +596,10 @@ async function render() {
       case 'upload': return uploadPage(app(), h, () => csrf);
       case 'shares': return await sharesPage();
       case 'referrals': return await referralsPage(ui, query);
-      case 'referral': return await referralRoute(parts, query);
+      case 'referral': return await referralRoute(ui, parts, query);
       case 'directory': return parts[1] ? await institutionPage(ui, parts[1]) : await directoryPage(ui, query);
       case 'consults': return await consultsPage(ui);
+      case 'links': return await linksPage(ui);
       case 'consult': return await consultPage(ui, parts[1]);
       case 'emergency': {
         const to = new URLSearchParams(query).get('to') || '';
