@@ -26,6 +26,7 @@ const (
 	ActionDenied     AuditAction = "denied"   // a request for something the caller may not see (answered 404)
 	ActionRecord     AuditAction = "record"   // a clinical fact (allergy, medication, condition, document) was written
 	ActionReferral   AuditAction = "referral" // a referral was written, sent or moved on (Detail says which step)
+	ActionConsult    AuditAction = "consult"  // something was said or drawn in a live consult, or control passed
 )
 
 // Audit outcomes (after IHE ATNA EventOutcomeIndicator, in words).

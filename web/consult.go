@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -268,6 +269,18 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 				case replies <- *reply:
 				default:
 				}
+				continue
+			}
+			// What is said, drawn or handed on in the room is in the audit trail too (not the view's moves).
+			switch m.Type {
+			case consult.TypeAnnotate, consult.TypeClear, consult.TypeChat, consult.TypeGrant:
+				e := renkei.EventFor(p, renkei.ActionConsult, renkei.OutcomeSuccess)
+				e.DataInstitution, e.Patient, e.Study, e.Purpose = c.StudyOwner, c.Patient, c.StudyUID, string(renkei.PurposeConsult)
+				e.Detail = fmt.Sprintf("consult %d: %s %s", c.ID, m.Type, strings.TrimSpace(m.To+" "+truncate(m.Text, 200)))
+				if err := s.Store.Audit(ctx, &e); err != nil {
+					s.Logger.Error("a consult event could not be audited", "consult", c.ID, "err", err)
+					return // fail closed: the connection ends
+				}
 			}
 		}
 	}()
@@ -298,4 +311,15 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+}
+
+// truncate cuts s to at most n bytes on a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -97,6 +97,19 @@ func TestConsult(t *testing.T) {
 		b, _ := json.Marshal(c.Events)
 		t.Errorf("kept events: %v %s", kinds, b)
 	}
+	// And in the audit trail: who joined, the arrow, the hand-over.
+	var joined, consulted int
+	for _, e := range r.events(0) {
+		if e.Study == ct.studyUID && strings.Contains(e.Detail, "joined consult") {
+			joined++
+		}
+		if e.Action == renkei.ActionConsult {
+			consulted++
+		}
+	}
+	if joined < 3 || consulted < 2 {
+		t.Errorf("audit trail: %d joins, %d consult events", joined, consulted)
+	}
 }
 
 // TestConsultVoice: two participants talk without a phone: one turns voice on, the browsers connect over WebRTC

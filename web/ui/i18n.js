@@ -141,7 +141,7 @@ const ja = {
   'record.drug': '薬剤名', 'record.dose': '用量', 'record.frequency': '用法', 'record.suspected': '疑い',
   'allergy.drug': '薬', 'allergy.food': '食物', 'allergy.other': 'その他',
   'severity.mild': '軽度', 'severity.moderate': '中等度', 'severity.severe': '重度',
-  'action.record': '診療情報の記録', 'action.referral': '紹介',
+  'action.record': '診療情報の記録', 'action.referral': '紹介', 'action.consult': '相談',
   // Share links (link.html for the recipient, links.js for staff).
   'link.title': '共有された画像', 'link.pin.prompt': '画像を見るには、リンクとは別にお知らせした暗証番号(PIN・6桁の数字)を入力してください。',
   'link.pin.label': '暗証番号(PIN)', 'link.pin.submit': '画像を開く', 'link.pin.format': '暗証番号は6桁の数字です。',
@@ -310,7 +310,7 @@ const en = {
   'record.drug': 'Drug', 'record.dose': 'Dose', 'record.frequency': 'How often', 'record.suspected': 'suspected',
   'allergy.drug': 'drug', 'allergy.food': 'food', 'allergy.other': 'other',
   'severity.mild': 'mild', 'severity.moderate': 'moderate', 'severity.severe': 'severe',
-  'action.record': 'clinical record written', 'action.referral': 'referral',
+  'action.record': 'clinical record written', 'action.referral': 'referral', 'action.consult': 'consult',
   // Share links (link.html for the recipient, links.js for staff).
   'link.title': 'Shared images', 'link.pin.prompt': 'To see the images, enter the PIN (6 digits) you were given separately from this link.',
   'link.pin.label': 'PIN', 'link.pin.submit': 'Open the images', 'link.pin.format': 'The PIN is 6 digits.',
