@@ -181,9 +181,7 @@ func (s *Server) inviteToConsult(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	if s.Hub != nil {
-		s.Hub.Publish(u.Institution.PK, u.PK, c.StudyUID)
-	}
+	publishStudy(s.Hub, u.Institution.PK, u.PK, c.StudyUID)
 	c, _ = s.Consults.Consult(r.Context(), c.ID)
 	writeJSON(w, http.StatusOK, toConsultJSON(c))
 }

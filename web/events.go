@@ -15,7 +15,24 @@ import (
 // its patient; nobody learns of another institution's data. Events reach the connections of this process; several
 // nodes will relay them through PostgreSQL (issue 9).
 
-// Hub fans events out to the open streams.
+// Events carries live updates to the open /api/events streams. Hub is the in-process one; when several nodes serve
+// one region, an implementation over PostgreSQL LISTEN/NOTIFY (or another shared engine) takes its place.
+type Events interface {
+	// Publish tells the subscribers of an institution, or (user not 0) one user, that an event happened: its type
+	// ("study", "referral", "link") and its data (a UID or a key, nothing more).
+	PublishEvent(institution, user int64, event, data string)
+	// Subscribe returns the events for one institution's user until cancel is called, or Done is closed.
+	Subscribe(institution, user int64) (events <-chan Live, cancel func())
+	Done() <-chan struct{}
+	Close()
+}
+
+// Live is one server-sent event.
+type Live struct{ Event, Data string }
+
+var _ Events = (*Hub)(nil)
+
+// Hub fans events out to the open streams of this process.
 type Hub struct {
 	mu     sync.Mutex
 	subs   map[*subscriber]bool
@@ -25,11 +42,8 @@ type Hub struct {
 
 type subscriber struct {
 	institution, user int64
-	ch                chan live
+	ch                chan Live
 }
-
-// live is one server-sent event: its type ("study", "referral") and its data (a UID or a key, nothing more).
-type live struct{ event, data string }
 
 // NewHub returns an empty hub.
 func NewHub() *Hub { return &Hub{subs: map[*subscriber]bool{}, closed: make(chan struct{})} }
@@ -37,19 +51,20 @@ func NewHub() *Hub { return &Hub{subs: map[*subscriber]bool{}, closed: make(chan
 // Close ends every open stream (the server is shutting down: streams would otherwise hold it up).
 func (h *Hub) Close() { h.once.Do(func() { close(h.closed) }) }
 
-// Publish tells the subscribers of an institution, or (user not 0) one user, that study changed. A slow subscriber
-// misses events rather than slowing ingest; its app refreshes on the next one.
-func (h *Hub) Publish(institution, user int64, study string) {
-	h.publish(institution, user, live{"study", study})
+// Done is closed when the hub closes.
+func (h *Hub) Done() <-chan struct{} { return h.closed }
+
+// Subscribe registers a stream.
+func (h *Hub) Subscribe(institution, user int64) (<-chan Live, func()) {
+	sub := &subscriber{institution: institution, user: user, ch: make(chan Live, 64)}
+	h.add(sub)
+	return sub.ch, func() { h.remove(sub) }
 }
 
-// PublishReferral tells an institution's subscribers that one of its referrals moved on: they ask for it again
-// through the audited API.
-func (h *Hub) PublishReferral(institution, id int64) {
-	h.publish(institution, 0, live{"referral", fmt.Sprint(id)})
-}
-
-func (h *Hub) publish(institution, user int64, ev live) {
+// PublishEvent sends an event to its subscribers. A slow subscriber misses events rather than slowing ingest; its
+// app refreshes on the next one.
+func (h *Hub) PublishEvent(institution, user int64, event, data string) {
+	ev := Live{event, data}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for s := range h.subs {
@@ -63,9 +78,19 @@ func (h *Hub) publish(institution, user int64, ev live) {
 	}
 }
 
-// StoredHook is archive.Service.Stored for the hub: the owning institution learns of its new images.
-func (h *Hub) StoredHook(inst *renkei.Instance) {
-	h.Publish(inst.Institution, 0, inst.StudyInstanceUID)
+// publishStudy tells an institution, or one of its users, that a study it may see changed.
+func publishStudy(e Events, institution, user int64, study string) {
+	if e != nil {
+		e.PublishEvent(institution, user, "study", study)
+	}
+}
+
+// publishReferral tells an institution that one of its referrals moved on: its pages ask for it again through the
+// audited API.
+func publishReferral(e Events, institution, id int64) {
+	if e != nil {
+		e.PublishEvent(institution, 0, "referral", fmt.Sprint(id))
+	}
 }
 
 func (h *Hub) add(s *subscriber) {
@@ -89,12 +114,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, renkei.Errorf("web.events", renkei.Unavailable, "live updates are not available here"))
 		return
 	}
-	sub := &subscriber{institution: p.Institution, ch: make(chan live, 64)}
+	var user int64
 	if p.Kind == renkei.UserPrincipal {
-		sub.user = p.ID
+		user = p.ID
 	}
-	s.Hub.add(sub)
-	defer s.Hub.remove(sub)
+	stream, cancel := s.Hub.Subscribe(p.Institution, user)
+	defer cancel()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-store")
@@ -108,10 +133,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case <-s.Hub.closed:
+		case <-s.Hub.Done():
 			return
-		case ev := <-sub.ch:
-			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.event, ev.data)
+		case ev := <-stream:
+			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.Event, ev.Data)
 			fl.Flush()
 		case <-tick.C:
 			fmt.Fprint(w, ": keep-alive\n\n")

@@ -527,7 +527,7 @@ func (l *links) checkPIN(ctx context.Context, hash, pin string) (bool, error) {
 // its open apps (a live "link" event) and its 地域連携室's mailbox (no patient data, as every e-mail of renkei).
 func (l *links) notifyLocked(k renkei.ShareLink) {
 	if l.s.Hub != nil {
-		l.s.Hub.publish(k.Institution, 0, live{"link", strconv.FormatInt(k.ID, 10)})
+		l.s.Hub.PublishEvent(k.Institution, 0, "link", strconv.FormatInt(k.ID, 10))
 	}
 	if l.s.Mailer == nil {
 		return

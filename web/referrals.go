@@ -572,17 +572,17 @@ func (s *Server) UseClinical(c *clinical.Service) {
 	}
 	c.Left = func(institution, id int64) {
 		if s.Hub != nil {
-			s.Hub.PublishReferral(institution, id)
+			publishReferral(s.Hub, institution, id)
 		}
 	}
 	c.Changed = func(ref renkei.Referral) {
 		s.mailReferral(ref)
 		if s.Hub != nil {
-			s.Hub.PublishReferral(ref.FromInstitution, ref.ID)
-			s.Hub.PublishReferral(ref.ToInstitution, ref.ID)
+			publishReferral(s.Hub, ref.FromInstitution, ref.ID)
+			publishReferral(s.Hub, ref.ToInstitution, ref.ID)
 			if ref.Status == renkei.StatusSent {
 				for _, uid := range ref.Studies { // the attached studies just became visible to the receiver
-					s.Hub.Publish(ref.ToInstitution, 0, uid)
+					publishStudy(s.Hub, ref.ToInstitution, 0, uid)
 				}
 			}
 		}
@@ -901,7 +901,7 @@ func (s *Server) reportToStudies(r *http.Request, ref renkei.Referral) error {
 			return err
 		}
 		if s.Hub != nil {
-			s.Hub.Publish(ref.FromInstitution, 0, uid)
+			publishStudy(s.Hub, ref.FromInstitution, 0, uid)
 		}
 	}
 	return nil

@@ -100,7 +100,7 @@ type Server struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
 	// Hub carries live updates to the open /api/events streams.
-	Hub *Hub
+	Hub Events
 	// UploadDir keeps resumable uploads until their last byte arrives.
 	UploadDir string
 	// Clinical is the clinical record and the referrals; nil leaves their routes answering 503.
@@ -138,7 +138,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 		mux:        http.NewServeMux(),
 		loginLimit: newLimiter(10, time.Minute), ui: uiFS(), Hub: NewHub(), up: uploads{byID: map[string]*partial{}, locks: map[string]*sync.Mutex{}}}
 	if dw != nil && dw.Archive != nil && dw.Archive.Stored == nil {
-		dw.Archive.Stored = s.Hub.StoredHook
+		dw.Archive.Stored = func(inst *renkei.Instance) { publishStudy(s.Hub, inst.Institution, 0, inst.StudyInstanceUID) }
 	}
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
 	s.handle("GET /{$}", s.app)

@@ -284,6 +284,6 @@ func (s *Server) announceShare(r *http.Request, sh renkei.Share) {
 		}
 	}
 	for _, uid := range studies {
-		s.Hub.Publish(sh.ToInstitution, sh.ToUser, uid)
+		publishStudy(s.Hub, sh.ToInstitution, sh.ToUser, uid)
 	}
 }
