@@ -65,7 +65,8 @@ func browser(t *testing.T, extra ...chromedp.ExecAllocatorOption) (context.Conte
 	opts = append(opts, extra...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	// Generous: on a loaded 2-core machine (CI runs the packages side by side) a browser test can take a minute.
+	ctx, cancelTimeout := context.WithTimeout(ctx, 180*time.Second)
 	return ctx, func() { cancelTimeout(); cancelCtx(); cancelAlloc() }
 }
 
