@@ -4,7 +4,7 @@
 import { t, date } from './i18n.js';
 import { viewer } from './viewer.js';
 
-const palette = ['#ff4d4d', '#4dd2ff', '#ffd24d', '#7dff4d', '#ff4dff', '#ffffff'];
+const palette = ['#ff4d4d', '#1e9bd7', '#e0a800', '#2fb344', '#c03fd0', '#ff7a1c'];
 function colorOf(login) {
   let x = 0;
   for (const c of login) x = (x * 31 + c.charCodeAt(0)) >>> 0;
