@@ -33,11 +33,7 @@ func TestConsult(t *testing.T) {
 	defer cancelB()
 	step := func(ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
+		runStep(ctx, t, out, name, actions...)
 	}
 	overlayHas := func(ctx context.Context, s string) chromedp.Action[chromedp.Void] {
 		return poll(fmt.Sprintf(`(document.querySelector('#overlay') || {}).textContent && document.querySelector('#overlay').textContent.includes(%q)`, s))
@@ -126,10 +122,7 @@ func TestConsultVoice(t *testing.T) {
 	out := artifacts(t)
 	step := func(ctx context.Context, name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
+		runStep(ctx, t, out, name, actions...)
 	}
 	kato := r.as("kato@kita-clinic")
 	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {

@@ -118,14 +118,7 @@ func TestDirectoryBrowser(t *testing.T) {
 	out := artifacts(t)
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-capacity", r.loginSteps(r.users["admin@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/directory/chuo-hospital"),
 		chromedp.WaitVisible("#capacity-form"), chromedp.Click(`#capacity-form input[name="em"][value="yes"]`),
 		chromedp.SetValue("#cap-beds-ICU", "2"), chromedp.Click("#cap-submit"), chromedp.WaitVisible(`ul.capacity li[data-key="beds:ICU"]`),

@@ -426,14 +426,7 @@ func TestShareLinkPhone(t *testing.T) {
 	l := makeLink(t, r.as("kato@kita-clinic"), map[string]any{"patientId": "P1", "studies": []string{r.p1a.studyUID}})
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-pin", chromedp.EmulateViewport(390, 844, chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch),
 		chromedp.Navigate(r.srv.URL+"/link/"+l.token()), chromedp.WaitVisible("#pin"))
 	var mode string
@@ -522,14 +515,7 @@ func TestLinkDialog(t *testing.T) {
 	ctx, cancel := browser(t)
 	defer cancel()
 	out := artifacts(t)
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-dialog", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), chromedp.Click("#tour-skip"),
 		chromedp.Click(`button[data-link="`+r.p1a.studyUID+`"]`), chromedp.WaitVisible("#link-form"), chromedp.Click("#link-create"),
 		chromedp.WaitVisible("#link-created"), chromedp.WaitVisible("#link-qr"))

@@ -26,14 +26,7 @@ func TestReadingBrowser(t *testing.T) {
 	}
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-worklist", r.loginSteps(r.users["suzuki@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/referrals"),
 		chromedp.WaitVisible("#worklist tbody tr"))
 	if s, _ := chromedp.Run(ctx, chromedp.Text("#worklist")); !strings.Contains(s, "至急") || !strings.Contains(s, "胸部CT") {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,47 @@ func screenshot(ctx context.Context, t *testing.T, dir, name string) {
 	os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
 }
 
+// runStep runs one named step of a browser test: its actions get at most a minute together, and a failing step leaves
+// a screenshot, names the action that failed and logs the page's address and text, so that a failure on a CI machine
+// explains itself. A passing step leaves its screenshot too.
+func runStep(ctx context.Context, t *testing.T, out, name string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx); err != nil { // the browser starts with the test's context, not the step's
+		t.Fatalf("%s: the browser did not start: %v", name, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for i, a := range actions {
+		if err := chromedp.Do(sctx, a); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.hash + "\n" + document.body.innerText.slice(0, 2000)`))
+			t.Fatalf("%s: action %d of %d: %v\npage %s\nserver goroutines:\n%s", name, i+1, len(actions), err, page, serverStacks())
+		}
+	}
+	screenshot(ctx, t, out, name)
+}
+
+// serverStacks are the stacks of this process's goroutines that are in renkei's own code (the test server runs in
+// the test's process), for a step that hung: a deadlock or a slow query shows here.
+func serverStacks() string {
+	var b strings.Builder
+	buf := make([]byte, 1<<22)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "renkei/") && !strings.Contains(g, "renkei/web_test.") {
+			b.WriteString(g + "\n\n")
+		}
+	}
+	return b.String()
+}
+
+// stepper is runStep bound to a test's browser and screenshot folder.
+func stepper(ctx context.Context, t *testing.T, out string) func(name string, actions ...chromedp.Action[chromedp.Void]) {
+	return func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		runStep(ctx, t, out, name, actions...)
+	}
+}
+
 // TestWebApp drives the web app in Chromium as a hospital physician would: log in with password and authenticator
 // code, find the clinic's referred patient by typing their name in katakana (stored in hiragana), see that the study
 // is shared and by whom, open the patient's history, and switch the interface to English, which sticks.
@@ -69,14 +111,7 @@ func TestWebApp(t *testing.T) {
 
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-login", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
 		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`),
 		chromedp.WaitVisible("#totp-code"))
@@ -133,14 +168,7 @@ func TestViewer(t *testing.T) {
 	u := r.users["tanaka@chuo-hospital"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-list", r.loginSteps(u), chromedp.WaitVisible("#studies a.view"))
 	// A new study arrives while the list is open: it appears, marked, without a reload.
 	r.stow(token, "H10", "Takeda^Jiro=竹田^次郎", 801, 1)
@@ -300,14 +328,7 @@ func TestUpload(t *testing.T) {
 	u := r.users["kato@kita-clinic"]
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("01-login", r.loginSteps(u), chromedp.WaitVisible("#search"))
 	r.clock.advance(30 * time.Second) // the browser used this step's code; the test's own logins need the next
 	step("02-folder", hashRoute("#/upload"), chromedp.WaitReady("#upload-folder"),
