@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"renkei/dicom"
 	"renkei/internal/dicomtest"
 )
@@ -174,6 +176,7 @@ func (e *env) badStow(body []byte, contentType string, header ...string) (int, h
 type badOutcome struct {
 	Failure, Warning uint16
 	Comment          string
+	URL              string // RetrieveURL of a stored instance
 }
 
 // badResponse decodes a STOW-RS answer (PS3.18 Table 10.5.3-1) into the failed and the stored instances.
@@ -209,6 +212,9 @@ func badResponse(t *testing.T, body []byte) (failed, stored []badOutcome) {
 			}
 			if v := it["00000902"].Value; len(v) == 1 {
 				json.Unmarshal(v[0], &o.Comment)
+			}
+			if v := it["00081190"].Value; len(v) == 1 {
+				json.Unmarshal(v[0], &o.URL)
 			}
 			out = append(out, o)
 		}
@@ -588,39 +594,69 @@ func testStowBadRequests(t *testing.T, sub func(*testing.T) *env) {
 		})
 	}
 
-	t.Run("gzip bomb", func(t *testing.T) {
+	for _, enc := range []string{"gzip", "zstd"} {
+		t.Run(enc+" bomb", func(t *testing.T) {
+			e := sub(t)
+			// A valid header whose pixel data is 10 MiB of zeros, which gzip shrinks about a thousandfold (zstd more).
+			bomb := badWithout(t, ct, dicom.PixelData)
+			bomb = append(bomb, badEl(dicom.PixelData, "OW", make([]byte, 10<<20), -1)...)
+			body, ctype := multipartBody(t, bomb)
+			z := encode(t, enc, body)
+			start := time.Now()
+			status, h, b := e.badStow(z, ctype, "Content-Encoding", enc)
+			took := time.Since(start)
+			t.Logf("%d-byte body: %d in %v", len(z), status, took.Round(time.Millisecond))
+			msg := "looks like a compression bomb"
+			switch status {
+			case http.StatusRequestEntityTooLarge:
+				if d := badDetail(t, h, b); !strings.Contains(d, msg) {
+					t.Errorf("detail %q", d)
+				}
+			case http.StatusConflict:
+				failed, _ := badResponse(t, b)
+				if len(failed) != 1 || !strings.Contains(failed[0].Comment, msg) {
+					t.Errorf("failures %+v; want the part refused as a bomb", failed)
+				}
+			default:
+				t.Errorf("status %d, want 409 or 413: %.300s", status, b)
+			}
+			if took > 5*time.Second {
+				t.Errorf("refusing the bomb took %v", took)
+			}
+			e.checkNothingStored()
+		})
+	}
+	t.Run("unknown encoding", func(t *testing.T) {
 		e := sub(t)
-		// A valid header whose pixel data is 10 MiB of zeros, which gzip shrinks about a thousandfold.
-		bomb := badWithout(t, ct, dicom.PixelData)
-		bomb = append(bomb, badEl(dicom.PixelData, "OW", make([]byte, 10<<20), -1)...)
-		body, ctype := multipartBody(t, bomb)
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		zw.Write(body)
-		zw.Close()
-		start := time.Now()
-		status, h, b := e.badStow(z.Bytes(), ctype, "Content-Encoding", "gzip")
-		took := time.Since(start)
-		t.Logf("%d-byte body: %d in %v", z.Len(), status, took.Round(time.Millisecond))
-		msg := "looks like a compression bomb"
-		switch status {
-		case http.StatusRequestEntityTooLarge:
-			if d := badDetail(t, h, b); !strings.Contains(d, msg) {
-				t.Errorf("detail %q", d)
-			}
-		case http.StatusConflict:
-			failed, _ := badResponse(t, b)
-			if len(failed) != 1 || !strings.Contains(failed[0].Comment, msg) {
-				t.Errorf("failures %+v; want the part refused as a bomb", failed)
-			}
-		default:
-			t.Errorf("status %d, want 409 or 413: %.300s", status, b)
-		}
-		if took > 5*time.Second {
-			t.Errorf("refusing the bomb took %v", took)
+		body, ctype := multipartBody(t, ct)
+		status, h, b := e.badStow(body, ctype, "Content-Encoding", "br")
+		if d := badDetail(t, h, b); status != http.StatusBadRequest || !strings.Contains(d, "not supported") {
+			t.Errorf("status %d, detail %q; want 400 naming what is supported", status, d)
 		}
 		e.checkNothingStored()
 	})
+}
+
+// encode compresses body as the HTTP Content-Encoding enc (gzip or zstd).
+func encode(t *testing.T, enc string, body []byte) []byte {
+	t.Helper()
+	var z bytes.Buffer
+	switch enc {
+	case "gzip":
+		zw := gzip.NewWriter(&z)
+		zw.Write(body)
+		zw.Close()
+	case "zstd":
+		zw, err := zstd.NewWriter(&z)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zw.Write(body)
+		zw.Close()
+	default:
+		t.Fatalf("no encoder for %q", enc)
+	}
+	return z.Bytes()
 }
 
 // TestStowExecutablePreamble: CVE-2019-11687 lets a file be both valid DICOM and a program, through its preamble. Such
@@ -668,15 +704,23 @@ func TestStowExecutablePreamble(t *testing.T) {
 			}
 		})
 	}
-	t.Run("gzip", func(t *testing.T) {
-		e := &env{t: t, dir: e.dir, db: e.db, archive: e.archive, handler: e.handler, srv: e.srv, url: e.url}
-		body, ctype := multipartBody(t, badCT(t, dicomtest.CTOptions{Seed: 49, Rows: 256, Cols: 256}))
-		var z bytes.Buffer
-		zw := gzip.NewWriter(&z)
-		zw.Write(body)
-		zw.Close()
-		if status, _, b := e.badStow(z.Bytes(), ctype, "Content-Encoding", "gzip"); status != http.StatusOK {
-			t.Errorf("a gzip body of ratio %.1f: status %d: %.300s", float64(len(body))/float64(z.Len()), status, b)
-		}
-	})
+	for _, enc := range []string{"gzip", "zstd"} {
+		t.Run(enc, func(t *testing.T) {
+			e := &env{t: t, dir: e.dir, db: e.db, archive: e.archive, handler: e.handler, srv: e.srv, url: e.url}
+			seed := map[string]int64{"gzip": 49, "zstd": 50}[enc]
+			file := badCT(t, dicomtest.CTOptions{Seed: seed, Rows: 256, Cols: 256})
+			body, ctype := multipartBody(t, file)
+			z := encode(t, enc, body)
+			status, _, b := e.badStow(z, ctype, "Content-Encoding", enc)
+			if status != http.StatusOK {
+				t.Fatalf("a %s body of ratio %.1f: status %d: %.300s", enc, float64(len(body))/float64(len(z)), status, b)
+			}
+			// renkei keeps the sender's bytes, not the encoding.
+			_, stored := badResponse(t, b)
+			st, rctype, got := e.get(stored[0].URL, `multipart/related; type="application/dicom"; transfer-syntax=*`)
+			if p, _ := parts(t, rctype, got); st != 200 || len(p) != 1 || !bytes.Equal(p[0], file) {
+				t.Errorf("WADO-RS %d: the stored instance is not the bytes sent inside the %s body", st, enc)
+			}
+		})
+	}
 }

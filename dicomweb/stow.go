@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/klauspost/compress/zstd"
+
 	"renkei"
 	"renkei/archive"
 	"renkei/dicom"
@@ -204,7 +206,7 @@ type utf8Text struct{}
 
 func (utf8Text) Decode(v []byte, vr string) (string, bool) { return string(v), true }
 
-// decodedBody undoes a Content-Encoding (gzip, deflate), refusing a body that expands more than MaxDecodedRatio times.
+// decodedBody undoes a Content-Encoding (gzip, deflate, zstd), refusing a body that expands more than MaxDecodedRatio times.
 func (h *Handler) decodedBody(r *http.Request) (io.Reader, error) {
 	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
 	cr := &countingReader{r: r.Body}
@@ -220,10 +222,29 @@ func (h *Handler) decodedBody(r *http.Request) (io.Reader, error) {
 		dr = zr
 	case "deflate":
 		dr = flate.NewReader(cr)
+	case "zstd":
+		// A window of at most 8 MiB (what RFC 8878 asks HTTP decoders to accept) and one goroutine: a sender cannot
+		// make renkei reserve more memory than that.
+		zr, err := zstd.NewReader(cr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(8<<20), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, renkei.Errorf("dicomweb.STOW", renkei.Invalid, "the body is not valid zstd: %v", err)
+		}
+		dr = zstdReader{zr}
 	default:
-		return nil, &renkei.Error{Op: "dicomweb.STOW", Kind: renkei.Invalid, Message: fmt.Sprintf("Content-Encoding %q is not supported; use gzip or deflate", enc)}
+		return nil, &renkei.Error{Op: "dicomweb.STOW", Kind: renkei.Invalid, Message: fmt.Sprintf("Content-Encoding %q is not supported; use gzip, deflate or zstd", enc)}
 	}
 	return &ratioReader{r: dr, in: cr, ratio: h.MaxDecodedRatio}, nil
+}
+
+// zstdReader frees its decoder when the body ends.
+type zstdReader struct{ *zstd.Decoder }
+
+func (z zstdReader) Read(p []byte) (int, error) {
+	n, err := z.Decoder.Read(p)
+	if err != nil {
+		z.Decoder.Close()
+	}
+	return n, err
 }
 
 type countingReader struct {
