@@ -116,6 +116,10 @@ type Server struct {
 	ICEServers json.RawMessage
 	// Mailer tells institutions by e-mail that a referral waits for them; nil sends no e-mail.
 	Mailer *notify.Mailer
+	// Gateways keeps the hospital gateways' heartbeats; nil leaves their routes answering 503. GatewaySilent and
+	// GatewayBacklog say when one needs attention (defaults DefaultGatewaySilent, DefaultGatewayBacklog).
+	Gateways                      GatewayStore
+	GatewaySilent, GatewayBacklog time.Duration
 	// PublicURL is the address users reach renkei at, for links in e-mails (e.g. https://renkei.example.jp).
 	PublicURL string
 
@@ -212,6 +216,8 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/directory/{id}/history", s.capacityHistory)
 	s.handle("PUT /api/directory/{id}/profile", s.saveProfile)
 	s.handle("POST /api/directory/{id}/capacity", s.reportCapacity)
+	s.handle("POST /api/gateways/heartbeat", s.gatewayHeartbeat)
+	s.handle("GET /api/gateways", s.listGateways)
 	s.handle("GET /api/patients/record", s.getRecord)
 	s.handle("GET /api/patients/record/fhir", s.exportRecord)
 	s.handle("POST /api/patients/record/fhir", s.importRecord)

@@ -4,6 +4,7 @@
 //	renkei admin    institutions, users, API tokens, AE titles, audit verification
 //	renkei dicom    a DICOM client (SCU): echo, send, find, get
 //	renkei import   imports files, folders (CD-ROMs) and zips into a server
+//	renkei gateway  the hospital gateway: modalities → local spool → renkei, nothing lost when the line is down
 //	renkei version  prints the version
 //
 // main only wires: flags and RENKEI_* environment variables → configuration → construction → run.
@@ -47,6 +48,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = dicomCmd(ctx, args[1:], stdout, stderr)
 	case "import":
 		err = importCmd(ctx, args[1:], stdout, stderr)
+	case "gateway":
+		err = gatewayCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "renkei", version)
 	case "help", "-h", "--help":
@@ -74,6 +77,7 @@ Usage:
   renkei admin ...       institutions, users, API tokens, AE titles, audit verification (see renkei admin)
   renkei dicom ...       DICOM client: echo, send, find, get (see renkei dicom)
   renkei import PATH...  import files, folders (a CD-ROM) and zips into a server (see renkei import --help)
+  renkei gateway ...     the hospital gateway: modalities → local spool → renkei (see renkei gateway --help)
   renkei version         print the version
 `)
 }

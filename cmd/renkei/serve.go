@@ -61,6 +61,8 @@ type serveConfig struct {
 	SMTPFrom             string
 	SMTPUser             string
 	CapacityStale        time.Duration
+	GatewaySilent        time.Duration
+	GatewayBacklog       time.Duration
 	MapTiles             string
 	TURN                 string
 	TURNUser             string
@@ -84,6 +86,8 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.BoolVar(&c.DIMSEAcceptAny, "dimse-accept-any", false, "accept associations from AE titles that are not registered (renkei admin ae add); for demos only")
 	fs.StringVar(&c.DIMSEAnyInstitution, "dimse-any-institution", "", "with --dimse-accept-any: the institution unregistered AEs act for (default with --demo: kita-clinic)")
 	fs.DurationVar(&c.CapacityStale, "capacity-stale", 12*time.Hour, "how old an institution's capacity report (beds, emergencies, on call) may be before the directory shows it as stale")
+	fs.DurationVar(&c.GatewaySilent, "gateway-silent", web.DefaultGatewaySilent, "a hospital gateway not heard from for this long needs attention (admin page, log, e-mail)")
+	fs.DurationVar(&c.GatewayBacklog, "gateway-backlog", web.DefaultGatewayBacklog, "a hospital gateway whose oldest waiting image is this old needs attention")
 	fs.StringVar(&c.TURN, "turn", "", "comma-separated STUN/TURN URLs for the voice of live consults (e.g. turn:turn.example.jp:3478); the TURN password comes from RENKEI_TURN_PASSWORD")
 	fs.StringVar(&c.TURNUser, "turn-user", "", "user name at the TURN server")
 	fs.StringVar(&c.MapTiles, "map-tiles", "", "tile URL template for the directory's map, e.g. https://tiles.example.jp/{z}/{x}/{y}.png (none: a list only)")
@@ -189,6 +193,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.ICEServers = ice
 	front.Directory.StaleAfter = c.CapacityStale
 	front.MapTiles = c.MapTiles
+	front.Gateways, front.GatewaySilent, front.GatewayBacklog = db, c.GatewaySilent, c.GatewayBacklog
 	if c.SMTP != "" {
 		front.Mailer = &notify.Mailer{Addr: c.SMTP, From: c.SMTPFrom, User: c.SMTPUser, Password: os.Getenv("RENKEI_SMTP_PASSWORD"), Logger: logger, Retries: 5}
 		if err := front.Mailer.Check(); err != nil {
@@ -231,6 +236,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	defer stopPurge()
 	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)
+	go front.WatchGateways(purgeCtx, time.Minute)
 	go func() {
 		// A quiet chain is signed too, so that removing its newest events is detected.
 		t := time.NewTicker(time.Minute)

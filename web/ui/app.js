@@ -443,11 +443,28 @@ async function adminPage() {
         try { await api('POST', `/api/break-glass/${s.id}/review`, { note: note.value }); render(); } catch (e) { message(e.message); }
       } }, t('admin.review.submit'))));
   })));
-  show(h('h1', {}, t('admin.title')), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
+  show(h('h1', {}, t('admin.title')), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
         h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind)),
         h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, e.outcome), h('td', { class: 'muted' }, e.detail || ''))))));
+}
+
+// gatewayCard lists the hospital gateways the admin looks after: last heartbeat, backlog, and a red row for one that
+// is silent or stuck.
+async function gatewayCard() {
+  if (!['institution-admin', 'region-admin'].includes(me.user.role)) return '';
+  const list = await api('GET', '/api/gateways').catch(() => []);
+  const insts = me.user.role === 'region-admin' ? await institutionList().catch(() => []) : [];
+  const instName = (id) => (insts.find((i) => i.id === id) || {}).name || id;
+  return h('div', { class: 'card', id: 'gateways' }, h('h2', {}, t('gw.title')), list.length === 0 ? h('p', { class: 'muted' }, t('gw.none'))
+    : h('table', {}, h('thead', {}, h('tr', {}, ['gw.name', 'gw.state', 'gw.seen', 'gw.waiting', 'gw.oldest', 'gw.sent'].map((k) => h('th', {}, t(k))))),
+      h('tbody', {}, list.map((g) => h('tr', { class: g.health === 'ok' ? '' : 'breakglass', 'data-health': g.health },
+        h('td', {}, g.name, h('div', { class: 'muted' }, `${g.ae}・${g.tokenName}${insts.length ? '・' + instName(g.institution) : ''}`)),
+        h('td', {}, t('gw.health.' + g.health), g.lastError ? h('div', { class: 'muted' }, g.lastError) : ''),
+        h('td', {}, date(g.seenAt, true), h('div', { class: 'muted' }, g.address)),
+        h('td', {}, t('gw.count', { n: g.instances, s: g.studies })),
+        h('td', {}, g.oldest ? date(g.oldest, true) : '—'), h('td', {}, g.lastSent ? date(g.lastSent, true) : '—'))))));
 }
 
 async function myStudiesPage() {

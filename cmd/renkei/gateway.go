@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"renkei/gateway"
+)
+
+const gatewayUsage = `Usage: renkei gateway --server URL --token-file F [flags]
+       renkei gateway status [--spool DIR] [--json]
+
+Runs the hospital gateway: a DICOM Storage SCP for the local modalities and PACS, a spool on this computer's disk,
+and an uploader that sends everything to renkei over HTTPS (STOW-RS), compressed, retrying until renkei has it.
+A modality is told an image is stored only once it is on the spool's disk; an image leaves the spool only once
+renkei acknowledged it. All connections go out from the hospital: nothing needs to reach in.
+
+The token is a read-write API token of this hospital's institution, made by renkei's admin:
+  renkei admin token add gateway-1 --institution ID --write
+Keep it in a file only the gateway's user can read (--token-file).
+
+"renkei gateway status" reads the spool and says what waits, since when, and what failed, in plain words; the running
+gateway shows the same on its local status page (--status).
+
+Every flag can also be set by an environment variable: --server is RENKEI_SERVER, --token-file is RENKEI_TOKEN_FILE.
+
+Flags:
+`
+
+type gatewayConfig struct {
+	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name string
+	ReserveMB, Parallel                                                 int
+	Heartbeat                                                           time.Duration
+	LogFormat, LogLevel                                                 string
+}
+
+func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "status" {
+		return gatewayStatus(args[1:], stdout, stderr)
+	}
+	var c gatewayConfig
+	fs := flag.NewFlagSet("renkei gateway", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), gatewayUsage); fs.PrintDefaults() }
+	fs.StringVar(&c.Server, "server", "", "renkei's URL, e.g. https://renkei.example.jp")
+	fs.StringVar(&c.TokenFile, "token-file", "", "a file holding the gateway's read-write API token")
+	fs.StringVar(&c.CAFile, "ca-file", "", "PEM CA certificates that renkei's HTTPS certificate is checked against (default: the system's)")
+	fs.StringVar(&c.DIMSE, "dimse", ":11112", "address the local modalities and PACS send DICOM to")
+	fs.StringVar(&c.AE, "ae", "RENKEI_GW", "the gateway's AE title: the modalities call it by this name")
+	fs.StringVar(&c.Spool, "spool", "./renkei-gateway-spool", "folder for images waiting to be sent (on a local disk, not a network share)")
+	fs.IntVar(&c.ReserveMB, "reserve-mb", 2048, "free disk space (MiB) the spool keeps: below it modalities are told to try later (C-STORE 0xA700)")
+	fs.StringVar(&c.Status, "status", "127.0.0.1:8081", "address of the local status page (\"off\": none)")
+	fs.StringVar(&c.Encoding, "encoding", "zstd", "compression of uploads: zstd, gzip or none (renkei stores the modality's bytes either way)")
+	fs.IntVar(&c.Parallel, "parallel", 4, "uploads in flight at once")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", time.Minute, "how often the gateway reports its queue to renkei (renkei's admin page shows it)")
+	fs.StringVar(&c.Name, "name", "", "the gateway's name on renkei's admin page (default: this computer's name)")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("gateway takes no arguments, got %q (see renkei gateway --help)", fs.Args())
+	}
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, c.LogFormat, c.LogLevel)
+	if err != nil {
+		return err
+	}
+	if c.Server == "" {
+		return errors.New("--server is needed: renkei's URL")
+	}
+	if !strings.HasPrefix(c.Server, "https://") && !strings.HasPrefix(c.Server, "http://127.0.0.1") && !strings.HasPrefix(c.Server, "http://localhost") {
+		logger.Warn("gateway: --server is not https: images would cross the network unencrypted", "server", c.Server)
+	}
+	if c.TokenFile == "" {
+		return errors.New("--token-file is needed: a file holding a read-write API token of this hospital (renkei admin token add NAME --institution ID --write)")
+	}
+	b, err := os.ReadFile(c.TokenFile)
+	if err != nil {
+		return fmt.Errorf("--token-file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return fmt.Errorf("--token-file %s is empty", c.TokenFile)
+	}
+	client := &http.Client{Timeout: 10 * time.Minute}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return fmt.Errorf("--ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--ca-file %s holds no PEM certificate", c.CAFile)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		client.Transport = tr
+	}
+	err = gateway.Run(ctx, gateway.Config{Server: c.Server, Token: token, Client: client, DIMSE: c.DIMSE, AE: c.AE, Spool: c.Spool,
+		Reserve: int64(c.ReserveMB) << 20, Status: c.Status, Encoding: c.Encoding, Parallel: c.Parallel, Heartbeat: c.Heartbeat,
+		Name: c.Name, Version: version, Logger: logger})
+	if errors.Is(err, gateway.ErrTokenRefused) || errors.Is(err, gateway.ErrTokenReadOnly) {
+		return fmt.Errorf("the gateway stopped: %w. Images already received stay in %s and are sent once it runs with a valid token", err, c.Spool)
+	}
+	return err
+}
+
+func gatewayStatus(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("renkei gateway status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	spool := fs.String("spool", "./renkei-gateway-spool", "the gateway's spool folder")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	st, err := gateway.ReadStatus(*spool)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(st)
+	}
+	gateway.WriteText(stdout, st, time.Now())
+	return nil
+}

@@ -1,0 +1,309 @@
+// Package gateway is renkei's store-and-forward sender inside a hospital: a DIMSE Storage SCP for the local
+// modalities writes each instance to a durable spool on disk, and an uploader sends the spool to renkei with STOW-RS,
+// removing an instance only after renkei acknowledged it. Nothing the modality was told is stored is lost when the
+// line, renkei or the gateway's own power fails.
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"renkei/dicom"
+)
+
+// ErrFull is returned by Put when the spool's file system has less free space than the reserve.
+var ErrFull = errors.New("the spool's disk is below its free-space reserve")
+
+// Entry describes one spooled instance: the sidecar of its file.
+type Entry struct {
+	Key               string    `json:"-"` // SHA-256 of the file, hex: its name in the spool
+	StudyInstanceUID  string    `json:"studyInstanceUID"`
+	SeriesInstanceUID string    `json:"seriesInstanceUID,omitempty"`
+	SOPInstanceUID    string    `json:"sopInstanceUID"`
+	SOPClassUID       string    `json:"sopClassUID,omitempty"`
+	CallingAETitle    string    `json:"callingAETitle,omitempty"`
+	Received          time.Time `json:"received"`
+	Size              int64     `json:"size"`
+	Attempts          int       `json:"attempts,omitempty"`
+	LastError         string    `json:"lastError,omitempty"`
+	LastAttempt       time.Time `json:"lastAttempt,omitzero"`
+	// NextAttempt is when the uploader may send the instance again after renkei refused it.
+	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+}
+
+// Spool is a directory of instances waiting to be sent: objects/<sha256>.dcm, each with objects/<sha256>.json. A
+// file is written to tmp/, fsynced, renamed into objects/ and the directory fsynced before Put returns; the sidecar
+// is made durable before its file, so every .dcm in objects/ has its sidecar. The spool is just the directory: a new
+// Spool on the same directory after a restart or power loss sees exactly what was acknowledged.
+type Spool struct {
+	Dir string
+	// Reserve is the free space, in bytes, Put keeps on the file system: below it Put fails with ErrFull.
+	Reserve int64
+	// FreeSpace reports the bytes available to us on the spool's file system. Nil means statfs(2).
+	FreeSpace func(dir string) (int64, error)
+	Now       func() time.Time
+
+	mu sync.Mutex // serialises sidecar rewrites
+}
+
+// Open makes the spool's directories and removes what a crash left half-written: temporary files and sidecars
+// without their file.
+func Open(dir string, reserve int64) (*Spool, error) {
+	s := &Spool{Dir: dir, Reserve: reserve, Now: time.Now}
+	for _, d := range []string{s.objects(), s.tmp()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+	}
+	tmps, err := os.ReadDir(s.tmp())
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	for _, e := range tmps {
+		os.Remove(filepath.Join(s.tmp(), e.Name()))
+	}
+	objs, err := os.ReadDir(s.objects())
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	for _, e := range objs {
+		name := e.Name()
+		if key, ok := strings.CutSuffix(name, ".json"); ok {
+			if _, err := os.Stat(s.path(key)); errors.Is(err, os.ErrNotExist) {
+				os.Remove(filepath.Join(s.objects(), name))
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Spool) objects() string         { return filepath.Join(s.Dir, "objects") }
+func (s *Spool) tmp() string             { return filepath.Join(s.Dir, "tmp") }
+func (s *Spool) path(key string) string  { return filepath.Join(s.objects(), key+".dcm") }
+func (s *Spool) jpath(key string) string { return filepath.Join(s.objects(), key+".json") }
+
+func (s *Spool) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// Free returns the bytes available on the spool's file system.
+func (s *Spool) Free() (int64, error) {
+	if s.FreeSpace != nil {
+		return s.FreeSpace(s.Dir)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.Dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", s.Dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// BelowReserve reports whether the free space is below the reserve (or cannot be read).
+func (s *Spool) BelowReserve() bool {
+	free, err := s.Free()
+	return err != nil || free < s.Reserve
+}
+
+// Put writes a Part 10 file from r into the spool durably and returns its entry. e gives the calling AE; the UIDs are
+// read from the file's header. It fails with ErrFull below the reserve (also when the disk fills while writing) and
+// with a *dicom.ParseError (or dicom.ErrNotDICOM) when r is not DICOM; nothing is left behind on failure.
+func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
+	if s.BelowReserve() {
+		return Entry{}, ErrFull
+	}
+	f, err := os.CreateTemp(s.tmp(), "put-*")
+	if err != nil {
+		return Entry{}, fullOr(err)
+	}
+	name := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(name)
+		}
+	}()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), 256<<10)
+	n, err := io.Copy(bw, ctxReader{ctx, r})
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		return Entry{}, fullOr(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Entry{}, err
+	}
+	opt := dicom.DefaultReadOptions
+	opt.StopAtPixelData = true
+	df, err := dicom.Parse(f, opt)
+	if err != nil {
+		return Entry{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return Entry{}, fullOr(err)
+	}
+	if err := f.Close(); err != nil {
+		return Entry{}, fullOr(err)
+	}
+	e.Key = hex.EncodeToString(h.Sum(nil))
+	e.StudyInstanceUID = df.DataSet.String(dicom.StudyInstanceUID)
+	e.SeriesInstanceUID = df.DataSet.String(dicom.SeriesInstanceUID)
+	e.SOPInstanceUID = df.DataSet.String(dicom.SOPInstanceUID)
+	e.SOPClassUID = df.DataSet.String(dicom.SOPClassUID)
+	e.Size = n
+	if e.Received.IsZero() {
+		e.Received = s.now()
+	}
+	// The sidecar first: a crash after it and before the file's rename leaves a sidecar that Open removes.
+	if err := s.writeSidecar(e, true); err != nil {
+		return Entry{}, err
+	}
+	if err := os.Rename(name, s.path(e.Key)); err != nil {
+		return Entry{}, err
+	}
+	ok = true
+	if err := syncDir(s.objects()); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// Update rewrites an entry's sidecar (attempts, last error). It is atomic but not fsynced: losing an update to a
+// crash only forgets a count.
+func (s *Spool) Update(e Entry) error {
+	if _, err := os.Stat(s.path(e.Key)); err != nil {
+		return err // removed meanwhile: do not resurrect a sidecar
+	}
+	return s.writeSidecar(e, false)
+}
+
+func (s *Spool) writeSidecar(e Entry, durable bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.tmp(), "json-*")
+	if err != nil {
+		return fullOr(err)
+	}
+	_, err = f.Write(b)
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), s.jpath(e.Key))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return fullOr(err)
+	}
+	return nil
+}
+
+// OpenFile opens a spooled instance's file.
+func (s *Spool) OpenFile(key string) (*os.File, error) { return os.Open(s.path(key)) }
+
+// Remove deletes a spooled instance, file first (so no file is ever without its sidecar), and makes it durable.
+func (s *Spool) Remove(key string) error {
+	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Remove(s.jpath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return syncDir(s.objects())
+}
+
+// List returns the spooled instances, oldest first.
+func (s *Spool) List() ([]Entry, error) {
+	des, err := os.ReadDir(s.objects())
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var out []Entry
+	for _, d := range des {
+		key, ok := strings.CutSuffix(d.Name(), ".dcm")
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(s.jpath(key))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // removed meanwhile
+			}
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		var e Entry
+		if err := json.Unmarshal(b, &e); err != nil {
+			return nil, fmt.Errorf("spool: sidecar of %s: %w", key, err)
+		}
+		e.Key = key
+		out = append(out, e)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Received.Before(out[j].Received) })
+	return out, nil
+}
+
+// Oldest returns the entry received first; ok is false when the spool is empty.
+func (s *Spool) Oldest() (e Entry, ok bool, err error) {
+	all, err := s.List()
+	if err != nil || len(all) == 0 {
+		return Entry{}, false, err
+	}
+	return all[0], true, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func fullOr(err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("%w: %v", ErrFull, err)
+	}
+	return err
+}
+
+// ctxReader stops a copy when ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

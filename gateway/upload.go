@@ -1,0 +1,526 @@
+package gateway
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"renkei/dicom"
+)
+
+// ErrTokenRefused is returned by Uploader.Run when renkei refuses the gateway's token (401): the gateway stops.
+var ErrTokenRefused = errors.New("the gateway's token was refused: revoked or expired; get a new one from renkei's admin")
+
+// ErrTokenReadOnly is returned by Uploader.Run when renkei answers 403: the token may not store.
+var ErrTokenReadOnly = errors.New("renkei refused to store with the gateway's token (403): it must be a read-write token (renkei admin token add NAME --institution ID --write)")
+
+// Uploader sends the spool to renkei with STOW-RS (PS3.18 10.5), study by study in batches, Parallel requests at
+// once, and removes exactly the instances renkei acknowledged. Set the fields, then call Run.
+type Uploader struct {
+	Spool *Spool
+	// Server is renkei's base URL (https://…); the uploader posts to Server + "/dicomweb/studies".
+	Server string
+	Token  string
+	Client *http.Client
+	// Parallel is the number of requests in flight (default 4). MaxBatch and MaxBatchBytes bound one request
+	// (default 20 instances, 16 MiB; a larger instance goes alone).
+	Parallel      int
+	MaxBatch      int
+	MaxBatchBytes int64
+	// Encoding is the Content-Encoding of request bodies: "zstd", "gzip" or "" (none). renkei stores the decoded
+	// bytes, that is the modality's bytes.
+	Encoding string
+	// Contact, when set, is told after each request whether renkei answered (nil) or could not be reached.
+	Contact func(err error)
+	// Sent, when set, is called with each instance renkei acknowledged, after it left the spool.
+	Sent func(Entry)
+	// MinBackoff and MaxBackoff bound the wait after a network error or a 5xx (defaults 1 s and 60 s). A refused
+	// instance waits longer, up to RefusedBackoff (default 1 h), since a retry rarely helps it.
+	MinBackoff, MaxBackoff, RefusedBackoff time.Duration
+	// Poll is how often the spool is looked at when nothing woke the uploader (default 5 s).
+	Poll   time.Duration
+	Logger *slog.Logger
+	Now    func() time.Time
+
+	once sync.Once
+	wake chan struct{}
+}
+
+func (u *Uploader) init() {
+	u.once.Do(func() { u.wake = make(chan struct{}, 1) })
+}
+
+// Wake tells the uploader the spool has something new.
+func (u *Uploader) Wake() {
+	u.init()
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (u *Uploader) now() time.Time {
+	if u.Now == nil {
+		return time.Now()
+	}
+	return u.Now()
+}
+
+func (u *Uploader) logger() *slog.Logger {
+	if u.Logger == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return u.Logger
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// outcome is what one request did.
+type outcome struct {
+	retryable bool  // network error, 5xx, or another answer worth retrying after the backoff
+	fatal     error // ErrTokenRefused, ErrTokenReadOnly
+	sent      int   // instances acknowledged
+}
+
+// Run sends until ctx ends (returns nil) or renkei refuses the token (returns ErrTokenRefused or ErrTokenReadOnly).
+func (u *Uploader) Run(ctx context.Context) error {
+	u.init()
+	parallel := max(1, u.Parallel)
+	if u.Parallel == 0 {
+		parallel = 4
+	}
+	minB, maxB := orDur(u.MinBackoff, time.Second), orDur(u.MaxBackoff, time.Minute)
+	poll := orDur(u.Poll, 5*time.Second)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var mu sync.Mutex
+	inflight := map[string]bool{}
+	var pauseUntil time.Time
+	backoff := time.Duration(0)
+	var fatal error
+	done := make(chan struct{}, parallel)
+	sem := make(chan struct{}, parallel)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		mu.Lock()
+		if fatal != nil {
+			mu.Unlock()
+			cancel()
+			wg.Wait()
+			return fatal
+		}
+		paused := u.now().Before(pauseUntil)
+		wait := time.Until(pauseUntil)
+		mu.Unlock()
+		var batches [][]Entry
+		if !paused {
+			all, err := u.Spool.List()
+			if err != nil {
+				u.logger().Error("gateway: cannot list the spool", "err", err)
+			}
+			var ready []Entry
+			next := time.Time{}
+			mu.Lock()
+			for _, e := range all {
+				if inflight[e.Key] {
+					continue
+				}
+				if e.NextAttempt.After(u.now()) {
+					if next.IsZero() || e.NextAttempt.Before(next) {
+						next = e.NextAttempt
+					}
+					continue
+				}
+				ready = append(ready, e)
+			}
+			mu.Unlock()
+			batches = u.batches(ready)
+			wait = poll
+			if !next.IsZero() {
+				wait = min(wait, time.Until(next))
+			}
+		}
+		for _, b := range batches {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return nil
+			case <-done:
+				// A request ended: its instances may be removed; a fresh list is taken below.
+				sem <- struct{}{}
+			}
+			mu.Lock()
+			stop := fatal != nil || u.now().Before(pauseUntil)
+			if !stop {
+				for _, e := range b {
+					inflight[e.Key] = true
+				}
+			}
+			mu.Unlock()
+			if stop {
+				<-sem
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out := u.send(ctx, b)
+				mu.Lock()
+				for _, e := range b {
+					delete(inflight, e.Key)
+				}
+				switch {
+				case out.fatal != nil:
+					fatal = out.fatal
+				case out.retryable && ctx.Err() == nil:
+					backoff = min(max(2*backoff, minB), maxB)
+					pauseUntil = u.now().Add(backoff)
+				case out.sent > 0:
+					backoff = 0
+				}
+				mu.Unlock()
+				<-sem
+				select {
+				case done <- struct{}{}:
+				default:
+				}
+			}()
+		}
+		if len(batches) > 0 {
+			wait = 0 // look again at once: more may be ready, and the parallel slots fill as requests end
+			select {
+			case <-done:
+			case <-u.wake:
+			case <-ctx.Done():
+				return nil
+			}
+			continue
+		}
+		timer := time.NewTimer(max(wait, 10*time.Millisecond))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-u.wake:
+		case <-done:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+// batches groups entries by study, oldest study first, into requests of at most MaxBatch instances and MaxBatchBytes.
+func (u *Uploader) batches(entries []Entry) [][]Entry {
+	maxN := u.MaxBatch
+	if maxN <= 0 {
+		maxN = 20
+	}
+	maxBytes := u.MaxBatchBytes
+	if maxBytes <= 0 {
+		maxBytes = 16 << 20
+	}
+	byStudy := map[string][]Entry{}
+	var order []string
+	for _, e := range entries {
+		if _, ok := byStudy[e.StudyInstanceUID]; !ok {
+			order = append(order, e.StudyInstanceUID)
+		}
+		byStudy[e.StudyInstanceUID] = append(byStudy[e.StudyInstanceUID], e)
+	}
+	var out [][]Entry
+	for _, st := range order {
+		var cur []Entry
+		var size int64
+		for _, e := range byStudy[st] {
+			if len(cur) > 0 && (len(cur) >= maxN || size+e.Size > maxBytes) {
+				out = append(out, cur)
+				cur, size = nil, 0
+			}
+			cur = append(cur, e)
+			size += e.Size
+		}
+		if len(cur) > 0 {
+			out = append(out, cur)
+		}
+	}
+	return out
+}
+
+// stowAnswer is a STOW-RS response (PS3.18 10.5.3, DICOM JSON): the uploader reads only its two sequences.
+type stowAnswer map[string]json.RawMessage
+
+func (a stowAnswer) items(t dicom.Tag) []map[string]string {
+	var seq struct {
+		Value []map[string]struct {
+			Value []any `json:"Value"`
+		} `json:"Value"`
+	}
+	if raw, ok := a[t.Hex()]; !ok || json.Unmarshal(raw, &seq) != nil {
+		return nil
+	}
+	var out []map[string]string
+	for _, it := range seq.Value {
+		m := map[string]string{}
+		for k, v := range it {
+			if len(v.Value) > 0 {
+				m[k] = fmt.Sprint(v.Value[0])
+			}
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// send posts one batch and applies renkei's answer to the spool.
+func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
+	log := u.logger().With("study", batch[0].StudyInstanceUID, "instances", len(batch))
+	resp, err := u.post(ctx, batch)
+	if ctx.Err() != nil {
+		if resp != nil {
+			resp.Body.Close()
+		}
+		return outcome{}
+	}
+	if u.Contact != nil {
+		u.Contact(err)
+	}
+	if err != nil {
+		log.Warn("gateway: renkei cannot be reached; will retry", "err", err)
+		u.note(batch, "renkei could not be reached: "+err.Error(), time.Time{})
+		return outcome{retryable: true}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return outcome{fatal: ErrTokenRefused}
+	case resp.StatusCode == http.StatusForbidden:
+		return outcome{fatal: ErrTokenReadOnly}
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
+		log.Warn("gateway: renkei answered an error; will retry", "status", resp.Status)
+		u.note(batch, "renkei answered "+resp.Status+": "+problemDetail(body), time.Time{})
+		return outcome{retryable: true}
+	case resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict:
+		log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
+		u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body))
+		return outcome{}
+	}
+	var ans stowAnswer
+	if err := json.Unmarshal(body, &ans); err != nil {
+		u.note(batch, "renkei's answer cannot be read: "+err.Error(), time.Time{})
+		return outcome{retryable: true}
+	}
+	stored := map[string]bool{}
+	for _, it := range ans.items(dicom.ReferencedSOPSequence) {
+		stored[it[dicom.ReferencedSOPInstanceUID.Hex()]] = true
+	}
+	failed := map[string]string{}
+	for _, it := range ans.items(dicom.FailedSOPSequence) {
+		reason := it[dicom.FailureReason.Hex()]
+		if code, err := strconv.Atoi(reason); err == nil {
+			reason = fmt.Sprintf("0x%04X", code)
+		}
+		if c := it["00000902"]; c != "" {
+			reason += ": " + c
+		}
+		failed[it[dicom.ReferencedSOPInstanceUID.Hex()]] = reason
+	}
+	out := outcome{}
+	for _, e := range batch {
+		switch {
+		case stored[e.SOPInstanceUID]:
+			if err := u.Spool.Remove(e.Key); err != nil {
+				log.Error("gateway: cannot remove a sent instance from the spool", "key", e.Key, "err", err)
+			}
+			out.sent++
+			if u.Sent != nil {
+				u.Sent(e)
+			}
+		case failed[e.SOPInstanceUID] != "":
+			reason := failed[e.SOPInstanceUID]
+			log.Warn("gateway: renkei refused an instance", "sop_instance", e.SOPInstanceUID, "reason", reason)
+			if strings.HasPrefix(reason, "0xA7") {
+				u.note([]Entry{e}, "renkei is out of resources ("+reason+")", time.Time{})
+				out.retryable = true
+			} else {
+				u.refuse([]Entry{e}, "renkei refused it: "+reason)
+			}
+		default:
+			u.note([]Entry{e}, "renkei's answer did not mention it", time.Time{})
+			out.retryable = true
+		}
+	}
+	if out.sent > 0 {
+		log.Info("gateway: sent", "acknowledged", out.sent)
+	}
+	return out
+}
+
+// note records an attempt and its error in each entry's sidecar.
+func (u *Uploader) note(batch []Entry, msg string, next time.Time) {
+	for _, e := range batch {
+		e.Attempts++
+		e.LastError = msg
+		e.LastAttempt = u.now()
+		e.NextAttempt = next
+		u.Spool.Update(e)
+	}
+}
+
+// refuse records a refusal; the instance stays in the spool and is tried again after a growing wait.
+func (u *Uploader) refuse(batch []Entry, msg string) {
+	maxWait := orDur(u.RefusedBackoff, time.Hour)
+	for _, e := range batch {
+		wait := min(orDur(u.MinBackoff, time.Second)<<min(e.Attempts, 20), maxWait)
+		u.note([]Entry{e}, msg, u.now().Add(wait))
+	}
+}
+
+func problemDetail(b []byte) string {
+	var p struct{ Detail, Title string }
+	if json.Unmarshal(b, &p) == nil && (p.Detail != "" || p.Title != "") {
+		if p.Detail != "" {
+			return p.Detail
+		}
+		return p.Title
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// post streams the batch as multipart/related; type="application/dicom", compressed as Encoding says.
+func (u *Uploader) post(ctx context.Context, batch []Entry) (*http.Response, error) {
+	var rb [16]byte
+	rand.Read(rb[:])
+	boundary := "renkei-gateway-" + hex.EncodeToString(rb[:])
+	pr, pw := io.Pipe()
+	go func() {
+		pw.CloseWithError(u.writeBody(pw, batch, boundary))
+	}()
+	req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(u.Server, "/")+"/dicomweb/studies", pr)
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+boundary)
+	req.Header.Set("Accept", "application/dicom+json")
+	req.Header.Set("Authorization", "Bearer "+u.Token)
+	if u.Encoding != "" {
+		req.Header.Set("Content-Encoding", u.Encoding)
+	}
+	c := u.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		pr.CloseWithError(err)
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (u *Uploader) writeBody(w io.Writer, batch []Entry, boundary string) error {
+	var zw io.WriteCloser
+	switch u.Encoding {
+	case "gzip":
+		zw, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+	case "zstd":
+		var err error
+		if zw, err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20)); err != nil {
+			return err
+		}
+	}
+	if zw != nil {
+		defer zw.Close() // frees the encoder when the body stops early
+		w = zw
+	}
+	mw := multipart.NewWriter(w)
+	if err := mw.SetBoundary(boundary); err != nil {
+		return err
+	}
+	for _, e := range batch {
+		part, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+		if err != nil {
+			return err
+		}
+		f, err := u.Spool.OpenFile(e.Key)
+		if err != nil {
+			return err
+		}
+		_, err = io.Copy(part, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if err := mw.Close(); err != nil {
+		return err
+	}
+	if zw != nil {
+		return zw.Close()
+	}
+	return nil
+}
+
+// Queue summarises the spool for `renkei gateway status`.
+type Queue struct {
+	Instances, Studies int
+	Bytes              int64
+	Oldest             time.Time // zero when empty
+	// Failures are the entries whose last attempt failed, most recent first.
+	Failures []Entry
+}
+
+// Summary reads the spool's queue.
+func (s *Spool) Summary() (Queue, error) {
+	all, err := s.List()
+	if err != nil {
+		return Queue{}, err
+	}
+	q := Queue{Instances: len(all)}
+	studies := map[string]bool{}
+	for _, e := range all {
+		studies[e.StudyInstanceUID] = true
+		q.Bytes += e.Size
+		if q.Oldest.IsZero() || e.Received.Before(q.Oldest) {
+			q.Oldest = e.Received
+		}
+		if e.LastError != "" {
+			q.Failures = append(q.Failures, e)
+		}
+	}
+	q.Studies = len(studies)
+	sort.Slice(q.Failures, func(i, j int) bool { return q.Failures[i].LastAttempt.After(q.Failures[j].LastAttempt) })
+	return q, nil
+}

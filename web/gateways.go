@@ -1,0 +1,214 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"renkei"
+	"renkei/notify"
+)
+
+// GatewayStore keeps the hospital gateways' heartbeats (implemented by sqlstore.DB).
+type GatewayStore interface {
+	SaveGatewayReport(ctx context.Context, g renkei.GatewayReport) error
+	GatewayReports(ctx context.Context, institution int64) ([]renkei.GatewayReport, error)
+}
+
+// Defaults for when a gateway needs attention.
+const (
+	DefaultGatewaySilent  = 10 * time.Minute // no heartbeat for this long
+	DefaultGatewayBacklog = time.Hour        // its oldest waiting image is this old
+)
+
+// gatewayJSON is a gateway as the admin page shows it: its report and whether it needs attention.
+type gatewayJSON struct {
+	renkei.GatewayReport
+	InstitutionID string `json:"institution"`
+	// Health is ok, silent (no heartbeat for too long), backlog (images wait too long), failing (renkei refuses
+	// some of its images) or revoked (its token was revoked).
+	Health string `json:"health"`
+}
+
+// gatewayHealth says whether a gateway needs attention.
+func (s *Server) gatewayHealth(g renkei.GatewayReport, now time.Time) string {
+	silent, backlog := s.GatewaySilent, s.GatewayBacklog
+	if silent <= 0 {
+		silent = DefaultGatewaySilent
+	}
+	if backlog <= 0 {
+		backlog = DefaultGatewayBacklog
+	}
+	switch {
+	case g.Revoked:
+		return "revoked"
+	case now.Sub(g.SeenAt) > silent:
+		return "silent"
+	case g.Oldest != nil && now.Sub(*g.Oldest) > backlog:
+		return "backlog"
+	case g.Failures > 0:
+		return "failing"
+	}
+	return "ok"
+}
+
+// gatewayHeartbeat records what a gateway reports: POST /api/gateways/heartbeat with a read-write API token.
+func (s *Server) gatewayHeartbeat(w http.ResponseWriter, r *http.Request) {
+	if s.Gateways == nil {
+		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Unavailable, "gateways are not available on this server"))
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if p.Kind != renkei.TokenPrincipal {
+		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Forbidden, "a heartbeat comes from a gateway, with its API token"))
+		return
+	}
+	if !p.Write {
+		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Forbidden, "a gateway's token must be a read-write token"))
+		return
+	}
+	var hb struct {
+		Name, Version, AE, LastError string
+		Instances, Studies, Failures int
+		Bytes, DiskFree              int64
+		Oldest, LastSent             *time.Time
+	}
+	if err := readJSON(r, &hb); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if hb.Name == "" {
+		hb.Name = p.Name
+	}
+	g := renkei.GatewayReport{Token: p.ID, Institution: p.Institution, Name: clip(hb.Name, 100), Version: clip(hb.Version, 50), AE: clip(hb.AE, 16),
+		Address: s.clientAddr(r), Instances: hb.Instances, Studies: hb.Studies, Bytes: hb.Bytes, Oldest: hb.Oldest, LastSent: hb.LastSent,
+		Failures: hb.Failures, LastError: clip(hb.LastError, 500), DiskFree: hb.DiskFree, SeenAt: s.now()}
+	if err := s.Gateways.SaveGatewayReport(r.Context(), g); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// listGateways answers GET /api/gateways: an institution admin sees its institution's gateways, a region admin all.
+func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
+	if s.Gateways == nil {
+		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Unavailable, "gateways are not available on this server"))
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	var inst int64
+	switch {
+	case p.Kind == renkei.UserPrincipal && p.Role == renkei.RegionAdmin:
+	case p.Kind == renkei.UserPrincipal && p.Role == renkei.InstitutionAdmin:
+		inst = p.Institution
+	default:
+		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Forbidden, "only administrators see the gateways"))
+		return
+	}
+	list, err := s.Gateways.GatewayReports(r.Context(), inst)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	ids := map[int64]string{}
+	out := []gatewayJSON{}
+	now := s.now()
+	for _, g := range list {
+		if _, ok := ids[g.Institution]; !ok {
+			if in, err := s.Store.InstitutionByPK(r.Context(), g.Institution); err == nil {
+				ids[g.Institution] = in.ID
+			}
+		}
+		out = append(out, gatewayJSON{GatewayReport: g, InstitutionID: ids[g.Institution], Health: s.gatewayHealth(g, now)})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// WatchGateways looks at the gateways every interval until ctx ends: when one turns silent or its backlog grows too
+// old, it is logged as a warning and, where SMTP is configured, the institution's 地域連携室 address is told once;
+// when it recovers, that is logged too.
+func (s *Server) WatchGateways(ctx context.Context, every time.Duration) {
+	if s.Gateways == nil {
+		return
+	}
+	var mu sync.Mutex
+	last := map[int64]string{}
+	check := func() {
+		list, err := s.Gateways.GatewayReports(ctx, 0)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Error("gateway watch", "err", err)
+			}
+			return
+		}
+		now := s.now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, g := range list {
+			h := s.gatewayHealth(g, now)
+			prev, seen := last[g.Token]
+			last[g.Token] = h
+			if !seen && h == "ok" || prev == h {
+				continue
+			}
+			switch h {
+			case "silent", "backlog":
+				s.Logger.Warn("gateway needs attention", "gateway", g.Name, "token", g.TokenName, "institution", g.Institution, "health", h,
+					"last_heartbeat", g.SeenAt, "waiting", g.Instances)
+				s.mailGateway(ctx, g, h)
+			case "ok":
+				if seen {
+					s.Logger.Info("gateway recovered", "gateway", g.Name, "institution", g.Institution)
+				}
+			}
+		}
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		check()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) mailGateway(ctx context.Context, g renkei.GatewayReport, health string) {
+	if s.Mailer == nil {
+		return
+	}
+	in, err := s.Store.InstitutionByPK(ctx, g.Institution)
+	if err != nil || in.Email == "" {
+		return
+	}
+	what := fmt.Sprintf("ゲートウェイ「%s」から %s 以降連絡がありません。院内の回線か、ゲートウェイのPCを確認してください。\n"+
+		"The gateway %q has not been heard from since %s: check the hospital's line or the gateway's computer.",
+		g.Name, g.SeenAt.Format("2006-01-02 15:04"), g.Name, g.SeenAt.Format(time.RFC3339))
+	if health == "backlog" {
+		what = fmt.Sprintf("ゲートウェイ「%s」に送信待ちの画像が %d 件あり、最も古いものは %s に受信されました。\n"+
+			"The gateway %q holds %d images waiting to be sent; the oldest arrived at %s.",
+			g.Name, g.Instances, g.Oldest.Format("2006-01-02 15:04"), g.Name, g.Instances, g.Oldest.Format(time.RFC3339))
+	}
+	s.Mailer.Send(notify.Message{To: []string{in.Email}, Subject: fmt.Sprintf("[renkei] ゲートウェイ %s の確認をお願いします / gateway needs attention", g.Name),
+		Body: what + "\n\n" + strings.TrimSuffix(s.PublicURL, "/") + "/#/admin\n"})
+}
