@@ -272,7 +272,10 @@ func (db *DB) CreateSession(ctx context.Context, s *renkei.Session, audit *renke
 	return db.writeTx(ctx, "index.CreateSession", func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (id_hash, user_pk, csrf, created_at, last_seen, second_factor_at, source)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.IDHash, s.User, s.CSRF, s.CreatedAt.UnixMilli(), s.LastSeen.UnixMilli(), msPtr(s.SecondFactorAt), s.Source)
-		return err
+		if err != nil {
+			return err
+		}
+		return noteLogin(ctx, tx, s)
 	}, audit)
 }
 
@@ -316,7 +319,10 @@ func (db *DB) ReplaceSession(ctx context.Context, old string, s *renkei.Session,
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (id_hash, user_pk, csrf, created_at, last_seen, second_factor_at, source)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.IDHash, s.User, s.CSRF, s.CreatedAt.UnixMilli(), s.LastSeen.UnixMilli(), msPtr(s.SecondFactorAt), s.Source)
-		return err
+		if err != nil {
+			return err
+		}
+		return noteLogin(ctx, tx, s)
 	}, audit)
 }
 
