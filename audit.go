@@ -27,6 +27,11 @@ const (
 	ActionRecord     AuditAction = "record"   // a clinical fact (allergy, medication, condition, document) was written
 	ActionReferral   AuditAction = "referral" // a referral was written, sent or moved on (Detail says which step)
 	ActionConsult    AuditAction = "consult"  // something was said or drawn in a live consult, or control passed
+	// ActionExport: whole DICOM objects were sent out (WADO-RS retrieve, WADO-URI): a copy left renkei, unlike a
+	// look in the viewer (PS3.15 A.5.3.5 Export).
+	ActionExport AuditAction = "export"
+	// ActionAssociate: a DICOM association was refused (an unregistered AE title, or one calling from another host).
+	ActionAssociate AuditAction = "associate"
 )
 
 // Audit outcomes (after IHE ATNA EventOutcomeIndicator, in words).

@@ -43,13 +43,14 @@ type Index struct {
 	seen map[readKey]time.Time
 }
 
-// readKey names one (caller, session, study, action) for the dedup window.
+// readKey names one (caller, session, address, study, action) for the dedup window. The address is part of it: the
+// same token or session used from a second address is worth recording (the monitoring rules look for it).
 type readKey struct {
-	kind          renkei.PrincipalKind
-	id            int64
-	name, session string
-	study         string
-	action        renkei.AuditAction
+	kind                  renkei.PrincipalKind
+	id                    int64
+	name, session, source string
+	study                 string
+	action                renkei.AuditAction
 }
 
 // New wraps next.
@@ -232,7 +233,7 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		}
 		events = append(events, &e)
 	}
-	if n == 0 && action == renkei.ActionRead {
+	if n == 0 && (action == renkei.ActionRead || action == renkei.ActionExport) {
 		e := renkei.EventFor(p, renkei.ActionDenied, renkei.OutcomeFailure)
 		e.Time, e.Detail = now, "not found or not visible: "+describe(q)
 		events = append(events, &e)
@@ -262,7 +263,7 @@ func describe(q *renkei.Query) string {
 }
 
 func dedupKey(p *renkei.Principal, study string, action renkei.AuditAction) readKey {
-	return readKey{p.Kind, p.ID, p.Name, p.Session, study, action}
+	return readKey{p.Kind, p.ID, p.Name, p.Session, p.Source, study, action}
 }
 
 // recent reports whether the read named by key was recorded within the dedup window.

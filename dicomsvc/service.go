@@ -41,6 +41,14 @@ type Service struct {
 	AnyInstitution int64
 	Logger         *slog.Logger
 	Now            func() time.Time
+	// Auditor records refused associations in the audit trail, where the monitoring rules see an unknown AE probing;
+	// nil records nothing.
+	Auditor Auditor
+}
+
+// Auditor appends events to the audit chain (sqlstore.DB implements it).
+type Auditor interface {
+	Audit(ctx context.Context, events ...*renkei.AuditEvent) error
 }
 
 // registryTimeout bounds a look-up in the AE registry made where no context exists (association negotiation).
@@ -127,6 +135,9 @@ func (s *Service) AcceptAE(p dimse.Peer) (bool, dimse.Reject) {
 		cert := p.TLS.PeerCertificates[0]
 		if cert.Subject.CommonName != p.CallingAETitle && !slices.Contains(cert.DNSNames, p.CallingAETitle) {
 			log.Warn("association rejected: the client certificate is not bound to the calling AE title", "subject", cert.Subject.String())
+			ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
+			defer cancel()
+			s.auditRefusal(ctx, p, 0, "association rejected: the client certificate ("+cert.Subject.String()+") is not issued to this AE title")
 			return false, dimse.RejectCallingAETitle
 		}
 	}
@@ -139,6 +150,7 @@ func (s *Service) AcceptAE(p dimse.Peer) (bool, dimse.Reject) {
 	if err != nil {
 		if renkei.ErrorKind(err) == renkei.NotFound {
 			log.Warn("association from an unregistered AE title rejected")
+			s.auditRefusal(ctx, p, 0, "association rejected: the calling AE title is not registered")
 			return false, dimse.RejectCallingAETitle
 		}
 		log.Error("AE registry look-up failed", "err", err)
@@ -146,9 +158,24 @@ func (s *Service) AcceptAE(p dimse.Peer) (bool, dimse.Reject) {
 	}
 	if ae.Host != "" && !hostMatches(ctx, ae.Host, p.Addr) {
 		log.Warn("association from a registered AE title but not from its registered host rejected", "host", ae.Host)
+		s.auditRefusal(ctx, p, ae.InstitutionPK, "association rejected: the AE title is registered for host "+ae.Host+", not this address")
 		return false, dimse.RejectCallingAETitle
 	}
 	return true, 0
+}
+
+// auditRefusal records a refused association (PS3.15 A.5.3.11 Security Alert in spirit): who called, from where,
+// and why it was refused. institution is the registered AE's, 0 for an unknown title. A failure is logged only: the
+// association is refused either way.
+func (s *Service) auditRefusal(ctx context.Context, p dimse.Peer, institution int64, why string) {
+	if s.Auditor == nil {
+		return
+	}
+	e := &renkei.AuditEvent{Actor: p.CallingAETitle, ActorKind: renkei.AEPrincipal, Institution: institution, Action: renkei.ActionAssociate,
+		Outcome: renkei.OutcomeFailure, Source: p.CallingAETitle + "@" + addrString(p.Addr), Detail: why + " (called AE " + p.CalledAETitle + ")"}
+	if err := s.Auditor.Audit(ctx, e); err != nil {
+		s.logger().Error("a refused association could not be audited", "ae", p.CallingAETitle, "err", err)
+	}
 }
 
 // lookupAE looks an AE title up in the registry; without a registry every title is unknown.

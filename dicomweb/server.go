@@ -49,15 +49,15 @@ func New(a *archive.Service, logger *slog.Logger, prefix string) *Handler {
 	m.HandleFunc("GET "+p+"/studies/{study}/instances", h.qido(renkei.InstanceLevel))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances", h.qido(renkei.InstanceLevel))
 
-	m.HandleFunc("GET "+p+"/studies/{study}", reading(h.retrieve))
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}", reading(h.retrieve))
-	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}", reading(h.retrieve))
+	m.HandleFunc("GET "+p+"/studies/{study}", exporting(h.retrieve))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}", exporting(h.retrieve))
+	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}", exporting(h.retrieve))
 	m.HandleFunc("GET "+p+"/studies/{study}/metadata", reading(h.metadata))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/metadata", reading(h.metadata))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/metadata", reading(h.metadata))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", reading(h.frames))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path...}", reading(h.bulkdata))
-	m.HandleFunc("GET "+p+"/wado", reading(h.wadoURI))
+	m.HandleFunc("GET "+p+"/wado", exporting(h.wadoURI))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/rendered", reading(h.rendered))
 	m.HandleFunc("GET "+p+"/studies/{study}/series/{series}/instances/{instance}/frames/{frame}/rendered", reading(h.rendered))
 	// A thumbnail is part of listing a study (recorded as the query that showed it), not a look at its images.
@@ -88,6 +88,14 @@ func (m routeRecorder) HandleFunc(pattern string, f http.HandlerFunc) {
 func reading(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		f(w, r.WithContext(renkei.WithAction(r.Context(), renkei.ActionRead)))
+	}
+}
+
+// exporting marks a handler's archive reads as sending whole objects out (renkei.ActionExport): the monitoring rules
+// count downloads apart from looks in the viewer.
+func exporting(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		f(w, r.WithContext(renkei.WithAction(r.Context(), renkei.ActionExport)))
 	}
 }
 

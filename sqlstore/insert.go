@@ -42,7 +42,7 @@ func readsOnly(batch []*insertReq) bool {
 		}
 		for _, e := range r.events {
 			switch e.Action {
-			case renkei.ActionQuery, renkei.ActionRead, renkei.ActionDenied:
+			case renkei.ActionQuery, renkei.ActionRead, renkei.ActionExport, renkei.ActionDenied:
 			default:
 				return false
 			}
