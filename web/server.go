@@ -122,6 +122,8 @@ type Server struct {
 	GatewaySilent, GatewayBacklog time.Duration
 	// PublicURL is the address users reach renkei at, for links in e-mails (e.g. https://renkei.example.jp).
 	PublicURL string
+	// Alerts keeps the security monitor's alerts; nil leaves their routes answering 503.
+	Alerts AlertStore
 
 	mux        *http.ServeMux
 	routes     []string
@@ -204,6 +206,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("PUT /api/referrals/{id}/attachment", s.attachLetter)
 	s.handle("GET /api/referrals/{id}/attachment", s.letterAttachment)
 	s.registerLinks()
+	s.registerAlerts()
 	s.handle("GET /api/consults", s.listConsults)
 	s.handle("POST /api/consults", s.createConsult)
 	s.handle("GET /api/consults/{id}", s.getConsult)

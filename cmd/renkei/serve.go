@@ -25,6 +25,7 @@ import (
 	"renkei/dicomweb"
 	"renkei/directory"
 	"renkei/identity"
+	"renkei/monitor"
 	"renkei/notify"
 	"renkei/sqlstore"
 	"renkei/web"
@@ -66,6 +67,8 @@ type serveConfig struct {
 	MapTiles             string
 	TURN                 string
 	TURNUser             string
+	MonitorRules         string
+	MonitorPoll          time.Duration
 }
 
 func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -90,6 +93,8 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.GatewayBacklog, "gateway-backlog", web.DefaultGatewayBacklog, "a hospital gateway whose oldest waiting image is this old needs attention")
 	fs.StringVar(&c.TURN, "turn", "", "comma-separated STUN/TURN URLs for the voice of live consults (e.g. turn:turn.example.jp:3478); the TURN password comes from RENKEI_TURN_PASSWORD")
 	fs.StringVar(&c.TURNUser, "turn-user", "", "user name at the TURN server")
+	fs.StringVar(&c.MonitorRules, "monitor-rules", "", "JSON file of the region's thresholds for the security monitoring rules (bulk access, login failures, …); what it leaves out keeps the defaults (see README)")
+	fs.DurationVar(&c.MonitorPoll, "monitor-poll", time.Second, "how often the security monitor reads new audit events")
 	fs.StringVar(&c.MapTiles, "map-tiles", "", "tile URL template for the directory's map, e.g. https://tiles.example.jp/{z}/{x}/{y}.png (none: a list only)")
 	fs.StringVar(&c.SMTP, "smtp", "", "mail server (host:port) for telling institutions that a referral waits for them; the password, if any, comes from RENKEI_SMTP_PASSWORD")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", "renkei <renkei@localhost>", "sender address of renkei's e-mails")
@@ -194,6 +199,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.Directory.StaleAfter = c.CapacityStale
 	front.MapTiles = c.MapTiles
 	front.Gateways, front.GatewaySilent, front.GatewayBacklog = db, c.GatewaySilent, c.GatewayBacklog
+	rules, err := monitor.LoadConfig(c.MonitorRules)
+	if err != nil {
+		return fmt.Errorf("--monitor-rules: %w", err)
+	}
+	front.Alerts = db
 	if c.SMTP != "" {
 		front.Mailer = &notify.Mailer{Addr: c.SMTP, From: c.SMTPFrom, User: c.SMTPUser, Password: os.Getenv("RENKEI_SMTP_PASSWORD"), Logger: logger, Retries: 5}
 		if err := front.Mailer.Check(); err != nil {
@@ -237,6 +247,16 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopPurge()
 	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)
 	go front.WatchGateways(purgeCtx, time.Minute)
+	mon := monitor.New(db)
+	mon.Config, mon.Logger, mon.Poll, mon.PublicURL = rules, logger, c.MonitorPoll, front.PublicURL
+	if front.Mailer != nil {
+		mon.Mailer = front.Mailer
+	}
+	go func() {
+		if err := mon.Run(purgeCtx); err != nil {
+			logger.Error("security monitoring stopped", "err", err)
+		}
+	}()
 	go func() {
 		// A quiet chain is signed too, so that removing its newest events is detected.
 		t := time.NewTicker(time.Minute)
