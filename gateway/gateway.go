@@ -248,9 +248,13 @@ func (g *Gateway) contact(err error) {
 		g.conn.LastContact = now
 	}
 	if state != g.conn.State {
+		prev := g.conn.State
 		g.conn.State, g.conn.Since = state, now
-		if state == "connected" {
+		if state == "connected" && prev != "starting" {
 			g.log.Info("gateway: renkei answers again")
+			if g.up != nil {
+				g.up.Resume() // what waited for the line goes now, not after the backoff
+			}
 		}
 	}
 }

@@ -58,12 +58,22 @@ type Uploader struct {
 	Logger *slog.Logger
 	Now    func() time.Time
 
-	once sync.Once
-	wake chan struct{}
+	once   sync.Once
+	wake   chan struct{}
+	resume chan struct{}
 }
 
 func (u *Uploader) init() {
-	u.once.Do(func() { u.wake = make(chan struct{}, 1) })
+	u.once.Do(func() { u.wake, u.resume = make(chan struct{}, 1), make(chan struct{}, 1) })
+}
+
+// Resume tells the uploader renkei answers again (a heartbeat got through): it ends the backoff and sends at once.
+func (u *Uploader) Resume() {
+	u.init()
+	select {
+	case u.resume <- struct{}{}:
+	default:
+	}
 }
 
 // Wake tells the uploader the spool has something new.
@@ -128,6 +138,13 @@ func (u *Uploader) Run(ctx context.Context) error {
 	for {
 		if ctx.Err() != nil {
 			return nil
+		}
+		select {
+		case <-u.resume:
+			mu.Lock()
+			pauseUntil, backoff = time.Time{}, 0
+			mu.Unlock()
+		default:
 		}
 		mu.Lock()
 		if fatal != nil {
@@ -228,6 +245,10 @@ func (u *Uploader) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			timer.Stop()
 			return nil
+		case <-u.resume:
+			mu.Lock()
+			pauseUntil, backoff = time.Time{}, 0
+			mu.Unlock()
 		case <-u.wake:
 		case <-done:
 		case <-timer.C:

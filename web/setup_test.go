@@ -129,6 +129,7 @@ func newRegion(t testing.TB) *region {
 	front.Directory = directory.New(db)
 	front.UseConsults(db)
 	front.Directory.Now = clk.Now
+	front.Gateways = db
 	r0 := &region{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Test pages (a browser's side of a ceremony) are served beside the API, from the same origin.
