@@ -111,8 +111,8 @@ func Message(e *renkei.AuditEvent, src Source) ([]byte, error) {
 	if in, ok := src.Institutions[e.Institution]; ok {
 		requestor.UserName = xmlText(fmt.Sprintf("%s (%s)", or(e.Actor, "unknown"), in.ID))
 	}
-	if host := accessPoint(e.Source); host != "" {
-		requestor.AccessPoint, requestor.AccessPointType = host, accessPointType(host)
+	if host := AccessPoint(e.Source); host != "" {
+		requestor.AccessPoint, requestor.AccessPointType = host, AccessPointType(host)
 	}
 	if c.RequestorRole != nil {
 		requestor.Roles = append(requestor.Roles, coded(*c.RequestorRole))
@@ -125,7 +125,7 @@ func Message(e *renkei.AuditEvent, src Source) ([]byte, error) {
 		self.AlternativeUserID = "AETITLES=" + src.AE
 	}
 	if src.Host != "" {
-		self.AccessPoint, self.AccessPointType = src.Host, accessPointType(src.Host)
+		self.AccessPoint, self.AccessPointType = src.Host, AccessPointType(src.Host)
 	}
 	if c.RenkeiRole != nil {
 		self.Roles = append(self.Roles, coded(*c.RenkeiRole))
@@ -157,9 +157,9 @@ func PatientID(k renkei.PatientKey) string {
 	return k.ID + "^^^" + k.Issuer
 }
 
-// accessPoint is the host of an event's source: a client address ("192.0.2.1"), an address with a port, or an AE's
+// AccessPoint is the host of an event's source: a client address ("192.0.2.1"), an address with a port, or an AE's
 // "TITLE@address:port".
-func accessPoint(source string) string {
+func AccessPoint(source string) string {
 	if i := strings.LastIndexByte(source, '@'); i >= 0 {
 		source = source[i+1:]
 	}
@@ -169,8 +169,8 @@ func accessPoint(source string) string {
 	return source
 }
 
-// accessPointType is NetworkAccessPointTypeCode: 2 for an IP address, 1 for a machine name.
-func accessPointType(host string) string {
+// AccessPointType is NetworkAccessPointTypeCode: 2 for an IP address, 1 for a machine name.
+func AccessPointType(host string) string {
 	if net.ParseIP(host) != nil {
 		return "2"
 	}

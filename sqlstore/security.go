@@ -2,8 +2,10 @@ package sqlstore
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"errors"
+	"fmt"
 	"time"
 
 	"renkei"
@@ -136,4 +138,21 @@ func (db *DB) SetExportCursor(ctx context.Context, name string, seq int64) error
 	_, err := db.write.ExecContext(ctx, `INSERT INTO audit_exports (name, seq, at) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, at = excluded.at`, name, seq, db.Now().UnixMilli())
 	return queryErr(err)
+}
+
+// VerifyAndRecordAudit verifies the audit chain (VerifyAudit) and records the result for the security status page,
+// naming who ran it.
+func (db *DB) VerifyAndRecordAudit(ctx context.Context, keys map[string]ed25519.PublicKey, by string) (*AuditReport, error) {
+	rep, err := db.VerifyAudit(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	v := renkei.AuditVerification{At: db.Now(), By: by, Events: rep.Events, LastSeq: rep.LastSeq, Problems: len(rep.Problems)}
+	if len(rep.Problems) > 0 {
+		v.FirstProblem = fmt.Sprintf("event %d: %s", rep.Problems[0].Seq, rep.Problems[0].Problem)
+	}
+	if err := db.RecordAuditVerification(ctx, v); err != nil {
+		return rep, err
+	}
+	return rep, nil
 }

@@ -122,6 +122,8 @@ type Server struct {
 	GatewaySilent, GatewayBacklog time.Duration
 	// PublicURL is the address users reach renkei at, for links in e-mails (e.g. https://renkei.example.jp).
 	PublicURL string
+	// Security serves the region's security status page; nil leaves its routes answering 503.
+	Security *SecurityPage
 	// Alerts keeps the security monitor's alerts; nil leaves their routes answering 503.
 	Alerts AlertStore
 
@@ -176,6 +178,9 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/shares", s.createShare)
 	s.handle("POST /api/shares/{id}/revoke", s.revokeShare)
 	s.handle("GET /api/audit", s.auditEvents)
+	s.handle("GET /api/audit/fhir", s.auditFHIR)
+	s.handle("GET /api/security/status", s.securityStatus)
+	s.handle("POST /api/security/verify", s.verifyAuditNow)
 
 	s.handle("POST /api/consents", s.addConsent)
 	s.handle("GET /api/consents", s.listConsents)

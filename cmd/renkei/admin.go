@@ -377,7 +377,8 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("audit key: %w", err)
 		}
-		rep, err := db.VerifyAudit(ctx, map[string]ed25519.PublicKey{key.ID: key.Private.Public().(ed25519.PublicKey)})
+		// The result is kept for the security status page (the time of the last check and what it found).
+		rep, err := db.VerifyAndRecordAudit(ctx, map[string]ed25519.PublicKey{key.ID: key.Private.Public().(ed25519.PublicKey)}, by.Name)
 		if err != nil {
 			return err
 		}
