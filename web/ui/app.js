@@ -8,6 +8,7 @@ import { directoryPage, institutionPage, patientPicker } from './directory.js';
 import { emergencyPage, transferForm } from './emergency.js';
 import { consultsPage, consultPage, startConsult } from './consult.js';
 import { linkDialog, linksPage } from './links.js';
+import { alertsPage } from './alerts.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -124,7 +125,7 @@ function header() {
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
       : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/consults', 'nav.consults'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares'], ['#/links', 'nav.links']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
-    if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin']);
+    if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin'], ['#/alerts', 'nav.alerts']);
     links.push(['#/help', 'nav.help']);
     for (const [href, key, cls] of links) {
       nav.append(h('a', { href, class: [cls, location.hash.startsWith(href) ? 'active' : ''].join(' ').trim() }, t(key)));
@@ -625,6 +626,7 @@ async function render() {
       }
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();
+      case 'alerts': return await alertsPage(ui, query);
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();
       case 'studies': return await studiesPage(query);
       case 'help': return helpPage();
