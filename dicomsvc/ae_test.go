@@ -83,7 +83,9 @@ func TestAcceptAETLS(t *testing.T) {
 		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	}
 	e := newEnv(t)
+	e.svc.Connections = e.db // set before any association is made
 	e.register(renkei.AE{Title: "TLSSCU", Host: "127.0.0.1"})
+	run(t, "echoscu", "-aet", "ECHOSCU", "-aec", "RENKEI", e.host, e.port) // the same archive, unencrypted
 	srv := &dimse.Server{AETitle: "RENKEI", Handlers: e.svc.Handlers(), AcceptAE: e.svc.AcceptAE, Logger: testLogger(),
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf(2, "RENKEI", x509.ExtKeyUsageServerAuth)}, ClientCAs: pool,
 			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}}
@@ -104,6 +106,17 @@ func TestAcceptAETLS(t *testing.T) {
 		t.Fatal(st, err)
 	}
 	a.Release(context.Background())
+	// The security page learns who came encrypted and who did not.
+	conns, err := e.db.AEConnections(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := conns["TLSSCU"]; !c.TLS || !strings.HasPrefix(c.Address, "127.0.0.1:") {
+		t.Errorf("TLSSCU's association is recorded as %+v", c)
+	}
+	if c, ok := conns["ECHOSCU"]; !ok || c.TLS {
+		t.Errorf("ECHOSCU's plain association is recorded as %+v", c)
+	}
 	// GOSCU is registered from this address, but the certificate is TLSSCU's.
 	_, err = d.Dial(context.Background(), ln.Addr().String(), "GOSCU", "RENKEI", pcs)
 	var rj *dimse.RejectError

@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"renkei"
@@ -44,6 +45,46 @@ type Service struct {
 	// Auditor records refused associations in the audit trail, where the monitoring rules see an unknown AE probing;
 	// nil records nothing.
 	Auditor Auditor
+	// Connections records whether each admitted AE came over TLS, for the security status page; nil records nothing.
+	Connections ConnectionRecorder
+
+	seenMu sync.Mutex
+	seen   map[string]renkei.AEConnection // what was last recorded per title
+}
+
+// ConnectionRecorder keeps how each AE title last associated (sqlstore.DB implements it).
+type ConnectionRecorder interface {
+	NoteAEConnection(ctx context.Context, c renkei.AEConnection) error
+}
+
+// connectionNoteEvery is how often an AE that keeps associating the same way is recorded again: an association per
+// image must not become a write per image.
+const connectionNoteEvery = 10 * time.Minute
+
+// noteConnection records the transport of an admitted association when it changed or was last recorded long ago.
+func (s *Service) noteConnection(ctx context.Context, p dimse.Peer) {
+	if s.Connections == nil {
+		return
+	}
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	c := renkei.AEConnection{Title: p.CallingAETitle, At: now, TLS: p.TLS != nil, Address: addrString(p.Addr)}
+	s.seenMu.Lock()
+	last, ok := s.seen[c.Title]
+	if ok && last.TLS == c.TLS && now.Sub(last.At) < connectionNoteEvery {
+		s.seenMu.Unlock()
+		return
+	}
+	if s.seen == nil {
+		s.seen = map[string]renkei.AEConnection{}
+	}
+	s.seen[c.Title] = c
+	s.seenMu.Unlock()
+	if err := s.Connections.NoteAEConnection(ctx, c); err != nil {
+		s.logger().Warn("the AE's transport could not be recorded", "ae", c.Title, "err", err)
+	}
 }
 
 // Auditor appends events to the audit chain (sqlstore.DB implements it).
@@ -141,11 +182,12 @@ func (s *Service) AcceptAE(p dimse.Peer) (bool, dimse.Reject) {
 			return false, dimse.RejectCallingAETitle
 		}
 	}
-	if s.AcceptAny {
-		return true, 0
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), registryTimeout)
 	defer cancel()
+	if s.AcceptAny {
+		s.noteConnection(ctx, p)
+		return true, 0
+	}
 	ae, err := s.lookupAE(ctx, p.CallingAETitle)
 	if err != nil {
 		if renkei.ErrorKind(err) == renkei.NotFound {
@@ -161,6 +203,7 @@ func (s *Service) AcceptAE(p dimse.Peer) (bool, dimse.Reject) {
 		s.auditRefusal(ctx, p, ae.InstitutionPK, "association rejected: the AE title is registered for host "+ae.Host+", not this address")
 		return false, dimse.RejectCallingAETitle
 	}
+	s.noteConnection(ctx, p)
 	return true, 0
 }
 

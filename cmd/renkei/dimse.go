@@ -20,7 +20,7 @@ import (
 // dimseListeners starts the DIMSE server on the plain address and, when configured, a second one speaking DICOM TLS
 // (PS3.15 B.1, BCP 195: TLS 1.2 at least). It returns the servers and the addresses they listen on.
 func dimseListeners(ctx context.Context, c *serveConfig, arch *archive.Service, db *sqlstore.DB, logger *slog.Logger) ([]*dimse.Server, []net.Listener, error) {
-	svc := &dicomsvc.Service{Archive: arch, AEs: db, AcceptAny: c.DIMSEAcceptAny, Logger: logger, Now: time.Now, Auditor: db}
+	svc := &dicomsvc.Service{Archive: arch, AEs: db, AcceptAny: c.DIMSEAcceptAny, Logger: logger, Now: time.Now, Auditor: db, Connections: db}
 	if c.DIMSEAcceptAny {
 		id := c.DIMSEAnyInstitution
 		if id == "" && c.Demo {

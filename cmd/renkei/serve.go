@@ -69,6 +69,14 @@ type serveConfig struct {
 	TURNUser             string
 	MonitorRules         string
 	MonitorPoll          time.Duration
+	Syslog               string
+	SyslogCA             string
+	SyslogCert           string
+	SyslogKey            string
+	AuditSourceID        string
+	BackupMarker         string
+	DormantDays          int
+	TokenMaxDays         int
 }
 
 func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
@@ -95,6 +103,14 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.TURNUser, "turn-user", "", "user name at the TURN server")
 	fs.StringVar(&c.MonitorRules, "monitor-rules", "", "JSON file of the region's thresholds for the security monitoring rules (bulk access, login failures, …); what it leaves out keeps the defaults (see README)")
 	fs.DurationVar(&c.MonitorPoll, "monitor-poll", time.Second, "how often the security monitor reads new audit events")
+	fs.StringVar(&c.Syslog, "syslog", "", "send the audit trail to a SIEM or syslog server as IHE ATNA audit messages over TLS: tls://HOST:PORT (usually 6514); nothing is lost while it is down")
+	fs.StringVar(&c.SyslogCA, "syslog-ca", "", "PEM CA certificates that signed the syslog server's certificate (default: the system's)")
+	fs.StringVar(&c.SyslogCert, "syslog-cert", "", "PEM client certificate for the syslog server, if it asks for one (with --syslog-key)")
+	fs.StringVar(&c.SyslogKey, "syslog-key", "", "PEM private key of --syslog-cert")
+	fs.StringVar(&c.AuditSourceID, "audit-source-id", "", "how exported audit messages name this server (AuditSourceID; default: the host name)")
+	fs.StringVar(&c.BackupMarker, "backup-marker", "", "a file your backup job touches after each successful backup: the security page shows how fresh the backup is (without it: unknown)")
+	fs.IntVar(&c.DormantDays, "dormant-days", 90, "the security page lists staff accounts without a login for this many days")
+	fs.IntVar(&c.TokenMaxDays, "token-max-days", 365, "the security page lists API tokens older than this many days")
 	fs.StringVar(&c.MapTiles, "map-tiles", "", "tile URL template for the directory's map, e.g. https://tiles.example.jp/{z}/{x}/{y}.png (none: a list only)")
 	fs.StringVar(&c.SMTP, "smtp", "", "mail server (host:port) for telling institutions that a referral waits for them; the password, if any, comes from RENKEI_SMTP_PASSWORD")
 	fs.StringVar(&c.SMTPFrom, "smtp-from", "renkei <renkei@localhost>", "sender address of renkei's e-mails")
@@ -204,6 +220,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--monitor-rules: %w", err)
 	}
 	front.Alerts = db
+	exporter, err := syslogExporter(ctx, &c, db, logger)
+	if err != nil {
+		return err
+	}
 	if c.SMTP != "" {
 		front.Mailer = &notify.Mailer{Addr: c.SMTP, From: c.SMTPFrom, User: c.SMTPUser, Password: os.Getenv("RENKEI_SMTP_PASSWORD"), Logger: logger, Retries: 5}
 		if err := front.Mailer.Check(); err != nil {
@@ -230,6 +250,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--http %s: %w", c.HTTP, err)
 	}
 	front.PublicURL = appURL(c.PublicURL, ln.Addr())
+	front.Security = securityPage(ctx, &c, db, front, ln.Addr().String(), exporter)
 
 	dimseServers, dimseLns, err := dimseListeners(ctx, &c, arch, db, logger)
 	if err != nil {
@@ -247,6 +268,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stopPurge()
 	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)
 	go front.WatchGateways(purgeCtx, time.Minute)
+	exportCtx, stopExport := context.WithCancel(ctx)
+	defer runExporter(exportCtx, exporter, logger)() // waits for the export's clean stop, before the index closes
+	defer stopExport()
 	mon := monitor.New(db)
 	mon.Config, mon.Logger, mon.Poll, mon.PublicURL = rules, logger, c.MonitorPoll, front.PublicURL
 	if front.Mailer != nil {
