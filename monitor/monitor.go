@@ -307,7 +307,10 @@ func merge(hits []hit) []*renkei.Alert {
 // the daily summary.
 func (r *runner) tick(ctx context.Context) error {
 	now := r.m.now()
-	if !r.lastTick.IsZero() && now.Sub(r.lastTick) < time.Minute && now.After(r.lastTick) {
+	// Checked every minute, or more often when the review period is short (a region that wants a review within
+	// minutes).
+	every := min(time.Minute, r.m.Config.BreakGlass.Review.D()/4)
+	if !r.lastTick.IsZero() && now.Sub(r.lastTick) < every && now.After(r.lastTick) {
 		return nil
 	}
 	r.lastTick = now
