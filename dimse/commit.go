@@ -37,6 +37,10 @@ type CommitRequest struct {
 // N-ACTION-RSP was sent and returns, for each reference, whether the archive holds the instance safely: committed,
 // or failed with a FailureReason. The result goes back as N-EVENT-REPORT-RQ on the same association when it is still
 // open, else on a new one to the requestor's address from Handlers.MoveDestination (PS3.4 J.3.3).
+//
+// A handler that cannot tell yet (a store-and-forward gateway whose line is down) returns neither list (nil, nil):
+// nothing is reported now, and the handler reports later itself with Dialer.ReportCommitment, on a new association
+// as PS3.4 J.3.3 allows.
 type CommitmentHandler interface {
 	Commit(ctx context.Context, a *Association, req *CommitRequest) (committed, failed []SOPReference)
 }
@@ -149,23 +153,11 @@ func (a *Association) commit(req *CommitRequest) {
 	ctx, cancel := context.WithTimeout(context.Background(), commitReportTimeout)
 	defer cancel()
 	committed, failed := a.handlers.Commit.Commit(ctx, a, req)
-	ds := &dicom.DataSet{}
-	ds.SetString(tagTransactionUID, "UI", req.TransactionUID)
-	if len(committed) > 0 {
-		ds.Set(referenceSequence(dicom.ReferencedSOPSequence, committed, false))
+	if committed == nil && failed == nil {
+		a.log.Info("dimse storage commitment deferred: the handler reports later", "transaction", req.TransactionUID)
+		return
 	}
-	ev := commitEventSuccess
-	if len(failed) > 0 {
-		ev = commitEventFailures
-		for i := range failed {
-			if failed[i].FailureReason == 0 {
-				failed[i].FailureReason = failureReasonNoSuchInstance
-			}
-		}
-		ds.Set(referenceSequence(dicom.FailedSOPSequence, failed, true))
-	}
-	c := &Command{CommandField: NEventReportRQ, AffectedSOPClassUID: StorageCommitmentPushModel,
-		AffectedSOPInstanceUID: StorageCommitmentPushModelInstance, EventTypeID: ev}
+	c, ds := commitmentReport(req.TransactionUID, committed, failed)
 	if pc, err := a.contextFor(StorageCommitmentPushModel, ""); err == nil && a.Err() == nil {
 		st, err := a.eventReport(ctx, pc, c, ds)
 		if err == nil {
@@ -190,21 +182,58 @@ func (a *Association) commit(req *CommitRequest) {
 	} else {
 		d = &Dialer{Logger: a.log}
 	}
-	calling := a.peer.CalledAETitle
-	sub, err := d.Dial(ctx, addr, calling, a.peer.CallingAETitle, []PresentationContext{{AbstractSyntax: StorageCommitmentPushModel,
+	if err := d.sendReport(ctx, addr, a.peer.CalledAETitle, a.peer.CallingAETitle, c, ds); err != nil {
+		a.log.Warn("dimse storage commitment result not reported", "ae", a.peer.CallingAETitle, "err", err)
+	}
+}
+
+// commitmentReport builds the N-EVENT-REPORT-RQ of a storage commitment result (PS3.4 J.3.3).
+func commitmentReport(transactionUID string, committed, failed []SOPReference) (*Command, *dicom.DataSet) {
+	ds := &dicom.DataSet{}
+	ds.SetString(tagTransactionUID, "UI", transactionUID)
+	if len(committed) > 0 {
+		ds.Set(referenceSequence(dicom.ReferencedSOPSequence, committed, false))
+	}
+	ev := commitEventSuccess
+	if len(failed) > 0 {
+		ev = commitEventFailures
+		failed = append([]SOPReference(nil), failed...)
+		for i := range failed {
+			if failed[i].FailureReason == 0 {
+				failed[i].FailureReason = failureReasonNoSuchInstance
+			}
+		}
+		ds.Set(referenceSequence(dicom.FailedSOPSequence, failed, true))
+	}
+	return &Command{CommandField: NEventReportRQ, AffectedSOPClassUID: StorageCommitmentPushModel,
+		AffectedSOPInstanceUID: StorageCommitmentPushModelInstance, EventTypeID: ev}, ds
+}
+
+// ReportCommitment reports a storage commitment result on a new association from callingAE (the SCP that was asked)
+// to calledAE at addr (the requestor), which plays the SCU role of the Storage Commitment Push Model there as PS3.4
+// J.3.3 describes: the way a deferring CommitmentHandler reports once it knows. A failed reference without a
+// FailureReason is reported as 0x0112 (no such object instance).
+func (d *Dialer) ReportCommitment(ctx context.Context, addr, callingAE, calledAE, transactionUID string, committed, failed []SOPReference) error {
+	c, ds := commitmentReport(transactionUID, committed, failed)
+	return d.sendReport(ctx, addr, callingAE, calledAE, c, ds)
+}
+
+func (d *Dialer) sendReport(ctx context.Context, addr, callingAE, calledAE string, c *Command, ds *dicom.DataSet) error {
+	sub, err := d.Dial(ctx, addr, callingAE, calledAE, []PresentationContext{{AbstractSyntax: StorageCommitmentPushModel,
 		TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian}, SCPRole: true}})
 	if err != nil {
-		a.log.Warn("dimse storage commitment result not reported", "ae", a.peer.CallingAETitle, "err", err)
-		return
+		return err
 	}
 	defer sub.Release(ctx)
 	pc, err := sub.contextFor(StorageCommitmentPushModel, "")
-	if err == nil {
-		_, err = sub.eventReport(ctx, pc, c, ds)
-	}
 	if err != nil {
-		a.log.Warn("dimse storage commitment result not reported", "ae", a.peer.CallingAETitle, "err", err)
+		return err
 	}
+	st, err := sub.eventReport(ctx, pc, c, ds)
+	if err == nil && st.IsFailure() {
+		err = fmt.Errorf("the requestor answered the report with status 0x%04X", st.Code)
+	}
+	return err
 }
 
 func (a *Association) eventReport(ctx context.Context, pc *PresentationContext, c *Command, ds *dicom.DataSet) (Status, error) {

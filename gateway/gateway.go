@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,11 @@ type Config struct {
 	Name      string // how renkei's admin page names this gateway (default: the host name)
 	Version   string
 	Logger    *slog.Logger
+	// Modalities maps calling AE titles to host:port, for storage commitment results reported on a new association.
+	Modalities map[string]string
+	// CommitWait is how long a storage commitment answer waits on the modality's association for renkei to
+	// acknowledge the images before it is kept and reported later (default 10 s).
+	CommitWait time.Duration
 	// Ready, when set, is called with the DIMSE and status addresses once both listen.
 	Ready func(dimse, status net.Addr)
 }
@@ -126,12 +132,23 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	ledger, err := OpenLedger(filepath.Join(cfg.Spool, "sent"), 7*24*time.Hour)
+	if err != nil {
+		return err
+	}
+	defer ledger.Close()
+	if cfg.CommitWait <= 0 {
+		cfg.CommitWait = 10 * time.Second
+	}
+	commits := &Commitments{Dir: filepath.Join(cfg.Spool, "commit"), Spool: sp, Ledger: ledger, Wait: cfg.CommitWait,
+		Modalities: cfg.Modalities, AE: cfg.AE, Logger: cfg.Logger}
 	g := &Gateway{cfg: cfg, spool: sp, log: cfg.Logger, conn: Connection{State: "starting", Since: time.Now()}}
 	g.up = &Uploader{Spool: sp, Server: cfg.Server, Token: cfg.Token, Client: cfg.Client, Parallel: cfg.Parallel,
-		Encoding: cfg.Encoding, Logger: cfg.Logger, Contact: g.contact, Sent: func(Entry) {
+		Encoding: cfg.Encoding, Logger: cfg.Logger, Contact: g.contact, Ledger: ledger, Refused: commits.Changed, Sent: func(Entry) {
 			g.mu.Lock()
 			g.sent = time.Now()
 			g.mu.Unlock()
+			commits.Changed()
 		}}
 	if err := g.heartbeat(ctx); err != nil {
 		if errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrTokenReadOnly) {
@@ -143,7 +160,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	scp := &SCP{Spool: sp, Arrived: g.up.Wake, Logger: cfg.Logger}
-	srv := &dimse.Server{AETitle: cfg.AE, Handlers: scp.Handlers(), AcceptAE: scp.AcceptAE, MaxAssociations: 32,
+	handlers := scp.Handlers()
+	handlers.Commit = commits
+	handlers.MoveDestination = func(_ context.Context, _ *dimse.Association, ae string) (string, bool) {
+		addr, ok := cfg.Modalities[ae]
+		return addr, ok
+	}
+	srv := &dimse.Server{AETitle: cfg.AE, Handlers: handlers, AcceptAE: scp.AcceptAE, MaxAssociations: 32,
 		IdleTimeout: 5 * time.Minute, Logger: cfg.Logger.With("transport", "dimse")}
 	ln, err := net.Listen("tcp", cfg.DIMSE)
 	if err != nil {
@@ -178,6 +201,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	g.log.Info("gateway ready", "dimse", ln.Addr().String(), "ae", cfg.AE, "server", cfg.Server, "spool", cfg.Spool, "encoding", cfg.Encoding)
 
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		commits.Run(ctx)
+	}()
 	fatal := make(chan error, 2)
 	wg.Add(2)
 	go func() {

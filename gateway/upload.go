@@ -48,8 +48,12 @@ type Uploader struct {
 	Encoding string
 	// Contact, when set, is told after each request whether renkei answered (nil) or could not be reached.
 	Contact func(err error)
+	// Ledger, when set, records each instance renkei acknowledged before it leaves the spool (for storage commitment).
+	Ledger *Ledger
 	// Sent, when set, is called with each instance renkei acknowledged, after it left the spool.
 	Sent func(Entry)
+	// Refused, when set, is called after renkei refused instances (they stay in the spool).
+	Refused func()
 	// MinBackoff and MaxBackoff bound the wait after a network error or a 5xx (defaults 1 s and 60 s). A refused
 	// instance waits longer, up to RefusedBackoff (default 1 h), since a retry rarely helps it.
 	MinBackoff, MaxBackoff, RefusedBackoff time.Duration
@@ -374,16 +378,33 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 		failed[it[dicom.ReferencedSOPInstanceUID.Hex()]] = reason
 	}
 	out := outcome{}
+	var acked []Entry
+	for _, e := range batch {
+		if stored[e.SOPInstanceUID] {
+			acked = append(acked, e)
+		}
+	}
+	// The ledger first: a storage commitment asked after the instances left the spool still finds them. If it cannot
+	// be written, the instances stay in the spool and are sent again (renkei takes the same bytes twice as one).
+	if u.Ledger != nil {
+		if err := u.Ledger.Record(acked); err != nil {
+			log.Error("gateway: cannot record sent instances; they stay in the spool", "err", err)
+			acked = nil
+			out.retryable = true
+		}
+	}
+	for _, e := range acked {
+		if err := u.Spool.Remove(e.Key); err != nil {
+			log.Error("gateway: cannot remove a sent instance from the spool", "key", e.Key, "err", err)
+		}
+		out.sent++
+		if u.Sent != nil {
+			u.Sent(e)
+		}
+	}
 	for _, e := range batch {
 		switch {
 		case stored[e.SOPInstanceUID]:
-			if err := u.Spool.Remove(e.Key); err != nil {
-				log.Error("gateway: cannot remove a sent instance from the spool", "key", e.Key, "err", err)
-			}
-			out.sent++
-			if u.Sent != nil {
-				u.Sent(e)
-			}
 		case failed[e.SOPInstanceUID] != "":
 			reason := failed[e.SOPInstanceUID]
 			log.Warn("gateway: renkei refused an instance", "sop_instance", e.SOPInstanceUID, "reason", reason)
@@ -421,6 +442,9 @@ func (u *Uploader) refuse(batch []Entry, msg string) {
 	for _, e := range batch {
 		wait := min(orDur(u.MinBackoff, time.Second)<<min(e.Attempts, 20), maxWait)
 		u.note([]Entry{e}, msg, u.now().Add(wait))
+	}
+	if u.Refused != nil {
+		u.Refused()
 	}
 }
 

@@ -25,6 +25,10 @@ and an uploader that sends everything to renkei over HTTPS (STOW-RS), compressed
 A modality is told an image is stored only once it is on the spool's disk; an image leaves the spool only once
 renkei acknowledged it. All connections go out from the hospital: nothing needs to reach in.
 
+Storage commitment: a modality that asks (N-ACTION) is told an image is committed only once renkei has it. The
+answer comes on the modality's association when renkei acknowledges within --commit-wait; otherwise it is kept on
+disk and sent later on a new association to the address given with --modality.
+
 The token is a read-write API token of this hospital's institution, made by renkei's admin:
   renkei admin token add gateway-1 --institution ID --write
 Keep it in a file only the gateway's user can read (--token-file).
@@ -38,10 +42,10 @@ Flags:
 `
 
 type gatewayConfig struct {
-	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name string
-	ReserveMB, Parallel                                                 int
-	Heartbeat                                                           time.Duration
-	LogFormat, LogLevel                                                 string
+	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name, Modalities string
+	ReserveMB, Parallel                                                             int
+	Heartbeat, CommitWait                                                           time.Duration
+	LogFormat, LogLevel                                                             string
 }
 
 func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -63,6 +67,8 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&c.Encoding, "encoding", "zstd", "compression of uploads: zstd, gzip or none (renkei stores the modality's bytes either way)")
 	fs.IntVar(&c.Parallel, "parallel", 4, "uploads in flight at once")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", time.Minute, "how often the gateway reports its queue to renkei (renkei's admin page shows it)")
+	fs.StringVar(&c.Modalities, "modality", "", "where modalities receive storage commitment results sent later: AE=host:port, comma-separated (e.g. CT_ROOM1=192.168.10.21:104)")
+	fs.DurationVar(&c.CommitWait, "commit-wait", 10*time.Second, "how long a storage commitment answer waits on the modality's association for renkei to have the images; after that it is sent later to --modality")
 	fs.StringVar(&c.Name, "name", "", "the gateway's name on renkei's admin page (default: this computer's name)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -96,6 +102,10 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if token == "" {
 		return fmt.Errorf("--token-file %s is empty", c.TokenFile)
 	}
+	modalities, err := gateway.ParseModalities(c.Modalities)
+	if err != nil {
+		return err
+	}
 	client := &http.Client{Timeout: 10 * time.Minute}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
@@ -112,7 +122,7 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	err = gateway.Run(ctx, gateway.Config{Server: c.Server, Token: token, Client: client, DIMSE: c.DIMSE, AE: c.AE, Spool: c.Spool,
 		Reserve: int64(c.ReserveMB) << 20, Status: c.Status, Encoding: c.Encoding, Parallel: c.Parallel, Heartbeat: c.Heartbeat,
-		Name: c.Name, Version: version, Logger: logger})
+		Name: c.Name, Version: version, Logger: logger, Modalities: modalities, CommitWait: c.CommitWait})
 	if errors.Is(err, gateway.ErrTokenRefused) || errors.Is(err, gateway.ErrTokenReadOnly) {
 		return fmt.Errorf("the gateway stopped: %w. Images already received stay in %s and are sent once it runs with a valid token", err, c.Spool)
 	}

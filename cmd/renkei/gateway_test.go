@@ -45,6 +45,7 @@ func TestGateway(t *testing.T) {
 	t.Run("kills", func(t *testing.T) { gatewayKills(t, bin) })
 	t.Run("disk full", func(t *testing.T) { gatewayDiskFull(t, bin) })
 	t.Run("revoked token", func(t *testing.T) { gatewayRevoked(t, bin) })
+	t.Run("storage commitment", func(t *testing.T) { gatewayCommitment(t, bin) })
 }
 
 // gwEnv is a running renkei with one hospital and its gateway's token.
@@ -665,5 +666,142 @@ func gatewayRevoked(t *testing.T, bin string) {
 	}
 	if again.err == nil || !strings.Contains(again.output(), want) {
 		t.Errorf("starting with a revoked token: %v\n%s", again.err, again.output())
+	}
+}
+
+// commitReports is a modality's side of storage commitment: results arrive on its own association or, later, on a
+// new association to its Storage Commitment SCU address (a real DIMSE server in the test).
+type commitReports chan commitResult
+
+type commitResult struct {
+	tx                string
+	committed, failed []dimse.SOPReference
+	sameAssociation   bool
+}
+
+func (c commitReports) handler(same bool) func(context.Context, *dimse.Association, *dimse.EventReport) dimse.Status {
+	return func(_ context.Context, _ *dimse.Association, ev *dimse.EventReport) dimse.Status {
+		tx, ok, failed, err := dimse.CommitmentResult(ev)
+		if err != nil {
+			return dimse.Failure(dimse.StatusProcessingFailure, err.Error())
+		}
+		c <- commitResult{tx, ok, failed, same}
+		return dimse.Success()
+	}
+}
+
+func (c commitReports) wait(t *testing.T, tx string, within time.Duration) commitResult {
+	t.Helper()
+	select {
+	case r := <-c:
+		if r.tx != tx {
+			t.Fatalf("a storage commitment result for %s, want %s", r.tx, tx)
+		}
+		return r
+	case <-time.After(within):
+		t.Fatalf("no storage commitment result for %s within %v", tx, within)
+	}
+	return commitResult{}
+}
+
+// gatewayCommitment: a modality asks the gateway to commit what it sent. With the line up, the answer comes on its
+// association, and "committed" means renkei has the images (an image the gateway never got fails with 0x0112). With
+// the line down, the request is kept — even across a SIGKILL of the gateway — and, once renkei has the images, the
+// result is sent on a new association to the modality's address.
+func gatewayCommitment(t *testing.T, bin string) {
+	e := newGWEnv(t, bin)
+	proxy := newCutProxy(t, e.renkei.addr)
+	reports := make(commitReports, 4)
+	modAddr := freeAddr(t)
+	ln, err := net.Listen("tcp", modAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	modality := &dimse.Server{AETitle: "CT_ROOM1", Handlers: dimse.Handlers{EventReport: reports.handler(false)}}
+	go modality.Serve(ln)
+	defer modality.Close()
+
+	spool := filepath.Join(e.dir, "spool")
+	dimseAddr := freeAddr(t)
+	args := []string{"--server", "http://" + proxy.addr, "--token-file", e.tokFile, "--dimse", dimseAddr, "--ae", "GW_TEST",
+		"--spool", spool, "--status", "off", "--heartbeat", "1s", "--commit-wait", "2s", "--modality", "CT_ROOM1=" + modAddr}
+	gw := startGateway(t, bin, args...)
+	gw.waitDIMSE(t, dimseAddr)
+
+	dir := filepath.Join(e.dir, "modality")
+	study, _ := makeStudy(t, dir, "commit", 5)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.dcm"))
+	const ct, explicit = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1"
+	ctx := context.Background()
+	associate := func() *dimse.Association {
+		t.Helper()
+		d := &dimse.Dialer{Handlers: dimse.Handlers{EventReport: reports.handler(true)}}
+		a, err := d.Dial(ctx, dimseAddr, "CT_ROOM1", "GW_TEST", []dimse.PresentationContext{{AbstractSyntax: ct, TransferSyntaxes: []string{explicit}},
+			{AbstractSyntax: dimse.StorageCommitmentPushModel, TransferSyntaxes: []string{explicit}}})
+		if err != nil {
+			t.Fatalf("associate: %v", err)
+		}
+		return a
+	}
+	store := func(a *dimse.Association, files []string) []dimse.SOPReference {
+		t.Helper()
+		var refs []dimse.SOPReference
+		for _, f := range files {
+			b, _ := os.ReadFile(f)
+			ds, _ := dataSet(b)
+			sop := metaString(b, 0x0003)
+			if st, err := a.Store(ctx, ct, sop, explicit, bytes.NewReader(ds)); err != nil || st.Code != 0 {
+				t.Fatalf("C-STORE: %v %+v", err, st)
+			}
+			refs = append(refs, dimse.SOPReference{SOPClassUID: ct, SOPInstanceUID: sop})
+		}
+		return refs
+	}
+
+	// The line is up: the result comes on the association.
+	a := associate()
+	refs := store(a, files[:3])
+	never := dimse.SOPReference{SOPClassUID: ct, SOPInstanceUID: dicomtest.UID("commit-never-sent")}
+	tx1 := dicomtest.UID("commit-tx-1")
+	if st, err := a.RequestCommitment(ctx, tx1, append(refs, never)); err != nil || st.Code != 0 {
+		t.Fatalf("N-ACTION: %v %+v", err, st)
+	}
+	r := reports.wait(t, tx1, 30*time.Second)
+	if !r.sameAssociation || len(r.committed) != 3 || len(r.failed) != 1 || r.failed[0].SOPInstanceUID != never.SOPInstanceUID ||
+		r.failed[0].FailureReason != 0x0112 {
+		t.Errorf("result with the line up: %+v; want 3 committed and the unknown one failed (0x0112) on the association", r)
+	}
+	if got := e.stored(study); len(got) != 3 {
+		t.Errorf("renkei holds %d instances when the gateway said 3 were committed", len(got))
+	}
+	a.Release(ctx)
+
+	// The line is down: the request is kept, survives a SIGKILL, and is answered on a new association later.
+	proxy.cut()
+	a = associate()
+	refs = store(a, files[3:])
+	tx2 := dicomtest.UID("commit-tx-2")
+	if st, err := a.RequestCommitment(ctx, tx2, refs); err != nil || st.Code != 0 {
+		t.Fatalf("N-ACTION: %v %+v", err, st)
+	}
+	select {
+	case r := <-reports:
+		t.Fatalf("a result while renkei cannot have the images: %+v", r)
+	case <-time.After(3 * time.Second): // past --commit-wait: the request is kept
+	}
+	a.Release(ctx)
+	gw.kill()
+	gw = startGateway(t, bin, args...)
+	gw.waitDIMSE(t, dimseAddr)
+	proxy.restore(t)
+	r = reports.wait(t, tx2, time.Minute)
+	if r.sameAssociation || len(r.committed) != 2 || len(r.failed) != 0 {
+		t.Errorf("the later result: %+v; want 2 committed, on a new association", r)
+	}
+	if got := e.stored(study); len(got) != 5 {
+		t.Errorf("renkei holds %d instances when the gateway said all 5 were committed", len(got))
+	}
+	if left, _ := os.ReadDir(filepath.Join(spool, "commit")); len(left) != 0 {
+		t.Errorf("%d kept commitments remain after the report", len(left))
 	}
 }
