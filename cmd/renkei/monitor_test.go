@@ -87,9 +87,9 @@ func TestAttackSuite(t *testing.T) {
 		t.Fatalf("start-up line: %q", line)
 	}
 	base, dimsePort := "http://"+m[1], m[2]
-	as := func(login string) *apiClient {
-		acc := accounts[login]
-		return login(t, base, login, acc[0], acc[1])
+	as := func(user string) *apiClient {
+		acc := accounts[user]
+		return login(t, base, user, acc[0], acc[1])
 	}
 	region := as("demo-admin@region")
 	seen := map[int64]bool{}
