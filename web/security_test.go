@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"renkei"
 	"renkei/atna"
 	"renkei/security"
@@ -323,4 +325,33 @@ func TestAuditFHIR(t *testing.T) {
 			t.Errorf("%s: no detail in %s", q, admin.body)
 		}
 	}
+}
+
+// TestSecurityPage: a region admin opens the security status from the admin page in Chromium, sees what needs
+// attention with what to do, and verifies the audit trail there.
+func TestSecurityPage(t *testing.T) {
+	r := newRegion(t)
+	r.withSecurity(security.Config{PublicURL: "http://renkei.example.jp", HTTP: "0.0.0.0:8080"})
+	newcomer := renkei.User{Login: "new@chuo-hospital", Name: "新人", Institution: r.hospital, Role: renkei.Nurse}
+	if err := r.ids.CreateUserWithPassword(context.Background(), renkei.System, &newcomer, "a one-time password 123"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := browser(t)
+	defer cancel()
+	out := artifacts(t)
+	step := stepper(ctx, t, out)
+	step("01-admin", r.loginSteps(r.users["admin@region"]), chromedp.WaitVisible("#search"), hashRoute("#/admin"), chromedp.WaitVisible("#security-link"))
+	step("02-security", chromedp.Click("#security-link"), chromedp.WaitVisible(`#security-two-factor[data-state="attention"]`),
+		chromedp.WaitVisible(`#security-audit-verify[data-state="attention"]`))
+	page, err := chromedp.Run(ctx, chromedp.Text("#security-items"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"二要素認証を設定していない利用者", "new@chuo-hospital", "要対応", "対処:", "renkei admin user disable", "バックアップ", "不明"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the security page does not say %q:\n%s", want, page)
+		}
+	}
+	step("03-verify", chromedp.Click("#security-verify"), chromedp.WaitVisible(`#security-audit-verify[data-state="ok"]`))
+	screenshot(ctx, t, out, "03-verified")
 }

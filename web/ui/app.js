@@ -9,6 +9,7 @@ import { emergencyPage, transferForm } from './emergency.js';
 import { consultsPage, consultPage, startConsult } from './consult.js';
 import { linkDialog, linksPage } from './links.js';
 import { alertsPage } from './alerts.js';
+import { securityPage } from './security.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -444,7 +445,9 @@ async function adminPage() {
         try { await api('POST', `/api/break-glass/${s.id}/review`, { note: note.value }); render(); } catch (e) { message(e.message); }
       } }, t('admin.review.submit'))));
   })));
-  show(h('h1', {}, t('admin.title')), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
+  const security = me.user.role === 'region-admin'
+    ? h('p', {}, h('a', { class: 'button', id: 'security-link', href: '#/security' }, t('security.open'))) : '';
+  show(h('h1', {}, t('admin.title')), security, await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
         h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind)),
@@ -627,6 +630,7 @@ async function render() {
       case 'break-glass': return breakGlassPage();
       case 'admin': return await adminPage();
       case 'alerts': return await alertsPage(ui, query);
+      case 'security': return await securityPage(ui);
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();
       case 'studies': return await studiesPage(query);
       case 'help': return helpPage();
