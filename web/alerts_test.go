@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,17 +14,18 @@ import (
 
 	"renkei"
 	"renkei/monitor"
+	"renkei/notify"
 )
 
 // startMonitor runs the security monitor on the region's index and clock, from the end of the trail as it is now,
 // and serves its alerts.
-func (r *region) startMonitor(cfg func(*monitor.Config)) *monitor.Monitor {
+func (r *region) startMonitor(cfg func(*monitor.Monitor)) *monitor.Monitor {
 	r.t.Helper()
 	r.front.Alerts = r.db
 	m := monitor.New(r.db)
 	m.Now, m.Poll, m.Logger = r.clock.Now, 10*time.Millisecond, quietLogger()
 	if cfg != nil {
-		cfg(&m.Config)
+		cfg(m)
 	}
 	if _, _, err := r.db.MonitorCursor(context.Background(), "rules", r.lastSeq()); err != nil {
 		r.t.Fatal(err)
@@ -103,7 +105,7 @@ func waitAlert(t *testing.T, c *client, rule string) alertView {
 func TestAlertsAPI(t *testing.T) {
 	r := newRegion(t)
 	r.front.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
-	r.startMonitor(func(c *monitor.Config) { c.BulkAccess.Patients = 2 })
+	r.startMonitor(func(m *monitor.Monitor) { m.Config.BulkAccess.Patients = 2 })
 	kato := r.as("kato@kita-clinic")
 	for _, st := range []study{r.p1a, r.p2} {
 		if code := kato.get("/dicomweb/studies/" + st.studyUID + "/metadata"); code != 200 {
@@ -196,7 +198,7 @@ func TestAlertsAPI(t *testing.T) {
 		}
 	}
 	ta := waitAlert(t, admin, monitor.RuleTokenAddresses)
-	if ta.Actor != "clinic-gateway" || !ta.CanRevokeToken || !strings.Contains(ta.Explanation, "203.0.113.50") {
+	if ta.Actor != "clinic-gateway" || !ta.CanRevokeToken || !strings.Contains(ta.Explanation, "10.1.0.5") {
 		t.Errorf("the token alert: %+v", ta)
 	}
 	if st := admin.post(fmt.Sprintf("/api/alerts/%d/revoke-token", ta.ID), nil); st != 200 {
@@ -405,7 +407,7 @@ func TestAlertsNormalWork(t *testing.T) {
 // opens the events behind it, acknowledges it and resolves it with a note, each in one click.
 func TestAlertsPage(t *testing.T) {
 	r := newRegion(t)
-	r.startMonitor(func(c *monitor.Config) { c.BulkAccess.Patients = 2 })
+	r.startMonitor(func(m *monitor.Monitor) { m.Config.BulkAccess.Patients = 2 })
 	kato := r.as("kato@kita-clinic")
 	for _, st := range []study{r.p1a, r.p2} {
 		kato.get("/dicomweb/studies/" + st.studyUID + "/metadata")
@@ -444,5 +446,53 @@ func TestAlertsPage(t *testing.T) {
 	text, _ = chromedp.Run(ctx, chromedp.Text(card))
 	if !strings.Contains(text, "紹介状の準備") || !strings.Contains(text, "解決済み") {
 		t.Errorf("the resolved alert: %s", text)
+	}
+}
+
+// TestAlertsDailySummary: where a mail server is configured, each institution with unresolved alerts gets one e-mail
+// a day at the configured hour, with their number by kind and the link to the alerts page, and nothing about who or
+// which patient.
+func TestAlertsDailySummary(t *testing.T) {
+	r := newRegion(t)
+	addr, inbox := smtpServer(t)
+	r.clinic.Email = "chiiki@kita-clinic.example.jp"
+	if err := r.db.PutInstitution(context.Background(), &r.clinic, nil); err != nil {
+		t.Fatal(err)
+	}
+	mailer := &notify.Mailer{Addr: addr, From: "renkei <renkei@region.example.jp>", Retries: 2}
+	hour := (r.clock.Now().In(time.FixedZone("JST", 9*3600)).Hour() + 1) % 24
+	r.startMonitor(func(m *monitor.Monitor) {
+		m.Config.BulkAccess.Patients, m.Config.Summary.Hour = 2, hour
+		m.Mailer, m.PublicURL = mailer, "https://renkei.example.jp"
+	})
+	kato := r.as("kato@kita-clinic")
+	for _, st := range []study{r.p1a, r.p2} {
+		kato.get("/dicomweb/studies/" + st.studyUID + "/metadata")
+	}
+	waitAlert(t, r.as("admin@kita-clinic"), monitor.RuleBulkAccess)
+	if files, _ := os.ReadDir(inbox); len(files) != 0 {
+		t.Fatalf("a summary before its hour: %d e-mails", len(files))
+	}
+	r.clock.advance(time.Hour)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if files, _ := os.ReadDir(inbox); len(files) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no daily summary within 10 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // later polls must not send it again
+	msgs := mailbox(t, inbox)
+	if len(msgs) != 1 || msgs[0].to != "chiiki@kita-clinic.example.jp" || !strings.Contains(msgs[0].subject, "未対応 1 件") ||
+		!strings.Contains(msgs[0].body, "https://renkei.example.jp/#/alerts") || !strings.Contains(msgs[0].body, "多数の患者の閲覧: 1 件") {
+		t.Fatalf("the summary: %+v", msgs)
+	}
+	for _, secret := range []string{"kato", "P1", "P2", "127.0.0.1"} {
+		if strings.Contains(msgs[0].body, secret) {
+			t.Errorf("the summary names %q:\n%s", secret, msgs[0].body)
+		}
 	}
 }
