@@ -419,7 +419,7 @@ func ParseModalities(s string) (map[string]string, error) {
 		ae, addr, ok := strings.Cut(item, "=")
 		host, port, err := splitHostPort(addr)
 		if !ok || ae == "" || len(ae) > 16 || err != nil || host == "" {
-			return nil, fmt.Errorf("--modality %q: write AE=host:port, e.g. CT_ROOM1=192.168.10.21:104", item)
+			return nil, fmt.Errorf("%q: write AE=host:port, e.g. CT_ROOM1=192.168.10.21:104", item)
 		}
 		out[ae] = host + ":" + port
 	}

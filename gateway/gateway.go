@@ -45,6 +45,10 @@ type Config struct {
 	// CommitWait is how long a storage commitment answer waits on the modality's association for renkei to
 	// acknowledge the images before it is kept and reported later (default 10 s).
 	CommitWait time.Duration
+	// Destinations maps the AE titles of the hospital's PACS to host:port: what other institutions share with the
+	// hospital is delivered there (none: nothing is fetched). InboxPoll is how often renkei is asked (default 1 min).
+	Destinations map[string]string
+	InboxPoll    time.Duration
 	// Ready, when set, is called with the DIMSE and status addresses once both listen.
 	Ready func(dimse, status net.Addr)
 }
@@ -56,9 +60,10 @@ type Gateway struct {
 	up    *Uploader
 	log   *slog.Logger
 
-	mu   sync.Mutex
-	conn Connection
-	sent time.Time
+	mu      sync.Mutex
+	conn    Connection
+	sent    time.Time
+	inbound *Deliverer
 }
 
 // Connection is what the gateway knows of its line to renkei.
@@ -84,8 +89,10 @@ type Status struct {
 	Queue      QueueJSON  `json:"queue"`
 	LastSent   time.Time  `json:"lastSent,omitzero"`
 	Failures   []Failure  `json:"failures,omitempty"`
-	DiskFree   int64      `json:"diskFree"`
-	Reserve    int64      `json:"reserve"`
+	// Inbound is the delivery of shared images to the hospital's PACS, when configured.
+	Inbound  *InboundStatus `json:"inbound,omitempty"`
+	DiskFree int64          `json:"diskFree"`
+	Reserve  int64          `json:"reserve"`
 }
 
 // QueueJSON is the queue in a status.
@@ -150,6 +157,17 @@ func Run(ctx context.Context, cfg Config) error {
 			g.mu.Unlock()
 			commits.Changed()
 		}}
+	if len(cfg.Destinations) > 0 {
+		// The delivered ledger is kept long: a share may stay active for months, and what was delivered once is not
+		// sent to the PACS again.
+		delivered, err := OpenLedger(filepath.Join(cfg.Spool, "delivered"), 400*24*time.Hour)
+		if err != nil {
+			return err
+		}
+		defer delivered.Close()
+		g.inbound = &Deliverer{Server: cfg.Server, Token: cfg.Token, Client: cfg.Client, Destinations: cfg.Destinations, AE: cfg.AE,
+			Ledger: delivered, Poll: cfg.InboxPoll, Logger: cfg.Logger}
+	}
 	if err := g.heartbeat(ctx); err != nil {
 		if errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrTokenReadOnly) {
 			g.stopped(err)
@@ -206,7 +224,16 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		commits.Run(ctx)
 	}()
-	fatal := make(chan error, 2)
+	fatal := make(chan error, 3)
+	if g.inbound != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.inbound.Run(ctx); err != nil {
+				fatal <- err
+			}
+		}()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -304,6 +331,10 @@ func (g *Gateway) Status() Status {
 			break
 		}
 		st.Failures = append(st.Failures, Failure{f.SOPInstanceUID, f.StudyInstanceUID, f.CallingAETitle, f.Attempts, f.LastAttempt, f.LastError})
+	}
+	if g.inbound != nil {
+		in := g.inbound.Status()
+		st.Inbound = &in
 	}
 	return st
 }

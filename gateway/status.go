@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,8 @@ func view(st Status, now time.Time) statusView {
 			"renkei cannot be reached; images are kept here and sent when the line is back"
 	case len(st.Failures) > 0:
 		v.Health, v.Headline, v.HeadlineEn = "warn", "送れない画像があります(下の一覧)", "Some images could not be sent (see below)"
+	case st.Inbound != nil && st.Inbound.LastError != "":
+		v.Health, v.Headline, v.HeadlineEn = "warn", "共有された画像を院内PACSへ配信できていません", "Shared images cannot be delivered to the PACS: "+st.Inbound.LastError
 	case st.Queue.Instances > 0:
 		v.Headline, v.HeadlineEn = "送信中です", "Sending"
 	default:
@@ -110,6 +113,16 @@ func WriteText(w io.Writer, st Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "受信 (DICOM):          %s at %s\n", st.AE, st.DIMSE)
 	fmt.Fprintf(w, "ディスク空き (free):   %s (reserve %s)\n", v.Free, bytesText(st.Reserve))
+	if in := st.Inbound; in != nil {
+		fmt.Fprintf(w, "PACSへの配信 (to PACS): %d 件 → %s", in.Delivered, strings.Join(in.Destinations, ", "))
+		if !in.LastDelivered.IsZero() {
+			fmt.Fprintf(w, " (last %s)", in.LastDelivered.Local().Format(time.DateTime))
+		}
+		fmt.Fprintln(w)
+		if in.LastError != "" {
+			fmt.Fprintf(w, "  配信エラー (error): %s\n", in.LastError)
+		}
+	}
 	if len(st.Failures) > 0 {
 		fmt.Fprintf(w, "\n送れない画像 (failures):\n")
 		for _, f := range st.Failures {
@@ -138,6 +151,7 @@ table{border-collapse:collapse;margin-top:1em}td,th{padding:.3em .8em;text-align
 {{if not .LastSent.IsZero}}<tr><th>最終送信 <span class="en">last sent</span></th><td>{{.LastSent.Format "2006-01-02 15:04:05"}}</td></tr>{{end}}
 <tr><th>DICOM 受信 <span class="en">receives as</span></th><td>{{.AE}} ({{.DIMSE}})</td></tr>
 <tr><th>ディスク空き <span class="en">free disk</span></th><td>{{.Free}}</td></tr>
+{{with .Inbound}}<tr><th>院内PACSへの配信 <span class="en">shared images delivered to the PACS</span></th><td id="inbound">{{.Delivered}} 件 → {{range .Destinations}}{{.}} {{end}}{{if not .LastDelivered.IsZero}}({{.LastDelivered.Format "2006-01-02 15:04"}}){{end}}{{if .LastError}}<div class="en">{{.LastError}}</div>{{end}}</td></tr>{{end}}
 </table>
 {{if .Failures}}<h2>送れない画像 <span class="en">images not sent</span></h2>
 <table id="failures"><tr><th>時刻 <span class="en">at</span></th><th>送信元 <span class="en">from</span></th><th>回数 <span class="en">tries</span></th><th>理由 <span class="en">reason</span></th></tr>

@@ -135,6 +135,81 @@ func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// inboxItem is one share a gateway delivers to its hospital's PACS: the studies, and the patient as the hospital
+// knows them (its linked local patient), so that the images land under the hospital's own patient ID.
+type inboxItem struct {
+	Share           int64     `json:"share"`
+	FromInstitution string    `json:"fromInstitution"`
+	Purpose         string    `json:"purpose"`
+	SharedAt        time.Time `json:"sharedAt"`
+	Issuer          string    `json:"issuer"` // the patient at the sharing institution
+	PatientID       string    `json:"patientId"`
+	LocalIssuer     string    `json:"localIssuer,omitempty"` // the same patient at the gateway's institution, when linked
+	LocalPatientID  string    `json:"localPatientId,omitempty"`
+	Studies         []string  `json:"studies"`
+}
+
+// gatewayInbox answers GET /api/gateways/inbox: what was shared with the gateway's institution (as an institution:
+// shares with one user are that user's) and is active now, with the studies each share covers today. The gateway
+// fetches the images with WADO-RS (each read audited as usual) and C-STOREs them to the hospital's PACS.
+func (s *Server) gatewayInbox(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	if p.Kind != renkei.TokenPrincipal {
+		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Forbidden, "the inbox is read by a gateway, with its API token"))
+		return
+	}
+	ctx := r.Context()
+	shares, err := s.Store.Shares(ctx, renkei.ShareFilter{ToInstitution: p.Institution})
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	now := s.now()
+	out := []inboxItem{}
+	for _, sh := range shares {
+		if !sh.Active(now) || sh.ToUser != 0 || sh.RecordOnly || sh.ToInstitution != p.Institution {
+			continue
+		}
+		from, err := s.Store.InstitutionByPK(ctx, sh.FromInstitution)
+		if err != nil {
+			continue
+		}
+		it := inboxItem{Share: sh.ID, FromInstitution: from.ID, Purpose: string(sh.Purpose), SharedAt: sh.CreatedAt,
+			Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID, Studies: sh.Studies}
+		if src, err := s.Store.LocalPatient(ctx, sh.FromInstitution, sh.Patient); err == nil {
+			if linked, err := s.Store.Linked(ctx, src.PK); err == nil {
+				for _, l := range linked {
+					if l.Institution == p.Institution {
+						it.LocalIssuer, it.LocalPatientID = l.Key.Issuer, l.Key.ID
+						break
+					}
+				}
+			}
+		}
+		if len(it.Studies) == 0 {
+			// The whole patient: the studies the sharing institution holds for them now (the share's scope lets the
+			// gateway see exactly these).
+			q := &renkei.Query{Level: renkei.StudyLevel, Owner: sh.FromInstitution, Limit: 1000,
+				Matches: []renkei.Match{{Keyword: "PatientID", Kind: renkei.MatchSingle, Values: []string{sh.Patient.ID}}}}
+			if sh.Patient.Issuer != "" {
+				q.Matches = append(q.Matches, renkei.Match{Keyword: "IssuerOfPatientID", Kind: renkei.MatchSingle, Values: []string{sh.Patient.Issuer}})
+			}
+			recs, err := s.DICOMweb.Archive.QueryStudies(ctx, q)
+			if err != nil {
+				s.problem(w, r, err)
+				return
+			}
+			for _, rec := range recs {
+				it.Studies = append(it.Studies, rec.StudyInstanceUID)
+			}
+		}
+		if len(it.Studies) > 0 {
+			out = append(out, it)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) now() time.Time {
 	if s.Now != nil {
 		return s.Now()

@@ -226,6 +226,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/directory/{id}/capacity", s.reportCapacity)
 	s.handle("POST /api/gateways/heartbeat", s.gatewayHeartbeat)
 	s.handle("GET /api/gateways", s.listGateways)
+	s.handle("GET /api/gateways/inbox", s.gatewayInbox)
 	s.handle("GET /api/patients/record", s.getRecord)
 	s.handle("GET /api/patients/record/fhir", s.exportRecord)
 	s.handle("POST /api/patients/record/fhir", s.importRecord)

@@ -29,6 +29,10 @@ Storage commitment: a modality that asks (N-ACTION) is told an image is committe
 answer comes on the modality's association when renkei acknowledges within --commit-wait; otherwise it is kept on
 disk and sent later on a new association to the address given with --modality.
 
+The other direction: with --deliver-to, what other institutions share with the hospital (referral images, reading
+reports and reply letters filed as DICOM) is fetched over HTTPS and C-STOREd to the hospital's PACS, with the
+patient's ID set to the hospital's own (renkei's patient link) and the sender's kept in OtherPatientIDsSequence.
+
 The token is a read-write API token of this hospital's institution, made by renkei's admin:
   renkei admin token add gateway-1 --institution ID --write
 Keep it in a file only the gateway's user can read (--token-file).
@@ -42,10 +46,10 @@ Flags:
 `
 
 type gatewayConfig struct {
-	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name, Modalities string
-	ReserveMB, Parallel                                                             int
-	Heartbeat, CommitWait                                                           time.Duration
-	LogFormat, LogLevel                                                             string
+	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name, Modalities, DeliverTo string
+	ReserveMB, Parallel                                                                        int
+	Heartbeat, CommitWait, InboxPoll                                                           time.Duration
+	LogFormat, LogLevel                                                                        string
 }
 
 func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -69,6 +73,8 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.DurationVar(&c.Heartbeat, "heartbeat", time.Minute, "how often the gateway reports its queue to renkei (renkei's admin page shows it)")
 	fs.StringVar(&c.Modalities, "modality", "", "where modalities receive storage commitment results sent later: AE=host:port, comma-separated (e.g. CT_ROOM1=192.168.10.21:104)")
 	fs.DurationVar(&c.CommitWait, "commit-wait", 10*time.Second, "how long a storage commitment answer waits on the modality's association for renkei to have the images; after that it is sent later to --modality")
+	fs.StringVar(&c.DeliverTo, "deliver-to", "", "the hospital's PACS: what other institutions share with the hospital is C-STOREd there, under the hospital's patient ID: AE=host:port, comma-separated (none: nothing is fetched)")
+	fs.DurationVar(&c.InboxPoll, "inbox-poll", time.Minute, "how often renkei is asked for newly shared images (with --deliver-to)")
 	fs.StringVar(&c.Name, "name", "", "the gateway's name on renkei's admin page (default: this computer's name)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -104,7 +110,11 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	modalities, err := gateway.ParseModalities(c.Modalities)
 	if err != nil {
-		return err
+		return fmt.Errorf("--modality: %w", err)
+	}
+	destinations, err := gateway.ParseModalities(c.DeliverTo)
+	if err != nil {
+		return fmt.Errorf("--deliver-to: %w", err)
 	}
 	client := &http.Client{Timeout: 10 * time.Minute}
 	if c.CAFile != "" {
@@ -122,7 +132,8 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	err = gateway.Run(ctx, gateway.Config{Server: c.Server, Token: token, Client: client, DIMSE: c.DIMSE, AE: c.AE, Spool: c.Spool,
 		Reserve: int64(c.ReserveMB) << 20, Status: c.Status, Encoding: c.Encoding, Parallel: c.Parallel, Heartbeat: c.Heartbeat,
-		Name: c.Name, Version: version, Logger: logger, Modalities: modalities, CommitWait: c.CommitWait})
+		Name: c.Name, Version: version, Logger: logger, Modalities: modalities, CommitWait: c.CommitWait,
+		Destinations: destinations, InboxPoll: c.InboxPoll})
 	if errors.Is(err, gateway.ErrTokenRefused) || errors.Is(err, gateway.ErrTokenReadOnly) {
 		return fmt.Errorf("the gateway stopped: %w. Images already received stay in %s and are sent once it runs with a valid token", err, c.Spool)
 	}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"renkei/dicom"
 	"renkei/dimse"
 	"renkei/gateway"
 	"renkei/internal/dicomtest"
@@ -46,6 +47,7 @@ func TestGateway(t *testing.T) {
 	t.Run("disk full", func(t *testing.T) { gatewayDiskFull(t, bin) })
 	t.Run("revoked token", func(t *testing.T) { gatewayRevoked(t, bin) })
 	t.Run("storage commitment", func(t *testing.T) { gatewayCommitment(t, bin) })
+	t.Run("deliver to PACS", func(t *testing.T) { gatewayDeliver(t, bin) })
 }
 
 // gwEnv is a running renkei with one hospital and its gateway's token.
@@ -803,5 +805,136 @@ func gatewayCommitment(t *testing.T, bin string) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(spool, "commit")); len(left) != 0 {
 		t.Errorf("%d kept commitments remain after the report", len(left))
+	}
+}
+
+// gatewayDeliver: in the demo region the clinic referred 山田太郎 (D0001 at the clinic, linked to H0001 at the
+// hospital) with his CT. The hospital's gateway, with --deliver-to, fetches the shared CT and C-STOREs it to the
+// hospital's PACS (dcmtk's storescp) under H0001, the clinic's D0001 kept in OtherPatientIDsSequence; a restarted
+// gateway does not send it again.
+func gatewayDeliver(t *testing.T, bin string) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	addr := freeAddr(t)
+	logPath := filepath.Join(dir, "renkei.log")
+	log, _ := os.Create(logPath)
+	srv := exec.Command(bin, "serve", "--demo", "--data", data, "--http", addr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
+	srv.Stdout, srv.Stderr = log, log
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait(); log.Close() })
+	for i := 0; ; i++ {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 600 {
+			t.Fatalf("renkei serve --demo did not start:\n%s", tail(logPath, 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var out bytes.Buffer
+	if code := Main(context.Background(), []string{"admin", "token", "add", "chuo-gateway", "--institution", "chuo-hospital", "--write", "--data", data}, &out, &out); code != 0 {
+		t.Fatalf("token add: %s", out.String())
+	}
+	token := regexp.MustCompile(`(?m)^(rk_\S+)$`).FindStringSubmatch(out.String())
+	if token == nil {
+		t.Fatalf("no token: %s", out.String())
+	}
+	tokFile := filepath.Join(dir, "token")
+	os.WriteFile(tokFile, []byte(token[1]), 0o600)
+
+	pacsDir := filepath.Join(dir, "pacs")
+	os.Mkdir(pacsDir, 0o755)
+	pacsAddr := freeAddr(t)
+	_, pacsPort, _ := net.SplitHostPort(pacsAddr)
+	pacs := dcmtk("storescp", "-aet", "HOSP_PACS", "+xa", "-od", pacsDir, pacsPort)
+	if err := pacs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pacs.Process.Kill(); pacs.Wait() })
+
+	spool := filepath.Join(dir, "spool")
+	dimseAddr := freeAddr(t)
+	args := []string{"--server", "http://" + addr, "--token-file", tokFile, "--dimse", dimseAddr, "--ae", "CHUO_GW", "--spool", spool,
+		"--status", "off", "--heartbeat", "1s", "--deliver-to", "HOSP_PACS=" + pacsAddr, "--inbox-poll", "500ms"}
+	gw := startGateway(t, bin, args...)
+	gw.waitDIMSE(t, dimseAddr)
+
+	// The referral's CT: how many instances renkei holds of it.
+	study := dicomtest.UID("demo-study-0")
+	hospital := &crashServer{http: &http.Client{Transport: bearer{token[1], http.DefaultTransport}, Timeout: time.Minute}}
+	parts, err := hospital.retrieve("http://" + addr + "/dicomweb/studies/" + study)
+	if err != nil || len(parts) == 0 {
+		t.Fatalf("the hospital cannot see the referred CT: %v", err)
+	}
+	received := func() map[string]string { // SOP Instance UID → dcmdump of the file
+		files, _ := os.ReadDir(pacsDir)
+		m := map[string]string{}
+		for _, f := range files {
+			b, err := dcmtk("dcmdump", "+P", "0008,0018", "+P", "0010,0020", "+P", "0010,0021", "+P", "0010,1002", "+P", "0020,000d",
+				"+P", "0010,0010", "-s", filepath.Join(pacsDir, f.Name())).CombinedOutput()
+			if err == nil {
+				if m2 := regexp.MustCompile(`\(0008,0018\) UI \[([0-9.]+)\]`).FindStringSubmatch(string(b)); m2 != nil {
+					m[m2[1]] = string(b)
+				}
+			}
+		}
+		return m
+	}
+	var got map[string]string
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if got = received(); len(got) >= len(parts) {
+			break
+		}
+	}
+	inStudy := 0
+	for _, dump := range got {
+		if !strings.Contains(dump, study) {
+			continue // another study shared with the hospital (the reading request's)
+		}
+		inStudy++
+		if !strings.Contains(dump, "(0010,0020) LO [H0001]") || !strings.Contains(dump, "(0010,0021) LO [CHUO]") ||
+			!strings.Contains(dump, "(0010,1002) SQ") || !strings.Contains(dump, "[D0001]") || !strings.Contains(dump, "[KITA]") {
+			t.Errorf("a delivered instance is not filed under the hospital's patient with the clinic's ID kept:\n%s", dump)
+		}
+	}
+	if inStudy != len(parts) {
+		t.Fatalf("the PACS received %d instances of the referred CT, want %d:\n%s", inStudy, len(parts), gw.output())
+	}
+	// The images themselves are renkei's bytes: the pixel data of each delivered file is the stored one's.
+	files, _ := os.ReadDir(pacsDir)
+	pixels := func(b []byte) []byte {
+		f, err := dicom.Parse(bytes.NewReader(b), dicom.DefaultReadOptions)
+		if err != nil || f.PixelData == nil {
+			t.Fatalf("no pixel data: %v", err)
+		}
+		return b[f.PixelData.Offset : f.PixelData.Offset+int64(f.PixelData.Length)]
+	}
+	stored := map[string][]byte{}
+	for _, p := range parts {
+		stored[metaString(p, 0x0003)] = pixels(p)
+	}
+	for _, f := range files {
+		b, _ := os.ReadFile(filepath.Join(pacsDir, f.Name()))
+		if want, ok := stored[metaString(b, 0x0003)]; ok && !bytes.Equal(pixels(b), want) {
+			t.Errorf("%s: the delivered pixel data differ from renkei's", f.Name())
+		}
+	}
+	var cli bytes.Buffer
+	Main(context.Background(), []string{"gateway", "status", "--spool", spool}, &cli, &cli)
+	if !strings.Contains(cli.String(), "HOSP_PACS") {
+		t.Errorf("renkei gateway status does not show the delivery:\n%s", cli.String())
+	}
+
+	// A restart sends nothing again.
+	gw.kill()
+	before := len(received())
+	gw = startGateway(t, bin, args...)
+	gw.waitDIMSE(t, dimseAddr)
+	time.Sleep(2 * time.Second) // several inbox polls
+	if after := len(received()); after != before {
+		t.Errorf("after a restart the PACS holds %d files, before %d: delivered twice", after, before)
 	}
 }
