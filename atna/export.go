@@ -51,7 +51,6 @@ type Exporter struct {
 
 	mu     sync.Mutex
 	status Status
-	wake   chan struct{}
 }
 
 // Status is what the exporter last did, for the security page.
@@ -71,23 +70,6 @@ func (x *Exporter) Status() Status {
 	s := x.status
 	s.Addr = x.Addr
 	return s
-}
-
-// Wake makes a waiting exporter look for new events now rather than at its next poll.
-func (x *Exporter) Wake() {
-	x.init()
-	select {
-	case x.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (x *Exporter) init() {
-	x.mu.Lock()
-	if x.wake == nil {
-		x.wake = make(chan struct{}, 1)
-	}
-	x.mu.Unlock()
 }
 
 func (x *Exporter) logger() *slog.Logger {
@@ -130,7 +112,6 @@ type mark struct {
 // Run exports until ctx ends, then closes cleanly (see Exporter). It returns an error only if the cursor cannot be
 // read at start; later failures (collector down, index busy) are logged, kept in Status, and retried.
 func (x *Exporter) Run(ctx context.Context) error {
-	x.init()
 	name := or(x.Name, "syslog")
 	delivered, err := x.Store.ExportCursor(ctx, name)
 	if err != nil {
@@ -182,7 +163,6 @@ func (x *Exporter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
-		case <-x.wake:
 		case <-closed:
 		}
 		return true
