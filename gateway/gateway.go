@@ -49,6 +49,9 @@ type Config struct {
 	// hospital is delivered there (none: nothing is fetched). InboxPoll is how often renkei is asked (default 1 min).
 	Destinations map[string]string
 	InboxPoll    time.Duration
+	// FetchFrom is the hospital's PACS (AE title and host:port) that renkei's requests for a patient's earlier
+	// studies are answered from (C-FIND, C-MOVE to the gateway); empty: such requests are not answered.
+	FetchFromAE, FetchFromAddr string
 	// Ready, when set, is called with the DIMSE and status addresses once both listen.
 	Ready func(dimse, status net.Addr)
 }
@@ -64,6 +67,7 @@ type Gateway struct {
 	conn    Connection
 	sent    time.Time
 	inbound *Deliverer
+	fetcher *Fetcher
 }
 
 // Connection is what the gateway knows of its line to renkei.
@@ -90,9 +94,11 @@ type Status struct {
 	LastSent   time.Time  `json:"lastSent,omitzero"`
 	Failures   []Failure  `json:"failures,omitempty"`
 	// Inbound is the delivery of shared images to the hospital's PACS, when configured.
-	Inbound  *InboundStatus `json:"inbound,omitempty"`
-	DiskFree int64          `json:"diskFree"`
-	Reserve  int64          `json:"reserve"`
+	Inbound *InboundStatus `json:"inbound,omitempty"`
+	// Fetch is the answering of renkei's requests for earlier studies from the PACS, when configured.
+	Fetch    *FetchStatus `json:"fetch,omitempty"`
+	DiskFree int64        `json:"diskFree"`
+	Reserve  int64        `json:"reserve"`
 }
 
 // QueueJSON is the queue in a status.
@@ -168,6 +174,10 @@ func Run(ctx context.Context, cfg Config) error {
 		g.inbound = &Deliverer{Server: cfg.Server, Token: cfg.Token, Client: cfg.Client, Destinations: cfg.Destinations, AE: cfg.AE,
 			Ledger: delivered, Poll: cfg.InboxPoll, Logger: cfg.Logger}
 	}
+	if cfg.FetchFromAE != "" {
+		g.fetcher = &Fetcher{Server: cfg.Server, Token: cfg.Token, Client: cfg.Client, PACSAE: cfg.FetchFromAE, PACSAddr: cfg.FetchFromAddr,
+			AE: cfg.AE, Poll: cfg.InboxPoll, AuditLog: filepath.Join(cfg.Spool, "audit.log"), Logger: cfg.Logger}
+	}
 	if err := g.heartbeat(ctx); err != nil {
 		if errors.Is(err, ErrTokenRefused) || errors.Is(err, ErrTokenReadOnly) {
 			g.stopped(err)
@@ -224,7 +234,16 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		commits.Run(ctx)
 	}()
-	fatal := make(chan error, 3)
+	fatal := make(chan error, 4)
+	if g.fetcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.fetcher.Run(ctx); err != nil {
+				fatal <- err
+			}
+		}()
+	}
 	if g.inbound != nil {
 		wg.Add(1)
 		go func() {
@@ -335,6 +354,10 @@ func (g *Gateway) Status() Status {
 	if g.inbound != nil {
 		in := g.inbound.Status()
 		st.Inbound = &in
+	}
+	if g.fetcher != nil {
+		fs := g.fetcher.Status()
+		st.Fetch = &fs
 	}
 	return st
 }

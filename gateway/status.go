@@ -113,6 +113,12 @@ func WriteText(w io.Writer, st Status, now time.Time) {
 	}
 	fmt.Fprintf(w, "受信 (DICOM):          %s at %s\n", st.AE, st.DIMSE)
 	fmt.Fprintf(w, "ディスク空き (free):   %s (reserve %s)\n", v.Free, bytesText(st.Reserve))
+	if f := st.Fetch; f != nil {
+		fmt.Fprintf(w, "過去画像 (fetch):      %d 件 from %s\n", f.Done, f.PACS)
+		if f.LastError != "" {
+			fmt.Fprintf(w, "  取り寄せエラー (error): %s\n", f.LastError)
+		}
+	}
 	if in := st.Inbound; in != nil {
 		fmt.Fprintf(w, "PACSへの配信 (to PACS): %d 件 → %s", in.Delivered, strings.Join(in.Destinations, ", "))
 		if !in.LastDelivered.IsZero() {
@@ -151,6 +157,7 @@ table{border-collapse:collapse;margin-top:1em}td,th{padding:.3em .8em;text-align
 {{if not .LastSent.IsZero}}<tr><th>最終送信 <span class="en">last sent</span></th><td>{{.LastSent.Format "2006-01-02 15:04:05"}}</td></tr>{{end}}
 <tr><th>DICOM 受信 <span class="en">receives as</span></th><td>{{.AE}} ({{.DIMSE}})</td></tr>
 <tr><th>ディスク空き <span class="en">free disk</span></th><td>{{.Free}}</td></tr>
+{{with .Fetch}}<tr><th>過去画像の取り寄せ <span class="en">earlier studies fetched from</span></th><td id="fetch">{{.PACS}}: {{.Done}} 件{{if .LastError}}<div class="en">{{.LastError}}</div>{{end}}</td></tr>{{end}}
 {{with .Inbound}}<tr><th>院内PACSへの配信 <span class="en">shared images delivered to the PACS</span></th><td id="inbound">{{.Delivered}} 件 → {{range .Destinations}}{{.}} {{end}}{{if not .LastDelivered.IsZero}}({{.LastDelivered.Format "2006-01-02 15:04"}}){{end}}{{if .LastError}}<div class="en">{{.LastError}}</div>{{end}}</td></tr>{{end}}
 </table>
 {{if .Failures}}<h2>送れない画像 <span class="en">images not sent</span></h2>

@@ -54,3 +54,75 @@ func msTime(v sql.NullInt64) *time.Time {
 	t := time.UnixMilli(v.Int64)
 	return &t
 }
+
+// CreateFetchRequest records a request to a gateway; it sets f.ID.
+func (db *DB) CreateFetchRequest(ctx context.Context, f *renkei.FetchRequest, audit *renkei.AuditEvent) error {
+	f.CreatedAt, f.UpdatedAt, f.Status = db.Now(), db.Now(), "pending"
+	return db.writeTx(ctx, "index.CreateFetchRequest", func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO fetch_requests (institution_pk, patient_issuer, patient_id, since, reason, requested_by,
+			requested_by_institution, created_at, status, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?) RETURNING pk`,
+			f.Institution, f.Patient.Issuer, f.Patient.ID, f.Since, f.Reason, f.RequestedBy, f.RequestedByInstitution,
+			f.CreatedAt.UnixMilli(), f.UpdatedAt.UnixMilli()).Scan(&f.ID)
+	}, audit)
+}
+
+// FetchRequests lists requests, newest first.
+func (db *DB) FetchRequests(ctx context.Context, f renkei.FetchRequestFilter) ([]renkei.FetchRequest, error) {
+	q := `SELECT pk, institution_pk, patient_issuer, patient_id, since, reason, requested_by, requested_by_institution, created_at, status,
+		detail, studies, instances, updated_at FROM fetch_requests WHERE 1 = 1`
+	var args []any
+	if f.Institution != 0 {
+		q += ` AND institution_pk = ?`
+		args = append(args, f.Institution)
+	}
+	if f.Involving != 0 {
+		q += ` AND (institution_pk = ? OR requested_by_institution = ?)`
+		args = append(args, f.Involving, f.Involving)
+	}
+	if f.Open {
+		q += ` AND status IN ('pending', 'working')`
+	}
+	if f.ID != 0 {
+		q += ` AND pk = ?`
+		args = append(args, f.ID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	q += ` ORDER BY created_at DESC, pk DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := db.queryContext(ctx, q, args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.FetchRequest
+	for rows.Next() {
+		var r renkei.FetchRequest
+		var created, updated int64
+		if err := rows.Scan(&r.ID, &r.Institution, &r.Patient.Issuer, &r.Patient.ID, &r.Since, &r.Reason, &r.RequestedBy, &r.RequestedByInstitution,
+			&created, &r.Status, &r.Detail, &r.Studies, &r.Instances, &updated); err != nil {
+			return nil, queryErr(err)
+		}
+		r.CreatedAt, r.UpdatedAt = time.UnixMilli(created), time.UnixMilli(updated)
+		out = append(out, r)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// UpdateFetchRequest records what the institution's gateway reports. A request that is done or failed stays so.
+func (db *DB) UpdateFetchRequest(ctx context.Context, r renkei.FetchRequest, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.UpdateFetchRequest", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE fetch_requests SET status = ?, detail = ?, studies = ?, instances = ?, updated_at = ?
+			WHERE pk = ? AND institution_pk = ? AND status IN ('pending', 'working')`, r.Status, r.Detail, r.Studies, r.Instances,
+			db.Now().UnixMilli(), r.ID, r.Institution)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.UpdateFetchRequest", renkei.Conflict, "fetch request %d is not open at this institution", r.ID)
+		}
+		return nil
+	}, audit)
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +18,9 @@ import (
 type GatewayStore interface {
 	SaveGatewayReport(ctx context.Context, g renkei.GatewayReport) error
 	GatewayReports(ctx context.Context, institution int64) ([]renkei.GatewayReport, error)
+	CreateFetchRequest(ctx context.Context, f *renkei.FetchRequest, audit *renkei.AuditEvent) error
+	FetchRequests(ctx context.Context, f renkei.FetchRequestFilter) ([]renkei.FetchRequest, error)
+	UpdateFetchRequest(ctx context.Context, r renkei.FetchRequest, audit *renkei.AuditEvent) error
 }
 
 // Defaults for when a gateway needs attention.
@@ -286,4 +291,187 @@ func (s *Server) mailGateway(ctx context.Context, g renkei.GatewayReport, health
 	}
 	s.Mailer.Send(notify.Message{To: []string{in.Email}, Subject: fmt.Sprintf("[renkei] ゲートウェイ %s の確認をお願いします / gateway needs attention", g.Name),
 		Body: what + "\n\n" + strings.TrimSuffix(s.PublicURL, "/") + "/#/admin\n"})
+}
+
+// fetchJSON is a fetch request as the API shows it.
+type fetchJSON struct {
+	renkei.FetchRequest
+	InstitutionID          string `json:"institution"`
+	Issuer                 string `json:"issuer"`
+	PatientID              string `json:"patientId"`
+	RequestedByInstitution string `json:"requestedByInstitution"`
+}
+
+func (s *Server) fetchJSON(ctx context.Context, f renkei.FetchRequest) fetchJSON {
+	id := func(pk int64) string {
+		if in, err := s.Store.InstitutionByPK(ctx, pk); err == nil {
+			return in.ID
+		}
+		return ""
+	}
+	return fetchJSON{FetchRequest: f, InstitutionID: id(f.Institution), Issuer: f.Patient.Issuer, PatientID: f.Patient.ID,
+		RequestedByInstitution: id(f.RequestedByInstitution)}
+}
+
+// requestFetch answers POST /api/gateways/requests {issuer, patientId, institution, since, reason}: a member of staff
+// asks the patient's institution's gateway to fetch the patient's earlier studies from that hospital's PACS. For
+// their own institution's patient any staff may ask; for another institution's patient only an institution that
+// holds an active share of that patient from it (a referral's receiver asking for the priors). Audited.
+func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
+	if s.Gateways == nil {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Unavailable, "gateways are not available on this server"))
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if !staff(p) {
+		s.problem(w, r, forbidden("web.fetch", "only staff ask for earlier studies"))
+		return
+	}
+	var req struct{ Issuer, PatientID, Institution, Since, Reason string }
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	req.PatientID = strings.TrimSpace(req.PatientID)
+	if req.PatientID == "" || len(req.PatientID) > 64 {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "name the patient by their ID at the institution that holds the images"))
+		return
+	}
+	if req.Since = strings.ReplaceAll(req.Since, "-", ""); req.Since != "" {
+		if _, err := time.Parse("20060102", req.Since); err != nil {
+			s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "since %q is not a date (YYYY-MM-DD)", req.Since))
+			return
+		}
+	}
+	ctx := r.Context()
+	inst, err := s.Store.InstitutionByPK(ctx, p.Institution)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if req.Institution != "" && req.Institution != inst.ID {
+		if inst, err = s.Store.Institution(ctx, req.Institution); err != nil {
+			s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "there is no institution %q", req.Institution))
+			return
+		}
+	}
+	if req.Issuer == "" {
+		req.Issuer = inst.Issuer
+	}
+	key := renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID}
+	if inst.PK != p.Institution {
+		shares, err := s.Store.Shares(ctx, renkei.ShareFilter{FromInstitution: inst.PK, ToInstitution: p.Institution})
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		ok := false
+		for _, sh := range shares {
+			ok = ok || (sh.Active(s.now()) && sh.Patient == key && !sh.RecordOnly)
+		}
+		if !ok {
+			// As for any patient the caller may not see: not found, not forbidden.
+			s.problem(w, r, renkei.Errorf("web.fetch", renkei.NotFound, "there is no such patient shared with your institution"))
+			return
+		}
+	}
+	f := &renkei.FetchRequest{Institution: inst.PK, Patient: key, Since: req.Since, Reason: clip(strings.TrimSpace(req.Reason), 500),
+		RequestedBy: p.Name, RequestedByInstitution: p.Institution}
+	e := renkei.EventFor(p, renkei.ActionFetch, renkei.OutcomeSuccess)
+	e.DataInstitution, e.Patient = inst.PK, key
+	e.Detail = "asked the gateway to fetch earlier studies from the hospital's PACS"
+	if f.Reason != "" {
+		e.Detail += ": " + f.Reason
+	}
+	if err := s.Gateways.CreateFetchRequest(ctx, f, &e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, s.fetchJSON(ctx, *f))
+}
+
+// listFetches answers GET /api/gateways/requests: a gateway's token sees its institution's open requests (its work);
+// staff see the requests their institution made or must fetch.
+func (s *Server) listFetches(w http.ResponseWriter, r *http.Request) {
+	if s.Gateways == nil {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Unavailable, "gateways are not available on this server"))
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	var f renkei.FetchRequestFilter
+	switch {
+	case p.Kind == renkei.TokenPrincipal:
+		f = renkei.FetchRequestFilter{Institution: p.Institution, Open: true}
+	case staff(p):
+		f = renkei.FetchRequestFilter{Involving: p.Institution}
+	default:
+		s.problem(w, r, forbidden("web.fetch", "only staff and gateways see fetch requests"))
+		return
+	}
+	list, err := s.Gateways.FetchRequests(r.Context(), f)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []fetchJSON{}
+	for _, fr := range list {
+		out = append(out, s.fetchJSON(r.Context(), fr))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// reportFetch answers POST /api/gateways/requests/{id} {status, detail, studies, instances}: the gateway says it is
+// working on a request, or what it fetched. Audited with the patient, so the patient's access log shows it.
+func (s *Server) reportFetch(w http.ResponseWriter, r *http.Request) {
+	if s.Gateways == nil {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Unavailable, "gateways are not available on this server"))
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if p.Kind != renkei.TokenPrincipal || !p.Write {
+		s.problem(w, r, forbidden("web.fetch", "a gateway reports with its read-write token"))
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.NotFound, "there is no fetch request %q", r.PathValue("id")))
+		return
+	}
+	var req struct {
+		Status, Detail     string
+		Studies, Instances int
+	}
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if !slices.Contains([]string{"working", "done", "failed"}, req.Status) {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "status must be working, done or failed"))
+		return
+	}
+	list, err := s.Gateways.FetchRequests(r.Context(), renkei.FetchRequestFilter{Institution: p.Institution, ID: id})
+	if err != nil || len(list) == 0 {
+		s.problem(w, r, renkei.Errorf("web.fetch", renkei.NotFound, "there is no fetch request %d for this gateway", id))
+		return
+	}
+	fr := list[0]
+	fr.Status, fr.Detail, fr.Studies, fr.Instances = req.Status, clip(req.Detail, 1000), req.Studies, req.Instances
+	var e *renkei.AuditEvent
+	if req.Status != "working" {
+		ev := renkei.EventFor(p, renkei.ActionFetch, renkei.OutcomeSuccess)
+		if req.Status == "failed" {
+			ev.Outcome = renkei.OutcomeFailure
+		}
+		ev.DataInstitution, ev.Patient = fr.Institution, fr.Patient
+		ev.Detail = fmt.Sprintf("the gateway fetched %d studies (%d instances) from the hospital's PACS for request %d", fr.Studies, fr.Instances, fr.ID)
+		if fr.Detail != "" {
+			ev.Detail += ": " + fr.Detail
+		}
+		e = &ev
+	}
+	if err := s.Gateways.UpdateFetchRequest(r.Context(), fr, e); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.fetchJSON(r.Context(), fr))
 }

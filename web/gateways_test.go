@@ -136,3 +136,40 @@ func TestGatewayHeartbeat(t *testing.T) {
 		t.Errorf("the admin page's gateways read %q", s)
 	}
 }
+
+// TestFetchRequestBrowser: on a patient's page a clinic doctor asks for earlier studies from the clinic's PACS; the
+// clinic's gateway sees the request with its token, reports what it fetched, and the page shows the result.
+func TestFetchRequestBrowser(t *testing.T) {
+	r := newRegion(t)
+	ctx, cancel := browser(t)
+	defer cancel()
+	out := artifacts(t)
+	step := stepper(ctx, t, out)
+	step("01-ask", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/patient/kita-clinic/KITA/P1"),
+		chromedp.WaitVisible("#fetch-form"), chromedp.SendKeys("#fetch-reason", "紹介状に添付"), chromedp.Click("#fetch-submit"),
+		chromedp.WaitVisible(`#fetch-requests li[data-status="pending"]`))
+	gw := r.withToken(r.clinicWrite)
+	var open []struct {
+		ID                  int64
+		PatientID, Reason   string
+		RequestedBy, Status string
+	}
+	gw.getJSON("/api/gateways/requests", &open)
+	if len(open) != 1 || open[0].PatientID != "P1" || open[0].Reason != "紹介状に添付" || open[0].RequestedBy != "kato@kita-clinic" {
+		t.Fatalf("the clinic's gateway sees %+v", open)
+	}
+	if st := r.withToken(r.hospitalRead).post(fmt.Sprintf("/api/gateways/requests/%d", open[0].ID), map[string]any{"status": "done"}); st != 403 {
+		t.Errorf("another institution's read-only token reporting: %d, want 403", st)
+	}
+	if st := gw.post(fmt.Sprintf("/api/gateways/requests/%d", open[0].ID), map[string]any{"status": "done", "studies": 2, "instances": 40}); st != 200 {
+		t.Fatalf("the gateway's report: %d %s", st, gw.body)
+	}
+	if st := gw.post(fmt.Sprintf("/api/gateways/requests/%d", open[0].ID), map[string]any{"status": "failed"}); st != 409 {
+		t.Errorf("reporting on a finished request: %d, want 409", st)
+	}
+	step("02-done", hashRoute("#/studies"), chromedp.WaitVisible("#search"), hashRoute("#/patient/kita-clinic/KITA/P1"),
+		chromedp.WaitVisible(`#fetch-requests li[data-status="done"]`))
+	if s, _ := chromedp.Run(ctx, chromedp.Text("#fetch-requests")); !strings.Contains(s, "完了") || !strings.Contains(s, "2 検査・40 画像") {
+		t.Errorf("the patient's page reads %q", s)
+	}
+}

@@ -32,6 +32,9 @@ disk and sent later on a new association to the address given with --modality.
 The other direction: with --deliver-to, what other institutions share with the hospital (referral images, reading
 reports and reply letters filed as DICOM) is fetched over HTTPS and C-STOREd to the hospital's PACS, with the
 patient's ID set to the hospital's own (renkei's patient link) and the sender's kept in OtherPatientIDsSequence.
+With --fetch-from, renkei's requests for a patient's earlier studies (made in the web app) are answered from the
+hospital's PACS: C-FIND, then C-MOVE to this gateway, which sends the images to renkei; each request is audited in
+renkei and in the spool's audit.log.
 
 The token is a read-write API token of this hospital's institution, made by renkei's admin:
   renkei admin token add gateway-1 --institution ID --write
@@ -46,10 +49,10 @@ Flags:
 `
 
 type gatewayConfig struct {
-	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name, Modalities, DeliverTo string
-	ReserveMB, Parallel                                                                        int
-	Heartbeat, CommitWait, InboxPoll                                                           time.Duration
-	LogFormat, LogLevel                                                                        string
+	Server, TokenFile, CAFile, DIMSE, AE, Spool, Status, Encoding, Name, Modalities, DeliverTo, FetchFrom string
+	ReserveMB, Parallel                                                                                   int
+	Heartbeat, CommitWait, InboxPoll                                                                      time.Duration
+	LogFormat, LogLevel                                                                                   string
 }
 
 func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -74,7 +77,8 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&c.Modalities, "modality", "", "where modalities receive storage commitment results sent later: AE=host:port, comma-separated (e.g. CT_ROOM1=192.168.10.21:104)")
 	fs.DurationVar(&c.CommitWait, "commit-wait", 10*time.Second, "how long a storage commitment answer waits on the modality's association for renkei to have the images; after that it is sent later to --modality")
 	fs.StringVar(&c.DeliverTo, "deliver-to", "", "the hospital's PACS: what other institutions share with the hospital is C-STOREd there, under the hospital's patient ID: AE=host:port, comma-separated (none: nothing is fetched)")
-	fs.DurationVar(&c.InboxPoll, "inbox-poll", time.Minute, "how often renkei is asked for newly shared images (with --deliver-to)")
+	fs.StringVar(&c.FetchFrom, "fetch-from", "", "the hospital's PACS that renkei's requests for a patient's earlier studies are answered from (C-FIND, then C-MOVE to this gateway's AE, which the PACS must know): AE=host:port (none: such requests wait)")
+	fs.DurationVar(&c.InboxPoll, "inbox-poll", time.Minute, "how often renkei is asked for newly shared images (--deliver-to) and for fetch requests (--fetch-from)")
 	fs.StringVar(&c.Name, "name", "", "the gateway's name on renkei's admin page (default: this computer's name)")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -116,6 +120,14 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("--deliver-to: %w", err)
 	}
+	fetch, err := gateway.ParseModalities(c.FetchFrom)
+	if err != nil || len(fetch) > 1 {
+		return fmt.Errorf("--fetch-from: name one PACS as AE=host:port")
+	}
+	var fetchAE, fetchAddr string
+	for ae, addr := range fetch {
+		fetchAE, fetchAddr = ae, addr
+	}
 	client := &http.Client{Timeout: 10 * time.Minute}
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
@@ -133,7 +145,7 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	err = gateway.Run(ctx, gateway.Config{Server: c.Server, Token: token, Client: client, DIMSE: c.DIMSE, AE: c.AE, Spool: c.Spool,
 		Reserve: int64(c.ReserveMB) << 20, Status: c.Status, Encoding: c.Encoding, Parallel: c.Parallel, Heartbeat: c.Heartbeat,
 		Name: c.Name, Version: version, Logger: logger, Modalities: modalities, CommitWait: c.CommitWait,
-		Destinations: destinations, InboxPoll: c.InboxPoll})
+		Destinations: destinations, InboxPoll: c.InboxPoll, FetchFromAE: fetchAE, FetchFromAddr: fetchAddr})
 	if errors.Is(err, gateway.ErrTokenRefused) || errors.Is(err, gateway.ErrTokenReadOnly) {
 		return fmt.Errorf("the gateway stopped: %w. Images already received stay in %s and are sent once it runs with a valid token", err, c.Spool)
 	}

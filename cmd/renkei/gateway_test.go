@@ -48,6 +48,7 @@ func TestGateway(t *testing.T) {
 	t.Run("revoked token", func(t *testing.T) { gatewayRevoked(t, bin) })
 	t.Run("storage commitment", func(t *testing.T) { gatewayCommitment(t, bin) })
 	t.Run("deliver to PACS", func(t *testing.T) { gatewayDeliver(t, bin) })
+	t.Run("fetch from PACS", func(t *testing.T) { gatewayFetch(t, bin) })
 }
 
 // gwEnv is a running renkei with one hospital and its gateway's token.
@@ -813,37 +814,8 @@ func gatewayCommitment(t *testing.T, bin string) {
 // hospital's PACS (dcmtk's storescp) under H0001, the clinic's D0001 kept in OtherPatientIDsSequence; a restarted
 // gateway does not send it again.
 func gatewayDeliver(t *testing.T, bin string) {
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	addr := freeAddr(t)
-	logPath := filepath.Join(dir, "renkei.log")
-	log, _ := os.Create(logPath)
-	srv := exec.Command(bin, "serve", "--demo", "--data", data, "--http", addr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
-	srv.Stdout, srv.Stderr = log, log
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait(); log.Close() })
-	for i := 0; ; i++ {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 600 {
-			t.Fatalf("renkei serve --demo did not start:\n%s", tail(logPath, 20))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	var out bytes.Buffer
-	if code := Main(context.Background(), []string{"admin", "token", "add", "chuo-gateway", "--institution", "chuo-hospital", "--write", "--data", data}, &out, &out); code != 0 {
-		t.Fatalf("token add: %s", out.String())
-	}
-	token := regexp.MustCompile(`(?m)^(rk_\S+)$`).FindStringSubmatch(out.String())
-	if token == nil {
-		t.Fatalf("no token: %s", out.String())
-	}
-	tokFile := filepath.Join(dir, "token")
-	os.WriteFile(tokFile, []byte(token[1]), 0o600)
+	dir, data, addr, _ := startDemo(t, bin)
+	token, tokFile := gatewayToken(t, dir, data, "chuo-hospital")
 
 	pacsDir := filepath.Join(dir, "pacs")
 	os.Mkdir(pacsDir, 0o755)
@@ -864,7 +836,7 @@ func gatewayDeliver(t *testing.T, bin string) {
 
 	// The referral's CT: how many instances renkei holds of it.
 	study := dicomtest.UID("demo-study-0")
-	hospital := &crashServer{http: &http.Client{Transport: bearer{token[1], http.DefaultTransport}, Timeout: time.Minute}}
+	hospital := &crashServer{http: &http.Client{Transport: bearer{token, http.DefaultTransport}, Timeout: time.Minute}}
 	parts, err := hospital.retrieve("http://" + addr + "/dicomweb/studies/" + study)
 	if err != nil || len(parts) == 0 {
 		t.Fatalf("the hospital cannot see the referred CT: %v", err)
@@ -936,5 +908,199 @@ func gatewayDeliver(t *testing.T, bin string) {
 	time.Sleep(2 * time.Second) // several inbox polls
 	if after := len(received()); after != before {
 		t.Errorf("after a restart the PACS holds %d files, before %d: delivered twice", after, before)
+	}
+}
+
+// startDemo runs `renkei serve --demo` on a new data folder and returns the folder around it, the data folder, the
+// HTTP address and the log (which holds the demo accounts).
+func startDemo(t *testing.T, bin string) (dir, data, addr, logPath string) {
+	t.Helper()
+	dir = t.TempDir()
+	data = filepath.Join(dir, "data")
+	addr = freeAddr(t)
+	logPath = filepath.Join(dir, "renkei.log")
+	log, _ := os.Create(logPath)
+	srv := exec.Command(bin, "serve", "--demo", "--data", data, "--http", addr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
+	srv.Stdout, srv.Stderr = log, log
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait(); log.Close() })
+	for i := 0; ; i++ {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 600 {
+			t.Fatalf("renkei serve --demo did not start:\n%s", tail(logPath, 20))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return dir, data, addr, logPath
+}
+
+// gatewayToken makes a read-write token for an institution's gateway with `renkei admin` and writes it to a file.
+func gatewayToken(t *testing.T, dir, data, institution string) (token, file string) {
+	t.Helper()
+	var out bytes.Buffer
+	if code := Main(context.Background(), []string{"admin", "token", "add", institution + "-gateway", "--institution", institution, "--write", "--data", data}, &out, &out); code != 0 {
+		t.Fatalf("token add: %s", out.String())
+	}
+	m := regexp.MustCompile(`(?m)^(rk_\S+)$`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no token: %s", out.String())
+	}
+	file = filepath.Join(dir, institution+".token")
+	os.WriteFile(file, []byte(m[1]), 0o600)
+	return m[1], file
+}
+
+// demoLogin logs a demo account in, with the password and authenticator key `renkei serve --demo` printed.
+func demoLogin(t *testing.T, addr, logPath, user string) *apiClient {
+	t.Helper()
+	b, _ := os.ReadFile(logPath)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(user) + `\t(\S+)\t(\S+)$`).FindStringSubmatch(string(b))
+	if m == nil {
+		t.Fatalf("the demo printed no account %s", user)
+	}
+	return login(t, "http://"+addr, user, m[1], m[2])
+}
+
+// gatewayFetch: a clinic's doctor asks for a patient's earlier studies that never left the clinic's PACS (dcmtk's
+// dcmqrscp); the clinic's gateway answers with C-FIND and C-MOVE, the images reach renkei, the request says what was
+// fetched, and both renkei's audit trail and the gateway's audit log record it. The hospital that the patient was
+// referred to may ask for them too; for a patient not shared with it, it may not.
+func gatewayFetch(t *testing.T, bin string) {
+	if _, err := exec.LookPath("dcmqrscp"); err != nil {
+		t.Skip("dcmqrscp is missing: install Debian's dcmtk (scripts/setup does)")
+	}
+	dir, data, addr, logPath := startDemo(t, bin)
+	token, tokFile := gatewayToken(t, dir, data, "kita-clinic")
+	gwAddr, pacsAddr := freeAddr(t), freeAddr(t)
+	_, gwPort, _ := net.SplitHostPort(gwAddr)
+	_, pacsPort, _ := net.SplitHostPort(pacsAddr)
+	db := filepath.Join(dir, "pacs-db")
+	os.Mkdir(db, 0o755)
+	cfg := filepath.Join(dir, "dcmqrscp.cfg")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`NetworkTCPPort  = %s
+MaxPDUSize      = 16384
+MaxAssociations = 16
+
+HostTable BEGIN
+kitagw = (KITA_GW, 127.0.0.1, %s)
+HostTable END
+
+VendorTable BEGIN
+VendorTable END
+
+AETable BEGIN
+KITA_PACS  %s  RW  (100, 1024mb)  ANY
+AETable END
+`, pacsPort, gwPort, db)), 0o644)
+	pacs := dcmtk("dcmqrscp", "-c", cfg) // one process per association: in single-process mode (-s) it stopped listening after the first ones here
+	var pacsOut bytes.Buffer
+	pacs.Stdout, pacs.Stderr = &pacsOut, &pacsOut
+	if err := pacs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pacs.Process.Kill(); pacs.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("tcp", pacsAddr); err == nil {
+			c.Close()
+			break
+		}
+		if i > 200 {
+			t.Fatalf("dcmqrscp did not start: %s", pacsOut.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	// The PACS holds an older CT of 山田太郎 (D0001 at the clinic) and a study of another patient.
+	old := filepath.Join(dir, "old")
+	other := filepath.Join(dir, "other")
+	oldStudy := dicomtest.UID("prior-study")
+	for i := 1; i <= 6; i++ {
+		os.MkdirAll(old, 0o755)
+		if err := dicomtest.CT(filepath.Join(old, fmt.Sprintf("%d.dcm", i)), dicomtest.CTOptions{StudyInstanceUID: oldStudy,
+			SeriesInstanceUID: dicomtest.UID("prior-series"), SOPInstanceUID: dicomtest.UID(fmt.Sprint("prior-", i)), PatientID: "D0001",
+			PatientName: "Yamada^Taro=山田^太郎=ヤマダ^タロウ", StudyDate: "20240110", Rows: 16, Cols: 16, InstanceNumber: i, Seed: int64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(other, 0o755)
+	otherStudy := dicomtest.UID("other-study")
+	dicomtest.CT(filepath.Join(other, "1.dcm"), dicomtest.CTOptions{StudyInstanceUID: otherStudy, SeriesInstanceUID: dicomtest.UID("other-series"),
+		SOPInstanceUID: dicomtest.UID("other-1"), PatientID: "D0777", PatientName: "Other^Patient", StudyDate: "20240110", Rows: 16, Cols: 16, Seed: 9})
+	host, port, _ := net.SplitHostPort(pacsAddr)
+	if out, err := dcmtk("storescu", "-aet", "KITA_CT", "-aec", "KITA_PACS", "+sd", host, port, old, other).CombinedOutput(); err != nil {
+		t.Fatalf("filling the PACS: %v\n%s", err, out)
+	}
+
+	spool := filepath.Join(dir, "spool")
+	gw := startGateway(t, bin, "--server", "http://"+addr, "--token-file", tokFile, "--dimse", gwAddr, "--ae", "KITA_GW", "--spool", spool,
+		"--status", "off", "--heartbeat", "1s", "--fetch-from", "KITA_PACS="+pacsAddr, "--inbox-poll", "300ms")
+	gw.waitDIMSE(t, gwAddr)
+
+	kato := demoLogin(t, addr, logPath, "demo-kato@kita-clinic")
+	var req struct {
+		ID                 int64
+		Status             string
+		Studies, Instances int
+	}
+	if code := kato.do(t, "POST", "/api/gateways/requests", map[string]string{"patientId": "D0001", "reason": "紹介状に過去のCTを添付"}, &req); code != 201 {
+		t.Fatalf("asking for earlier studies: %d", code)
+	}
+	var list []struct {
+		ID                 int64
+		Status, Detail     string
+		Studies, Instances int
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		kato.getJSON(t, "/api/gateways/requests", &list)
+		if len(list) > 0 && (list[0].Status == "done" || list[0].Status == "failed") {
+			break
+		}
+	}
+	if len(list) == 0 || list[0].ID != req.ID || list[0].Status != "done" || list[0].Studies != 1 || list[0].Instances != 6 {
+		t.Fatalf("the request reads %+v; want done with 1 study of 6 instances\n%s\n%s", list, gw.output(), pacsOut.String())
+	}
+	clinic := &crashServer{http: &http.Client{Transport: bearer{token, http.DefaultTransport}, Timeout: time.Minute}}
+	var parts [][]byte
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if parts, _ = clinic.retrieve("http://" + addr + "/dicomweb/studies/" + oldStudy); len(parts) == 6 {
+			break
+		}
+	}
+	if len(parts) != 6 {
+		t.Errorf("renkei holds %d instances of the earlier CT, want 6", len(parts))
+	}
+	if p, err := clinic.retrieve("http://" + addr + "/dicomweb/studies/" + otherStudy); err == nil && len(p) > 0 {
+		t.Error("another patient's study was fetched too")
+	}
+	// Audited on both sides.
+	admin := demoLogin(t, addr, logPath, "demo-admin@kita-clinic")
+	var events []struct{ Action, Actor, Outcome, PatientID, Detail string }
+	admin.getJSON(t, "/api/audit?limit=500", &events)
+	asked, fetched := false, false
+	for _, e := range events {
+		if e.Action == "fetch" && e.PatientID == "D0001" {
+			asked = asked || (e.Actor == "demo-kato@kita-clinic" && strings.Contains(e.Detail, "紹介状に過去のCTを添付"))
+			fetched = fetched || (e.Actor == "kita-clinic-gateway" && strings.Contains(e.Detail, "1 studies (6 instances)"))
+		}
+	}
+	if !asked || !fetched {
+		t.Errorf("renkei's audit trail: the request recorded %v, the gateway's answer recorded %v", asked, fetched)
+	}
+	local, _ := os.ReadFile(filepath.Join(spool, "audit.log"))
+	if !strings.Contains(string(local), `"requestedBy":"demo-kato@kita-clinic"`) || !strings.Contains(string(local), `"status":"done"`) {
+		t.Errorf("the gateway's audit log:\n%s", local)
+	}
+
+	// The hospital the patient was referred to may ask the clinic's gateway; for another patient it may not.
+	tanaka := demoLogin(t, addr, logPath, "demo-tanaka@chuo-hospital")
+	if code := tanaka.do(t, "POST", "/api/gateways/requests", map[string]string{"institution": "kita-clinic", "patientId": "D0001", "reason": "過去画像の確認"}, nil); code != 201 {
+		t.Errorf("the referral's receiver asking for the priors: %d, want 201", code)
+	}
+	if code := tanaka.do(t, "POST", "/api/gateways/requests", map[string]string{"institution": "kita-clinic", "patientId": "D0777"}, nil); code != 404 {
+		t.Errorf("asking for a patient not shared with the hospital: %d, want 404", code)
 	}
 }

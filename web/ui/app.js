@@ -356,7 +356,29 @@ async function patientPage(institution, issuer, patientId) {
     h('ol', { class: 'timeline', id: 'timeline' }, list.map((s) => h('li', {},
       h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || '',
       h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
+    await fetchCard(institution, issuer, patientId),
     await recordPanel(ui, institution, issuer, patientId, own));
+}
+
+// fetchCard asks the patient's institution's gateway for earlier studies kept only in that hospital's PACS, and shows
+// what such requests brought.
+async function fetchCard(institution, issuer, patientId) {
+  if (me.user.role === 'patient' || me.user.role === 'region-admin') return '';
+  const all = await api('GET', '/api/gateways/requests').catch(() => []);
+  const mine = all.filter((r) => r.patientId === patientId && r.institution === institution);
+  const since = input('fetch-since', { type: 'date' });
+  const reason = input('fetch-reason', {});
+  const f = h('form', { id: 'fetch-form' }, h('div', { class: 'grid2' }, h('div', {}, ...field(t('fetch.since'), since)), h('div', {}, ...field(t('fetch.reason'), reason))),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'secondary', id: 'fetch-submit' }, t('fetch.submit'))));
+  f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
+    await api('POST', '/api/gateways/requests', { institution, issuer, patientId, since: since.value, reason: reason.value });
+    message(t('fetch.sent'), 'info');
+    render();
+  }); });
+  return h('div', { class: 'card', id: 'fetch' }, h('h2', {}, t('fetch.title')), h('p', { class: 'muted' }, t('fetch.hint')), f,
+    mine.length ? h('ul', { id: 'fetch-requests' }, mine.map((r) => h('li', { 'data-status': r.status }, date(r.createdAt, true), ' ',
+      h('strong', {}, t('fetch.status.' + r.status)), r.status === 'done' ? ' ' + t('fetch.result', { s: r.studies, n: r.instances }) : '',
+      r.detail ? h('div', { class: 'muted' }, r.detail) : '', h('div', { class: 'muted' }, r.requestedBy)))) : '');
 }
 
 // ui is what the feature modules (referrals.js) use of the app.
