@@ -158,13 +158,17 @@ func PatientID(k renkei.PatientKey) string {
 }
 
 // AccessPoint is the host of an event's source: a client address ("192.0.2.1"), an address with a port, or an AE's
-// "TITLE@address:port".
+// "TITLE@address:port"; "" when the source is not a network address.
 func AccessPoint(source string) string {
 	if i := strings.LastIndexByte(source, '@'); i >= 0 {
 		source = source[i+1:]
 	}
 	if host, _, err := net.SplitHostPort(source); err == nil {
-		return host
+		source = host
+	}
+	// renkei records client addresses; anything else ("shell" for the admin commands) names no network access point.
+	if net.ParseIP(source) == nil && !strings.Contains(source, ".") {
+		return ""
 	}
 	return source
 }
