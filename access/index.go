@@ -115,6 +115,9 @@ func (x *Index) Insert(ctx context.Context, inst *renkei.Instance) (renkei.Store
 	inst.Institution = p.Institution
 	e := renkei.EventFor(p, renkei.ActionStore, renkei.OutcomeSuccess)
 	e.DataInstitution, e.Patient, e.Study, e.Detail = p.Institution, inst.Patient, inst.StudyInstanceUID, inst.SOPInstanceUID
+	if strings.Contains(inst.Source, " from AE ") {
+		e.Detail += " (" + inst.Source + ")" // the modality behind a gateway or another sender
+	}
 	inst.Audit = &e
 	return x.Next.Insert(ctx, inst)
 }

@@ -298,7 +298,7 @@ func (s *Service) describe(f *dicom.File, req StoreRequest) (*renkei.Instance, [
 		Columns:                intOr0(dicom.Columns),
 		NumberOfFrames:         intOr0(dicom.NumberOfFrames),
 		BitsAllocated:          intOr0(dicom.BitsAllocated),
-		Source:                 req.Source,
+		Source:                 sourceOf(req.Source, f.Meta),
 	}
 	if in.NumberOfFrames == 0 && f.PixelData != nil {
 		in.NumberOfFrames = 1
@@ -457,4 +457,16 @@ func (s *Service) openDataSet(ctx context.Context, key string) (blob.Reader, int
 		return nil, 0, fmt.Errorf("no data set offset")
 	}
 	return b, f.DataSetOffset, nil
+}
+
+// sourceOf is how an instance arrived, with the modality that made the file when a gateway forwarded it: the
+// SourceApplicationEntityTitle of its File Meta Information (PS3.10 7.1), e.g. "STOW-RS from AE CT_ROOM1".
+func sourceOf(transport string, meta *dicom.DataSet) string {
+	if meta == nil || strings.HasPrefix(transport, "C-STORE") {
+		return transport // the association's calling AE says it already
+	}
+	if ae := strings.TrimSpace(meta.String(dicom.SourceApplicationEntityTitle)); ae != "" && len(ae) <= 16 {
+		return transport + " from AE " + ae
+	}
+	return transport
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -411,6 +412,16 @@ func gatewayLineDown(t *testing.T, bin string) {
 	parts, err := e.renkei.retrieve(e.renkei.url + "/studies/" + study + "/series/" + dicomtest.UID("linedown-series") + "/instances/" + dicomtest.UID("linedown-1"))
 	if err != nil || len(parts) != 1 || metaString(parts[0], 0x0016) != "CT_ROOM1" {
 		t.Errorf("the stored file does not name the modality's AE title as its source: %v", err)
+	}
+	// The audit trail names the modality behind the gateway for each stored instance.
+	idx, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "data", "index.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idx.Close()
+	var fromModality int
+	if err := idx.QueryRow(`SELECT count(*) FROM audit_events WHERE action = 'store' AND detail LIKE '%from AE CT_ROOM1%'`).Scan(&fromModality); err != nil || fromModality != 500 {
+		t.Errorf("%d store events name the modality CT_ROOM1, want 500 (%v)", fromModality, err)
 	}
 	if page := httpGet(t, "http://"+statusAddr+"/"); !strings.Contains(page, "すべて送信済みです") {
 		t.Errorf("the status page after the line came back:\n%s", page)
