@@ -119,7 +119,7 @@ func TestEmergencyBrowser(t *testing.T) {
 		chromedp.SendKeys("#em-reason", "交通外傷、意識レベル低下"), chromedp.SendKeys("#em-allergies", "ペニシリン"))
 	stepIn(clinicCtx, "em-03-sent", chromedp.Click("#em-send"), chromedp.WaitVisible("#em-out li"))
 	stepIn(hospitalCtx, "em-04-arrives", chromedp.WaitVisible("#em-board li.emergency"))
-	if s, _ := chromedp.Run(hospitalCtx, chromedp.Text("#em-board")); !strings.Contains(s, "交通外傷") || !strings.Contains(s, "ペニシリン") || !strings.Contains(s, "到着まで") {
+	if s, _ := liveText(hospitalCtx, "#em-board"); !strings.Contains(s, "交通外傷") || !strings.Contains(s, "ペニシリン") || !strings.Contains(s, "到着まで") {
 		t.Errorf("the board reads %q", s)
 	}
 	if n, _ := chromedp.Run(hospitalCtx, chromedp.Evaluate[int](`window.renkeiAlerts || 0`)); n < 1 {

@@ -29,7 +29,7 @@ func TestReadingBrowser(t *testing.T) {
 	step := stepper(ctx, t, out)
 	step("01-worklist", r.loginSteps(r.users["suzuki@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/referrals"),
 		chromedp.WaitVisible("#worklist tbody tr"))
-	if s, _ := chromedp.Run(ctx, chromedp.Text("#worklist")); !strings.Contains(s, "至急") || !strings.Contains(s, "胸部CT") {
+	if s, _ := liveText(ctx, "#worklist"); !strings.Contains(s, "至急") || !strings.Contains(s, "胸部CT") {
 		t.Errorf("the worklist reads %q", s)
 	}
 	step("02-request", chromedp.Click(`#worklist a[href^="#/referral/"]`), chromedp.WaitVisible("#reply-form"),

@@ -31,7 +31,7 @@ func TestReferralBrowser(t *testing.T) {
 	}
 	text := func(ctx context.Context, sel string) string {
 		t.Helper()
-		s, err := chromedp.Run(ctx, chromedp.Text(sel))
+		s, err := liveText(ctx, sel)
 		if err != nil {
 			t.Fatalf("text of %s: %v", sel, err)
 		}

@@ -81,6 +81,13 @@ func serverStacks() string {
 	return b.String()
 }
 
+// liveText reads an element's text in one step in the page (waiting up to 10 s for it to exist), so that a page that
+// redraws itself on a live update between finding the node and reading it does not fail the read.
+func liveText(ctx context.Context, sel string) (string, error) {
+	return chromedp.Run(ctx, chromedp.Poll[string](fmt.Sprintf(`(() => { const e = document.querySelector(%s); return e ? e.innerText : null })()`, quote(sel)),
+		chromedp.WithPollingTimeout(10*time.Second)))
+}
+
 // stepper is runStep bound to a test's browser and screenshot folder.
 func stepper(ctx context.Context, t *testing.T, out string) func(name string, actions ...chromedp.Action[chromedp.Void]) {
 	return func(name string, actions ...chromedp.Action[chromedp.Void]) {

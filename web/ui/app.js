@@ -3,7 +3,7 @@
 import { t, date, personName, getLang, setLang } from './i18n.js';
 import { viewer, compare } from './viewer.js';
 import { uploadPage } from './upload.js';
-import { referralsPage, referralForm, referralPage, recordPanel, correctionForm } from './referrals.js';
+import { referralsPage, referralForm, referralPage, recordPanel, correctionForm, referralState } from './referrals.js';
 import { directoryPage, institutionPage, patientPicker } from './directory.js';
 import { emergencyPage, transferForm } from './emergency.js';
 import { consultsPage, consultPage, startConsult } from './consult.js';
@@ -43,10 +43,17 @@ function liveUpdates() {
   let rtimer = null;
   events.addEventListener('referral', (e) => {
     clearTimeout(rtimer);
-    rtimer = setTimeout(() => {
+    rtimer = setTimeout(async () => {
       const hash = location.hash;
       if (document.activeElement && ['INPUT', 'TEXTAREA', 'SELECT'].includes(document.activeElement.tagName)) return;
-      if (hash.startsWith('#/referrals') || hash.startsWith('#/emergency') || hash === `#/referral/${e.data}`) render();
+      if (hash === `#/referral/${e.data}`) {
+        // The page of this referral: redrawn only if the referral changed from what it shows (often the event is
+        // this user's own step, already on screen, and a redraw would swallow the click they are making).
+        const shown = document.querySelector('[data-referral-state]');
+        const now = await api('GET', `/api/referrals/${e.data}`).catch(() => null);
+        if (shown && now && shown.dataset.referralState === referralState(now)) return;
+        if (location.hash === hash) render();
+      } else if (hash.startsWith('#/referrals') || hash.startsWith('#/emergency')) render();
     }, 300);
   });
 }

@@ -270,7 +270,7 @@ export async function referralPage(ui, id) {
       `${date(s.studyDate)} ${s.modalities.join(',')} ${s.bodyParts.join(',')} ${s.studyDescription || ''}`,
       h('span', { class: 'muted' }, ` ・ ${s.institutionName}`), s.similar ? h('strong', { class: 'danger-text' }, ` ${t('ref.similar.mark')}`) : '')))) : '';
   ui.show(
-    h('h1', {}, t('ref.kind.' + r.kind), ' ', statusBadge(h, r)),
+    h('h1', { 'data-referral-state': referralState(r) }, t('ref.kind.' + r.kind), ' ', statusBadge(h, r)),
     h('p', { class: 'lead' }, h('strong', { id: 'referral-patient' }, personName(r.patientName) || r.patientId), ` ID ${r.patientId}`,
       r.patientBirthDate ? ` ・ ${date(r.patientBirthDate)}` : ''),
     h('p', {}, `${who(r.fromInstitution)}(${r.fromUser})→ ${who(r.toInstitution)} ${r.toDepartment || ''} ${r.toDoctor || ''}`,
@@ -294,6 +294,12 @@ export async function referralPage(ui, id) {
       h('a', { href: `#/patient/${encodeURIComponent(r.patientInstitution)}/${encodeURIComponent(r.issuer)}/${encodeURIComponent(r.patientId)}` }, t('ref.record'))),
     relatedCard,
     h('div', { class: 'card' }, h('h2', {}, t('ref.history')), timeline));
+}
+
+// referralState is what a referral's page shows of it: when a live update brings the same state, the page (and
+// what the user is about to click on it) is left alone.
+export function referralState(r) {
+  return [r.status, r.version, (r.events || []).length, r.reply ? 1 : 0, r.appointment || ''].join(':');
 }
 
 // ---- the record panel of the patient page ----
