@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -94,6 +96,13 @@ type Config struct {
 		Window    Duration `json:"window"`
 		Addresses int      `json:"addresses"`
 	} `json:"tokenAddresses"`
+	// NewNetwork: a user logs in from a network they never logged in from (an IPv4 /24 or IPv6 /48), once at least
+	// MinLogins of their logins are known. Where the region names its networks (Known: a name and its CIDRs, e.g. a
+	// hospital's LAN or the region's VPN), the alert says which one, or that it is none of them.
+	NewNetwork struct {
+		MinLogins int                 `json:"minLogins"`
+		Known     map[string][]string `json:"known"`
+	} `json:"newNetwork"`
 	// SelfGrant: an administrator shares data with, invites, resets or creates an account for themselves.
 	SelfGrant struct {
 		Enabled bool `json:"enabled"`
@@ -118,6 +127,7 @@ func DefaultConfig() Config {
 	c.UnknownAE.Window, c.UnknownAE.Associations = Duration(10*time.Minute), 1
 	c.Enumeration.Window, c.Enumeration.Denied = Duration(10*time.Minute), 20
 	c.TokenAddresses.Window, c.TokenAddresses.Addresses = Duration(5*time.Minute), 2
+	c.NewNetwork.MinLogins = 5
 	c.SelfGrant.Enabled = true
 	c.Summary.Hour = 8
 	return c
@@ -154,6 +164,9 @@ func (c Config) check() error {
 	if _, err := c.location(); err != nil {
 		bad = append(bad, err.Error())
 	}
+	if _, err := c.knownNetworks(); err != nil {
+		bad = append(bad, err.Error())
+	}
 	if c.Summary.Hour < -1 || c.Summary.Hour > 23 {
 		bad = append(bad, "summary.hour must be 0 to 23, or -1 for no e-mail")
 	}
@@ -177,4 +190,28 @@ func (c Config) location() (*time.Location, error) {
 		return nil, fmt.Errorf("unusualHours.timeZone %q is not a known time zone", c.UnusualHours.TimeZone)
 	}
 	return loc, nil
+}
+
+// knownNetwork is one of the region's named networks.
+type knownNetwork struct {
+	name     string
+	prefixes []netip.Prefix
+}
+
+// knownNetworks parses NewNetwork.Known, in name order.
+func (c Config) knownNetworks() ([]knownNetwork, error) {
+	var out []knownNetwork
+	for name, cidrs := range c.NewNetwork.Known {
+		k := knownNetwork{name: name}
+		for _, s := range cidrs {
+			p, err := netip.ParsePrefix(strings.TrimSpace(s))
+			if err != nil {
+				return nil, fmt.Errorf("newNetwork.known %q: %q is not a network like 192.0.2.0/24", name, s)
+			}
+			k.prefixes = append(k.prefixes, p.Masked())
+		}
+		out = append(out, k)
+	}
+	slices.SortFunc(out, func(a, b knownNetwork) int { return strings.Compare(a.name, b.name) })
+	return out, nil
 }

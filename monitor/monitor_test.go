@@ -155,6 +155,11 @@ func read(user int64, login string, role renkei.Role, inst, dataInst int64, pati
 		Study: "1.2.3." + patient}
 }
 
+func login(user int64, name, addr string) renkei.AuditEvent {
+	return renkei.AuditEvent{Actor: name, ActorKind: renkei.UserPrincipal, ActorID: user, Institution: 1, Role: renkei.Physician,
+		Action: renkei.ActionLogin, Outcome: renkei.OutcomeSuccess, Source: addr, Detail: "second factor totp accepted"}
+}
+
 func loginFailure(login, addr string) renkei.AuditEvent {
 	return renkei.AuditEvent{Actor: login, ActorKind: renkei.UserPrincipal, Action: renkei.ActionLogin, Outcome: renkei.OutcomeFailure, Source: addr,
 		Detail: "wrong password"}
@@ -208,6 +213,23 @@ func TestRules(t *testing.T) {
 				f.audit(loginFailure(fmt.Sprintf("user%d@kita-clinic", i), "203.0.113.9"))
 			}
 		}, []got{{monitor.RulePasswordSpraying, "addr:203.0.113.9", 5 + 1}}},
+		{"a login from a new network", func(c *monitor.Config) {
+			c.NewNetwork.Known = map[string][]string{"北町クリニック院内LAN": {"10.0.0.0/16"}, "地域VPN": {"172.16.0.0/12"}}
+		}, func(f *fixture) {
+			for i := range 6 { // a week of logins from the clinic, from two desks
+				f.audit(login(7, "kato@kita-clinic", fmt.Sprintf("10.0.0.%d", 5+i%2)))
+				f.clock.advance(24 * time.Hour)
+			}
+			f.audit(login(7, "kato@kita-clinic", "10.0.0.77"))     // the same network: nothing
+			f.audit(login(7, "kato@kita-clinic", "198.51.100.23")) // somewhere else
+			f.audit(login(7, "kato@kita-clinic", "198.51.100.24")) // the same new network again: the same alert
+		}, []got{{monitor.RuleNewNetwork, "user:7/198.51.100.0/24", 1}}},
+		{"the first logins teach, they do not alert", nil, func(f *fixture) {
+			for i := range 5 {
+				f.audit(login(9, "sato@chuo-hospital", fmt.Sprintf("192.0.2.%d", i)))
+				f.audit(login(9, "sato@chuo-hospital", fmt.Sprintf("203.0.113.%d", i)))
+			}
+		}, nil},
 		{"failures from one address", nil, func(f *fixture) {
 			for i := range 10 {
 				f.audit(loginFailure(fmt.Sprintf("u%d", i%3), "203.0.113.7"))

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +28,7 @@ const (
 	RuleEnumeration         = "uid-enumeration"
 	RuleTokenAddresses      = "token-two-addresses"
 	RuleSelfGrant           = "self-grant"
+	RuleNewNetwork          = "new-network"
 )
 
 // hit is one rule's finding on one event: the alert it raises or adds to.
@@ -112,6 +115,9 @@ type profile struct {
 	Days     int     `json:"days"`
 	LastDay  int64   `json:"lastDay"`
 	LastSlot int64   `json:"lastSlot"`
+	// Networks counts the user's successful logins per network (IPv4 /24, IPv6 /48); Logins all of them.
+	Networks map[string]int `json:"networks,omitempty"`
+	Logins   int            `json:"logins,omitempty"`
 }
 
 // Relations tells whether an institution had a reason to see another institution's patient (sqlstore.DB).
@@ -133,6 +139,7 @@ type engine struct {
 	bulk, export, failUser, failSource, sprayAddr, ae, denied, tokens windows
 	sprayRegion                                                       window
 	profiles                                                          map[int64]*profile
+	known                                                             []knownNetwork
 	related                                                           map[relKey]time.Time // positive answers, until
 	lastSweep                                                         time.Time
 }
@@ -142,7 +149,11 @@ func newEngine(cfg Config, rel Relations) (*engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &engine{cfg: cfg, loc: loc, rel: rel, bulk: windows{}, export: windows{}, failUser: windows{}, failSource: windows{},
+	known, err := cfg.knownNetworks()
+	if err != nil {
+		return nil, err
+	}
+	return &engine{cfg: cfg, loc: loc, rel: rel, known: known, bulk: windows{}, export: windows{}, failUser: windows{}, failSource: windows{},
 		sprayAddr: windows{}, ae: windows{}, denied: windows{}, tokens: windows{}, profiles: map[int64]*profile{}, related: map[relKey]time.Time{}}, nil
 }
 
@@ -363,6 +374,12 @@ func (g *engine) evaluate(ctx context.Context, e *renkei.AuditEvent, raise, lear
 		}
 	}
 
+	if user && success && e.Action == renkei.ActionLogin && c.NewNetwork.MinLogins > 0 {
+		if h, ok := g.newNetwork(e, learn); ok {
+			add(h, []int64{e.Seq}, 1)
+		}
+	}
+
 	if user && success && c.UnusualHours.MinDays > 0 && activity(e.Action) {
 		if h, ok := g.unusualHour(e, learn); ok {
 			add(h, []int64{e.Seq}, 1)
@@ -443,6 +460,69 @@ func (g *engine) unusualHour(e *renkei.AuditEvent, learn bool) (hit, bool) {
 			p.LastDay = day
 			p.Days++
 		}
+	}
+	return h, found
+}
+
+// network is the network an address belongs to for the new-network rule: its IPv4 /24 or IPv6 /48.
+func network(source string) (netip.Prefix, bool) {
+	a, err := netip.ParseAddr(host(source))
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	a = a.Unmap()
+	bits := 24
+	if a.Is6() {
+		bits = 48
+	}
+	p, err := a.Prefix(bits)
+	return p, err == nil
+}
+
+// newNetwork learns the networks a user logs in from and reports a login from one never seen, once MinLogins are
+// known: a stolen password used from elsewhere.
+func (g *engine) newNetwork(e *renkei.AuditEvent, learn bool) (hit, bool) {
+	nw, ok := network(e.Source)
+	if !ok {
+		return hit{}, false
+	}
+	p := g.profiles[e.ActorID]
+	if p == nil {
+		p = &profile{}
+		g.profiles[e.ActorID] = p
+	}
+	key := nw.String()
+	var h hit
+	found := false
+	if p.Logins >= g.cfg.NewNetwork.MinLogins && p.Networks[key] == 0 {
+		known, name := len(g.known) > 0, ""
+		for _, k := range g.known {
+			for _, kp := range k.prefixes {
+				if kp.Contains(nw.Addr()) {
+					name = k.name
+				}
+			}
+		}
+		h = newHit(RuleNewNetwork, renkei.SeverityMedium, actorSubject(e)+"/"+key, e)
+		where, whereEn := "", ""
+		switch {
+		case name != "":
+			where, whereEn = "(登録済みのネットワーク「"+name+"」)", " (the region's network "+strconv.Quote(name)+")"
+		case known:
+			where, whereEn = "(地域に登録されたどのネットワークでもありません)", " (none of the region's known networks)"
+		}
+		h.Explanation = fmt.Sprintf("%sが、これまで一度も使っていないネットワーク %s%sからログインしました(これまでのログイン %d回)。本人のログインか確認してください。",
+			e.Actor, key, where, p.Logins)
+		h.ExplanationEn = fmt.Sprintf("%s logged in from a network they never used before, %s%s (after %d logins). Check that it was them.",
+			e.Actor, key, whereEn, p.Logins)
+		found = true
+	}
+	if learn {
+		if p.Networks == nil {
+			p.Networks = map[string]int{}
+		}
+		p.Networks[key]++
+		p.Logins++
 	}
 	return h, found
 }
