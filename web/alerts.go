@@ -31,6 +31,7 @@ func (s *Server) registerAlerts() {
 	s.handle("POST /api/alerts/{id}/acknowledge", s.acknowledgeAlert)
 	s.handle("POST /api/alerts/{id}/resolve", s.resolveAlert)
 	s.handle("POST /api/alerts/{id}/lock-user", s.lockAlertUser)
+	s.handle("POST /api/alerts/{id}/unlock-user", s.unlockAlertUser)
 	s.handle("POST /api/alerts/{id}/revoke-token", s.revokeAlertToken)
 }
 
@@ -64,7 +65,9 @@ type alertJSON struct {
 	ResolvedAt      *time.Time        `json:"resolvedAt,omitempty"`
 	Note            string            `json:"note,omitempty"`
 	// CanLockUser and CanRevokeToken say which one-click action fits (the alert names a user or a token).
-	CanLockUser    bool `json:"canLockUser"`
+	CanLockUser bool `json:"canLockUser"`
+	// UserLocked says the user the alert names is disabled now (locked from an alert or by an admin).
+	UserLocked     bool `json:"userLocked"`
 	CanRevokeToken bool `json:"canRevokeToken"`
 }
 
@@ -106,6 +109,11 @@ func (s *Server) toAlertJSON(ctx context.Context, a renkei.Alert, names map[int6
 		CanLockUser: a.ActorKind == renkei.UserPrincipal && a.ActorID != 0, CanRevokeToken: a.ActorKind == renkei.TokenPrincipal && a.ActorID != 0}
 	if out.Events == nil {
 		out.Events = []int64{}
+	}
+	if out.CanLockUser {
+		if u, _, err := s.Alerts.UserByPK(ctx, a.ActorID); err == nil {
+			out.UserLocked = u.Disabled
+		}
 	}
 	if in, ok := names[a.Institution]; ok {
 		out.Institution, out.InstitutionName = in.ID, in.Name
@@ -275,7 +283,7 @@ func (s *Server) resolveAlert(w http.ResponseWriter, r *http.Request) {
 }
 
 // lockAlertUser: POST /api/alerts/{id}/lock-user: the user the alert names is disabled and logged out everywhere
-// (an administrator unlocks with a reset). The alert is acknowledged if it was open.
+// (unlock-user, or renkei admin user enable, undoes it). The alert is acknowledged if it was open.
 func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
 	p, ok := s.alertsReady(w, r)
 	if !ok {
@@ -308,6 +316,39 @@ func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
 	}
 	s.ackIfOpen(r, p, a)
 	writeJSON(w, http.StatusOK, map[string]string{"locked": u.Login})
+}
+
+// unlockAlertUser: POST /api/alerts/{id}/unlock-user: the administrator found the user's activity was theirs after
+// all; the user logs in again with their password and second factor (if those may have been stolen, a reset is the
+// way instead). Audited.
+func (s *Server) unlockAlertUser(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.alertsReady(w, r)
+	if !ok {
+		return
+	}
+	a, err := s.visibleAlert(r, p)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	if a.ActorKind != renkei.UserPrincipal || a.ActorID == 0 {
+		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no user account"))
+		return
+	}
+	u, _, err := s.Alerts.UserByPK(r.Context(), a.ActorID)
+	if err == nil {
+		err = identity.CanAdminister(p, u)
+	}
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	f := false
+	if err := s.Alerts.UpdateUser(r.Context(), u.PK, renkei.UserUpdate{Disabled: &f}, alertEvent(p, a, "unlocked user "+u.Login)); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"unlocked": u.Login})
 }
 
 // revokeAlertToken: POST /api/alerts/{id}/revoke-token: the API token the alert names stops working at once.

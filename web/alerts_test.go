@@ -73,6 +73,7 @@ type alertView struct {
 	Events         []int64 `json:"events"`
 	Note           string  `json:"note"`
 	CanLockUser    bool    `json:"canLockUser"`
+	UserLocked     bool    `json:"userLocked"`
 	CanRevokeToken bool    `json:"canRevokeToken"`
 	Patient        *struct {
 		Institution, Issuer, ID string
@@ -186,8 +187,19 @@ func TestAlertsAPI(t *testing.T) {
 		t.Fatalf("resolve: %d %s", st, admin.body)
 	}
 	admin.getJSON("/api/alerts?status=resolved", &list)
-	if len(list) != 1 || list[0].Status != "resolved" || !strings.Contains(list[0].Note, "本人に確認") {
+	if len(list) != 1 || list[0].Status != "resolved" || !strings.Contains(list[0].Note, "本人に確認") || !list[0].UserLocked {
 		t.Errorf("resolved alerts: %+v", list)
+	}
+	// A week later the clinic decides the doctor may work again.
+	if st := admin.post(fmt.Sprintf("/api/alerts/%d/unlock-user", a.ID), nil); st != 200 {
+		t.Fatalf("unlock the user: %d %s", st, admin.body)
+	}
+	if st := (&client{r: r}).post("/api/login", map[string]string{"login": "kato@kita-clinic", "password": r.users["kato@kita-clinic"].password}); st != 200 {
+		t.Errorf("the unlocked doctor's password step: %d, want 200", st)
+	}
+	admin.getJSON("/api/alerts?status=resolved", &list)
+	if len(list) != 1 || list[0].UserLocked {
+		t.Errorf("after unlocking, the alert still says the user is locked: %+v", list)
 	}
 
 	// The clinic's token used from two addresses (behind the trusted proxy) is revoked from its alert.
@@ -219,6 +231,7 @@ func TestAlertsAPI(t *testing.T) {
 		fmt.Sprintf("admin alert %d (bulk-access): acknowledged", a.ID),
 		fmt.Sprintf("admin alert %d (bulk-access): locked user kato@kita-clinic", a.ID),
 		fmt.Sprintf("admin alert %d (bulk-access): resolved: 本人に確認: 検診結果の一括確認だった。ロックは解除しない", a.ID),
+		fmt.Sprintf("admin alert %d (bulk-access): unlocked user kato@kita-clinic", a.ID),
 		fmt.Sprintf("revoke alert %d (token-two-addresses): revoked API token clinic-gateway", ta.ID),
 		fmt.Sprintf("admin alert %d (token-two-addresses): acknowledged", ta.ID),
 	}

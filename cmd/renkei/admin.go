@@ -26,7 +26,8 @@ const adminUsage = `Usage:
   renkei admin user add LOGIN --institution ID --role ROLE [--name NAME] [--person LABEL]
   renkei admin user list [--institution ID]
   renkei admin user reset LOGIN          new one-time password; second factor to be enrolled again
-  renkei admin user disable LOGIN
+  renkei admin user disable LOGIN       logs them out everywhere; also what "lock the user" on an alert does
+  renkei admin user enable LOGIN        lets a disabled (or alert-locked) user log in again with their password and second factor
   renkei admin user totp-code LOGIN      the current authenticator code of a demo account (demo accounts only)
   renkei admin token add NAME --institution ID [--write] [--days N]
   renkei admin token list [--institution ID]
@@ -265,6 +266,20 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return msg(err)
 		}
 		fmt.Fprintf(stdout, "user %s disabled and logged out everywhere\n", u.Login)
+
+	case "user enable":
+		if err := need("a login"); err != nil {
+			return err
+		}
+		u, _, err := db.UserByLogin(ctx, object)
+		if err != nil {
+			return msg(err)
+		}
+		f := false
+		if err := db.UpdateUser(ctx, u.PK, renkei.UserUpdate{Disabled: &f}, event("enabled user "+u.Login)); err != nil {
+			return msg(err)
+		}
+		fmt.Fprintf(stdout, "user %s enabled: they log in with their password and second factor as before (if either may have been stolen, use user reset instead)\n", u.Login)
 
 	case "user totp-code":
 		if err := need("a demo login"); err != nil {

@@ -229,6 +229,13 @@ func TestAdminRegion(t *testing.T) {
 		t.Errorf("user reset: %s", out)
 	}
 	must("admin", "user", "disable", "dr@chuo")
+	if out := must("admin", "user", "list", "--institution", "chuo"); !strings.Contains(out, "disabled") {
+		t.Errorf("user list after disable: %s", out)
+	}
+	must("admin", "user", "enable", "dr@chuo") // e.g. after an alert locked them and the admin found it was them
+	if out := must("admin", "user", "list", "--institution", "chuo"); strings.Contains(out, "disabled") {
+		t.Errorf("user list after enable: %s", out)
+	}
 	out = must("admin", "token", "add", "gateway", "--institution", "chuo", "--write")
 	if !regexp.MustCompile(`(?m)^rk_[A-Za-z0-9_-]{43}$`).MatchString(out) {
 		t.Errorf("token add: %s", out)

@@ -59,7 +59,11 @@ function alertCard(ui, a, query) {
 
   const buttons = [toggle];
   if (a.status === 'open') buttons.push(h('button', { type: 'button', class: 'ack', onclick: () => act('acknowledge', {}) }, t('alert.ack')));
-  if (a.status !== 'resolved' && a.canLockUser) {
+  if (a.canLockUser && a.userLocked) {
+    buttons.push(h('button', { type: 'button', class: 'secondary unlock', onclick: () => {
+      if (window.confirm(t('alert.unlock.confirm', { who: a.actor }))) act('unlock-user', {}, (r) => t('alert.unlocked', { who: r.unlocked }));
+    } }, t('alert.unlock')));
+  } else if (a.status !== 'resolved' && a.canLockUser) {
     buttons.push(h('button', { type: 'button', class: 'danger lock', onclick: () => {
       if (window.confirm(t('alert.lock.confirm', { who: a.actor }))) act('lock-user', {}, (r) => t('alert.locked', { who: r.locked }));
     } }, t('alert.lock')));
