@@ -340,3 +340,9 @@ func (db *DB) alertStep(ctx context.Context, op string, id, institution int64, a
 		return nil
 	}, audit)
 }
+
+// RaiseAlert opens an alert, or adds to the open one of the same rule and subject, outside the monitor's cursor: for
+// watchers that judge state rather than the audit trail (a silent hospital gateway).
+func (db *DB) RaiseAlert(ctx context.Context, a *renkei.Alert) error {
+	return db.writeTx(ctx, "index.RaiseAlert", func(tx *sql.Tx) error { return raiseAlert(ctx, tx, a) })
+}

@@ -253,6 +253,7 @@ func (s *Server) WatchGateways(ctx context.Context, every time.Duration) {
 			case "silent", "backlog":
 				s.Logger.Warn("gateway needs attention", "gateway", g.Name, "token", g.TokenName, "institution", g.Institution, "health", h,
 					"last_heartbeat", g.SeenAt, "waiting", g.Instances)
+				s.raiseGatewayAlert(ctx, g, h, now)
 				s.mailGateway(ctx, g, h)
 			case "ok":
 				if seen {
@@ -270,6 +271,38 @@ func (s *Server) WatchGateways(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// raiseGatewayAlert puts a silent or stuck gateway on the alerts page of its institution's administrators (one open
+// alert per gateway and kind; its token can be revoked from there if the gateway PC was stolen).
+func (s *Server) raiseGatewayAlert(ctx context.Context, g renkei.GatewayReport, health string, now time.Time) {
+	ar, ok := s.Gateways.(interface {
+		RaiseAlert(ctx context.Context, a *renkei.Alert) error
+	})
+	if !ok {
+		return
+	}
+	a := &renkei.Alert{Rule: "gateway-" + health, Subject: fmt.Sprintf("gateway:%d", g.Token), Severity: renkei.SeverityMedium,
+		Institution: g.Institution, Actor: g.TokenName, ActorKind: renkei.TokenPrincipal, ActorID: g.Token, Source: g.Address,
+		Count: 1, FirstAt: now, LastAt: now}
+	if health == "silent" {
+		a.Explanation = fmt.Sprintf("院内ゲートウェイ「%s」から %s 以降連絡がありません。ゲートウェイのPC、院内の回線、またはトークンを確認してください。モダリティからの画像がrenkeiに届いていない可能性があります。",
+			g.Name, g.SeenAt.Format("2006-01-02 15:04"))
+		a.ExplanationEn = fmt.Sprintf("The hospital gateway %q has not been heard from since %s. Check its computer, the hospital's line and its token: images from the modalities may not be reaching renkei.",
+			g.Name, g.SeenAt.Format("2006-01-02 15:04"))
+	} else {
+		oldest := ""
+		if g.Oldest != nil {
+			oldest = g.Oldest.Format("2006-01-02 15:04")
+		}
+		a.Explanation = fmt.Sprintf("院内ゲートウェイ「%s」に送信待ちの画像が %d 件たまっています(最も古いものは %s 受信)。ゲートウェイの状態ページで送れない理由を確認してください。",
+			g.Name, g.Instances, oldest)
+		a.ExplanationEn = fmt.Sprintf("The hospital gateway %q holds %d images waiting to be sent (the oldest arrived %s). Its status page says why they are not sent.",
+			g.Name, g.Instances, oldest)
+	}
+	if err := ar.RaiseAlert(ctx, a); err != nil && ctx.Err() == nil {
+		s.Logger.Error("gateway alert", "err", err)
 	}
 }
 

@@ -105,6 +105,17 @@ func TestGatewayHeartbeat(t *testing.T) {
 		t.Errorf("e-mails about the silent gateway: %+v, want one to the clinic naming it", msgs)
 	}
 
+	// The clinic's admin finds it among the alerts, with its token one click from revocation.
+	var alerts []struct {
+		Rule, Actor, Explanation string
+		CanRevokeToken           bool
+	}
+	r.as("admin@kita-clinic").getJSON("/api/alerts", &alerts)
+	if len(alerts) != 1 || alerts[0].Rule != "gateway-silent" || alerts[0].Actor != "clinic-gateway" || !alerts[0].CanRevokeToken ||
+		!strings.Contains(alerts[0].Explanation, "kita-gw-1") {
+		t.Errorf("the clinic's alerts: %+v", alerts)
+	}
+
 	// Backlog: it reports again, but its oldest image has waited two hours.
 	if st := beat(gw, 40, r.clock.Now().Add(-2*time.Hour)); st != 200 {
 		t.Fatal(st)

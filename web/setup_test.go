@@ -130,6 +130,7 @@ func newRegion(t testing.TB) *region {
 	front.UseConsults(db)
 	front.Directory.Now = clk.Now
 	front.Gateways = db
+	front.Alerts = db
 	r0 := &region{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Test pages (a browser's side of a ceremony) are served beside the API, from the same origin.
