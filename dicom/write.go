@@ -2,6 +2,7 @@ package dicom
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -199,4 +200,28 @@ func (ww *writer) copyRange(off, n int64, sw int) error {
 		n -= c
 	}
 	return nil
+}
+
+// ReceivedFileMeta returns the preamble, "DICM" and File Meta Information (PS3.10 7.1) to put before a data set
+// received over the network (C-STORE): its SOP class and instance, the transfer syntax it came in, renkei's
+// implementation, and the sender's AE title as its source (PS3.10 Table 7.1-1).
+func ReceivedFileMeta(sopClass, sopInstance, transferSyntax, sourceAE string) ([]byte, error) {
+	if !ValidUID(sopClass) || !ValidUID(sopInstance) || !ValidUID(transferSyntax) {
+		return nil, fmt.Errorf("invalid UID in the command (class %q, instance %q, transfer syntax %q)", sopClass, sopInstance, transferSyntax)
+	}
+	meta := &DataSet{}
+	meta.Set(&Element{Tag: FileMetaInformationVersion, VR: "OB", Value: []byte{0, 1}})
+	meta.SetString(MediaStorageSOPClassUID, "UI", sopClass)
+	meta.SetString(MediaStorageSOPInstanceUID, "UI", sopInstance)
+	meta.SetString(TransferSyntaxUID, "UI", transferSyntax)
+	meta.SetString(ImplementationClassUID, "UI", RenkeiImplementationClassUID)
+	meta.SetString(ImplementationVersionName, "SH", RenkeiImplementationVersion)
+	if sourceAE != "" {
+		meta.SetString(SourceApplicationEntityTitle, "AE", sourceAE)
+	}
+	var buf bytes.Buffer
+	if err := WriteFile(&buf, meta, &DataSet{}, nil, nil); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }

@@ -97,28 +97,9 @@ func storeStatus(res *archive.StoreResult) dimse.Status {
 	return dimse.Failure(code, msg)
 }
 
-// fileMeta returns the preamble, "DICM" and the File Meta Information (PS3.10 7.1) of a received C-STORE data set:
-// the command's SOP class and instance, the presentation context's transfer syntax, renkei's implementation, and
-// the calling AE as source (PS3.10 Table 7.1-1).
+// fileMeta returns the preamble, "DICM" and the File Meta Information (PS3.10 7.1) of a received C-STORE data set.
 func fileMeta(req *dimse.StoreRequest, callingAE string) ([]byte, error) {
-	if !dicom.ValidUID(req.SOPClassUID) || !dicom.ValidUID(req.SOPInstanceUID) || !dicom.ValidUID(req.TransferSyntaxUID) {
-		return nil, fmt.Errorf("invalid UID in the command (class %q, instance %q, transfer syntax %q)", req.SOPClassUID, req.SOPInstanceUID, req.TransferSyntaxUID)
-	}
-	meta := &dicom.DataSet{}
-	meta.Set(&dicom.Element{Tag: dicom.FileMetaInformationVersion, VR: "OB", Value: []byte{0, 1}})
-	meta.SetString(dicom.MediaStorageSOPClassUID, "UI", req.SOPClassUID)
-	meta.SetString(dicom.MediaStorageSOPInstanceUID, "UI", req.SOPInstanceUID)
-	meta.SetString(dicom.TransferSyntaxUID, "UI", req.TransferSyntaxUID)
-	meta.SetString(dicom.ImplementationClassUID, "UI", dicom.RenkeiImplementationClassUID)
-	meta.SetString(dicom.ImplementationVersionName, "SH", dicom.RenkeiImplementationVersion)
-	if callingAE != "" {
-		meta.SetString(dicom.SourceApplicationEntityTitle, "AE", callingAE)
-	}
-	var buf bytes.Buffer
-	if err := dicom.WriteFile(&buf, meta, &dicom.DataSet{}, nil, nil); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return dicom.ReceivedFileMeta(req.SOPClassUID, req.SOPInstanceUID, req.TransferSyntaxUID, callingAE)
 }
 
 // dataSetOffset returns where the data set of a stored Part 10 file starts: after the preamble, "DICM" and the

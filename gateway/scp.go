@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 
@@ -85,22 +84,5 @@ func (s *SCP) store(ctx context.Context, a *dimse.Association, req *dimse.StoreR
 
 // fileMeta returns the preamble, "DICM" and File Meta Information (PS3.10 7.1) of a received data set.
 func fileMeta(req *dimse.StoreRequest, callingAE string) ([]byte, error) {
-	if !dicom.ValidUID(req.SOPClassUID) || !dicom.ValidUID(req.SOPInstanceUID) || !dicom.ValidUID(req.TransferSyntaxUID) {
-		return nil, fmt.Errorf("invalid UID in the command")
-	}
-	meta := &dicom.DataSet{}
-	meta.Set(&dicom.Element{Tag: dicom.FileMetaInformationVersion, VR: "OB", Value: []byte{0, 1}})
-	meta.SetString(dicom.MediaStorageSOPClassUID, "UI", req.SOPClassUID)
-	meta.SetString(dicom.MediaStorageSOPInstanceUID, "UI", req.SOPInstanceUID)
-	meta.SetString(dicom.TransferSyntaxUID, "UI", req.TransferSyntaxUID)
-	meta.SetString(dicom.ImplementationClassUID, "UI", dicom.RenkeiImplementationClassUID)
-	meta.SetString(dicom.ImplementationVersionName, "SH", dicom.RenkeiImplementationVersion)
-	if callingAE != "" {
-		meta.SetString(dicom.SourceApplicationEntityTitle, "AE", callingAE)
-	}
-	var buf bytes.Buffer
-	if err := dicom.WriteFile(&buf, meta, &dicom.DataSet{}, nil, nil); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return dicom.ReceivedFileMeta(req.SOPClassUID, req.SOPInstanceUID, req.TransferSyntaxUID, callingAE)
 }

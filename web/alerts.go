@@ -282,31 +282,40 @@ func (s *Server) resolveAlert(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// lockAlertUser: POST /api/alerts/{id}/lock-user: the user the alert names is disabled and logged out everywhere
-// (unlock-user, or renkei admin user enable, undoes it). The alert is acknowledged if it was open.
-func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
+// alertUser resolves the alert of the request and the user account it names, which the caller must be allowed to
+// administer; false means answered.
+func (s *Server) alertUser(w http.ResponseWriter, r *http.Request) (*renkei.Principal, renkei.Alert, renkei.User, bool) {
 	p, ok := s.alertsReady(w, r)
 	if !ok {
-		return
+		return nil, renkei.Alert{}, renkei.User{}, false
 	}
 	a, err := s.visibleAlert(r, p)
-	if err != nil {
-		s.problem(w, r, err)
-		return
+	if err == nil && (a.ActorKind != renkei.UserPrincipal || a.ActorID == 0) {
+		err = renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no user account")
 	}
-	if a.ActorKind != renkei.UserPrincipal || a.ActorID == 0 {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no user account to lock"))
-		return
+	var u renkei.User
+	if err == nil {
+		u, _, err = s.Alerts.UserByPK(r.Context(), a.ActorID)
 	}
-	u, _, err := s.Alerts.UserByPK(r.Context(), a.ActorID)
 	if err == nil {
 		err = identity.CanAdminister(p, u)
 	}
-	if err == nil && u.PK == p.ID {
-		err = renkei.Errorf("web.alerts", renkei.Conflict, "you cannot lock your own account; ask another administrator")
-	}
 	if err != nil {
 		s.problem(w, r, err)
+		return nil, renkei.Alert{}, renkei.User{}, false
+	}
+	return p, a, u, true
+}
+
+// lockAlertUser: POST /api/alerts/{id}/lock-user: the user the alert names is disabled and logged out everywhere
+// (unlock-user, or renkei admin user enable, undoes it). The alert is acknowledged if it was open.
+func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
+	p, a, u, ok := s.alertUser(w, r)
+	if !ok {
+		return
+	}
+	if u.PK == p.ID {
+		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "you cannot lock your own account; ask another administrator"))
 		return
 	}
 	t := true
@@ -322,25 +331,8 @@ func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
 // all; the user logs in again with their password and second factor (if those may have been stolen, a reset is the
 // way instead). Audited.
 func (s *Server) unlockAlertUser(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.alertsReady(w, r)
+	p, a, u, ok := s.alertUser(w, r)
 	if !ok {
-		return
-	}
-	a, err := s.visibleAlert(r, p)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	if a.ActorKind != renkei.UserPrincipal || a.ActorID == 0 {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no user account"))
-		return
-	}
-	u, _, err := s.Alerts.UserByPK(r.Context(), a.ActorID)
-	if err == nil {
-		err = identity.CanAdminister(p, u)
-	}
-	if err != nil {
-		s.problem(w, r, err)
 		return
 	}
 	f := false
