@@ -7,11 +7,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"renkei"
+	"renkei/sqlstore"
 )
 
-func TestAERegistry(t *testing.T) {
+func TestAERegistry(t *testing.T) { eachDB(t, testAERegistry) }
+
+func testAERegistry(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openDB(t)
 	hosp := &renkei.Institution{ID: "chuo-hospital", Name: "中央病院", Kind: renkei.Hospital, Issuer: "HOSP_A"}
 	if err := db.PutInstitution(ctx, hosp, nil); err != nil {
 		t.Fatal(err)

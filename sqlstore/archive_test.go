@@ -45,9 +45,10 @@ func studies(t *testing.T, db *sqlstore.DB, q *renkei.Query) []renkei.StudyRecor
 	return recs
 }
 
-func TestInsertOutcomes(t *testing.T) {
+func TestInsertOutcomes(t *testing.T) { eachDB(t, testInsertOutcomes) }
+
+func testInsertOutcomes(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openDB(t)
 	steps := []struct {
 		name    string
 		in      *renkei.Instance
@@ -95,9 +96,10 @@ func TestInsertOutcomes(t *testing.T) {
 }
 
 // TestConcurrentInserts checks group commit: many writers at once all succeed and all are counted.
-func TestConcurrentInserts(t *testing.T) {
+func TestConcurrentInserts(t *testing.T) { eachDB(t, testConcurrentInserts) }
+
+func testConcurrentInserts(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openDB(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 400)
 	for w := 0; w < 8; w++ {
@@ -123,9 +125,10 @@ func TestConcurrentInserts(t *testing.T) {
 	}
 }
 
-func TestTrashRestorePurge(t *testing.T) {
+func TestTrashRestorePurge(t *testing.T) { eachDB(t, testTrashRestorePurge) }
+
+func testTrashRestorePurge(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openDB(t)
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	db.Now = func() time.Time { return now }
 	for _, in := range []*renkei.Instance{
@@ -186,9 +189,10 @@ func TestTrashRestorePurge(t *testing.T) {
 	}
 }
 
-func TestReopenKeepsData(t *testing.T) {
+func TestReopenKeepsData(t *testing.T) { eachBackend(t, testReopenKeepsData) }
+
+func testReopenKeepsData(t *testing.T, path string) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "index.db")
 	db, err := sqlstore.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -209,9 +213,10 @@ func TestReopenKeepsData(t *testing.T) {
 
 // TestEverySpellingStaysSearchable: a patient whose later images carry the name only in kana is still found by the
 // romaji of earlier ones, and shown by the latest name.
-func TestEverySpellingStaysSearchable(t *testing.T) {
+func TestEverySpellingStaysSearchable(t *testing.T) { eachDB(t, testEverySpellingStaysSearchable) }
+
+func testEverySpellingStaysSearchable(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	db := openDB(t)
 	a := inst("P1", "4.1", "4.1.1", "4.1.1.1", "CT", "k1")
 	a.PatientName, a.PatientNameKeys = "Yamada^Taro", []string{"YAMADA^TARO", "YAMADATARO"}
 	b := inst("P1", "4.2", "4.2.1", "4.2.1.1", "CT", "k2")

@@ -48,22 +48,32 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 	if len(events) == 0 {
 		return nil
 	}
+	if db.dialect == postgres {
+		// Several nodes append at once: the lock, held until tx ends, makes them take turns, and the head read after
+		// it (a new snapshot, in READ COMMITTED) sees the previous holder's events. Without it two transactions
+		// would read the same head and fork the chain (the second would then fail on seq, but only after work lost).
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, auditLockKey); err != nil {
+			return fmt.Errorf("audit lock: %w", err)
+		}
+	}
 	var seq int64
 	var prev []byte
-	head, err := db.txStmt(ctx, tx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+	const headQ = `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`
+	head, err := db.txStmt(ctx, tx, headQ)
 	if err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
-	if err := head.QueryRowContext(ctx).Scan(&seq, &prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err := txQueryRowOn(ctx, tx, head, headQ).Scan(&seq, &prev); err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("audit head: %w", err)
 	}
 	if prev == nil {
 		prev = []byte{} // the first event follows the empty hash
 	}
 	start := seq
-	ins, err := db.txStmt(ctx, tx, `INSERT INTO audit_events (seq, at, actor, actor_kind, actor_id, institution_pk, role, action,
+	const insQ = `INSERT INTO audit_events (seq, at, actor, actor_kind, actor_id, institution_pk, role, action,
 		outcome, purpose, source, data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	ins, err := db.txStmt(ctx, tx, insQ)
 	if err != nil {
 		return fmt.Errorf("audit append: %w", err)
 	}
@@ -80,7 +90,7 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 		}
 		e.PrevHash = prev
 		e.Hash = e.ChainHash(prev)
-		if _, err := ins.ExecContext(ctx, e.Seq, e.Time.UnixMilli(), e.Actor, string(e.ActorKind), e.ActorID, e.Institution, string(e.Role),
+		if _, err := txExecOn(ctx, tx, ins, insQ, e.Seq, e.Time.UnixMilli(), e.Actor, string(e.ActorKind), e.ActorID, e.Institution, string(e.Role),
 			string(e.Action), e.Outcome, e.Purpose, e.Source, e.DataInstitution, e.Patient.Issuer, e.Patient.ID, e.Study, e.Detail,
 			e.PrevHash, e.Hash); err != nil {
 			return fmt.Errorf("audit append: %w", err)

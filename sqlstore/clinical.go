@@ -391,7 +391,7 @@ func (db *DB) Referrals(ctx context.Context, f renkei.ReferralFilter) ([]renkei.
 		args = append(args, string(f.Kind))
 	}
 	if f.Patient != "" {
-		where = append(where, "(p.patient_id = ? OR p.name LIKE ?)")
+		where = append(where, "(p.patient_id = ? OR p.name "+db.dialect.caseInsensitiveLike()+" ?)")
 		args = append(args, f.Patient, "%"+f.Patient+"%")
 	}
 	limit := f.Limit

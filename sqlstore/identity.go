@@ -23,7 +23,7 @@ func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 		if errors.As(err, &re) {
 			return err
 		}
-		if strings.Contains(err.Error(), "UNIQUE constraint") {
+		if isUniqueViolation(err) {
 			return &renkei.Error{Op: op, Kind: renkei.Conflict, Message: "it already exists", Err: err}
 		}
 		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}

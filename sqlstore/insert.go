@@ -104,7 +104,7 @@ func (db *DB) commitBatch(batch []*insertReq) {
 		return
 	}
 	defer conn.Close()
-	relaxed := readsOnly(batch) && time.Since(db.lastFullSync) < maxReadSyncDelay
+	relaxed := db.dialect == sqlite && readsOnly(batch) && time.Since(db.lastFullSync) < maxReadSyncDelay
 	if relaxed {
 		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
 			fail(err)
@@ -224,12 +224,10 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	err = db.txQueryRow(ctx, tx, `SELECT pk, name FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`, in.Institution, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := db.txExec(ctx, tx, `INSERT INTO patients (institution_pk, issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?, ?)`,
-			in.Institution, in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex)
-		if err != nil {
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO patients (institution_pk, issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?, ?) RETURNING pk`,
+			in.Institution, in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex).Scan(&patientPK); err != nil {
 			return internal(err)
 		}
-		patientPK, _ = res.LastInsertId()
 		if err := db.insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
 			return internal(err)
 		}
@@ -253,14 +251,12 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	err = db.txQueryRow(ctx, tx, `SELECT pk, patient_pk, deleted_at FROM studies WHERE institution_pk = ? AND study_uid = ?`, in.Institution, in.StudyInstanceUID).Scan(&studyPK, &studyPatient, &studyDeleted)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := db.txExec(ctx, tx, `INSERT INTO studies (institution_pk, patient_pk, study_uid, study_date, study_time, accession, study_id, description,
-			referring, referring_key, tz_offset, attrs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO studies (institution_pk, patient_pk, study_uid, study_date, study_time, accession, study_id, description,
+			referring, referring_key, tz_offset, attrs, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
 			in.Institution, patientPK, in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber, in.StudyID, in.StudyDescription,
-			in.ReferringPhysicianName, in.ReferringPhysicianKey, in.TimezoneOffsetFromUTC, in.Attrs, now, now)
-		if err != nil {
+			in.ReferringPhysicianName, in.ReferringPhysicianKey, in.TimezoneOffsetFromUTC, in.Attrs, now, now).Scan(&studyPK); err != nil {
 			return internal(err)
 		}
-		studyPK, _ = res.LastInsertId()
 	case err != nil:
 		return internal(err)
 	case studyPatient != patientPK:
@@ -273,14 +269,12 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	err = db.txQueryRow(ctx, tx, `SELECT pk, study_pk FROM series WHERE institution_pk = ? AND series_uid = ?`, in.Institution, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		res, err := db.txExec(ctx, tx, `INSERT INTO series (institution_pk, study_pk, series_uid, modality, series_number, description, body_part,
-			series_date, series_time, pps_date, pps_time, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if err := db.txQueryRow(ctx, tx, `INSERT INTO series (institution_pk, study_pk, series_uid, modality, series_number, description, body_part,
+			series_date, series_time, pps_date, pps_time, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pk`,
 			in.Institution, studyPK, in.SeriesInstanceUID, in.Modality, nullInt(in.SeriesNumber), in.SeriesDescription, in.BodyPartExamined,
-			in.SeriesDate, in.SeriesTime, in.PPSStartDate, in.PPSStartTime, in.Attrs)
-		if err != nil {
+			in.SeriesDate, in.SeriesTime, in.PPSStartDate, in.PPSStartTime, in.Attrs).Scan(&seriesPK); err != nil {
 			return internal(err)
 		}
-		seriesPK, _ = res.LastInsertId()
 		newSeries = true
 	case err != nil:
 		return internal(err)
@@ -322,7 +316,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 
 func (db *DB) insertNames(ctx context.Context, tx *sql.Tx, patientPK int64, keys []string) error {
 	for _, k := range keys {
-		if _, err := db.txExec(ctx, tx, `INSERT OR IGNORE INTO patient_names (key, patient_pk) VALUES (?, ?)`, k, patientPK); err != nil {
+		if _, err := db.txExec(ctx, tx, `INSERT INTO patient_names (key, patient_pk) VALUES (?, ?) ON CONFLICT DO NOTHING`, k, patientPK); err != nil {
 			return err
 		}
 	}
@@ -407,7 +401,7 @@ func (db *DB) batchStmt(ctx context.Context, q string) *sql.Stmt {
 		return st
 	}
 	st, err := db.txStmt(ctx, b.tx, q)
-	if err != nil {
+	if err != nil || st == nil {
 		return nil
 	}
 	b.stmts[q] = st

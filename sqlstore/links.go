@@ -61,7 +61,7 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 			return err
 		}
 		for _, pk := range studyPKs {
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO share_link_studies (link_pk, study_pk) VALUES (?, ?)`, l.ID, pk); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO share_link_studies (link_pk, study_pk) VALUES (?, ?) ON CONFLICT DO NOTHING`, l.ID, pk); err != nil {
 				return err
 			}
 		}

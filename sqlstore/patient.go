@@ -106,7 +106,7 @@ func (db *DB) FindPatients(ctx context.Context, birthDate, nameKey, patientID st
 func (db *DB) LinkProposals(ctx context.Context, limit int) ([]renkei.LinkProposal, error) {
 	rows, err := db.queryContext(ctx, `SELECT DISTINCT a.pk, b.pk, na.key FROM patients a
 		JOIN patients b ON b.birth_date = a.birth_date AND b.sex = a.sex AND b.institution_pk > a.institution_pk
-		JOIN patient_names na ON na.patient_pk = a.pk AND substr(na.key, 1, 1) <> char(1) AND instr(na.key, '^') > 0
+		JOIN patient_names na ON na.patient_pk = a.pk AND substr(na.key, 1, 1) <> '`+"\x01"+`' AND na.key LIKE '%^%'
 		JOIN patient_names nb ON nb.patient_pk = b.pk AND nb.key = na.key
 		LEFT JOIN patient_links la ON la.patient_pk = a.pk
 		LEFT JOIN patient_links lb ON lb.patient_pk = b.pk

@@ -78,7 +78,8 @@ func globPattern(v string) string {
 	return b.String()
 }
 
-// globCond matches expr against a GLOB pattern, avoiding GLOB where it can: a GLOB whose right side is a bound
+// globCond matches expr against a GLOB pattern (glob(pattern, expr) is SQLite's expr GLOB pattern; postgres.sql
+// defines it for PostgreSQL), avoiding GLOB where it can: a GLOB whose right side is a bound
 // parameter makes SQLite prepare the statement again whenever the value changes (to try its LIKE optimisation), and
 // modernc's parser costs more than the query itself. A literal prefix becomes an index range.
 func globCond(expr, pattern string) (string, []any) {
@@ -88,7 +89,7 @@ func globCond(expr, pattern string) (string, []any) {
 	}
 	prefix := pattern[:cut]
 	if prefix == "" {
-		return expr + " GLOB ?", []any{pattern}
+		return "glob(?, " + expr + ")", []any{pattern}
 	}
 	// Every text starting with prefix sorts from prefix up to prefix followed by the last code point. "prefix*" (a
 	// name's beginning, the common search) is that range alone; anything else adds the GLOB.
@@ -96,7 +97,7 @@ func globCond(expr, pattern string) (string, []any) {
 	if cut == len(pattern)-1 && pattern[cut] == '*' {
 		return rng, []any{prefix, prefix + "\U0010FFFF"}
 	}
-	return rng + " AND " + expr + " GLOB ?", []any{prefix, prefix + "\U0010FFFF", pattern}
+	return rng + " AND glob(?, " + expr + ")", []any{prefix, prefix + "\U0010FFFF", pattern}
 }
 
 func where(q *renkei.Query) (string, []any, error) {
@@ -131,7 +132,7 @@ func where(q *renkei.Query) (string, []any, error) {
 				if !q.FuzzyMatching {
 					// The \x01 keys (one component alone) are for fuzzy matching only: without it, "?Tarou" must not
 					// match the given name of Yamada^Tarou.
-					cond += " AND substr(key, 1, 1) <> char(1)"
+					cond += " AND substr(key, 1, 1) <> '\x01'"
 				} else {
 					// PS3.18 8.3.4.1: fuzzy matching lets a name match on the start of any component too.
 					fc, fargs := globCond("key", "\x01"+globPattern(m.Value)+"*")
@@ -145,10 +146,10 @@ func where(q *renkei.Query) (string, []any, error) {
 				if m.Kind != renkei.MatchWildcard && !q.FuzzyMatching {
 					pat = "*\x1f" + strings.NewReplacer("*", "[*]", "?", "[?]").Replace(globPattern(m.Value)) + "\x1f*"
 				}
-				cond := c.expr + " GLOB ?"
+				cond := "glob(?, " + c.expr + ")"
 				args = append(args, pat)
 				if q.FuzzyMatching {
-					cond = "(" + cond + " OR " + c.expr + " GLOB ?)"
+					cond = "(" + cond + " OR glob(?, " + c.expr + "))"
 					args = append(args, "*\x1f\x01"+globPattern(m.Value)+"*")
 				}
 				conds = append(conds, cond)
@@ -295,7 +296,7 @@ func limitOffset(q *renkei.Query) string {
 	if q.Limit > 0 {
 		s = fmt.Sprintf(" LIMIT %d", q.Limit)
 	} else {
-		s = " LIMIT -1"
+		s = " LIMIT 9223372036854775807" // none: PostgreSQL refuses SQLite's LIMIT -1
 	}
 	if q.Offset > 0 {
 		s += fmt.Sprintf(" OFFSET %d", q.Offset)
@@ -580,13 +581,15 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 	if err := rows.Close(); err != nil {
 		return nil, queryErr(err)
 	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`, cutoff.UnixMilli()); err != nil {
+		return nil, queryErr(err)
+	}
 	for _, stmt := range []string{
-		`DELETE FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`,
-		`DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk) AND ? > 0`,
-		`DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk) AND ? > 0`,
-		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk) AND ? > 0`,
+		`DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk)`,
+		`DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk)`,
+		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)`,
 	} {
-		if _, err := tx.ExecContext(ctx, stmt, cutoff.UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return nil, queryErr(err)
 		}
 	}

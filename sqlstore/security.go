@@ -75,7 +75,7 @@ func (db *DB) AEConnections(ctx context.Context) (map[string]renkei.AEConnection
 
 // RecordAuditVerification keeps the result of a verification of the audit chain.
 func (db *DB) RecordAuditVerification(ctx context.Context, v renkei.AuditVerification) error {
-	_, err := db.write.ExecContext(ctx, `INSERT INTO audit_verifications (at, by, events, last_seq, problems, first_problem)
+	_, err := db.write.ExecContext(ctx, `INSERT INTO audit_verifications (at, "by", events, last_seq, problems, first_problem)
 		VALUES (?, ?, ?, ?, ?, ?)`, v.At.UnixMilli(), v.By, v.Events, v.LastSeq, v.Problems, v.FirstProblem)
 	return queryErr(err)
 }
@@ -84,7 +84,7 @@ func (db *DB) RecordAuditVerification(ctx context.Context, v renkei.AuditVerific
 func (db *DB) LastAuditVerification(ctx context.Context) (renkei.AuditVerification, error) {
 	var v renkei.AuditVerification
 	var at int64
-	err := db.queryRowContext(ctx, `SELECT at, by, events, last_seq, problems, first_problem FROM audit_verifications
+	err := db.queryRowContext(ctx, `SELECT at, "by", events, last_seq, problems, first_problem FROM audit_verifications
 		ORDER BY at DESC, pk DESC LIMIT 1`).Scan(&at, &v.By, &v.Events, &v.LastSeq, &v.Problems, &v.FirstProblem)
 	if errors.Is(err, sql.ErrNoRows) {
 		return v, renkei.Errorf("index.LastAuditVerification", renkei.NotFound, "the audit trail has never been verified")

@@ -54,7 +54,7 @@ func createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) error {
 		return err
 	}
 	for _, pk := range studyPKs {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO share_studies (share_pk, study_pk) VALUES (?, ?)`, s.ID, pk); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO share_studies (share_pk, study_pk) VALUES (?, ?) ON CONFLICT DO NOTHING`, s.ID, pk); err != nil {
 			return err
 		}
 	}

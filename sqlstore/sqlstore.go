@@ -1,6 +1,7 @@
-// Package sqlstore is renkei's index: the SQL tables behind the archive (and later identity, shares, audit,
-// referrals…). It runs on an embedded SQLite file (modernc.org/sqlite, no cgo); PostgreSQL follows with the same
-// schema. Migrations are numbered .sql files applied in order at Open.
+// Package sqlstore is renkei's index: the SQL tables behind the archive, identity, shares, the audit chain,
+// referrals, the clinical record and the directory. It runs on an embedded SQLite file (modernc.org/sqlite, no cgo)
+// or on PostgreSQL (pgx through database/sql), with one schema and one body of SQL (see dialect.go). Migrations
+// are numbered .sql files applied in order at Open.
 package sqlstore
 
 import (
@@ -14,18 +15,27 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-// DB is an open index. Writes go through one connection (SQLite allows one writer) and are grouped into shared
-// transactions by the committer; reads use a pool of read-only connections (WAL lets them run beside the writer).
+// pgFunctions defines, on PostgreSQL, the SQLite built-ins the queries use (see dialect.go).
+//
+//go:embed postgres.sql
+var pgFunctions string
+
+// DB is an open index. On SQLite, writes go through one connection (SQLite allows one writer) and reads use a pool
+// of read-only connections (WAL lets them run beside the writer); on PostgreSQL both are one pool, and several
+// nodes may write at once. Instances and audit events are grouped into shared transactions by the committer.
 type DB struct {
-	write *sql.DB
-	read  *sql.DB
-	Now   func() time.Time
+	write   *sql.DB
+	read    *sql.DB
+	dialect dialect
+	Now     func() time.Time
 	// AuditKey signs checkpoints of the audit chain; nil writes none (tests of the bare index).
 	AuditKey *AuditKey
 
@@ -38,8 +48,17 @@ type DB struct {
 	lastFullSync time.Time   // when the committer last committed with synchronous=FULL (committer goroutine only)
 }
 
-// Open opens (creating if needed) the SQLite index at path and applies pending migrations.
-func Open(ctx context.Context, path string) (*DB, error) {
+// Open opens the index and applies pending migrations. target is a postgres:// (or postgresql://) URL, as pgx
+// reads it (e.g. postgres://renkei@db.example.jp:5432/renkei?sslmode=verify-full), or else the path of the SQLite
+// file, created if needed. A PostgreSQL database must use collation C (see checkCollation).
+func Open(ctx context.Context, target string) (*DB, error) {
+	if strings.HasPrefix(target, "postgres://") || strings.HasPrefix(target, "postgresql://") {
+		return openPostgres(ctx, target)
+	}
+	return openSQLite(ctx, target)
+}
+
+func openSQLite(ctx context.Context, path string) (*DB, error) {
 	q := url.Values{}
 	for _, p := range []string{"journal_mode(WAL)", "synchronous(FULL)", "busy_timeout(10000)", "foreign_keys(1)", "cache_size(-65536)"} {
 		q.Add("_pragma", p)
@@ -67,6 +86,51 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return db, nil
 }
 
+// pgPoolSize bounds the connections one node opens to PostgreSQL.
+const pgPoolSize = 16
+
+func openPostgres(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open index: %w", err)
+	}
+	where := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database) // no password in errors
+	pool := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	pool.SetMaxOpenConns(pgPoolSize)
+	pool.SetMaxIdleConns(pgPoolSize)
+	pool.SetConnMaxIdleTime(5 * time.Minute)
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open index %s: %w", where, err)
+	}
+	db := &DB{write: pool, read: pool, dialect: postgres, Now: time.Now, batches: make(chan *insertReq, 256), done: make(chan struct{})}
+	if err := db.checkCollation(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open index %s: %w", where, err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open index %s: %w", where, err)
+	}
+	go db.committer()
+	return db, nil
+}
+
+// checkCollation refuses a PostgreSQL database whose text does not sort as bytes (collation C, or C.UTF-8). The
+// index compares dates, times and UIDs as strings and turns a name's prefix into a range (prefix ≤ key <
+// prefix+U+10FFFF), as SQLite does; a language's collation (en_US, ja_JP) orders punctuation and case otherwise,
+// and such searches would silently miss rows.
+func (db *DB) checkCollation(ctx context.Context) error {
+	var collate, enc string
+	if err := db.read.QueryRowContext(ctx, `SELECT datcollate, pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()`).Scan(&collate, &enc); err != nil {
+		return err
+	}
+	if enc != "UTF8" || (collate != "C" && collate != "POSIX" && !strings.HasPrefix(collate, "C.")) {
+		return fmt.Errorf("the database has encoding %s and collation %s; renkei needs UTF8 and C: CREATE DATABASE renkei ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0", enc, collate)
+	}
+	return nil
+}
+
 // Close stops the committer and closes the connections.
 func (db *DB) Close() error {
 	close(db.batches)
@@ -74,51 +138,129 @@ func (db *DB) Close() error {
 	db.reads.closeAll()
 	db.writes.closeAll()
 	err := db.write.Close()
-	if rerr := db.read.Close(); err == nil {
-		err = rerr
+	if db.read != db.write {
+		if rerr := db.read.Close(); err == nil {
+			err = rerr
+		}
 	}
 	return err
 }
 
-func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
+// migration is one numbered step of the schema: the SQLite file, and on PostgreSQL its NNNN_name.postgres.sql if
+// there is one, else the SQLite file with its types mapped (pgDDL).
+type migration struct {
+	version  int
+	name     string
+	sqlite   string
+	postgres string
+}
+
+func loadMigrations() ([]migration, error) {
 	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	byVersion := map[int]*migration{}
+	var out []*migration
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		var version int
+		if _, err := fmt.Sscanf(base, "%d_", &version); err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with a number", name)
+		}
+		body, err := migrations.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		m := byVersion[version]
+		if m == nil {
+			m = &migration{version: version}
+			byVersion[version] = m
+			out = append(out, m)
+		}
+		if stem, ok := strings.CutSuffix(base, ".postgres.sql"); ok {
+			if m.name != "" && m.name != stem {
+				return nil, fmt.Errorf("migrations %s and %s have the same number", m.name, stem)
+			}
+			m.name, m.postgres = stem, string(body)
+			continue
+		}
+		stem := strings.TrimSuffix(base, ".sql")
+		if m.sqlite != "" || (m.name != "" && m.name != stem) {
+			return nil, fmt.Errorf("migrations %s and %s have the same number", m.name, stem)
+		}
+		m.name, m.sqlite = stem, string(body)
+	}
+	res := make([]migration, 0, len(out))
+	for _, m := range out {
+		if m.sqlite == "" {
+			return nil, fmt.Errorf("migration %s.postgres.sql has no SQLite file beside it", m.name)
+		}
+		if m.postgres == "" {
+			m.postgres = pgDDL(m.sqlite)
+		}
+		res = append(res, *m)
+	}
+	sort.Slice(res, func(i, j int) bool { return res[i].version < res[j].version })
+	return res, nil
+}
+
+func (db *DB) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
 	if err != nil {
 		return err
 	}
-	sort.Strings(names)
-	for _, name := range names {
-		var version int
-		if _, err := fmt.Sscanf(strings.TrimPrefix(name, "migrations/"), "%d_", &version); err != nil {
-			return fmt.Errorf("migration %s: name must start with a number", name)
+	// On PostgreSQL the migrations run on one connection holding an advisory lock: nodes started together wait for
+	// the first, then find its migrations applied.
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer conn.Close()
+	create := `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`
+	if db.dialect == postgres {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(?)`, migrateLockKey); err != nil {
+			return fmt.Errorf("migrate: %w", err)
 		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, migrateLockKey)
+		create = pgDDL(create)
+	}
+	if _, err := conn.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if db.dialect == postgres {
+		// Replaced at every start, under the same lock, so that a newer renkei's definitions win.
+		if _, err := conn.ExecContext(ctx, pgFunctions); err != nil {
+			return fmt.Errorf("migrate: PostgreSQL functions: %w", err)
+		}
+	}
+	for _, m := range ms {
 		var n int
-		if err := db.write.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+		if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
 		if n > 0 {
 			continue
 		}
-		body, err := migrations.ReadFile(name)
+		body := m.sqlite
+		if db.dialect == postgres {
+			body = m.postgres
+		}
+		tx, err := conn.BeginTx(ctx, nil)
 		if err != nil {
-			return err
+			return fmt.Errorf("migrate %s: %w", m.name, err)
 		}
-		tx, err := db.write.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migrate %s: %w", name, err)
-		}
-		if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+		if _, err := tx.ExecContext(ctx, body); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("migrate %s: %w", name, err)
+			return fmt.Errorf("migrate %s (%s): %w", m.name, db.dialect, err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, version, time.Now().UnixMilli()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, time.Now().UnixMilli()); err != nil {
 			tx.Rollback()
-			return fmt.Errorf("migrate %s: %w", name, err)
+			return fmt.Errorf("migrate %s: %w", m.name, err)
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migrate %s: %w", name, err)
+			return fmt.Errorf("migrate %s: %w", m.name, err)
 		}
 	}
 	return nil

@@ -71,8 +71,12 @@ func (db *DB) readStmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// queryContext is db.read.QueryContext with a prepared statement.
+// queryContext is db.read.QueryContext with a prepared statement. On PostgreSQL pgx prepares and caches each
+// statement per connection by itself.
 func (db *DB) queryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if db.dialect == postgres {
+		return db.read.QueryContext(ctx, q, args...)
+	}
 	st, err := db.readStmt(ctx, q)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,9 @@ func (db *DB) queryContext(ctx context.Context, q string, args ...any) (*sql.Row
 
 // queryRowContext is db.read.QueryRowContext with a prepared statement.
 func (db *DB) queryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	if db.dialect == postgres {
+		return db.read.QueryRowContext(ctx, q, args...)
+	}
 	st, err := db.readStmt(ctx, q)
 	if err != nil {
 		return db.read.QueryRowContext(ctx, q, args...) // reports the same preparation error through Scan
@@ -90,8 +97,13 @@ func (db *DB) queryRowContext(ctx context.Context, q string, args ...any) *sql.R
 }
 
 // txStmt returns q prepared for tx: the promoted database-level statement bound to tx, or a statement prepared in
-// tx (and queued for promotion).
+// tx (and queued for promotion). On PostgreSQL it returns nil: pgx prepares and caches each statement per
+// connection, and a statement prepared in tx would be deallocated (a round trip) when tx ends; callers then run q
+// on tx directly (txExecOn, txQueryRowOn).
 func (db *DB) txStmt(ctx context.Context, tx *sql.Tx, q string) (*sql.Stmt, error) {
+	if db.dialect == postgres {
+		return nil, nil
+	}
 	if st := db.writes.get(q); st != nil {
 		return tx.StmtContext(ctx, st), nil
 	}
@@ -127,4 +139,20 @@ func (db *DB) promote(ctx context.Context) {
 			st.Close()
 		}
 	}
+}
+
+// txExecOn runs q in tx, through its prepared statement st if there is one.
+func txExecOn(ctx context.Context, tx *sql.Tx, st *sql.Stmt, q string, args ...any) (sql.Result, error) {
+	if st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, q, args...)
+}
+
+// txQueryRowOn runs q in tx, through its prepared statement st if there is one.
+func txQueryRowOn(ctx context.Context, tx *sql.Tx, st *sql.Stmt, q string, args ...any) *sql.Row {
+	if st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, q, args...)
 }

@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ func (s *Store) path(key string) (string, error) {
 	if len(key) != 64 {
 		return "", renkei.Errorf("blob.Open", renkei.Invalid, "invalid blob key %q", key)
 	}
-	if _, err := hex.DecodeString(key); err != nil {
+	if _, err := hex.DecodeString(key); err != nil || strings.ToLower(key) != key {
 		return "", renkei.Errorf("blob.Open", renkei.Invalid, "invalid blob key %q", key)
 	}
 	return filepath.Join(s.Root, key[0:3], key), nil
