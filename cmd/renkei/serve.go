@@ -20,14 +20,12 @@ import (
 	"renkei"
 	"renkei/access"
 	"renkei/archive"
-	"renkei/blob/disk"
 	"renkei/clinical"
 	"renkei/dicomweb"
 	"renkei/directory"
 	"renkei/identity"
 	"renkei/monitor"
 	"renkei/notify"
-	"renkei/sqlstore"
 	"renkei/web"
 )
 
@@ -35,6 +33,8 @@ import (
 // fields here and flags in serveFlags.
 type serveConfig struct {
 	Data            string
+	DB              string
+	Blobs           string
 	HTTP            string
 	CORSOrigins     string
 	TrashDays       int
@@ -83,6 +83,8 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("renkei serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Data, "data", "./renkei-data", "data folder: the SQLite index (index.db) and the blob store (blobs/) live here")
+	fs.StringVar(&c.DB, "db", "", indexUsage)
+	fs.StringVar(&c.Blobs, "blobs", "", blobsUsage)
 	fs.StringVar(&c.HTTP, "http", "127.0.0.1:8080", "address for HTTP: DICOMweb under /dicomweb")
 	fs.StringVar(&c.CORSOrigins, "cors-origins", "", "comma-separated origins allowed to call DICOMweb from a browser (e.g. https://viewer.example.jp), or * for any")
 	fs.IntVar(&c.TrashDays, "trash-days", 30, "days a deleted study, series or instance stays restorable before it is purged")
@@ -129,6 +131,8 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 		fmt.Fprint(fs.Output(), `Usage: renkei serve [flags]
 
 Runs the platform with everything in one data folder (SQLite index + file blob store).
+--blobs s3://BUCKET?endpoint=HOST:PORT moves the blobs to an S3-compatible object store; its credentials are read
+only from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN) or an AWS credentials file (AWS_PROFILE).
 Every flag can also be set by an environment variable: --http is RENKEI_HTTP, --trash-days is RENKEI_TRASH_DAYS.
 
 Flags:
@@ -160,7 +164,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(c.Data, 0o750); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
-	db, err := sqlstore.Open(ctx, filepath.Join(c.Data, "index.db"))
+	db, err := openIndex(ctx, c.DB, c.Data)
 	if err != nil {
 		return err
 	}
@@ -168,15 +172,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if db.AuditKey, err = auditKey(filepath.Join(c.Data, auditKeyFile)); err != nil {
 		return fmt.Errorf("audit key: %w", err)
 	}
-	blobs, err := disk.Open(filepath.Join(c.Data, "blobs"))
+	blobs, err := openBlobs(ctx, c.Blobs, c.Data, logger)
 	if err != nil {
 		return err
 	}
-	go func() {
-		if err := blobs.Prepare(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("blob folders", "err", err)
-		}
-	}()
 	// Every transport reads and writes the archive through the access decorator: one place decides who sees what,
 	// and records it in the audit chain.
 	arch := archive.New(access.New(db, db, db), blobs, logger)
