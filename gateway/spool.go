@@ -45,8 +45,10 @@ type Entry struct {
 }
 
 // Spool is a directory of instances waiting to be sent: objects/<sha256>.dcm, each with objects/<sha256>.json. A
-// file is written to tmp/, fsynced, renamed into objects/ and the directory fsynced before Put returns; the sidecar
-// is made durable before its file, so every .dcm in objects/ has its sidecar. The spool is just the directory: a new
+// file is written to tmp/, fsynced, renamed into objects/, its sidecar written beside it, and the directory fsynced
+// before Put returns: two flushes per instance. The sidecar is not flushed on its own: everything in it can be read
+// again from the file (UIDs, the calling AE from SourceApplicationEntityTitle, size, time), so a sidecar lost or cut
+// short by a power failure is rebuilt when the spool is opened or listed. The spool is just the directory: a new
 // Spool on the same directory after a restart or power loss sees exactly what was acknowledged.
 type Spool struct {
 	Dir string
@@ -57,6 +59,13 @@ type Spool struct {
 	Now       func() time.Time
 
 	mu sync.Mutex // serialises sidecar rewrites
+
+	// Group commit of objects/: concurrent Puts (several associations) share one directory fsync.
+	smu            sync.Mutex
+	scond          *sync.Cond
+	wanted, synced uint64
+	syncing        bool
+	lastSyncErr    error
 }
 
 // Open makes the spool's directories and removes what a crash left half-written: temporary files and sidecars
@@ -87,7 +96,63 @@ func Open(dir string, reserve int64) (*Spool, error) {
 			}
 		}
 	}
+	// Files whose sidecar a power failure lost or cut short get it back from their own header.
+	if _, err := s.List(); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// rebuild makes the sidecar of a spooled file from the file itself, for a sidecar lost or cut short by a crash.
+func (s *Spool) rebuild(key string) (Entry, error) {
+	f, err := os.Open(s.path(key))
+	if err != nil {
+		return Entry{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Entry{}, err
+	}
+	opt := dicom.DefaultReadOptions
+	opt.StopAtPixelData = true
+	df, err := dicom.Parse(f, opt)
+	if err != nil {
+		return Entry{}, fmt.Errorf("spool: %s cannot be read to rebuild its sidecar: %w", key, err)
+	}
+	e := Entry{Key: key, StudyInstanceUID: df.DataSet.String(dicom.StudyInstanceUID), SeriesInstanceUID: df.DataSet.String(dicom.SeriesInstanceUID),
+		SOPInstanceUID: df.DataSet.String(dicom.SOPInstanceUID), SOPClassUID: df.DataSet.String(dicom.SOPClassUID),
+		CallingAETitle: df.Meta.String(dicom.SourceApplicationEntityTitle), Received: st.ModTime(), Size: st.Size()}
+	if err := s.writeSidecar(e, false); err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// syncObjects makes the renames and removals done in objects/ so far durable. Callers that arrive while a flush
+// runs wait for the next one, which covers all of them: one flush per group, not per instance.
+func (s *Spool) syncObjects() error {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	if s.scond == nil {
+		s.scond = sync.NewCond(&s.smu)
+	}
+	s.wanted++
+	mine := s.wanted
+	for s.synced < mine {
+		if s.syncing {
+			s.scond.Wait()
+			continue
+		}
+		s.syncing = true
+		target := s.wanted // everyone who asked so far changed the directory before asking
+		s.smu.Unlock()
+		err := syncDir(s.objects())
+		s.smu.Lock()
+		s.syncing, s.synced, s.lastSyncErr = false, target, err
+		s.scond.Broadcast()
+	}
+	return s.lastSyncErr
 }
 
 func (s *Spool) objects() string         { return filepath.Join(s.Dir, "objects") }
@@ -172,15 +237,16 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 	if e.Received.IsZero() {
 		e.Received = s.now()
 	}
-	// The sidecar first: a crash after it and before the file's rename leaves a sidecar that Open removes.
-	if err := s.writeSidecar(e, true); err != nil {
-		return Entry{}, err
-	}
 	if err := os.Rename(name, s.path(e.Key)); err != nil {
 		return Entry{}, err
 	}
 	ok = true
-	if err := syncDir(s.objects()); err != nil {
+	// The sidecar is not flushed on its own (it can be rebuilt from the file); the directory's flush below makes both
+	// names durable.
+	if err := s.writeSidecar(e, false); err != nil {
+		return Entry{}, err
+	}
+	if err := s.syncObjects(); err != nil {
 		return Entry{}, err
 	}
 	return e, nil
@@ -228,13 +294,33 @@ func (s *Spool) OpenFile(key string) (*os.File, error) { return os.Open(s.path(k
 
 // Remove deletes a spooled instance, file first (so no file is ever without its sidecar), and makes it durable.
 func (s *Spool) Remove(key string) error {
+	if err := s.remove(key); err != nil {
+		return err
+	}
+	return s.syncObjects()
+}
+
+// RemoveAll deletes spooled instances and makes it durable with one fsync of the folder.
+func (s *Spool) RemoveAll(keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	for _, k := range keys {
+		if err := s.remove(k); err != nil {
+			return err
+		}
+	}
+	return s.syncObjects()
+}
+
+func (s *Spool) remove(key string) error {
 	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if err := os.Remove(s.jpath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	return syncDir(s.objects())
+	return nil
 }
 
 // List returns the spooled instances, oldest first.
@@ -250,15 +336,18 @@ func (s *Spool) List() ([]Entry, error) {
 			continue
 		}
 		b, err := os.ReadFile(s.jpath(key))
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				continue // removed meanwhile
-			}
-			return nil, fmt.Errorf("spool: %w", err)
-		}
 		var e Entry
-		if err := json.Unmarshal(b, &e); err != nil {
-			return nil, fmt.Errorf("spool: sidecar of %s: %w", key, err)
+		if err == nil {
+			err = json.Unmarshal(b, &e)
+		}
+		if err != nil || e.SOPInstanceUID == "" {
+			// No sidecar, or one cut short: rebuilt from the file (unless the file went meanwhile).
+			if e, err = s.rebuild(key); err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					continue
+				}
+				return nil, err
+			}
 		}
 		e.Key = key
 		out = append(out, e)

@@ -65,6 +65,9 @@ type Uploader struct {
 	once   sync.Once
 	wake   chan struct{}
 	resume chan struct{}
+	// zstds and gzips keep encoders between requests: a new zstd encoder allocates and clears its 8 MiB window
+	// (most of a small request's CPU), a gzip one ~1 MiB.
+	zstds, gzips sync.Pool
 }
 
 func (u *Uploader) init() {
@@ -187,6 +190,26 @@ func (u *Uploader) Run(ctx context.Context) error {
 			if !next.IsZero() {
 				wait = min(wait, time.Until(next))
 			}
+			// A batch short of full whose newest instance arrived just now waits a moment for the rest of its
+			// study: a modality sends an instance every few milliseconds, and a request of one instance costs
+			// renkei and the spool as much as one of twenty.
+			kept := batches[:0]
+			for _, b := range batches {
+				newest := b[0].Received
+				var size int64
+				for _, e := range b {
+					size += e.Size
+					if e.Received.After(newest) {
+						newest = e.Received
+					}
+				}
+				if len(b) < u.maxBatch() && size < u.maxBatchBytes()/2 && u.now().Sub(newest) < 200*time.Millisecond {
+					wait = min(wait, newest.Add(200*time.Millisecond).Sub(u.now()))
+					continue
+				}
+				kept = append(kept, b)
+			}
+			batches = kept
 		}
 		for _, b := range batches {
 			select {
@@ -261,16 +284,23 @@ func (u *Uploader) Run(ctx context.Context) error {
 	}
 }
 
+func (u *Uploader) maxBatch() int {
+	if u.MaxBatch <= 0 {
+		return 20
+	}
+	return u.MaxBatch
+}
+
+func (u *Uploader) maxBatchBytes() int64 {
+	if u.MaxBatchBytes <= 0 {
+		return 16 << 20
+	}
+	return u.MaxBatchBytes
+}
+
 // batches groups entries by study, oldest study first, into requests of at most MaxBatch instances and MaxBatchBytes.
 func (u *Uploader) batches(entries []Entry) [][]Entry {
-	maxN := u.MaxBatch
-	if maxN <= 0 {
-		maxN = 20
-	}
-	maxBytes := u.MaxBatchBytes
-	if maxBytes <= 0 {
-		maxBytes = 16 << 20
-	}
+	maxN, maxBytes := u.maxBatch(), u.maxBatchBytes()
 	byStudy := map[string][]Entry{}
 	var order []string
 	for _, e := range entries {
@@ -393,10 +423,14 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 			out.retryable = true
 		}
 	}
+	keys := make([]string, len(acked))
+	for i, e := range acked {
+		keys[i] = e.Key
+	}
+	if err := u.Spool.RemoveAll(keys); err != nil {
+		log.Error("gateway: cannot remove sent instances from the spool", "err", err)
+	}
 	for _, e := range acked {
-		if err := u.Spool.Remove(e.Key); err != nil {
-			log.Error("gateway: cannot remove a sent instance from the spool", "key", e.Key, "err", err)
-		}
 		out.sent++
 		if u.Sent != nil {
 			u.Sent(e)
@@ -499,15 +533,28 @@ func (u *Uploader) writeBody(w io.Writer, batch []Entry, boundary string) error 
 	var zw io.WriteCloser
 	switch u.Encoding {
 	case "gzip":
-		zw, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
-	case "zstd":
-		var err error
-		if zw, err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20)); err != nil {
-			return err
+		gz, _ := u.gzips.Get().(*gzip.Writer)
+		if gz == nil {
+			gz, _ = gzip.NewWriterLevel(w, gzip.BestSpeed)
+		} else {
+			gz.Reset(w)
 		}
+		defer u.gzips.Put(gz)
+		zw = gz
+	case "zstd":
+		enc, _ := u.zstds.Get().(*zstd.Encoder)
+		if enc == nil {
+			var err error
+			if enc, err = zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(8<<20)); err != nil {
+				return err
+			}
+		} else {
+			enc.Reset(w)
+		}
+		defer u.zstds.Put(enc)
+		zw = enc
 	}
 	if zw != nil {
-		defer zw.Close() // frees the encoder when the body stops early
 		w = zw
 	}
 	mw := multipart.NewWriter(w)
