@@ -17,7 +17,6 @@ import (
 
 	"renkei"
 	"renkei/identity"
-	"renkei/sqlstore"
 )
 
 const adminUsage = `Usage:
@@ -37,7 +36,8 @@ const adminUsage = `Usage:
   renkei admin ae remove TITLE
   renkei admin audit verify [--key FILE]
 
-Every command takes --data DIR (RENKEI_DATA). They work while renkei serve runs, and are meant for shell scripts:
+Every command takes --data DIR (RENKEI_DATA), and --db postgres://… (RENKEI_DB) where the index is on
+PostgreSQL (the audit key stays in --data). They work while renkei serve runs, and are meant for shell scripts:
 they never prompt. Every change is recorded in the audit trail as done by the admin shell and the OS user.
 
 KIND is hospital, clinic, care-home, pharmacy, imaging-centre or region (the region's operator, home of region
@@ -71,6 +71,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, adminUsage) }
 	data := fs.String("data", "./renkei-data", "data folder")
+	index := fs.String("db", "", indexUsage)
 	var (
 		ae        renkei.AE
 		inst      renkei.Institution
@@ -129,7 +130,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(*data, 0o750); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
-	db, err := sqlstore.Open(ctx, filepath.Join(*data, "index.db"))
+	db, err := openIndex(ctx, *index, *data)
 	if err != nil {
 		return err
 	}
