@@ -130,6 +130,16 @@ func (db *DB) commitBatch(batch []*insertReq) {
 			return
 		}
 		res := db.insertOne(ctx, tx, r.inst)
+		for try := 0; try < 3 && db.dialect == postgres && isUniqueViolation(res.err); try++ {
+			// Another node inserted the same patient, study or series a moment ago (its transaction committed
+			// before this insert could fail): start the instance again, now seeing that row.
+			if _, err := tx.ExecContext(ctx, `ROLLBACK TO one`); err != nil {
+				tx.Rollback()
+				fail(err)
+				return
+			}
+			res = db.insertOne(ctx, tx, r.inst)
+		}
 		if res.err != nil {
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO one`); err != nil {
 				tx.Rollback()

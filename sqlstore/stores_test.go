@@ -383,3 +383,42 @@ func testDirectory(t *testing.T, db *sqlstore.DB) {
 		t.Errorf("CapacityHistory: %d items, %v", len(hist), err)
 	}
 }
+
+// TestTwoNodesOneStudy: two handles (two nodes) store instances of the same new patient, study and series at once;
+// every instance is stored once and counted, whichever node created the rows.
+func TestTwoNodesOneStudy(t *testing.T) { eachBackend(t, testTwoNodesOneStudy) }
+
+func testTwoNodesOneStudy(t *testing.T, target string) {
+	ctx := context.Background()
+	nodes := []*sqlstore.DB{openTarget(t, target), openTarget(t, target)}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for round := range 5 {
+		for n, db := range nodes {
+			for w := range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sop := fmt.Sprint("8.", round, ".1.", n, ".", w)
+					if _, _, err := db.Insert(ctx, inst(fmt.Sprint("R", round), fmt.Sprint("8.", round), fmt.Sprint("8.", round, ".1"), sop, "CT", "k"+sop)); err != nil {
+						errs <- err
+					}
+				}()
+			}
+		}
+		wg.Wait()
+	}
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	got := studies(t, nodes[0], nil)
+	if len(got) != 5 {
+		t.Fatalf("%d studies, want 5", len(got))
+	}
+	for _, s := range got {
+		if s.NumberOfSeries != 1 || s.NumberOfInstances != 8 {
+			t.Errorf("study %s: %d series, %d instances; want 1 and 8", s.StudyInstanceUID, s.NumberOfSeries, s.NumberOfInstances)
+		}
+	}
+}
