@@ -404,6 +404,7 @@ func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
 	r.size, err = totalSize(h)
 	if err == nil {
 		r.block, err = io.ReadAll(io.LimitReader(body, headSize))
+		finish(body)
 	}
 	if err != nil {
 		return nil, unavailable("blob.Open", "the image store cannot be read", fmt.Errorf("object %s: %w", r.name, err))
@@ -576,7 +577,16 @@ func (r *reader) fetch(off, n int64) ([]byte, error) {
 	if _, err := io.ReadFull(body, b); err != nil {
 		return nil, r.readErr(err)
 	}
+	finish(body)
 	return b, nil
+}
+
+// finish reads a body that has given all the bytes asked for up to its end, so that the connection goes back to the
+// pool: net/http closes the connection of a body closed before its EOF was seen, and a new TCP connection per ranged
+// read tripled its cost here. A server that sends more than asked (a range ignored) loses its connection instead.
+func finish(body io.Reader) {
+	var b [1]byte
+	body.Read(b[:])
 }
 
 func (r *reader) readErr(err error) error {
@@ -612,6 +622,7 @@ func (r *reader) WriteTo(w io.Writer) (int64, error) {
 		}
 		defer body.Close()
 		n, err := io.Copy(w, io.LimitReader(body, r.size-pos))
+		finish(body)
 		total += n
 		r.advance(n)
 		if err != nil {
