@@ -125,8 +125,12 @@ func (w *writer) Commit(ctx context.Context) (string, int64, error) {
 	}
 	final, _ := w.s.path(key)
 	if _, err := os.Stat(final); err == nil {
-		// Already stored: a rename only puts a whole, synced file in place, so the existing one is complete.
+		// Already stored: a rename only puts a whole, synced file in place, so the existing one is complete. Its
+		// written time becomes now: the orphan sweep removes unused blobs written before its cutoff, and this one
+		// is about to be used (not synced: after a crash the sweep asks the index, which then knows).
 		os.Remove(w.f.Name())
+		now := time.Now()
+		os.Chtimes(final, now, now)
 		return key, w.n, nil
 	}
 	dir := filepath.Dir(final)

@@ -57,6 +57,11 @@ type Config struct {
 	MultipartAbove int64
 	// Transport carries the requests (default: minio-go's); tests count them with it.
 	Transport http.RoundTripper
+	// RefreshAfter is the age beyond which a duplicate is uploaded again rather than only found (default 10
+	// minutes), so that its written time is new: the orphan sweep (archive.SweepOrphans) removes blobs that no
+	// instance uses and that were written before its cutoff (an hour ago), and must not remove an old orphan that a
+	// new instance is about to refer to.
+	RefreshAfter time.Duration
 }
 
 // ParseURL reads s3://BUCKET[/PREFIX]?endpoint=HOST:PORT&region=R&secure=false&prefix=P.
@@ -113,6 +118,9 @@ func New(cfg Config) (*Store, error) {
 	cfg.MultipartAbove = min(cfg.MultipartAbove, 5<<30) // the largest single PUT S3 accepts
 	if cfg.TempDir == "" {
 		cfg.TempDir = os.TempDir()
+	}
+	if cfg.RefreshAfter <= 0 {
+		cfg.RefreshAfter = 10 * time.Minute
 	}
 	if cfg.Prefix != "" && !strings.HasSuffix(cfg.Prefix, "/") {
 		cfg.Prefix += "/"
@@ -309,12 +317,12 @@ func (w *writer) Commit(ctx context.Context) (string, int64, error) {
 		return "", 0, unavailable("blob.Commit", "the image store cannot be written", fmt.Errorf("object %s: %w", name, err))
 	}
 	// A duplicate costs one HEAD: an object under this name was put whole, by a PUT the server checked against
-	// this same SHA-256 (or by a completed multipart upload of the same size).
+	// this same SHA-256 (or by a completed multipart upload of the same size). One that is not what this key should
+	// hold (damaged, or written by something else) is replaced, and so is an old one (see RefreshAfter).
 	if info, err := s.client.StatObject(ctx, s.cfg.Bucket, name, minio.StatObjectOptions{Checksum: true}); err == nil {
-		if verr := verify(info, w.n, sum); verr == nil {
+		if verify(info, w.n, sum) == nil && time.Since(info.LastModified) < s.cfg.RefreshAfter {
 			return key, w.n, nil
 		}
-		// Not what this key should hold (damaged or written by something else): replace it.
 	} else if !isNotFound(err) {
 		return fail(err)
 	}

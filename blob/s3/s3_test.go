@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/minio/minio-go/v7"
@@ -150,8 +151,8 @@ func (c *counter) take() map[string]int {
 }
 
 // TestRequests pins the cost of each operation in requests, which is what a remote object store charges in time and
-// money: a new blob is HEAD, PUT, HEAD (the check of what the server kept); a duplicate is one HEAD; opening a blob
-// and reading its header is one GET, and a whole retrieval one more.
+// money: a new blob is HEAD, PUT, HEAD (the check of what the server kept); a duplicate is one HEAD (or, written
+// before RefreshAfter, a new upload); opening a blob and reading its header is one GET, and a whole retrieval one more.
 func TestRequests(t *testing.T) {
 	srv := startServer(t)
 	cfg := config(t, srv)
@@ -175,6 +176,18 @@ func TestRequests(t *testing.T) {
 	blobtest.Put(t, s, data)
 	if diff := cmp.Diff(map[string]int{"HEAD": 1}, c.take()); diff != "" {
 		t.Errorf("a duplicate (-want +got):\n%s", diff)
+	}
+	// A duplicate of an old blob is uploaded again, so that its written time protects it from the orphan sweep.
+	old := cfg
+	old.RefreshAfter = time.Nanosecond
+	so, err := s3.Open(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.take()
+	blobtest.Put(t, so, data)
+	if diff := cmp.Diff(map[string]int{"HEAD": 2, "PUT": 1}, c.take()); diff != "" {
+		t.Errorf("a duplicate of an old blob (-want +got):\n%s", diff)
 	}
 	r, err := s.Open(ctx, key)
 	if err != nil {
