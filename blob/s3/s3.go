@@ -649,6 +649,29 @@ func (r *reader) advance(n int64) {
 	r.mu.Unlock()
 }
 
+// AbortStaleUploads aborts the multipart uploads under the prefix that were started more than olderThan ago and
+// never completed: what a node killed in the middle of a large upload leaves. They were never visible as objects,
+// but their parts take space. No upload takes a day, so a day is a safe age; a bucket lifecycle rule
+// (AbortIncompleteMultipartUpload) does the same where the store has one. It returns how many it aborted.
+func (s *Store) AbortStaleUploads(ctx context.Context, olderThan time.Duration) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n := 0
+	for u := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, s.cfg.Prefix, true) {
+		if u.Err != nil {
+			return n, fmt.Errorf("list incomplete uploads: %w", u.Err)
+		}
+		if time.Since(u.Initiated) < olderThan {
+			continue
+		}
+		if err := s.core.AbortMultipartUpload(ctx, s.cfg.Bucket, u.Key, u.UploadID); err != nil && minio.ToErrorResponse(err).Code != "NoSuchUpload" {
+			return n, fmt.Errorf("abort the incomplete upload of %s: %w", u.Key, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Delete implements blob.Store. S3 answers a DELETE of a missing object with success, as the contract wants.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	if err := validKey("blob.Delete", key); err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/minio/minio-go/v7"
 
+	"renkei"
 	"renkei/blob"
 	"renkei/blob/blobtest"
 	"renkei/blob/s3"
@@ -323,5 +325,95 @@ func TestParseURL(t *testing.T) {
 		if diff := cmp.Diff(tc.want, got); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", tc.url, diff)
 		}
+	}
+}
+
+// failing makes every PUT whose body goes past limit bytes fail there, as a connection cut in the middle of an
+// upload does (minio-go retries; every retry is cut too).
+type failing struct {
+	rt    http.RoundTripper
+	limit int64
+}
+
+func (f *failing) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPut && r.Body != nil && r.ContentLength > f.limit {
+		r = r.Clone(r.Context())
+		r.Body = &cutBody{ReadCloser: r.Body, left: f.limit}
+	}
+	return f.rt.RoundTrip(r)
+}
+
+type cutBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (c *cutBody) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("connection cut by the test")
+	}
+	n, err := c.ReadCloser.Read(p[:min(int64(len(p)), c.left)])
+	c.left -= int64(n)
+	return n, err
+}
+
+// TestFailedUploadLeavesNothing: an upload cut in the middle, single PUT or multipart, fails Commit and leaves no
+// object, no incomplete upload and no temporary file; a multipart upload that a killed node left behind is aborted
+// by AbortStaleUploads.
+func TestFailedUploadLeavesNothing(t *testing.T) {
+	srv := startServer(t)
+	cfg := config(t, srv)
+	tr, err := minio.DefaultTransport(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Transport = &failing{rt: tr, limit: 200 << 10}
+	ctx := context.Background()
+	s, err := s3.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1 << 20, 20 << 20} { // one PUT; parts of 16 MiB (MultipartAbove is 8 MiB here)
+		data := blobtest.Bytes(size, 77)
+		w, _ := s.Create(ctx)
+		w.Write(data)
+		if _, _, err := w.Commit(ctx); err == nil {
+			t.Fatalf("%d bytes: Commit succeeded through a cut connection", size)
+		}
+		if _, err := s.Open(ctx, blobtest.Key(data)); renkei.ErrorKind(err) != renkei.NotFound {
+			t.Errorf("%d bytes: after the failed upload Open says %v, want NotFound", size, err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(cfg.TempDir, "*")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+	incomplete := func() []string {
+		var keys []string
+		for u := range srv.Client().ListIncompleteUploads(ctx, cfg.Bucket, "", true) {
+			if u.Err != nil {
+				t.Fatal(u.Err)
+			}
+			keys = append(keys, u.Key)
+		}
+		return keys
+	}
+	if keys := incomplete(); len(keys) > 0 {
+		t.Errorf("incomplete uploads left by a failed Commit: %v", keys)
+	}
+	// A node killed during a multipart upload leaves it started.
+	core := minio.Core{Client: srv.Client()}
+	name := s.Object(blobtest.Key([]byte("killed")))
+	if _, err := core.NewMultipartUpload(ctx, cfg.Bucket, name, minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.AbortStaleUploads(ctx, time.Hour); err != nil || n != 0 {
+		t.Errorf("AbortStaleUploads(1h) of a new upload: %d, %v; want 0", n, err)
+	}
+	time.Sleep(1100 * time.Millisecond) // S3 times are whole seconds
+	if n, err := s.AbortStaleUploads(ctx, time.Second); err != nil || n != 1 {
+		t.Errorf("AbortStaleUploads: %d, %v; want 1", n, err)
+	}
+	if keys := incomplete(); len(keys) > 0 {
+		t.Errorf("incomplete uploads after AbortStaleUploads: %v", keys)
 	}
 }

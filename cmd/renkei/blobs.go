@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"renkei/blob"
 	"renkei/blob/disk"
@@ -48,5 +49,14 @@ func openBlobs(ctx context.Context, where, data string, logger *slog.Logger) (bl
 		return nil, fmt.Errorf("--blobs: %w", err)
 	}
 	logger.Info("blobs in S3", "bucket", cfg.Bucket, "endpoint", cfg.Endpoint, "prefix", cfg.Prefix)
+	go func() {
+		// Parts of large uploads that a killed node never completed: invisible, but they take space.
+		n, err := s.AbortStaleUploads(ctx, 24*time.Hour)
+		if err != nil && ctx.Err() == nil {
+			logger.Warn("abort stale S3 uploads", "err", err)
+		} else if n > 0 {
+			logger.Info("aborted stale S3 multipart uploads", "uploads", n)
+		}
+	}()
 	return s, nil
 }
