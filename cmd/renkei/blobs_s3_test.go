@@ -132,6 +132,18 @@ func TestServeBlobsS3(t *testing.T) {
 			t.Errorf("frame %d: %d parts, not the frame's %d bytes", n, len(parts), frameLen)
 		}
 	}
+	// Metadata: the header parsed from the object's first bytes, its pixel data left in the bucket.
+	req, _ = http.NewRequest(http.MethodGet, fmt.Sprintf("%s/studies/%s/metadata", base, study), nil)
+	req.Header.Set("Accept", "application/dicom+json")
+	resp, err = client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), dicomtest.UID("s3/mf")) || !strings.Contains(string(b), "BulkDataURI") {
+		t.Errorf("study metadata: %s: %.300s", resp.Status, b)
+	}
 	if _, err := os.Stat(filepath.Join(data, "blobs")); !os.IsNotExist(err) {
 		t.Errorf("with --blobs s3://… the data folder has a blobs/ folder too (%v)", err)
 	}
