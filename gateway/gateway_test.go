@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -253,5 +254,62 @@ func TestRelabel(t *testing.T) {
 	}
 	if same, _ := relabel(file, InboxItem{Issuer: "KITA", PatientID: "D0001", LocalIssuer: "", LocalPatientID: "D0001"}); same == nil {
 		t.Error("relabel to the same ID failed")
+	}
+}
+
+// TestRelabelCompressed: a compressed instance (JPEG-LS, JPEG 2000, from pydicom's samples, which scripts/setup
+// installs) keeps its transfer syntax and every fragment of its pixel data when it is relabelled, and dcmtk can read
+// it back.
+func TestRelabelCompressed(t *testing.T) {
+	dir := "/usr/lib/python3/dist-packages/pydicom/data/test_files"
+	for _, name := range []string{"MR_small_jpeg_ls_lossless.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm"} {
+		t.Run(name, func(t *testing.T) {
+			file, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				t.Skipf("pydicom's sample %s is missing (scripts/setup installs python3-pydicom): %v", name, err)
+			}
+			in, err := dicom.Parse(bytes.NewReader(file), dicom.DefaultReadOptions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := relabel(file, InboxItem{Issuer: "KITA", PatientID: in.DataSet.String(dicom.PatientID), LocalIssuer: "CHUO", LocalPatientID: "H0001"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := dicom.Parse(bytes.NewReader(out), dicom.DefaultReadOptions)
+			if err != nil {
+				t.Fatalf("the relabelled file cannot be read: %v", err)
+			}
+			if f.TransferSyntaxUID != in.TransferSyntaxUID || f.DataSet.String(dicom.PatientID) != "H0001" {
+				t.Errorf("transfer syntax %s (was %s), patient %q", f.TransferSyntaxUID, in.TransferSyntaxUID, f.DataSet.String(dicom.PatientID))
+			}
+			frags := func(b []byte, pd *dicom.Element) [][]byte {
+				var out [][]byte
+				for _, fr := range pd.Fragments {
+					if fr.Data != nil {
+						out = append(out, fr.Data)
+					} else {
+						out = append(out, b[fr.Offset:fr.Offset+int64(fr.Length)])
+					}
+				}
+				return out
+			}
+			a, b := frags(file, in.PixelData), frags(out, f.PixelData)
+			if len(a) == 0 || len(a) != len(b) {
+				t.Fatalf("%d fragments, was %d", len(b), len(a))
+			}
+			for i := range a {
+				if !bytes.Equal(a[i], b[i]) {
+					t.Errorf("fragment %d differs", i)
+				}
+			}
+			if _, err := exec.LookPath("dcmdump"); err == nil {
+				p := filepath.Join(t.TempDir(), "out.dcm")
+				os.WriteFile(p, out, 0o600)
+				if o, err := exec.Command("dcmdump", "+P", "0010,0020", p).CombinedOutput(); err != nil || !strings.Contains(string(o), "H0001") {
+					t.Errorf("dcmdump: %v %s", err, o)
+				}
+			}
+		})
 	}
 }
