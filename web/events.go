@@ -12,11 +12,11 @@ import (
 // Live updates: the web app keeps one server-sent event stream open (GET /api/events) and is told "study X changed"
 // when a study it may see gets new images or is shared with it; it then asks again through the normal, audited API.
 // An event names only a study UID, and only to callers whose institution owns the study or who received a share of
-// its patient; nobody learns of another institution's data. Events reach the connections of this process; several
-// nodes will relay them through PostgreSQL (issue 9).
+// its patient; nobody learns of another institution's data. Events reach the connections of this process; on several
+// nodes RelayedEvents relays them to the others' through PostgreSQL (issue 9).
 
 // Events carries live updates to the open /api/events streams. Hub is the in-process one; when several nodes serve
-// one region, an implementation over PostgreSQL LISTEN/NOTIFY (or another shared engine) takes its place.
+// one region, RelayedEvents (a Hub and a Relay over PostgreSQL LISTEN/NOTIFY) takes its place.
 type Events interface {
 	// Publish tells the subscribers of an institution, or (user not 0) one user, that an event happened: its type
 	// ("study", "referral", "link") and its data (a UID or a key, nothing more).
@@ -109,8 +109,9 @@ func (h *Hub) remove(s *subscriber) {
 // the connection open.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
-	fl, ok := w.(http.Flusher)
-	if !ok || s.Hub == nil {
+	// The response controller finds the flusher through wrappers (the request log's), which a type assertion misses.
+	fl := http.NewResponseController(w)
+	if s.Hub == nil {
 		s.problem(w, r, renkei.Errorf("web.events", renkei.Unavailable, "live updates are not available here"))
 		return
 	}
@@ -126,7 +127,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, ": renkei live updates\n\n")
-	fl.Flush()
+	if fl.Flush() != nil {
+		return // this connection cannot stream
+	}
 	tick := time.NewTicker(25 * time.Second)
 	defer tick.Stop()
 	for {

@@ -169,6 +169,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
+	bus, err := openBus(ctx, c.DB, logger)
+	if err != nil {
+		return err
+	}
+	if bus != nil {
+		defer bus.Close()
+	}
 	if db.AuditKey, err = auditKey(filepath.Join(c.Data, auditKeyFile)); err != nil {
 		return fmt.Errorf("audit key: %w", err)
 	}
@@ -206,6 +213,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.UseClinical(clinical.New(db))
 	front.Directory = directory.New(db)
 	front.UseConsults(db)
+	if bus != nil { // several nodes: live events and consults reach the users of the other nodes too
+		front.Hub = web.NewRelayedEvents(bus, logger)
+	}
 	ice, err := iceServers(c.TURN, c.TURNUser, os.Getenv("RENKEI_TURN_PASSWORD"))
 	if err != nil {
 		return err
@@ -266,20 +276,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	defer stopPurge()
 	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)
-	go front.WatchGateways(purgeCtx, time.Minute)
+	runOnOneNode(purgeCtx, bus, "gateway-watch", func(ctx context.Context) { front.WatchGateways(ctx, time.Minute) })
 	exportCtx, stopExport := context.WithCancel(ctx)
-	defer runExporter(exportCtx, exporter, logger)() // waits for the export's clean stop, before the index closes
+	if exporter != nil { // the export runs on one node; waits for its clean stop, before the index closes
+		defer runOnOneNode(exportCtx, bus, "audit-export", func(ctx context.Context) { runExporter(ctx, exporter, logger)() })()
+	}
 	defer stopExport()
 	mon := monitor.New(db)
 	mon.Config, mon.Logger, mon.Poll, mon.PublicURL = rules, logger, c.MonitorPoll, front.PublicURL
 	if front.Mailer != nil {
 		mon.Mailer = front.Mailer
 	}
-	go func() {
-		if err := mon.Run(purgeCtx); err != nil {
+	// One node follows the trail (its cursor is in the index): alerts and the daily summary are raised once.
+	runOnOneNode(purgeCtx, bus, "monitor", func(ctx context.Context) {
+		if err := mon.Run(ctx); err != nil {
 			logger.Error("security monitoring stopped", "err", err)
 		}
-	}()
+	})
 	go func() {
 		// A quiet chain is signed too, so that removing its newest events is detected.
 		t := time.NewTicker(time.Minute)
