@@ -35,6 +35,7 @@ const adminUsage = `Usage:
   renkei admin ae list
   renkei admin ae remove TITLE
   renkei admin audit verify [--key FILE]
+  renkei admin migrate --from sqlite://PATH --to postgres://… [--blobs-to s3://…]   move a stopped region to PostgreSQL and S3 (renkei admin migrate -h)
 
 Every command takes --data DIR (RENKEI_DATA), and --db postgres://… (RENKEI_DB) where the index is on
 PostgreSQL (the audit key stays in --data). They work while renkei serve runs, and are meant for shell scripts:
@@ -62,6 +63,10 @@ func adminPrincipal() *renkei.Principal {
 }
 
 func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	switch {
+	case len(args) > 0 && args[0] == "migrate":
+		return adminMigrate(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, adminUsage)
 		return flag.ErrHelp
