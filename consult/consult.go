@@ -1,11 +1,13 @@
 // Package consult runs live consults (相談): a room on one study where doctors of several institutions see the same
 // series, slice, window and zoom, point and draw for each other, pass control, chat and talk. One participant drives
 // at a time; what they show is the room's state, and a late joiner starts from it. Messages travel through a Hub,
-// in-process here, behind an interface so that several nodes can use PostgreSQL LISTEN/NOTIFY or similar instead.
+// in-process here; with several nodes, Connect relays each room's messages to the same room on the other nodes
+// (PostgreSQL LISTEN/NOTIFY), so that participants connected to different nodes share one room.
 package consult
 
 import (
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -114,8 +116,10 @@ type Rooms struct {
 	Record Recorder
 	Now    func() time.Time
 
-	mu    sync.Mutex
-	rooms map[int64]*room
+	mu     sync.Mutex
+	rooms  map[int64]*room
+	relay  Relay // set by Connect: the other nodes' rooms
+	logger *slog.Logger
 }
 
 type room struct {
@@ -125,6 +129,8 @@ type room struct {
 	chat         []Message
 	driver       string
 	participants []Participant // in order of joining; one entry per connection
+	local        []Participant // those connected to this node
+	syncing      bool          // asked the other nodes for the room, no answer yet
 }
 
 // NewRooms returns rooms that talk through hub.
@@ -135,24 +141,29 @@ func NewRooms(hub Hub) *Rooms { return &Rooms{Hub: hub, Now: time.Now, rooms: ma
 func (rs *Rooms) Join(id int64, p Participant) (snapshot Message, msgs <-chan Message, leave func()) {
 	msgs, unsubscribe := rs.Hub.Subscribe(id)
 	rs.mu.Lock()
-	r := rs.rooms[id]
-	if r == nil {
-		r = &room{}
-		rs.rooms[id] = r
-	}
+	r := rs.roomLocked(id)
+	ask := rs.relay != nil && len(r.local) == 0
+	r.syncing = r.syncing || ask
 	r.participants = append(r.participants, p)
+	r.local = append(r.local, p)
 	if r.driver == "" {
 		r.driver = p.Login
 	}
 	snapshot = Message{Type: TypeSnapshot, At: rs.Now(), Seq: r.seq, State: r.state, Driver: r.driver, Participants: slices.Clone(r.participants),
 		Annotations: slices.Clone(r.annotations), Chat: slices.Clone(r.chat)}
 	rs.mu.Unlock()
+	if ask { // the other nodes' participants, and the room as it stands if it began elsewhere
+		rs.send(id, "sync", Message{})
+	}
 	rs.broadcast(id, Message{Type: TypeJoin, From: p.Login, FromName: p.Name, Participants: []Participant{p}}, true)
 	return snapshot, msgs, func() {
 		unsubscribe()
 		rs.mu.Lock()
 		if i := slices.IndexFunc(r.participants, func(x Participant) bool { return x.Login == p.Login }); i >= 0 {
 			r.participants = slices.Delete(r.participants, i, i+1)
+		}
+		if i := slices.IndexFunc(r.local, func(x Participant) bool { return x.Login == p.Login }); i >= 0 {
+			r.local = slices.Delete(r.local, i, i+1)
 		}
 		handOver := ""
 		if r.driver == p.Login && !slices.ContainsFunc(r.participants, func(x Participant) bool { return x.Login == p.Login }) {
@@ -181,6 +192,7 @@ func (rs *Rooms) broadcast(id int64, m Message, record bool) {
 	rs.mu.Unlock()
 	m.At = rs.Now()
 	rs.Hub.Publish(id, m)
+	rs.send(id, "msg", m)
 	if record && rs.Record != nil {
 		rs.Record(id, m)
 	}

@@ -33,7 +33,7 @@ const Channel = "renkei"
 const MaxPayload = 7900
 
 // MaxBody is the largest body Send accepts; a body whose envelope exceeds MaxPayload is sent in parts.
-const MaxBody = 1 << 20
+const MaxBody = 4 << 20
 
 // Bus is one node's end of the bus. Open it, Listen to topics, Send, and Close at the end.
 type Bus struct {

@@ -297,6 +297,9 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 			if (m.Type == consult.TypeSignal || m.Type == consult.TypeRequest) && m.To != "" && m.To != me.Login {
 				continue // addressed to someone else
 			}
+			if m.Type == consult.TypeSnapshot { // the room as another node knows it (Rooms.Connect)
+				m.ICEServers = s.ICEServers
+			}
 			if send(m) != nil {
 				return
 			}

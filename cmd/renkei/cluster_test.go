@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime/multipart"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"renkei/internal/dicomtest"
 	"renkei/sqlstore/pgtest"
@@ -175,4 +178,144 @@ func TestClusterLiveEvents(t *testing.T) {
 		}
 	case <-time.After(500 * time.Millisecond):
 	}
+}
+
+// roomClient is one participant's consult WebSocket.
+type roomClient struct {
+	t    *testing.T
+	conn *websocket.Conn
+	msgs chan map[string]any
+}
+
+func joinRoom(t *testing.T, base string, c *apiClient, id int64) *roomClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, strings.Replace(base, "http://", "ws://", 1)+fmt.Sprintf("/api/consults/%d/ws", id),
+		&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {"renkei_session=" + c.cookie}}})
+	if err != nil {
+		t.Fatalf("join consult %d on %s: %v", id, base, err)
+	}
+	rc := &roomClient{t: t, conn: conn, msgs: make(chan map[string]any, 100)}
+	go func() {
+		for {
+			_, b, err := conn.Read(context.Background())
+			if err != nil {
+				close(rc.msgs)
+				return
+			}
+			var m map[string]any
+			if json.Unmarshal(b, &m) == nil {
+				rc.msgs <- m
+			}
+		}
+	}()
+	t.Cleanup(func() { conn.Close(websocket.StatusNormalClosure, "") })
+	return rc
+}
+
+func (rc *roomClient) say(m map[string]any) {
+	b, _ := json.Marshal(m)
+	if err := rc.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// await waits for a message for which ok holds, skipping others.
+func (rc *roomClient) await(what string, ok func(m map[string]any) bool) map[string]any {
+	rc.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m, open := <-rc.msgs:
+			if !open {
+				rc.t.Fatalf("%s: the connection closed", what)
+			}
+			if ok(m) {
+				return m
+			}
+		case <-deadline:
+			rc.t.Fatalf("%s: not received", what)
+		}
+	}
+}
+
+// TestClusterConsult: two doctors of one hospital in one consult, on two nodes, see each other join and each
+// other's annotations; a third node started afterwards gives a late joiner the room as it stands (the driver, both
+// annotations, the chat and everyone in it).
+func TestClusterConsult(t *testing.T) {
+	db := pgtest.URL(t)
+	data := filepath.Join(t.TempDir(), "data")
+	nodeA, accounts := startDemoNode(t, "--data", data, "--db", db, "--demo")
+	nodeB, _ := startDemoNode(t, "--data", data, "--db", db)
+	as := func(user string) *apiClient {
+		acc := accounts[user]
+		return login(t, nodeA, user, acc[0], acc[1])
+	}
+	tanaka, suzuki, sato := as("demo-tanaka@chuo-hospital"), as("demo-suzuki@chuo-hospital"), as("demo-sato@chuo-hospital")
+	var studies []map[string]struct{ Value []any }
+	tanaka.getJSON(t, "/dicomweb/studies", &studies)
+	if len(studies) == 0 {
+		t.Fatal("the demo hospital sees no study")
+	}
+	var room struct {
+		ID int64 `json:"id"`
+	}
+	if code := tanaka.do(t, "POST", "/api/consults", map[string]string{"study": fmt.Sprint(studies[0]["0020000D"].Value[0]), "title": "二拠点の相談"}, &room); code != http.StatusCreated {
+		t.Fatalf("create consult: %d", code)
+	}
+	for _, who := range []string{"demo-suzuki@chuo-hospital", "demo-sato@chuo-hospital"} {
+		if code := tanaka.do(t, "POST", fmt.Sprintf("/api/consults/%d/invite", room.ID), map[string]string{"login": who}, nil); code != http.StatusOK {
+			t.Fatalf("invite %s: %d", who, code)
+		}
+	}
+	is := func(typ string) func(map[string]any) bool {
+		return func(m map[string]any) bool { return m["type"] == typ }
+	}
+
+	onA := joinRoom(t, nodeA, tanaka, room.ID)
+	onA.await("tanaka's snapshot", is("snapshot"))
+	onB := joinRoom(t, nodeB, suzuki, room.ID)
+	// Suzuki's node asks the other nodes for the room: a snapshot naming tanaka as driver follows.
+	onB.await("the room as node A has it, on node B", func(m map[string]any) bool {
+		return m["type"] == "snapshot" && m["driver"] == "demo-tanaka@chuo-hospital" && len(m["participants"].([]any)) == 2
+	})
+	onA.await("suzuki's join, on node A", func(m map[string]any) bool { return m["type"] == "join" && m["from"] == "demo-suzuki@chuo-hospital" })
+
+	onA.say(map[string]any{"type": "annotate", "annotation": map[string]any{"kind": "arrow", "x": 1}})
+	onB.await("tanaka's annotation, on node B", func(m map[string]any) bool {
+		return m["type"] == "annotate" && m["from"] == "demo-tanaka@chuo-hospital"
+	})
+	onB.say(map[string]any{"type": "annotate", "annotation": map[string]any{"kind": "circle", "x": 2}})
+	onA.await("suzuki's annotation, on node A", func(m map[string]any) bool {
+		return m["type"] == "annotate" && m["from"] == "demo-suzuki@chuo-hospital"
+	})
+	long := strings.Repeat("<所見>", 499) // 3,992 bytes, 9 kB as JSON (< and > escaped): over one NOTIFY
+	onB.say(map[string]any{"type": "chat", "text": long})
+	onA.await("suzuki's long chat, on node A", func(m map[string]any) bool { return m["type"] == "chat" && m["text"] == long })
+	onB.say(map[string]any{"type": "state", "state": map[string]any{"slice": 3}})
+	onB.await("refusal: suzuki does not drive", is("error"))
+	onA.say(map[string]any{"type": "grant", "to": "demo-suzuki@chuo-hospital"})
+	onB.await("control passed to suzuki, on node B", func(m map[string]any) bool {
+		return m["type"] == "control" && m["driver"] == "demo-suzuki@chuo-hospital"
+	})
+	onB.say(map[string]any{"type": "state", "state": map[string]any{"slice": 7}})
+	onA.await("suzuki's view, on node A", func(m map[string]any) bool { return m["type"] == "state" && m["from"] == "demo-suzuki@chuo-hospital" })
+
+	// A node started now never heard the room: its first joiner gets it from the others.
+	nodeC, _ := startDemoNode(t, "--data", data, "--db", db)
+	onC := joinRoom(t, nodeC, sato, room.ID)
+	// Nodes A and B both answer: the first answer's snapshot carries the chat, which the client keeps, the next
+	// one only adds participants.
+	chat := 0
+	onC.await("the room as it stands, on node C", func(m map[string]any) bool {
+		if m["type"] != "snapshot" {
+			return false
+		}
+		c, _ := m["chat"].([]any)
+		chat += len(c)
+		anns, _ := m["annotations"].([]any)
+		state, _ := m["state"].(map[string]any)
+		return m["driver"] == "demo-suzuki@chuo-hospital" && len(anns) == 2 && chat == 1 && len(m["participants"].([]any)) == 3 && state["slice"] == float64(7)
+	})
 }

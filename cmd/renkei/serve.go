@@ -215,6 +215,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	front.UseConsults(db)
 	if bus != nil { // several nodes: live events and consults reach the users of the other nodes too
 		front.Hub = web.NewRelayedEvents(bus, logger)
+		front.Rooms.Connect(bus, logger)
 	}
 	ice, err := iceServers(c.TURN, c.TURNUser, os.Getenv("RENKEI_TURN_PASSWORD"))
 	if err != nil {
