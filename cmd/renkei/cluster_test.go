@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"renkei/internal/dicomtest"
+	"renkei/pgbus"
 	"renkei/sqlstore/pgtest"
 )
 
@@ -177,6 +179,41 @@ func TestClusterLiveEvents(t *testing.T) {
 			t.Errorf("the study's event was delivered twice")
 		}
 	case <-time.After(500 * time.Millisecond):
+	}
+
+	// The security monitor runs on one node, under a lease; when that node's lease connection dies, the other node
+	// takes it.
+	pg, err := sql.Open("pgx", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	holder := func() (pid int, name string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := pg.QueryRow(`SELECT a.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+				WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 AND ((l.classid::bigint << 32) | l.objid::bigint) = $1`,
+				pgbus.LeaseKey("monitor")).Scan(&pid, &name)
+			if err == nil {
+				return pid, name
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no node holds the monitor's lease: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	pid, first := holder()
+	for name, tries := first, 0; name == first; tries++ { // the killed node may win the lock back: kill it again
+		if tries == 5 {
+			t.Fatalf("the monitor stayed with %s", first)
+		}
+		if _, err := pg.Exec(`SELECT pg_terminate_backend($1)`, pid); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		pid, name = holder()
 	}
 }
 
