@@ -261,7 +261,8 @@ func (rc *roomClient) say(m map[string]any) {
 // await waits for a message for which ok holds, skipping others.
 func (rc *roomClient) await(what string, ok func(m map[string]any) bool) map[string]any {
 	rc.t.Helper()
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(15 * time.Second)
+	var skipped []string
 	for {
 		select {
 		case m, open := <-rc.msgs:
@@ -271,8 +272,9 @@ func (rc *roomClient) await(what string, ok func(m map[string]any) bool) map[str
 			if ok(m) {
 				return m
 			}
+			skipped = append(skipped, fmt.Sprintf("%.200v", m))
 		case <-deadline:
-			rc.t.Fatalf("%s: not received", what)
+			rc.t.Fatalf("%s: not received (got %q)", what, skipped)
 		}
 	}
 }
