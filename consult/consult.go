@@ -131,6 +131,7 @@ type room struct {
 	participants []Participant // in order of joining; one entry per connection
 	local        []Participant // those connected to this node
 	syncing      bool          // asked the other nodes for the room, no answer yet
+	since        time.Time     // when the room began here (its first participant here), or on the node it was taken from
 }
 
 // NewRooms returns rooms that talk through hub.
@@ -146,6 +147,9 @@ func (rs *Rooms) Join(id int64, p Participant) (snapshot Message, msgs <-chan Me
 	r.syncing = r.syncing || ask
 	r.participants = append(r.participants, p)
 	r.local = append(r.local, p)
+	if r.since.IsZero() {
+		r.since = rs.Now()
+	}
 	if r.driver == "" {
 		r.driver = p.Login
 	}

@@ -71,7 +71,7 @@ func (rs *Rooms) receive(body []byte) {
 			rs.mu.Unlock()
 			return
 		}
-		snap := Message{Type: TypeSnapshot, State: r.state, Driver: r.driver, Participants: slices.Clone(r.local),
+		snap := Message{Type: TypeSnapshot, At: r.since, State: r.state, Driver: r.driver, Participants: slices.Clone(r.local),
 			Annotations: slices.Clone(r.annotations), Chat: slices.Clone(r.chat)}
 		rs.mu.Unlock()
 		for len(snap.Chat) > 0 {
@@ -137,7 +137,9 @@ func (rs *Rooms) applyRemote(id int64, m Message) {
 }
 
 // merge takes another node's answer to a sync: its participants join the room here, and the first answer's driver,
-// view, annotations and chat replace what this node knew; the participants here get a new snapshot.
+// view, annotations and chat replace what this node knew if the answering node's room is the older (At: when its
+// first participant joined; the driver's login breaks a tie). So when the first participants of two nodes join at
+// once, and each node answers the other, both keep the same, older, room. The participants here get a new snapshot.
 func (rs *Rooms) merge(id int64, snap Message) {
 	rs.mu.Lock()
 	r := rs.rooms[id]
@@ -153,7 +155,9 @@ func (rs *Rooms) merge(id int64, snap Message) {
 	hadChat := len(r.chat) > 0
 	if r.syncing && snap.Driver != "" {
 		r.syncing = false
-		r.driver, r.state, r.annotations, r.chat = snap.Driver, snap.State, snap.Annotations, snap.Chat
+		if older := snap.At.Before(r.since) || snap.At.Equal(r.since) && snap.Driver < r.driver; older || r.driver == "" {
+			r.driver, r.state, r.annotations, r.chat, r.since = snap.Driver, snap.State, snap.Annotations, snap.Chat, snap.At
+		}
 	}
 	r.seq++
 	out := Message{Type: TypeSnapshot, At: rs.Now(), Seq: r.seq, State: r.state, Driver: r.driver, Participants: slices.Clone(r.participants),
