@@ -36,6 +36,8 @@ const adminUsage = `Usage:
   renkei admin ae remove TITLE
   renkei admin audit verify [--key FILE]
   renkei admin migrate --from sqlite://PATH --to postgres://… [--blobs-to s3://…]   move a stopped region to PostgreSQL and S3 (renkei admin migrate -h)
+  renkei admin backup --to BACKUPDIR [--backup-marker FILE]   a consistent, incremental copy while serve runs (renkei admin backup -h)
+  renkei admin restore --from BACKUPDIR --data EMPTYDIR      bring a backup back, every SHA-256 checked
 
 Every command takes --data DIR (RENKEI_DATA), and --db postgres://… (RENKEI_DB) where the index is on
 PostgreSQL (the audit key stays in --data). They work while renkei serve runs, and are meant for shell scripts:
@@ -66,6 +68,10 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case len(args) > 0 && args[0] == "migrate":
 		return adminMigrate(ctx, args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "backup":
+		return adminBackup(ctx, args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "restore":
+		return adminRestore(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, adminUsage)
