@@ -70,6 +70,7 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	data := fl.String("data", "./renkei-data", "the data folder of the region (its index.db, blobs/ and audit key)")
 	to := fl.String("to", "", "the backup folder (created if needed; later runs add generations to it)")
 	marker := fl.String("backup-marker", "", "a file to touch after a successful backup (what renkei serve --backup-marker watches)")
+	pg := fl.String("db", "", "refused: an index on PostgreSQL is backed up with PostgreSQL's own tools")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -79,8 +80,8 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *to == "" {
 		return fmt.Errorf("--to: give the backup folder")
 	}
-	if os.Getenv("RENKEI_DB") != "" {
-		return fmt.Errorf("RENKEI_DB is set: an index on PostgreSQL is backed up with pg_dump or PITR, its blobs with bucket versioning (see README, Backup and restore)")
+	if *pg != "" {
+		return fmt.Errorf("--db (RENKEI_DB): an index on PostgreSQL is backed up with pg_dump or PITR, its blobs with bucket versioning (see README, Backup and restore); admin backup copies the embedded form")
 	}
 	index := filepath.Join(*data, indexFile)
 	if _, err := os.Stat(index); err != nil {

@@ -218,6 +218,7 @@ func TestAdminBackupRestore(t *testing.T) {
 	if int64(len(inSnapshot)) != m.Counts.Instances {
 		t.Errorf("the restored region serves %d instances, the manifest counts %d", len(inSnapshot), m.Counts.Instances)
 	}
+	t.Logf("instances acknowledged before the backup: %d, during it: %d, after it: %d", before, len(sentAll)-before-after, after)
 	if before < 12 || after < 5 {
 		t.Errorf("%d instances acknowledged before the backup, %d after it: the test did not store during it", before, after)
 	}
@@ -264,5 +265,27 @@ func TestAdminBackupRestore(t *testing.T) {
 	}
 	if gens, _ := backupGenerations(bk); len(gens) != 2 {
 		t.Errorf("generations after two backups: %v", gens)
+	}
+
+	// 5. A blob damaged in the backup is found by restore, which stops and says so.
+	var victim string
+	for k := range had {
+		victim = k
+		break
+	}
+	p := blobPath(filepath.Join(bk, "blobs"), victim)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := Main(context.Background(), []string{"admin", "restore", "--from", bk, "--data", filepath.Join(dir, "restored-2")}, &out, &errOut); code == 0 ||
+		!strings.Contains(errOut.String(), "blob "+victim+" is damaged") || !strings.Contains(errOut.String(), "restore is not complete") {
+		t.Errorf("restore of a backup with a damaged blob: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }
