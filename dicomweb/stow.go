@@ -115,7 +115,29 @@ func (h *Handler) stow(w http.ResponseWriter, r *http.Request) {
 		h.problem(w, r, renkei.Errorf("dicomweb.STOW", renkei.Invalid, "the request holds no DICOM part"))
 		return
 	}
+	// PS3.18 10.5.3: 409 says that the request conflicts, which sending it again does not mend. When nothing was
+	// stored only because the archive is unavailable (its index or blob store away for a moment), the answer is a
+	// request-level 503, which senders retry.
+	if err := allUnavailable(results); err != nil {
+		h.problem(w, r, err)
+		return
+	}
 	h.writeStowResponse(w, r, results, reqErr)
+}
+
+// allUnavailable returns the first failure's error when no instance was stored and every failure is of kind
+// Unavailable, and nil otherwise.
+func allUnavailable(results []*archive.StoreResult) error {
+	var first error
+	for _, res := range results {
+		if res.Failure == 0 || renkei.ErrorKind(res.Err) != renkei.Unavailable {
+			return nil
+		}
+		if first == nil {
+			first = res.Err
+		}
+	}
+	return first
 }
 
 // writeStowResponse answers per PS3.18 10.5.3: 200 when every instance was stored, 202 when some failed or carry
