@@ -352,10 +352,10 @@ func CompareTables(ctx context.Context, dst, src *DB) ([]TableCount, error) {
 	return out, nil
 }
 
-// BlobKeys returns, in ascending order, up to n keys of blobs the index refers to (instances and consent
-// documents) that sort after after.
+// BlobKeys returns, in ascending order, up to n keys of blobs the index refers to (instances, consent documents and
+// the documents, letters and reports named in blob_refs) that sort after after.
 func (db *DB) BlobKeys(ctx context.Context, after string, n int) ([]string, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT k FROM (SELECT blob_key AS k FROM instances UNION SELECT document_key FROM consents WHERE document_key <> '') AS keys WHERE k > ? ORDER BY k LIMIT ?`, after, n)
+	rows, err := db.read.QueryContext(ctx, `SELECT k FROM (SELECT blob_key AS k FROM instances UNION SELECT document_key FROM consents WHERE document_key <> '' UNION SELECT blob_key FROM blob_refs) AS keys WHERE k > ? ORDER BY k LIMIT ?`, after, n)
 	if err != nil {
 		return nil, fmt.Errorf("blob keys: %w", err)
 	}

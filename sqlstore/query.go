@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -596,7 +597,7 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 	var orphans []string
 	for _, k := range keys {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE blob_key = ?`, k).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM instances WHERE blob_key = ?) + (SELECT count(*) FROM blob_refs WHERE blob_key = ?)`, k, k).Scan(&n); err != nil {
 			return nil, queryErr(err)
 		}
 		if n == 0 {
@@ -609,11 +610,23 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 	return orphans, nil
 }
 
-// BlobInUse reports whether any instance, live or in the trash, or any consent document refers to the blob.
+// KeepBlob names a blob that is not a DICOM instance (a clinical document, a printed letter, a report PDF), so that
+// the sweep of blobs nothing refers to keeps it. Call it as soon as the blob is committed, before its key is used.
+func (db *DB) KeepBlob(ctx context.Context, key, what string) error {
+	return db.writeTx(ctx, "index.KeepBlob", func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO blob_refs (blob_key, what, created_at) VALUES (?, ?, ?) ON CONFLICT (blob_key) DO NOTHING`,
+			key, what, db.Now().UnixMilli())
+		return err
+	})
+}
+
+// BlobInUse reports whether any instance, live or in the trash, any consent document or any kept blob (KeepBlob)
+// refers to the blob.
 func (db *DB) BlobInUse(ctx context.Context, key string) (bool, error) {
 	var n int
-	if err := db.queryRowContext(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM instances WHERE blob_key = ? LIMIT 1))
-		+ (SELECT count(*) FROM (SELECT 1 FROM consents WHERE document_key = ? LIMIT 1))`, key, key).Scan(&n); err != nil {
+	if err := db.queryRowContext(ctx, `SELECT (SELECT count(*) FROM (SELECT 1 FROM instances WHERE blob_key = ? LIMIT 1) AS i)
+		+ (SELECT count(*) FROM (SELECT 1 FROM consents WHERE document_key = ? LIMIT 1) AS c)
+		+ (SELECT count(*) FROM blob_refs WHERE blob_key = ?)`, key, key, key).Scan(&n); err != nil {
 		return false, queryErr(err)
 	}
 	return n > 0, nil

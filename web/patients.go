@@ -163,7 +163,11 @@ func (s *Server) putBlob(r *http.Request, b []byte) (string, error) {
 		return "", err
 	}
 	key, _, err := bw.Commit(r.Context())
-	return key, err
+	if err != nil {
+		return "", err
+	}
+	// Named at once, so that the sweep of blobs nothing refers to keeps it (it is not a DICOM instance).
+	return key, s.Store.KeepBlob(r.Context(), key, "document")
 }
 
 func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {

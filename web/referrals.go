@@ -567,6 +567,9 @@ func (s *Server) UseClinical(c *clinical.Service) {
 		if err != nil {
 			return renkei.Document{}, err
 		}
+		if err := s.Store.KeepBlob(ctx, key, "report"); err != nil {
+			return renkei.Document{}, err
+		}
 		return renkei.Document{Title: "読影レポート", Date: s.Now().Format("2006-01-02"), ContentType: "application/pdf", BlobKey: key,
 			Size: int64(buf.Len())}, nil
 	}

@@ -42,6 +42,7 @@ type Store interface {
 	AuditEvents(ctx context.Context, f renkei.AuditFilter) ([]renkei.AuditEvent, error)
 	RecoveryCodesLeft(ctx context.Context, pk int64) (int, error)
 	SetLanguage(ctx context.Context, pk int64, lang string) error
+	KeepBlob(ctx context.Context, key, what string) error
 
 	LocalPatient(ctx context.Context, institution int64, key renkei.PatientKey) (renkei.LocalPatient, error)
 	Linked(ctx context.Context, patient int64) ([]renkei.LocalPatient, error)
