@@ -311,7 +311,8 @@ function studyTable(list, sortBy, current = '') {
     h('tbody', {}, list.map(studyRow)));
 }
 
-async function studiesPage(params) {
+async function studiesPage(params, guard = pageUI(renderSeq)) {
+  const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const q = new URLSearchParams(params);
   const insts = await institutionList();
   const val = (k) => q.get(k) || '';
@@ -349,7 +350,8 @@ async function studiesPage(params) {
   show(h('h1', {}, t('studies.title')), tour(), f, studyTable(list, sortBy, q.get('sort') || ''), pager);
 }
 
-async function patientPage(institution, issuer, patientId) {
+async function patientPage(institution, issuer, patientId, guard = pageUI(renderSeq)) {
+  const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   let list;
   const own = institution === me.user.institution;
   if (own) list = await api('GET', `/api/patients/studies?issuer=${encodeURIComponent(issuer)}&patientId=${encodeURIComponent(patientId)}`);
@@ -426,7 +428,8 @@ function shareDialog(s) {
   }).catch((e) => message(e.message));
 }
 
-async function sharesPage() {
+async function sharesPage(guard = pageUI(renderSeq)) {
+  const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const [incoming, outgoing, insts] = await Promise.all([api('GET', '/api/shares?direction=in'), api('GET', '/api/shares?direction=out'), institutionList()]);
   const name = (id) => { const i = insts.find((x) => x.id === id); return i ? (getLang() === 'en' && i.nameEn ? i.nameEn : i.name) : (id || ''); };
   const state = (s) => (s.revokedAt ? t('shares.revoked') : (s.active ? date(s.expiresAt) : t('shares.expired')));
@@ -464,7 +467,8 @@ function breakGlassPage() {
   show(f);
 }
 
-async function adminPage() {
+async function adminPage(guard = pageUI(renderSeq)) {
+  const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const reviews = me.user.role === 'institution-admin' ? await api('GET', '/api/break-glass/reviews') : [];
   const events = await api('GET', '/api/audit?limit=200');
   const reviewList = reviews.length === 0 ? h('p', {}, t('shares.none')) : h('table', { id: 'reviews' }, h('tbody', {}, reviews.map((s) => {
@@ -500,12 +504,14 @@ async function gatewayCard() {
         h('td', {}, g.oldest ? date(g.oldest, true) : '—'), h('td', {}, g.lastSent ? date(g.lastSent, true) : '—'))))));
 }
 
-async function myStudiesPage() {
+async function myStudiesPage(guard = pageUI(renderSeq)) {
+  const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const list = await api('GET', '/api/my/studies');
   show(h('h1', {}, t('my.studies')), studyTable(list.map((s) => ({ ...s, own: true }))));
 }
 
-async function myLogPage() {
+async function myLogPage(guard = pageUI(renderSeq)) {
+  const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const log = await api('GET', '/api/my/access-log');
   show(h('h1', {}, t('my.log')), h('p', {}, t('my.log.hint')), h('table', { id: 'access-log' },
     h('thead', {}, h('tr', {}, ['audit.time', 'log.institution', 'log.role', 'log.action', 'log.purpose'].map((k) => h('th', {}, t(k))))),
