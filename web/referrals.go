@@ -190,11 +190,7 @@ func (s *Server) createReferral(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, err := s.Clinical.Create(r.Context(), n)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
+	s.answerReferral(w, r, http.StatusCreated, ref, err)
 }
 
 // clinicalID checks that the clinical service is there and reads the {id} of the path; false means answered.
@@ -228,11 +224,16 @@ func (s *Server) saveDraft(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, err := s.Clinical.SaveDraft(r.Context(), id, n)
+	s.answerReferral(w, r, http.StatusOK, ref, err)
+}
+
+// answerReferral answers a referral a step returned, as JSON with status, or the step's error as problem+json.
+func (s *Server) answerReferral(w http.ResponseWriter, r *http.Request, status int, ref renkei.Referral, err error) {
 	if err != nil {
 		s.problem(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+	writeJSON(w, status, s.referralJSON(r, ref))
 }
 
 func (s *Server) getReferral(w http.ResponseWriter, r *http.Request) {
@@ -241,11 +242,7 @@ func (s *Server) getReferral(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, err := s.Clinical.Get(r.Context(), id)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+	s.answerReferral(w, r, http.StatusOK, ref, err)
 }
 
 // listReferrals is the referrals board: ?direction=in|out, ?status=a,b, ?kind=, ?patient=, ?limit, ?offset.
@@ -332,11 +329,7 @@ func (s *Server) correctReferral(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, err := s.Clinical.Correct(r.Context(), id, l)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
+	s.answerReferral(w, r, http.StatusCreated, ref, err)
 }
 
 func (s *Server) referralVersions(w http.ResponseWriter, r *http.Request) {
@@ -365,11 +358,7 @@ func (s *Server) reverseReferral(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, err := s.Clinical.Reverse(r.Context(), id, n)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, s.referralJSON(r, ref))
+	s.answerReferral(w, r, http.StatusCreated, ref, err)
 }
 
 // ---- the record ----
@@ -836,11 +825,7 @@ func (s *Server) attachLetter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ref, err := s.Clinical.AttachLetter(r.Context(), id, key, ct)
-	if err != nil {
-		s.problem(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, s.referralJSON(r, ref))
+	s.answerReferral(w, r, http.StatusOK, ref, err)
 }
 
 // letterAttachment answers the printed letter of a referral to either side.

@@ -7,10 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -68,22 +65,8 @@ func TestAdminBackupRestore(t *testing.T) {
 		if in.bytes, err = os.ReadFile(path); err != nil {
 			return err
 		}
-		var body bytes.Buffer
-		mw := multipart.NewWriter(&body)
-		w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
-		w.Write(in.bytes)
-		mw.Close()
-		req, _ := http.NewRequest(http.MethodPost, base+"/dicomweb/studies", &body)
-		req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-		req.Header.Set("Accept", "application/dicom+json")
-		resp, err := client.Do(req)
-		if err != nil {
+		if err := stow(client, base+"/dicomweb/studies", in.bytes); err != nil {
 			return err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("STOW-RS: %s: %s", resp.Status, b)
 		}
 		in.acked = time.Now()
 		mu.Lock()

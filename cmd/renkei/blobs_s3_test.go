@@ -11,7 +11,6 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -68,8 +67,7 @@ func TestServeBlobsS3(t *testing.T) {
 		{SOPInstanceUID: dicomtest.UID("s3/ct"), Rows: 256, Cols: 256, Seed: 1, InstanceNumber: 1},
 		{SOPInstanceUID: dicomtest.UID("s3/mf"), Rows: 256, Cols: 256, Frames: 40, Seed: 2, InstanceNumber: 2},
 	}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
+	var sent [][]byte
 	for i, o := range opts {
 		o.StudyInstanceUID, o.SeriesInstanceUID, o.PatientID = study, dicomtest.UID(fmt.Sprintf("s3/series/%d", i)), "S3TEST"
 		path := filepath.Join(gen, fmt.Sprintf("%d.dcm", i))
@@ -85,21 +83,10 @@ func TestServeBlobsS3(t *testing.T) {
 			t.Fatal(err)
 		}
 		files[o.SOPInstanceUID] = b
-		w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
-		w.Write(b)
+		sent = append(sent, b)
 	}
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, base+"/studies", &body)
-	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	req.Header.Set("Accept", "application/dicom+json")
-	resp, err := client.Do(req)
-	if err != nil {
+	if err := stow(client, base+"/studies", sent...); err != nil {
 		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("STOW-RS: %s: %s", resp.Status, b)
 	}
 
 	for i, o := range opts {
@@ -133,13 +120,13 @@ func TestServeBlobsS3(t *testing.T) {
 		}
 	}
 	// Metadata: the header parsed from the object's first bytes, its pixel data left in the bucket.
-	req, _ = http.NewRequest(http.MethodGet, fmt.Sprintf("%s/studies/%s/metadata", base, study), nil)
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/studies/%s/metadata", base, study), nil)
 	req.Header.Set("Accept", "application/dicom+json")
-	resp, err = client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ = io.ReadAll(resp.Body)
+	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), dicomtest.UID("s3/mf")) || !strings.Contains(string(b), "BulkDataURI") {
 		t.Errorf("study metadata: %s: %.300s", resp.Status, b)

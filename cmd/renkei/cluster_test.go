@@ -7,10 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,40 +26,13 @@ import (
 // (login → password, TOTP key).
 func startDemoNode(t *testing.T, args ...string) (string, map[string][2]string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
-	var stderr bytes.Buffer
-	done := make(chan int, 1)
-	go func() {
-		done <- Main(ctx, append([]string{"serve", "--http", "127.0.0.1:0", "--dimse", "off", "--log-level", "warn"}, args...), pw, &stderr)
-		pw.Close()
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("serve exited %d: %s", code, stderr.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
-	br := bufio.NewReader(pr)
 	accounts := map[string][2]string{}
-	for {
-		l, err := br.ReadString('\n')
-		if err != nil {
-			t.Fatalf("no start-up line (%v): %s", err, stderr.String())
-		}
+	base := serveLines(t, func(l string) {
 		if f := strings.Split(strings.TrimSpace(l), "\t"); len(f) == 3 && strings.HasPrefix(f[0], "demo-") {
 			accounts[f[0]] = [2]string{f[1], f[2]}
 		}
-		if m := regexp.MustCompile(`http://(\S+)/dicomweb`).FindStringSubmatch(l); strings.HasPrefix(l, "renkei is running") && m != nil {
-			go io.Copy(io.Discard, br)
-			return "http://" + m[1], accounts
-		}
-	}
+	}, args...)
+	return base, accounts
 }
 
 // liveStream opens GET /api/events on base with c's session and returns the events as "event data" lines.
@@ -156,21 +126,8 @@ func TestClusterLiveEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
-	w.Write(b)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, nodeA+"/dicomweb/studies", &body)
-	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	req.Header.Set("Authorization", "Bearer "+m[1])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("STOW-RS on node A: %s", resp.Status)
+	if err := stow(&http.Client{Transport: bearer{m[1], http.DefaultTransport}}, nodeA+"/dicomweb/studies", b); err != nil {
+		t.Fatalf("node A: %v", err)
 	}
 	hear(t, stream, "study "+study, "a study stored on node A")
 	select {

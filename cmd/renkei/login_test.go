@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"regexp"
 	"testing"
 	"time"
@@ -125,4 +128,32 @@ func provisionToken(t *testing.T, data string) string {
 		t.Fatalf("token add printed no token: %s", out.String())
 	}
 	return m[1]
+}
+
+// stow sends files in one STOW-RS request to url (a …/studies endpoint) and reports any answer but 200 with its
+// body.
+func stow(client *http.Client, url string, files ...[]byte) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	for _, f := range files {
+		w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
+		w.Write(f)
+	}
+	mw.Close()
+	req, err := http.NewRequest(http.MethodPost, url, &body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
+	req.Header.Set("Accept", "application/dicom+json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("STOW-RS: %s: %s", resp.Status, b)
+	}
+	return nil
 }

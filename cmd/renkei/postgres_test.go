@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime/multipart"
 	"net/http"
-	"net/textproto"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,8 +21,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-// startServe runs `renkei serve` with args until the test ends and returns its DICOMweb base URL.
-func startServe(t *testing.T, args ...string) string {
+// serveLines runs `renkei serve` in this process with args until the test ends and gives each line it prints to
+// line, up to and including the start-up line ("renkei is running …"), whose base URL (without /dicomweb) it
+// returns.
+func serveLines(t *testing.T, line func(string), args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -45,16 +45,25 @@ func startServe(t *testing.T, args ...string) string {
 			t.Error("serve did not stop")
 		}
 	})
-	line, err := bufio.NewReader(pr).ReadString('\n')
-	if err != nil {
-		t.Fatalf("no start-up line (%v): %s", err, stderr.String())
+	br := bufio.NewReader(pr)
+	running := regexp.MustCompile(`^renkei is running.*http://(\S+)/dicomweb`)
+	for {
+		l, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("no start-up line (%v): %s", err, stderr.String())
+		}
+		line(l)
+		if m := running.FindStringSubmatch(l); m != nil {
+			go io.Copy(io.Discard, br)
+			return "http://" + m[1]
+		}
 	}
-	go io.Copy(io.Discard, pr)
-	m := regexp.MustCompile(`http://(\S+)/dicomweb`).FindStringSubmatch(line)
-	if m == nil {
-		t.Fatalf("start-up line does not give the address: %q", line)
-	}
-	return "http://" + m[1] + "/dicomweb"
+}
+
+// startServe runs `renkei serve` with args until the test ends and returns its DICOMweb base URL.
+func startServe(t *testing.T, args ...string) string {
+	t.Helper()
+	return serveLines(t, func(string) {}, args...) + "/dicomweb"
 }
 
 // TestServePostgres runs two `renkei serve --db postgres://…` nodes on one private PostgreSQL cluster (and one data
@@ -86,8 +95,7 @@ func TestServePostgres(t *testing.T) {
 	study := dicomtest.UID("pg/study")
 	series := dicomtest.UID("pg/series")
 	sent := map[string][]byte{}
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
+	var files [][]byte
 	for i := range 3 {
 		o := dicomtest.CTOptions{StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: dicomtest.UID(fmt.Sprint("pg/ct/", i)),
 			PatientID: "PGTEST", Rows: 64, Cols: 64, Seed: int64(i), InstanceNumber: i + 1}
@@ -100,21 +108,10 @@ func TestServePostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		sent[o.SOPInstanceUID] = b
-		w, _ := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {"application/dicom"}})
-		w.Write(b)
+		files = append(files, b)
 	}
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, nodeA+"/studies", &body)
-	req.Header.Set("Content-Type", `multipart/related; type="application/dicom"; boundary=`+mw.Boundary())
-	req.Header.Set("Accept", "application/dicom+json")
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("STOW-RS on node A: %s: %s", resp.Status, b)
+	if err := stow(client, nodeA+"/studies", files...); err != nil {
+		t.Fatalf("node A: %v", err)
 	}
 
 	// QIDO-RS on node B: by PatientID, and by a wildcard.
