@@ -38,6 +38,8 @@ type InboxItem struct {
 	LocalIssuer     string    `json:"localIssuer"`
 	LocalPatientID  string    `json:"localPatientId"`
 	Studies         []string  `json:"studies"`
+	// Instances is how many instances each study holds in renkei now.
+	Instances map[string]int `json:"instances"`
 }
 
 // Deliverer brings what other institutions shared with the hospital (referral images, reading reports, reply
@@ -61,6 +63,10 @@ type Deliverer struct {
 
 	mu    sync.Mutex
 	state InboundStatus
+	// complete remembers, per study, how many instances it had when all of them were delivered: a study whose count
+	// the inbox still gives is not listed again at every poll. (In memory: after a restart each study is listed
+	// once and the ledger skips what was sent.)
+	complete map[string]int
 }
 
 // InboundStatus is what the deliverer last did, for the status page.
@@ -130,8 +136,19 @@ func (d *Deliverer) Once(ctx context.Context) error {
 	var errs []error
 	for _, it := range items {
 		for _, study := range it.Studies {
+			n, counted := it.Instances[study]
+			if done, ok := d.complete[study]; ok && counted && done == n {
+				continue
+			}
 			if err := d.deliverStudy(ctx, it, study); err != nil {
 				errs = append(errs, fmt.Errorf("study %s shared by %s: %w", study, it.FromInstitution, err))
+				continue
+			}
+			if counted {
+				if d.complete == nil {
+					d.complete = map[string]int{}
+				}
+				d.complete[study] = n
 			}
 		}
 	}

@@ -60,6 +60,13 @@ type Spool struct {
 
 	mu sync.Mutex // serialises sidecar rewrites
 
+	// index holds the entries in memory once Open read them, so that the uploader's look at the queue after each
+	// arrival or request, and the status every few seconds, do not read every sidecar again (a backlog after an
+	// outage can be 100,000 instances). Nil (a Spool not made by Open, as `renkei gateway status` reads one):
+	// List reads the folder.
+	imu   sync.Mutex
+	index map[string]Entry
+
 	// Group commit of objects/: concurrent Puts (several associations) share one directory fsync.
 	smu            sync.Mutex
 	scond          *sync.Cond
@@ -97,8 +104,13 @@ func Open(dir string, reserve int64) (*Spool, error) {
 		}
 	}
 	// Files whose sidecar a power failure lost or cut short get it back from their own header.
-	if _, err := s.List(); err != nil {
+	entries, err := s.scan()
+	if err != nil {
 		return nil, err
+	}
+	s.index = make(map[string]Entry, len(entries))
+	for _, e := range entries {
+		s.index[e.Key] = e
 	}
 	return s, nil
 }
@@ -249,6 +261,7 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 	if err := s.syncObjects(); err != nil {
 		return Entry{}, err
 	}
+	s.indexed(func(m map[string]Entry) { m[e.Key] = e })
 	return e, nil
 }
 
@@ -258,7 +271,24 @@ func (s *Spool) Update(e Entry) error {
 	if _, err := os.Stat(s.path(e.Key)); err != nil {
 		return err // removed meanwhile: do not resurrect a sidecar
 	}
-	return s.writeSidecar(e, false)
+	if err := s.writeSidecar(e, false); err != nil {
+		return err
+	}
+	s.indexed(func(m map[string]Entry) {
+		if _, ok := m[e.Key]; ok {
+			m[e.Key] = e
+		}
+	})
+	return nil
+}
+
+// indexed changes the in-memory index, when there is one.
+func (s *Spool) indexed(f func(map[string]Entry)) {
+	s.imu.Lock()
+	defer s.imu.Unlock()
+	if s.index != nil {
+		f(s.index)
+	}
 }
 
 func (s *Spool) writeSidecar(e Entry, durable bool) error {
@@ -317,6 +347,7 @@ func (s *Spool) remove(key string) error {
 	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	s.indexed(func(m map[string]Entry) { delete(m, key) })
 	if err := os.Remove(s.jpath(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -325,6 +356,22 @@ func (s *Spool) remove(key string) error {
 
 // List returns the spooled instances, oldest first.
 func (s *Spool) List() ([]Entry, error) {
+	s.imu.Lock()
+	if s.index == nil {
+		s.imu.Unlock()
+		return s.scan()
+	}
+	out := make([]Entry, 0, len(s.index))
+	for _, e := range s.index {
+		out = append(out, e)
+	}
+	s.imu.Unlock()
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Received.Before(out[j].Received) })
+	return out, nil
+}
+
+// scan reads the spooled instances from the folder, rebuilding lost or cut sidecars, oldest first.
+func (s *Spool) scan() ([]Entry, error) {
 	des, err := os.ReadDir(s.objects())
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)

@@ -152,6 +152,8 @@ type inboxItem struct {
 	LocalIssuer     string    `json:"localIssuer,omitempty"` // the same patient at the gateway's institution, when linked
 	LocalPatientID  string    `json:"localPatientId,omitempty"`
 	Studies         []string  `json:"studies"`
+	// Instances is how many instances each study holds now: a gateway that delivered that many already skips it.
+	Instances map[string]int `json:"instances"`
 }
 
 // gatewayInbox answers GET /api/gateways/inbox: what was shared with the gateway's institution (as an institution:
@@ -191,22 +193,25 @@ func (s *Server) gatewayInbox(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		if len(it.Studies) == 0 {
-			// The whole patient: the studies the sharing institution holds for them now (the share's scope lets the
-			// gateway see exactly these).
-			q := &renkei.Query{Level: renkei.StudyLevel, Owner: sh.FromInstitution, Limit: 1000,
-				Matches: []renkei.Match{{Keyword: "PatientID", Kind: renkei.MatchSingle, Values: []string{sh.Patient.ID}}}}
-			if sh.Patient.Issuer != "" {
-				q.Matches = append(q.Matches, renkei.Match{Keyword: "IssuerOfPatientID", Kind: renkei.MatchSingle, Values: []string{sh.Patient.Issuer}})
-			}
-			recs, err := s.DICOMweb.Archive.QueryStudies(ctx, q)
-			if err != nil {
-				s.problem(w, r, err)
-				return
-			}
-			for _, rec := range recs {
-				it.Studies = append(it.Studies, rec.StudyInstanceUID)
-			}
+		// The studies the share covers as the sharing institution holds them now (the whole patient's, or the listed
+		// ones), with their instance counts.
+		q := &renkei.Query{Level: renkei.StudyLevel, Owner: sh.FromInstitution, Limit: 1000,
+			Matches: []renkei.Match{{Keyword: "PatientID", Kind: renkei.MatchSingle, Value: sh.Patient.ID}}}
+		if sh.Patient.Issuer != "" {
+			q.Matches = append(q.Matches, renkei.Match{Keyword: "IssuerOfPatientID", Kind: renkei.MatchSingle, Value: sh.Patient.Issuer})
+		}
+		if len(sh.Studies) > 0 {
+			q.Matches = append(q.Matches, renkei.Match{Keyword: "StudyInstanceUID", Kind: renkei.MatchList, Values: sh.Studies})
+		}
+		recs, err := s.DICOMweb.Archive.QueryStudies(ctx, q)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		it.Studies, it.Instances = nil, map[string]int{}
+		for _, rec := range recs {
+			it.Studies = append(it.Studies, rec.StudyInstanceUID)
+			it.Instances[rec.StudyInstanceUID] = rec.NumberOfInstances
 		}
 		if len(it.Studies) > 0 {
 			out = append(out, it)

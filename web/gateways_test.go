@@ -184,3 +184,39 @@ func TestFetchRequestBrowser(t *testing.T) {
 		t.Errorf("the patient's page reads %q", s)
 	}
 }
+
+// TestGatewayInbox: a share of a whole patient reaches the receiving institution's gateway as all of that patient's
+// studies, each with its instance count (so the gateway skips a study it has delivered in full), and nothing of a
+// patient that was not shared.
+func TestGatewayInbox(t *testing.T) {
+	r := newRegion(t)
+	clinic := r.as("kato@kita-clinic")
+	if st := clinic.post("/api/consents", map[string]any{"patientId": "P1", "scope": []string{"region"}, "method": "electronic", "signature": "同意します"}); st != 201 {
+		t.Fatalf("consent: %d %s", st, clinic.body)
+	}
+	if st := clinic.post("/api/shares", map[string]any{"patientId": "P1", "toInstitution": "chuo-hospital", "purpose": "referral", "reason": "紹介"}); st != 201 {
+		t.Fatalf("share: %d %s", st, clinic.body)
+	}
+	var inbox []struct {
+		FromInstitution, Issuer, PatientID string
+		Studies                            []string
+		Instances                          map[string]int
+	}
+	r.withToken(r.hospitalRead).getJSON("/api/gateways/inbox", &inbox)
+	if len(inbox) != 1 || inbox[0].FromInstitution != "kita-clinic" || inbox[0].PatientID != "P1" || len(inbox[0].Studies) != 2 {
+		t.Fatalf("the hospital's inbox: %+v", inbox)
+	}
+	for _, st := range []struct {
+		uid string
+		n   int
+	}{{r.p1a.studyUID, 2}, {r.p1b.studyUID, 1}} {
+		if inbox[0].Instances[st.uid] != st.n {
+			t.Errorf("study %s: %d instances, want %d", st.uid, inbox[0].Instances[st.uid], st.n)
+		}
+	}
+	var none []any
+	r.withToken(r.clinicWrite).getJSON("/api/gateways/inbox", &none)
+	if len(none) != 0 {
+		t.Errorf("the clinic's own inbox: %+v", none)
+	}
+}
