@@ -88,21 +88,14 @@ func (s *Server) gatewayHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if hb.Name == "" {
 		hb.Name = p.Name
 	}
-	g := renkei.GatewayReport{Token: p.ID, Institution: p.Institution, Name: clip(hb.Name, 100), Version: clip(hb.Version, 50), AE: clip(hb.AE, 16),
+	g := renkei.GatewayReport{Token: p.ID, Institution: p.Institution, Name: truncate(hb.Name, 100), Version: truncate(hb.Version, 50), AE: truncate(hb.AE, 16),
 		Address: s.clientAddr(r), Instances: hb.Instances, Studies: hb.Studies, Bytes: hb.Bytes, Oldest: hb.Oldest, LastSent: hb.LastSent,
-		Failures: hb.Failures, LastError: clip(hb.LastError, 500), DiskFree: hb.DiskFree, SeenAt: s.now()}
+		Failures: hb.Failures, LastError: truncate(hb.LastError, 500), DiskFree: hb.DiskFree, SeenAt: s.Now()}
 	if err := s.Gateways.SaveGatewayReport(r.Context(), g); err != nil {
 		s.problem(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "")
 }
 
 // listGateways answers GET /api/gateways: an institution admin sees its institution's gateways, a region admin all.
@@ -128,7 +121,7 @@ func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
 	}
 	ids := map[int64]string{}
 	out := []gatewayJSON{}
-	now := s.now()
+	now := s.Now()
 	for _, g := range list {
 		if _, ok := ids[g.Institution]; !ok {
 			if in, err := s.Store.InstitutionByPK(r.Context(), g.Institution); err == nil {
@@ -171,7 +164,7 @@ func (s *Server) gatewayInbox(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	now := s.now()
+	now := s.Now()
 	out := []inboxItem{}
 	for _, sh := range shares {
 		if !sh.Active(now) || sh.ToUser != 0 || sh.RecordOnly || sh.ToInstitution != p.Institution {
@@ -220,13 +213,6 @@ func (s *Server) gatewayInbox(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (s *Server) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
-
 // WatchGateways looks at the gateways every interval until ctx ends: when one turns silent or its backlog grows too
 // old, it is logged as a warning and, where SMTP is configured, the institution's 地域連携室 address is told once;
 // when it recovers, that is logged too.
@@ -244,7 +230,7 @@ func (s *Server) WatchGateways(ctx context.Context, every time.Duration) {
 			}
 			return
 		}
-		now := s.now()
+		now := s.Now()
 		mu.Lock()
 		defer mu.Unlock()
 		for _, g := range list {
@@ -405,7 +391,7 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 		}
 		ok := false
 		for _, sh := range shares {
-			ok = ok || (sh.Active(s.now()) && sh.Patient == key && !sh.RecordOnly)
+			ok = ok || (sh.Active(s.Now()) && sh.Patient == key && !sh.RecordOnly)
 		}
 		if !ok {
 			// As for any patient the caller may not see: not found, not forbidden.
@@ -413,7 +399,7 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	f := &renkei.FetchRequest{Institution: inst.PK, Patient: key, Since: req.Since, Reason: clip(strings.TrimSpace(req.Reason), 500),
+	f := &renkei.FetchRequest{Institution: inst.PK, Patient: key, Since: req.Since, Reason: truncate(strings.TrimSpace(req.Reason), 500),
 		RequestedBy: p.Name, RequestedByInstitution: p.Institution}
 	e := renkei.EventFor(p, renkei.ActionFetch, renkei.OutcomeSuccess)
 	e.DataInstitution, e.Patient = inst.PK, key
@@ -493,7 +479,7 @@ func (s *Server) reportFetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fr := list[0]
-	fr.Status, fr.Detail, fr.Studies, fr.Instances = req.Status, clip(req.Detail, 1000), req.Studies, req.Instances
+	fr.Status, fr.Detail, fr.Studies, fr.Instances = req.Status, truncate(req.Detail, 1000), req.Studies, req.Instances
 	var e *renkei.AuditEvent
 	if req.Status != "working" {
 		ev := renkei.EventFor(p, renkei.ActionFetch, renkei.OutcomeSuccess)
