@@ -180,7 +180,8 @@ func (d *Deliverer) deliverStudy(ctx context.Context, it InboxItem, study string
 	}
 	log := d.logger().With("study", study, "from", it.FromInstitution, "instances", len(todo))
 	log.Info("gateway: delivering shared images to the PACS")
-	// One association per destination for the study; the instances are fetched once.
+	// Each instance is fetched once and sent to every destination on an association of its own (its SOP class and
+	// transfer syntax are known only once fetched); a study of many instances would be faster on one association.
 	for _, ref := range todo {
 		file, err := d.fetch(ctx, study, ref)
 		if err != nil {
