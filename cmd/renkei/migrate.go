@@ -124,7 +124,7 @@ func adminMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := c.run(ctx); err != nil {
 			return fmt.Errorf("%w\n(run the same command again to continue)", err)
 		}
-		fmt.Fprintf(stdout, "blobs copied: %d, %s\n", c.blobs, bytesText(c.bytes))
+		fmt.Fprintf(stdout, "blobs copied: %d (this run: %s)\n", c.blobs, bytesText(c.bytes))
 	}
 
 	// Verification, on the target, of what was copied in this run and in earlier ones.
@@ -224,19 +224,26 @@ func (c *blobCopy) run(ctx context.Context) error {
 		}
 	}
 	// Every other blob of the source (a consent document being written, an orphan not yet swept): listed in
-	// ascending key order by the disk store.
+	// ascending key order by the disk store. Those the index refers to were copied above; the count recorded here
+	// is of both parts, so a run that resumes in this part goes on counting from it.
 	l, ok := c.from.(blob.Lister)
 	if !ok {
 		return nil
 	}
-	after, _, done, err = c.dst.MigrationCursor(ctx, "blobs:store")
-	if err != nil || done {
+	after, n, done, err = c.dst.MigrationCursor(ctx, "blobs:store")
+	if err != nil {
 		return err
+	}
+	if c.blobs = max(c.blobs, n); done {
+		return nil
 	}
 	since := 0
 	err = l.List(ctx, func(k string, _ time.Time) error {
 		if k <= after {
 			return nil
+		}
+		if used, err := c.src.BlobInUse(ctx, k); err != nil || used {
+			return err
 		}
 		if err := c.copy(ctx, k); err != nil {
 			return err
