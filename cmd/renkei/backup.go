@@ -24,7 +24,7 @@ import (
 )
 
 const backupUsage = `Usage:
-  renkei admin backup --data DIR --to BACKUPDIR [--backup-marker FILE]
+  renkei admin backup --data DIR --to BACKUPDIR [--keep N] [--backup-marker FILE]
   renkei admin restore --from BACKUPDIR [--generation NAME] --data EMPTYDIR
 
 backup copies the embedded form of a region (SQLite index and blob folder) while renkei serve runs and ingests: a
@@ -32,7 +32,10 @@ consistent snapshot of the index (SQLite's VACUUM INTO), the blobs that snapshot
 SHA-256 as they are copied, and the data folder's other files (the audit key, demo accounts). Each run adds one
 generation, BACKUPDIR/<UTC time>/, with a manifest.json; blobs are shared by every generation in BACKUPDIR/blobs/ and
 copied only once, so a daily run copies only what arrived since the last one. On success it touches --backup-marker,
-which renkei serve --backup-marker shows on the security page.
+which renkei serve --backup-marker shows on the security page, then keeps the newest --keep generations (default 7;
+0 keeps all): it removes the older ones and the blobs in BACKUPDIR/blobs that no kept generation lists, and the
+folders (NAME.partial) of runs that did not finish. It removes nothing if a kept generation's blob list cannot be
+read or does not match its manifest. One backup at a time works in BACKUPDIR; a second one is refused.
 
 restore brings the newest generation (or --generation NAME) back into an empty data folder, checks the SHA-256 of the
 index copy and of every blob, verifies the audit chain, and says what it restored. Start renkei serve --data EMPTYDIR.
@@ -70,6 +73,7 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	data := fl.String("data", "./renkei-data", "the data folder of the region (its index.db, blobs/ and audit key)")
 	to := fl.String("to", "", "the backup folder (created if needed; later runs add generations to it)")
 	marker := fl.String("backup-marker", "", "a file to touch after a successful backup (what renkei serve --backup-marker watches)")
+	keep := fl.Int("keep", defaultKeepGens, "how many generations to keep, the newest (0: keep every generation)")
 	pg := fl.String("db", "", "refused: an index on PostgreSQL is backed up with PostgreSQL's own tools")
 	if err := fl.Parse(args); err != nil {
 		return err
@@ -83,14 +87,28 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *pg != "" {
 		return fmt.Errorf("--db (RENKEI_DB): an index on PostgreSQL is backed up with pg_dump or PITR, its blobs with bucket versioning (see README, Backup and restore); admin backup copies the embedded form")
 	}
+	if *keep < 0 {
+		return fmt.Errorf("--keep: give a number of generations, or 0 to keep them all")
+	}
 	index := filepath.Join(*data, indexFile)
 	if _, err := os.Stat(index); err != nil {
 		return fmt.Errorf("--data %s holds no index.db: %w", *data, err)
 	}
+	if err := os.MkdirAll(*to, 0o700); err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	lock, err := lockBackupDir(*to)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := removeLeftovers(*to, stdout); err != nil {
+		return err
+	}
 	start := time.Now()
-	gen := start.UTC().Format("20060102T150405Z")
-	partial := filepath.Join(*to, gen+".partial")
-	if err := os.MkdirAll(partial, 0o700); err != nil {
+	gen := start.UTC().Format(generationTime)
+	partial := filepath.Join(*to, gen+partialSuffix)
+	if err := os.Mkdir(partial, 0o700); err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
 	defer os.RemoveAll(partial) // gone once renamed; left-overs of a failed run go too
@@ -209,6 +227,11 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "backup %s written to %s (%s)\n", gen, filepath.Join(*to, gen), time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(stdout, "index as of %s: %s; audit chain up to event %d\n", m.Time.Local().Format("2006-01-02 15:04:05"), countsText(m.Counts), m.AuditHead)
 	fmt.Fprintf(stdout, "blobs: %d (%s), %d copied now, %d already in the backup\n", m.Blobs, bytesText(m.BlobBytes), m.CopiedBlobs, m.Blobs-m.CopiedBlobs)
+	if *keep > 0 {
+		if err := pruneBackup(*to, *keep, stdout); err != nil {
+			return fmt.Errorf("backup %s is complete, but the old generations were not pruned: %w", gen, err)
+		}
+	}
 	return nil
 }
 
@@ -477,7 +500,7 @@ func backupGenerations(dir string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if !e.IsDir() || strings.HasSuffix(e.Name(), ".partial") {
+		if !e.IsDir() || strings.HasSuffix(e.Name(), partialSuffix) || strings.HasSuffix(e.Name(), pruningSuffix) {
 			continue
 		}
 		if _, err := os.Stat(filepath.Join(dir, e.Name(), manifestFile)); err == nil {

@@ -272,3 +272,182 @@ func TestAdminBackupRestore(t *testing.T) {
 		t.Errorf("restore of a backup with a damaged blob: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }
+
+// TestAdminBackupPrune takes three backups with --keep 2 of a region that `renkei serve` keeps filling, with blobs
+// that only some generations hold (blobs written before a snapshot but named by no row, removed from the region
+// later as the orphan sweep does): two generations are left, the blobs only the oldest held are gone, those a kept
+// generation still lists are not, the folders of a run and a pruning that did not finish are removed with the blobs
+// only they had, and both kept generations restore with every SHA-256 and the audit chain checked. A kept
+// generation whose blobs.txt does not match its manifest stops the pruning with nothing removed, and a second backup
+// into a folder where one is running is refused.
+func TestAdminBackupPrune(t *testing.T) {
+	dir := t.TempDir()
+	data, bk := filepath.Join(dir, "data"), filepath.Join(dir, "backup")
+	token := provisionToken(t, data)
+	base, stop := serveForTest(t, "serve", "--data", data, "--http", "127.0.0.1:0", "--dimse", "off", "--log-level", "warn")
+	defer stop()
+	client := &http.Client{Transport: bearer{token, http.DefaultTransport}, Timeout: time.Minute}
+	gen := t.TempDir()
+	n := 0
+	storeSome := func(count int) {
+		t.Helper()
+		var files [][]byte
+		for range count {
+			n++
+			p := filepath.Join(gen, fmt.Sprintf("%d.dcm", n))
+			err := dicomtest.CT(p, dicomtest.CTOptions{StudyInstanceUID: dicomtest.UID(fmt.Sprintf("prune/study/%d", n%2)),
+				SeriesInstanceUID: dicomtest.UID(fmt.Sprintf("prune/series/%d", n%2)), SOPInstanceUID: dicomtest.UID(fmt.Sprintf("prune/sop/%d", n)),
+				PatientID: "PR1", PatientName: "Prune^Test", Rows: 32, Cols: 32, InstanceNumber: n, Seed: int64(n)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files = append(files, b)
+		}
+		if err := stow(client, base+"/dicomweb/studies", files...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// orphan writes a blob no row names into a blob folder, backdated so that a backup starting now counts it as
+	// written before its snapshot.
+	orphan := func(root, content string) string {
+		t.Helper()
+		s := sha256.Sum256([]byte(content))
+		k := hex.EncodeToString(s[:])
+		p := blobPath(root, k)
+		if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		old := time.Now().Add(-time.Minute)
+		os.Chtimes(p, old, old)
+		return k
+	}
+	inBackup := func(k string) bool {
+		_, err := os.Stat(blobPath(filepath.Join(bk, "blobs"), k))
+		return err == nil
+	}
+	backup := func(wantCode int, args ...string) string {
+		t.Helper()
+		time.Sleep(time.Second) // generations are named to the second
+		var out, errOut bytes.Buffer
+		code := Main(context.Background(), append([]string{"admin", "backup", "--data", data, "--to", bk}, args...), &out, &errOut)
+		if (code == 0) != (wantCode == 0) {
+			t.Fatalf("backup %v: exit %d, want %d\n%s%s", args, code, wantCode, out.String(), errOut.String())
+		}
+		t.Logf("backup %v:\n%s%s", args, out.String(), errOut.String())
+		return out.String() + errOut.String()
+	}
+
+	// Generation 1 holds orphans A and B; A is removed from the region before generation 2, B before generation 3.
+	storeSome(3)
+	a := orphan(filepath.Join(data, "blobs"), "orphan A, only in the first generation")
+	b := orphan(filepath.Join(data, "blobs"), "orphan B, in the first two generations")
+	backup(0, "--keep", "2")
+	os.Remove(blobPath(filepath.Join(data, "blobs"), a))
+	storeSome(2)
+	backup(0, "--keep", "2")
+	os.Remove(blobPath(filepath.Join(data, "blobs"), b))
+	storeSome(2)
+	gens, err := backupGenerations(bk)
+	if err != nil || len(gens) != 2 {
+		t.Fatalf("generations after two backups: %v %v", gens, err)
+	}
+	// What a crashed backup leaves (a NAME.partial with a blob it copied), and a crashed pruning (NAME.pruning, a
+	// whole generation renamed): removed by the next run, with the blob only the crashed run had.
+	crashed := filepath.Join(bk, "20000101T000000Z.partial")
+	if err := os.MkdirAll(crashed, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := orphan(filepath.Join(bk, "blobs"), "copied by a backup that crashed")
+	if err := os.WriteFile(filepath.Join(crashed, blobListFile), []byte(c+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(bk, gens[0]), filepath.Join(bk, gens[0]+".pruning")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(bk, gens[0]), 0o700); err != nil { // the copy of generation 1 stays whole
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(bk, gens[0]), os.DirFS(filepath.Join(bk, gens[0]+".pruning"))); err != nil {
+		t.Fatal(err)
+	}
+	if !inBackup(a) || !inBackup(b) || !inBackup(c) {
+		t.Fatal("the orphans are not in the backup")
+	}
+
+	out := backup(0, "--keep", "2")
+	gens3, err := backupGenerations(bk)
+	if err != nil || len(gens3) != 2 || gens3[0] != gens[1] {
+		t.Fatalf("generations after three backups with --keep 2: %v %v (the first two were %v)", gens3, err, gens)
+	}
+	for _, want := range []string{"removed 1 old generation(s), keeping 2: " + gens[0], "removed 2 blob(s)",
+		"removed 20000101T000000Z.partial", "removed " + gens[0] + ".pruning"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the third backup does not say %q", want)
+		}
+	}
+	ents, _ := os.ReadDir(bk)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".partial") || strings.HasSuffix(e.Name(), ".pruning") || e.Name() == gens[0] {
+			t.Errorf("%s is left in the backup folder", e.Name())
+		}
+	}
+	if inBackup(a) {
+		t.Errorf("blob A, which only the removed generation listed, is still in the backup")
+	}
+	if inBackup(c) {
+		t.Errorf("blob C, which only a crashed run had copied, is still in the backup")
+	}
+	if !inBackup(b) {
+		t.Errorf("blob B, which the kept generation %s lists, was removed", gens3[0])
+	}
+	// Every kept generation restores whole: every blob read back and its SHA-256 checked, the audit chain intact.
+	for i, g := range gens3 {
+		into := filepath.Join(dir, fmt.Sprintf("restored-%d", i))
+		var rout, rerr bytes.Buffer
+		if code := Main(context.Background(), []string{"admin", "restore", "--from", bk, "--generation", g, "--data", into}, &rout, &rerr); code != 0 {
+			t.Fatalf("restore %s: exit %d\n%s%s", g, code, rout.String(), rerr.String())
+		}
+		for _, want := range []string{"restored backup " + g, "SHA-256 checked", "audit chain intact"} {
+			if !strings.Contains(rout.String(), want) {
+				t.Errorf("restore of %s does not say %q:\n%s", g, want, rout.String())
+			}
+		}
+	}
+
+	// A kept generation whose blob list no longer matches its manifest: the backup is written, but nothing is
+	// pruned, not even a blob no generation lists.
+	list := filepath.Join(bk, gens3[1], blobListFile)
+	lb, err := os.ReadFile(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(list, lb[:len(lb)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := orphan(filepath.Join(bk, "blobs"), "in no generation")
+	out = backup(1, "--keep", "2")
+	if !strings.Contains(out, "generation "+gens3[1]+": blobs.txt is damaged") || !strings.Contains(out, "nothing was removed") {
+		t.Errorf("the backup with a damaged kept generation does not say why it pruned nothing")
+	}
+	if gens4, _ := backupGenerations(bk); len(gens4) != 3 || !inBackup(d) {
+		t.Errorf("after a pruning that could not read a kept generation: generations %v, blob D kept %v; want 3 and true", gens4, inBackup(d))
+	}
+
+	// One backup at a time in a folder.
+	f, err := lockBackupDir(bk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out = backup(1)
+	f.Close()
+	if !strings.Contains(out, "another renkei admin backup is writing to") {
+		t.Errorf("a backup while another one runs: %s", out)
+	}
+}
