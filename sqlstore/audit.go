@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ func (db *DB) Audit(ctx context.Context, events ...*renkei.AuditEvent) error {
 	}
 	return (<-req.res).err
 }
+
+// auditRowsPerInsert bounds the events one INSERT carries on PostgreSQL (18 parameters each, well under its 65,535).
+const auditRowsPerInsert = 64
 
 // appendAudit extends the chain with events inside tx. It reads the head inside the transaction, so every writer
 // (the committer, trash, grants) extends the one chain, serialised by the database's write lock.
@@ -90,12 +94,34 @@ func (db *DB) appendAudit(ctx context.Context, tx *sql.Tx, events []*renkei.Audi
 		}
 		e.PrevHash = prev
 		e.Hash = e.ChainHash(prev)
-		if _, err := txExecOn(ctx, tx, ins, insQ, e.Seq, e.Time.UnixMilli(), e.Actor, string(e.ActorKind), e.ActorID, e.Institution, string(e.Role),
-			string(e.Action), e.Outcome, e.Purpose, e.Source, e.DataInstitution, e.Patient.Issuer, e.Patient.ID, e.Study, e.Detail,
-			e.PrevHash, e.Hash); err != nil {
-			return fmt.Errorf("audit append: %w", err)
-		}
 		prev = e.Hash
+	}
+	args := func(e *renkei.AuditEvent) []any {
+		return []any{e.Seq, e.Time.UnixMilli(), e.Actor, string(e.ActorKind), e.ActorID, e.Institution, string(e.Role),
+			string(e.Action), e.Outcome, e.Purpose, e.Source, e.DataInstitution, e.Patient.Issuer, e.Patient.ID, e.Study, e.Detail,
+			e.PrevHash, e.Hash}
+	}
+	if db.dialect == postgres {
+		// One statement for up to auditRowsPerInsert events: on PostgreSQL each statement is a round trip, and a
+		// batch of stored instances brings one event each.
+		for rest := events; len(rest) > 0; {
+			n := min(len(rest), auditRowsPerInsert)
+			var all []any
+			for _, e := range rest[:n] {
+				all = append(all, args(e)...)
+			}
+			if _, err := tx.ExecContext(ctx, insQ+strings.Repeat(`, (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, n-1), all...); err != nil {
+				return fmt.Errorf("audit append: %w", err)
+			}
+			rest = rest[n:]
+		}
+	} else {
+		// SQLite runs statements in process; one prepared statement an event costs less than parsing a long one.
+		for _, e := range events {
+			if _, err := txExecOn(ctx, tx, ins, insQ, args(e)...); err != nil {
+				return fmt.Errorf("audit append: %w", err)
+			}
+		}
 	}
 	if db.AuditKey != nil && seq/auditCheckpointEvery > start/auditCheckpointEvery {
 		return db.checkpoint(ctx, tx, seq, prev)

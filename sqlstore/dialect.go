@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -150,15 +151,19 @@ func isUniqueViolation(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint")
 }
 
-// pgConnector wraps pgx's database/sql connector so that every connection rebinds placeholders (see pgConn).
-type pgConnector struct{ driver.Connector }
+// pgConnector wraps pgx's database/sql connector so that every connection rebinds placeholders (see pgConn), and
+// counts the round trips its connections make (statements, and a transaction's BEGIN and COMMIT).
+type pgConnector struct {
+	driver.Connector
+	trips *atomic.Int64
+}
 
 func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &pgConn{conn.(pgxConn)}, nil
+	return &pgConn{conn.(pgxConn), c.trips}, nil
 }
 
 // pgxConn is what pgx's stdlib connection implements and pgConn passes on.
@@ -174,7 +179,10 @@ type pgxConn interface {
 
 // pgConn is a pgx connection that accepts the package's SQL: `?` placeholders are rebound where a statement is
 // prepared or executed, and bool arguments become integers (the schema keeps flags as 0/1 INTEGER, as in SQLite).
-type pgConn struct{ c pgxConn }
+type pgConn struct {
+	c     pgxConn
+	trips *atomic.Int64
+}
 
 func (p *pgConn) Prepare(q string) (driver.Stmt, error) {
 	return p.c.PrepareContext(context.Background(), rebind(q))
@@ -190,10 +198,12 @@ func (p *pgConn) Begin() (driver.Tx, error) {
 }
 
 func (p *pgConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	p.trips.Add(2) // BEGIN, and COMMIT or ROLLBACK
 	return p.c.BeginTx(ctx, opts)
 }
 
 func (p *pgConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	p.trips.Add(1)
 	if len(args) > 0 {
 		q = rebind(q)
 	}
@@ -201,6 +211,7 @@ func (p *pgConn) ExecContext(ctx context.Context, q string, args []driver.NamedV
 }
 
 func (p *pgConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	p.trips.Add(1)
 	if len(args) > 0 {
 		q = rebind(q)
 	}

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,10 +43,20 @@ type DB struct {
 	batches chan *insertReq
 	done    chan struct{}
 
-	batch        *batchStmts // the statements of the batch being committed
-	reads        stmtCache   // prepared read statements
-	writes       stmtCache   // prepared write statements, promoted after their first transaction
-	lastFullSync time.Time   // when the committer last committed with synchronous=FULL (committer goroutine only)
+	batch        *batchStmts   // the statements of the batch being committed
+	reads        stmtCache     // prepared read statements
+	writes       stmtCache     // prepared write statements, promoted after their first transaction
+	lastFullSync time.Time     // when the committer last committed with synchronous=FULL (committer goroutine only)
+	trips        *atomic.Int64 // round trips to PostgreSQL; nil on SQLite
+}
+
+// RoundTrips returns how many statements (with each transaction's BEGIN and COMMIT) this handle has sent to
+// PostgreSQL since it opened: each is a round trip on the wire. On SQLite, where a statement is a function call, 0.
+func (db *DB) RoundTrips() int64 {
+	if db.trips == nil {
+		return 0
+	}
+	return db.trips.Load()
 }
 
 // Open opens the index and applies pending migrations. target is a postgres:// (or postgresql://) URL, as pgx
@@ -95,7 +106,8 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
 	where := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database) // no password in errors
-	pool := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg)})
+	trips := new(atomic.Int64)
+	pool := sql.OpenDB(pgConnector{stdlib.GetConnector(*cfg), trips})
 	pool.SetMaxOpenConns(pgPoolSize)
 	pool.SetMaxIdleConns(pgPoolSize)
 	pool.SetConnMaxIdleTime(5 * time.Minute)
@@ -103,7 +115,7 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open index %s: %w", where, err)
 	}
-	db := &DB{write: pool, read: pool, dialect: postgres, Now: time.Now, batches: make(chan *insertReq, 256), done: make(chan struct{})}
+	db := &DB{write: pool, read: pool, dialect: postgres, trips: trips, Now: time.Now, batches: make(chan *insertReq, 256), done: make(chan struct{})}
 	if err := db.checkCollation(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open index %s: %w", where, err)
