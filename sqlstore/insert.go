@@ -136,18 +136,23 @@ func (db *DB) commitBatch(batch []*insertReq) {
 // errFastPath reports that a statement outside any savepoint failed and the batch must run again without the fast path.
 var errFastPath = errors.New("the batch's fast path failed")
 
-// batchCache remembers, for the batch being committed, the patients, studies and series its instances were stored
-// under, and the counters still to add. Instances of a study arrive together: the first of a series goes the whole
-// way (look-ups, savepoint, inserts of what is new); the others of that series are one INSERT each, and the series'
-// and study's counters are raised once for the batch. On PostgreSQL every statement is a round trip, so this is
-// what makes a batch of 13 instances cost ~20 round trips instead of ~140.
-type batchCache struct {
+// rowCache remembers the patients, studies and series that instances went into recently, so that the next
+// instance of a series (CT series are hundreds of instances, sent together) is one statement: an INSERT that
+// checks in the same statement that the remembered rows are still what they were (the same UIDs, live, under the
+// same patient and name). The cache is only a hint: a row changed since (trashed, purged, renamed, by this node or
+// another) fails that check and the instance takes the full path, which looks everything up again. The counters of
+// the series and studies are raised once per batch. On PostgreSQL every statement is a round trip, so this is what
+// makes an instance cost ~2 round trips instead of ~11. Only the committer goroutine uses it.
+type rowCache struct {
 	patients  map[patientRef]cachedPatient
 	studies   map[uidRef]cachedParent // a study and its patient
 	series    map[uidRef]cachedParent // a series and its study
-	addSeries map[int64]int           // series pk → instances to add
-	addStudy  map[int64]int           // study pk → instances to add
+	addSeries map[int64]int           // series pk → instances to add in this batch
+	addStudy  map[int64]int           // study pk → instances to add in this batch
 }
+
+// maxCachedSeries bounds the cache; when full it starts again empty.
+const maxCachedSeries = 4096
 
 type patientRef struct {
 	institution int64
@@ -166,31 +171,35 @@ type cachedPatient struct {
 
 type cachedParent struct{ pk, parent int64 }
 
-func newBatchCache() *batchCache {
-	return &batchCache{patients: map[patientRef]cachedPatient{}, studies: map[uidRef]cachedParent{}, series: map[uidRef]cachedParent{},
-		addSeries: map[int64]int{}, addStudy: map[int64]int{}}
+func (c *rowCache) reset() {
+	c.patients, c.studies, c.series = map[patientRef]cachedPatient{}, map[uidRef]cachedParent{}, map[uidRef]cachedParent{}
+	if c.addSeries == nil {
+		c.addSeries, c.addStudy = map[int64]int{}, map[int64]int{}
+	}
 }
 
-// seriesFor returns the series an instance goes into when every row it needs was seen in this batch, unchanged (the
-// same patient, under the same name, the same study and series); ok is false when the full path must run.
-func (c *batchCache) seriesFor(in *renkei.Instance) (series, study int64, ok bool) {
+// lookup returns the rows an instance would go into, as remembered; ok is false when the full path must run.
+func (c *rowCache) lookup(in *renkei.Instance) (patient, study, series int64, ok bool) {
 	p, ok := c.patients[patientRef{in.Institution, in.Patient.Issuer, in.Patient.ID}]
 	if !ok || (in.PatientName != "" && in.PatientName != p.name) {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	st, ok := c.studies[uidRef{in.Institution, in.StudyInstanceUID}]
 	if !ok || st.parent != p.pk {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
 	se, ok := c.series[uidRef{in.Institution, in.SeriesInstanceUID}]
 	if !ok || se.parent != st.pk {
-		return 0, 0, false
+		return 0, 0, 0, false
 	}
-	return se.pk, st.pk, true
+	return p.pk, st.pk, se.pk, true
 }
 
 // remember records the rows a fully inserted instance went into.
-func (c *batchCache) remember(in *renkei.Instance, r insertRes) {
+func (c *rowCache) remember(in *renkei.Instance, r insertRes) {
+	if c.series == nil || len(c.series) >= maxCachedSeries {
+		c.reset()
+	}
 	name := in.PatientName
 	if name == "" {
 		name = r.patientName
@@ -200,8 +209,23 @@ func (c *batchCache) remember(in *renkei.Instance, r insertRes) {
 	c.series[uidRef{in.Institution, in.SeriesInstanceUID}] = cachedParent{r.seriesPK, r.studyPK}
 }
 
-// flush adds the counters gathered so far.
-func (db *DB) flushCounters(ctx context.Context, tx *sql.Tx, c *batchCache) error {
+// fastInsertQ inserts an instance into remembered rows if they are still those rows, live; it returns no row when
+// they are not, or when the instance is already there (a duplicate, a conflict or a trashed copy).
+const fastInsertQ = `INSERT INTO instances (institution_pk, series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
+		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source)
+	SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+	WHERE EXISTS (SELECT 1 FROM series WHERE pk = ? AND study_pk = ? AND institution_pk = ? AND series_uid = ? AND deleted_at IS NULL)
+	AND EXISTS (SELECT 1 FROM studies WHERE pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL)
+	AND EXISTS (SELECT 1 FROM patients WHERE pk = ? AND issuer = ? AND patient_id = ? AND (? = '' OR name = ?))
+	ON CONFLICT (institution_pk, sop_uid) DO NOTHING RETURNING pk`
+
+func fastInsertArgs(in *renkei.Instance, patientPK, studyPK, seriesPK int64) []any {
+	return append(instanceArgs(in, seriesPK), seriesPK, studyPK, in.Institution, in.SeriesInstanceUID, studyPK, patientPK, in.StudyInstanceUID,
+		patientPK, in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientName)
+}
+
+// flushCounters adds the counters gathered so far in the batch.
+func (db *DB) flushCounters(ctx context.Context, tx *sql.Tx, c *rowCache) error {
 	now := db.Now().UnixMilli()
 	for pk, n := range c.addSeries {
 		if _, err := db.txExec(ctx, tx, `UPDATE series SET num_instances = num_instances + ?, deleted_at = NULL WHERE pk = ?`, n, pk); err != nil {
@@ -218,8 +242,8 @@ func (db *DB) flushCounters(ctx context.Context, tx *sql.Tx, c *batchCache) erro
 	return nil
 }
 
-// runBatch runs one transaction for the batch. With fast set, instances of a series already inserted in this batch
-// take the fast path (see batchCache); a failure there returns errFastPath after rolling back.
+// runBatch runs one transaction for the batch. With fast set, instances of a series seen recently take the fast path
+// (see rowCache); a failure there returns errFastPath after rolling back.
 func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, fast bool) ([]insertRes, error) {
 	results := make([]insertRes, len(batch))
 	tx, err := conn.BeginTx(ctx, nil)
@@ -227,7 +251,12 @@ func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, 
 		return nil, err
 	}
 	db.batch = &batchStmts{tx: tx, stmts: map[string]*sql.Stmt{}} // only the committer goroutine uses it
-	cache := newBatchCache()
+	cache := &db.rows
+	if cache.series == nil {
+		cache.reset()
+	}
+	clear(cache.addSeries)
+	clear(cache.addStudy)
 	var events []*renkei.AuditEvent
 	for i, r := range batch {
 		if r.inst == nil {
@@ -235,9 +264,9 @@ func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, 
 			continue
 		}
 		if fast {
-			if seriesPK, studyPK, ok := cache.seriesFor(r.inst); ok {
+			if patientPK, studyPK, seriesPK, ok := cache.lookup(r.inst); ok {
 				var pk int64
-				err := db.txQueryRow(ctx, tx, insertInstanceQ+` ON CONFLICT (institution_pk, sop_uid) DO NOTHING RETURNING pk`, instanceArgs(r.inst, seriesPK)...).Scan(&pk)
+				err := db.txQueryRow(ctx, tx, fastInsertQ, fastInsertArgs(r.inst, patientPK, studyPK, seriesPK)...).Scan(&pk)
 				if err == nil {
 					cache.addSeries[seriesPK]++
 					cache.addStudy[studyPK]++
@@ -250,7 +279,8 @@ func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, 
 					tx.Rollback()
 					return nil, errFastPath
 				}
-				// Already there (a duplicate, a conflict, or a copy in the trash): the full path decides.
+				// Already there (a duplicate, a conflict, a copy in the trash), or the remembered rows changed: the
+				// full path decides.
 			}
 			// The full path reads and may recount the counters: those gathered so far go in first.
 			if err := db.flushCounters(ctx, tx, cache); err != nil {

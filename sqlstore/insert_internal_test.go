@@ -88,6 +88,42 @@ func TestBatchFastPath(t *testing.T) {
 			if len(recs) != 1 || recs[0].NumberOfInstances != want {
 				t.Errorf("studies %+v, want one of %d instances", recs, want)
 			}
+
+			// The next batch of the same series goes the fast way from its first instance: the rows are remembered
+			// from the earlier batches and checked by the INSERT itself.
+			batch = nil
+			for i := 200; i < 220; i++ {
+				batch = append(batch, mk(fmt.Sprint("7.1.1.", i), "STOW-RS"))
+			}
+			before = db.RoundTrips()
+			for i, r := range run(batch) {
+				if r.err != nil || r.outcome != renkei.Stored {
+					t.Fatalf("third batch, instance %d: %v %v", i, r.outcome, r.err)
+				}
+			}
+			if b.name == "postgres" {
+				// BEGIN+COMMIT 2, 20 INSERTs, 2 counters, audit lock, head and one insert.
+				if trips := db.RoundTrips() - before; trips > 28 {
+					t.Errorf("a batch of 20 instances of a remembered series took %d round trips, want at most 28", trips)
+				}
+			}
+			// The remembered rows change behind the cache's back (the study goes to the trash): the INSERT's check
+			// fails, the full path runs, and the study comes back with only what is live.
+			if _, err := db.Trash(context.Background(), renkei.TrashRequest{Study: "7.1"}); err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range run([]*insertReq{mk("7.1.1.300", "STOW-RS"), mk("7.1.1.301", "STOW-RS")}) {
+				if r.err != nil || r.outcome != renkei.Stored {
+					t.Fatalf("after the trash, instance %d: %v %v", i, r.outcome, r.err)
+				}
+			}
+			recs, err = db.QueryStudies(context.Background(), &renkei.Query{Level: renkei.StudyLevel})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 1 || recs[0].NumberOfInstances != 2 {
+				t.Errorf("after trashing the study and sending 2 more: %+v, want one study of 2 instances", recs)
+			}
 			if _, err := db.VerifyAudit(context.Background(), nil); err != nil {
 				t.Errorf("audit chain: %v", err)
 			}

@@ -48,6 +48,7 @@ type DB struct {
 	writes       stmtCache     // prepared write statements, promoted after their first transaction
 	lastFullSync time.Time     // when the committer last committed with synchronous=FULL (committer goroutine only)
 	trips        *atomic.Int64 // round trips to PostgreSQL; nil on SQLite
+	rows         rowCache      // rows recent instances went into (committer goroutine only)
 }
 
 // RoundTrips returns how many statements (with each transaction's BEGIN and COMMIT) this handle has sent to
