@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -105,6 +106,8 @@ type Store struct {
 	client *minio.Client
 	core   minio.Core
 	pool   sync.Pool // memory buffers of cfg.MemoryLimit bytes
+
+	noConditional atomic.Bool // the server refused a conditional PUT (If-None-Match) as not implemented
 }
 
 // New makes a store without contacting the server. Open checks the bucket as well.
@@ -314,17 +317,11 @@ func (w *writer) Commit(ctx context.Context) (string, int64, error) {
 	key := hex.EncodeToString(sum)
 	s, name := w.s, w.s.Object(key)
 	fail := func(err error) (string, int64, error) {
-		return "", 0, unavailable("blob.Commit", "the image store cannot be written", fmt.Errorf("object %s: %w", name, err))
-	}
-	// A duplicate costs one HEAD: an object under this name was put whole, by a PUT the server checked against
-	// this same SHA-256 (or by a completed multipart upload of the same size). One that is not what this key should
-	// hold (damaged, or written by something else) is replaced, and so is an old one (see RefreshAfter).
-	if info, err := s.client.StatObject(ctx, s.cfg.Bucket, name, minio.StatObjectOptions{Checksum: true}); err == nil {
-		if verify(info, w.n, sum) == nil && time.Since(info.LastModified) < s.cfg.RefreshAfter {
-			return key, w.n, nil
+		var re *renkei.Error
+		if errors.As(err, &re) {
+			return "", 0, err // already says what went wrong (the server did not keep the bytes)
 		}
-	} else if !isNotFound(err) {
-		return fail(err)
+		return "", 0, unavailable("blob.Commit", "the image store cannot be written", fmt.Errorf("object %s: %w", name, err))
 	}
 	var body io.ReadSeeker
 	if w.f == nil {
@@ -335,34 +332,93 @@ func (w *writer) Commit(ctx context.Context) (string, int64, error) {
 		}
 		body = io.NewSectionReader(w.f, 0, w.n)
 	}
-	if w.n <= s.cfg.MultipartAbove {
-		// One atomic PUT. The payload hash the request is signed with is the key itself, so the server refuses
-		// the bytes unless they are the key's (XAmzContentSHA256Mismatch); x-amz-checksum-sha256 asks it to keep
-		// that checksum with the object, where HEAD shows it later.
-		opts := minio.PutObjectOptions{
-			ContentType:          "application/octet-stream",
-			DisableContentSha256: true,
-			UserMetadata:         map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)},
-		}
-		if _, err := s.core.PutObject(ctx, s.cfg.Bucket, name, body, w.n, "", key, opts); err != nil {
+	if w.n <= s.cfg.MultipartAbove && !s.noConditional.Load() {
+		// A new blob is one request: a PUT that only creates (If-None-Match: *). The payload hash the request is
+		// signed with is the key itself, so the server refuses the bytes unless they are the key's
+		// (XAmzContentSHA256Mismatch); the SHA-256 it answers with (x-amz-checksum-sha256, which it also keeps
+		// with the object) confirms what it kept. An object already there is answered 412 and checked below.
+		err := w.put(ctx, body, sum, key, true)
+		switch code := minio.ToErrorResponse(err).Code; {
+		case err == nil:
+			return key, w.n, nil
+		case code == "PreconditionFailed":
+		case code == "NotImplemented":
+			s.noConditional.Store(true) // a server without conditional writes: look before putting, from now on
+		default:
 			return fail(err)
 		}
-	} else {
-		// Parts in parallel; minio-go aborts the upload if a part fails, and S3 shows nothing until it completes.
-		opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
-		if _, err := s.client.PutObject(ctx, s.cfg.Bucket, name, body, w.n, opts); err != nil {
+		if _, err := body.Seek(0, io.SeekStart); err != nil {
 			return fail(err)
 		}
 	}
+	// A duplicate costs a HEAD: an object under this name was put whole, by a PUT the server checked against this
+	// same SHA-256 (or by a completed multipart upload of the same size). One that is not what this key should hold
+	// (damaged, or written by something else) is replaced, and so is an old one (see RefreshAfter).
+	if info, err := s.client.StatObject(ctx, s.cfg.Bucket, name, minio.StatObjectOptions{Checksum: true}); err == nil {
+		// An object of one PUT without a checksum was not written by this store: its bytes are not known to be
+		// the key's, and it is replaced (a multipart object's checksum, if any, is of its parts: its size is checked).
+		checked := info.ChecksumSHA256 != "" || w.n > s.cfg.MultipartAbove
+		if checked && verify(info, w.n, sum) == nil && time.Since(info.LastModified) < s.cfg.RefreshAfter {
+			return key, w.n, nil
+		}
+	} else if !isNotFound(err) {
+		return fail(err)
+	}
+	if w.n <= s.cfg.MultipartAbove {
+		if err := w.put(ctx, body, sum, key, false); err != nil {
+			return fail(err)
+		}
+		return key, w.n, nil
+	}
+	// Parts in parallel; minio-go aborts the upload if a part fails, and S3 shows nothing until it completes.
+	opts := minio.PutObjectOptions{ContentType: "application/octet-stream"}
+	if _, err := s.client.PutObject(ctx, s.cfg.Bucket, name, body, w.n, opts); err != nil {
+		return fail(err)
+	}
+	if err := w.check(ctx, sum); err != nil {
+		return "", 0, err
+	}
+	return key, w.n, nil
+}
+
+// put uploads the blob in one PUT (only if no object has its name, with ifNone) and checks what the server kept.
+func (w *writer) put(ctx context.Context, body io.Reader, sum []byte, key string, ifNone bool) error {
+	s, name := w.s, w.s.Object(key)
+	opts := minio.PutObjectOptions{
+		ContentType:          "application/octet-stream",
+		DisableContentSha256: true,
+		UserMetadata:         map[string]string{"x-amz-checksum-sha256": base64.StdEncoding.EncodeToString(sum)},
+	}
+	if ifNone {
+		opts.SetMatchETagExcept("*")
+	}
+	info, err := s.core.PutObject(ctx, s.cfg.Bucket, name, body, w.n, "", key, opts)
+	if err != nil {
+		return err // the caller tells a 412 from a failure
+	}
+	if c := info.ChecksumSHA256; c != "" {
+		if c == base64.StdEncoding.EncodeToString(sum) {
+			return nil
+		}
+		s.client.RemoveObject(context.WithoutCancel(ctx), s.cfg.Bucket, name, minio.RemoveObjectOptions{})
+		return &renkei.Error{Op: "blob.Commit", Kind: renkei.Unavailable, Message: "the image store did not keep the object intact",
+			Err: fmt.Errorf("object %s: the server's SHA-256 %s is not the key's", name, c)}
+	}
+	return w.check(ctx, sum) // a server that does not answer with the checksum: ask it
+}
+
+// check asks the server what it holds under the blob's name and removes it if it is not the blob.
+func (w *writer) check(ctx context.Context, sum []byte) error {
+	s, name := w.s, w.s.Object(hex.EncodeToString(sum))
 	info, err := s.client.StatObject(ctx, s.cfg.Bucket, name, minio.StatObjectOptions{Checksum: true})
 	if err != nil {
-		return fail(fmt.Errorf("check after upload: %w", err))
+		return unavailable("blob.Commit", "the image store cannot be written", fmt.Errorf("object %s: check after upload: %w", name, err))
 	}
 	if err := verify(info, w.n, sum); err != nil {
 		s.client.RemoveObject(context.WithoutCancel(ctx), s.cfg.Bucket, name, minio.RemoveObjectOptions{})
-		return "", 0, &renkei.Error{Op: "blob.Commit", Kind: renkei.Unavailable, Message: "the image store did not keep the object intact", Err: fmt.Errorf("object %s: %w", name, err)}
+		return &renkei.Error{Op: "blob.Commit", Kind: renkei.Unavailable, Message: "the image store did not keep the object intact", Err: fmt.Errorf("object %s: %w", name, err)}
 	}
-	return key, w.n, nil
+	return nil
 }
 
 // verify checks what the server says it holds: the size, and the SHA-256 where it reports one for the whole object
