@@ -43,7 +43,8 @@ import (
 // files, STOW-RS of 512×512 CT studies in batches of 20 with 4 requests in flight, alternating; CPU time per
 // instance of renkei, of PostgreSQL's processes and of versitygw, and PostgreSQL round trips per instance counted
 // by a proxy in the benchmark between renkei and PostgreSQL. RENKEI_BENCH_SCALE_INGEST (default 200) instances per
-// node and iteration.
+// node and iteration. RENKEI_BENCH_SCALE_PIN=1 puts each renkei serve on CPU 0 and everything else on CPU 1 (see
+// pinTree's caller).
 //
 // BenchmarkScaleQIDO: a twentieth of RENKEI_BENCH_SCALE_INSTANCES (default 1,000,000) synthetic instances (no
 // blobs) inserted through sqlstore.DB.Insert, then copied inside PostgreSQL (INSERT … SELECT) to 4× and 20× that
@@ -98,6 +99,32 @@ func pgPostmaster(port string) int {
 
 // procTreeCPU is the CPU time of a process, of its reaped children (cutime, cstime) and of its live children:
 // for the postmaster, every backend, checkpointer and WAL writer there are or were.
+// pinTree sets the CPU affinity of a process, every thread of it and its direct children (PostgreSQL's backends),
+// with taskset(1).
+func pinTree(b *testing.B, pid int, cpus string) {
+	pids := []int{pid}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		cpid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		_, after, _ := bytes.Cut(st, []byte(") "))
+		if f := strings.Fields(string(after)); len(f) > 2 && f[1] == strconv.Itoa(pid) {
+			pids = append(pids, cpid)
+		}
+	}
+	for _, p := range pids {
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", cpus, strconv.Itoa(p)).CombinedOutput(); err != nil {
+			b.Fatalf("taskset %s %d: %v\n%s", cpus, p, err, out)
+		}
+	}
+}
+
 func procTreeCPU(pid int) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -351,6 +378,19 @@ func BenchmarkScaleIngest(b *testing.B) {
 
 	local := startScaleNode(b, bin, "sqlite-files", filepath.Join(dir, "data-local"), nil)
 	scaled := startScaleNode(b, bin, "postgres-s3", filepath.Join(dir, "data-pg"), awsEnv, "--db", viaProxy.String(), "--blobs", blobs)
+	if os.Getenv("RENKEI_BENCH_SCALE_PIN") == "1" {
+		// The node on one core, what it talks to on the other: each renkei serve on CPU 0; PostgreSQL (with its
+		// backends, which fork from the postmaster and inherit it), versitygw, and this process (the clients and the
+		// round-trip counting proxy) on CPU 1. It models a node whose database and object store run elsewhere, as
+		// in a deployment, instead of three servers competing for the same two cores.
+		pinTree(b, os.Getpid(), "1")
+		pinTree(b, postmaster, "1")
+		pinTree(b, gw, "1")
+		pinTree(b, local.renkeiPID, "0")
+		pinTree(b, scaled.renkeiPID, "0")
+		b.Cleanup(func() { exec.Command("taskset", "-a", "-p", "-c", "0-1", strconv.Itoa(os.Getpid())).Run() })
+		b.Log("pinned: renkei serve on CPU 0; PostgreSQL, versitygw and the clients on CPU 1")
+	}
 
 	type total struct {
 		el                       time.Duration
