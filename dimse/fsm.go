@@ -68,7 +68,7 @@ type action struct {
 // input carries what an event brings: the PDU received or to send, and for Evt17 and Evt19 the cause.
 type input struct {
 	pdu    PDU
-	pdata  [][]byte // Evt9: the encoded P-DATA-TF PDU, as buffers written with one writev
+	pdata  [][]byte // Evt9: encoded P-DATA-TF PDUs (whole ones), as buffers written with one writev
 	err    error
 	locked bool // the caller holds the write lock (local primitives that send)
 }

@@ -46,7 +46,10 @@ type dimse struct {
 	opCancel context.CancelFunc // cancels it (C-CANCEL-RQ)
 	getStore StoreHandler       // receives the C-STORE sub-operations of our C-GET
 
-	sendBuf []byte // data set chunks; guarded by msgSem
+	// Guarded by msgSem: the data set buffer, the PDU headers and the writev buffers of sendStream.
+	sendBuf []byte
+	sendHdr []byte
+	sendIov [][]byte
 }
 
 func (d *dimse) init() {
@@ -323,59 +326,149 @@ func (a *Association) send(ctx context.Context, pcID byte, cmd *Command, data io
 	defer func() { <-a.msgSem }()
 	a.log.Debug("dimse send", "command", commandName(cmd.CommandField), "context", pcID, "data", data != nil)
 	max := a.maxPDV()
+	// The command PDUs go out with the first PDUs of the data set, in one write.
+	hdrs := make([]byte, 0, 12*((len(b)+max-1)/max))
+	var bufs [][]byte
 	for len(b) > 0 {
 		n := min(len(b), max)
-		if err := a.sendPDV(pcID, true, n == len(b), b[:n]); err != nil {
-			return err
-		}
+		hdrs = appendPDataHeader(hdrs, pcID, true, n == len(b), n)
+		bufs = append(bufs, hdrs[len(hdrs)-12:], b[:n])
 		b = b[n:]
 	}
 	if data == nil {
-		return nil
+		return a.writePData(bufs)
 	}
-	if err := a.sendStream(pcID, data, max); err != nil {
+	if err := a.sendStream(pcID, bufs, data, max); err != nil {
 		a.Abort()
 		return err
 	}
 	return nil
 }
 
-// sendStream sends a data set read from r as data PDVs, looking one byte ahead to know which fragment is the last.
-func (a *Association) sendStream(pcID byte, r io.Reader, max int) error {
-	if len(a.sendBuf) < max {
-		a.sendBuf = make([]byte, max)
+// sendBatch is how much of a data set one write carries. A peer that announces a small maximum PDU length (dcmtk's
+// tools announce 16 KB) gets many P-DATA-TF PDUs per write: a 525 KB CT instance costs one read of the blob and one
+// writev, not 33 of each. The buffer is the association's, grown only for a data set longer than one fragment, and
+// bounded by max(sendBatch, the peer's maximum PDU length).
+const sendBatch = 1 << 20
+
+// maxBatchPDUs bounds the PDUs of one write for a peer with a tiny maximum PDU length.
+const maxBatchPDUs = 512
+
+// sendStream sends a data set read from r as data PDVs, one per P-DATA-TF PDU, after the buffers of head (the
+// command PDUs). It reads up to sendBatch bytes at a time into one buffer and writes the PDUs of a batch with one
+// writev, their 12-byte headers (PDU and PDV, PS3.8 9.3.5) between slices of that buffer: the data set is not
+// copied again. After a full buffer it reads one byte ahead to know whether the batch ends the data set, whose
+// last PDV carries the last-fragment bit (PS3.8 E.2).
+func (a *Association) sendStream(pcID byte, head [][]byte, r io.Reader, frag int) error {
+	frags := min(maxBatchPDUs, max(1, sendBatch/frag))
+	var buf []byte
+	pre, _ := r.(*preread)
+	if pre != nil && len(pre.buf) == frags*frag {
+		buf, r = pre.buf, pre.r // its first batch is in its own buffer already
+	} else {
+		pre = nil
+		// A small data set (a C-FIND identifier) needs one fragment: the buffer grows to a batch only when one is
+		// full.
+		if len(a.sendBuf) < frag {
+			a.sendBuf = make([]byte, frag)
+		}
+		buf = a.sendBuf[:min(len(a.sendBuf)/frag, frags)*frag]
 	}
-	buf := a.sendBuf[:max]
-	have := 0
+	have := 0 // a byte read ahead, at the front of buf
+	bufs := head
+	var next [1]byte
 	for {
-		n, err := io.ReadFull(r, buf[have:])
-		n += have
-		have = 0
-		last := false
-		var next [1]byte
+		var n int
+		var err error
+		if pre != nil {
+			n, err, pre = pre.n, pre.err, nil
+		} else {
+			n, err = io.ReadFull(r, buf[have:])
+			n += have
+		}
+		eof := false
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
-			last = true
+			eof = true
 		case err != nil:
 			return fmt.Errorf("dimse: read data set: %w", err)
-		default:
+		}
+		if !eof && len(buf) < frags*frag {
+			grown := make([]byte, frags*frag)
+			copy(grown, buf[:n])
+			buf, have, a.sendBuf = grown, n, grown
+			continue
+		}
+		if !eof {
 			m, err := io.ReadFull(r, next[:])
 			switch {
 			case m == 0 && err == io.EOF:
-				last = true
+				eof = true
 			case err != nil:
 				return fmt.Errorf("dimse: read data set: %w", err)
 			}
 		}
-		if err := a.sendPDV(pcID, false, last, buf[:n]); err != nil {
+		if cap(a.sendHdr) < 12*frags {
+			a.sendHdr = make([]byte, 0, 12*frags)
+		}
+		hdrs := a.sendHdr[:0]
+		for off := 0; off < n || off == 0; {
+			k := min(frag, n-off)
+			hdrs = appendPDataHeader(hdrs, pcID, false, eof && off+k == n, k)
+			bufs = append(bufs, hdrs[len(hdrs)-12:], buf[off:off+k])
+			off += k
+			if k == 0 {
+				break // an empty data set: one empty last fragment
+			}
+		}
+		if err := a.writePData(bufs); err != nil {
 			return err
 		}
-		if last {
+		if eof {
 			return nil
 		}
-		buf[0] = next[0]
-		have = 1
+		buf[0], have = next[0], 1
+		bufs = a.sendIov[:0]
 	}
+}
+
+// preread is a data set whose first batch was read into buf, a buffer of its own, while the previous message was
+// being sent (the sub-operations of a retrieve, see storeTarget.open); sendStream sends from that buffer, then reads
+// the rest from r.
+type preread struct {
+	buf []byte // a whole batch for the association (batchSize)
+	n   int    // bytes read into buf
+	err error  // the error of that read: nil when buf is full, io.EOF or io.ErrUnexpectedEOF when the data set is shorter
+	r   io.Reader
+}
+
+// Read serves buf[:n], then r, for a reader other than sendStream.
+func (p *preread) Read(b []byte) (int, error) {
+	switch {
+	case p.n > 0:
+		k := copy(b, p.buf[:p.n])
+		p.buf, p.n = p.buf[k:], p.n-k
+		return k, nil
+	case p.err == io.ErrUnexpectedEOF:
+		return 0, io.EOF
+	case p.err != nil:
+		return 0, p.err
+	}
+	return p.r.Read(b)
+}
+
+// batchSize is the size of the buffer sendStream fills before each write on this association.
+func (a *Association) batchSize() int {
+	frag := a.maxPDV()
+	return min(maxBatchPDUs, max(1, sendBatch/frag)) * frag
+}
+
+// appendPDataHeader appends the header of a P-DATA-TF PDU that holds one PDV of n bytes, and the PDV's item header
+// (PS3.8 9.3.5, 9.3.5.1): 12 bytes.
+func appendPDataHeader(dst []byte, pcID byte, command, last bool, n int) []byte {
+	dst = append(dst, pduPDataTF, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(6+n))
+	return appendPDVHeader(dst, pcID, command, last, n)
 }
 
 // maxPDV is the largest fragment that fits the peer's maximum P-DATA-TF length with its 6-byte PDV header.
@@ -387,16 +480,16 @@ func (a *Association) maxPDV() int {
 	return int(max(n, 8) - 6)
 }
 
-// sendPDV sends one P-DATA-TF PDU holding one PDV (Evt9).
-func (a *Association) sendPDV(pcID byte, command, last bool, payload []byte) error {
-	hdr := make([]byte, 12)
-	hdr[0] = pduPDataTF
-	binary.BigEndian.PutUint32(hdr[2:], uint32(6+len(payload)))
-	appendPDVHeader(hdr[:6], pcID, command, last, len(payload))
+// writePData sends P-DATA-TF PDUs, given as buffers, with one writev (Evt9, DT-1). The buffers hold whole PDUs only,
+// so that an A-ABORT written by another goroutine between two calls falls on a PDU boundary.
+func (a *Association) writePData(bufs [][]byte) error {
 	a.wmu.Lock()
-	in := &input{pdata: [][]byte{hdr, payload}, locked: true}
+	in := &input{pdata: bufs, locked: true}
 	err := a.fire(Evt9, in)
 	a.wmu.Unlock()
+	if cap(bufs) > cap(a.sendIov) {
+		a.sendIov = bufs[:0]
+	}
 	if err != nil {
 		return a.endedErr()
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"renkei/dicom"
 )
@@ -12,6 +13,13 @@ import (
 // tagFailedSOPInstanceUIDList is (0008,0058), sent in the final C-MOVE/C-GET response when sub-operations failed
 // (PS3.4 C.4.2.1.4.2).
 const tagFailedSOPInstanceUIDList dicom.Tag = 0x00080058
+
+// pendingInterval spaces the pending C-MOVE and C-GET responses after the first one. They are optional and report
+// the counts at their time (PS3.4 C.4.2.3.1, C.4.3.3.1); one after every instance costs the requestor a wake-up per
+// instance, and the sub-operations wait for that write, which slowed a study sent at ~800 instances/s by ~15%.
+// dcm4chee-arc likewise sends pending C-MOVE responses at an interval (sendPendingCMoveInterval) and none for
+// C-GET by default. Four a second still show progress and keep a long retrieve's association visibly alive.
+const pendingInterval = 250 * time.Millisecond
 
 // storeTarget performs the C-STORE sub-operations of a retrieve: a new association for C-MOVE, the requestor's own
 // for C-GET.
@@ -102,12 +110,30 @@ func (a *Association) retrieve(ctx context.Context, m *message) response {
 	var failed []string
 	pending := &Command{CommandField: m.cmd.CommandField | 0x8000, MessageIDBeingRespondedTo: m.cmd.MessageID,
 		AffectedSOPClassUID: m.cmd.AffectedSOPClassUID, Status: StatusPending}
+	// Each instance is opened, and its first batch read, while the one before it is being sent and acknowledged:
+	// the destination does not wait for the blob store between two C-STOREs. Two buffers take turns.
+	var bufs [2][]byte
+	openAhead := func(i int) chan *opened {
+		if bufs[i%2] == nil {
+			bufs[i%2] = make([]byte, target.a.batchSize())
+		}
+		ch := make(chan *opened, 1)
+		go func(buf []byte) { ch <- target.open(ctx, &instances[i], buf) }(bufs[i%2])
+		return ch
+	}
+	next := openAhead(0)
+	var lastPending time.Time
 	for i := range instances {
 		if ctx.Err() != nil {
 			break
 		}
+		o := <-next
+		next = nil
+		if i+1 < len(instances) {
+			next = openAhead(i + 1)
+		}
 		inst := &instances[i]
-		st, err := a.subOperation(ctx, target, inst, m.cmd.MessageID)
+		st, err := a.subOperation(ctx, target, o, m.cmd.MessageID)
 		counts.Remaining--
 		switch {
 		case err != nil || st.IsFailure():
@@ -128,13 +154,19 @@ func (a *Association) retrieve(ctx context.Context, m *message) response {
 			counts.Remaining = 0
 			break
 		}
-		if counts.Remaining > 0 {
+		if counts.Remaining > 0 && (lastPending.IsZero() || time.Since(lastPending) >= pendingInterval) {
+			lastPending = time.Now()
 			p := *pending
 			sub := counts
 			p.SubOperations = &sub
 			if err := a.send(ctx, m.pc.ID, &p, nil); err != nil {
 				break
 			}
+		}
+	}
+	if next != nil {
+		if o := <-next; o.data != nil {
+			o.data.Close()
 		}
 	}
 	switch {
@@ -161,28 +193,52 @@ func (a *Association) retrieve(ctx context.Context, m *message) response {
 	return rsp
 }
 
-// subOperation sends one instance as C-STORE-RQ on the target association.
-func (a *Association) subOperation(ctx context.Context, t storeTarget, inst *Instance, msgID uint16) (Status, error) {
-	pc := t.contextFor(inst)
-	if pc == nil {
-		return Failure(StatusSOPClassNotSupported, "no accepted presentation context"), nil
+// opened is the instance of a sub-operation, opened on the context it goes on and its first batch read.
+type opened struct {
+	inst *Instance
+	pc   *PresentationContext // nil: the destination accepted no context for it
+	data io.ReadCloser
+	pre  *preread // data's first batch
+	err  error    // from Open
+}
+
+// open picks the context inst goes on and opens it in that context's transfer syntax, reading its first batch into
+// buf (a.batchSize() bytes).
+func (t storeTarget) open(ctx context.Context, inst *Instance, buf []byte) *opened {
+	o := &opened{inst: inst, pc: t.contextFor(inst)}
+	if o.pc == nil {
+		return o
 	}
-	ts := pc.TransferSyntaxes[0]
+	ts := o.pc.TransferSyntaxes[0]
 	rc, err := inst.Open(ctx, ts)
 	if err != nil {
-		return Status{}, fmt.Errorf("open %s in %s: %w", inst.SOPInstanceUID, ts, err)
+		o.err = fmt.Errorf("open %s in %s: %w", inst.SOPInstanceUID, ts, err)
+		return o
 	}
-	defer rc.Close()
+	n, err := io.ReadFull(rc, buf)
+	o.data, o.pre = rc, &preread{buf: buf, n: n, err: err, r: rc}
+	return o
+}
+
+// subOperation sends one opened instance as C-STORE-RQ on the target association.
+func (a *Association) subOperation(ctx context.Context, t storeTarget, o *opened, msgID uint16) (Status, error) {
+	if o.pc == nil {
+		return Failure(StatusSOPClassNotSupported, "no accepted presentation context"), nil
+	}
+	if o.err != nil {
+		return Status{}, o.err
+	}
+	defer o.data.Close()
 	// A C-CANCEL stops the sub-operations between instances, never one in flight: a C-STORE cannot be canceled,
 	// and giving up on its response would abort the association (PS3.4 C.4.2.3.1).
 	ctx = context.WithoutCancel(ctx)
-	c := &Command{CommandField: CStoreRQ, AffectedSOPClassUID: inst.SOPClassUID, AffectedSOPInstanceUID: inst.SOPInstanceUID,
+	c := &Command{CommandField: CStoreRQ, AffectedSOPClassUID: o.inst.SOPClassUID, AffectedSOPInstanceUID: o.inst.SOPInstanceUID,
 		Priority: PriorityMedium}
 	if !t.get {
 		c.MoveOriginatorApplicationEntityTitle = a.peer.CallingAETitle
 		c.MoveOriginatorMessageID = msgID
 	}
-	return t.a.store(ctx, c, ts, io.Reader(rc))
+	return t.a.store(ctx, c, o.pc.TransferSyntaxes[0], o.pre)
 }
 
 // dialMoveDestination opens the association a C-MOVE sends its sub-operations on, calling the destination with our
