@@ -96,7 +96,7 @@ func retrieveQuery(req *dimse.RetrieveRequest) (*renkei.Query, dimse.Status) {
 	if lv == levelPatient && !patientRoot {
 		return bad(tagQueryRetrieveLevel, "the Study Root model has no PATIENT level (PS3.4 C.6.2)")
 	}
-	q := &renkei.Query{Level: renkei.InstanceLevel}
+	q := &renkei.Query{Level: renkei.InstanceLevel, NoAttrs: true} // Open needs only keys and the blob key
 	keys := []dicom.Tag{dicom.PatientID, dicom.IssuerOfPatientID, dicom.StudyInstanceUID, dicom.SeriesInstanceUID, dicom.SOPInstanceUID}
 	required := [...]dicom.Tag{levelPatient: dicom.PatientID, levelStudy: dicom.StudyInstanceUID, levelSeries: dicom.SeriesInstanceUID, levelImage: dicom.SOPInstanceUID}[lv]
 	values := 0

@@ -432,6 +432,10 @@ func (db *DB) QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.Series
 const instanceCols = `i.sop_uid, i.sop_class, i.instance_number, i.ts_uid, i.rows, i.columns, i.frames, i.bits_allocated,
 	i.blob_key, i.size, i.attrs, i.received_at, i.deleted_at`
 
+// noAttrs selects NULL for the three DICOM JSON headers of an instance row (renkei.Query.NoAttrs): they are most
+// of its bytes, and the sort carries them.
+var noAttrs = strings.NewReplacer("s.attrs", "NULL", "r.attrs", "NULL", "i.attrs", "NULL")
+
 // QueryInstances returns the instances that match q, in series and instance number order.
 func (db *DB) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error) {
 	w, args, err := where(q)
@@ -440,7 +444,11 @@ func (db *DB) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.Ins
 	}
 	dc, dargs := deletedCond("i", q)
 	args = append(dargs, args...)
-	query := `SELECT ` + studyCols + `, ` + seriesCols + `, ` + instanceCols + ` FROM instances i JOIN series r ON r.pk = i.series_pk
+	cols := studyCols + `, ` + seriesCols + `, ` + instanceCols
+	if q.NoAttrs {
+		cols = noAttrs.Replace(cols)
+	}
+	query := `SELECT ` + cols + ` FROM instances i JOIN series r ON r.pk = i.series_pk
 		JOIN studies s ON s.pk = r.study_pk JOIN patients p ON p.pk = s.patient_pk
 		WHERE ` + dc + w + ` ORDER BY s.study_date DESC, s.pk DESC, r.series_number IS NULL, r.series_number, r.pk,
 		i.instance_number IS NULL, i.instance_number, i.pk` + limitOffset(q)
