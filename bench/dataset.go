@@ -214,6 +214,15 @@ func (d *dataset) study(uid string) (n int, bytes int64) {
 }
 
 // warm reads every file once so that later phases read from the page cache, as every measured phase then does.
+// countStudies is the number of studies in the data set.
+func (d *dataset) countStudies() int {
+	seen := map[string]bool{}
+	for _, f := range d.Files {
+		seen[f.StudyUID] = true
+	}
+	return len(seen)
+}
+
 func (d *dataset) warm() error {
 	buf := make([]byte, 1<<20)
 	for _, f := range d.Files {

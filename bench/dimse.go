@@ -35,6 +35,10 @@ type dimseSide struct {
 	Echo, Find     timed
 	Move, Get      rate
 	MoveN, GetN    int
+	// C-FIND at scale (renkei only): by PatientID and by PatientName wildcard, at smallStudies and at the scale.
+	FindSmall, FindScale timed
+	NameSmall, NameScale timed
+	HWMScale             int64 // kB, VmHWM after the measurement at scale
 }
 
 type dimseResults struct {
@@ -48,8 +52,15 @@ type dimseResults struct {
 	R, O               dimseSide
 	EchoReps, FindReps int
 	RetrieveReps       int
+	ScaleStudies       int           // studies held for C-FIND at scale (0: skipped)
+	DataStudies        int           // of them, the data set's
+	ScaleLoad          time.Duration // indexing the synthetic studies
 	Elapsed            time.Duration
 }
+
+// smallStudies is the size of the index C-FIND at scale is compared with: the data set's studies and synthetic
+// ones up to this count (issue 3: C-FIND p95 at 100,000 studies ≤ 1.5× its p95 at 100 studies).
+const smallStudies = 100
 
 func runDIMSE(c *config) error {
 	for _, d := range []string{c.Out, filepath.Join(c.Out, "bin"), filepath.Join(c.Out, "logs"), filepath.Join(c.Out, "_data")} {
@@ -62,7 +73,7 @@ func runDIMSE(c *config) error {
 			return fmt.Errorf("%s is missing: install Debian's dcmtk", tool)
 		}
 	}
-	res := &dimseResults{Date: time.Now().UTC(), Machine: describeMachine(c.Repo, c.Out), EchoReps: 1000, FindReps: c.Reps, RetrieveReps: 3}
+	res := &dimseResults{Date: time.Now().UTC(), Machine: describeMachine(c.Repo, c.Out), EchoReps: 1000, FindReps: c.Reps, RetrieveReps: 5}
 	if c.Quick {
 		res.EchoReps = 200
 	}
@@ -212,6 +223,13 @@ func runDIMSE(c *config) error {
 		s.Move, s.Get = medianRate(moves[s]), medianRate(gets[s])
 		s.HWMEnd = procStatusKB(s.srv.pid(), "VmHWM")
 	}
+	if c.FindStudies > 0 {
+		O.srv.stop()
+		O.srv = nil
+		if err := findAtScale(c, bin, rdata, res, ds.countStudies()); err != nil {
+			return err
+		}
+	}
 	res.Elapsed = time.Since(t0)
 
 	table := dimseReport(c, res)
@@ -240,6 +258,12 @@ func startRenkeiDIMSE(bin, data, logPath string, scpPort int) (*server, string, 
 			return nil, "", fmt.Errorf("renkei %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	return serveRenkeiDIMSE(bin, data, logPath, token)
+}
+
+// serveRenkeiDIMSE starts renkei on a provisioned data folder (token is its API token) with DIMSE on a free
+// loopback port.
+func serveRenkeiDIMSE(bin, data, logPath, token string) (*server, string, error) {
 	hp, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -249,7 +273,9 @@ func startRenkeiDIMSE(bin, data, logPath string, scpPort int) (*server, string, 
 		return nil, "", err
 	}
 	addr, daddr := fmt.Sprintf("127.0.0.1:%d", hp), fmt.Sprintf("127.0.0.1:%d", dp)
-	tokens.Store(addr, token)
+	if token != "" {
+		tokens.Store(addr, token)
+	}
 	cmd := exec.Command(bin, "serve", "--data", data, "--http", addr, "--dimse", daddr, "--ae", "RENKEI", "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	s := &server{Name: "renkei", Base: "http://" + addr + "/dicomweb", cmd: cmd}
@@ -406,28 +432,167 @@ func echoFind(s *dimseSide, echoReps, findReps int) error {
 			s.Echo.Lat = append(s.Echo.Lat, d)
 		}
 	}
+	s.Find, err = findLatency(a, s.Name, byPatientID(), 10, findReps)
+	if err != nil {
+		return err
+	}
+	logf("%s C-ECHO p50 %.2f p95 %.2f ms; C-FIND by PatientID p50 %.2f p95 %.2f ms (%d hits)",
+		s.Name, s.Echo.p50(), s.Echo.p95(), s.Find.p50(), s.Find.p95(), s.Find.Items)
+	return nil
+}
+
+// byPatientID is a study-level C-FIND identifier for the first benchmark patient (2 studies).
+func byPatientID() *dicom.DataSet {
 	q := &dicom.DataSet{}
 	q.SetString(0x00080052, "CS", "STUDY")
 	q.SetString(dicom.PatientID, "LO", benchPatients[0].ID)
 	q.SetString(dicom.PatientName, "PN", "")
 	q.SetString(dicom.StudyInstanceUID, "UI", "")
-	for i := range 10 + findReps {
-		t := time.Now()
-		n := 0
+	return q
+}
+
+// byPatientName is a study-level C-FIND identifier with a wildcard on the family name of the first benchmark
+// patient: no synthetic name starts with it (see syllables), so it finds the same 2 studies at every scale.
+func byPatientName() *dicom.DataSet {
+	q := &dicom.DataSet{}
+	q.SetString(0x00080052, "CS", "STUDY")
+	q.SetString(dicom.PatientName, "PN", "Yamada*")
+	q.SetString(dicom.PatientID, "LO", "")
+	q.SetString(dicom.StudyInstanceUID, "UI", "")
+	q.SetString(dicom.StudyDate, "DA", "")
+	return q
+}
+
+// findLatency sends the same C-FIND warm+n times in sequence on a and records the last n round trips (request to
+// final response) and the number of matches.
+func findLatency(a *dimse.Association, name string, q *dicom.DataSet, warm, n int) (timed, error) {
+	ctx := context.Background()
+	var t timed
+	for i := range warm + n {
+		start := time.Now()
+		hits := 0
 		for _, err := range a.Find(ctx, dimse.StudyRootQueryRetrieveInformationModelFind, q) {
 			if err != nil {
-				return fmt.Errorf("%s C-FIND: %w", s.Name, err)
+				return t, fmt.Errorf("%s C-FIND: %w", name, err)
 			}
-			n++
+			hits++
 		}
-		d := time.Since(t)
-		if i >= 10 {
-			s.Find.Lat = append(s.Find.Lat, d)
+		d := time.Since(start)
+		if i >= warm {
+			t.Lat = append(t.Lat, d)
 		}
-		s.Find.Items = n
+		t.Items = hits
 	}
-	logf("%s C-ECHO p50 %.2f p95 %.2f ms; C-FIND by PatientID p50 %.2f p95 %.2f ms (%d hits)",
-		s.Name, s.Echo.p50(), s.Echo.p95(), s.Find.p50(), s.Find.p95(), s.Find.Items)
+	return t, nil
+}
+
+// findAtScale measures renkei's C-FIND on an open association with smallStudies studies indexed and with
+// c.FindStudies more, side by side: synthetic studies are added to the index of the stopped server with
+// sqlstore.DB.Insert (as in QIDO-RS at scale), up to smallStudies first; that index is copied into a second data
+// folder (blobs shared by a link: C-FIND reads only the index), the rest is added to the first, and both are served
+// at once. Each query alternates between the two servers, so that the load other programs put on the machine falls
+// on both sizes alike.
+func findAtScale(c *config, bin, rdata string, res *dimseResults, have int) error {
+	R := &res.R
+	res.DataStudies = have
+	synth := synthStudies(c.FindStudies)
+	small := max(0, smallStudies-have)
+	R.srv.stop()
+	R.srv = nil
+	sdata := rdata + "-small"
+	cleanDir(sdata)
+	if !c.Keep {
+		defer cleanDir(sdata)
+	}
+	for k, add := range [][]synthStudy{synth[:small], synth[small:]} {
+		logf("renkei: indexing %d synthetic studies through sqlstore.DB.Insert", len(add))
+		d, err := insertSynthetic(filepath.Join(rdata, "index.db"), add)
+		if err != nil {
+			return fmt.Errorf("synthetic studies: %w", err)
+		}
+		res.ScaleLoad += d
+		if k == 0 {
+			if err := copyIndexFolder(rdata, sdata); err != nil {
+				return err
+			}
+		}
+	}
+	res.ScaleStudies = have + len(synth)
+	ssrv, saddr, err := serveRenkeiDIMSE(bin, sdata, filepath.Join(c.Out, "logs", "renkei-dimse-find-small.log"), "")
+	if err != nil {
+		return err
+	}
+	defer ssrv.stop()
+	if R.srv, R.Addr, err = serveRenkeiDIMSE(bin, rdata, filepath.Join(c.Out, "logs", "renkei-dimse-find-scale.log"), ""); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	as, err := dimse.Dial(ctx, saddr, benchSCU, R.AE, dimseContexts)
+	if err != nil {
+		return fmt.Errorf("renkei (%d studies): dial: %w", smallStudies, err)
+	}
+	defer as.Release(ctx)
+	ab, err := dimse.Dial(ctx, R.Addr, benchSCU, R.AE, dimseContexts)
+	if err != nil {
+		return fmt.Errorf("renkei (%d studies): dial: %w", res.ScaleStudies, err)
+	}
+	defer ab.Release(ctx)
+	type leg struct {
+		a *dimse.Association
+		q *dicom.DataSet
+		t *timed
+	}
+	legs := []leg{{as, byPatientID(), &R.FindSmall}, {ab, byPatientID(), &R.FindScale}, {as, byPatientName(), &R.NameSmall}, {ab, byPatientName(), &R.NameScale}}
+	for i := range 10 + res.FindReps {
+		for k := range legs {
+			l := legs[(k+i)%len(legs)] // the order rotates too
+			t, err := findLatency(l.a, R.Name, l.q, 0, 1)
+			if err != nil {
+				return err
+			}
+			if i >= 10 {
+				l.t.Lat = append(l.t.Lat, t.Lat...)
+			}
+			l.t.Items = t.Items
+		}
+	}
+	for _, x := range []struct {
+		n      int
+		id, nm *timed
+	}{{smallStudies, &R.FindSmall, &R.NameSmall}, {res.ScaleStudies, &R.FindScale, &R.NameScale}} {
+		logf("renkei C-FIND at %d studies: by PatientID p50 %.2f p95 %.2f ms (%d hits); PatientName=Yamada* p50 %.2f p95 %.2f ms (%d hits)",
+			x.n, x.id.p50(), x.id.p95(), x.id.Items, x.nm.p50(), x.nm.p95(), x.nm.Items)
+	}
+	R.HWMScale = procStatusKB(R.srv.pid(), "VmHWM")
+	return nil
+}
+
+// copyIndexFolder makes dst a copy of the data folder src for reading its index: files are copied, folders (the
+// blobs) linked.
+func copyIndexFolder(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		if e.IsDir() {
+			if err := os.Symlink(from, to); err != nil {
+				return err
+			}
+			continue
+		}
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -534,7 +699,20 @@ func dimseReport(c *config, r *dimseResults) string {
 		p("| %s, median of %d | %.0f MB/s (%.2f s) | %.0f MB/s (%.2f s) | %.2f× | ≥ 1.5× | %s |\n",
 			x.name, r.RetrieveReps, x.r.mbPerSec(), x.r.Seconds, x.o.mbPerSec(), x.o.Seconds, ratio, verdict(ratio >= 1.5))
 	}
-	p("| C-FIND at 100,000 studies | not measured | not measured | | p95 ≤ 10 ms | skipped |\n")
+	if r.ScaleStudies > 0 {
+		for _, x := range []struct {
+			name         string
+			small, scale timed
+		}{{"by PatientID", R.FindSmall, R.FindScale}, {"by PatientName=Yamada*", R.NameSmall, R.NameScale}} {
+			growth := x.scale.p95() / x.small.p95()
+			ok := x.scale.p95() <= 10 && growth <= 1.5 && x.scale.Items == 2 && x.small.Items == 2
+			p("| C-FIND studies %s on an open association at %d studies, p50 / p95 (and at %d) | %.2f / %.2f ms (%d hits; at %d: %.2f / %.2f ms) | not measured | %.2f× its p95 at %d | p95 ≤ 10 ms and ≤ 1.5× at %d | %s |\n",
+				x.name, r.ScaleStudies, smallStudies, x.scale.p50(), x.scale.p95(), x.scale.Items, smallStudies, x.small.p50(), x.small.p95(),
+				growth, smallStudies, smallStudies, verdict(ok))
+		}
+	} else {
+		p("| C-FIND at 100,000 studies | not measured | not measured | | p95 ≤ 10 ms | skipped |\n")
+	}
 	p("\nHow:\n\n")
 	p("- renkei: `renkei serve --dimse 127.0.0.1:PORT --ae RENKEI` on a fresh data folder in which `%s` (storescu, getscu and the client) and `%s` (the storescp, with its port) were first registered with `renkei admin ae add … --host 127.0.0.1`; no `--dimse-accept-any`. "+
 		"Orthanc: the configuration above plus `DicomAet` ORTHANC, `DicomPort` and both AEs in `DicomModalities`. `TCP_NODELAY=1` in both servers' and dcmtk's environment; maximum PDU lengths are each program's default.\n", benchSCU, benchSCP)
@@ -550,7 +728,15 @@ func dimseReport(c *config, r *dimseResults) string {
 	p("- C-MOVE: renkei's client sends C-MOVE-RQ (destination %s) on a new association and waits for the final response (%d completed); the server opens its own association to `storescp --ignore +xa` (receives and discards). "+
 		"C-GET: `getscu %s -aec AE -k QueryRetrieveLevel=STUDY -k StudyInstanceUID=…` (discards what it receives), timed as a whole process. Each %d times, alternating between the servers.\n",
 		benchSCP, R.MoveN, strings.Join(getscuArgs, " "), r.RetrieveReps)
-	p("- C-FIND at 100,000 studies was skipped: filling Orthanc with 100,000 studies takes ~2.5 minutes on top of the rest and did not fit this run; see QIDO-RS at scale above for the same index.\n")
+	if r.ScaleStudies > 0 {
+		p("- C-FIND at scale (renkei only): after the retrieves, renkei is stopped and %d synthetic studies are added to its index with `sqlstore.DB.Insert` (as for QIDO-RS at scale above; no blobs) to hold %d; that index is copied to a second data folder, the rest is added to the first to hold %d studies (%.0f s of indexing in all), and both folders are served at once. "+
+			"On one association to each, the two C-FINDs are sent %d times (after 10 warm-up) to both servers in turn, the order rotating, so that both sizes see the same load from the rest of the machine. "+
+			"Both queries find the same 2 studies at every size (no synthetic name starts with Yamada). VmHWM of the server at scale after it: %.0f MiB. "+
+			"Orthanc is not measured at this size: filling it with 100,000 studies by STOW-RS takes minutes on top of the rest (`-dimse-find-studies 0` skips this part).\n",
+			smallStudies-r.DataStudies, smallStudies, r.ScaleStudies, r.ScaleLoad.Seconds(), r.FindReps, mib(R.HWMScale))
+	} else {
+		p("- C-FIND at 100,000 studies was skipped (`-dimse-find-studies 0`).\n")
+	}
 	return b.String()
 }
 

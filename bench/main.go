@@ -25,6 +25,7 @@ type config struct {
 	Reps            int // repetitions of latency measurements
 	Perf, Keep      bool
 	DIMSE           bool
+	FindStudies     int // with -dimse: synthetic studies indexed into renkei for C-FIND at scale
 	PerfTrace       bool
 	Command         string
 }
@@ -40,6 +41,7 @@ func main() {
 	flag.BoolVar(&c.Perf, "perf", false, "record CPU profiles and system-call times of renkei with perf during each phase (figures then carry perf's overhead, so docs are not updated)")
 	flag.BoolVar(&c.PerfTrace, "perf-trace", false, "with --perf, also sum system-call times with perf trace -s")
 	flag.BoolVar(&c.DIMSE, "dimse", false, "run only the DIMSE phase (storescu ingest, C-ECHO, C-FIND, C-MOVE, C-GET) on the same data set; results go between the bench-dimse markers of the docs")
+	flag.IntVar(&c.FindStudies, "dimse-find-studies", -1, "with -dimse: synthetic studies indexed into renkei for C-FIND at scale, 0 to skip (default 100000, quick 10000)")
 	flag.BoolVar(&c.Keep, "keep", false, "keep the servers' data folders after the run")
 	flag.Parse()
 	c.Command = "bash bench/run.sh"
@@ -69,6 +71,7 @@ func main() {
 	}
 	def(&c.QIDOStudies, 0, 100000, 10000)
 	def(&c.OrthancStudies, -1, 100000, 0)
+	def(&c.FindStudies, -1, 100000, 10000)
 	if c.Quick {
 		c.PerStudy, c.Reps = 40, 50
 	}
