@@ -16,9 +16,10 @@
 // needed on ext4 without a journal: syncfs flushes the device's cache before it writes the inode tables and folder
 // blocks (sync_filesystem in fs/sync.c), which would otherwise stay in the volatile cache.
 //
-// Why only when 8 or more Commits are syncing (measured 2026-11-28, see docs/benchmarks.md): renkei's STOW-RS with
-// 4 clients ran at 2.1× Orthanc with shared flushes against 1.6-1.95× with a sync per file and folder, in runs
-// alternated on the same machine. But a shared flush costs two device flushes plus a pass over the file system's
+// Why, and why only when 8 or more Commits are syncing (measured 2026-11-28, see docs/benchmarks.md): while the
+// disk was slow, renkei's STOW-RS with 4 clients ran at 2.1× Orthanc with shared flushes against 1.6-1.95× with a
+// sync per file and folder, in runs alternated on the same machine; while it was fast, at the same ratio (1.8-1.9×,
+// renkei then being bound by CPU). But a shared flush costs two device flushes plus a pass over the file system's
 // dirty inodes, while the block layer already merges the cache flushes of concurrent fsyncs, so it only pays when it
 // serves many Commits. With few (DIMSE: one per association) each Commit syncs its own file and folder.
 // BenchmarkCommit (2 to 16 writers, no HTTP or index) did not settle the threshold: from one series to the next,
