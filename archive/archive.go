@@ -43,6 +43,9 @@ type Service struct {
 	TrashPeriod time.Duration
 	// Stored, when set, is told of every new instance once its index transaction has committed (live updates).
 	Stored func(inst *renkei.Instance)
+	// Observe, when set, is told of every object received, whatever became of it (metrics): its source, the outcome
+	// ("stored", "duplicate" or "refused") and, when stored, its size.
+	Observe func(source, outcome string, size int64)
 
 	headers headerCache
 }

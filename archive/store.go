@@ -59,10 +59,11 @@ func (s *Service) Store(ctx context.Context, r io.Reader, req StoreRequest) *Sto
 
 // Pending is an object that has been received and checked but not yet made durable and visible.
 type Pending struct {
-	s    *Service
-	w    blob.Writer
-	inst *renkei.Instance
-	res  *StoreResult
+	s      *Service
+	w      blob.Writer
+	inst   *renkei.Instance
+	res    *StoreResult
+	source string
 }
 
 // Receive reads and checks one Part 10 object, streaming its bytes into a new blob, without waiting for the disk.
@@ -75,6 +76,7 @@ func (s *Service) Receive(ctx context.Context, r io.Reader, req StoreRequest) (*
 	}
 	fail := func(status uint16, err error) (*Pending, *StoreResult) {
 		res.Failure, res.Err = status, err
+		s.observe(req.Source, res, 0)
 		return nil, res
 	}
 	var head [132]byte
@@ -157,16 +159,38 @@ func (s *Service) Receive(ctx context.Context, r io.Reader, req StoreRequest) (*
 	inst, warn := s.describe(f, req)
 	res.Warnings = append(res.Warnings, warn...)
 	committed = true // the Pending owns the writer now
-	return &Pending{s: s, w: w, inst: inst, res: res}, res
+	return &Pending{s: s, w: w, inst: inst, res: res, source: req.Source}, res
+}
+
+// observe tells Observe what became of a received object.
+func (s *Service) observe(source string, res *StoreResult, size int64) {
+	if s.Observe == nil {
+		return
+	}
+	outcome := "refused"
+	switch {
+	case res.Failure != 0 || res.Err != nil:
+	case res.Outcome == renkei.Duplicate:
+		outcome = "duplicate"
+	default:
+		outcome = "stored"
+	}
+	s.Observe(source, outcome, size)
 }
 
 // Abort discards a received object that will not be committed.
-func (p *Pending) Abort() { p.w.Abort() }
+func (p *Pending) Abort() {
+	p.w.Abort()
+	if p.s.Observe != nil {
+		p.s.Observe(p.source, "refused", 0)
+	}
+}
 
 // Commit makes the object durable (blob fsync and rename), records it in the index in one transaction, and only then
 // reports success. It is safe to call from another goroutine than Receive's.
 func (p *Pending) Commit(ctx context.Context) *StoreResult {
 	s, inst, res := p.s, p.inst, p.res
+	defer func() { s.observe(p.source, res, inst.Size) }()
 	fail := func(status uint16, err error) *StoreResult {
 		res.Failure, res.Err = status, err
 		return res

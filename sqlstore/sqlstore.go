@@ -144,6 +144,15 @@ func (db *DB) checkCollation(ctx context.Context) error {
 	return nil
 }
 
+// Ping checks that the index answers a query (a readiness check: on PostgreSQL, that the server is reachable).
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.read.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+}
+
+// QueueDepth is how many writes wait for the committer (instances and audit events not yet in a transaction).
+func (db *DB) QueueDepth() int { return len(db.batches) }
+
 // Close stops the committer and closes the connections.
 func (db *DB) Close() error {
 	close(db.batches)

@@ -62,6 +62,8 @@ type Store interface {
 // session or a token.
 var Public = append([]string{
 	"GET /healthz",
+	"GET /readyz",
+	"GET /metrics",
 	"GET /{$}",
 	"GET /ui/{file...}",
 	"GET /IHEInvokeImageDisplay",
@@ -100,6 +102,12 @@ type Server struct {
 	Blobs blob.Store
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For names the client.
 	TrustedProxies []netip.Prefix
+	// Ready, when set, answers GET /readyz: nil when this node can serve (its index and blob store answer), else
+	// why not. A load balancer sends requests only to ready nodes.
+	Ready func(ctx context.Context) error
+	// Metrics, when set, answers GET /metrics (Prometheus), to clients in MetricsAllow or on the loopback only.
+	Metrics      http.Handler
+	MetricsAllow []netip.Prefix
 	// Hub carries live updates to the open /api/events streams.
 	Hub Events
 	// UploadDir keeps resumable uploads until their last byte arrives.
@@ -150,6 +158,8 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 		dw.Archive.Stored = func(inst *renkei.Instance) { publishStudy(s.Hub, inst.Institution, 0, inst.StudyInstanceUID) }
 	}
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	s.handle("GET /readyz", s.readyz)
+	s.handle("GET /metrics", s.metrics)
 	s.handle("GET /{$}", s.app)
 	s.handle("GET /ui/{file...}", s.assets)
 	s.handle("GET /IHEInvokeImageDisplay", s.invokeImageDisplay)
@@ -339,6 +349,41 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern st
 
 func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// readyz answers whether this node can serve: 200 "ready", or 503 with why not (the index or the blob store does
+// not answer). /healthz only says that the process runs.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.Ready != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := s.Ready(ctx); err != nil {
+			s.Logger.Warn("not ready", "err", err)
+			s.problem(w, r, &renkei.Error{Op: "web.readyz", Kind: renkei.Unavailable, Message: "not ready: " + err.Error(), Err: err})
+			return
+		}
+	}
+	io.WriteString(w, "ready\n")
+}
+
+// metrics serves Prometheus's scrape to the loopback and to MetricsAllow; to anyone else it does not exist.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	ip, err := netip.ParseAddr(s.clientAddr(r))
+	allowed := err == nil && ip.Unmap().IsLoopback()
+	for _, p := range s.MetricsAllow {
+		allowed = allowed || (err == nil && p.Contains(ip.Unmap()))
+	}
+	if s.Metrics == nil || !allowed {
+		http.NotFound(w, r)
+		return
+	}
+	s.Metrics.ServeHTTP(w, r)
+}
+
+// Route is the route pattern a request matches ("" when none), for metrics.
+func (s *Server) Route(r *http.Request) string {
+	_, pattern := s.mux.Handler(r)
+	return pattern
 }
 
 // clientAddr is the address the request came from: the TCP peer, or, when the peer is one of TrustedProxies (a

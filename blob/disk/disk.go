@@ -310,6 +310,14 @@ func syncDir(dir string) error {
 	return err
 }
 
+// Ready checks that the store's folders are there (a readiness check: a data disk that is not mounted fails it).
+func (s *Store) Ready(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(s.Root, "tmp")); err != nil {
+		return fmt.Errorf("blob store %s: %w", s.Root, err)
+	}
+	return nil
+}
+
 // Open implements blob.Store.
 func (s *Store) Open(ctx context.Context, key string) (blob.Reader, error) {
 	p, err := s.path(key)

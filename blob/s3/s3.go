@@ -442,6 +442,18 @@ func (w *writer) Abort() error {
 	return nil
 }
 
+// Ready checks that the bucket answers (a readiness check).
+func (s *Store) Ready(ctx context.Context) error {
+	ok, err := s.client.BucketExists(ctx, s.cfg.Bucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s at %s: %w", s.cfg.Bucket, s.cfg.Endpoint, err)
+	}
+	if !ok {
+		return fmt.Errorf("bucket %s at %s does not exist", s.cfg.Bucket, s.cfg.Endpoint)
+	}
+	return nil
+}
+
 // headSize is how much of a blob Open fetches with the request that finds it: enough for the File Meta Information
 // and the header of most objects, which is what every retrieval reads first.
 const headSize = 64 << 10

@@ -691,6 +691,10 @@ func TestNodesPostgresRestart(t *testing.T) {
 				}
 				probes++
 			}
+			// The load balancer's readiness check takes the node out while its database is gone.
+			if res := get(n.http, strings.TrimSuffix(n.url, "/dicomweb")+"/readyz"); res.status != http.StatusServiceUnavailable || !strings.Contains(res.body, "index") {
+				t.Errorf("node %d: /readyz while PostgreSQL is down: %d %s, want 503 naming the index", i, res.status, res.body)
+			}
 			probes++
 		}
 		_, path := dimseFile(down)
@@ -713,6 +717,19 @@ func TestNodesPostgresRestart(t *testing.T) {
 	})
 	t.Logf("PostgreSQL restarted; %d probes answered while it was down, the clients' %d and %d failed requests resent",
 		probes, clients[0].failed.Load(), clients[1].failed.Load())
+	for i, n := range nodes {
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			res := get(n.http, strings.TrimSuffix(n.url, "/dicomweb")+"/readyz")
+			if res.status == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("node %d: /readyz 30 s after PostgreSQL came back: %d %s", i, res.status, res.body)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 
 	// Back up: each client gets three more instances acknowledged by its node, the same process.
 	want := make([]int, len(clients))

@@ -24,6 +24,7 @@ import (
 	"renkei/dicomweb"
 	"renkei/directory"
 	"renkei/identity"
+	"renkei/metrics"
 	"renkei/monitor"
 	"renkei/notify"
 	"renkei/web"
@@ -53,6 +54,7 @@ type serveConfig struct {
 	DIMSEAnyInstitution  string
 	PublicURL            string
 	TrustedProxies       string
+	MetricsAllow         string
 	BreakGlass           time.Duration
 	IdleTimeout          time.Duration
 	SessionMax           time.Duration
@@ -118,6 +120,7 @@ func serveFlags(c *serveConfig, stderr io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.SMTPFrom, "smtp-from", "renkei <renkei@localhost>", "sender address of renkei's e-mails")
 	fs.StringVar(&c.SMTPUser, "smtp-user", "", "user name at the mail server (PLAIN authentication, over TLS only)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the URL users open renkei at, e.g. https://renkei.example.jp (security keys are bound to its host name; default http://localhost:PORT of --http)")
+	fs.StringVar(&c.MetricsAllow, "metrics-allow", "", "comma-separated CIDRs of Prometheus servers allowed to read /metrics (the loopback always may; nobody else sees it)")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-For names the client (for login limits and the audit trail)")
 	fs.DurationVar(&c.BreakGlass, "break-glass-period", 4*time.Hour, "how long an emergency access (break-glass) to a patient lasts")
 	fs.DurationVar(&c.IdleTimeout, "session-idle", 30*time.Minute, "a login session unused this long ends")
@@ -241,18 +244,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	os.RemoveAll(front.UploadDir) // unfinished uploads are remembered in memory only: after a restart they start again
-	for _, p := range strings.Split(c.TrustedProxies, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
+	if front.TrustedProxies, err = prefixes("--trusted-proxies", c.TrustedProxies); err != nil {
+		return err
+	}
+	if front.MetricsAllow, err = prefixes("--metrics-allow", c.MetricsAllow); err != nil {
+		return err
+	}
+	// Operations: Prometheus metrics and a readiness check for the load balancer.
+	mx := metrics.New()
+	arch.Observe = mx.Stored
+	mx.Gauge("renkei_index_queue_depth", "Instances and audit events waiting for the index's committer.", func() float64 { return float64(db.QueueDepth()) })
+	if strings.HasPrefix(c.DB, "postgres") {
+		mx.Counter("renkei_index_round_trips_total", "Statements (and transactions' BEGIN and COMMIT) sent to PostgreSQL.", func() float64 { return float64(db.RoundTrips()) })
+	}
+	front.Metrics = mx.Handler()
+	front.Ready = func(ctx context.Context) error {
+		if err := db.Ping(ctx); err != nil {
+			return fmt.Errorf("the index does not answer: %w", err)
 		}
-		if !strings.Contains(p, "/") {
-			p += map[bool]string{true: "/32", false: "/128"}[strings.Contains(p, ".")]
+		if rb, ok := blobs.(interface{ Ready(context.Context) error }); ok {
+			if err := rb.Ready(ctx); err != nil {
+				return fmt.Errorf("the blob store does not answer: %w", err)
+			}
 		}
-		prefix, err := netip.ParsePrefix(p)
-		if err != nil {
-			return fmt.Errorf("--trusted-proxies: %q is not an address or CIDR", p)
-		}
-		front.TrustedProxies = append(front.TrustedProxies, prefix)
+		return nil
 	}
 
 	ln, err := net.Listen("tcp", c.HTTP)
@@ -268,7 +283,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           logRequests(logger, front),
+		Handler:           logRequests(logger, front, func(r *http.Request, status int, took time.Duration) { mx.Request(r, front.Route(r), status, took) }),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -420,13 +435,33 @@ func (s *statusWriter) ReadFrom(r io.Reader) (int64, error) {
 	return n, err
 }
 
-func logRequests(logger *slog.Logger, next http.Handler) http.Handler {
+func logRequests(logger *slog.Logger, next http.Handler, observe func(r *http.Request, status int, took time.Duration)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		observe(r, sw.status, time.Since(start))
 		logger.Debug("http", "method", r.Method, "path", r.URL.Path, "status", sw.status, "bytes", sw.n, "ms", time.Since(start).Milliseconds())
 	})
+}
+
+// prefixes reads a comma-separated list of addresses and CIDRs (an address alone is one host).
+func prefixes(flagName, list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if !strings.Contains(p, "/") {
+			p += map[bool]string{true: "/32", false: "/128"}[strings.Contains(p, ".")]
+		}
+		prefix, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not an address or CIDR", flagName, p)
+		}
+		out = append(out, prefix)
+	}
+	return out, nil
 }
 
 // iceServers is the WebRTC configuration the consult pages use for voice: the given STUN/TURN URLs, with the TURN
