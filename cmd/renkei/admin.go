@@ -35,6 +35,7 @@ const adminUsage = `Usage:
   renkei admin ae list
   renkei admin ae remove TITLE
   renkei admin audit verify [--key FILE]
+  renkei admin verify [--blobs s3://…] [--quick] [--remove-orphans]   index and blobs agree, every SHA-256
   renkei admin migrate --from sqlite://PATH --to postgres://… [--blobs-to s3://…]   move a stopped region to PostgreSQL and S3 (renkei admin migrate -h)
   renkei admin backup --to BACKUPDIR [--backup-marker FILE]   a consistent, incremental copy while serve runs (renkei admin backup -h)
   renkei admin restore --from BACKUPDIR --data EMPTYDIR      bring a backup back, every SHA-256 checked
@@ -72,6 +73,8 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return adminBackup(ctx, args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "restore":
 		return adminRestore(ctx, args[1:], stdout, stderr)
+	case len(args) > 0 && args[0] == "verify":
+		return adminVerify(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, adminUsage)

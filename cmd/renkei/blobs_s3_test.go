@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/minio/minio-go/v7"
+
 	"renkei/internal/dicomtest"
 	"renkei/internal/s3test"
 )
@@ -133,6 +135,24 @@ func TestServeBlobsS3(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(data, "blobs")); !os.IsNotExist(err) {
 		t.Errorf("with --blobs s3://… the data folder has a blobs/ folder too (%v)", err)
+	}
+	// renkei admin verify reads every object back from the bucket and finds the region whole; an object put there by
+	// something else is listed as referred to by nothing.
+	var vout, verr bytes.Buffer
+	if code := Main(context.Background(), []string{"admin", "verify", "--data", data, "--blobs", blobs}, &vout, &verr); code != 0 ||
+		!strings.Contains(vout.String(), "index and blobs agree") || !strings.Contains(vout.String(), "blobs nothing refers to: none") {
+		t.Errorf("admin verify on S3: exit %d\n%s%s", code, vout.String(), verr.String())
+	}
+	stray := []byte("not an instance")
+	sum := sha256.Sum256(stray)
+	strayKey := hex.EncodeToString(sum[:])
+	if _, err := srv.Client().PutObject(context.Background(), bucket, "region-a/"+strayKey[:2]+"/"+strayKey[2:4]+"/"+strayKey, bytes.NewReader(stray), int64(len(stray)), minio.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	vout.Reset()
+	if code := Main(context.Background(), []string{"admin", "verify", "--data", data, "--blobs", blobs}, &vout, &verr); code != 0 ||
+		!strings.Contains(vout.String(), "not referred to: "+strayKey) {
+		t.Errorf("admin verify on S3 with a stray object: exit %d\n%s%s", code, vout.String(), verr.String())
 	}
 	cancel()
 	select {
