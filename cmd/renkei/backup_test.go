@@ -294,18 +294,9 @@ func TestAdminBackupPrune(t *testing.T) {
 		var files [][]byte
 		for range count {
 			n++
-			p := filepath.Join(gen, fmt.Sprintf("%d.dcm", n))
-			err := dicomtest.CT(p, dicomtest.CTOptions{StudyInstanceUID: dicomtest.UID(fmt.Sprintf("prune/study/%d", n%2)),
+			files = append(files, ctBytes(t, filepath.Join(gen, fmt.Sprintf("%d.dcm", n)), dicomtest.CTOptions{StudyInstanceUID: dicomtest.UID(fmt.Sprintf("prune/study/%d", n%2)),
 				SeriesInstanceUID: dicomtest.UID(fmt.Sprintf("prune/series/%d", n%2)), SOPInstanceUID: dicomtest.UID(fmt.Sprintf("prune/sop/%d", n)),
-				PatientID: "PR1", PatientName: "Prune^Test", Rows: 32, Cols: 32, InstanceNumber: n, Seed: int64(n)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			files = append(files, b)
+				PatientID: "PR1", PatientName: "Prune^Test", Rows: 32, Cols: 32, InstanceNumber: n, Seed: int64(n)}))
 		}
 		if err := stow(client, base+"/dicomweb/studies", files...); err != nil {
 			t.Fatal(err)

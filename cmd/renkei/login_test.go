@@ -9,11 +9,14 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"os"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/pquerna/otp/totp"
+
+	"renkei/internal/dicomtest"
 )
 
 // apiClient calls renkei's HTTP API as a browser would after logging in: with the session cookie and, on
@@ -128,6 +131,19 @@ func provisionToken(t *testing.T, data string) string {
 		t.Fatalf("token add printed no token: %s", out.String())
 	}
 	return m[1]
+}
+
+// ctBytes writes a synthetic CT instance to path (dicomtest.CT) and returns its bytes, as a modality would send them.
+func ctBytes(t *testing.T, path string, o dicomtest.CTOptions) []byte {
+	t.Helper()
+	if err := dicomtest.CT(path, o); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // stow sends files in one STOW-RS request to url (a …/studies endpoint) and reports any answer but 200 with its

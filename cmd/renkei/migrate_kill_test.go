@@ -63,18 +63,9 @@ func TestAdminMigrateKill(t *testing.T) {
 	for s := range studies {
 		var batch [][]byte
 		for i := range perStudy {
-			p := filepath.Join(gen, fmt.Sprintf("%d-%d.dcm", s, i))
-			err := dicomtest.CT(p, dicomtest.CTOptions{StudyInstanceUID: dicomtest.UID(fmt.Sprintf("mkill/study/%d", s)),
+			batch = append(batch, ctBytes(t, filepath.Join(gen, fmt.Sprintf("%d-%d.dcm", s, i)), dicomtest.CTOptions{StudyInstanceUID: dicomtest.UID(fmt.Sprintf("mkill/study/%d", s)),
 				SeriesInstanceUID: dicomtest.UID(fmt.Sprintf("mkill/series/%d", s)), SOPInstanceUID: dicomtest.UID(fmt.Sprintf("mkill/sop/%d/%d", s, i)),
-				PatientID: fmt.Sprintf("MK%d", s), PatientName: "Migrate^Kill", Rows: 32, Cols: 32, InstanceNumber: i + 1, Seed: int64(s*perStudy + i)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			batch = append(batch, b)
+				PatientID: fmt.Sprintf("MK%d", s), PatientName: "Migrate^Kill", Rows: 32, Cols: 32, InstanceNumber: i + 1, Seed: int64(s*perStudy + i)}))
 		}
 		if err := stow(client, base+"/dicomweb/studies", batch...); err != nil {
 			t.Fatal(err)

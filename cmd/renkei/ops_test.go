@@ -49,16 +49,8 @@ func TestOperations(t *testing.T) {
 	// Three CT instances by STOW-RS, one of them twice, and a QIDO-RS search.
 	var files [][]byte
 	for i := range 3 {
-		path := filepath.Join(dir, fmt.Sprintf("ct%d.dcm", i))
-		if err := dicomtest.CT(path, dicomtest.CTOptions{PatientID: "OPS1", StudyInstanceUID: dicomtest.UID("ops/study"),
-			SeriesInstanceUID: dicomtest.UID("ops/series"), SOPInstanceUID: dicomtest.UID(fmt.Sprint("ops/sop/", i)), Rows: 64, Cols: 64, InstanceNumber: i + 1}); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, b)
+		files = append(files, ctBytes(t, filepath.Join(dir, fmt.Sprintf("ct%d.dcm", i)), dicomtest.CTOptions{PatientID: "OPS1", StudyInstanceUID: dicomtest.UID("ops/study"),
+			SeriesInstanceUID: dicomtest.UID("ops/series"), SOPInstanceUID: dicomtest.UID(fmt.Sprint("ops/sop/", i)), Rows: 64, Cols: 64, InstanceNumber: i + 1}))
 	}
 	if err := stow(client, base+"/dicomweb/studies", files...); err != nil {
 		t.Fatal(err)

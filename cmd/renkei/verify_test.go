@@ -28,15 +28,7 @@ func TestAdminVerify(t *testing.T) {
 	client := &http.Client{Transport: bearer{token, http.DefaultTransport}, Timeout: time.Minute}
 	var files [][]byte
 	for i := range 4 {
-		path := filepath.Join(dir, fmt.Sprintf("ct%d.dcm", i))
-		if err := dicomtest.CT(path, dicomtest.CTOptions{PatientID: "VER1", Rows: 64, Cols: 64, InstanceNumber: i + 1, Seed: 77}); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files = append(files, b)
+		files = append(files, ctBytes(t, filepath.Join(dir, fmt.Sprintf("ct%d.dcm", i)), dicomtest.CTOptions{PatientID: "VER1", Rows: 64, Cols: 64, InstanceNumber: i + 1, Seed: 77}))
 	}
 	if err := stow(client, base+"/dicomweb/studies", files...); err != nil {
 		t.Fatal(err)
