@@ -22,7 +22,9 @@ import (
 // TestPublicRoutes pins the list of routes that answer without a login. Adding one is a security decision: change
 // this test with it, on purpose.
 func TestPublicRoutes(t *testing.T) {
-	want := []string{"GET /healthz", "GET /{$}", "GET /ui/{file...}", "GET /IHEInvokeImageDisplay", "POST /api/login", "POST /api/invitations/accept",
+	// /readyz tells a load balancer whether the node can serve (its reason only to the loopback and the metrics
+	// networks); /metrics answers only the loopback and --metrics-allow, 404 to anyone else.
+	want := []string{"GET /healthz", "GET /readyz", "GET /metrics", "GET /{$}", "GET /ui/{file...}", "GET /IHEInvokeImageDisplay", "POST /api/login", "POST /api/invitations/accept",
 		"GET /link/{token}", "GET /api/link/{token}", "POST /api/link/{token}/unlock", "GET /api/link/{token}/studies", "GET /api/link/{token}/image"}
 	if d := cmp.Diff(want, web.Public); d != "" {
 		t.Errorf("the public routes changed (-want +got):\n%s", d)

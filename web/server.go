@@ -359,7 +359,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		if err := s.Ready(ctx); err != nil {
 			s.Logger.Warn("not ready", "err", err)
-			s.problem(w, r, &renkei.Error{Op: "web.readyz", Kind: renkei.Unavailable, Message: "not ready: " + err.Error(), Err: err})
+			msg := "not ready" // the reason names internal hosts: for the operator's own networks only
+			if s.operator(r) {
+				msg += ": " + err.Error()
+			}
+			s.problem(w, r, &renkei.Error{Op: "web.readyz", Kind: renkei.Unavailable, Message: msg, Err: err})
 			return
 		}
 	}
@@ -368,16 +372,29 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // metrics serves Prometheus's scrape to the loopback and to MetricsAllow; to anyone else it does not exist.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	ip, err := netip.ParseAddr(s.clientAddr(r))
-	allowed := err == nil && ip.Unmap().IsLoopback()
-	for _, p := range s.MetricsAllow {
-		allowed = allowed || (err == nil && p.Contains(ip.Unmap()))
-	}
-	if s.Metrics == nil || !allowed {
+	if s.Metrics == nil || !s.operator(r) {
 		http.NotFound(w, r)
 		return
 	}
 	s.Metrics.ServeHTTP(w, r)
+}
+
+// operator reports whether a request comes from the loopback or from one of MetricsAllow (the region's monitoring).
+func (s *Server) operator(r *http.Request) bool {
+	ip, err := netip.ParseAddr(s.clientAddr(r))
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap()
+	if ip.IsLoopback() {
+		return true
+	}
+	for _, p := range s.MetricsAllow {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Route is the route pattern a request matches ("" when none), for metrics.

@@ -121,6 +121,11 @@ func TestOperations(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "blob store") {
 		t.Errorf("/readyz without the blob folder: %d %s, want 503 naming the blob store", code, body)
 	}
+	// The reason names the region's own paths and hosts: a client elsewhere hears only "not ready".
+	code, body = get("/readyz", "X-Forwarded-For", "203.0.113.9")
+	if code != http.StatusServiceUnavailable || strings.Contains(body, "blob") || strings.Contains(body, data) {
+		t.Errorf("/readyz from elsewhere: %d %s, want 503 without the reason", code, body)
+	}
 	if err := os.Rename(blobs+".away", blobs); err != nil {
 		t.Fatal(err)
 	}
