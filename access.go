@@ -265,6 +265,9 @@ type UserUpdate struct {
 	RecoveryCodes []string
 	// EndSessions ends every session of the user (logout everywhere; a password or second-factor reset).
 	EndSessions bool
+	// RemoveSecurityKeys forgets every WebAuthn security key and passkey of the user (a second-factor reset: a lost
+	// key must not stay able to log in, and the user enrols a new one).
+	RemoveSecurityKeys bool
 }
 
 // WebAuthnCredential is a user's security key or passkey: its credential id and the verifier's record of it

@@ -380,9 +380,9 @@ func (s *Service) ResetUser(ctx context.Context, by *renkei.Principal, pk int64)
 	pw := OneTimePassword()
 	h, t, empty, zero, past := HashPassword(pw), true, "", 0, time.UnixMilli(0)
 	e := renkei.EventFor(by, renkei.ActionAdmin, renkei.OutcomeSuccess)
-	e.Detail = "reset password and second factor of " + u.Login
+	e.Detail = "reset password and second factor (authenticator, recovery codes, security keys) of " + u.Login
 	err = s.Store.UpdateUser(ctx, pk, renkei.UserUpdate{PasswordHash: &h, MustChange: &t, TOTPSecret: &empty, RecoveryCodes: []string{},
-		FailedLogins: &zero, LockedUntil: &past, EndSessions: true}, &e)
+		FailedLogins: &zero, LockedUntil: &past, EndSessions: true, RemoveSecurityKeys: true}, &e)
 	return pw, err
 }
 

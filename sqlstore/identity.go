@@ -230,6 +230,9 @@ func (db *DB) UpdateUser(ctx context.Context, pk int64, up renkei.UserUpdate, au
 				}
 			}
 		}
+		if up.RemoveSecurityKeys && err == nil {
+			_, err = tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE user_pk = ?`, pk)
+		}
 		if up.EndSessions && err == nil {
 			_, err = tx.ExecContext(ctx, `DELETE FROM sessions WHERE user_pk = ?`, pk)
 		}

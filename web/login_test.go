@@ -250,6 +250,11 @@ func TestFirstLogin(t *testing.T) {
 		}
 	}
 
+	// The user also has a security key (lost with their bag, say): the reset must forget it, or it would still log in
+	// and the user could neither use nor replace it.
+	if err := r.db.AddWebAuthnCredential(ctx, &renkei.WebAuthnCredential{ID: []byte("lost-key"), User: u.PK, Name: "病棟の鍵", Record: []byte(`{}`), CreatedAt: time.Now()}, nil); err != nil {
+		t.Fatal(err)
+	}
 	// The administrator resets: the old password and session die, a new one-time password works.
 	pw, err := r.ids.ResetUser(ctx, &renkei.Principal{Kind: renkei.UserPrincipal, Name: "admin@chuo-hospital", Institution: r.hospital.PK,
 		Role: renkei.InstitutionAdmin}, u.PK)
@@ -265,6 +270,9 @@ func TestFirstLogin(t *testing.T) {
 	}
 	if next, _ := l.loginState(); next != "enrol-second-factor" {
 		t.Errorf("after a reset: next %q, want enrol-second-factor", next)
+	}
+	if keys, err := r.db.WebAuthnCredentials(ctx, u.PK); err != nil || len(keys) != 0 {
+		t.Errorf("security keys after a reset: %d %v, want none", len(keys), err)
 	}
 	// An institution admin cannot reset another institution's user.
 	if _, err := r.ids.ResetUser(ctx, &renkei.Principal{Kind: renkei.UserPrincipal, Name: "admin@kita-clinic", Institution: r.clinic.PK,
