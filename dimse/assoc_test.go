@@ -368,7 +368,7 @@ func TestMaxAssociations(t *testing.T) {
 	a2 := dial(t, addr, pcs...)
 	_, err := dimse.Dial(context.Background(), addr, "TESTSCU", "RENKEI", pcs)
 	var rj *dimse.RejectError
-	if !errors.As(err, &rj) || rj.Reject != *dimse.RejectLocalLimitExceeded.PDU() {
+	if !errors.As(err, &rj) || rj.Reject != *dimse.RejectTemporaryCongestion.PDU() {
 		t.Fatalf("third association: %v", err)
 	}
 	a1.Release(context.Background())

@@ -206,7 +206,7 @@ func (s *Server) negotiate(a *Association, rq *AAssociateRQ) PDU {
 		return reject(RejectApplicationContext)
 	}
 	if !s.admit(a) {
-		return reject(RejectLocalLimitExceeded)
+		return reject(RejectTemporaryCongestion) // transient (PS3.8 Table 9-21): the peer tries again later
 	}
 	if s.AETitle != "" && rq.CalledAETitle != s.AETitle {
 		return reject(RejectCalledAETitle)
