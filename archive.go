@@ -51,10 +51,12 @@ type Instance struct {
 
 	BlobKey     string // hex SHA-256 of the stored bytes
 	Size        int64
-	CharsetFlag bool   // some text could not be decoded; the raw bytes are kept
-	Attrs       []byte // DICOM JSON object of the top-level header attributes (no bulk data)
-	ReceivedAt  time.Time
-	Source      string // how it arrived: "STOW-RS", "C-STORE from AE X", "import"
+	CharsetFlag bool // some text could not be decoded; the raw bytes are kept
+	// Charset is the sender's registered fallback character set the text was decoded with ("" for the server's).
+	Charset    string
+	Attrs      []byte // DICOM JSON object of the top-level header attributes (no bulk data)
+	ReceivedAt time.Time
+	Source     string // how it arrived: "STOW-RS", "C-STORE from AE X", "import"
 
 	// Audit is the event of the write, appended to the audit chain in the same transaction as the instance.
 	Audit *AuditEvent
@@ -176,6 +178,9 @@ type InstanceRecord struct {
 	Attrs             []byte
 	ReceivedAt        time.Time
 	DeletedAt         *time.Time
+	// Charset is the fallback character set its sender is registered with ("" for the server's): what undeclared
+	// text in the stored bytes is decoded with.
+	Charset string
 }
 
 // TrashRequest names what to move into the trash or restore from it: a study, a series of it, or one instance.

@@ -333,6 +333,7 @@ func (s *Service) describe(f *dicom.File, req StoreRequest) (*renkei.Instance, [
 			in.Patient.Issuer = s.DefaultIssuer
 		}
 	}
+	in.Charset = req.Charset
 	in.PatientNameKeys = NameKeys(in.PatientName)
 	in.ReferringPhysicianKey = NameKeyList(in.ReferringPhysicianName)
 	if bad {

@@ -190,7 +190,6 @@ func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	base := h.baseURL(r)
-	fallback := h.Archive.FallbackCharset
 	out := make([][]byte, len(recs))
 	errs := make([]error, len(recs))
 	var wg sync.WaitGroup
@@ -208,6 +207,10 @@ func (h *Handler) metadata(w http.ResponseWriter, r *http.Request) {
 			}
 			defer o.Close()
 			prefix := fmt.Sprintf("%s/studies/%s/series/%s/instances/%s/bulkdata/", base, rec.Series.Study.StudyInstanceUID, rec.Series.SeriesInstanceUID, rec.SOPInstanceUID)
+			fallback := rec.Charset // the sender's, as at ingest (QIDO-RS shows what it decoded)
+			if fallback == "" {
+				fallback = h.Archive.FallbackCharset
+			}
 			out[i] = dicom.AppendJSON(nil, o.File.DataSet, &dicom.JSONOptions{
 				Decoder:     func(terms []string) dicom.TextDecoder { return charset.New(terms, fallback) },
 				BulkDataURI: func(path string) string { return prefix + path },

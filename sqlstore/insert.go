@@ -212,8 +212,8 @@ func (c *rowCache) remember(in *renkei.Instance, r insertRes) {
 // fastInsertQ inserts an instance into remembered rows if they are still those rows, live; it returns no row when
 // they are not, or when the instance is already there (a duplicate, a conflict or a trashed copy).
 const fastInsertQ = `INSERT INTO instances (institution_pk, series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
-		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source)
-	SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
+		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source, charset)
+	SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?
 	WHERE EXISTS (SELECT 1 FROM series WHERE pk = ? AND study_pk = ? AND institution_pk = ? AND series_uid = ? AND deleted_at IS NULL)
 	AND EXISTS (SELECT 1 FROM studies WHERE pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL)
 	AND EXISTS (SELECT 1 FROM patients WHERE pk = ? AND issuer = ? AND patient_id = ? AND (? = '' OR name = ?))
@@ -485,11 +485,11 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 }
 
 const insertInstanceQ = `INSERT INTO instances (institution_pk, series_pk, sop_uid, sop_class, instance_number, ts_uid, rows, columns, frames,
-		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		bits_allocated, blob_key, size, charset_flag, attrs, received_at, source, charset) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 func instanceArgs(in *renkei.Instance, seriesPK int64) []any {
 	return []any{in.Institution, seriesPK, in.SOPInstanceUID, in.SOPClassUID, nullInt(in.InstanceNumber), in.TransferSyntaxUID, in.Rows, in.Columns,
-		in.NumberOfFrames, in.BitsAllocated, in.BlobKey, in.Size, in.CharsetFlag, in.Attrs, in.ReceivedAt.UnixMilli(), in.Source}
+		in.NumberOfFrames, in.BitsAllocated, in.BlobKey, in.Size, in.CharsetFlag, in.Attrs, in.ReceivedAt.UnixMilli(), in.Source, in.Charset}
 }
 
 func (db *DB) insertNames(ctx context.Context, tx *sql.Tx, patientPK int64, keys []string) error {

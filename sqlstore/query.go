@@ -430,7 +430,7 @@ func (db *DB) QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.Series
 }
 
 const instanceCols = `i.sop_uid, i.sop_class, i.instance_number, i.ts_uid, i.rows, i.columns, i.frames, i.bits_allocated,
-	i.blob_key, i.size, i.attrs, i.received_at, i.deleted_at`
+	i.blob_key, i.size, i.attrs, i.received_at, i.deleted_at, i.charset`
 
 // noAttrs selects NULL for the three DICOM JSON headers of an instance row (renkei.Query.NoAttrs): they are most
 // of its bytes, and the sort carries them.
@@ -462,7 +462,7 @@ func (db *DB) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.Ins
 		var in renkei.InstanceRecord
 		var received int64
 		dst := append(scanSeries(&in.Series), &in.SOPInstanceUID, &in.SOPClassUID, intPtr{&in.InstanceNumber}, &in.TransferSyntaxUID,
-			&in.Rows, &in.Columns, &in.NumberOfFrames, &in.BitsAllocated, &in.BlobKey, &in.Size, &in.Attrs, &received, msTimeScanner{&in.DeletedAt})
+			&in.Rows, &in.Columns, &in.NumberOfFrames, &in.BitsAllocated, &in.BlobKey, &in.Size, &in.Attrs, &received, msTimeScanner{&in.DeletedAt}, &in.Charset)
 		if err := rows.Scan(dst...); err != nil {
 			return nil, queryErr(err)
 		}
