@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -98,8 +100,8 @@ func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if c.Server == "" {
 		return errors.New("--server is needed: renkei's URL")
 	}
-	if !strings.HasPrefix(c.Server, "https://") && !strings.HasPrefix(c.Server, "http://127.0.0.1") && !strings.HasPrefix(c.Server, "http://localhost") {
-		logger.Warn("gateway: --server is not https: images would cross the network unencrypted", "server", c.Server)
+	if err := serverURLSafe(c.Server); err != nil {
+		return err
 	}
 	if c.TokenFile == "" {
 		return errors.New("--token-file is needed: a file holding a read-write API token of this hospital (renkei admin token add NAME --institution ID --write)")
@@ -174,4 +176,21 @@ func gatewayStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	gateway.WriteText(stdout, st, time.Now())
 	return nil
+}
+
+// serverURLSafe refuses a renkei URL over which patients' images would cross a network unencrypted: https://, or
+// http:// to this machine only (a renkei on the same host, or a local TLS-terminating proxy).
+func serverURLSafe(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("--server %q: give renkei's URL, https://renkei.example.jp", raw)
+	}
+	if u.Scheme == "https" {
+		return nil
+	}
+	host := u.Hostname()
+	if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || host == "localhost" {
+		return nil
+	}
+	return fmt.Errorf("--server %s is not https: patients' images would cross the network unencrypted (http:// is accepted only to this machine)", raw)
 }
