@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServeDIMSETLS: `renkei serve --dimse-tls` with a client CA, as a hospital runs it across a network (PS3.15
+// Annex B). dcmtk's echoscu with a certificate the CA signed for its AE title gets through; with another AE's
+// certificate, or none (anonymous TLS), it does not;
+// a client that offers only TLS 1.1, or only CBC ciphers under TLS 1.2, is refused at the handshake (BCP 195).
+func TestServeDIMSETLS(t *testing.T) {
+	if _, err := exec.LookPath("echoscu"); err != nil {
+		t.Skip("echoscu is missing: install Debian's dcmtk (scripts/setup does)")
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "renkei test region CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (certPath, keyPath string) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour),
+			NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalECPrivateKey(key)
+		certPath, keyPath = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+		os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+		return certPath, keyPath
+	}
+	caPath := filepath.Join(dir, "ca.crt")
+	os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
+	srvCert, srvKey := issue("renkei", 2, x509.ExtKeyUsageServerAuth)
+	cliCert, cliKey := issue("TLSCT", 3, x509.ExtKeyUsageClientAuth)       // a certificate names its AE title
+	otherCert, otherKey := issue("OTHERCT", 4, x509.ExtKeyUsageClientAuth) // another modality's
+
+	var out strings.Builder
+	for _, args := range [][]string{
+		{"admin", "institution", "add", "hosp-tls", "--name", "TLS病院", "--kind", "hospital"},
+		{"admin", "ae", "add", "TLSCT", "--host", "127.0.0.1", "--institution", "hosp-tls"},
+	} {
+		if code := Main(context.Background(), append(args, "--data", data), &out, &out); code != 0 {
+			t.Fatalf("%v: %s", args, out.String())
+		}
+	}
+	tlsAddr := freeAddr(t)
+	_, stop := serveForTest(t, "serve", "--data", data, "--http", "127.0.0.1:0", "--dimse", "off", "--log-level", "warn",
+		"--dimse-tls", tlsAddr, "--tls-cert", srvCert, "--tls-key", srvKey, "--tls-client-ca", caPath)
+	defer stop()
+	host, port, _ := net.SplitHostPort(tlsAddr)
+	echo := func(args ...string) (string, error) {
+		cmd := exec.Command("echoscu", append(args, "-aet", "TLSCT", "-aec", "RENKEI", host, port)...)
+		cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	if o, err := echo("+tls", cliKey, cliCert, "+cf", caPath); err != nil {
+		t.Errorf("C-ECHO over TLS with a client certificate: %v\n%s", err, o)
+	}
+	if o, err := echo("+tls", otherKey, otherCert, "+cf", caPath); err == nil || !strings.Contains(o, "Calling AE Title Not Recognized") {
+		t.Errorf("C-ECHO as TLSCT with OTHERCT's certificate: %v\n%s", err, o)
+	}
+	if o, err := echo("+tla", "+cf", caPath); err == nil {
+		t.Errorf("C-ECHO over TLS without a client certificate succeeded; --tls-client-ca requires one\n%s", o)
+	}
+	if o, err := echo(); err == nil {
+		t.Errorf("C-ECHO in plain TCP to the TLS port succeeded\n%s", o)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	pair, err := tls.LoadX509KeyPair(cliCert, cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10})
+	if err == nil {
+		c.Close()
+		t.Errorf("a TLS 1.1 handshake succeeded; BCP 195 asks for TLS 1.2 or later")
+	}
+	// Under TLS 1.2, a client offering only a cipher without forward secrecy and AEAD (RSA key exchange, CBC) is refused.
+	c, err = tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MaxVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}})
+	if err == nil {
+		c.Close()
+		t.Errorf("a TLS 1.2 handshake with only CBC ciphers succeeded")
+	}
+}
