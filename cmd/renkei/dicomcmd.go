@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,6 +29,8 @@ const dicomUsage = `Usage:
 renkei as a DICOM client (SCU): verify a peer, send files to it, search it, and fetch from it with C-GET (no port
 needs to be opened on this side). KEY is a PS3.6 keyword or 8 hex digits; an empty value asks for the attribute back.
 --aet is our AE title (default RENKEI), --aec the peer's (default ANY-SCP).
+Over DICOM TLS (the peer's TLS port, often 2762): --tls, with --tls-ca CA.pem when the peer's certificate is not from
+a CA the system trusts, and --tls-cert/--tls-key when the peer requires a client certificate (it names --aet).
 `
 
 // storageClasses are proposed (with the SCP role) for C-GET: the peer can only send what we proposed, and an
@@ -68,6 +73,10 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	out := fs.String("out", ".", "folder for files received by get")
 	var keys keyList
 	fs.Var(&keys, "k", "query key KEY=VALUE (repeatable)")
+	useTLS := fs.Bool("tls", false, "speak DICOM TLS (PS3.15 B.1) to the peer's TLS port")
+	tlsCA := fs.String("tls-ca", "", "with --tls: PEM file of the CA that signed the peer's certificate (default: the system's)")
+	tlsCert := fs.String("tls-cert", "", "with --tls: our certificate (PEM), for peers that require one; it names our AE title")
+	tlsKey := fs.String("tls-key", "", "with --tls: the private key of --tls-cert")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -76,6 +85,16 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("renkei dicom %s needs the peer's HOST:PORT", verb)
 	}
 	addr := fs.Arg(0)
+	var d dimse.Dialer
+	if *useTLS {
+		conf, err := clientTLS(addr, *tlsCA, *tlsCert, *tlsKey)
+		if err != nil {
+			return err
+		}
+		d.TLSConfig = conf
+	} else if *tlsCA != "" || *tlsCert != "" || *tlsKey != "" {
+		return errors.New("--tls-ca, --tls-cert and --tls-key go with --tls")
+	}
 	model := func(find, patient string) string {
 		if *patientRoot {
 			return patient
@@ -84,7 +103,7 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	switch verb {
 	case "echo":
-		a, err := dimse.Dial(ctx, addr, *aet, *aec, []dimse.PresentationContext{{AbstractSyntax: dimse.Verification, TransferSyntaxes: []string{dicom.ImplicitVRLittleEndian}}})
+		a, err := d.Dial(ctx, addr, *aet, *aec, []dimse.PresentationContext{{AbstractSyntax: dimse.Verification, TransferSyntaxes: []string{dicom.ImplicitVRLittleEndian}}})
 		if err != nil {
 			return err
 		}
@@ -99,7 +118,7 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return nil
 	case "send":
-		return dicomSend(ctx, addr, *aet, *aec, fs.Args()[1:], stdout)
+		return dicomSend(ctx, &d, addr, *aet, *aec, fs.Args()[1:], stdout)
 	case "find", "get":
 		id, err := identifier(*level, keys)
 		if err != nil {
@@ -107,7 +126,7 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if verb == "find" {
 			m := model(dimse.StudyRootQueryRetrieveInformationModelFind, dimse.PatientRootQueryRetrieveInformationModelFind)
-			a, err := dimse.Dial(ctx, addr, *aet, *aec, []dimse.PresentationContext{{AbstractSyntax: m, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian}}})
+			a, err := d.Dial(ctx, addr, *aet, *aec, []dimse.PresentationContext{{AbstractSyntax: m, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian, dicom.ImplicitVRLittleEndian}}})
 			if err != nil {
 				return err
 			}
@@ -132,7 +151,7 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err := os.MkdirAll(*out, 0o750); err != nil {
 			return err
 		}
-		a, err := dimse.Dial(ctx, addr, *aet, *aec, pcs)
+		a, err := d.Dial(ctx, addr, *aet, *aec, pcs)
 		if err != nil {
 			return err
 		}
@@ -155,6 +174,37 @@ func dicomCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprint(stderr, dicomUsage)
 	return fmt.Errorf("unknown verb %q", verb)
+}
+
+// clientTLS is the DICOM TLS configuration of renkei dicom: the peer's certificate checked against caFile (or the
+// system's CAs) for the host of addr, our certificate when given, BCP 195's versions and ciphers.
+func clientTLS(addr, caFile, certFile, keyFile string) (*tls.Config, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: give HOST:PORT", addr)
+	}
+	conf := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, CipherSuites: bcp195Ciphers}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--tls-ca %s holds no PEM certificate", caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return conf, nil
 }
 
 // identifier builds a C-FIND/C-GET identifier from KEY=VALUE pairs, in UTF-8 (ISO_IR 192).
@@ -201,7 +251,7 @@ func writePart10(path string, req *dimse.StoreRequest, data io.Reader) error {
 }
 
 // dicomSend C-STOREs files (folders are walked), each in its own transfer syntax.
-func dicomSend(ctx context.Context, addr, aet, aec string, paths []string, stdout io.Writer) error {
+func dicomSend(ctx context.Context, d *dimse.Dialer, addr, aet, aec string, paths []string, stdout io.Writer) error {
 	type item struct {
 		path, class, inst, ts string
 		offset                int64
@@ -244,7 +294,7 @@ func dicomSend(ctx context.Context, addr, aet, aec string, paths []string, stdou
 	if len(pcs) > 128 {
 		return fmt.Errorf("the files need %d presentation contexts; one association carries 128: send fewer kinds at a time", len(pcs))
 	}
-	a, err := dimse.Dial(ctx, addr, aet, aec, pcs)
+	a, err := d.Dial(ctx, addr, aet, aec, pcs)
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,14 @@ func closeAll(lns []net.Listener) {
 	}
 }
 
+// bcp195Ciphers are the TLS 1.2 cipher suites of BCP 195 (RFC 9325), as PS3.15 B.9 asks: ECDHE with AEAD only (TLS
+// 1.3's suites are all AEAD and not configurable). Both sides of DICOM TLS use them, with TLS 1.2 at least.
+var bcp195Ciphers = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
 // tlsConfig builds the DICOM TLS configuration: the server's certificate, and, with --tls-client-ca, client
 // certificates required and checked (the dicomsvc layer binds them to AE titles).
 func tlsConfig(c *serveConfig) (*tls.Config, error) {
@@ -87,13 +95,7 @@ func tlsConfig(c *serveConfig) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
-	// BCP 195 (RFC 9325), as PS3.15 B.9 asks: TLS 1.2 or later, and under TLS 1.2 only ECDHE with AEAD ciphers (TLS
-	// 1.3's suites are all AEAD).
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: []uint16{
-		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-	}}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: bcp195Ciphers}
 	if c.TLSClientCA != "" {
 		pem, err := os.ReadFile(c.TLSClientCA)
 		if err != nil {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"renkei/internal/dicomtest"
 )
 
 // TestServeDIMSETLS: `renkei serve --dimse-tls` with a client CA, as a hospital runs it across a network (PS3.15
@@ -89,6 +91,28 @@ func TestServeDIMSETLS(t *testing.T) {
 	}
 	if o, err := echo(); err == nil {
 		t.Errorf("C-ECHO in plain TCP to the TLS port succeeded\n%s", o)
+	}
+	// renkei's own client over TLS: echo, send a CT, find it.
+	tlsArgs := []string{"--tls", "--tls-ca", caPath, "--tls-cert", cliCert, "--tls-key", cliKey, "--aet", "TLSCT", "--aec", "RENKEI"}
+	var cout, cerr strings.Builder
+	if code := Main(context.Background(), append(append([]string{"dicom", "echo"}, tlsArgs...), tlsAddr), &cout, &cerr); code != 0 {
+		t.Errorf("renkei dicom echo --tls: exit %d\n%s%s", code, cout.String(), cerr.String())
+	}
+	ct := filepath.Join(dir, "tls.dcm")
+	if err := dicomtest.CT(ct, dicomtest.CTOptions{PatientID: "TLS1", Rows: 32, Cols: 32, InstanceNumber: 1, Seed: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if code := Main(context.Background(), append(append([]string{"dicom", "send"}, tlsArgs...), tlsAddr, ct), &cout, &cerr); code != 0 {
+		t.Errorf("renkei dicom send --tls: exit %d\n%s%s", code, cout.String(), cerr.String())
+	}
+	cout.Reset()
+	if code := Main(context.Background(), append(append([]string{"dicom", "find"}, tlsArgs...), "-k", "PatientID=TLS1", tlsAddr), &cout, &cerr); code != 0 || !strings.Contains(cout.String(), "TLS1") {
+		t.Errorf("renkei dicom find --tls: exit %d\n%s%s", code, cout.String(), cerr.String())
+	}
+	// Without the CA, the peer's certificate is not trusted and nothing is sent.
+	cerr.Reset()
+	if code := Main(context.Background(), []string{"dicom", "echo", "--tls", "--aet", "TLSCT", "--aec", "RENKEI", tlsAddr}, &cout, &cerr); code == 0 {
+		t.Errorf("renkei dicom echo --tls without the CA succeeded")
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
