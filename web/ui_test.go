@@ -98,7 +98,7 @@ func stepper(ctx context.Context, t *testing.T, out string) func(name string, ac
 
 // TestWebApp drives the web app in Chromium as a hospital physician would: log in with password and authenticator
 // code, find the clinic's referred patient by typing their name in katakana (stored in hiragana), see that the study
-// is shared and by whom, open the patient's history, and switch the interface to English, which sticks.
+// is shared, by whom and why, open the patient's history, and switch the interface to English, which sticks.
 func TestWebApp(t *testing.T) {
 	r := newRegion(t)
 	out := artifacts(t)
@@ -129,7 +129,7 @@ func TestWebApp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"仮名 太郎", "(かな たろう)", "K1", "北町クリニック", "共有", "kato@kita-clinic", "紹介", "1960年5月1日"} {
+	for _, want := range []string{"仮名 太郎", "(かな たろう)", "K1", "北町クリニック", "共有", "kato@kita-clinic", "紹介", "胸部CT精査", "1960年5月1日"} {
 		if !strings.Contains(rows, want) {
 			t.Errorf("the study list does not show %q:\n%s", want, rows)
 		}

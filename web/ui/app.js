@@ -281,7 +281,8 @@ function studyRow(s) {
   else if (s.purpose === 'break-glass') access = h('span', { class: 'badge breakglass' }, t('badge.breakglass'));
   else access = [h('span', { class: 'badge' }, t('badge.shared')), ' ',
     h('span', { class: 'muted' }, s.sharedBy ? t('shared.by', { by: s.sharedBy, purpose: t('purpose.' + s.purpose) }) : '',
-      s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : '')];
+      s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : ''),
+    s.reason ? h('div', { class: 'muted share-reason' }, s.reason) : ''];
   const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
     h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
   if (s.own && me.user.role !== 'patient') {
