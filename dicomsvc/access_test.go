@@ -13,7 +13,8 @@ import (
 )
 
 // TestDIMSEAccess: DIMSE traffic acts for the calling AE's institution. A hospital's workstation finds and
-// retrieves none of a clinic's studies until the clinic shares them; the clinic cannot C-MOVE its images to the
+// retrieves none of a clinic's studies until the clinic shares them, and none again after the share is revoked or
+// expires; the clinic cannot C-MOVE its images to the
 // hospital's PACS (that would hand over data never shared); and each association's reads are in the audit trail.
 func TestDIMSEAccess(t *testing.T) {
 	e, files := queryEnv(t) // stored by the clinic's STORESCU
@@ -107,6 +108,34 @@ func TestDIMSEAccess(t *testing.T) {
 	}
 	if reads != 1 {
 		t.Errorf("the hospital's C-GET left %d read events for the study, want 1", reads)
+	}
+
+	// Revoked: the hospital's workstation finds and retrieves nothing again.
+	rv := renkei.EventFor(renkei.System, renkei.ActionRevoke, renkei.OutcomeSuccess)
+	if err := e.db.RevokeShare(ctx, sh.ID, e.clinic, &rv); err != nil {
+		t.Fatal(err)
+	}
+	if n := find("HOSPSCU"); n != 0 {
+		t.Errorf("after the revocation the hospital's workstation finds %d studies", n)
+	}
+	if res := get("HOSPSCU"); res.SubOperations.Completed != 0 {
+		t.Errorf("after the revocation the hospital's C-GET sent %d instances", res.SubOperations.Completed)
+	}
+	// Shared again for a moment: once it has expired, nothing again.
+	short := &renkei.Share{FromInstitution: e.clinic, Patient: sh.Patient, ToInstitution: hospital.PK, Purpose: renkei.PurposeReferral,
+		ExpiresAt: time.Now().Add(1500 * time.Millisecond)}
+	if err := e.db.CreateShare(ctx, short, &e2); err != nil {
+		t.Fatal(err)
+	}
+	if n := find("HOSPSCU"); n == 0 {
+		t.Error("during the short share the hospital's workstation finds nothing")
+	}
+	time.Sleep(time.Until(short.ExpiresAt) + 100*time.Millisecond)
+	if n := find("HOSPSCU"); n != 0 {
+		t.Errorf("after the share expired the hospital's workstation finds %d studies", n)
+	}
+	if res := get("HOSPSCU"); res.SubOperations.Completed != 0 {
+		t.Errorf("after the share expired the hospital's C-GET sent %d instances", res.SubOperations.Completed)
 	}
 }
 
