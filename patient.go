@@ -2,6 +2,11 @@ package renkei
 
 import "time"
 
+// RegionalIssuer is the IssuerOfPatientID that names a regional patient (IHE PIX's affinity domain): QIDO-RS and
+// C-FIND with PatientID=<regional number> and this issuer answer the studies of every local patient linked to it that
+// the caller may see.
+const RegionalIssuer = "RENKEI-REGION"
+
 // LocalPatient is one institution's record of a patient: the patient as the index knows them from that institution's
 // studies, keyed by (issuer, PatientID) within the institution.
 type LocalPatient struct {

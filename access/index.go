@@ -9,6 +9,7 @@ package access
 import (
 	"context"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 type Grants interface {
 	Grants(ctx context.Context, institution, user int64, now time.Time) (renkei.Grants, error)
 	Linked(ctx context.Context, patient int64) ([]renkei.LocalPatient, error)
+	RegionalPatient(ctx context.Context, regional int64) ([]renkei.LocalPatient, error)
 }
 
 // Auditor appends events to the audit chain and returns once they are committed (implemented by sqlstore.DB).
@@ -138,7 +140,57 @@ func (x *Index) scoped(ctx context.Context, q *renkei.Query) (*renkei.Query, *re
 		sc.OwnOnly = true
 	}
 	q2.Scope = sc
+	if err := x.regional(ctx, &q2); err != nil {
+		return nil, nil, err
+	}
 	return &q2, renkei.PrincipalFrom(ctx), nil
+}
+
+// regional turns a query by regional patient (PatientID = the regional patient's number, IssuerOfPatientID =
+// renkei.RegionalIssuer, as IHE PIX names a patient in the affinity domain) into a query of every local patient
+// linked to it; the scope still decides which of their studies the caller sees.
+func (x *Index) regional(ctx context.Context, q *renkei.Query) error {
+	var id string
+	regional := false
+	var rest []renkei.Match
+	for _, m := range q.Matches {
+		switch {
+		case m.Keyword == "IssuerOfPatientID" && m.Kind == renkei.MatchSingle && m.Value == renkei.RegionalIssuer:
+			regional = true
+		case m.Keyword == "PatientID" && m.Kind == renkei.MatchSingle:
+			id = m.Value
+			rest = append(rest, m)
+		default:
+			rest = append(rest, m)
+		}
+	}
+	if !regional {
+		return nil
+	}
+	q.Matches = slices.DeleteFunc(rest, func(m renkei.Match) bool { return m.Keyword == "PatientID" })
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 {
+		return renkei.Errorf("access.Query", renkei.Invalid, "a regional patient (IssuerOfPatientID=%s) is named by its number in PatientID, not %q", renkei.RegionalIssuer, id)
+	}
+	list, err := x.Grants.RegionalPatient(ctx, n)
+	if renkei.ErrorKind(err) == renkei.NotFound {
+		q.Patients = []int64{0} // no such person: nothing matches (an empty list would not limit)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var pks []int64
+	for _, lp := range list {
+		if len(q.Patients) == 0 || slices.Contains(q.Patients, lp.PK) {
+			pks = append(pks, lp.PK)
+		}
+	}
+	if len(pks) == 0 {
+		pks = []int64{0}
+	}
+	q.Patients = pks
+	return nil
 }
 
 // QueryStudies answers within the caller's scope and records the studies it returned.

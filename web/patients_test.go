@@ -182,6 +182,21 @@ func TestPatientIdentity(t *testing.T) {
 	if st := admin.post("/api/patients/links", link); st != 200 {
 		t.Fatalf("link: %d %s", st, admin.body)
 	}
+	var linked struct{ Regional int64 }
+	json.Unmarshal(admin.body, &linked)
+	// QIDO-RS (and C-FIND, through the same access layer) by the regional patient, IHE PIX style.
+	qidoRegional := func(c *client) []string {
+		var list []map[string]struct{ Value []any }
+		c.getJSON(fmt.Sprintf("/dicomweb/studies?PatientID=%d&IssuerOfPatientID=%s", linked.Regional, renkei.RegionalIssuer), &list)
+		var out []string
+		for _, s := range list {
+			if v := s["00100020"].Value; len(v) > 0 {
+				out = append(out, fmt.Sprint(v[0]))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
 	studiesOf := func(c *client, id string) []string {
 		var list []struct {
 			Institution string
@@ -199,12 +214,21 @@ func TestPatientIdentity(t *testing.T) {
 	if got := studiesOf(doctor, "H200"); !slices.Equal(got, []string{"chuo-hospital/H200"}) {
 		t.Errorf("before a share the hospital sees %v of the linked patient", got)
 	}
+	if got := qidoRegional(doctor); !slices.Equal(got, []string{"H200"}) {
+		t.Errorf("before a share, QIDO-RS by the regional patient gives the hospital %v", got)
+	}
 	clinic := r.as("kato@kita-clinic")
 	if st := clinic.post("/api/shares", map[string]any{"patientId": "C100", "toInstitution": "chuo-hospital", "purpose": "referral"}); st != 201 {
 		t.Fatalf("share: %d %s", st, clinic.body)
 	}
 	if got := studiesOf(doctor, "H200"); !slices.Equal(got, []string{"chuo-hospital/H200", "kita-clinic/C100"}) {
 		t.Errorf("after the clinic shared, the hospital sees %v", got)
+	}
+	if got := qidoRegional(doctor); !slices.Equal(got, []string{"C100", "H200"}) {
+		t.Errorf("after the clinic shared, QIDO-RS by the regional patient gives the hospital %v", got)
+	}
+	if got := qidoRegional(clinic); !slices.Equal(got, []string{"C100"}) {
+		t.Errorf("QIDO-RS by the regional patient gives the clinic %v (the hospital shared nothing)", got)
 	}
 	if got := studiesOf(clinic, "C100"); !slices.Equal(got, []string{"kita-clinic/C100"}) {
 		t.Errorf("the clinic sees %v of the linked patient (the hospital shared nothing)", got)
