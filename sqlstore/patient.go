@@ -179,8 +179,8 @@ func (db *DB) Link(ctx context.Context, a, b int64, by string, audit *renkei.Aud
 			regional = rb
 		}
 		if rb != 0 && ra != 0 && ra != rb {
-			if _, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, linked_by = ?, linked_at = ? WHERE regional_pk = ?`,
-				regional, by, now, rb); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, linked_by = ?, linked_at = ?, merged_from = ? WHERE regional_pk = ?`,
+				regional, by, now, rb, rb); err != nil {
 				return err
 			}
 		}
@@ -204,6 +204,29 @@ func regionalOf(ctx context.Context, tx *sql.Tx, pk int64) int64 {
 	var r int64
 	tx.QueryRowContext(ctx, `SELECT regional_pk FROM patient_links WHERE patient_pk = ?`, pk).Scan(&r)
 	return r
+}
+
+// Unmerge undoes the merge of regional patient from into regional: every link that merge moved goes back under
+// from, whose number is the same as before. It returns how many local patients moved back.
+func (db *DB) Unmerge(ctx context.Context, regional, from int64, audit *renkei.AuditEvent) (int, error) {
+	var n int64
+	err := db.writeTx(ctx, "index.Unmerge", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, merged_from = 0 WHERE regional_pk = ? AND merged_from = ?`, from, regional, from)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if n == 0 {
+			return renkei.Errorf("index.Unmerge", renkei.NotFound, "regional patient %d holds no patients merged from regional patient %d", regional, from)
+		}
+		if audit != nil {
+			audit.Detail = strings.TrimSpace(fmt.Sprintf("unmerged regional patient %d from %d: %d local patient(s) back under %d; %s", from, regional, n, from, audit.Detail))
+		}
+		return nil
+	}, audit)
+	return int(n), err
 }
 
 // Unlink takes a local patient out of its regional patient (the undo of a wrong link or merge).

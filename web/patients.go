@@ -344,6 +344,28 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]int64{"regional": regional})
 }
 
+// unmerge undoes a merge of two regional patients (a link that joined two people wrongly): {"regional": the merged
+// one, "from": the one merged into it}, both as the link's answer and audit event name them.
+func (s *Server) unmerge(w http.ResponseWriter, r *http.Request) {
+	var req struct{ Regional, From int64 }
+	if err := readJSON(r, &req); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	p := renkei.PrincipalFrom(r.Context())
+	if !regionAdmin(p) {
+		s.problem(w, r, forbidden("web.unmerge", "only a region administrator unmerges patients"))
+		return
+	}
+	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	n, err := s.Store.Unmerge(r.Context(), req.Regional, req.From, &e)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int64{"regional": req.From, "patients": int64(n)})
+}
+
 func (s *Server) unlink(w http.ResponseWriter, r *http.Request) {
 	var req patientRef
 	if err := readJSON(r, &req); err != nil {

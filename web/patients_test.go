@@ -369,3 +369,100 @@ func reversed(s []string) []string {
 	slices.Reverse(out)
 	return out
 }
+
+// TestPatientUnmerge: a region administrator links two people wrongly, which merges their regional patients; the
+// merge is undone, each person back under their own regional number, and both steps are in the audit trail.
+func TestPatientUnmerge(t *testing.T) {
+	r := newRegion(t)
+	region := renkei.Institution{ID: "region", Name: "事務局", Kind: renkei.RegionOperator}
+	if err := r.db.PutInstitution(t.Context(), &region, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("admin@region", region, renkei.RegionAdmin)
+	hospitalWrite, _ := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "pacs", Write: true})
+	for _, tc := range []struct {
+		token, id, name, birth string
+		seed                   int64
+	}{
+		{r.clinicWrite, "C100", "Yamada^Taro=山田^太郎", "19450312", 100},
+		{hospitalWrite, "H200", "Yamada^Taro=山田^太郎", "19450312", 200},
+		{r.clinicWrite, "C101", "Suzuki^Hanako=鈴木^花子", "19520101", 101},
+		{hospitalWrite, "H201", "Suzuki^Hanako=鈴木^花子", "19520101", 201},
+	} {
+		body, ctype := r.stowBodyBorn(tc.id, tc.name, tc.birth, tc.seed)
+		if st := r.withToken(tc.token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+			t.Fatalf("store %s: %d", tc.id, st)
+		}
+		user := map[bool]string{true: "kato@kita-clinic", false: "tanaka@chuo-hospital"}[tc.id[0] == 'C']
+		if st := r.as(user).post("/api/consents", map[string]any{"patientId": tc.id, "scope": []string{"region"}, "method": "electronic",
+			"signature": "同意します"}); st != 201 {
+			t.Fatalf("consent %s: %d", tc.id, st)
+		}
+	}
+	admin := r.as("admin@region")
+	link := func(a, b string) int64 {
+		t.Helper()
+		ref := func(id string) map[string]string {
+			if id[0] == 'C' {
+				return map[string]string{"institution": "kita-clinic", "issuer": "KITA", "patientId": id}
+			}
+			return map[string]string{"institution": "chuo-hospital", "issuer": "CHUO", "patientId": id}
+		}
+		if st := admin.post("/api/patients/links", map[string]any{"a": ref(a), "b": ref(b)}); st != 200 {
+			t.Fatalf("link %s %s: %d %s", a, b, st, admin.body)
+		}
+		var out struct{ Regional int64 }
+		json.Unmarshal(admin.body, &out)
+		return out.Regional
+	}
+	members := func(regional int64) []string {
+		t.Helper()
+		list, err := r.db.RegionalPatient(t.Context(), regional)
+		if renkei.ErrorKind(err) == renkei.NotFound {
+			return nil
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, lp := range list {
+			ids = append(ids, lp.Key.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	yamada, suzuki := link("C100", "H200"), link("C101", "H201")
+	if merged := link("C100", "H201"); merged != yamada { // the wrong link: Suzuki's regional patient merges into Yamada's
+		t.Fatalf("the merge answered regional %d, want %d", merged, yamada)
+	}
+	if got := members(yamada); !slices.Equal(got, []string{"C100", "C101", "H200", "H201"}) {
+		t.Fatalf("after the wrong link, regional %d holds %v", yamada, got)
+	}
+	if got := members(suzuki); got != nil {
+		t.Fatalf("after the merge, regional %d still holds %v", suzuki, got)
+	}
+	if st := r.as("tanaka@chuo-hospital").post("/api/patients/unmerge", map[string]int64{"regional": yamada, "from": suzuki}); st != 403 {
+		t.Errorf("a doctor unmerged: %d", st)
+	}
+	if st := admin.post("/api/patients/unmerge", map[string]int64{"regional": yamada, "from": suzuki}); st != 200 {
+		t.Fatalf("unmerge: %d %s", st, admin.body)
+	}
+	if got := members(yamada); !slices.Equal(got, []string{"C100", "H200"}) {
+		t.Errorf("after the unmerge, regional %d holds %v", yamada, got)
+	}
+	if got := members(suzuki); !slices.Equal(got, []string{"C101", "H201"}) {
+		t.Errorf("after the unmerge, regional %d holds %v", suzuki, got)
+	}
+	if st := admin.post("/api/patients/unmerge", map[string]int64{"regional": yamada, "from": suzuki}); st != 404 {
+		t.Errorf("unmerging again: %d, want 404", st)
+	}
+	var details []string
+	for _, e := range r.events(0) {
+		if e.Actor == "admin@region" && e.Action == renkei.ActionAdmin {
+			details = append(details, e.Detail)
+		}
+	}
+	if len(details) != 4 || !strings.Contains(details[2], fmt.Sprintf("was regional %d", suzuki)) || !strings.HasPrefix(details[3], "unmerged") {
+		t.Errorf("the merge and the unmerge in the audit trail: %q", details)
+	}
+}

@@ -49,6 +49,7 @@ type Store interface {
 	LinkProposals(ctx context.Context, limit int) ([]renkei.LinkProposal, error)
 	Link(ctx context.Context, a, b int64, by string, audit *renkei.AuditEvent) (int64, error)
 	Unlink(ctx context.Context, pk int64, audit *renkei.AuditEvent) error
+	Unmerge(ctx context.Context, regional, from int64, audit *renkei.AuditEvent) (int, error)
 	AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.AuditEvent) error
 	WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error
 	Consents(ctx context.Context, institution, patientPK int64) ([]renkei.Consent, error)
@@ -200,6 +201,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/patients/link-proposals", s.linkProposals)
 	s.handle("POST /api/patients/links", s.link)
 	s.handle("POST /api/patients/unlink", s.unlink)
+	s.handle("POST /api/patients/unmerge", s.unmerge)
 	s.handle("GET /api/patients/studies", s.regionalStudies)
 	s.handle("POST /api/break-glass", s.breakGlass)
 	s.handle("GET /api/break-glass/reviews", s.breakGlassReviews)
