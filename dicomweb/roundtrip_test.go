@@ -145,6 +145,23 @@ func testStoredBytes(t *testing.T, e *env, d *sampleSet) {
 			if sum(b) != sum(d.bytes(s.Name)) {
 				t.Errorf("WADO-URI returned %d bytes that differ from the %d bytes stored", len(b), len(d.bytes(s.Name)))
 			}
+			// transferSyntax=* asks for the stored bytes too; without the parameter PS3.18 8.2.x gives Explicit VR
+			// Little Endian (when the stored syntax can be converted).
+			q.Set("transferSyntax", "*")
+			if st, _, b := e.get(e.url+"/wado?"+q.Encode(), ""); st != http.StatusOK || sum(b) != sum(d.bytes(s.Name)) {
+				t.Errorf("transferSyntax=*: status %d, %d bytes, not the stored ones", st, len(b))
+			}
+			q.Del("transferSyntax")
+			st, _, b = e.get(e.url+"/wado?"+q.Encode(), "")
+			if st != http.StatusOK {
+				if s.TransferSyntaxUID != "1.2.840.10008.1.2.1" && st == http.StatusNotAcceptable {
+					return // a syntax renkei cannot convert is refused, not sent wrong
+				}
+				t.Fatalf("no transferSyntax: status %d: %.300s", st, b)
+			}
+			if !bytes.Contains(b[:min(len(b), 1024)], []byte("1.2.840.10008.1.2.1\x00")) {
+				t.Errorf("no transferSyntax: the answer is not Explicit VR Little Endian")
+			}
 		})
 	}
 }
