@@ -14,4 +14,7 @@ type AE struct {
 	// Charset is the character set assumed when its objects declare none or a wrong one (e.g. "CP932" for an older
 	// modality that sends undeclared Shift_JIS).
 	Charset string
+	// TLS makes associations renkei opens to it (C-MOVE sub-operations, storage-commitment reports) speak DICOM TLS
+	// on Port.
+	TLS bool
 }

@@ -288,7 +288,11 @@ func (s *Service) moveDestination(ctx context.Context, a *dimse.Association, tit
 		s.logger().Warn("C-MOVE to an AE of another institution refused", "ae", title, "calling_ae", a.Peer().CallingAETitle)
 		return "", false
 	}
-	return net.JoinHostPort(ae.Host, strconv.Itoa(ae.Port)), true
+	addr := net.JoinHostPort(ae.Host, strconv.Itoa(ae.Port))
+	if ae.TLS {
+		return "tls://" + addr, true // the dimse server opens it with its ClientTLSConfig
+	}
+	return addr, true
 }
 
 // callingAE returns the registry entry of the association's calling AE: the zero AE (with its title) when it is not

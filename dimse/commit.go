@@ -176,11 +176,10 @@ func (a *Association) commit(req *CommitRequest) {
 		a.log.Warn("dimse storage commitment result not reported: requestor address unknown", "ae", a.peer.CallingAETitle)
 		return
 	}
-	var d *Dialer
-	if a.server != nil {
-		d = a.server.dialer()
-	} else {
-		d = &Dialer{Logger: a.log}
+	d, addr, err := a.outgoing(addr)
+	if err != nil {
+		a.log.Warn("dimse storage commitment result not reported", "ae", a.peer.CallingAETitle, "err", err)
+		return
 	}
 	if err := d.sendReport(ctx, addr, a.peer.CalledAETitle, a.peer.CallingAETitle, c, ds); err != nil {
 		a.log.Warn("dimse storage commitment result not reported", "ae", a.peer.CallingAETitle, "err", err)

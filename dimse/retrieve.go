@@ -244,11 +244,9 @@ func (a *Association) subOperation(ctx context.Context, t storeTarget, o *opened
 // dialMoveDestination opens the association a C-MOVE sends its sub-operations on, calling the destination with our
 // own AE title and proposing, for each SOP class, the stored syntaxes and the two little endian ones.
 func (a *Association) dialMoveDestination(ctx context.Context, addr, ae string, instances []Instance) (*Association, error) {
-	var d *Dialer
-	if a.server != nil {
-		d = a.server.dialer()
-	} else {
-		d = &Dialer{Logger: a.log}
+	d, addr, err := a.outgoing(addr)
+	if err != nil {
+		return nil, err
 	}
 	calling := a.peer.CalledAETitle
 	if a.requestor {

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -50,6 +52,9 @@ type Server struct {
 	// Dialer opens the associations of C-MOVE sub-operations and of storage commitment reports sent on a new
 	// association. Nil means a Dialer with this server's limits and logger.
 	Dialer *Dialer
+	// ClientTLSConfig is used for those associations when MoveDestination answers a "tls://HOST:PORT" address: our
+	// certificate (for peers that require one) and the CAs we trust. Nil refuses TLS destinations.
+	ClientTLSConfig *tls.Config
 	// Logger receives association events: Info for establishment, release and rejection, Warn for aborts and
 	// protocol errors, Debug for messages. Nil discards them.
 	Logger *slog.Logger
@@ -245,4 +250,24 @@ func (s *Server) dialer() *Dialer {
 		return s.Dialer
 	}
 	return &Dialer{MaxPDULength: s.MaxPDULength, ARTIM: s.ARTIM, IdleTimeout: s.IdleTimeout, Logger: s.Logger}
+}
+
+// outgoing returns the Dialer and the address for an association the server opens to addr, as MoveDestination
+// gave it: "tls://HOST:PORT" speaks DICOM TLS with ClientTLSConfig.
+func (a *Association) outgoing(addr string) (*Dialer, string, error) {
+	d := &Dialer{Logger: a.log}
+	var conf *tls.Config
+	if a.server != nil {
+		d, conf = a.server.dialer(), a.server.ClientTLSConfig
+	}
+	rest, isTLS := strings.CutPrefix(addr, "tls://")
+	if !isTLS {
+		return d, addr, nil
+	}
+	if conf == nil {
+		return nil, "", fmt.Errorf("%s is reached over DICOM TLS, but no TLS configuration is set for associations this server opens", rest)
+	}
+	dt := *d
+	dt.TLSConfig = conf
+	return &dt, rest, nil
 }

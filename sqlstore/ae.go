@@ -20,11 +20,11 @@ func (db *DB) PutAE(ctx context.Context, ae renkei.AE, audit *renkei.AuditEvent)
 	}
 	now := db.Now().UnixMilli()
 	return db.writeTx(ctx, "index.PutAE", func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO aes (title, host, port, institution_pk, issuer, charset, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		_, err := tx.ExecContext(ctx, `INSERT INTO aes (title, host, port, institution_pk, issuer, charset, tls, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (title) DO UPDATE SET host = excluded.host, port = excluded.port, institution_pk = excluded.institution_pk,
-			issuer = excluded.issuer, charset = excluded.charset, updated_at = excluded.updated_at`,
-			ae.Title, ae.Host, ae.Port, inst.PK, ae.Issuer, ae.Charset, now, now)
+			issuer = excluded.issuer, charset = excluded.charset, tls = excluded.tls, updated_at = excluded.updated_at`,
+			ae.Title, ae.Host, ae.Port, inst.PK, ae.Issuer, ae.Charset, ae.TLS, now, now)
 		return err
 	}, audit)
 }
@@ -50,9 +50,9 @@ func validAE(ae renkei.AE) error {
 // LookupAE returns the AE with the given title; an unknown title is a renkei.NotFound error.
 func (db *DB) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
 	var ae renkei.AE
-	err := db.queryRowContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, CASE WHEN a.issuer <> '' THEN a.issuer ELSE i.issuer END, a.charset
+	err := db.queryRowContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, CASE WHEN a.issuer <> '' THEN a.issuer ELSE i.issuer END, a.charset, a.tls
 		FROM aes a JOIN institutions i ON i.pk = a.institution_pk WHERE a.title = ?`, strings.TrimSpace(title)).
-		Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset)
+		Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset, &ae.TLS)
 	if errors.Is(err, sql.ErrNoRows) {
 		return ae, renkei.Errorf("index.LookupAE", renkei.NotFound, "AE title %q is not registered", title)
 	}
@@ -64,7 +64,7 @@ func (db *DB) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
 
 // ListAEs returns every registered AE, by title.
 func (db *DB) ListAEs(ctx context.Context) ([]renkei.AE, error) {
-	rows, err := db.queryContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, a.issuer, a.charset FROM aes a JOIN institutions i ON i.pk = a.institution_pk ORDER BY a.title`)
+	rows, err := db.queryContext(ctx, `SELECT a.title, a.host, a.port, i.id, i.pk, a.issuer, a.charset, a.tls FROM aes a JOIN institutions i ON i.pk = a.institution_pk ORDER BY a.title`)
 	if err != nil {
 		return nil, queryErr(err)
 	}
@@ -72,7 +72,7 @@ func (db *DB) ListAEs(ctx context.Context) ([]renkei.AE, error) {
 	var out []renkei.AE
 	for rows.Next() {
 		var ae renkei.AE
-		if err := rows.Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset); err != nil {
+		if err := rows.Scan(&ae.Title, &ae.Host, &ae.Port, &ae.Institution, &ae.InstitutionPK, &ae.Issuer, &ae.Charset, &ae.TLS); err != nil {
 			return nil, queryErr(err)
 		}
 		out = append(out, ae)

@@ -31,7 +31,7 @@ const adminUsage = `Usage:
   renkei admin token add NAME --institution ID [--write] [--days N]
   renkei admin token list [--institution ID]
   renkei admin token revoke ID
-  renkei admin ae add TITLE --institution ID [--host H] [--port P] [--issuer ISSUER] [--charset CS]
+  renkei admin ae add TITLE --institution ID [--host H] [--port P] [--issuer ISSUER] [--charset CS] [--tls]
   renkei admin ae list
   renkei admin ae remove TITLE
   renkei admin audit verify [--key FILE]
@@ -105,6 +105,7 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&ae.Institution, "institution", "", "ID of the institution the AE belongs to (required)")
 		fs.StringVar(&ae.Issuer, "issuer", "", "IssuerOfPatientID for objects it sends without one (default: its institution's)")
 		fs.StringVar(&ae.Charset, "charset", "", "character set assumed when its objects declare none, e.g. CP932")
+		fs.BoolVar(&ae.TLS, "tls", false, "reach it over DICOM TLS (--port is its TLS port): C-MOVE sub-operations and storage-commitment reports")
 	case "institution add":
 		fs.StringVar(&inst.Name, "name", "", "name in Japanese, e.g. 中央病院 (required)")
 		fs.StringVar(&inst.NameEn, "name-en", "", "name in English")
@@ -385,9 +386,13 @@ func admin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "TITLE\tHOST\tPORT\tINSTITUTION\tISSUER\tCHARSET")
+		fmt.Fprintln(tw, "TITLE\tHOST\tPORT\tINSTITUTION\tISSUER\tCHARSET\tTLS")
 		for _, a := range aes {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", a.Title, a.Host, a.Port, a.Institution, a.Issuer, a.Charset)
+			tlsCol := ""
+			if a.TLS {
+				tlsCol = "tls"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", a.Title, a.Host, a.Port, a.Institution, a.Issuer, a.Charset, tlsCol)
 		}
 		return tw.Flush()
 	case "ae remove":

@@ -35,8 +35,18 @@ func dimseListeners(ctx context.Context, c *serveConfig, arch *archive.Service, 
 		}
 		svc.AnyInstitution = in.PK
 	}
+	// Associations renkei opens to destinations registered with --tls: its TLS certificate, and the region's CA.
+	var clientTLS *tls.Config
+	if c.TLSCert != "" && c.TLSKey != "" {
+		conf, err := outgoingTLS(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		clientTLS = conf
+	}
 	newServer := func(tlsConf *tls.Config) *dimse.Server {
 		return &dimse.Server{
+			ClientTLSConfig: clientTLS,
 			AETitle:         c.AE,
 			Handlers:        svc.Handlers(),
 			MaxAssociations: c.DIMSEMaxAssociations,
@@ -75,6 +85,28 @@ func closeAll(lns []net.Listener) {
 	for _, ln := range lns {
 		ln.Close()
 	}
+}
+
+// outgoingTLS is the configuration of associations renkei opens over DICOM TLS (to destinations registered with
+// --tls): its --tls-cert as the client certificate (issue it for client authentication too), and the destinations'
+// certificates checked against --tls-client-ca (the region's CA) or else the system's CAs.
+func outgoingTLS(c *serveConfig) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: bcp195Ciphers}
+	if c.TLSClientCA != "" {
+		pem, err := os.ReadFile(c.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-client-ca: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", c.TLSClientCA)
+		}
+	}
+	return conf, nil
 }
 
 // bcp195Ciphers are the TLS 1.2 cipher suites of BCP 195 (RFC 9325), as PS3.15 B.9 asks: ECDHE with AEAD only (TLS

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"renkei/dicom"
+	"renkei/dimse"
 	"renkei/internal/dicomtest"
 )
 
@@ -39,10 +41,10 @@ func TestServeDIMSETLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (certPath, keyPath string) {
+	issue := func(name string, serial int64, usage ...x509.ExtKeyUsage) (certPath, keyPath string) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name}, NotBefore: time.Now().Add(-time.Hour),
-			NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
@@ -56,14 +58,17 @@ func TestServeDIMSETLS(t *testing.T) {
 	}
 	caPath := filepath.Join(dir, "ca.crt")
 	os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
-	srvCert, srvKey := issue("renkei", 2, x509.ExtKeyUsageServerAuth)
+	srvCert, srvKey := issue("renkei", 2, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth) // it also calls TLS destinations
+	scpCert, scpKey := issue("TLSSCP", 5, x509.ExtKeyUsageServerAuth)
 	cliCert, cliKey := issue("TLSCT", 3, x509.ExtKeyUsageClientAuth)       // a certificate names its AE title
 	otherCert, otherKey := issue("OTHERCT", 4, x509.ExtKeyUsageClientAuth) // another modality's
 
+	_, scpPort, _ := net.SplitHostPort(freeAddr(t))
 	var out strings.Builder
 	for _, args := range [][]string{
 		{"admin", "institution", "add", "hosp-tls", "--name", "TLS病院", "--kind", "hospital"},
 		{"admin", "ae", "add", "TLSCT", "--host", "127.0.0.1", "--institution", "hosp-tls"},
+		{"admin", "ae", "add", "TLSSCP", "--host", "127.0.0.1", "--port", scpPort, "--institution", "hosp-tls", "--tls"},
 	} {
 		if code := Main(context.Background(), append(args, "--data", data), &out, &out); code != 0 {
 			t.Fatalf("%v: %s", args, out.String())
@@ -99,7 +104,7 @@ func TestServeDIMSETLS(t *testing.T) {
 		t.Errorf("renkei dicom echo --tls: exit %d\n%s%s", code, cout.String(), cerr.String())
 	}
 	ct := filepath.Join(dir, "tls.dcm")
-	if err := dicomtest.CT(ct, dicomtest.CTOptions{PatientID: "TLS1", Rows: 32, Cols: 32, InstanceNumber: 1, Seed: 9}); err != nil {
+	if err := dicomtest.CT(ct, dicomtest.CTOptions{PatientID: "TLS1", StudyInstanceUID: dicomtest.UID("tls/study"), Rows: 32, Cols: 32, InstanceNumber: 1, Seed: 9}); err != nil {
 		t.Fatal(err)
 	}
 	if code := Main(context.Background(), append(append([]string{"dicom", "send"}, tlsArgs...), tlsAddr, ct), &cout, &cerr); code != 0 {
@@ -108,6 +113,51 @@ func TestServeDIMSETLS(t *testing.T) {
 	cout.Reset()
 	if code := Main(context.Background(), append(append([]string{"dicom", "find"}, tlsArgs...), "-k", "PatientID=TLS1", tlsAddr), &cout, &cerr); code != 0 || !strings.Contains(cout.String(), "TLS1") {
 		t.Errorf("renkei dicom find --tls: exit %d\n%s%s", code, cout.String(), cerr.String())
+	}
+	// C-MOVE to a destination registered --tls: renkei opens the sub-association over TLS, with its own certificate,
+	// to a dcmtk storescp that requires one.
+	received := filepath.Join(dir, "received")
+	os.MkdirAll(received, 0o755)
+	scp := exec.Command("storescp", "+tls", scpKey, scpCert, "+cf", caPath, "-aet", "TLSSCP", "-od", received, scpPort)
+	scp.Env = append(os.Environ(), "TCP_NODELAY=1")
+	var scpOut strings.Builder
+	scp.Stdout, scp.Stderr = &scpOut, &scpOut
+	if err := scp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { scp.Process.Kill(); scp.Wait() }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", scpPort)); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("storescp +tls did not listen:\n%s", scpOut.String())
+		}
+	}
+	// Debian's movescu has no TLS: renkei's own client asks for the move, over TLS.
+	capool := x509.NewCertPool()
+	capool.AddCert(ca)
+	pairTLSCT, err := tls.LoadX509KeyPair(cliCert, cliKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dimse.Dialer{TLSConfig: &tls.Config{RootCAs: capool, Certificates: []tls.Certificate{pairTLSCT}}}
+	a, err := d.Dial(context.Background(), tlsAddr, "TLSCT", "RENKEI", []dimse.PresentationContext{
+		{AbstractSyntax: dimse.StudyRootQueryRetrieveInformationModelMove, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &dicom.DataSet{}
+	id.SetString(0x00080052, "CS", "STUDY")
+	id.SetString(dicom.StudyInstanceUID, "UI", dicomtest.UID("tls/study"))
+	res, err := a.Move(context.Background(), dimse.StudyRootQueryRetrieveInformationModelMove, "TLSSCP", id)
+	a.Release(context.Background())
+	if err != nil || res.SubOperations.Completed != 1 {
+		t.Errorf("C-MOVE to a TLS destination: %+v %v\nstorescp:\n%s", res, err, scpOut.String())
+	}
+	if got, _ := filepath.Glob(filepath.Join(received, "*")); len(got) != 1 {
+		t.Errorf("the TLS destination received %d files, want 1\nstorescp:\n%s", len(got), scpOut.String())
 	}
 	// Without the CA, the peer's certificate is not trusted and nothing is sent.
 	cerr.Reset()
