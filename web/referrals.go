@@ -308,11 +308,11 @@ func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := s.referralJSON(r, ref)
-	if ref.Kind == renkei.KindReading && ref.Status == renkei.StatusCompleted && r.PathValue("action") == "complete" {
+	if (ref.Kind == renkei.KindReading || ref.Kind == renkei.KindReferral) && ref.Status == renkei.StatusCompleted && r.PathValue("action") == "complete" {
 		if err := s.reportToStudies(r, ref); err != nil {
-			// The report is signed and in the referral and the record; only the copy for PACS is missing.
-			s.Logger.Error("the reading report could not be filed in the study as DICOM", "referral", id, "err", err)
-			out.Warning = "読影レポートは保存しましたが、検査へのDICOM登録に失敗しました。管理者に連絡してください。"
+			// The report or reply is signed and in the referral and the record; only the copy for PACS is missing.
+			s.Logger.Error("the reply could not be filed in the study as DICOM", "referral", id, "kind", ref.Kind, "err", err)
+			out.Warning = "返書・レポートは保存しましたが、検査へのDICOM登録に失敗しました。管理者に連絡してください。"
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -856,6 +856,12 @@ func (s *Server) reportToStudies(r *http.Request, ref renkei.Referral) error {
 	if ref.Reply == nil || s.DICOMweb == nil || s.DICOMweb.Archive == nil {
 		return nil
 	}
+	// A reading request is answered with a report, a referral with a reply letter (返書): either goes back to the
+	// sender as DICOM in the referral's studies, which its gateway delivers to its PACS like images.
+	title, what := "読影レポート", "reading report"
+	if ref.Kind == renkei.KindReferral {
+		title, what = "返書", "reply letter"
+	}
 	from, _ := s.Store.InstitutionByPK(ctx, ref.FromInstitution)
 	to, _ := s.Store.InstitutionByPK(ctx, ref.ToInstitution)
 	var pdf bytes.Buffer
@@ -875,16 +881,16 @@ func (s *Server) reportToStudies(r *http.Request, ref renkei.Referral) error {
 		file, _, _ := dicom.EncapsulatedPDF(dicom.DocumentStudy{PatientName: st.PatientName, PatientID: st.Patient.ID, IssuerOfPatientID: st.Patient.Issuer,
 			PatientBirthDate: st.PatientBirthDate, PatientSex: st.PatientSex, StudyInstanceUID: st.StudyInstanceUID, StudyDate: st.StudyDate,
 			StudyTime: st.StudyTime, AccessionNumber: st.AccessionNumber, StudyID: st.StudyID, ReferringPhysicianName: st.ReferringPhysicianName,
-			StudyDescription: st.StudyDescription}, pdf.Bytes(), "読影レポート", to.Name, s.Now())
-		res := s.DICOMweb.Archive.Store(ctx, bytes.NewReader(file), archive.StoreRequest{Source: fmt.Sprintf("reading report of referral %d", ref.ID), Issuer: st.Patient.Issuer})
+			StudyDescription: st.StudyDescription}, pdf.Bytes(), title, to.Name, s.Now())
+		res := s.DICOMweb.Archive.Store(ctx, bytes.NewReader(file), archive.StoreRequest{Source: fmt.Sprintf("%s of referral %d", what, ref.ID), Issuer: st.Patient.Issuer})
 		if res.Err != nil {
 			return res.Err
 		}
 		e := renkei.EventFor(p, renkei.ActionShare, renkei.OutcomeSuccess)
 		e.DataInstitution, e.Patient, e.Study = p.Institution, st.Patient, uid
-		e.Detail = fmt.Sprintf("reading report of referral %d returned to %s", ref.ID, from.Name)
+		e.Detail = fmt.Sprintf("%s of referral %d returned to %s", what, ref.ID, from.Name)
 		if err := s.Store.CreateShare(ctx, &renkei.Share{FromInstitution: p.Institution, Patient: st.Patient, Studies: []string{uid},
-			ToInstitution: ref.FromInstitution, Purpose: renkei.PurposeReferral, Reason: fmt.Sprintf("reading report of referral %d", ref.ID),
+			ToInstitution: ref.FromInstitution, Purpose: renkei.PurposeReferral, Reason: fmt.Sprintf("%s of referral %d", what, ref.ID),
 			CreatedBy: p.ID, CreatedByName: p.Name, ExpiresAt: s.Now().AddDate(10, 0, 0), WithoutConsent: true}, &e); err != nil {
 			return err
 		}

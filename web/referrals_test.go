@@ -244,6 +244,25 @@ func TestReferralFlow(t *testing.T) {
 	if got := strings.Join(steps, " "); got != "draft sent sent received accepted completed" || ref.Reply == nil || ref.Reply.FollowUp != "外来で経過観察" {
 		t.Errorf("the clinic sees steps %q, reply %+v", got, ref.Reply)
 	}
+	// The reply letter (返書) also comes back as DICOM in the referred study (Encapsulated PDF, modality DOC), for the
+	// clinic's gateway to deliver to its PACS with the images.
+	var series []map[string]json.RawMessage
+	clinic.getJSON("/dicomweb/studies/"+r.p1a.studyUID+"/series", &series)
+	replyDoc := ""
+	for _, se := range series {
+		if stringValue(se, "00080060") == "DOC" {
+			replyDoc = stringValue(se, "0020000E")
+		}
+	}
+	if replyDoc == "" {
+		t.Errorf("no DOC series with the reply letter in the referred study: %s", clinic.body)
+	} else {
+		var inst []map[string]json.RawMessage
+		clinic.getJSON("/dicomweb/studies/"+r.p1a.studyUID+"/series/"+replyDoc+"/instances", &inst)
+		if len(inst) != 1 || stringValue(inst[0], "00080016") != "1.2.840.10008.5.1.4.1.1.104.1" {
+			t.Errorf("the reply letter object: %s", clinic.body)
+		}
+	}
 
 	// The hospital refers the patient back (逆紹介); the clinic receives it.
 	if st := hospital.post(path+"/reverse", map[string]any{"letter": map[string]string{"purpose": "逆紹介", "course": "術後経過良好", "followUp": "3か月後にCT"}}); st != 201 {
