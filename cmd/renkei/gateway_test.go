@@ -355,8 +355,9 @@ func gatewayLineDown(t *testing.T, bin string) {
 	proxy := newCutProxy(t, e.renkei.addr)
 	spool := filepath.Join(e.dir, "spool")
 	dimseAddr, statusAddr := freeAddr(t), freeAddr(t)
+	// gzip here (the other runs use the default, zstd): both encodings carry the 500 instances byte-identical.
 	gw := startGateway(t, bin, "--server", "http://"+proxy.addr, "--token-file", e.tokFile, "--dimse", dimseAddr, "--ae", "GW_TEST",
-		"--spool", spool, "--status", statusAddr, "--heartbeat", "1s", "--reserve-mb", "1")
+		"--spool", spool, "--status", statusAddr, "--heartbeat", "1s", "--reserve-mb", "1", "--encoding", "gzip")
 	gw.waitDIMSE(t, dimseAddr)
 	proxy.cut()
 
