@@ -298,8 +298,9 @@ func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.A
 	}, audit)
 }
 
-// WithdrawConsent records a withdrawal: from now on nothing of the patient is disclosed by the institution, and
-// the shares it made of the patient (other than break-glass) end at once.
+// WithdrawConsent records a withdrawal: from now on nothing of the patient is disclosed by the institution beyond
+// what its remaining consents (if any) cover, and the shares it made of the patient (other than break-glass) that
+// they do not cover end at once.
 func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error {
 	return db.writeTx(ctx, "index.WithdrawConsent", func(tx *sql.Tx) error {
 		now := db.Now().UnixMilli()
@@ -312,20 +313,42 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 		if err != nil {
 			return err
 		}
-		var others int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM consents WHERE institution_pk = ? AND patient_pk = ? AND withdrawn_at IS NULL`,
-			institution, patientPK).Scan(&others); err != nil {
+		// Each share still in force is checked against the consents that remain (a narrower one may remain: to one
+		// hospital only, where the withdrawn one covered the region).
+		type active struct{ pk, toInstitution, toUser int64 }
+		var shares []active
+		rows, err := tx.QueryContext(ctx, `SELECT pk, to_institution, to_user FROM shares WHERE from_institution = ? AND patient_pk = ?
+			AND revoked_at IS NULL AND purpose <> 'break-glass'`, institution, patientPK)
+		if err != nil {
 			return err
 		}
-		if others == 0 {
-			res, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = ? WHERE from_institution = ? AND patient_pk = ? AND revoked_at IS NULL
-				AND purpose <> 'break-glass'`, now, institution, patientPK)
-			if err != nil {
+		for rows.Next() {
+			var a active
+			if err := rows.Scan(&a.pk, &a.toInstitution, &a.toUser); err != nil {
+				rows.Close()
 				return err
 			}
-			if n, _ := res.RowsAffected(); n > 0 && audit != nil {
-				audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share(s) of the patient ended", n))
+			shares = append(shares, a)
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+		ended := 0
+		for _, a := range shares {
+			err := consentFor(ctx, tx, institution, patientPK, a.toInstitution, a.toUser)
+			if renkei.ErrorKind(err) != renkei.Forbidden {
+				if err != nil {
+					return err
+				}
+				continue // still covered
 			}
+			if _, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = ? WHERE pk = ?`, now, a.pk); err != nil {
+				return err
+			}
+			ended++
+		}
+		if ended > 0 && audit != nil {
+			audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share(s) of the patient ended", ended))
 		}
 		return nil
 	}, audit)

@@ -14,7 +14,7 @@ import (
 )
 
 // TestConsent: without the patient's consent nothing is shared; a consent limited to some institutions shares
-// only with them; withdrawing it ends the shares at once.
+// only with them; withdrawing it ends at once the shares no remaining consent covers.
 func TestConsent(t *testing.T) {
 	r := newRegion(t)
 	clinic := r.as("kato@kita-clinic")
@@ -59,6 +59,45 @@ func TestConsent(t *testing.T) {
 	}
 	if st := share("P2"); st != 403 {
 		t.Errorf("sharing after withdrawal: %d", st)
+	}
+
+	// P2 consents to the whole region, and separately to the hospital; shares go to the hospital and to a care
+	// home. Withdrawing the region-wide consent ends the care home's share; the hospital's, still consented, stays.
+	care := renkei.Institution{ID: "sakura-care", Name: "さくら苑", Kind: renkei.CareHome}
+	if err := r.db.PutInstitution(t.Context(), &care, nil); err != nil {
+		t.Fatal(err)
+	}
+	var wide, narrow struct{ ID int64 }
+	if st := clinic.post("/api/consents", map[string]any{"patientId": "P2", "scope": []string{"region"}, "method": "electronic", "signature": "地域全体に同意します"}); st != 201 {
+		t.Fatalf("region consent: %d %s", st, clinic.body)
+	}
+	json.Unmarshal(clinic.body, &wide)
+	if st := clinic.post("/api/consents", map[string]any{"patientId": "P2", "scope": []string{"chuo-hospital"}, "method": "electronic", "signature": "中央病院に同意します"}); st != 201 {
+		t.Fatalf("hospital consent: %d %s", st, clinic.body)
+	}
+	json.Unmarshal(clinic.body, &narrow)
+	if st := share("P2"); st != 201 {
+		t.Fatalf("share to the hospital: %d %s", st, clinic.body)
+	}
+	if st := clinic.post("/api/shares", map[string]any{"patientId": "P2", "toInstitution": "sakura-care", "purpose": "referral"}); st != 201 {
+		t.Fatalf("share to the care home: %d %s", st, clinic.body)
+	}
+	if st := clinic.post(fmt.Sprintf("/api/consents/%d/withdraw", wide.ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw the region consent: %d %s", st, clinic.body)
+	}
+	active, err := r.db.Shares(t.Context(), renkei.ShareFilter{FromInstitution: r.clinic.PK, ActiveAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to []int64
+	for _, sh := range active {
+		to = append(to, sh.ToInstitution)
+	}
+	if len(to) != 1 || to[0] != r.hospital.PK {
+		t.Errorf("after withdrawing the region-wide consent, shares in force go to %v, want the hospital (%d) only", to, r.hospital.PK)
+	}
+	if got := visible(t, doctor, r.p2); !got[0] {
+		t.Error("the hospital, still consented, no longer sees the patient")
 	}
 }
 
