@@ -35,6 +35,7 @@ type Store interface {
 	Audit(ctx context.Context, events ...*renkei.AuditEvent) error
 	AddWebAuthnCredential(ctx context.Context, c *renkei.WebAuthnCredential, audit *renkei.AuditEvent) error
 	WebAuthnCredentials(ctx context.Context, user int64) ([]renkei.WebAuthnCredential, error)
+	DeleteWebAuthnCredential(ctx context.Context, user int64, id []byte, audit *renkei.AuditEvent) error
 	UpdateWebAuthnCredential(ctx context.Context, id, record []byte) error
 	SetCeremony(ctx context.Context, idHash, ceremony string) error
 	Ceremony(ctx context.Context, idHash string) (string, error)

@@ -257,3 +257,30 @@ func (s *Service) Factors(ctx context.Context, u renkei.User) ([]string, error) 
 	}
 	return append(f, "recovery"), nil
 }
+
+// RemoveSecurityKey forgets one of the logged-in user's security keys (a lost one, or one being replaced). It is
+// refused when it is the user's last second factor: enrol another first, or ask an administrator to reset.
+func (s *Service) RemoveSecurityKey(ctx context.Context, a *Authenticated, id []byte) error {
+	if a.Session.SecondFactorAt == nil {
+		return renkei.Errorf("identity.WebAuthn", renkei.Forbidden, "log in with your second factor first")
+	}
+	creds, err := s.Store.WebAuthnCredentials(ctx, a.User.PK)
+	if err != nil {
+		return err
+	}
+	name := ""
+	for _, c := range creds {
+		if string(c.ID) == string(id) {
+			name = c.Name
+		}
+	}
+	if name == "" {
+		return renkei.Errorf("identity.WebAuthn", renkei.NotFound, "there is no such security key")
+	}
+	if len(creds) == 1 && !a.User.HasTOTP {
+		return renkei.Errorf("identity.WebAuthn", renkei.Conflict, "this is your only second factor: register another security key or an authenticator app first")
+	}
+	e := renkei.EventFor(a.Principal, renkei.ActionAdmin, renkei.OutcomeSuccess)
+	e.Detail = "removed a security key: " + name
+	return s.Store.DeleteWebAuthnCredential(ctx, a.User.PK, id, &e)
+}

@@ -39,6 +39,21 @@ func (db *DB) WebAuthnCredentials(ctx context.Context, user int64) ([]renkei.Web
 	return out, queryErr(rows.Err())
 }
 
+// DeleteWebAuthnCredential forgets one of a user's credentials, with its audit event; another user's or an unknown
+// id is NotFound.
+func (db *DB) DeleteWebAuthnCredential(ctx context.Context, user int64, id []byte, audit *renkei.AuditEvent) error {
+	return db.writeTx(ctx, "index.DeleteWebAuthnCredential", func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM webauthn_credentials WHERE user_pk = ? AND id = ?`, user, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return renkei.Errorf("index.DeleteWebAuthnCredential", renkei.NotFound, "there is no such security key")
+		}
+		return nil
+	}, audit)
+}
+
 // UpdateWebAuthnCredential stores a credential's record after a login (its signature counter moves on).
 func (db *DB) UpdateWebAuthnCredential(ctx context.Context, id, record []byte) error {
 	_, err := db.write.ExecContext(ctx, `UPDATE webauthn_credentials SET record = ?, last_used = ? WHERE id = ?`, string(record), db.Now().UnixMilli(), id)

@@ -364,3 +364,46 @@ func qrDataURL(u string) string {
 	}
 	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b.Bytes())
 }
+
+// myKeys lists the logged-in user's security keys: a name, when it was registered and last used, and the id to
+// remove it with (base64url).
+func (s *Server) myKeys(w http.ResponseWriter, r *http.Request) {
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
+	creds, err := s.Identity.Store.WebAuthnCredentials(r.Context(), a.User.PK)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	type key struct {
+		ID        string     `json:"id"`
+		Name      string     `json:"name"`
+		CreatedAt time.Time  `json:"createdAt"`
+		LastUsed  *time.Time `json:"lastUsed,omitempty"`
+	}
+	out := []key{}
+	for _, c := range creds {
+		out = append(out, key{base64.RawURLEncoding.EncodeToString(c.ID), c.Name, c.CreatedAt, c.LastUsed})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// removeMyKey forgets one of the logged-in user's security keys (not the last second factor).
+func (s *Server) removeMyKey(w http.ResponseWriter, r *http.Request) {
+	a := s.needSession(w, r)
+	if a == nil {
+		return
+	}
+	id, err := base64.RawURLEncoding.DecodeString(r.PathValue("id"))
+	if err != nil {
+		s.problem(w, r, renkei.Errorf("web.keys", renkei.NotFound, "there is no such security key"))
+		return
+	}
+	if err := s.Identity.RemoveSecurityKey(r.Context(), a, id); err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

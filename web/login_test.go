@@ -12,6 +12,7 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"renkei"
+	"renkei/identity"
 )
 
 func (c *client) loginState() (next, csrf string) {
@@ -314,5 +315,53 @@ func TestTrustedProxy(t *testing.T) {
 	events := r.events(0)
 	if last := events[len(events)-1]; last.Source != "192.0.2.9" {
 		t.Errorf("the audit trail names %q, want the client behind the proxy", last.Source)
+	}
+}
+
+// TestMySecurityKeys: a user lists their security keys and removes one (a key lost with a bag), which is audited and
+// stops it from logging in; the last second factor cannot be removed, or the account would have none.
+func TestMySecurityKeys(t *testing.T) {
+	r := newRegion(t)
+	ctx := t.Context()
+	u, _, err := r.db.UserByLogin(ctx, "tanaka@chuo-hospital")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []struct{ id, name string }{{"key-ward", "病棟の鍵"}, {"key-bag", "鞄の鍵"}} {
+		if err := r.db.AddWebAuthnCredential(ctx, &renkei.WebAuthnCredential{ID: []byte(k.id), User: u.PK, Name: k.name, Record: []byte(`{}`)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	doctor := r.as("tanaka@chuo-hospital")
+	var keys []struct{ ID, Name string }
+	doctor.getJSON("/api/me/keys", &keys)
+	if len(keys) != 2 || keys[0].Name != "病棟の鍵" || keys[1].Name != "鞄の鍵" {
+		t.Fatalf("the user's keys: %+v", keys)
+	}
+	if st := r.as("kato@kita-clinic").do("DELETE", "/api/me/keys/"+keys[1].ID, nil); st != 404 {
+		t.Errorf("another user removed the key: %d", st)
+	}
+	if st := doctor.do("DELETE", "/api/me/keys/"+keys[1].ID, nil); st != 204 {
+		t.Fatalf("remove the lost key: %d %s", st, doctor.body)
+	}
+	doctor.getJSON("/api/me/keys", &keys)
+	if len(keys) != 1 || keys[0].Name != "病棟の鍵" {
+		t.Errorf("after the removal: %+v", keys)
+	}
+	removed := false
+	for _, e := range r.events(0) {
+		removed = removed || (e.Actor == "tanaka@chuo-hospital" && e.Detail == "removed a security key: 鞄の鍵")
+	}
+	if !removed {
+		t.Error("the removal is not in the audit trail")
+	}
+	// A user whose only second factor is one key cannot remove it.
+	keyOnly := u
+	keyOnly.HasTOTP = false
+	now := time.Now()
+	a := &identity.Authenticated{Principal: &renkei.Principal{Kind: renkei.UserPrincipal, ID: u.PK, Name: u.Login, Institution: r.hospital.PK},
+		User: keyOnly, Session: renkei.Session{SecondFactorAt: &now}}
+	if err := r.ids.RemoveSecurityKey(ctx, a, []byte("key-ward")); renkei.ErrorKind(err) != renkei.Conflict {
+		t.Errorf("removing the last second factor: %v, want a conflict", err)
 	}
 }

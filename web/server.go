@@ -184,6 +184,8 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/password", s.changePassword)
 	s.handle("POST /api/logout", s.logout)
 	s.handle("GET /api/me", s.me)
+	s.handle("GET /api/me/keys", s.myKeys)
+	s.handle("DELETE /api/me/keys/{id}", s.removeMyKey)
 
 	s.handle("GET /api/institutions", s.institutions)
 	s.handle("GET /api/shares", s.listShares)
