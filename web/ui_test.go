@@ -156,7 +156,29 @@ func TestWebApp(t *testing.T) {
 	if got, _, err := r.db.UserByLogin(t.Context(), u.login); err != nil || got.Lang != "en" {
 		t.Errorf("the language was not remembered for the user: %q %v", got.Lang, err)
 	}
-	step("07-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
+	// The user's name opens their security keys; a lost one is removed there (the browser's confirm answered yes).
+	uu, _, err := r.db.UserByLogin(t.Context(), u.login)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ward key", "lost key"} {
+		if err := r.db.AddWebAuthnCredential(t.Context(), &renkei.WebAuthnCredential{ID: []byte(k), User: uu.PK, Name: k, Record: []byte(`{}`)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("07-account", chromedp.Click("#user"), chromedp.WaitVisible(`#keys tr[data-key="lost key"]`))
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)); err != nil {
+		t.Fatal(err)
+	}
+	step("08-remove-key", chromedp.Click(`#keys tr[data-key="lost key"] .remove-key`), chromedp.WaitNotPresent(`#keys tr[data-key="lost key"]`))
+	page, _ := chromedp.Run(ctx, chromedp.Text("body"))
+	if !strings.Contains(page, `"lost key" was removed`) || !strings.Contains(page, "ward key") {
+		t.Errorf("the account page after removing a key:\n%s", page)
+	}
+	if keys, _ := r.db.WebAuthnCredentials(t.Context(), uu.PK); len(keys) != 1 || keys[0].Name != "ward key" {
+		t.Errorf("keys after the removal: %+v", keys)
+	}
+	step("09-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
 }
 
 // TestViewer opens a hospital's own CT from the study list, waits for the whole stack, scrolls with the keyboard,

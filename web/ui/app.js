@@ -138,7 +138,7 @@ function header() {
     for (const [href, key, cls] of links) {
       nav.append(h('a', { href, class: [cls, location.hash.startsWith(href) ? 'active' : ''].join(' ').trim() }, t(key)));
     }
-    who.append(h('span', { id: 'user' }, `${me.user.name || me.user.login}・${me.user.institutionName}`));
+    who.append(h('a', { id: 'user', href: '#/account', title: t('account.title') }, `${me.user.name || me.user.login}・${me.user.institutionName}`));
     who.append(langButton, h('button', { id: 'logout', onclick: async () => {
       try { await api('POST', '/api/logout', {}); } finally {
         me = null; csrf = '';
@@ -246,6 +246,36 @@ function enrolPage() {
   }) }, t('enrol.key'));
   box.append(h('div', { class: 'actions' }, appButton), h('h2', {}, t('enrol.key')), ...field(t('enrol.key.name'), keyName), h('div', { class: 'actions' }, keyButton));
   show(box);
+}
+
+// accountPage lists the user's security keys, to remove a lost one or add another.
+async function accountPage() {
+  const keys = await api('GET', '/api/me/keys');
+  const rows = keys.map((k) => h('tr', { 'data-key': k.name },
+    h('td', {}, k.name), h('td', {}, date(k.createdAt)), h('td', {}, k.lastUsed ? date(k.lastUsed) : '—'),
+    h('td', {}, h('button', { class: 'secondary remove-key', onclick: async () => {
+      if (!confirm(t('account.remove.confirm', { name: k.name }))) return;
+      try {
+        await api('DELETE', '/api/me/keys/' + encodeURIComponent(k.id));
+        await accountPage();
+        message(t('account.removed', { name: k.name }));
+      } catch (e) { message(e.message); }
+    } }, t('account.remove')))));
+  const keyName = input('account-key-name', { value: '' });
+  const add = h('button', { id: 'account-add-key', onclick: async () => {
+    try {
+      const opts = await api('POST', '/api/login/webauthn/register/start', {});
+      const cred = await navigator.credentials.create({ publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(opts.publicKey) });
+      const r = await api('POST', '/api/login/webauthn/register/finish?name=' + encodeURIComponent(keyName.value), JSON.stringify(cred.toJSON()), true);
+      if (r.login && r.login.csrfToken) csrf = r.login.csrfToken;
+      await accountPage();
+      message(t('account.added'));
+    } catch (e) { message(e.message); }
+  } }, t('account.add'));
+  show(h('section', { class: 'card', id: 'account' }, h('h1', {}, t('account.title')), h('p', {}, t('account.intro')),
+    keys.length ? h('table', { id: 'keys' }, h('thead', {}, h('tr', {}, h('th', {}, t('account.name')), h('th', {}, t('account.registered')),
+      h('th', {}, t('account.lastused')), h('th', {}))), h('tbody', {}, ...rows)) : h('p', { class: 'muted' }, t('account.none')),
+    h('h2', {}, t('account.add')), ...field(t('enrol.key.name'), keyName), h('div', { class: 'actions' }, add)));
 }
 
 function passwordPage() {
@@ -670,6 +700,7 @@ async function render() {
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();
       case 'studies': return await studiesPage(query);
       case 'help': return helpPage();
+      case 'account': return await accountPage();
       default: return route(me.user.role === 'patient' ? '#/my/studies' : '#/studies');
     }
   } catch (e) {
