@@ -91,22 +91,33 @@ func closeAll(lns []net.Listener) {
 // --tls): its --tls-cert as the client certificate (issue it for client authentication too), and the destinations'
 // certificates checked against --tls-client-ca (the region's CA) or else the system's CAs.
 func outgoingTLS(c *serveConfig) (*tls.Config, error) {
+	conf, pool, err := baseTLS(c)
+	if err != nil {
+		return nil, err
+	}
+	conf.RootCAs = pool
+	return conf, nil
+}
+
+// baseTLS loads --tls-cert/--tls-key into a BCP 195 configuration, and --tls-client-ca (the region's CA) when given.
+func baseTLS(c *serveConfig) (*tls.Config, *x509.CertPool, error) {
 	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		return nil, nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 	}
 	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: bcp195Ciphers}
-	if c.TLSClientCA != "" {
-		pem, err := os.ReadFile(c.TLSClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-client-ca: %w", err)
-		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", c.TLSClientCA)
-		}
+	if c.TLSClientCA == "" {
+		return conf, nil, nil
 	}
-	return conf, nil
+	pem, err := os.ReadFile(c.TLSClientCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tls-client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", c.TLSClientCA)
+	}
+	return conf, pool, nil
 }
 
 // bcp195Ciphers are the TLS 1.2 cipher suites of BCP 195 (RFC 9325), as PS3.15 B.9 asks: ECDHE with AEAD only (TLS
@@ -123,20 +134,11 @@ func tlsConfig(c *serveConfig) (*tls.Config, error) {
 	if c.TLSCert == "" || c.TLSKey == "" {
 		return nil, fmt.Errorf("--dimse-tls needs --tls-cert and --tls-key")
 	}
-	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+	conf, pool, err := baseTLS(c)
 	if err != nil {
-		return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		return nil, err
 	}
-	conf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, CipherSuites: bcp195Ciphers}
-	if c.TLSClientCA != "" {
-		pem, err := os.ReadFile(c.TLSClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-client-ca %s holds no PEM certificate", c.TLSClientCA)
-		}
+	if pool != nil {
 		conf.ClientCAs, conf.ClientAuth = pool, tls.RequireAndVerifyClientCert
 	}
 	return conf, nil
