@@ -179,25 +179,11 @@ func TestBreakGlass(t *testing.T) {
 // allowed to see each; unlinking undoes it.
 func TestPatientIdentity(t *testing.T) {
 	r := newRegion(t)
-	region := renkei.Institution{ID: "region", Name: "事務局", Kind: renkei.RegionOperator}
-	if err := r.db.PutInstitution(t.Context(), &region, nil); err != nil {
-		t.Fatal(err)
-	}
-	r.addUser("admin@region", region, renkei.RegionAdmin)
-	hospitalWrite, _ := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "pacs", Write: true})
-	for _, tc := range []struct {
-		token, id, name, birth string
-		seed                   int64
-	}{
-		{r.clinicWrite, "C100", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "19450312", 100},
-		{hospitalWrite, "H200", "YAMADA^TARO=山田^太郎=ﾔﾏﾀﾞ^ﾀﾛｳ", "19450312", 200}, // half-width kana from an older system
-		{hospitalWrite, "H300", "Yamada^Taro=山田^太郎", "19800101", 300},          // same name, another person
-	} {
-		body, ctype := r.stowBodyBorn(tc.id, tc.name, tc.birth, tc.seed)
-		if st := r.withToken(tc.token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
-			t.Fatalf("store %s: %d", tc.id, st)
-		}
-	}
+	identityRegion(t, r, []regionPatient{
+		{"C100", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "19450312", 100},
+		{"H200", "YAMADA^TARO=山田^太郎=ﾔﾏﾀﾞ^ﾀﾛｳ", "19450312", 200}, // half-width kana from an older system
+		{"H300", "Yamada^Taro=山田^太郎", "19800101", 300},          // same name, another person
+	})
 	admin := r.as("admin@region")
 	var proposals []struct{ A, B map[string]any }
 	admin.getJSON("/api/patients/link-proposals", &proposals)
@@ -409,29 +395,46 @@ func reversed(s []string) []string {
 	return out
 }
 
-// TestPatientUnmerge: a region administrator links two people wrongly, which merges their regional patients; the
-// merge is undone, each person back under their own regional number, and both steps are in the audit trail.
-func TestPatientUnmerge(t *testing.T) {
-	r := newRegion(t)
+// regionPatient is a patient stored for the identity tests: a clinic's when its ID starts with C, else the hospital's.
+type regionPatient struct {
+	id, name, birth string
+	seed            int64
+}
+
+// identityRegion adds the region's operator with a region administrator (admin@region) and stores a study of each
+// patient by its institution.
+func identityRegion(t *testing.T, r *region, people []regionPatient) {
+	t.Helper()
 	region := renkei.Institution{ID: "region", Name: "事務局", Kind: renkei.RegionOperator}
 	if err := r.db.PutInstitution(t.Context(), &region, nil); err != nil {
 		t.Fatal(err)
 	}
 	r.addUser("admin@region", region, renkei.RegionAdmin)
 	hospitalWrite, _ := r.ids.CreateToken(t.Context(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "pacs", Write: true})
-	for _, tc := range []struct {
-		token, id, name, birth string
-		seed                   int64
-	}{
-		{r.clinicWrite, "C100", "Yamada^Taro=山田^太郎", "19450312", 100},
-		{hospitalWrite, "H200", "Yamada^Taro=山田^太郎", "19450312", 200},
-		{r.clinicWrite, "C101", "Suzuki^Hanako=鈴木^花子", "19520101", 101},
-		{hospitalWrite, "H201", "Suzuki^Hanako=鈴木^花子", "19520101", 201},
-	} {
-		body, ctype := r.stowBodyBorn(tc.id, tc.name, tc.birth, tc.seed)
-		if st := r.withToken(tc.token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
-			t.Fatalf("store %s: %d", tc.id, st)
+	for _, p := range people {
+		token := hospitalWrite
+		if p.id[0] == 'C' {
+			token = r.clinicWrite
 		}
+		body, ctype := r.stowBodyBorn(p.id, p.name, p.birth, p.seed)
+		if st := r.withToken(token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+			t.Fatalf("store %s: %d", p.id, st)
+		}
+	}
+}
+
+// TestPatientUnmerge: a region administrator links two people wrongly, which merges their regional patients; the
+// merge is undone, each person back under their own regional number, and both steps are in the audit trail.
+func TestPatientUnmerge(t *testing.T) {
+	r := newRegion(t)
+	people := []regionPatient{
+		{"C100", "Yamada^Taro=山田^太郎", "19450312", 100},
+		{"H200", "Yamada^Taro=山田^太郎", "19450312", 200},
+		{"C101", "Suzuki^Hanako=鈴木^花子", "19520101", 101},
+		{"H201", "Suzuki^Hanako=鈴木^花子", "19520101", 201},
+	}
+	identityRegion(t, r, people)
+	for _, tc := range people {
 		user := map[bool]string{true: "kato@kita-clinic", false: "tanaka@chuo-hospital"}[tc.id[0] == 'C']
 		if st := r.as(user).post("/api/consents", map[string]any{"patientId": tc.id, "scope": []string{"region"}, "method": "electronic",
 			"signature": "同意します"}); st != 201 {
