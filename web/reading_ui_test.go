@@ -37,7 +37,9 @@ func TestReadingBrowser(t *testing.T) {
 	step("03-key-images", chromedp.Click("#key-image"), chromedp.Focus("#viewport"), chromedp.KeyEvent(kb.ArrowUp), // ArrowUp: another slice (it opens in the middle, here the last of two)
 		poll(`document.querySelector('#key-image').getAttribute('aria-pressed') === 'false'`),
 		chromedp.Click("#key-image"), poll(`document.querySelector('#key-image').textContent.includes('(2)')`))
-	step("04-report", chromedp.Click("#back-to-referral"), chromedp.WaitVisible("#key-images img"),
+	// Back on the request, the page may be drawn twice (its own render and a live update of the key images saved a
+	// moment ago): type only once the form has stayed the same for a while. Typing then holds further redraws off.
+	step("04-report", chromedp.Click("#back-to-referral"), chromedp.WaitVisible("#key-images img"), poll(settled("#reply-form")),
 		chromedp.SendKeys("#reply-findings", "右上葉に12mmの結節。"), chromedp.SendKeys("#reply-impression", "肺癌の疑い"),
 		chromedp.Click("#reply-send"), chromedp.WaitVisible("#report-key-images img"))
 	var ref struct {
@@ -53,4 +55,12 @@ func TestReadingBrowser(t *testing.T) {
 		b, _ := json.Marshal(ref)
 		t.Errorf("the clinic sees %s", b)
 	}
+}
+
+// settled is a JavaScript condition for poll: the element matching sel has been the same node for 800 ms (longer
+// than the live updates' 300 ms debounce and their fetch), so a redraw is not about to replace it.
+func settled(sel string) string {
+	return fmt.Sprintf(`(() => { const n = document.querySelector(%q); if (!n) return false;
+		if (window.__settleNode !== n) { window.__settleNode = n; window.__settleAt = Date.now(); return false; }
+		return Date.now() - window.__settleAt > 800; })()`, sel)
 }
