@@ -183,6 +183,12 @@ type InstanceRecord struct {
 	Charset string
 }
 
+// InstanceRef names one stored instance and how it arrived, for reports to operators.
+type InstanceRef struct {
+	Study, Series, Instance string
+	Source                  string // "STOW-RS", "C-STORE from CT1"…
+}
+
 // TrashRequest names what to move into the trash or restore from it: a study, a series of it, or one instance.
 type TrashRequest struct {
 	Study, Series, Instance string

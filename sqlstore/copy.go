@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"renkei"
 )
 
 // Copying a region's index from SQLite to PostgreSQL (renkei admin migrate). Every table is copied as it is, primary
@@ -350,6 +352,30 @@ func CompareTables(ctx context.Context, dst, src *DB) ([]TableCount, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// FlaggedText lists up to n instances whose text could not be decoded with their declared (or their sender's)
+// character set at ingest, kept as received: where a name may show garbled (a sender to register with --charset).
+func (db *DB) FlaggedText(ctx context.Context, n int) ([]renkei.InstanceRef, int, error) {
+	var total int
+	if err := db.read.QueryRowContext(ctx, `SELECT count(*) FROM instances WHERE charset_flag = 1 AND deleted_at IS NULL`).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("flagged text: %w", err)
+	}
+	rows, err := db.read.QueryContext(ctx, `SELECT s.study_uid, r.series_uid, i.sop_uid, i.source FROM instances i JOIN series r ON r.pk = i.series_pk
+		JOIN studies s ON s.pk = r.study_pk WHERE i.charset_flag = 1 AND i.deleted_at IS NULL ORDER BY i.pk DESC LIMIT ?`, n)
+	if err != nil {
+		return nil, 0, fmt.Errorf("flagged text: %w", err)
+	}
+	defer rows.Close()
+	var out []renkei.InstanceRef
+	for rows.Next() {
+		var r renkei.InstanceRef
+		if err := rows.Scan(&r.Study, &r.Series, &r.Instance, &r.Source); err != nil {
+			return nil, 0, fmt.Errorf("flagged text: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, total, rows.Err()
 }
 
 // BlobKeys returns, in ascending order, up to n keys of blobs the index refers to (instances, consent documents and

@@ -24,6 +24,8 @@ verify checks that the index and the blobs agree, while renkei serve runs: every
 consent forms, documents, letters, reports) is there and its bytes still have the SHA-256 that names them; blobs
 that nothing refers to (what a crash between a blob and its index transaction leaves, never acknowledged) are
 listed, and with --remove-orphans removed once older than --grace (renkei serve also removes them after an hour).
+It also lists instances whose text could not be decoded (kept as received, so a name may show garbled): their
+sender wants a --charset in the AE registry (renkei admin ae add … --charset CP932).
 --quick checks presence and size only, not the SHA-256. It exits 1 when a blob is missing or damaged: restore it
 from a backup (renkei admin restore, or the bucket's versions).
 `
@@ -152,6 +154,18 @@ func verifyBlobs(ctx context.Context, db *sqlstore.DB, store blob.Store, quick, 
 			fmt.Fprintf(stdout, "blobs nothing refers to: %d, %d removed (older than %v)\n", orphans, removed, grace)
 		default:
 			fmt.Fprintf(stdout, "blobs nothing refers to: %d (renkei admin verify --remove-orphans removes those older than --grace)\n", orphans)
+		}
+	}
+	// Not a fault of the archive, but what an operator can act on: text that could not be decoded (kept as received,
+	// so a name may show garbled) comes from senders that need a --charset in the AE registry.
+	flagged, total, err := db.FlaggedText(ctx, 20)
+	if err != nil {
+		return err
+	}
+	if total > 0 {
+		fmt.Fprintf(stdout, "instances with text that could not be decoded (kept as received; register the sender with --charset): %d\n", total)
+		for _, f := range flagged {
+			fmt.Fprintf(stdout, "  study %s instance %s from %s\n", f.Study, f.Instance, f.Source)
 		}
 	}
 	for _, b := range bad {

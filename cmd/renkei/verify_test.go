@@ -30,8 +30,16 @@ func TestAdminVerify(t *testing.T) {
 	for i := range 4 {
 		files = append(files, ctBytes(t, filepath.Join(dir, fmt.Sprintf("ct%d.dcm", i)), dicomtest.CTOptions{PatientID: "VER1", Rows: 64, Cols: 64, InstanceNumber: i + 1, Seed: 77}))
 	}
+	// A fifth from a sender whose names cannot be decoded (bytes of no declared character set): stored as received,
+	// and flagged.
+	garbled := ctBytes(t, filepath.Join(dir, "garbled.dcm"), dicomtest.CTOptions{PatientID: "VER2", PatientName: "PLACEHOLDR", Rows: 16, Cols: 16, InstanceNumber: 1, Seed: 78})
+	garbled = bytes.Replace(garbled, []byte("PLACEHOLDR"), []byte("\xff\xfe\xfd\xfc\xfb\xfa\xf9\xf8\xf7\xf6"), 1)
 	if err := stow(client, base+"/dicomweb/studies", files...); err != nil {
 		t.Fatal(err)
+	}
+	// Stored with a warning (202: PS3.18 answers a stored instance with warnings so).
+	if err := stow(client, base+"/dicomweb/studies", garbled); err == nil || !strings.Contains(err.Error(), "202") || strings.Contains(err.Error(), `"00081198":{"vr":"SQ","Value"`) {
+		t.Fatalf("STOW-RS of the undecodable instance: %v, want 202 with a warning and no failure", err)
 	}
 	run := func(args ...string) (int, string) {
 		t.Helper()
@@ -46,8 +54,12 @@ func TestAdminVerify(t *testing.T) {
 	}
 
 	code, out := run()
-	if code != 0 || !strings.Contains(out, "blobs the index refers to: 4") || !strings.Contains(out, "index and blobs agree") {
+	if code != 0 || !strings.Contains(out, "blobs the index refers to: 5") || !strings.Contains(out, "index and blobs agree") {
 		t.Fatalf("a whole region: exit %d\n%s", code, out)
+	}
+	if !strings.Contains(out, "instances with text that could not be decoded (kept as received; register the sender with --charset): 1") ||
+		!strings.Contains(out, "from STOW-RS") {
+		t.Errorf("the undecodable instance is not listed:\n%s", out)
 	}
 
 	// Two blobs nothing refers to: one written two days ago, one just now (an instance being indexed, perhaps).
