@@ -160,7 +160,7 @@ func TestFindscuLevels(t *testing.T) {
 			"CLINIC_X/P0002: 1 studies, 8 instances, Buc^Jérôme",
 			"CLINIC_X/P0003: 1 studies, 4 instances, Tanaka^Yuki",
 			"HOSP_A/P0001: 2 studies, 12 instances, Yamada^Tarou=山田^太郎=やまだ^たろう",
-			"HOSP_B/P0001: 1 studies, 8 instances, Takahashi^Hanako=髙橋^花子=たかはし^はなこ",
+			"HOSP_B/P0001: 1 studies, 9 instances, Takahashi^Hanako=髙橋^花子=たかはし^はなこ",
 		}
 		if d := cmp.Diff(want, got); d != "" {
 			t.Errorf("patients (-want +got):\n%s", d)

@@ -147,7 +147,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// samples returns dicomtest.Dataset's 32 files (five studies, four patients, every transfer syntax), written once
+// samples returns dicomtest.Dataset's 33 files (five studies, four patients, every transfer syntax), written once
 // per test binary.
 func samples(t *testing.T) []dicomtest.Sample {
 	t.Helper()

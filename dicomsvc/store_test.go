@@ -28,6 +28,7 @@ var storescuFlags = map[string]string{
 	dicom.RLELossless:                    "-xr",
 	dicom.JPEG2000Lossless:               "-xv",
 	dicom.JPEGBaseline8Bit:               "-xy",
+	dicom.JPEGExtended12Bit:              "-xx",
 	dicom.ExplicitVRLittleEndian:         "",
 }
 

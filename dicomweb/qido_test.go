@@ -933,7 +933,7 @@ func TestQIDOJapaneseNames(t *testing.T) {
 		want := map[string]string{ // ModalitiesInStudy, series, instances: dicomtest.Dataset's five studies
 			"H.3.1 CT": "CT 1 8",
 			"H.3.2 MR": "MR 1 4",
-			"髙橋":       `CR\US 3 8`,
+			"髙橋":       `CR\US 3 9`,
 			"Latin-1":  "OT 2 8",
 			"ASCII":    "OT 1 4",
 		}

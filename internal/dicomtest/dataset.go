@@ -63,6 +63,8 @@ var (
 	explicitBE   = variant{"-explicit-be", tsExplicitBE, dcmconv, []string{"+tb"}, false}
 	deflated     = variant{"-deflated", tsDeflated, dcmconv, []string{"+td"}, false}
 	jpegLossless = variant{"-jpeg-lossless", tsJPEGLossless, dcmcjpeg, nil, false} // dcmcjpeg's default: process 14 SV1
+	// The 12-bit extended process (lossy), which Go's image/jpeg cannot decode.
+	jpegExtended = variant{"-jpeg-extended", tsJPEGExt12, dcmcjpeg, []string{"+ee", "+un"}, true}
 	// The base file already has its own SOP Instance UID, so dcmcjpeg need not invent one (+un) and the
 	// data set stays reproducible; dcmcjpeg still records the lossy compression in (0028,2110) and (0028,2114).
 	jpegBaseline = variant{"-jpeg-baseline", tsJPEGBaseline, dcmcjpeg, []string{"+eb", "+un"}, true}
@@ -71,7 +73,7 @@ var (
 	j2k          = variant{"-j2k", tsJ2KLossless, gdcmconv, []string{"--j2k"}, false}
 )
 
-// Dataset writes the round-trip dataset into dir and returns its samples: 32 files, five studies, four patients.
+// Dataset writes the round-trip dataset into dir and returns its samples: 33 files, five studies, four patients.
 //
 //   - Study 1, patient P0001 issued by HOSP_A, "\ISO 2022 IR 87" (PS3.5 H.3.1 name): CT 128×128 16-bit signed
 //     with RescaleIntercept -1024 and PixelPaddingValue, in explicit and implicit VR little endian, explicit VR
@@ -79,7 +81,7 @@ var (
 //   - Study 2, the same patient, "ISO 2022 IR 13\ISO 2022 IR 87" (H.3.2 name, half-width katakana): MR 128×96
 //     16-bit unsigned (values above 32767), uncompressed, JPEG lossless, JPEG-LS, JPEG 2000.
 //   - Study 3, patient P0001 issued by HOSP_B (another person), "ISO_IR 192" with the variant kanji 髙:
-//     CR 160×128 MONOCHROME1 12 bits in 16 (uncompressed, JPEG lossless, JPEG-LS); US multi-frame 10 frames
+//     CR 160×128 MONOCHROME1 12 bits in 16 (uncompressed, JPEG lossless, JPEG-LS, JPEG extended 12-bit); US multi-frame 10 frames
 //     64×80 RGB (uncompressed, RLE, JPEG baseline); US PALETTE COLOR 64×64 (uncompressed, RLE).
 //   - Study 4, patient P0002 without issuer, "ISO_IR 100": secondary capture 96×128 RGB, PlanarConfiguration 0
 //     (uncompressed, JPEG baseline, JPEG lossless, JPEG-LS, RLE, JPEG 2000) and 1 (uncompressed, RLE).

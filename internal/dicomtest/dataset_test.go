@@ -71,6 +71,7 @@ func TestDataset(t *testing.T) {
 		{"cr-explicit-le", explicitLE, utf8, "", 1, false},
 		{"cr-jpeg-lossless", jpegLossless, utf8, "cr-explicit-le", 1, false},
 		{"cr-jpeg-ls", jpegLS, utf8, "cr-explicit-le", 1, false},
+		{"cr-jpeg-extended", "1.2.840.10008.1.2.4.51", utf8, "cr-explicit-le", 1, true},
 		{"us-multiframe-explicit-le", explicitLE, utf8, "", 10, false},
 		{"us-multiframe-rle", rle, utf8, "us-multiframe-explicit-le", 10, false},
 		{"us-multiframe-jpeg-baseline", jpegBaseline, utf8, "us-multiframe-explicit-le", 10, true},

@@ -292,7 +292,7 @@ func allSeries() []*series {
 		{name: "mr", study: &yamadaKana, number: 1, description: "T1 SE ｼﾞｸ", img: mr,
 			variants: []variant{explicitLE, jpegLossless, jpegLS, j2k}},
 		{name: "cr", study: &takahashi, number: 1, description: "胸部正面", img: cr,
-			variants: []variant{explicitLE, jpegLossless, jpegLS}},
+			variants: []variant{explicitLE, jpegLossless, jpegLS, jpegExtended}},
 		{name: "us-multiframe", study: &takahashi, number: 2, description: "腹部 cine", img: us,
 			variants: []variant{explicitLE, rle, jpegBaseline}},
 		{name: "us-palette", study: &takahashi, number: 3, description: "腹部 カラー", img: palette,

@@ -18,6 +18,7 @@ const (
 	tsExplicitBE   = "1.2.840.10008.1.2.2"
 	tsJPEGBaseline = "1.2.840.10008.1.2.4.50"
 	tsJPEGLossless = "1.2.840.10008.1.2.4.70" // process 14, selection value 1
+	tsJPEGExt12    = "1.2.840.10008.1.2.4.51" // extended (process 2 & 4), 12-bit, lossy
 	tsJPEGLS       = "1.2.840.10008.1.2.4.80"
 	tsJ2KLossless  = "1.2.840.10008.1.2.4.90"
 	tsRLE          = "1.2.840.10008.1.2.5"
