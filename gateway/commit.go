@@ -203,10 +203,7 @@ func (c *Commitments) Changed() {
 }
 
 func (c *Commitments) logger() *slog.Logger {
-	if c.Logger == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	return c.Logger
+	return orDiscard(c.Logger)
 }
 
 // resolve sorts references into committed (renkei acknowledged them), failed (renkei refused them, or the gateway

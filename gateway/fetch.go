@@ -68,10 +68,7 @@ func (f *Fetcher) Status() FetchStatus {
 }
 
 func (f *Fetcher) logger() *slog.Logger {
-	if f.Logger == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	return f.Logger
+	return orDiscard(f.Logger)
 }
 
 // Run answers requests until ctx ends; a refused token ends it with ErrTokenRefused.
@@ -95,12 +92,8 @@ func (f *Fetcher) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, poll) {
 			return nil
-		case <-t.C:
 		}
 	}
 }

@@ -123,7 +123,7 @@ type Failure struct {
 // first checks the token with a heartbeat: a gateway with a refused token does not start.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = orDiscard(nil)
 	}
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 10 * time.Minute}
@@ -481,4 +481,24 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 	}
 	g.contact(err)
 	return err
+}
+
+// orDiscard is l, or a logger that writes nothing when l is nil (the parts' Logger fields are optional).
+func orDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}
+
+// pause waits d, or until ctx ends; it reports whether the caller should go on.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }

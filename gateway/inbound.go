@@ -92,10 +92,7 @@ func (d *Deliverer) Status() InboundStatus {
 }
 
 func (d *Deliverer) logger() *slog.Logger {
-	if d.Logger == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	return d.Logger
+	return orDiscard(d.Logger)
 }
 
 // Run polls the inbox until ctx ends. A refused token ends it with ErrTokenRefused.
@@ -117,12 +114,8 @@ func (d *Deliverer) Run(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			d.logger().Warn("gateway: delivering shared images to the PACS", "err", err)
 		}
-		t := time.NewTimer(poll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, poll) {
 			return nil
-		case <-t.C:
 		}
 	}
 }

@@ -25,10 +25,7 @@ type SCP struct {
 }
 
 func (s *SCP) logger() *slog.Logger {
-	if s.Logger == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	return s.Logger
+	return orDiscard(s.Logger)
 }
 
 // Handlers returns C-ECHO and C-STORE.

@@ -100,10 +100,7 @@ func (u *Uploader) now() time.Time {
 }
 
 func (u *Uploader) logger() *slog.Logger {
-	if u.Logger == nil {
-		return slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	return u.Logger
+	return orDiscard(u.Logger)
 }
 
 func orDur(d, def time.Duration) time.Duration {
