@@ -35,11 +35,8 @@ func TestServeBlobsS3(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
 	token := provisionToken(t, data)
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-such-file"))
-	t.Setenv("AWS_PROFILE", "")
-	blobs := fmt.Sprintf("s3://%s?endpoint=%s&region=us-east-1&secure=false&prefix=region-a", bucket, srv.Endpoint)
+	srv.Setenv(t, filepath.Join(dir, "no-such-file"))
+	blobs := srv.BlobsURL(bucket, "region-a")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -52,7 +52,7 @@ func TestAdminMigrateKill(t *testing.T) {
 	bucket := srv.Bucket(t)
 	data := filepath.Join(work, "data")
 	index := filepath.Join(data, "index.db")
-	blobs := fmt.Sprintf("s3://%s?endpoint=%s&region=us-east-1&secure=false&prefix=region-a", bucket, srv.Endpoint)
+	blobs := srv.BlobsURL(bucket, "region-a")
 
 	// The region: the demo, then instances sent over STOW-RS in batches.
 	token := provisionToken(t, data)
@@ -116,8 +116,7 @@ func TestAdminMigrateKill(t *testing.T) {
 
 	m := &migrateKill{t: t, bin: bin, args: []string{"admin", "migrate", "--from", "sqlite://" + index, "--to", pg, "--blobs-to", blobs,
 		"--batch", "5", "--progress", "1ns"},
-		env: append(os.Environ(), "AWS_ACCESS_KEY_ID="+srv.AccessKey, "AWS_SECRET_ACCESS_KEY="+srv.SecretKey,
-			"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(work, "no-such-file"), "AWS_PROFILE=")}
+		env: append(os.Environ(), srv.Env(filepath.Join(work, "no-such-file"))...)}
 	indexLine := regexp.MustCompile(`^index: table \d+/\d+ \(\w+\), (\d+)/(\d+) rows$`)
 	blobLine := regexp.MustCompile(`^blobs: (\d+) copied`)
 	number := func(re *regexp.Regexp, l string) int {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -35,11 +34,8 @@ func TestAdminMigrate(t *testing.T) {
 	bucket := srv.Bucket(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(dir, "no-such-file"))
-	t.Setenv("AWS_PROFILE", "")
-	blobs := fmt.Sprintf("s3://%s?endpoint=%s&region=us-east-1&secure=false&prefix=region-a", bucket, srv.Endpoint)
+	srv.Setenv(t, filepath.Join(dir, "no-such-file"))
+	blobs := srv.BlobsURL(bucket, "region-a")
 	index := filepath.Join(data, "index.db")
 	args := []string{"admin", "migrate", "--from", "sqlite://" + index, "--to", pg, "--blobs-to", blobs, "--batch", "7", "--progress", "1ns"}
 

@@ -52,7 +52,7 @@ func newRegion(t *testing.T) *region {
 		t:      t,
 		bin:    buildRenkei(t, work),
 		db:     pgtest.URL(t),
-		blobs:  fmt.Sprintf("s3://%s?endpoint=%s&region=us-east-1&secure=false&prefix=region-a", s3.Bucket(t), s3.Endpoint),
+		blobs:  s3.BlobsURL(s3.Bucket(t), "region-a"),
 		data:   filepath.Join(work, "data"),
 		logDir: work,
 		gen:    filepath.Join(work, "gen"),
@@ -60,8 +60,7 @@ func newRegion(t *testing.T) *region {
 	if err := os.MkdirAll(r.gen, 0o750); err != nil {
 		t.Fatal(err)
 	}
-	r.env = append(os.Environ(), "RENKEI_DEMO=false", "AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey,
-		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(work, "no-such-file"), "AWS_PROFILE=")
+	r.env = append(append(os.Environ(), "RENKEI_DEMO=false"), s3.Env(filepath.Join(work, "no-such-file"))...)
 	var out bytes.Buffer
 	for _, args := range [][]string{
 		{"admin", "institution", "add", "test-clinic", "--name", "試験クリニック", "--kind", "clinic"},

@@ -368,13 +368,9 @@ func BenchmarkScaleIngest(b *testing.B) {
 	if gw == 0 {
 		b.Fatal("cannot find versitygw's process")
 	}
-	blobs := fmt.Sprintf("s3://%s?endpoint=%s&region=us-east-1&secure=false", bucket, srv.Endpoint)
-	awsEnv := []string{"AWS_ACCESS_KEY_ID=" + srv.AccessKey, "AWS_SECRET_ACCESS_KEY=" + srv.SecretKey,
-		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(dir, "none"), "AWS_PROFILE="}
-	for _, kv := range awsEnv[:3] {
-		k, v, _ := strings.Cut(kv, "=")
-		b.Setenv(k, v)
-	}
+	blobs := srv.BlobsURL(bucket, "")
+	awsEnv := srv.Env(filepath.Join(dir, "none"))
+	srv.Setenv(b, filepath.Join(dir, "none"))
 
 	local := startScaleNode(b, bin, "sqlite-files", filepath.Join(dir, "data-local"), nil)
 	scaled := startScaleNode(b, bin, "postgres-s3", filepath.Join(dir, "data-pg"), awsEnv, "--db", viaProxy.String(), "--blobs", blobs)

@@ -145,3 +145,27 @@ func (s *Server) Bucket(tb testing.TB) string {
 
 // Client is a client with the server's root credentials, for looking at what a test stored.
 func (s *Server) Client() *minio.Client { return s.client }
+
+// BlobsURL is the --blobs URL of bucket on this server (prefix may be empty).
+func (s *Server) BlobsURL(bucket, prefix string) string {
+	u := fmt.Sprintf("s3://%s?endpoint=%s&region=us-east-1&secure=false", bucket, s.Endpoint)
+	if prefix != "" {
+		u += "&prefix=" + prefix
+	}
+	return u
+}
+
+// Env is the AWS environment a renkei process reads the server's credentials from, as the README tells operators
+// to give them: keys in the environment, no credentials file (none is a path that does not exist), no profile.
+func (s *Server) Env(noFile string) []string {
+	return []string{"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey,
+		"AWS_SHARED_CREDENTIALS_FILE=" + noFile, "AWS_PROFILE="}
+}
+
+// Setenv sets Env in the test's own environment, for renkei run in the test's process.
+func (s *Server) Setenv(tb testing.TB, noFile string) {
+	for _, kv := range s.Env(noFile) {
+		k, v, _ := strings.Cut(kv, "=")
+		tb.Setenv(k, v)
+	}
+}
