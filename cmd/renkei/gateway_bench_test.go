@@ -206,19 +206,26 @@ func newGBEnv(b *testing.B) *gbEnv {
 	}
 	dir := b.TempDir()
 	e := &gbEnv{dir: dir, tokFile: filepath.Join(dir, "token"), perfDir: os.Getenv("RENKEI_BENCH_GW_PERF")}
-	e.bin = filepath.Join(dir, "renkei")
-	if out, err := exec.Command("go", "build", "-o", e.bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	e.bin = scaleBuild(b, dir)
+	startBenchServe(b, e, e.bin, "renkei", filepath.Join(dir, "data"), nil, nil, "--dimse", "127.0.0.1:0")
+	if err := os.WriteFile(e.tokFile, []byte(e.token+"\n"), 0o600); err != nil {
+		b.Fatal(err)
 	}
-	data := filepath.Join(dir, "data")
+	return e
+}
+
+// startBenchServe provisions a hospital with a write token in data (admin: extra flags of the admin commands, such as
+// --db), starts `renkei serve` on it as a process (its log in DIR/name.log beside data), stops it when the benchmark
+// ends, and fills e's token, address, URL, process and HTTP client once /healthz answers.
+func startBenchServe(b *testing.B, e *gbEnv, bin, name, data string, admin, env []string, args ...string) {
 	var out bytes.Buffer
-	for _, args := range [][]string{
+	for _, a := range [][]string{
 		{"admin", "institution", "add", "bench-hospital", "--name", "ベンチ病院", "--kind", "hospital"},
-		{"admin", "token", "add", "bench-gateway", "--institution", "bench-hospital", "--write"},
+		{"admin", "token", "add", "bench-" + name, "--institution", "bench-hospital", "--write"},
 	} {
 		out.Reset()
-		if code := Main(context.Background(), append(args, "--data", data), &out, &out); code != 0 {
-			b.Fatalf("%v: %s", args, out.String())
+		if code := Main(context.Background(), append(append(a, "--data", data), admin...), &out, &out); code != 0 {
+			b.Fatalf("%v: %s", a, out.String())
 		}
 	}
 	m := regexp.MustCompile(`(?m)^(rk_\S+)$`).FindStringSubmatch(out.String())
@@ -226,19 +233,16 @@ func newGBEnv(b *testing.B) *gbEnv {
 		b.Fatalf("token add printed no token: %s", out.String())
 	}
 	e.token = m[1]
-	if err := os.WriteFile(e.tokFile, []byte(e.token+"\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
 	e.renkeiAddr = gbFreeAddr(b)
 	e.renkeiURL = "http://" + e.renkeiAddr
-	logPath := filepath.Join(dir, "renkei.log")
+	logPath := filepath.Join(filepath.Dir(data), name+".log")
 	log, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(e.bin, "serve", "--data", data, "--http", e.renkeiAddr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
+	cmd := exec.Command(bin, append([]string{"serve", "--data", data, "--http", e.renkeiAddr, "--log-level", "warn"}, args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(os.Environ(), "RENKEI_DEMO=false", "TCP_NODELAY=1")
+	cmd.Env = append(append(os.Environ(), "RENKEI_DEMO=false", "TCP_NODELAY=1"), env...)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -246,34 +250,37 @@ func newGBEnv(b *testing.B) *gbEnv {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); log.Close(); close(exited) }()
 	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
 		if b.Failed() {
-			b.Logf("renkei's log:\n%s", tail(logPath, 30))
+			b.Logf("%s's log:\n%s", name, tail(logPath, 30))
 		}
 	})
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = gbParallel
 	e.http = &http.Client{Transport: bearer{e.token, tr}, Timeout: 10 * time.Minute}
-	for deadline := time.Now().Add(30 * time.Second); ; {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		resp, err := e.http.Get(e.renkeiURL + "/healthz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return
 			}
 		}
 		select {
 		case <-exited:
-			b.Fatalf("renkei serve exited:\n%s", tail(logPath, 20))
+			b.Fatalf("%s exited:\n%s", name, tail(logPath, 20))
 		default:
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("renkei did not answer /healthz:\n%s", tail(logPath, 20))
+			b.Fatalf("%s did not answer /healthz:\n%s", name, tail(logPath, 20))
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	return e
 }
 
 func gbEnvInt(b *testing.B, name string, def int) int {

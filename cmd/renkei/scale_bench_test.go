@@ -14,13 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -266,70 +264,7 @@ func startScaleNode(b *testing.B, bin, name, data string, env []string, args ...
 	if i := slices.Index(args, "--db"); i >= 0 {
 		admin = args[i : i+2]
 	}
-	var out bytes.Buffer
-	for _, a := range [][]string{
-		{"admin", "institution", "add", "bench-hospital", "--name", "ベンチ病院", "--kind", "hospital"},
-		{"admin", "token", "add", "bench-pacs", "--institution", "bench-hospital", "--write"},
-	} {
-		out.Reset()
-		if code := Main(context.Background(), append(append(a, "--data", data), admin...), &out, &out); code != 0 {
-			b.Fatalf("%v: %s", a, out.String())
-		}
-	}
-	m := regexp.MustCompile(`(?m)^(rk_\S+)$`).FindStringSubmatch(out.String())
-	if m == nil {
-		b.Fatalf("token add printed no token: %s", out.String())
-	}
-	n.token = m[1]
-	n.renkeiAddr = gbFreeAddr(b)
-	n.renkeiURL = "http://" + n.renkeiAddr
-	logPath := filepath.Join(filepath.Dir(data), name+".log")
-	log, err := os.Create(logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, append([]string{"serve", "--data", data, "--http", n.renkeiAddr, "--dimse", "off", "--log-level", "warn"}, args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.Env = append(append(os.Environ(), "RENKEI_DEMO=false", "TCP_NODELAY=1"), env...)
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	n.renkeiPID = cmd.Process.Pid
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); log.Close(); close(exited) }()
-	b.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if b.Failed() {
-			b.Logf("%s's log:\n%s", name, tail(logPath, 30))
-		}
-	})
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = gbParallel
-	n.http = &http.Client{Transport: bearer{n.token, tr}, Timeout: 10 * time.Minute}
-	for deadline := time.Now().Add(60 * time.Second); ; {
-		resp, err := n.http.Get(n.renkeiURL + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			b.Fatalf("%s exited:\n%s", name, tail(logPath, 20))
-		default:
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s did not answer /healthz:\n%s", name, tail(logPath, 20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	startBenchServe(b, &n.gbEnv, bin, name, data, admin, env, append([]string{"--dimse", "off"}, args...)...)
 	return n
 }
 
