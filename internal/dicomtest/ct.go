@@ -22,6 +22,7 @@ type CTOptions struct {
 	BodyPart         string // BodyPartExamined, e.g. CHEST; default none
 
 	Rows, Cols     int // default 512×512
+	BitsStored     int // 16 (default, signed), 12 (unsigned in 16-bit words) or 8 (MultiFrame only): see CT and MultiFrame
 	Frames         int // MultiFrame only; default 1. CT rejects more than one.
 	InstanceNumber int // also selects the slice position
 	Seed           int64
@@ -29,7 +30,9 @@ type CTOptions struct {
 
 // CT writes one CT Image Storage instance (rows×cols, 16-bit signed, RescaleIntercept -1024, explicit VR little
 // endian) at path, in pure Go, fast enough for benchmarks that need thousands of files: one buffered write,
-// no allocation per pixel. Pixels vary with Seed and InstanceNumber. Errors are invalid options or I/O.
+// no allocation per pixel. Pixels vary with Seed and InstanceNumber. With o.BitsStored 12 the same image is stored
+// unsigned in 12 of 16 bits, as many scanners write CT (air and padding are 0, no PixelPaddingValue); 8 is refused,
+// since PS3.3 C.8.2.1.1.4 has CT allocate 16 bits. Errors are invalid options or I/O.
 func CT(path string, o CTOptions) error {
 	if o.Frames > 1 {
 		return fmt.Errorf("dicomtest.CT: %d frames: CT Image Storage is single-frame, use MultiFrame", o.Frames)
@@ -39,7 +42,8 @@ func CT(path string, o CTOptions) error {
 
 // MultiFrame writes one Multi-frame Grayscale Word Secondary Capture Image Storage instance with o.Frames frames
 // of CT-like pixels (16-bit signed, RescaleIntercept -1024, explicit VR little endian), e.g. the 200-frame object
-// that frame-level retrieval needs. Each frame differs (a disc moves through them).
+// that frame-level retrieval needs. Each frame differs (a disc moves through them). o.BitsStored 12 stores them as CT
+// does; 8 writes Multi-frame Grayscale Byte Secondary Capture instead, one byte a sample: the 12-bit value / 16.
 func MultiFrame(path string, o CTOptions) error {
 	return writeCT(path, o, true)
 }
@@ -52,6 +56,19 @@ func writeCT(path string, o CTOptions, multi bool) error {
 		op, kind, sopClass = "dicomtest.MultiFrame", "mf", sopMFGrayWordSC
 	}
 	rows, cols, frames := o.Rows, o.Cols, max(1, o.Frames)
+	bits := o.BitsStored
+	switch {
+	case bits == 0:
+		bits = 16
+	case bits == 8 && multi:
+		sopClass = sopMFGrayByteSC
+	case bits != 16 && bits != 12:
+		return fmt.Errorf("%s: BitsStored %d: want 16, 12 or 8 (8 for MultiFrame only)", op, o.BitsStored)
+	}
+	bytesPerSample := 2
+	if bits == 8 {
+		bytesPerSample = 1
+	}
 	if rows == 0 {
 		rows = 512
 	}
@@ -61,7 +78,7 @@ func writeCT(path string, o CTOptions, multi bool) error {
 	if rows < 2 || cols < 2 || rows > 0xffff || cols > 0xffff {
 		return fmt.Errorf("%s: %d×%d: rows and columns must be 2…65535", op, rows, cols)
 	}
-	pixelLen := uint64(rows) * uint64(cols) * 2 * uint64(frames)
+	pixelLen := uint64(rows) * uint64(cols) * uint64(bytesPerSample) * uint64(frames)
 	if pixelLen > 0xfffffffe {
 		return fmt.Errorf("%s: %d frames of %d×%d exceed the 4 GiB pixel data length", op, frames, rows, cols)
 	}
@@ -117,21 +134,33 @@ func writeCT(path string, o CTOptions, multi bool) error {
 		d.str(0x00180060, "DS", "120")
 		d.str(0x00185100, "CS", "HFS")
 		planeAttrs(d, "ct/"+seed, 0.7, 1, float64(o.InstanceNumber))
-		d.ss(0x00280120, ctPadding)
+		if bits == 16 {
+			d.ss(0x00280120, ctPadding)
+		}
 	}
 	d.us(0x00280002, 1)
 	d.str(0x00280004, "CS", "MONOCHROME2")
 	d.us(0x00280010, uint16(rows))
 	d.us(0x00280011, uint16(cols))
-	d.us(0x00280100, 16)
-	d.us(0x00280101, 16)
-	d.us(0x00280102, 15)
-	d.us(0x00280103, 1)
-	d.str(0x00281050, "DS", "40")
-	d.str(0x00281051, "DS", "400")
-	d.str(0x00281052, "DS", "-1024")
-	d.str(0x00281053, "DS", "1")
-	d.str(0x00281054, "LO", "HU")
+	d.us(0x00280100, uint16(8*bytesPerSample))
+	d.us(0x00280101, uint16(bits))
+	d.us(0x00280102, uint16(bits-1))
+	if bits == 16 {
+		d.us(0x00280103, 1)
+	} else {
+		d.us(0x00280103, 0)
+	}
+	if bits == 8 {
+		// PS3.3 C.8.6.3.1: byte secondary capture has no rescale; window over the stored values / 16.
+		d.str(0x00281050, "DS", "67")
+		d.str(0x00281051, "DS", "25")
+	} else {
+		d.str(0x00281050, "DS", "40")
+		d.str(0x00281051, "DS", "400")
+		d.str(0x00281052, "DS", "-1024")
+		d.str(0x00281053, "DS", "1")
+		d.str(0x00281054, "LO", "HU")
+	}
 
 	f, err := os.Create(path)
 	if err != nil {
@@ -146,7 +175,7 @@ func writeCT(path string, o CTOptions, multi bool) error {
 		for fr := range frames {
 			for y := range rows {
 				ctRow(row, pixelSeed, fr, y, rows, cols)
-				w.Write(row)
+				w.Write(narrowCTRow(row, bits))
 			}
 		}
 		err = w.Flush()

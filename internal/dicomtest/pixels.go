@@ -38,6 +38,27 @@ func ctRow(dst []byte, seed uint64, frame, y, rows, cols int) {
 	}
 }
 
+// narrowCTRow rewrites, in place, a row from ctRow for BitsStored 12 (unsigned, padding to 0) or 8 (one byte per
+// sample: the 12-bit value divided by 16) and returns it; 16 leaves it as it is.
+func narrowCTRow(row []byte, bits int) []byte {
+	if bits == 16 {
+		return row
+	}
+	n := len(row) / 2
+	for i := range n {
+		v := max(0, min(4095, int(int16(binary.LittleEndian.Uint16(row[2*i:])))))
+		if bits == 8 {
+			row[i] = byte(v >> 4)
+		} else {
+			binary.LittleEndian.PutUint16(row[2*i:], uint16(v))
+		}
+	}
+	if bits == 8 {
+		return row[:n]
+	}
+	return row
+}
+
 // mrRow writes unsigned 16-bit values using the full range (above 32767, so that a reader treating them as
 // signed shows it): an ellipse with a left-to-right gradient over low background noise.
 func mrRow(dst []byte, seed uint64, frame, y, rows, cols int) {
