@@ -491,6 +491,9 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 			if _, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = coalesce(revoked_at, ?) WHERE pk = ?`, now.UnixMilli(), sharePK); err != nil {
 				return err
 			}
+			if err := refreshShareGrants(ctx, tx, sharePK, now.UnixMilli()); err != nil {
+				return err
+			}
 		}
 		if m.Reply != nil {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at)

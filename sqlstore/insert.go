@@ -393,6 +393,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Patient.
 	var patientPK int64
 	var oldName string
+	newPatient := false
 	err = db.txQueryRow(ctx, tx, `SELECT pk, name FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`, in.Institution, in.Patient.Issuer, in.Patient.ID).Scan(&patientPK, &oldName)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -400,6 +401,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 			in.Institution, in.Patient.Issuer, in.Patient.ID, in.PatientName, in.PatientBirthDate, in.PatientSex).Scan(&patientPK); err != nil {
 			return internal(err)
 		}
+		newPatient = true
 		if err := db.insertNames(ctx, tx, patientPK, in.PatientNameKeys); err != nil {
 			return internal(err)
 		}
@@ -428,6 +430,11 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 			in.Institution, patientPK, in.StudyInstanceUID, in.StudyDate, in.StudyTime, in.AccessionNumber, in.StudyID, in.StudyDescription,
 			in.ReferringPhysicianName, in.ReferringPhysicianKey, in.TimezoneOffsetFromUTC, in.Attrs, now, now).Scan(&studyPK); err != nil {
 			return internal(err)
+		}
+		if !newPatient { // a patient created just now has no shares yet
+			if err := db.grantNewStudy(ctx, tx, in, studyPK, patientPK, now); err != nil {
+				return internal(err)
+			}
 		}
 	case err != nil:
 		return internal(err)
@@ -560,6 +567,10 @@ func recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
 		updated_at = ?
 		WHERE pk = ?`, mods, now, now, studyPK)
 	if err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	// The grants of the study follow it into or out of the trash (see grants.go).
+	if _, err := tx.ExecContext(ctx, `UPDATE study_grants SET deleted_at = (SELECT deleted_at FROM studies WHERE pk = ?) WHERE study_pk = ?`, studyPK, studyPK); err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}
 	return nil

@@ -347,6 +347,11 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 			}
 			ended++
 		}
+		if ended > 0 {
+			if err := refreshGrants(ctx, tx, patientPK, now); err != nil {
+				return err
+			}
+		}
 		if ended > 0 && audit != nil {
 			audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share(s) of the patient ended", ended))
 		}

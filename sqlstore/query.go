@@ -372,12 +372,15 @@ func (db *DB) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.Study
 	if err != nil {
 		return nil, err
 	}
-	dc, dargs := deletedCond("s", q)
-	args = append(dargs, args...)
 	order, ok := studyOrders[q.Sort]
 	if !ok {
 		return nil, renkei.Errorf("index.Query", renkei.Invalid, "studies cannot be sorted by %q", q.Sort)
 	}
+	if browsable(q) && !db.noBrowse {
+		return db.browseStudies(ctx, q, w, args)
+	}
+	dc, dargs := deletedCond("s", q)
+	args = append(dargs, args...)
 	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE ` + dc + w + order + limitOffset(q)
 	rows, err := db.queryContext(ctx, query, args...)
 	if err != nil {
@@ -595,6 +598,8 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 	}
 	for _, stmt := range []string{
 		`DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk)`,
+		// A purged study's key may be given to the next new study: nothing may grant it any longer.
+		`DELETE FROM study_grants WHERE study_pk IN (SELECT pk FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk))`,
 		`DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk)`,
 		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)`,
 	} {

@@ -58,7 +58,7 @@ func createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) error {
 			return err
 		}
 	}
-	return nil
+	return refreshGrants(ctx, tx, patientPK, s.CreatedAt.UnixMilli())
 }
 
 // RevokeShare ends a share at once. institution is the sharer's (only it may revoke); 0 allows any (region admin).
@@ -72,7 +72,7 @@ func (db *DB) RevokeShare(ctx context.Context, id, institution int64, audit *ren
 		if n, _ := res.RowsAffected(); n == 0 {
 			return renkei.Errorf("index.RevokeShare", renkei.NotFound, "there is no share %d", id)
 		}
-		return nil
+		return refreshShareGrants(ctx, tx, id, db.Now().UnixMilli())
 	}, audit)
 }
 

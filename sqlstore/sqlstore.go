@@ -49,6 +49,7 @@ type DB struct {
 	lastFullSync time.Time     // when the committer last committed with synchronous=FULL (committer goroutine only)
 	trips        *atomic.Int64 // round trips to PostgreSQL; nil on SQLite
 	rows         rowCache      // rows recent instances went into (committer goroutine only)
+	noBrowse     bool          // tests: answer study lists with the scope's subqueries alone, to compare with browseStudies
 }
 
 // RoundTrips returns how many statements (with each transaction's BEGIN and COMMIT) this handle has sent to

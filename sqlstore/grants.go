@@ -1,0 +1,146 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"regexp"
+	"strings"
+
+	"renkei"
+)
+
+// study_grants (migration 0022) holds, for each grantee (an institution, or one user) and study, the latest expiry of
+// the shares in force that grant it. It is derived from shares and share_studies and kept in step here, in the
+// transaction that changes them: refreshGrants when a share of a patient is created or revoked, grantNewStudy when
+// a shared patient gets a new study, and Purge when a study leaves the index. A share's expiry needs no write: the
+// list compares expires_at with the time of the query. recountStudy copies a study's deleted_at into its grants when
+// it moves into or out of the trash. The scope's subqueries on shares stay the rule for every
+// other query; the grants only serve the study list's walk by date (browseStudies), and TestBrowseStudies checks
+// that both give the same answer.
+
+// grantRows selects the grants of one patient's shares in force at a time: (to_institution, to_user, study_pk,
+// study_date, study_time, patient_pk, expires_at, deleted_at). Arguments: patient, now, patient, now, patient.
+const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, max(k.expires_at), s.deleted_at
+	FROM (SELECT pk, all_studies, to_institution, 0 AS to_user, expires_at FROM shares
+		WHERE patient_pk = ? AND revoked_at IS NULL AND expires_at > ? AND to_institution <> 0
+		UNION ALL
+		SELECT pk, all_studies, 0, to_user, expires_at FROM shares
+		WHERE patient_pk = ? AND revoked_at IS NULL AND expires_at > ? AND to_user <> 0) k
+	JOIN studies s ON s.patient_pk = ?
+	WHERE k.all_studies = 1 OR EXISTS (SELECT 1 FROM share_studies ss WHERE ss.share_pk = k.pk AND ss.study_pk = s.pk)
+	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.deleted_at`
+
+// refreshGrants rebuilds the grants of one patient's studies from the patient's shares in force at now (Unix ms).
+func refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM study_grants WHERE patient_pk = ?`, patientPK); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, expires_at, deleted_at) `+
+		grantRows, patientPK, now, patientPK, now, patientPK)
+	return err
+}
+
+// refreshShareGrants is refreshGrants for the patient of a share (after it was revoked).
+func refreshShareGrants(ctx context.Context, tx *sql.Tx, sharePK, now int64) error {
+	var patientPK int64
+	if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM shares WHERE pk = ?`, sharePK).Scan(&patientPK); err != nil {
+		return err
+	}
+	return refreshGrants(ctx, tx, patientPK, now)
+}
+
+// grantNewStudyQ grants a new study to the grantees of its patient's whole-patient shares in force. Arguments: study,
+// date, time, patient, now, and the same five again (cast: PostgreSQL takes an untyped parameter in a select list for
+// text).
+const grantNewStudyQ = `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, expires_at)
+	SELECT to_institution, 0, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), patient_pk, max(expires_at) FROM shares
+	WHERE patient_pk = ? AND all_studies = 1 AND revoked_at IS NULL AND expires_at > ? AND to_institution <> 0 GROUP BY to_institution, patient_pk
+	UNION ALL
+	SELECT 0, to_user, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), patient_pk, max(expires_at) FROM shares
+	WHERE patient_pk = ? AND all_studies = 1 AND revoked_at IS NULL AND expires_at > ? AND to_user <> 0 GROUP BY to_user, patient_pk`
+
+// grantNewStudy adds the grants of a study just created (one statement; it inserts nothing for an unshared patient).
+func (db *DB) grantNewStudy(ctx context.Context, tx *sql.Tx, in *renkei.Instance, studyPK, patientPK, now int64) error {
+	_, err := db.txExec(ctx, tx, grantNewStudyQ, studyPK, in.StudyDate, in.StudyTime, patientPK, now, studyPK, in.StudyDate, in.StudyTime, patientPK, now)
+	return err
+}
+
+// browsable reports whether a study query is a browse that browseStudies answers: newest (or oldest) first, live
+// studies, not narrowed to a few candidates (those are answered faster by looking up each candidate's grants), and a
+// scope made of institutions and a grantee only (a staff member's or a token's), or no scope at all.
+func browsable(q *renkei.Query) bool {
+	if q.Deleted || selective(q) || q.Owner != 0 {
+		return false
+	}
+	if q.Sort != "" && q.Sort != "date" && q.Sort != "date-asc" {
+		return false
+	}
+	sc := q.Scope
+	if sc == nil {
+		return true
+	}
+	return !sc.OwnOnly && len(sc.Patients) == 0 && len(sc.Studies) == 0 && len(sc.Institutions) > 0 && sc.Grantee != nil
+}
+
+// patientCols finds a reference to the patients table (alias p) in a condition.
+var patientCols = regexp.MustCompile(`\bp\.`)
+
+// browseStudies answers a browsable query in two steps: the page's study keys first, from indexes alone where it
+// can (the live studies by date; the caller's institution's own by date and the grants to the caller by date,
+// merged), then the page's rows by key. Reading only the page's rows matters as much as the merge: a page deep in
+// the list otherwise carries every skipped study's DICOM JSON header through the sort. w and args are where(q)'s.
+func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args []any) ([]renkei.StudyRecord, error) {
+	joinP := ""
+	if patientCols.MatchString(w) {
+		joinP = ` JOIN patients p ON p.pk = s.patient_pk`
+	}
+	dir := " DESC"
+	if q.Sort == "date-asc" {
+		dir = ""
+	}
+	var keys string
+	var kargs []any
+	if sc := q.Scope; sc == nil {
+		keys = `SELECT s.pk FROM studies s` + joinP + ` WHERE s.deleted_at IS NULL` + w +
+			` ORDER BY s.study_date` + dir + `, s.study_time` + dir + `, s.pk` + dir + limitOffset(q)
+		kargs = args
+	} else {
+		// The caller's own studies, and those granted to its institution and to it, each in date order: the database
+		// merges the ordered walks (UNION drops a study granted twice, or granted and owned) and stops at the page's end.
+		own := placeholders(len(sc.Institutions))
+		branches := []string{`SELECT s.study_date, s.study_time, s.pk FROM studies s` + joinP +
+			` WHERE s.deleted_at IS NULL AND s.institution_pk IN (` + own + `)` + w}
+		kargs = appendKeys(kargs, sc.Institutions)
+		kargs = append(kargs, args...)
+		joinS := ""
+		if w != "" {
+			joinS = ` JOIN studies s ON s.pk = g.study_pk` + joinP // the conditions are on the study's (and patient's) rows
+		}
+		granted := func(inst, user int64) {
+			branches = append(branches, `SELECT g.study_date, g.study_time, g.study_pk FROM study_grants g`+joinS+
+				` WHERE g.to_institution = ? AND g.to_user = ? AND g.expires_at > ? AND g.deleted_at IS NULL`+w)
+			kargs = append(kargs, inst, user, sc.Grantee.At.UnixMilli())
+			kargs = append(kargs, args...)
+		}
+		granted(sc.Grantee.Institution, 0)
+		if sc.Grantee.User != 0 {
+			granted(0, sc.Grantee.User)
+		}
+		keys = `SELECT x.pk FROM (` + strings.Join(branches, " UNION ") + ` ORDER BY 1` + dir + `, 2` + dir + `, 3` + dir + limitOffset(q) + `) x`
+	}
+	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE s.pk IN (` + keys + `)` + studyOrders[q.Sort]
+	rows, err := db.queryContext(ctx, query, kargs...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.StudyRecord
+	for rows.Next() {
+		var st renkei.StudyRecord
+		if err := rows.Scan(scanStudy(&st)...); err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, st)
+	}
+	return out, queryErr(rows.Err())
+}
