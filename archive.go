@@ -106,7 +106,12 @@ type Query struct {
 	Level         QueryLevel
 	Matches       []Match
 	FuzzyMatching bool // PS3.18 8.3.4.1: names match on any component's prefix
-	Limit, Offset int
+	// CombinedDateTime matches a date and the time that goes with it (StudyDate and StudyTime, SeriesDate and
+	// SeriesTime, PerformedProcedureStepStartDate and …Time), when both are matched, as one range of moments from
+	// the first date at the first time to the last date at the last time (PS3.4 C.2.2.2.5.1), instead of the dates
+	// and, on each of them, the times. A C-FIND SCU asks for it by extended negotiation (PS3.4 C.5.1.1).
+	CombinedDateTime bool
+	Limit, Offset    int
 	// Deleted selects what is in the trash instead of what is live.
 	Deleted bool
 	// Sort orders studies: "" or "date" (newest first), "date-asc", "name", "patient-id". Other levels ignore it.

@@ -84,6 +84,8 @@ func (s *Service) find(ctx context.Context, a *dimse.Association, req *dimse.Fin
 		log.Info("C-FIND refused", "status", st)
 		return st
 	}
+	// PS3.4 C.2.2.2.5.1: a date and its time are one range only when the SCU negotiated it.
+	fq.query.CombinedDateTime = a.FindOptions(req.SOPClassUID).DateTimeMatching
 	if len(fq.ignored) > 0 {
 		log.Debug("C-FIND keys not supported for matching are returned only", "keys", strings.Join(fq.ignored, ","))
 	}

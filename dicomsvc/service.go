@@ -127,6 +127,10 @@ func (s *Service) Handlers() dimse.Handlers {
 			}
 			return s.find(ctx, a, req, emit)
 		}),
+		// PS3.4 C.5.1.1: of the C-FIND extended negotiation, combined date-time matching only (the index matches
+		// the pairs as one range, sqlstore); no relational queries, no fuzzy semantic matching of names over DIMSE
+		// (QIDO-RS has fuzzymatching), no timezone adjustment.
+		FindOptions:     dimse.FindOptions{DateTimeMatching: true},
 		Move:            dimse.RetrieveFunc(s.retrieveAs),
 		MoveDestination: s.moveDestination,
 		Get:             dimse.RetrieveFunc(s.retrieveAs),

@@ -156,6 +156,20 @@ func (a *Association) Peer() Peer { return a.peer }
 // and the extended negotiation items it carried.
 func (a *Association) Request() *AAssociateRQ { return a.rq }
 
+// FindOptions returns the C-FIND extended negotiation options agreed for a Query/Retrieve FIND SOP class (PS3.4
+// C.5.1.1): those the acceptor answered in its A-ASSOCIATE-AC, none when it answered nothing for the class.
+func (a *Association) FindOptions(sopClass string) FindOptions {
+	if a.ac == nil {
+		return FindOptions{}
+	}
+	for _, x := range a.ac.UserInformation.ExtendedNegotiations {
+		if x.SOPClassUID == sopClass {
+			return ParseFindOptions(x.Info)
+		}
+	}
+	return FindOptions{}
+}
+
 // Contexts returns the accepted presentation contexts, with their abstract syntax, transfer syntax and roles.
 func (a *Association) Contexts() []PresentationContext {
 	out := make([]PresentationContext, 0, len(a.contexts))
@@ -375,8 +389,8 @@ func (a *Association) established() {
 	})
 }
 
-// acceptedContexts joins the accepted contexts of an A-ASSOCIATE-AC with the abstract syntaxes of the request and
-// the role selection both sides agreed on (PS3.7 D.3.3.4).
+// acceptedContexts joins the accepted contexts of an A-ASSOCIATE-AC with the abstract syntaxes of the request, the
+// role selection both sides agreed on (PS3.7 D.3.3.4) and the acceptor's SOP class extended negotiation (D.3.3.5).
 func acceptedContexts(rq *AAssociateRQ, ac *AAssociateAC) map[byte]*PresentationContext {
 	proposed := map[byte]*PresentationContext{}
 	for i := range rq.PresentationContexts {
@@ -385,6 +399,10 @@ func acceptedContexts(rq *AAssociateRQ, ac *AAssociateAC) map[byte]*Presentation
 	roles := map[string]RoleSelection{}
 	for _, r := range ac.UserInformation.RoleSelections {
 		roles[r.SOPClassUID] = r
+	}
+	extended := map[string][]byte{}
+	for _, x := range ac.UserInformation.ExtendedNegotiations {
+		extended[x.SOPClassUID] = x.Info
 	}
 	out := map[byte]*PresentationContext{}
 	for _, pc := range ac.PresentationContexts {
@@ -397,6 +415,7 @@ func acceptedContexts(rq *AAssociateRQ, ac *AAssociateAC) map[byte]*Presentation
 		if r, ok := roles[p.AbstractSyntax]; ok {
 			acc.SCURole, acc.SCPRole = r.SCU, r.SCP
 		}
+		acc.ExtendedNegotiation = extended[p.AbstractSyntax]
 		out[pc.ID] = acc
 	}
 	return out

@@ -41,7 +41,8 @@ func Dial(ctx context.Context, addr, callingAE, calledAE string, contexts []Pres
 }
 
 // Dial connects to addr (host:port) and negotiates an association from callingAE to calledAE proposing contexts
-// (their IDs are assigned here: 1, 3, 5…; SCPRole asks for role selection, PS3.7 D.3.3.4). It returns once the
+// (their IDs are assigned here: 1, 3, 5…; SCPRole asks for role selection, PS3.7 D.3.3.4, and ExtendedNegotiation
+// for SOP class extended negotiation, PS3.7 D.3.3.5). It returns once the
 // A-ASSOCIATE-AC arrived, even if no context was accepted (operations then fail with *NoContextError); an
 // A-ASSOCIATE-RJ is a *RejectError. ctx bounds the connection and the negotiation only, which also ends after the
 // ARTIM timeout without an answer.
@@ -64,7 +65,7 @@ func (d *Dialer) Dial(ctx context.Context, addr, callingAE, calledAE string, con
 		ApplicationContextName: ApplicationContextName,
 		UserInformation: UserInformation{MaximumLength: a.maxPDU, ImplementationClassUID: dicom.RenkeiImplementationClassUID,
 			ImplementationVersionName: dicom.RenkeiImplementationVersion}}
-	roles := map[string]bool{}
+	roles, extended := map[string]bool{}, map[string]bool{}
 	for i, pc := range contexts {
 		if !dicom.ValidUID(pc.AbstractSyntax) || len(pc.TransferSyntaxes) == 0 {
 			return nil, fmt.Errorf("dimse: presentation context %q needs a valid abstract syntax and at least one transfer syntax", pc.AbstractSyntax)
@@ -75,6 +76,11 @@ func (d *Dialer) Dial(ctx context.Context, addr, callingAE, calledAE string, con
 			roles[pc.AbstractSyntax] = true
 			rq.UserInformation.RoleSelections = append(rq.UserInformation.RoleSelections,
 				RoleSelection{SOPClassUID: pc.AbstractSyntax, SCU: pc.SCURole, SCP: true})
+		}
+		if len(pc.ExtendedNegotiation) > 0 && !extended[pc.AbstractSyntax] {
+			extended[pc.AbstractSyntax] = true
+			rq.UserInformation.ExtendedNegotiations = append(rq.UserInformation.ExtendedNegotiations,
+				ExtendedNegotiation{SOPClassUID: pc.AbstractSyntax, Info: pc.ExtendedNegotiation})
 		}
 	}
 	if _, err := EncodePDU(rq); err != nil {

@@ -20,6 +20,10 @@ type Handlers struct {
 	Store StoreHandler
 	// Find answers C-FIND in the Patient Root and Study Root information models (PS3.4 C.4.1).
 	Find FindHandler
+	// FindOptions are the C-FIND extended negotiation options Find performs (PS3.4 C.5.1.1). A requestor that
+	// proposes some is answered with those of them Find performs; Association.FindOptions tells Find what was
+	// agreed. None (the zero value) answers nothing, which the requestor reads as none agreed.
+	FindOptions FindOptions
 	// Move and MoveDestination serve C-MOVE (PS3.4 C.4.2): Move selects the instances, MoveDestination maps the
 	// destination AE title to an address (ok false: status 0xA801, move destination unknown).
 	Move            RetrieveHandler

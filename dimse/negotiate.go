@@ -250,6 +250,15 @@ func (s *Server) negotiate(a *Association, rq *AAssociateRQ) PDU {
 		}
 		ac.PresentationContexts = append(ac.PresentationContexts, res)
 	}
+	// PS3.4 C.5.1.1.2: the options of a C-FIND SOP class the requestor proposed that the Find handler performs.
+	if s.Handlers.FindOptions != (FindOptions{}) {
+		for _, x := range rq.UserInformation.ExtendedNegotiations {
+			if s.serviceFor(x.SOPClassUID) == serviceFind && len(x.Info) > 0 {
+				ac.UserInformation.ExtendedNegotiations = append(ac.UserInformation.ExtendedNegotiations,
+					ExtendedNegotiation{SOPClassUID: x.SOPClassUID, Info: s.Handlers.FindOptions.answer(x.Info)})
+			}
+		}
+	}
 	// PS3.7 D.3.3.4: we take the SCP role for storage only when a C-GET handler exists, i.e. when we may send
 	// C-STORE sub-operations to a requestor that plays the SCP role.
 	for _, r := range rq.UserInformation.RoleSelections {
@@ -260,6 +269,46 @@ func (s *Server) negotiate(a *Association, rq *AAssociateRQ) PDU {
 			RoleSelection{SOPClassUID: r.SOPClassUID, SCU: r.SCU, SCP: r.SCP && s.Handlers.Get != nil})
 	}
 	return ac
+}
+
+// FindOptions are the options of SOP Class Extended Negotiation for the Query/Retrieve SOP classes with C-FIND
+// (PS3.4 C.5.1.1, Tables C.5-1 and C.5-2): one byte each in the service-class-application-information field, 1 for
+// proposed or performed, 0 for not.
+type FindOptions struct {
+	RelationalQueries       bool // byte 1: relational queries (PS3.4 C.4.1.2.2)
+	DateTimeMatching        bool // byte 2: range matching of a date and its time combined (PS3.4 C.2.2.2.5.1)
+	FuzzySemanticMatching   bool // byte 3: fuzzy semantic matching of person names
+	TimezoneQueryAdjustment bool // byte 4: times in the query adjusted to the timezone of the data
+}
+
+// maxFindInfo is the length of the longest service-class-application-information field of C-FIND (PS3.4 Table
+// C.5-2: bytes 5 to 7 are enhanced multi-frame image conversion, empty value and multiple value matching).
+const maxFindInfo = 7
+
+// Info returns the options as a service-class-application-information field, for PresentationContext.
+// ExtendedNegotiation.
+func (o FindOptions) Info() []byte {
+	return []byte{b2u(o.RelationalQueries), b2u(o.DateTimeMatching), b2u(o.FuzzySemanticMatching), b2u(o.TimezoneQueryAdjustment)}
+}
+
+// ParseFindOptions reads a service-class-application-information field. The field may end after any byte (PS3.4
+// C.5.1.1.1): a byte absent is an option not proposed or not performed, as is any value but 1.
+func ParseFindOptions(info []byte) FindOptions {
+	at := func(i int) bool { return i < len(info) && info[i] == 1 }
+	return FindOptions{RelationalQueries: at(0), DateTimeMatching: at(1), FuzzySemanticMatching: at(2), TimezoneQueryAdjustment: at(3)}
+}
+
+// answer is the acceptor's field for a proposed one: as many bytes as proposed (up to the seven C-FIND defines),
+// each 1 only when it was proposed and o performs it (PS3.4 C.5.1.1.2).
+func (o FindOptions) answer(proposed []byte) []byte {
+	out := make([]byte, min(len(proposed), maxFindInfo))
+	ours := o.Info()
+	for i := range out {
+		if i < len(ours) && proposed[i] == 1 {
+			out[i] = ours[i]
+		}
+	}
+	return out
 }
 
 // NoContextError is returned by a client operation when no accepted presentation context fits it.

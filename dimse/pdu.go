@@ -156,13 +156,17 @@ const (
 //
 // SCURole and SCPRole are not part of the item: in a proposal given to Dial, SCPRole asks for SCP/SCU role selection
 // (PS3.7 D.3.3.4) for the abstract syntax, as a C-GET SCU does for the storage SOP classes it will receive; on a
-// negotiated context they say which roles the requestor plays.
+// negotiated context they say which roles the requestor plays. ExtendedNegotiation is not part of it either: in a
+// proposal given to Dial, the service-class-application-information of a SOP Class Extended Negotiation sub-item
+// (PS3.7 D.3.3.5) to send for the abstract syntax, such as FindOptions.Info; on a negotiated context, the one the
+// acceptor answered (nil: none).
 type PresentationContext struct {
-	ID               byte
-	AbstractSyntax   string
-	TransferSyntaxes []string
-	Result           byte
-	SCURole, SCPRole bool
+	ID                  byte
+	AbstractSyntax      string
+	TransferSyntaxes    []string
+	Result              byte
+	SCURole, SCPRole    bool
+	ExtendedNegotiation []byte
 }
 
 // UserInformation is the user information item (PS3.8 9.3.2.3, PS3.7 Annex D.3.3).

@@ -101,13 +101,86 @@ func globCond(expr, pattern string) (string, []any) {
 	return rng + " AND glob(?, " + expr + ")", []any{prefix, prefix + "\U0010FFFF", pattern}
 }
 
+// dateTimePairs are the attributes of VR DA and TM that together say when something happened: with
+// renkei.Query.CombinedDateTime they are matched as one range (PS3.4 C.2.2.2.5.1).
+var dateTimePairs = [...][2]string{
+	{"StudyDate", "StudyTime"},
+	{"SeriesDate", "SeriesTime"},
+	{"PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"},
+}
+
+// bounds returns the range of a date or time match: a single value is a range of itself. ok is false for the
+// kinds no range can stand for.
+func bounds(m renkei.Match) (lo, hi string, ok bool) {
+	switch m.Kind {
+	case renkei.MatchSingle:
+		return m.Value, m.Value, true
+	case renkei.MatchRange:
+		return m.Lo, m.Hi, true
+	}
+	return "", "", false
+}
+
+// dateTimeConds matches the pairs of date and time matches of q as ranges of moments (PS3.4 C.2.2.2.5.1): Study
+// Date 20060705-20060707 with Study Time 1000-1800 is from July 5 at 10:00 to July 7 at 18:00, not 10:00 to 18:00
+// on each of the three days. The dates and times are stored normalised (archive.NormalizeDate, NormalizeTime), so
+// that they compare as text; an empty stored time stands for the whole day, so a study of a day in the range whose
+// time is unknown matches. An empty stored date matches no range (PS3.4 C.2.2.2.5). It returns the conditions, their
+// arguments, and the indexes of the matches they replace. A pair with either key universal (absent) is left to
+// the matching of its one key.
+func dateTimeConds(q *renkei.Query) (conds []string, args []any, done map[int]bool) {
+	if !q.CombinedDateTime {
+		return nil, nil, nil
+	}
+	done = map[int]bool{}
+	for _, p := range dateTimePairs {
+		di, ti := -1, -1
+		for i, m := range q.Matches {
+			switch {
+			case m.Keyword == p[0] && di < 0:
+				di = i
+			case m.Keyword == p[1] && ti < 0:
+				ti = i
+			}
+		}
+		if di < 0 || ti < 0 {
+			continue
+		}
+		dlo, dhi, okd := bounds(q.Matches[di])
+		tlo, thi, okt := bounds(q.Matches[ti])
+		dc, tc := columns[p[0]], columns[p[1]]
+		if !okd || !okt || dc.level > q.Level || tc.level > q.Level {
+			continue // matched one by one, which reports the level
+		}
+		d, t := dc.expr, tc.expr
+		conds = append(conds, d+" <> ''")
+		// The date bounds alone come first, so that an index on the date serves the range.
+		if dlo != "" {
+			conds, args = append(conds, d+" >= ?"), append(args, dlo)
+			if tlo != "" {
+				conds, args = append(conds, "("+d+" > ? OR "+t+" >= ? OR "+t+" = '')"), append(args, dlo, tlo)
+			}
+		}
+		if dhi != "" {
+			conds, args = append(conds, d+" <= ?"), append(args, dhi)
+			if thi != "" {
+				conds, args = append(conds, "("+d+" < ? OR "+t+" <= ? OR "+t+" = '')"), append(args, dhi, thi)
+			}
+		}
+		done[di], done[ti] = true, true
+	}
+	return conds, args, done
+}
+
 func where(q *renkei.Query) (string, []any, error) {
-	var conds []string
-	var args []any
-	for _, m := range q.Matches {
+	conds, args, done := dateTimeConds(q)
+	for i, m := range q.Matches {
 		c, ok := columns[m.Keyword]
 		if !ok || c.level > q.Level {
 			return "", nil, renkei.Errorf("index.Query", renkei.Invalid, "attribute %s cannot be matched at this level", m.Keyword)
+		}
+		if done[i] {
+			continue
 		}
 		switch c.kind {
 		case colPN:

@@ -19,6 +19,7 @@ type CTOptions struct {
 	PatientBirthDate string // YYYYMMDD; default none
 	PatientSex       string // M, F or O; default none
 	StudyDate        string // YYYYMMDD; default 20250301
+	StudyTime        string // HHMMSS; default 120000
 	BodyPart         string // BodyPartExamined, e.g. CHEST; default none
 
 	Rows, Cols     int // default 512×512
@@ -103,7 +104,8 @@ func writeCT(path string, o CTOptions, multi bool) error {
 	d.str(0x00080018, "UI", o.SOPInstanceUID)
 	def(&o.StudyDate, "20250301")
 	d.str(0x00080020, "DA", o.StudyDate)
-	d.str(0x00080030, "TM", "120000")
+	def(&o.StudyTime, "120000")
+	d.str(0x00080030, "TM", o.StudyTime)
 	d.text(0x00080050, "SH", o.AccessionNumber)
 	d.text(0x00080090, "PN", "")
 	d.text(0x00080070, "LO", "renkei")
