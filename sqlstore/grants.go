@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"regexp"
 	"strings"
 
@@ -19,8 +20,9 @@ import (
 // that both give the same answer.
 
 // grantRows selects the grants of one patient's shares in force at a time: (to_institution, to_user, study_pk,
-// study_date, study_time, patient_pk, expires_at, deleted_at). Arguments: patient, now, patient, now, patient.
-const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, max(k.expires_at), s.deleted_at
+// study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at). Arguments: patient, now, patient,
+// now, patient.
+const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, max(k.expires_at), s.deleted_at
 	FROM (SELECT pk, all_studies, to_institution, 0 AS to_user, expires_at FROM shares
 		WHERE patient_pk = ? AND revoked_at IS NULL AND expires_at > ? AND to_institution <> 0
 		UNION ALL
@@ -28,14 +30,14 @@ const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.stu
 		WHERE patient_pk = ? AND revoked_at IS NULL AND expires_at > ? AND to_user <> 0) k
 	JOIN studies s ON s.patient_pk = ?
 	WHERE k.all_studies = 1 OR EXISTS (SELECT 1 FROM share_studies ss WHERE ss.share_pk = k.pk AND ss.study_pk = s.pk)
-	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.deleted_at`
+	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, s.deleted_at`
 
 // refreshGrants rebuilds the grants of one patient's studies from the patient's shares in force at now (Unix ms).
 func refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM study_grants WHERE patient_pk = ?`, patientPK); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, expires_at, deleted_at) `+
+	_, err := tx.ExecContext(ctx, `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at) `+
 		grantRows, patientPK, now, patientPK, now, patientPK)
 	return err
 }
@@ -50,18 +52,19 @@ func refreshShareGrants(ctx context.Context, tx *sql.Tx, sharePK, now int64) err
 }
 
 // grantNewStudyQ grants a new study to the grantees of its patient's whole-patient shares in force. Arguments: study,
-// date, time, patient, now, and the same five again (cast: PostgreSQL takes an untyped parameter in a select list for
-// text).
-const grantNewStudyQ = `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, expires_at)
-	SELECT to_institution, 0, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), patient_pk, max(expires_at) FROM shares
+// date, time, owner, patient, now, and the same six again (cast: PostgreSQL takes an untyped parameter in a select
+// list for text).
+const grantNewStudyQ = `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, institution_pk, patient_pk, expires_at)
+	SELECT to_institution, 0, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), patient_pk, max(expires_at) FROM shares
 	WHERE patient_pk = ? AND all_studies = 1 AND revoked_at IS NULL AND expires_at > ? AND to_institution <> 0 GROUP BY to_institution, patient_pk
 	UNION ALL
-	SELECT 0, to_user, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), patient_pk, max(expires_at) FROM shares
+	SELECT 0, to_user, CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT), patient_pk, max(expires_at) FROM shares
 	WHERE patient_pk = ? AND all_studies = 1 AND revoked_at IS NULL AND expires_at > ? AND to_user <> 0 GROUP BY to_user, patient_pk`
 
 // grantNewStudy adds the grants of a study just created (one statement; it inserts nothing for an unshared patient).
 func (db *DB) grantNewStudy(ctx context.Context, tx *sql.Tx, in *renkei.Instance, studyPK, patientPK, now int64) error {
-	_, err := db.txExec(ctx, tx, grantNewStudyQ, studyPK, in.StudyDate, in.StudyTime, patientPK, now, studyPK, in.StudyDate, in.StudyTime, patientPK, now)
+	_, err := db.txExec(ctx, tx, grantNewStudyQ, studyPK, in.StudyDate, in.StudyTime, in.Institution, patientPK, now,
+		studyPK, in.StudyDate, in.StudyTime, in.Institution, patientPK, now)
 	return err
 }
 
@@ -106,9 +109,11 @@ func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args
 		kargs = args
 	} else {
 		// The caller's own studies, and those granted to its institution and to it, each in date order: the database
-		// merges the ordered walks (UNION drops a study granted twice, or granted and owned) and stops at the page's end.
+		// merges the ordered walks and stops at the page's end. Each study comes from one walk only (UNION ALL, which
+		// PostgreSQL merges where it would sort a UNION whole): a grant of one of the caller's own studies is left to
+		// the first walk, and a user's grant of a study granted to their institution too to the second.
 		own := placeholders(len(sc.Institutions))
-		branches := []string{`SELECT s.study_date, s.study_time, s.pk FROM studies s` + joinP +
+		branches := []string{`SELECT s.study_date AS d, s.study_time AS t, s.pk AS pk FROM studies s` + joinP +
 			` WHERE s.deleted_at IS NULL AND s.institution_pk IN (` + own + `)` + w}
 		kargs = appendKeys(kargs, sc.Institutions)
 		kargs = append(kargs, args...)
@@ -116,17 +121,38 @@ func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args
 		if w != "" {
 			joinS = ` JOIN studies s ON s.pk = g.study_pk` + joinP // the conditions are on the study's (and patient's) rows
 		}
-		granted := func(inst, user int64) {
+		at := sc.Grantee.At.UnixMilli()
+		granted := func(inst, user int64, extra string, extraArgs ...any) {
 			branches = append(branches, `SELECT g.study_date, g.study_time, g.study_pk FROM study_grants g`+joinS+
-				` WHERE g.to_institution = ? AND g.to_user = ? AND g.expires_at > ? AND g.deleted_at IS NULL`+w)
-			kargs = append(kargs, inst, user, sc.Grantee.At.UnixMilli())
+				` WHERE g.to_institution = ? AND g.to_user = ? AND g.expires_at > ? AND g.deleted_at IS NULL AND g.institution_pk NOT IN (`+own+`)`+extra+w)
+			kargs = append(kargs, inst, user, at)
+			kargs = appendKeys(kargs, sc.Institutions)
+			kargs = append(kargs, extraArgs...)
 			kargs = append(kargs, args...)
 		}
-		granted(sc.Grantee.Institution, 0)
+		granted(sc.Grantee.Institution, 0, "")
 		if sc.Grantee.User != 0 {
-			granted(0, sc.Grantee.User)
+			granted(0, sc.Grantee.User, ` AND NOT EXISTS (SELECT 1 FROM study_grants gi WHERE gi.to_institution = ? AND gi.to_user = 0
+				AND gi.study_pk = g.study_pk AND gi.expires_at > ? AND gi.deleted_at IS NULL)`, sc.Grantee.Institution, at)
 		}
-		keys = `SELECT x.pk FROM (` + strings.Join(branches, " UNION ") + ` ORDER BY 1` + dir + `, 2` + dir + `, 3` + dir + limitOffset(q) + `) x`
+		if db.dialect == postgres {
+			// PostgreSQL plans each member of a UNION ALL on its own and would read every study of the caller's
+			// institution and sort them: each walk is ordered and cut at the page's end in its own member, and the
+			// few rows left are sorted.
+			order := ` ORDER BY 1` + dir + `, 2` + dir + `, 3` + dir
+			cut := ""
+			if q.Limit > 0 {
+				cut = fmt.Sprintf(" LIMIT %d", q.Limit+q.Offset)
+			}
+			for i := range branches {
+				branches[i] = "(" + branches[i] + order + cut + ")"
+			}
+			keys = `SELECT u.pk FROM (` + strings.Join(branches, " UNION ALL ") + `) u ORDER BY u.d` + dir + `, u.t` + dir + `, u.pk` + dir + limitOffset(q)
+		} else {
+			all := strings.Join(branches, " UNION ALL ")
+			// SQLite merges them for a compound SELECT ordered by its columns (MERGE (UNION ALL)).
+			keys = `SELECT x.pk FROM (` + all + ` ORDER BY 1` + dir + `, 2` + dir + `, 3` + dir + limitOffset(q) + `) x`
+		}
 	}
 	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE s.pk IN (` + keys + `)` + studyOrders[q.Sort]
 	rows, err := db.queryContext(ctx, query, kargs...)

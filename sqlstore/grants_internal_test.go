@@ -74,7 +74,7 @@ func TestBrowseStudies(t *testing.T) {
 
 			// Studies on a few dates, several on one day and at one time (the key breaks the tie), one without a date.
 			days := []string{"20240105", "20240105", "20240107", "20231231", "", "20240301", "20240105"}
-			for i, pid := range []string{"a1", "a2", "b1", "b2", "b3", "c1", "c2", "d1", "d2"} {
+			for i, pid := range []string{"a1", "a2", "b1", "b2", "b3", "c1", "c2", "d1", "d2", "d3"} {
 				owner := map[byte]int64{'a': A, 'b': B, 'c': C, 'd': D}[pid[0]]
 				for k := range 3 {
 					d := days[(i+k)%len(days)]
@@ -87,9 +87,11 @@ func TestBrowseStudies(t *testing.T) {
 			share(B, "b2", A, 0, 48*time.Hour, b2study)
 			share(C, "c1", A, 0, time.Hour) // expired for the lists below that look 90 minutes ahead
 			revoked := share(C, "c2", A, 0, 48*time.Hour)
-			share(D, "d1", 0, user, 48*time.Hour)        // to one user of A only
-			share(D, "d2", A, 0, 48*time.Hour)           // to A
-			share(D, "d2", 0, user, 48*time.Hour)        // and to its user too: listed once
+			share(D, "d1", 0, user, 48*time.Hour) // to one user of A only
+			share(D, "d2", A, 0, 48*time.Hour)    // to A
+			share(D, "d2", 0, user, 48*time.Hour) // and to its user too: listed once
+			share(D, "d3", A, 0, 48*time.Hour)
+			share(D, "d3", 0, user, 72*time.Hour)        // to A and to its user, and not withdrawn: listed once
 			share(A, "a1", 0, user, 48*time.Hour)        // A's own patient to A's user: listed once
 			share(B, "b3", C, 0, 48*time.Hour, "1.2.13") // to another institution
 			if err := db.RevokeShare(ctx, revoked, B, nil); err == nil {
@@ -178,11 +180,11 @@ func TestBrowseStudies(t *testing.T) {
 			}
 
 			// What A's user sees, spelled out (one minute later): A's 6, b1's 3 live (one trashed) and the late one,
-			// b2's one study, d1's 3 (to the user), none of c1 (expired only later), so c1's 3 too; not c2 (revoked),
-			// not d2 (consent withdrawn).
+			// b2's one study, d1's 3 (to the user), d3's 3, c1's 3 (it expires only later); not c2 (revoked), not d2
+			// (consent withdrawn).
 			q := renkei.Query{Level: renkei.StudyLevel, Scope: &renkei.Scope{Institutions: []int64{A}, Grantee: &renkei.Grantee{Institution: A, User: user, At: t0.Add(time.Minute)}}}
 			got := list(q, false)
-			if len(got) != 6+3+1+3+3 || !slices.Contains(got, late) || !slices.Contains(got, b2study) || slices.Contains(got, "1.2.7") || !slices.Contains(got, "1.2.8") {
+			if len(got) != 6+3+1+3+3+3 || !slices.Contains(got, late) || !slices.Contains(got, b2study) || slices.Contains(got, "1.2.7") || !slices.Contains(got, "1.2.8") {
 				t.Errorf("A's user lists %d studies %v", len(got), got)
 			}
 
