@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -236,5 +238,73 @@ func testEverySpellingStaysSearchable(t *testing.T, db *sqlstore.DB) {
 				t.Errorf("shown name %q, want the latest", s.PatientName)
 			}
 		}
+	}
+}
+
+// TestPurgeShared purges studies that were shared, whole patient or one by one: the purge must not be held back
+// by the shares (it once failed on their foreign keys, and the trash was then never emptied), the shares stay
+// (listed without the purged study), and a patient with a share or a consent stays while one with nothing left goes.
+func TestPurgeShared(t *testing.T) { eachDB(t, testPurgeShared) }
+
+func testPurgeShared(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	db.Now = func() time.Time { return now }
+	var pks []int64
+	for _, id := range []string{"hosp", "clinic"} {
+		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := db.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		pks = append(pks, in.PK)
+	}
+	for _, in := range []*renkei.Instance{
+		inst("P1", "4.1", "4.1.1", "4.1.1.1", "CT", "ka"), // shared alone, then purged
+		inst("P1", "4.2", "4.2.1", "4.2.1.1", "CT", "kb"), // shared with it, kept
+		inst("P2", "4.3", "4.3.1", "4.3.1.1", "CT", "kc"), // P2's only study, P2 shared whole, purged
+		inst("P3", "4.4", "4.4.1", "4.4.1.1", "CT", "kd"), // P3's only study, nothing else about P3, purged
+	} {
+		in.Institution = pks[0]
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	share := func(patient string, studies ...string) int64 {
+		sh := &renkei.Share{FromInstitution: pks[0], Patient: renkei.PatientKey{Issuer: "HOSP", ID: patient}, ToInstitution: pks[1],
+			Purpose: renkei.PurposeReferral, ExpiresAt: now.Add(24 * time.Hour), WithoutConsent: true, Studies: studies}
+		if err := db.CreateShare(ctx, sh, nil); err != nil {
+			t.Fatal(err)
+		}
+		return sh.ID
+	}
+	chosen := share("P1", "4.1", "4.2")
+	share("P2")
+	for _, uid := range []string{"4.1", "4.3", "4.4"} {
+		if _, err := db.Trash(ctx, renkei.TrashRequest{Study: uid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := db.Purge(ctx, now.Add(time.Millisecond))
+	if err != nil {
+		t.Fatalf("purge of shared studies: %v", err)
+	}
+	slices.Sort(keys)
+	if d := cmp.Diff([]string{"ka", "kc", "kd"}, keys); d != "" {
+		t.Errorf("purged blobs (-want +got):\n%s", d)
+	}
+	got, err := db.Shares(ctx, renkei.ShareFilter{ID: chosen})
+	if err != nil || len(got) != 1 || !slices.Equal(got[0].Studies, []string{"4.2"}) {
+		t.Errorf("the share of chosen studies after the purge: %+v %v, want it with 4.2 only", got, err)
+	}
+	// P2 (shared) stays a patient the hospital holds: a new study of P2 joins the same patient, and the share.
+	if err := db.CreateShare(ctx, &renkei.Share{FromInstitution: pks[0], Patient: renkei.PatientKey{Issuer: "HOSP", ID: "P2"}, ToInstitution: pks[1],
+		Purpose: renkei.PurposeReferral, ExpiresAt: now.Add(time.Hour), WithoutConsent: true}, nil); err != nil {
+		t.Errorf("sharing P2 after its images were purged: %v", err)
+	}
+	// P3 had nothing else: gone, so a share of P3 finds no patient.
+	err = db.CreateShare(ctx, &renkei.Share{FromInstitution: pks[0], Patient: renkei.PatientKey{Issuer: "HOSP", ID: "P3"}, ToInstitution: pks[1],
+		Purpose: renkei.PurposeReferral, ExpiresAt: now.Add(time.Hour), WithoutConsent: true}, nil)
+	if renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("sharing P3 after its only study was purged: %v, want NotFound (the patient row is gone)", err)
 	}
 }

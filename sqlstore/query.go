@@ -671,10 +671,19 @@ func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
 	}
 	for _, stmt := range []string{
 		`DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk)`,
-		// A purged study's key may be given to the next new study: nothing may grant it any longer.
+		// A purged study's key may be given to the next new study: nothing may grant it any longer. A share of chosen
+		// studies keeps the others (its rows would otherwise hold the study, and the whole purge, back).
 		`DELETE FROM study_grants WHERE study_pk IN (SELECT pk FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk))`,
+		`DELETE FROM share_studies WHERE study_pk IN (SELECT pk FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk))`,
 		`DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk)`,
-		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)`,
+		// A patient without studies goes too, unless something else is about them: shares, consents, invitations,
+		// facts of the clinical record, referrals. Those keep the patient (and stay readable) after their images.
+		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)
+			AND NOT EXISTS (SELECT 1 FROM shares x WHERE x.patient_pk = patients.pk)
+			AND NOT EXISTS (SELECT 1 FROM consents x WHERE x.patient_pk = patients.pk)
+			AND NOT EXISTS (SELECT 1 FROM invitations x WHERE x.patient_pk = patients.pk)
+			AND NOT EXISTS (SELECT 1 FROM facts x WHERE x.patient_pk = patients.pk)
+			AND NOT EXISTS (SELECT 1 FROM referrals x WHERE x.patient_pk = patients.pk)`,
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return nil, queryErr(err)
