@@ -155,18 +155,5 @@ func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args
 		}
 	}
 	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE s.pk IN (` + keys + `)` + studyOrders[q.Sort]
-	rows, err := db.queryContext(ctx, query, kargs...)
-	if err != nil {
-		return nil, queryErr(err)
-	}
-	defer rows.Close()
-	var out []renkei.StudyRecord
-	for rows.Next() {
-		var st renkei.StudyRecord
-		if err := rows.Scan(scanStudy(&st)...); err != nil {
-			return nil, queryErr(err)
-		}
-		out = append(out, st)
-	}
-	return out, queryErr(rows.Err())
+	return db.studyRows(ctx, query, kargs)
 }

@@ -455,6 +455,11 @@ func (db *DB) QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.Study
 	dc, dargs := deletedCond("s", q)
 	args = append(dargs, args...)
 	query := `SELECT ` + studyCols + ` FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE ` + dc + w + order + limitOffset(q)
+	return db.studyRows(ctx, query, args)
+}
+
+// studyRows runs a query that selects studyCols and returns its rows.
+func (db *DB) studyRows(ctx context.Context, query string, args []any) ([]renkei.StudyRecord, error) {
 	rows, err := db.queryContext(ctx, query, args...)
 	if err != nil {
 		return nil, queryErr(err)
