@@ -3,6 +3,9 @@ package web
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"image/png"
 	"io"
 	"net/http"
 	"slices"
@@ -69,7 +72,9 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		Document     string   `json:"document"` // base64
 		DocumentType string   `json:"documentType"`
 		Signature    string   `json:"signature"` // electronic: the statement the patient signed, with their name
-		Note         string   `json:"note"`
+		// SignatureImage is the signature the patient drew (on a tablet at the counter), a PNG in base64.
+		SignatureImage string `json:"signatureImage"`
+		Note           string `json:"note"`
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxConsentDocument*4/3+4096)
 	if err := readJSON(r, &req); err != nil {
@@ -133,6 +138,16 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		doc, c.DocumentType = []byte(req.Signature), "text/plain; charset=utf-8"
+		if req.SignatureImage != "" {
+			png, err := signatureImage(req.SignatureImage)
+			if err != nil {
+				s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "%v", err))
+				return
+			}
+			// The statement and the drawn signature are kept together, as the patient saw and signed them.
+			doc, _ = json.Marshal(signedStatement{Statement: req.Signature, Signature: "data:image/png;base64," + base64.StdEncoding.EncodeToString(png)})
+			c.DocumentType = signedStatementType
+		}
 	default:
 		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, `method must be "paper" or "electronic"`))
 		return
@@ -148,6 +163,48 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, toConsentJSON(c))
+}
+
+// signedStatementType is the media type of an electronic consent with a drawn signature: the statement shown to the
+// patient and their signature, one JSON document (see signedStatement).
+const signedStatementType = "application/vnd.renkei.signed-statement+json"
+
+type signedStatement struct {
+	Statement string `json:"statement"`
+	Signature string `json:"signature"` // a data: URL of the PNG the patient drew
+}
+
+// signatureImage checks a drawn signature: base64 (or a data: URL) of a PNG of a sensible size with something drawn
+// on it, so that an empty pad or a stray tap is not taken for a signature.
+func signatureImage(b64 string) ([]byte, error) {
+	b64 = strings.TrimPrefix(b64, "data:image/png;base64,")
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil || len(b) > 2<<20 {
+		return nil, errors.New("the drawn signature must be a PNG image in base64, at most 2 MB")
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(b))
+	if err != nil || cfg.Width < 50 || cfg.Height < 20 || cfg.Width > 4000 || cfg.Height > 2000 {
+		return nil, errors.New("the drawn signature is not a PNG image of a signature pad's size")
+	}
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, errors.New("the drawn signature is not a readable PNG image")
+	}
+	// Ink: pixels clearly darker than the pad, drawn (not transparent).
+	ink := 0
+	bounds := img.Bounds()
+	for y := bounds.Min.Y; y < bounds.Max.Y; y++ {
+		for x := bounds.Min.X; x < bounds.Max.X; x++ {
+			r, g, bl, a := img.At(x, y).RGBA()
+			if a > 0x8000 && (r+g+bl)/3 < 0x8000 {
+				ink++
+			}
+		}
+	}
+	if ink < 100 {
+		return nil, errors.New("the signature pad is empty: ask the patient to sign with a finger or the pen")
+	}
+	return b, nil
 }
 
 func (s *Server) putBlob(r *http.Request, b []byte) (string, error) {

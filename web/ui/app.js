@@ -10,6 +10,7 @@ import { consultsPage, consultPage, startConsult } from './consult.js';
 import { linkDialog, linksPage } from './links.js';
 import { alertsPage } from './alerts.js';
 import { securityPage } from './security.js';
+import { consentCard } from './consent.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -396,6 +397,7 @@ async function patientPage(institution, issuer, patientId, guard = pageUI(render
     h('ol', { class: 'timeline', id: 'timeline' }, list.map((s) => h('li', {},
       h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || '',
       h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
+    own ? await consentCard(ui, issuer, patientId, first.patientName) : '',
     await fetchCard(institution, issuer, patientId),
     await recordPanel(ui, institution, issuer, patientId, own));
 }
