@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 
@@ -142,7 +143,13 @@ func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args
 			order := ` ORDER BY 1` + dir + `, 2` + dir + `, 3` + dir
 			cut := ""
 			if q.Limit > 0 {
-				cut = fmt.Sprintf(" LIMIT %d", q.Limit+q.Offset)
+				// The page's end; an offset a client sends may be any int, and the sum must not wrap around to a
+				// negative LIMIT, which PostgreSQL refuses (the list past the end is empty).
+				end := q.Limit + q.Offset
+				if q.Offset > math.MaxInt-q.Limit {
+					end = math.MaxInt
+				}
+				cut = fmt.Sprintf(" LIMIT %d", end)
 			}
 			for i := range branches {
 				branches[i] = "(" + branches[i] + order + cut + ")"

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -173,6 +174,19 @@ func TestBrowseStudies(t *testing.T) {
 						}
 						if !slices.Equal(paged, want) {
 							t.Errorf("%s, %s: the pages list %v, the whole list %v", c.name, qc.name, paged, want)
+						}
+						// An offset past the end is an empty page, up to the largest one a client can send (QIDO-RS and
+						// /api/studies take any int): the page's end, limit plus offset, must not wrap around.
+						for _, off := range []int{len(want), len(want) + 100, math.MaxInt - 4, math.MaxInt} {
+							q.Limit, q.Offset = 4, off
+							for _, old := range []bool{false, true} {
+								db.noBrowse = old
+								recs, err := db.QueryStudies(ctx, &q)
+								db.noBrowse = false
+								if err != nil || len(recs) != 0 {
+									t.Errorf("%s, %s, offset %d (old rule %v): %d studies, %v", c.name, qc.name, off, old, len(recs), err)
+								}
+							}
 						}
 						q.Limit, q.Offset = 0, 0
 					}
