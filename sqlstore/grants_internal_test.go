@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -334,4 +335,121 @@ func TestStudyGrantsConcurrentWrites(t *testing.T) {
 		return err
 	})
 	compare("a patient shared while its study moved into the trash")
+}
+
+// TestStudyGrantsTwoNodes writes from two nodes on one PostgreSQL at once: one stores new studies of ten patients
+// (in batches that span patients) and moves some into the trash and out, the other shares and revokes the same
+// patients. None of it may wait forever or fail, and at the end the grants give what the shares give.
+func TestStudyGrantsTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	target := pgtest.URL(t)
+	var nodes [2]*DB
+	for i := range nodes {
+		db, err := Open(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		nodes[i] = db
+	}
+	store, share := nodes[0], nodes[1]
+	var inst []int64
+	for _, id := range []string{"a", "b"} {
+		in := &renkei.Institution{ID: id, Name: "施設" + id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := store.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, in.PK)
+	}
+	A, B := inst[0], inst[1]
+	const user = 5 // a user of B
+	t0 := time.Now()
+	instance := func(n int) *renkei.Instance {
+		uid := fmt.Sprintf("1.2.%d", n)
+		p := fmt.Sprintf("p%d", n%10)
+		return &renkei.Instance{Institution: A, Patient: renkei.PatientKey{Issuer: "I", ID: p}, PatientName: "Test^" + p,
+			StudyInstanceUID: uid, StudyDate: fmt.Sprintf("2024%04d", 101+n%28), StudyTime: "120000", SeriesInstanceUID: uid + ".1", Modality: "CT",
+			SOPInstanceUID: uid + ".1.1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1",
+			BlobKey: fmt.Sprintf("%064d", n), Size: 1, ReceivedAt: t0}
+	}
+	for n := range 10 {
+		if _, _, err := store.Insert(ctx, instance(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	errs := make(chan error, 64)
+	var wg sync.WaitGroup
+	for g := range 4 { // storers: the committer batches what arrives together
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 10 + g; n < 90; n += 4 {
+				if _, _, err := store.Insert(ctx, instance(n)); err != nil {
+					errs <- fmt.Errorf("store %d: %w", n, err)
+					return
+				}
+				if n%7 == 0 {
+					uid := fmt.Sprintf("1.2.%d", n-4)
+					if _, err := store.Trash(ctx, renkei.TrashRequest{Study: uid}); err != nil {
+						errs <- fmt.Errorf("trash %s: %w", uid, err)
+						return
+					}
+					if n%3 == 0 {
+						if _, err := store.Trash(ctx, renkei.TrashRequest{Study: uid, Restore: true}); err != nil {
+							errs <- fmt.Errorf("restore %s: %w", uid, err)
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // the sharer
+		defer wg.Done()
+		for i := range 30 {
+			p := fmt.Sprintf("p%d", i%10)
+			to, toUser := B, int64(0)
+			if i%3 == 1 {
+				to, toUser = 0, user
+			}
+			sh := &renkei.Share{FromInstitution: A, Patient: renkei.PatientKey{Issuer: "I", ID: p}, ToInstitution: to, ToUser: toUser,
+				Purpose: renkei.PurposeReferral, ExpiresAt: t0.Add(48 * time.Hour), WithoutConsent: true}
+			if err := share.CreateShare(ctx, sh, nil); err != nil {
+				errs <- fmt.Errorf("share %s: %w", p, err)
+				return
+			}
+			if i%4 == 3 {
+				if err := share.RevokeShare(ctx, sh.ID, A, nil); err != nil {
+					errs <- fmt.Errorf("revoke %d: %w", sh.ID, err)
+					return
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, u := range []int64{0, user} {
+		q := renkei.Query{Level: renkei.StudyLevel, Scope: &renkei.Scope{Institutions: []int64{B}, Grantee: &renkei.Grantee{Institution: B, User: u, At: t0.Add(time.Minute)}}}
+		var lists [2][]string
+		for i, old := range []bool{false, true} {
+			store.noBrowse = old
+			recs, err := store.QueryStudies(ctx, &q)
+			store.noBrowse = false
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				lists[i] = append(lists[i], r.StudyInstanceUID)
+			}
+		}
+		if !slices.Equal(lists[0], lists[1]) {
+			t.Errorf("user %d: browse lists %d studies %v, the scope's rule %d %v", u, len(lists[0]), lists[0], len(lists[1]), lists[1])
+		}
+	}
 }
