@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"regexp"
 	"strings"
 
@@ -13,7 +14,8 @@ import (
 // study_grants (migration 0022) holds, for each grantee (an institution, or one user) and study, the latest expiry of
 // the shares in force that grant it. It is derived from shares and share_studies and kept in step here, in the
 // transaction that changes them: refreshGrants when a share of a patient is created or revoked, grantNewStudy when
-// a shared patient gets a new study, and Purge when a study leaves the index. A share's expiry needs no write: the
+// a shared patient gets a new study, and Purge when a study leaves the index (on PostgreSQL, lockGrants orders the
+// transactions that would otherwise each miss the other's write). A share's expiry needs no write: the
 // list compares expires_at with the time of the query. recountStudy copies a study's deleted_at into its grants when
 // it moves into or out of the trash. The scope's subqueries on shares stay the rule for every
 // other query; the grants only serve the study list's walk by date (browseStudies), and TestBrowseStudies checks
@@ -32,8 +34,36 @@ const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.stu
 	WHERE k.all_studies = 1 OR EXISTS (SELECT 1 FROM share_studies ss WHERE ss.share_pk = k.pk AND ss.study_pk = s.pk)
 	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, s.deleted_at`
 
+// grantsLock is the first of the two keys of the PostgreSQL advisory locks that order the writes of one patient's
+// grants (locks of two keys are apart from the one-key locks of the audit chain and of the migrations).
+const grantsLock = 0x72656e6b // "renk"
+
+// lockGrants orders, on PostgreSQL, the transactions that write one patient's grants until they end. Under READ
+// COMMITTED the transaction of a share and that of a new study of its patient, or of a study moving into or out of
+// the trash, each read what the other has not committed: without an order the grants missed the new study, or kept
+// a trashed study live, while the share lasted (TestStudyGrantsConcurrentWrites). A share's rebuild takes the lock
+// alone (exclusive), a study's write shares it with other studies' writes (a batch of new studies waits for no
+// other); each reads after the lock what the other committed. Every grants lock is taken before the audit chain's,
+// which comes last in a transaction. SQLite has one writer: nothing to order.
+func (db *DB) lockGrants(ctx context.Context, tx *sql.Tx, patientPK int64, exclusive bool) error {
+	if db.dialect != postgres {
+		return nil
+	}
+	f := "pg_advisory_xact_lock_shared"
+	if exclusive {
+		f = "pg_advisory_xact_lock"
+	}
+	// The second key is an int4: a patient key past 2^31 shares its lock with another patient's, which orders more
+	// than it needs to, and nothing less.
+	_, err := tx.ExecContext(ctx, `SELECT `+f+`(?, ?)`, int32(grantsLock), int32(patientPK&math.MaxInt32))
+	return err
+}
+
 // refreshGrants rebuilds the grants of one patient's studies from the patient's shares in force at now (Unix ms).
-func refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error {
+func (db *DB) refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error {
+	if err := db.lockGrants(ctx, tx, patientPK, true); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM study_grants WHERE patient_pk = ?`, patientPK); err != nil {
 		return err
 	}
@@ -43,12 +73,12 @@ func refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error 
 }
 
 // refreshShareGrants is refreshGrants for the patient of a share (after it was revoked).
-func refreshShareGrants(ctx context.Context, tx *sql.Tx, sharePK, now int64) error {
+func (db *DB) refreshShareGrants(ctx context.Context, tx *sql.Tx, sharePK, now int64) error {
 	var patientPK int64
 	if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM shares WHERE pk = ?`, sharePK).Scan(&patientPK); err != nil {
 		return err
 	}
-	return refreshGrants(ctx, tx, patientPK, now)
+	return db.refreshGrants(ctx, tx, patientPK, now)
 }
 
 // grantNewStudyQ grants a new study to the grantees of its patient's whole-patient shares in force. Arguments: study,
@@ -63,6 +93,9 @@ const grantNewStudyQ = `INSERT INTO study_grants (to_institution, to_user, study
 
 // grantNewStudy adds the grants of a study just created (one statement; it inserts nothing for an unshared patient).
 func (db *DB) grantNewStudy(ctx context.Context, tx *sql.Tx, in *renkei.Instance, studyPK, patientPK, now int64) error {
+	if err := db.lockGrants(ctx, tx, patientPK, false); err != nil {
+		return err
+	}
 	_, err := db.txExec(ctx, tx, grantNewStudyQ, studyPK, in.StudyDate, in.StudyTime, in.Institution, patientPK, now,
 		studyPK, in.StudyDate, in.StudyTime, in.Institution, patientPK, now)
 	return err
@@ -142,7 +175,13 @@ func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args
 			order := ` ORDER BY 1` + dir + `, 2` + dir + `, 3` + dir
 			cut := ""
 			if q.Limit > 0 {
-				cut = fmt.Sprintf(" LIMIT %d", q.Limit+q.Offset)
+				// The page's end; an offset a client sends may be any int, and the sum must not wrap around to a
+				// negative LIMIT, which PostgreSQL refuses (the list past the end is empty).
+				end := q.Limit + q.Offset
+				if q.Offset > math.MaxInt-q.Limit {
+					end = math.MaxInt
+				}
+				cut = fmt.Sprintf(" LIMIT %d", end)
 			}
 			for i := range branches {
 				branches[i] = "(" + branches[i] + order + cut + ")"

@@ -2,10 +2,13 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"math"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -174,6 +177,19 @@ func TestBrowseStudies(t *testing.T) {
 						if !slices.Equal(paged, want) {
 							t.Errorf("%s, %s: the pages list %v, the whole list %v", c.name, qc.name, paged, want)
 						}
+						// An offset past the end is an empty page, up to the largest one a client can send (QIDO-RS and
+						// /api/studies take any int): the page's end, limit plus offset, must not wrap around.
+						for _, off := range []int{len(want), len(want) + 100, math.MaxInt - 4, math.MaxInt} {
+							q.Limit, q.Offset = 4, off
+							for _, old := range []bool{false, true} {
+								db.noBrowse = old
+								recs, err := db.QueryStudies(ctx, &q)
+								db.noBrowse = false
+								if err != nil || len(recs) != 0 {
+									t.Errorf("%s, %s, offset %d (old rule %v): %d studies, %v", c.name, qc.name, off, old, len(recs), err)
+								}
+							}
+						}
 						q.Limit, q.Offset = 0, 0
 					}
 				}
@@ -203,5 +219,237 @@ func TestBrowseStudies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStudyGrantsConcurrentWrites overlaps, on PostgreSQL (where a node writes in several transactions at once, and
+// nodes beside it too; SQLite has one writer), the transaction of a patient's new study, or of a study moving into
+// the trash, with the transaction of a share of that patient: each reads what the other has not committed yet, and
+// without an order between them the grants missed the new study, or kept a trashed one live, for as long as the
+// share lasted, while the scope's rule listed it.
+func TestStudyGrantsConcurrentWrites(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var inst []int64
+	for _, id := range []string{"a", "b"} {
+		in := &renkei.Institution{ID: id, Name: "施設" + id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := db.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, in.PK)
+	}
+	A, B := inst[0], inst[1]
+	t0 := time.Now()
+	n := 0
+	instance := func(patient string) *renkei.Instance {
+		n++
+		uid := fmt.Sprintf("1.2.%d", n)
+		return &renkei.Instance{Institution: A, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, PatientName: "Test^" + patient,
+			StudyInstanceUID: uid, StudyDate: fmt.Sprintf("202401%02d", n), StudyTime: "120000", SeriesInstanceUID: uid + ".1", Modality: "CT",
+			SOPInstanceUID: uid + ".1.1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1",
+			BlobKey: fmt.Sprintf("%064d", n), Size: 1, ReceivedAt: t0}
+	}
+	for _, p := range []string{"p1", "p2", "p3"} {
+		if _, _, err := db.Insert(ctx, instance(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shareOf := func(patient string) *renkei.Share {
+		return &renkei.Share{FromInstitution: A, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, ToInstitution: B,
+			Purpose: renkei.PurposeReferral, ExpiresAt: t0.Add(48 * time.Hour), WithoutConsent: true, CreatedAt: t0}
+	}
+	// overlap runs first in an open transaction, starts second, lets it finish or wait (at most a moment), then
+	// commits the transaction and waits for second.
+	overlap := func(first func(tx *sql.Tx) error, second func() error) {
+		t.Helper()
+		tx, err := db.write.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		if err := first(tx); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- second() }()
+		var secondErr error
+		finished := false
+		select {
+		case secondErr = <-done:
+			finished = true
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if !finished {
+			secondErr = <-done
+		}
+		if secondErr != nil {
+			t.Fatal(secondErr)
+		}
+	}
+	list := func(old bool) []string {
+		t.Helper()
+		db.noBrowse = old
+		defer func() { db.noBrowse = false }()
+		recs, err := db.QueryStudies(ctx, &renkei.Query{Level: renkei.StudyLevel,
+			Scope: &renkei.Scope{Institutions: []int64{B}, Grantee: &renkei.Grantee{Institution: B, At: t0.Add(time.Minute)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []string
+		for _, r := range recs {
+			uids = append(uids, r.StudyInstanceUID)
+		}
+		return uids
+	}
+	compare := func(what string) {
+		t.Helper()
+		if got, want := list(false), list(true); !slices.Equal(got, want) {
+			t.Errorf("%s: browse lists %v, the scope's rule %v", what, got, want)
+		}
+	}
+
+	// A new study of p1 is being stored (as the committer does) when p1 is shared.
+	overlap(func(tx *sql.Tx) error {
+		db.batch = &batchStmts{tx: tx, stmts: map[string]*sql.Stmt{}}
+		return db.insertOne(ctx, tx, instance("p1")).err
+	}, func() error { return db.CreateShare(ctx, shareOf("p1"), nil) })
+	compare("a study stored while its patient was shared")
+
+	// p2 is being shared when a new study of p2 is stored.
+	overlap(func(tx *sql.Tx) error { return db.createShare(ctx, tx, shareOf("p2")) }, func() error {
+		_, _, err := db.Insert(ctx, instance("p2"))
+		return err
+	})
+	compare("a patient shared while a study of it was stored")
+
+	// p3 is being shared when its study moves into the trash.
+	overlap(func(tx *sql.Tx) error { return db.createShare(ctx, tx, shareOf("p3")) }, func() error {
+		_, err := db.Trash(ctx, renkei.TrashRequest{Study: "1.2.3"})
+		return err
+	})
+	compare("a patient shared while its study moved into the trash")
+}
+
+// TestStudyGrantsTwoNodes writes from two nodes on one PostgreSQL at once: one stores new studies of ten patients
+// (in batches that span patients) and moves some into the trash and out, the other shares and revokes the same
+// patients. None of it may wait forever or fail, and at the end the grants give what the shares give.
+func TestStudyGrantsTwoNodes(t *testing.T) {
+	ctx := context.Background()
+	target := pgtest.URL(t)
+	var nodes [2]*DB
+	for i := range nodes {
+		db, err := Open(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		nodes[i] = db
+	}
+	store, share := nodes[0], nodes[1]
+	var inst []int64
+	for _, id := range []string{"a", "b"} {
+		in := &renkei.Institution{ID: id, Name: "施設" + id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := store.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, in.PK)
+	}
+	A, B := inst[0], inst[1]
+	const user = 5 // a user of B
+	t0 := time.Now()
+	instance := func(n int) *renkei.Instance {
+		uid := fmt.Sprintf("1.2.%d", n)
+		p := fmt.Sprintf("p%d", n%10)
+		return &renkei.Instance{Institution: A, Patient: renkei.PatientKey{Issuer: "I", ID: p}, PatientName: "Test^" + p,
+			StudyInstanceUID: uid, StudyDate: fmt.Sprintf("2024%04d", 101+n%28), StudyTime: "120000", SeriesInstanceUID: uid + ".1", Modality: "CT",
+			SOPInstanceUID: uid + ".1.1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1",
+			BlobKey: fmt.Sprintf("%064d", n), Size: 1, ReceivedAt: t0}
+	}
+	for n := range 10 {
+		if _, _, err := store.Insert(ctx, instance(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	errs := make(chan error, 64)
+	var wg sync.WaitGroup
+	for g := range 4 { // storers: the committer batches what arrives together
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 10 + g; n < 90; n += 4 {
+				if _, _, err := store.Insert(ctx, instance(n)); err != nil {
+					errs <- fmt.Errorf("store %d: %w", n, err)
+					return
+				}
+				if n%7 == 0 {
+					uid := fmt.Sprintf("1.2.%d", n-4)
+					if _, err := store.Trash(ctx, renkei.TrashRequest{Study: uid}); err != nil {
+						errs <- fmt.Errorf("trash %s: %w", uid, err)
+						return
+					}
+					if n%3 == 0 {
+						if _, err := store.Trash(ctx, renkei.TrashRequest{Study: uid, Restore: true}); err != nil {
+							errs <- fmt.Errorf("restore %s: %w", uid, err)
+							return
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { // the sharer
+		defer wg.Done()
+		for i := range 30 {
+			p := fmt.Sprintf("p%d", i%10)
+			to, toUser := B, int64(0)
+			if i%3 == 1 {
+				to, toUser = 0, user
+			}
+			sh := &renkei.Share{FromInstitution: A, Patient: renkei.PatientKey{Issuer: "I", ID: p}, ToInstitution: to, ToUser: toUser,
+				Purpose: renkei.PurposeReferral, ExpiresAt: t0.Add(48 * time.Hour), WithoutConsent: true}
+			if err := share.CreateShare(ctx, sh, nil); err != nil {
+				errs <- fmt.Errorf("share %s: %w", p, err)
+				return
+			}
+			if i%4 == 3 {
+				if err := share.RevokeShare(ctx, sh.ID, A, nil); err != nil {
+					errs <- fmt.Errorf("revoke %d: %w", sh.ID, err)
+					return
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, u := range []int64{0, user} {
+		q := renkei.Query{Level: renkei.StudyLevel, Scope: &renkei.Scope{Institutions: []int64{B}, Grantee: &renkei.Grantee{Institution: B, User: u, At: t0.Add(time.Minute)}}}
+		var lists [2][]string
+		for i, old := range []bool{false, true} {
+			store.noBrowse = old
+			recs, err := store.QueryStudies(ctx, &q)
+			store.noBrowse = false
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range recs {
+				lists[i] = append(lists[i], r.StudyInstanceUID)
+			}
+		}
+		if !slices.Equal(lists[0], lists[1]) {
+			t.Errorf("user %d: browse lists %d studies %v, the scope's rule %d %v", u, len(lists[0]), lists[0], len(lists[1]), lists[1])
+		}
 	}
 }

@@ -383,7 +383,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 				orphan = oldKey
 			}
 		}
-		if err := recount(ctx, tx, instSeriesPK, now); err != nil {
+		if err := db.recount(ctx, tx, instSeriesPK, now); err != nil {
 			return internal(err)
 		}
 	case !errors.Is(err, sql.ErrNoRows):
@@ -468,7 +468,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 
 	// Counters. A study or series coming back from the trash, or a replaced trashed copy, is recounted in full.
 	if studyDeleted.Valid || instDeleted.Valid {
-		if err := recount(ctx, tx, seriesPK, now); err != nil {
+		if err := db.recount(ctx, tx, seriesPK, now); err != nil {
 			return internal(err)
 		}
 		return stored
@@ -525,15 +525,26 @@ func addModality(list, m string) string {
 
 // recount recomputes the live counters of a series and its study from the rows, and moves each into or out of the
 // trash according to whether it still has live instances.
-func recount(ctx context.Context, tx *sql.Tx, seriesPK, now int64) error {
+func (db *DB) recount(ctx context.Context, tx *sql.Tx, seriesPK, now int64) error {
 	var studyPK int64
 	if err := tx.QueryRowContext(ctx, `SELECT study_pk FROM series WHERE pk = ?`, seriesPK).Scan(&studyPK); err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}
-	return recountStudy(ctx, tx, studyPK, now)
+	return db.recountStudy(ctx, tx, studyPK, now)
 }
 
-func recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
+func (db *DB) recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
+	if db.dialect == postgres {
+		// The study's grants follow its trash state below: a share of its patient being made meanwhile waits, or is
+		// waited for (see lockGrants).
+		var patientPK int64
+		if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM studies WHERE pk = ?`, studyPK).Scan(&patientPK); err != nil {
+			return fmt.Errorf("recount: %w", err)
+		}
+		if err := db.lockGrants(ctx, tx, patientPK, false); err != nil {
+			return fmt.Errorf("recount: %w", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE series SET
 		num_instances = (SELECT count(*) FROM instances i WHERE i.series_pk = series.pk AND i.deleted_at IS NULL),
 		deleted_at = CASE WHEN EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk AND i.deleted_at IS NULL) THEN NULL ELSE coalesce(deleted_at, ?) END

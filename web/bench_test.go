@@ -23,6 +23,7 @@ import (
 	"renkei/identity"
 	"renkei/internal/dicomtest"
 	"renkei/sqlstore"
+	"renkei/sqlstore/pgtest"
 	"renkei/web"
 )
 
@@ -270,7 +271,7 @@ type nopAuditor struct{}
 
 func (nopAuditor) Audit(context.Context, ...*renkei.AuditEvent) error { return nil }
 
-// TestMain removes the benchmark's region when the process ends.
+// TestMain removes the benchmark's region, and stops PostgreSQL if a test started it, when the process ends.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if accessBenchVal != nil {
@@ -281,5 +282,6 @@ func TestMain(m *testing.M) {
 		accessBenchVal.authOnly.Close()
 		os.RemoveAll(accessBenchVal.dir)
 	}
+	pgtest.Stop() // the PostgreSQL cluster of the tests that run on both databases, if one was started
 	os.Exit(code)
 }

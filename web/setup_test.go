@@ -100,9 +100,18 @@ func quietLogger() *slog.Logger {
 
 func newRegion(t testing.TB) *region {
 	t.Helper()
+	return newRegionOn(t, "")
+}
+
+// newRegionOn is newRegion on the index target names (a postgres:// URL from pgtest.URL); "" is the SQLite file.
+func newRegionOn(t testing.TB, target string) *region {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqlstore.Open(ctx, filepath.Join(dir, "index.db"))
+	if target == "" {
+		target = filepath.Join(dir, "index.db")
+	}
+	db, err := sqlstore.Open(ctx, target)
 	if err != nil {
 		t.Fatal(err)
 	}
