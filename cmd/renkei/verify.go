@@ -18,7 +18,7 @@ import (
 )
 
 const verifyUsage = `Usage:
-  renkei admin verify --data DIR [--db postgres://…] [--blobs s3://…] [--quick] [--remove-orphans] [--grace 24h]
+  renkei admin verify --data DIR [--db postgres://…] [--blobs s3://…] [--quick] [--remove-orphans] [--grace 24h] [--rebuild-grants]
 
 verify checks that the index and the blobs agree, while renkei serve runs: every blob the index refers to (images,
 consent forms, documents, letters, reports) is there and its bytes still have the SHA-256 that names them; blobs
@@ -26,6 +26,8 @@ that nothing refers to (what a crash between a blob and its index transaction le
 listed, and with --remove-orphans removed once older than --grace (renkei serve also removes them after an hour).
 It also lists instances whose text could not be decoded (kept as received, so a name may show garbled): their
 sender wants a --charset in the AE registry (renkei admin ae add … --charset CP932).
+It checks that the index's table of what the shares grant (which the study lists read) agrees with the shares;
+--rebuild-grants rebuilds it from them, safe beside a running server.
 --quick checks presence and size only, not the SHA-256. It exits 1 when a blob is missing or damaged: restore it
 from a backup (renkei admin restore, or the bucket's versions).
 `
@@ -40,6 +42,7 @@ func adminVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	quick := fl.Bool("quick", false, "check that each blob is there with a plausible size, without reading it")
 	remove := fl.Bool("remove-orphans", false, "remove blobs nothing refers to once older than --grace")
 	grace := fl.Duration("grace", 24*time.Hour, "how old an unreferenced blob must be before --remove-orphans removes it")
+	rebuild := fl.Bool("rebuild-grants", false, "rebuild the table of what the shares grant from the shares")
 	if err := fl.Parse(args); err != nil {
 		return err
 	}
@@ -68,7 +71,25 @@ func adminVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return fmt.Errorf("--blobs: %w", err)
 		}
 	}
-	return verifyBlobs(ctx, db, store, *quick, *remove, *grace, stdout)
+	// The grants first: quick, and an operator who asked for a rebuild wants it whatever the blobs say.
+	n, err := db.CheckGrants(ctx, *rebuild)
+	switch {
+	case err != nil:
+		return err
+	case *rebuild:
+		fmt.Fprintln(stdout, "shares' grants: rebuilt from the shares")
+	case n > 0:
+		fmt.Fprintf(stdout, "shares' grants: %d rows out of step with the shares, so study lists may miss or show studies (renkei admin verify --rebuild-grants repairs it)\n", n)
+	default:
+		fmt.Fprintln(stdout, "shares' grants: agree with the shares")
+	}
+	if err := verifyBlobs(ctx, db, store, *quick, *remove, *grace, stdout); err != nil {
+		return err
+	}
+	if n > 0 && !*rebuild {
+		return fmt.Errorf("the table of what the shares grant is out of step with the shares (%d rows): run renkei admin verify --rebuild-grants", n)
+	}
+	return nil
 }
 
 // verifyBlobs walks the index's blob keys and then the store's, and reports what does not agree.
