@@ -35,6 +35,9 @@ type Store interface {
 	Institution(ctx context.Context, id string) (renkei.Institution, error)
 	InstitutionByPK(ctx context.Context, pk int64) (renkei.Institution, error)
 	Institutions(ctx context.Context) ([]renkei.Institution, error)
+	Users(ctx context.Context, institution int64) ([]renkei.User, error)
+	Tokens(ctx context.Context, institution int64) ([]renkei.APIToken, error)
+	RevokeToken(ctx context.Context, pk, institution int64, audit *renkei.AuditEvent) error
 	UserByLogin(ctx context.Context, login string) (renkei.User, renkei.Credentials, error)
 	CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.AuditEvent) error
 	RevokeShare(ctx context.Context, id, institution int64, audit *renkei.AuditEvent) error
@@ -209,6 +212,13 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/break-glass/reviews", s.breakGlassReviews)
 	s.handle("POST /api/break-glass/{id}/review", s.reviewBreakGlass)
 	s.handle("POST /api/invitations", s.invite)
+	s.handle("GET /api/admin/users", s.adminUsers)
+	s.handle("POST /api/admin/users", s.adminAddUser)
+	s.handle("POST /api/admin/users/{id}/reset", s.adminResetUser)
+	s.handle("POST /api/admin/users/{id}/disable", s.adminDisableUser)
+	s.handle("GET /api/admin/tokens", s.adminTokens)
+	s.handle("POST /api/admin/tokens", s.adminAddToken)
+	s.handle("POST /api/admin/tokens/{id}/revoke", s.adminRevokeToken)
 	s.handle("POST /api/invitations/accept", s.acceptInvitation)
 	s.handle("GET /api/my/studies", s.myStudies)
 	s.handle("GET /api/my/access-log", s.myAccessLog)

@@ -11,6 +11,7 @@ import { linkDialog, linksPage } from './links.js';
 import { alertsPage } from './alerts.js';
 import { securityPage } from './security.js';
 import { consentCard } from './consent.js';
+import { accountCards } from './accounts.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -513,7 +514,7 @@ async function adminPage(guard = pageUI(renderSeq)) {
   })));
   const security = me.user.role === 'region-admin'
     ? h('p', {}, h('a', { class: 'button', id: 'security-link', href: '#/security' }, t('security.open'))) : '';
-  show(h('h1', {}, t('admin.title')), security, await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
+  show(h('h1', {}, t('admin.title')), security, await accountCards(ui), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
         h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind)),
