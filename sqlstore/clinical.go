@@ -480,7 +480,7 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 		}
 		if m.Share != nil {
 			m.Share.CreatedAt = now
-			if err := createShare(ctx, tx, m.Share); err != nil {
+			if err := db.createShare(ctx, tx, m.Share); err != nil {
 				return err
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE referrals SET share_pk = ? WHERE pk = ?`, m.Share.ID, m.ID); err != nil {
@@ -491,7 +491,7 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 			if _, err := tx.ExecContext(ctx, `UPDATE shares SET revoked_at = coalesce(revoked_at, ?) WHERE pk = ?`, now.UnixMilli(), sharePK); err != nil {
 				return err
 			}
-			if err := refreshShareGrants(ctx, tx, sharePK, now.UnixMilli()); err != nil {
+			if err := db.refreshShareGrants(ctx, tx, sharePK, now.UnixMilli()); err != nil {
 				return err
 			}
 		}

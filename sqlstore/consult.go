@@ -32,7 +32,7 @@ func (db *DB) InviteToConsult(ctx context.Context, id int64, m renkei.ConsultMem
 		var sharePK int64
 		if share != nil {
 			share.CreatedAt = now
-			if err := createShare(ctx, tx, share); err != nil {
+			if err := db.createShare(ctx, tx, share); err != nil {
 				return err
 			}
 			sharePK = share.ID

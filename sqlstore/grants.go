@@ -15,9 +15,10 @@ import (
 // transaction that changes them: refreshGrants when a share of a patient is created or revoked, grantNewStudy when
 // a shared patient gets a new study, and Purge when a study leaves the index. A share's expiry needs no write: the
 // list compares expires_at with the time of the query. recountStudy copies a study's deleted_at into its grants when
-// it moves into or out of the trash. The scope's subqueries on shares stay the rule for every
-// other query; the grants only serve the study list's walk by date (browseStudies), and TestBrowseStudies checks
-// that both give the same answer.
+// it moves into or out of the trash. On PostgreSQL each of these writers first takes the patient's row lock
+// (lockGrants). The scope's subqueries on shares stay the rule for every other query; the grants only serve the
+// study list's walk by date (browseStudies), and TestBrowseStudies and TestGrantsRace check that both give the same
+// answer.
 
 // grantRows selects the grants of one patient's shares in force at a time: (to_institution, to_user, study_pk,
 // study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at). Arguments: patient, now, patient,
@@ -32,8 +33,34 @@ const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.stu
 	WHERE k.all_studies = 1 OR EXISTS (SELECT 1 FROM share_studies ss WHERE ss.share_pk = k.pk AND ss.study_pk = s.pk)
 	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, s.deleted_at`
 
+// lockGrants takes, on PostgreSQL, the patient's row lock that orders the writers of the patient's grants: a rebuild
+// (refreshGrants) takes it exclusively (FOR NO KEY UPDATE), a single study's grant or trash state (grantNewStudy,
+// recountStudy) shared (FOR SHARE, so that ingests of one patient do not wait for each other). Without it, READ
+// COMMITTED lets a share and a new study of the same patient, committed at once on two connections, each miss the
+// other's row: the rebuild does not see the study, the new study's grant does not see the share, and the study is
+// never granted. The statement after the lock reads a new snapshot, in which the other writer's rows are committed.
+// Neither mode conflicts with the FOR KEY SHARE that the foreign keys of shares and studies take. SQLite has one
+// writer at a time and needs none.
+func (db *DB) lockGrants(ctx context.Context, tx *sql.Tx, patientPK int64, rebuild bool) error {
+	if db.dialect != postgres {
+		return nil
+	}
+	q := `SELECT pk FROM patients WHERE pk = ? FOR SHARE`
+	if rebuild {
+		q = `SELECT pk FROM patients WHERE pk = ? FOR NO KEY UPDATE`
+	}
+	var pk int64
+	if err := tx.QueryRowContext(ctx, q, patientPK).Scan(&pk); err != nil {
+		return fmt.Errorf("lock the grants of patient %d: %w", patientPK, err)
+	}
+	return nil
+}
+
 // refreshGrants rebuilds the grants of one patient's studies from the patient's shares in force at now (Unix ms).
-func refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error {
+func (db *DB) refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error {
+	if err := db.lockGrants(ctx, tx, patientPK, true); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM study_grants WHERE patient_pk = ?`, patientPK); err != nil {
 		return err
 	}
@@ -43,12 +70,12 @@ func refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int64) error 
 }
 
 // refreshShareGrants is refreshGrants for the patient of a share (after it was revoked).
-func refreshShareGrants(ctx context.Context, tx *sql.Tx, sharePK, now int64) error {
+func (db *DB) refreshShareGrants(ctx context.Context, tx *sql.Tx, sharePK, now int64) error {
 	var patientPK int64
 	if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM shares WHERE pk = ?`, sharePK).Scan(&patientPK); err != nil {
 		return err
 	}
-	return refreshGrants(ctx, tx, patientPK, now)
+	return db.refreshGrants(ctx, tx, patientPK, now)
 }
 
 // grantNewStudyQ grants a new study to the grantees of its patient's whole-patient shares in force. Arguments: study,
@@ -63,6 +90,9 @@ const grantNewStudyQ = `INSERT INTO study_grants (to_institution, to_user, study
 
 // grantNewStudy adds the grants of a study just created (one statement; it inserts nothing for an unshared patient).
 func (db *DB) grantNewStudy(ctx context.Context, tx *sql.Tx, in *renkei.Instance, studyPK, patientPK, now int64) error {
+	if err := db.lockGrants(ctx, tx, patientPK, false); err != nil {
+		return err
+	}
 	_, err := db.txExec(ctx, tx, grantNewStudyQ, studyPK, in.StudyDate, in.StudyTime, in.Institution, patientPK, now,
 		studyPK, in.StudyDate, in.StudyTime, in.Institution, patientPK, now)
 	return err

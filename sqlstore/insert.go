@@ -383,7 +383,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 				orphan = oldKey
 			}
 		}
-		if err := recount(ctx, tx, instSeriesPK, now); err != nil {
+		if err := db.recount(ctx, tx, instSeriesPK, now); err != nil {
 			return internal(err)
 		}
 	case !errors.Is(err, sql.ErrNoRows):
@@ -471,7 +471,7 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	// Counters. A study or series coming back from the trash, or a replaced trashed copy, is recounted in full (a
 	// series back from the trash of a live study adds a series and its modality to the study, not one instance).
 	if studyDeleted.Valid || seriesDeleted.Valid || instDeleted.Valid {
-		if err := recount(ctx, tx, seriesPK, now); err != nil {
+		if err := db.recount(ctx, tx, seriesPK, now); err != nil {
 			return internal(err)
 		}
 		return stored
@@ -528,15 +528,15 @@ func addModality(list, m string) string {
 
 // recount recomputes the live counters of a series and its study from the rows, and moves each into or out of the
 // trash according to whether it still has live instances.
-func recount(ctx context.Context, tx *sql.Tx, seriesPK, now int64) error {
+func (db *DB) recount(ctx context.Context, tx *sql.Tx, seriesPK, now int64) error {
 	var studyPK int64
 	if err := tx.QueryRowContext(ctx, `SELECT study_pk FROM series WHERE pk = ?`, seriesPK).Scan(&studyPK); err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}
-	return recountStudy(ctx, tx, studyPK, now)
+	return db.recountStudy(ctx, tx, studyPK, now)
 }
 
-func recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
+func (db *DB) recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
 	if _, err := tx.ExecContext(ctx, `UPDATE series SET
 		num_instances = (SELECT count(*) FROM instances i WHERE i.series_pk = series.pk AND i.deleted_at IS NULL),
 		deleted_at = CASE WHEN EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk AND i.deleted_at IS NULL) THEN NULL ELSE coalesce(deleted_at, ?) END
@@ -572,7 +572,15 @@ func recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) error {
 	if err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}
-	// The grants of the study follow it into or out of the trash (see grants.go).
+	// The grants of the study follow it into or out of the trash (see grants.go), after a rebuild of its patient's
+	// grants running at the same time (which may have read the study's old state).
+	var patientPK int64
+	if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM studies WHERE pk = ?`, studyPK).Scan(&patientPK); err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
+	if err := db.lockGrants(ctx, tx, patientPK, false); err != nil {
+		return fmt.Errorf("recount: %w", err)
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE study_grants SET deleted_at = (SELECT deleted_at FROM studies WHERE pk = ?) WHERE study_pk = ?`, studyPK, studyPK); err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}

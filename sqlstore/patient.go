@@ -348,7 +348,7 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 			ended++
 		}
 		if ended > 0 {
-			if err := refreshGrants(ctx, tx, patientPK, now); err != nil {
+			if err := db.refreshGrants(ctx, tx, patientPK, now); err != nil {
 				return err
 			}
 		}

@@ -633,7 +633,7 @@ func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
 		}
 	}
 	for spk := range studies {
-		if err := recountStudy(ctx, tx, spk, now); err != nil {
+		if err := db.recountStudy(ctx, tx, spk, now); err != nil {
 			return 0, queryErr(err)
 		}
 	}

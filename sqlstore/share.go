@@ -14,11 +14,11 @@ import (
 // A patient or study the institution does not hold is a renkei.NotFound error. The audit event commits with it.
 func (db *DB) CreateShare(ctx context.Context, s *renkei.Share, audit *renkei.AuditEvent) error {
 	s.CreatedAt = db.Now()
-	return db.writeTx(ctx, "index.CreateShare", func(tx *sql.Tx) error { return createShare(ctx, tx, s) }, audit)
+	return db.writeTx(ctx, "index.CreateShare", func(tx *sql.Tx) error { return db.createShare(ctx, tx, s) }, audit)
 }
 
 // createShare is CreateShare inside a transaction (a referral's sending creates its share in its own).
-func createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) error {
+func (db *DB) createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) error {
 	var patientPK int64
 	err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 		s.FromInstitution, s.Patient.Issuer, s.Patient.ID).Scan(&patientPK)
@@ -58,7 +58,7 @@ func createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) error {
 			return err
 		}
 	}
-	return refreshGrants(ctx, tx, patientPK, s.CreatedAt.UnixMilli())
+	return db.refreshGrants(ctx, tx, patientPK, s.CreatedAt.UnixMilli())
 }
 
 // RevokeShare ends a share at once. institution is the sharer's (only it may revoke); 0 allows any (region admin).
@@ -72,7 +72,7 @@ func (db *DB) RevokeShare(ctx context.Context, id, institution int64, audit *ren
 		if n, _ := res.RowsAffected(); n == 0 {
 			return renkei.Errorf("index.RevokeShare", renkei.NotFound, "there is no share %d", id)
 		}
-		return refreshShareGrants(ctx, tx, id, db.Now().UnixMilli())
+		return db.refreshShareGrants(ctx, tx, id, db.Now().UnixMilli())
 	}, audit)
 }
 
