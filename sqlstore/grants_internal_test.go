@@ -302,3 +302,98 @@ func TestGrantsRace(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyGrants copies a SQLite index with shares (renkei admin migrate) to PostgreSQL and checks the study list of
+// a grantee there, which walks study_grants: the same studies as on SQLite and as the scope's rule, and still so
+// after the target takes new shares and studies (the copied grants' keys must not collide with new ones).
+func TestCopyGrants(t *testing.T) {
+	ctx := context.Background()
+	src, err := Open(ctx, filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := Open(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	t0 := time.Now()
+	var inst []int64
+	for _, id := range []string{"a", "b"} {
+		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := src.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, in.PK)
+	}
+	A, B := inst[0], inst[1]
+	const user = 42 // a user of B
+	add := func(db *DB, owner int64, patient, uid, date string) {
+		t.Helper()
+		in := &renkei.Instance{Institution: owner, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, PatientName: "Test^" + patient,
+			StudyInstanceUID: uid, StudyDate: date, StudyTime: "101500", SeriesInstanceUID: uid + ".1", Modality: "CT", SOPInstanceUID: uid + ".1.1",
+			SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1", BlobKey: "k" + uid, Size: 1, ReceivedAt: t0}
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	share := func(db *DB, patient string, toInst, toUser int64, studies ...string) {
+		t.Helper()
+		sh := &renkei.Share{FromInstitution: A, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, ToInstitution: toInst, ToUser: toUser,
+			Purpose: renkei.PurposeReferral, ExpiresAt: t0.Add(48 * time.Hour), WithoutConsent: true, Studies: studies}
+		if err := db.CreateShare(ctx, sh, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, pid := range []string{"p1", "p2", "p3", "p4"} {
+		for k := range 2 {
+			add(src, A, pid, fmt.Sprintf("1.%d.%d", i+1, k+1), fmt.Sprintf("2024010%d", i+k+1))
+		}
+	}
+	add(src, B, "q1", "2.1.1", "20240102")
+	share(src, "p1", B, 0)
+	share(src, "p2", B, 0, "1.2.2")
+	share(src, "p3", 0, user)
+	if _, err := src.Trash(ctx, renkei.TrashRequest{Study: "1.1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(db *DB, old bool) []string {
+		t.Helper()
+		db.noBrowse = old
+		defer func() { db.noBrowse = false }()
+		recs, err := db.QueryStudies(ctx, &renkei.Query{Level: renkei.StudyLevel, Sort: "date",
+			Scope: &renkei.Scope{Institutions: []int64{B}, Grantee: &renkei.Grantee{Institution: B, User: user, At: t0.Add(time.Minute)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []string
+		for _, r := range recs {
+			uids = append(uids, r.StudyInstanceUID)
+		}
+		return uids
+	}
+	want := list(src, false)
+	if d := []string{"1.3.2", "1.3.1", "1.2.2", "2.1.1", "1.1.2"}; !slices.Equal(want, d) {
+		t.Fatalf("on SQLite B's user lists %v, want %v", want, d)
+	}
+	if err := Copy(ctx, dst, src, CopyOptions{Batch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, old := range []bool{false, true} {
+		if got := list(dst, old); !slices.Equal(got, want) {
+			t.Errorf("on PostgreSQL after the copy (scope's rule %v) B's user lists %v, want %v", old, got, want)
+		}
+	}
+	// The target goes on: a new study of a shared patient, a new share, a restored study.
+	dst.Now = func() time.Time { return t0 }
+	add(dst, A, "p1", "1.1.3", "20240301")
+	share(dst, "p4", B, 0)
+	if _, err := dst.Trash(ctx, renkei.TrashRequest{Study: "1.1.1", Restore: true}); err != nil {
+		t.Fatal(err)
+	}
+	want = list(dst, true)
+	if got := list(dst, false); !slices.Equal(got, want) || len(got) != 9 {
+		t.Errorf("on PostgreSQL after new writes B's user lists %v, the scope's rule %v (want 9)", got, want)
+	}
+}
