@@ -23,6 +23,7 @@ type Index interface {
 	QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error)
 	QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error)
 	Trash(ctx context.Context, req renkei.TrashRequest) (int, error)
+	// Purge returns the blob keys nothing refers to any more, also with an error when part of the trash stayed.
 	Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 	BlobInUse(ctx context.Context, key string) (bool, error)
 }
@@ -76,12 +77,11 @@ func (s *Service) Restore(ctx context.Context, study, series, instance string) (
 	return n, err
 }
 
-// Purge removes what has been in the trash longer than TrashPeriod, and the blobs nothing refers to any more.
+// Purge removes what has been in the trash longer than TrashPeriod, and the blobs nothing refers to any more. When
+// part of the trash could not be purged, the blobs of the rest are deleted all the same and the index's error is
+// returned.
 func (s *Service) Purge(ctx context.Context) (int, error) {
 	keys, err := s.Index.Purge(ctx, s.Now().Add(-s.TrashPeriod))
-	if err != nil {
-		return 0, err
-	}
 	for _, k := range keys {
 		if err := s.Blobs.Delete(ctx, k); err != nil {
 			s.Logger.Error("purge blob", "key", k, "err", err)
@@ -90,7 +90,7 @@ func (s *Service) Purge(ctx context.Context) (int, error) {
 	if len(keys) > 0 {
 		s.Logger.Info("purged trash", "blobs", len(keys))
 	}
-	return len(keys), nil
+	return len(keys), err
 }
 
 // SweepOrphans deletes blobs that no instance refers to and that were written before the cutoff: what a crash between
