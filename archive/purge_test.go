@@ -31,7 +31,7 @@ func (x *heldIndex) Purge(ctx context.Context, cutoff time.Time) ([]string, erro
 	return keys, renkei.Errorf("index.Purge", renkei.Unavailable, "1 of 2 studies in the trash could not be purged; the others were: study 6.2 held")
 }
 
-func (x *heldIndex) BlobInUse(ctx context.Context, key string) (bool, error) { return true, nil }
+func (x *heldIndex) BlobInUse(ctx context.Context, key string) (bool, error) { return false, nil }
 
 // TestPurgerPartial: the blobs of what the index purged are deleted even when part of the trash could not be purged,
 // the error reaches the log as it is, and the purger tries again at its next round. The blobs of a purge that
@@ -94,4 +94,53 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// resendIndex stores the same bytes again right after the index's purge committed, before the archive deletes the
+// blobs it returned: a modality sending a purged study again while the purge runs.
+type resendIndex struct {
+	archive.Index
+	resend func()
+}
+
+func (x *resendIndex) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
+	keys, err := x.Index.Purge(ctx, cutoff)
+	x.resend()
+	return keys, err
+}
+
+// TestPurgeResentMeanwhile: an instance stored again with the same bytes between the index's purge and the deletion
+// of its blobs keeps its blob. The blob was once deleted under the new instance, which had been acknowledged as
+// stored and could then never be read.
+func TestPurgeResentMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	a, blobs, data := newArchive(t)
+	if res := a.Store(ctx, bytes.NewReader(data), archive.StoreRequest{}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	recs, err := a.Instances(ctx, "", "", "")
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("instances: %d %v", len(recs), err)
+	}
+	if _, err := a.Delete(ctx, recs[0].Series.Study.StudyInstanceUID, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	a.TrashPeriod = -time.Minute // the trash is old enough at once
+	a.Index = &resendIndex{Index: a.Index, resend: func() {
+		if res := a.Store(ctx, bytes.NewReader(data), archive.StoreRequest{}); res.Err != nil || res.Outcome != renkei.Stored {
+			t.Errorf("store again during the purge: %v %v", res.Outcome, res.Err)
+		}
+	}}
+	if _, err := a.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err = a.Instances(ctx, "", "", "")
+	if err != nil || len(recs) != 1 {
+		t.Fatalf("instances after the purge: %d %v", len(recs), err)
+	}
+	r, err := blobs.Open(ctx, recs[0].BlobKey)
+	if err != nil {
+		t.Fatalf("the instance stored again has lost its blob: %v", err)
+	}
+	r.Close()
 }
