@@ -574,12 +574,14 @@ func (db *DB) recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) 
 	}
 	// The grants of the study follow it into or out of the trash (see grants.go), after a rebuild of its patient's
 	// grants running at the same time (which may have read the study's old state).
-	var patientPK int64
-	if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM studies WHERE pk = ?`, studyPK).Scan(&patientPK); err != nil {
-		return fmt.Errorf("recount: %w", err)
-	}
-	if err := db.lockGrants(ctx, tx, patientPK, false); err != nil {
-		return fmt.Errorf("recount: %w", err)
+	if db.dialect == postgres {
+		var patientPK int64
+		if err := tx.QueryRowContext(ctx, `SELECT patient_pk FROM studies WHERE pk = ?`, studyPK).Scan(&patientPK); err != nil {
+			return fmt.Errorf("recount: %w", err)
+		}
+		if err := db.lockGrants(ctx, tx, patientPK, false); err != nil {
+			return fmt.Errorf("recount: %w", err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE study_grants SET deleted_at = (SELECT deleted_at FROM studies WHERE pk = ?) WHERE study_pk = ?`, studyPK, studyPK); err != nil {
 		return fmt.Errorf("recount: %w", err)
