@@ -15,8 +15,9 @@ import (
 )
 
 // TestGrantsRandom runs a random sequence of what changes shares and studies (new studies, shares of whole patients
-// and of chosen studies to institutions and users, revocations, consents withdrawn, trash, restore, purge) and
-// checks after each step that the study list's walk over the grants lists what the scope's rule lists.
+// and of chosen studies to institutions and users, revocations, consents withdrawn, trash, restore, purge, more
+// instances of a study in or out of the trash) and checks after each step that the study list's walk over the
+// grants lists what the scope's rule lists.
 func TestGrantsRandom(t *testing.T) {
 	for _, b := range []struct{ name, target string }{
 		{"sqlite", filepath.Join(t.TempDir(), "index.db")},
@@ -100,6 +101,15 @@ func TestGrantsRandom(t *testing.T) {
 							consents = append(consents, struct{ id, inst int64 }{c.ID, s.owner})
 						}
 					}
+				case op < 8 && rng.IntN(2) == 0:
+					// One more instance of a study, perhaps in the trash (it comes back), perhaps purged (made anew).
+					s := studies[rng.IntN(len(studies))]
+					n++
+					what = fmt.Sprintf("instance %d of %s", n, s.uid)
+					_, _, err = db.Insert(ctx, &renkei.Instance{Institution: s.owner, Patient: renkei.PatientKey{Issuer: "I", ID: s.patient},
+						PatientName: "T^" + s.patient, StudyInstanceUID: s.uid, StudyDate: "20240102", StudyTime: "101500", SeriesInstanceUID: s.uid + ".1",
+						Modality: "CT", SOPInstanceUID: fmt.Sprintf("%s.1.%d", s.uid, n), SOPClassUID: "1.2.840.10008.5.1.4.1.1.2",
+						TransferSyntaxUID: "1.2.840.10008.1.2.1", BlobKey: fmt.Sprintf("k%d", n), Size: 1, ReceivedAt: now})
 				case op < 9:
 					s := studies[rng.IntN(len(studies))]
 					restore := rng.IntN(2) == 0
