@@ -23,6 +23,7 @@ type Index interface {
 	QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error)
 	QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error)
 	Trash(ctx context.Context, req renkei.TrashRequest) (int, error)
+	// Purge returns the blob keys nothing refers to any more, also with an error when part of the trash stayed.
 	Purge(ctx context.Context, cutoff time.Time) ([]string, error)
 	BlobInUse(ctx context.Context, key string) (bool, error)
 }
@@ -76,21 +77,35 @@ func (s *Service) Restore(ctx context.Context, study, series, instance string) (
 	return n, err
 }
 
-// Purge removes what has been in the trash longer than TrashPeriod, and the blobs nothing refers to any more.
+// Purge removes what has been in the trash longer than TrashPeriod, and the blobs nothing refers to any more. When
+// part of the trash could not be purged, the blobs of the rest are deleted all the same and the index's error is
+// returned. It returns how many blobs it deleted.
 func (s *Service) Purge(ctx context.Context) (int, error) {
 	keys, err := s.Index.Purge(ctx, s.Now().Add(-s.TrashPeriod))
-	if err != nil {
-		return 0, err
-	}
+	n := 0
 	for _, k := range keys {
+		// The same bytes may have been stored again since the index let go of the blob (a modality sending a purged
+		// study again): the new instance, already acknowledged, keeps it. (An ingest whose blob is written but whose
+		// index row is not yet committed can still lose it here; the orphan sweep, which checks the written time,
+		// has no such window.)
+		used, uerr := s.Index.BlobInUse(ctx, k)
+		if uerr != nil {
+			s.Logger.Error("purge blob", "key", k, "err", uerr)
+			continue
+		}
+		if used {
+			continue
+		}
 		if err := s.Blobs.Delete(ctx, k); err != nil {
 			s.Logger.Error("purge blob", "key", k, "err", err)
+			continue
 		}
+		n++
 	}
-	if len(keys) > 0 {
-		s.Logger.Info("purged trash", "blobs", len(keys))
+	if n > 0 {
+		s.Logger.Info("purged trash", "blobs", n)
 	}
-	return len(keys), nil
+	return n, err
 }
 
 // SweepOrphans deletes blobs that no instance refers to and that were written before the cutoff: what a crash between

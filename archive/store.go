@@ -214,10 +214,9 @@ func (p *Pending) Commit(ctx context.Context) *StoreResult {
 				// after STOW-RS) but the same data set: the same instance, a duplicate that changes nothing.
 				status, err = 0, nil
 			}
-			// The refused (or duplicate) bytes are under their own key, which no instance uses: remove them.
-			if derr := s.Blobs.Delete(ctx, key); derr != nil {
-				s.Logger.Error("remove refused blob", "key", key, "err", derr)
-			}
+			// The refused (or duplicate) bytes are under their own key, which this instance does not use: remove them,
+			// unless another institution's instance (a copy of the same file) or a document is stored under it.
+			s.dropBlob(ctx, key, "remove refused blob")
 			if err == nil {
 				res.Outcome = renkei.Duplicate
 				return res
@@ -228,9 +227,7 @@ func (p *Pending) Commit(ctx context.Context) *StoreResult {
 		return fail(status, err)
 	}
 	if orphan != "" {
-		if err := s.Blobs.Delete(ctx, orphan); err != nil {
-			s.Logger.Error("remove replaced blob", "key", orphan, "err", err)
-		}
+		s.dropBlob(ctx, orphan, "remove replaced blob")
 	}
 	res.Outcome = outcome
 	if outcome == renkei.Stored && s.Stored != nil {
@@ -431,6 +428,19 @@ func NormalizeTime(s string, upper bool) string {
 
 // sameDataSet reports whether the live stored copy of an instance and the blob under key hold the same data set:
 // the same bytes after their File Meta Information. It reads both only when a conflict is found, which is rare.
+// dropBlob deletes a blob the index has just stopped needing for one instance, if nothing else refers to it now: blob
+// keys are the hash of the content, so the same file stored by another institution, or stored again a moment ago,
+// is the same blob. what names the step in the log.
+func (s *Service) dropBlob(ctx context.Context, key, what string) {
+	used, err := s.Index.BlobInUse(ctx, key)
+	if err == nil && !used {
+		err = s.Blobs.Delete(ctx, key)
+	}
+	if err != nil {
+		s.Logger.Error(what, "key", key, "err", err)
+	}
+}
+
 func (s *Service) sameDataSet(ctx context.Context, institution int64, sopInstanceUID, key string) bool {
 	// The caller's own copy only (Scope.OwnOnly): another institution's copy is another instance.
 	recs, err := s.Index.QueryInstances(ctx, &renkei.Query{Level: renkei.InstanceLevel, Limit: 1, Scope: &renkei.Scope{Institutions: []int64{institution}, OwnOnly: true},

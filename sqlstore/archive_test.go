@@ -308,3 +308,37 @@ func testPurgeShared(t *testing.T, db *sqlstore.DB) {
 		t.Errorf("sharing P3 after its only study was purged: %v, want NotFound (the patient row is gone)", err)
 	}
 }
+
+// TestSeriesBackFromTrash stores a new instance into a series that is in the trash while its study is not: the
+// series comes back, and the study counts it again (its series and its modality), as a restore would. The counters
+// once only added the instance, and the study showed one series and no MR though two series were live.
+func TestSeriesBackFromTrash(t *testing.T) { eachDB(t, testSeriesBackFromTrash) }
+
+func testSeriesBackFromTrash(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	for _, in := range []*renkei.Instance{
+		inst("P1", "5.1", "5.1.1", "5.1.1.1", "CT", "k1"),
+		inst("P1", "5.1", "5.1.2", "5.1.2.1", "MR", "k2"),
+	} {
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Trash(ctx, renkei.TrashRequest{Study: "5.1", Series: "5.1.2"}); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := db.Insert(ctx, inst("P1", "5.1", "5.1.2", "5.1.2.2", "MR", "k3")); err != nil || out != renkei.Stored {
+		t.Fatalf("store into a trashed series: %v %v", out, err)
+	}
+	got := studies(t, db, nil)
+	if len(got) != 1 {
+		t.Fatalf("%d studies", len(got))
+	}
+	type counts struct {
+		Series, Instances int
+		Modalities        []string
+	}
+	if d := cmp.Diff(counts{2, 2, []string{"CT", "MR"}}, counts{got[0].NumberOfSeries, got[0].NumberOfInstances, got[0].ModalitiesInStudy}); d != "" {
+		t.Errorf("the study after a new instance of its trashed series (-want +got):\n%s", d)
+	}
+}

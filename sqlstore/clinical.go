@@ -480,6 +480,16 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 		}
 		if m.Share != nil {
 			m.Share.CreatedAt = now
+			if m.NewTo != 0 && len(m.Share.Studies) > 0 {
+				// A redirect hands on the transfer's studies that are still live: one moved to the trash (or purged)
+				// since it was sent must not stop an emergency on its way. None left: the record only, never the
+				// whole patient.
+				live, err := liveStudies(ctx, tx, m.Share.FromInstitution, m.Share.Patient, m.Share.Studies)
+				if err != nil {
+					return err
+				}
+				m.Share.Studies, m.Share.RecordOnly = live, len(live) == 0
+			}
 			if err := db.createShare(ctx, tx, m.Share); err != nil {
 				return err
 			}
@@ -510,6 +520,24 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 		m.Event.Status = m.To
 		return addReferralEvent(ctx, tx, m.ID, m.Event)
 	}, audit)
+}
+
+// liveStudies returns, in their order, the studies of uids that the institution holds of the patient and that are
+// not in the trash.
+func liveStudies(ctx context.Context, tx *sql.Tx, institution int64, patient renkei.PatientKey, uids []string) ([]string, error) {
+	var live []string
+	for _, uid := range uids {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM studies s JOIN patients p ON p.pk = s.patient_pk
+			WHERE s.institution_pk = ? AND s.study_uid = ? AND s.deleted_at IS NULL AND p.institution_pk = ? AND p.issuer = ? AND p.patient_id = ?`,
+			institution, uid, institution, patient.Issuer, patient.ID).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			live = append(live, uid)
+		}
+	}
+	return live, nil
 }
 
 // AddLetterVersion records a corrected letter of a sent referral as its next version; earlier versions stay.

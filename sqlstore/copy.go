@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"renkei"
 )
@@ -395,6 +396,20 @@ func (db *DB) BlobKeys(ctx context.Context, after string, n int) ([]string, erro
 		out = append(out, k)
 	}
 	return out, rows.Err()
+}
+
+// TrashedOnly reports whether the blob is named by instances in the trash alone (no live instance, consent document
+// or kept blob), and the latest time one of them went to the trash: a blob that a purge may have removed since.
+func (db *DB) TrashedOnly(ctx context.Context, key string) (time.Time, bool, error) {
+	var live int
+	var latest sql.NullInt64
+	err := db.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM instances WHERE blob_key = ? AND deleted_at IS NULL)
+		+ (SELECT count(*) FROM consents WHERE document_key = ?) + (SELECT count(*) FROM blob_refs WHERE blob_key = ?),
+		(SELECT max(deleted_at) FROM instances WHERE blob_key = ?)`, key, key, key, key).Scan(&live, &latest)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("blob %s in the index: %w", key, err)
+	}
+	return time.UnixMilli(latest.Int64), live == 0 && latest.Valid, nil
 }
 
 // MigrationCursor returns the position a copy recorded under name on this (target) database: a cursor, the items

@@ -17,9 +17,10 @@ import (
 // a shared patient gets a new study, and Purge when a study leaves the index (on PostgreSQL, lockGrants orders the
 // transactions that would otherwise each miss the other's write). A share's expiry needs no write: the
 // list compares expires_at with the time of the query. recountStudy copies a study's deleted_at into its grants when
-// it moves into or out of the trash. The scope's subqueries on shares stay the rule for every
-// other query; the grants only serve the study list's walk by date (browseStudies), and TestBrowseStudies checks
-// that both give the same answer.
+// it moves into or out of the trash. On PostgreSQL each of these writers first takes the patient's row lock
+// (lockGrants). The scope's subqueries on shares stay the rule for every other query; the grants only serve the
+// study list's walk by date (browseStudies), and TestBrowseStudies and TestGrantsRace check that both give the same
+// answer.
 
 // grantRows selects the grants of one patient's shares in force at a time: (to_institution, to_user, study_pk,
 // study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at). Arguments: patient, now, patient,

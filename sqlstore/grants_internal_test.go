@@ -474,3 +474,194 @@ func TestStudyGrantsTwoNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantsRace runs, on PostgreSQL with two nodes, a share of a patient and a new study of the same patient at
+// once, each order of the two transactions: the first is held open (its rows written, not committed) while the
+// second runs on the other node. Neither saw the other's row, so the new study was once never granted (READ
+// COMMITTED: the share's rebuild did not see the uncommitted study, the study's grant did not see the uncommitted
+// share), and the grantee's study list lacked a study every other query showed it.
+func TestGrantsRace(t *testing.T) {
+	ctx := context.Background()
+	target := pgtest.URL(t)
+	open := func() *DB {
+		db, err := Open(ctx, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	one, two := open(), open()
+	var inst []int64
+	for _, id := range []string{"a", "b"} {
+		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := one.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, in.PK)
+	}
+	A, B := inst[0], inst[1]
+	mk := func(patient, uid string) *renkei.Instance {
+		return &renkei.Instance{Institution: A, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, PatientName: "Test^" + patient,
+			StudyInstanceUID: uid, StudyDate: "20240105", SeriesInstanceUID: uid + ".1", Modality: "CT", SOPInstanceUID: uid + ".1.1",
+			SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1", BlobKey: "k" + uid, Size: 1, ReceivedAt: time.Now()}
+	}
+	shareOf := func(patient string) *renkei.Share {
+		return &renkei.Share{FromInstitution: A, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, ToInstitution: B,
+			Purpose: renkei.PurposeReferral, ExpiresAt: time.Now().Add(time.Hour), WithoutConsent: true, CreatedAt: time.Now()}
+	}
+	for _, in := range []*renkei.Instance{mk("P1", "1.1"), mk("P2", "2.1")} {
+		if _, _, err := one.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// held runs first in a transaction of node one left open, then second on node two, and commits the first once
+	// the second has finished or has waited 300 ms for it.
+	held := func(first func(tx *sql.Tx) error, second func() error) {
+		t.Helper()
+		tx, err := one.write.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		one.batch = &batchStmts{tx: tx, stmts: map[string]*sql.Stmt{}}
+		if err := first(tx); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- second() }()
+		select {
+		case err := <-done:
+			done <- err
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A new study of P1 written, then P1 shared on the other node.
+	held(func(tx *sql.Tx) error { return one.insertOne(ctx, tx, mk("P1", "1.2")).err },
+		func() error { return two.CreateShare(ctx, shareOf("P1"), nil) })
+	// P2 shared, then a new study of P2 stored on the other node.
+	held(func(tx *sql.Tx) error { return one.createShare(ctx, tx, shareOf("P2")) },
+		func() error { _, _, err := two.Insert(ctx, mk("P2", "2.2")); return err })
+
+	want := []string{"1.1", "1.2", "2.1", "2.2"}
+	for _, db := range []*DB{one, two} {
+		for _, old := range []bool{true, false} {
+			db.noBrowse = old
+			recs, err := db.QueryStudies(ctx, &renkei.Query{Level: renkei.StudyLevel, Sort: "date",
+				Scope: &renkei.Scope{Institutions: []int64{B}, Grantee: &renkei.Grantee{Institution: B, At: time.Now()}}})
+			db.noBrowse = false
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, r.StudyInstanceUID)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("B's study list (scope's rule %v) is %v, want %v", old, got, want)
+			}
+		}
+	}
+}
+
+// TestCopyGrants copies a SQLite index with shares (renkei admin migrate) to PostgreSQL and checks the study list of
+// a grantee there, which walks study_grants: the same studies as on SQLite and as the scope's rule, and still so
+// after the target takes new shares and studies (the copied grants' keys must not collide with new ones).
+func TestCopyGrants(t *testing.T) {
+	ctx := context.Background()
+	src, err := Open(ctx, filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := Open(ctx, pgtest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	t0 := time.Now()
+	var inst []int64
+	for _, id := range []string{"a", "b"} {
+		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: strings.ToUpper(id)}
+		if err := src.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		inst = append(inst, in.PK)
+	}
+	A, B := inst[0], inst[1]
+	const user = 42 // a user of B
+	add := func(db *DB, owner int64, patient, uid, date string) {
+		t.Helper()
+		in := &renkei.Instance{Institution: owner, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, PatientName: "Test^" + patient,
+			StudyInstanceUID: uid, StudyDate: date, StudyTime: "101500", SeriesInstanceUID: uid + ".1", Modality: "CT", SOPInstanceUID: uid + ".1.1",
+			SOPClassUID: "1.2.840.10008.5.1.4.1.1.2", TransferSyntaxUID: "1.2.840.10008.1.2.1", BlobKey: "k" + uid, Size: 1, ReceivedAt: t0}
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	share := func(db *DB, patient string, toInst, toUser int64, studies ...string) {
+		t.Helper()
+		sh := &renkei.Share{FromInstitution: A, Patient: renkei.PatientKey{Issuer: "I", ID: patient}, ToInstitution: toInst, ToUser: toUser,
+			Purpose: renkei.PurposeReferral, ExpiresAt: t0.Add(48 * time.Hour), WithoutConsent: true, Studies: studies}
+		if err := db.CreateShare(ctx, sh, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, pid := range []string{"p1", "p2", "p3", "p4"} {
+		for k := range 2 {
+			add(src, A, pid, fmt.Sprintf("1.%d.%d", i+1, k+1), fmt.Sprintf("2024010%d", i+k+1))
+		}
+	}
+	add(src, B, "q1", "2.1.1", "20240102")
+	share(src, "p1", B, 0)
+	share(src, "p2", B, 0, "1.2.2")
+	share(src, "p3", 0, user)
+	if _, err := src.Trash(ctx, renkei.TrashRequest{Study: "1.1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	list := func(db *DB, old bool) []string {
+		t.Helper()
+		db.noBrowse = old
+		defer func() { db.noBrowse = false }()
+		recs, err := db.QueryStudies(ctx, &renkei.Query{Level: renkei.StudyLevel, Sort: "date",
+			Scope: &renkei.Scope{Institutions: []int64{B}, Grantee: &renkei.Grantee{Institution: B, User: user, At: t0.Add(time.Minute)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var uids []string
+		for _, r := range recs {
+			uids = append(uids, r.StudyInstanceUID)
+		}
+		return uids
+	}
+	want := list(src, false)
+	if d := []string{"1.3.2", "1.3.1", "1.2.2", "2.1.1", "1.1.2"}; !slices.Equal(want, d) {
+		t.Fatalf("on SQLite B's user lists %v, want %v", want, d)
+	}
+	if err := Copy(ctx, dst, src, CopyOptions{Batch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, old := range []bool{false, true} {
+		if got := list(dst, old); !slices.Equal(got, want) {
+			t.Errorf("on PostgreSQL after the copy (scope's rule %v) B's user lists %v, want %v", old, got, want)
+		}
+	}
+	// The target goes on: a new study of a shared patient, a new share, a restored study.
+	dst.Now = func() time.Time { return t0 }
+	add(dst, A, "p1", "1.1.3", "20240301")
+	share(dst, "p4", B, 0)
+	if _, err := dst.Trash(ctx, renkei.TrashRequest{Study: "1.1.1", Restore: true}); err != nil {
+		t.Fatal(err)
+	}
+	want = list(dst, true)
+	if got := list(dst, false); !slices.Equal(got, want) || len(got) != 9 {
+		t.Errorf("on PostgreSQL after new writes B's user lists %v, the scope's rule %v (want 9)", got, want)
+	}
+}

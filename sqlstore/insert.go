@@ -444,8 +444,10 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 
 	// Series.
 	var seriesPK, seriesStudy int64
+	var seriesDeleted sql.NullInt64
 	newSeries := false
-	err = db.txQueryRow(ctx, tx, `SELECT pk, study_pk FROM series WHERE institution_pk = ? AND series_uid = ?`, in.Institution, in.SeriesInstanceUID).Scan(&seriesPK, &seriesStudy)
+	err = db.txQueryRow(ctx, tx, `SELECT pk, study_pk, deleted_at FROM series WHERE institution_pk = ? AND series_uid = ?`, in.Institution, in.SeriesInstanceUID).
+		Scan(&seriesPK, &seriesStudy, &seriesDeleted)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		if err := db.txQueryRow(ctx, tx, `INSERT INTO series (institution_pk, study_pk, series_uid, modality, series_number, description, body_part,
@@ -466,8 +468,9 @@ func (db *DB) insertOne(ctx context.Context, tx *sql.Tx, in *renkei.Instance) in
 	}
 	stored := insertRes{orphan: orphan, patientPK: patientPK, studyPK: studyPK, seriesPK: seriesPK, patientName: oldName}
 
-	// Counters. A study or series coming back from the trash, or a replaced trashed copy, is recounted in full.
-	if studyDeleted.Valid || instDeleted.Valid {
+	// Counters. A study or series coming back from the trash, or a replaced trashed copy, is recounted in full (a
+	// series back from the trash of a live study adds a series and its modality to the study, not one instance).
+	if studyDeleted.Valid || seriesDeleted.Valid || instDeleted.Valid {
 		if err := db.recount(ctx, tx, seriesPK, now); err != nil {
 			return internal(err)
 		}
@@ -580,7 +583,8 @@ func (db *DB) recountStudy(ctx context.Context, tx *sql.Tx, studyPK, now int64) 
 	if err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}
-	// The grants of the study follow it into or out of the trash (see grants.go).
+	// The grants of the study follow it into or out of the trash (see grants.go; the lock above orders this after a
+	// rebuild of its patient's grants running at the same time).
 	if _, err := tx.ExecContext(ctx, `UPDATE study_grants SET deleted_at = (SELECT deleted_at FROM studies WHERE pk = ?) WHERE study_pk = ?`, studyPK, studyPK); err != nil {
 		return fmt.Errorf("recount: %w", err)
 	}

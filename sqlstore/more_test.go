@@ -143,3 +143,49 @@ func testOtherStores(t *testing.T, db *sqlstore.DB) {
 		t.Errorf("AlertEvents: %d %v", len(evs), err)
 	}
 }
+
+// TestWithdrawConsentEndsLinks: a share link shows a patient's images outside the region and needs the patient's
+// consent to disclose in the region; once the last such consent is withdrawn, the institution's links of the
+// patient end at once, as its shares do. They once stayed open, and the family's URL and PIN showed the images after
+// the patient had withdrawn.
+func TestWithdrawConsentEndsLinks(t *testing.T) { eachDB(t, testWithdrawConsentEndsLinks) }
+
+func testWithdrawConsentEndsLinks(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	_, clinic, _, gp := region(t, db)
+	now := time.UnixMilli(time.Now().UnixMilli())
+	p1 := renkei.PatientKey{Issuer: "KITA", ID: "P1"}
+	var consents []int64
+	for range 2 {
+		c := &renkei.Consent{Institution: clinic.PK, Patient: p1, Scope: "region", GivenAt: now, Method: "paper", RecordedBy: gp.Login, RecordedAt: now}
+		if err := db.AddConsent(ctx, c, nil); err != nil {
+			t.Fatal(err)
+		}
+		consents = append(consents, c.ID)
+	}
+	l := &renkei.ShareLink{Institution: clinic.PK, Patient: p1, CreatedBy: gp.PK, CreatedByName: gp.Name, ExpiresAt: now.Add(time.Hour),
+		TokenHash: "tok", PINHash: "pin"}
+	if err := db.CreateShareLink(ctx, l, nil); err != nil {
+		t.Fatal(err)
+	}
+	revoked := func() bool {
+		t.Helper()
+		got, err := db.ShareLinkByToken(ctx, "tok")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.RevokedAt != nil
+	}
+	if err := db.WithdrawConsent(ctx, consents[0], clinic.PK, gp.Login, nil); err != nil {
+		t.Fatal(err)
+	}
+	if revoked() {
+		t.Error("the link ended while another consent for the region remained")
+	}
+	if err := db.WithdrawConsent(ctx, consents[1], clinic.PK, gp.Login, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !revoked() {
+		t.Error("the link still shows the images after the patient withdrew the last consent for the region")
+	}
+}

@@ -300,7 +300,7 @@ func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.A
 
 // WithdrawConsent records a withdrawal: from now on nothing of the patient is disclosed by the institution beyond
 // what its remaining consents (if any) cover, and the shares it made of the patient (other than break-glass) that
-// they do not cover end at once.
+// they do not cover end at once, as do its share links of the patient when no consent for the region remains.
 func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error {
 	return db.writeTx(ctx, "index.WithdrawConsent", func(tx *sql.Tx) error {
 		now := db.Now().UnixMilli()
@@ -354,6 +354,24 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 		}
 		if ended > 0 && audit != nil {
 			audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share(s) of the patient ended", ended))
+		}
+		// A share link shows the images outside the region and needs a consent for the region (CreateShareLink):
+		// without one left, the institution's links of the patient end too, and the views opened with them.
+		err = consentFor(ctx, tx, institution, patientPK, 0, 0)
+		if renkei.ErrorKind(err) != renkei.Forbidden {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE share_links SET revoked_at = ? WHERE institution_pk = ? AND patient_pk = ? AND revoked_at IS NULL`,
+			now, institution, patientPK)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM share_link_views WHERE link_pk IN (SELECT pk FROM share_links WHERE institution_pk = ? AND patient_pk = ?)`,
+			institution, patientPK); err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 && audit != nil {
+			audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share link(s) of the patient ended", n))
 		}
 		return nil
 	}, audit)

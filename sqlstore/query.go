@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -648,64 +649,144 @@ func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
 
 // Purge removes from the index the instances that have been in the trash since before cutoff, and the series,
 // studies and patients left empty. It returns the blob keys no remaining instance refers to, for the caller to delete
-// after the index no longer points at them.
+// after the index no longer points at them. The trash is purged in one transaction; if that fails, study by study,
+// so that one study that cannot be purged (a row that still refers to it) does not keep the rest in the trash and
+// on disk: the error (renkei.Unavailable) then names the studies left, and the keys of the others are returned
+// with it.
 func (db *DB) Purge(ctx context.Context, cutoff time.Time) ([]string, error) {
+	keys, err := db.purge(ctx, cutoff.UnixMilli(), 0)
+	if err == nil || ctx.Err() != nil {
+		return keys, purgeErr(err)
+	}
+	rows, qerr := db.read.QueryContext(ctx, `SELECT DISTINCT r.study_pk FROM instances i JOIN series r ON r.pk = i.series_pk
+		WHERE i.deleted_at IS NOT NULL AND i.deleted_at < ? ORDER BY r.study_pk`, cutoff.UnixMilli())
+	if qerr != nil {
+		return nil, purgeErr(errors.Join(err, qerr))
+	}
+	var pks []int64
+	for rows.Next() {
+		var pk int64
+		if err := rows.Scan(&pk); err != nil {
+			rows.Close()
+			return nil, purgeErr(err)
+		}
+		pks = append(pks, pk)
+	}
+	if err := rows.Close(); err != nil {
+		return nil, purgeErr(err)
+	}
+	keys = nil
+	var failed []error
+	for _, pk := range pks {
+		k, err := db.purge(ctx, cutoff.UnixMilli(), pk)
+		if err != nil {
+			if ctx.Err() != nil {
+				return keys, purgeErr(err)
+			}
+			failed = append(failed, err)
+			continue
+		}
+		keys = append(keys, k...)
+	}
+	if len(failed) == 0 {
+		return keys, nil // what failed as a whole went through study by study (it changed meanwhile)
+	}
+	return keys, &renkei.Error{Op: "index.Purge", Kind: renkei.Unavailable,
+		Message: fmt.Sprintf("%d of %d studies in the trash could not be purged; the others were", len(failed), len(pks)), Err: errors.Join(failed...)}
+}
+
+func purgeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*renkei.Error); ok {
+		return err
+	}
+	return &renkei.Error{Op: "index.Purge", Kind: renkei.Unavailable, Message: "the trash could not be purged", Err: err}
+}
+
+// purge is Purge in one transaction: of the whole trash (study 0), or of one study's instances and what they leave
+// empty (its series, the study, its patient).
+func (db *DB) purge(ctx context.Context, cutoff, study int64) (keys []string, err error) {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, queryErr(err)
+		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT blob_key FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`, cutoff.UnixMilli())
-	if err != nil {
-		return nil, queryErr(err)
+	var uid string
+	var patient int64
+	inStudy, seriesOf, studyIs, patientIs := "", "", "", ""
+	var one []any
+	if study != 0 {
+		if err := tx.QueryRowContext(ctx, `SELECT study_uid, patient_pk FROM studies WHERE pk = ?`, study).Scan(&uid, &patient); err != nil {
+			return nil, fmt.Errorf("purge study %d: %w", study, err)
+		}
+		defer func() {
+			if err != nil {
+				err = fmt.Errorf("purge study %s (key %d): %w", uid, study, err)
+			}
+		}()
+		inStudy, seriesOf, studyIs, patientIs = ` AND series_pk IN (SELECT pk FROM series WHERE study_pk = ?)`, ` AND study_pk = ?`, ` AND pk = ?`, ` AND pk = ?`
+		one = []any{study}
 	}
-	var keys []string
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT blob_key FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`+inStudy, append([]any{cutoff}, one...)...)
+	if err != nil {
+		return nil, err
+	}
 	for rows.Next() {
 		var k string
 		if err := rows.Scan(&k); err != nil {
 			rows.Close()
-			return nil, queryErr(err)
+			return nil, err
 		}
 		keys = append(keys, k)
 	}
 	if err := rows.Close(); err != nil {
-		return nil, queryErr(err)
+		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`, cutoff.UnixMilli()); err != nil {
-		return nil, queryErr(err)
+	if _, err := tx.ExecContext(ctx, `DELETE FROM instances WHERE deleted_at IS NOT NULL AND deleted_at < ?`+inStudy, append([]any{cutoff}, one...)...); err != nil {
+		return nil, fmt.Errorf("instances: %w", err)
 	}
-	for _, stmt := range []string{
-		`DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk)`,
+	purged := `SELECT pk FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk)` + studyIs
+	var patientArgs []any
+	if study != 0 {
+		patientArgs = []any{patient}
+	}
+	for _, st := range []struct {
+		what, stmt string
+		args       []any
+	}{
+		{"series", `DELETE FROM series WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_pk = series.pk)` + seriesOf, one},
 		// A purged study's key may be given to the next new study: nothing may grant it any longer. A share of chosen
 		// studies keeps the others (its rows would otherwise hold the study, and the whole purge, back).
-		`DELETE FROM study_grants WHERE study_pk IN (SELECT pk FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk))`,
-		`DELETE FROM share_studies WHERE study_pk IN (SELECT pk FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk))`,
-		`DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk)`,
+		{"grants", `DELETE FROM study_grants WHERE study_pk IN (` + purged + `)`, one},
+		{"shared studies", `DELETE FROM share_studies WHERE study_pk IN (` + purged + `)`, one},
+		{"studies", `DELETE FROM studies WHERE deleted_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM series r WHERE r.study_pk = studies.pk)` + studyIs, one},
 		// A patient without studies goes too, unless something else is about them: shares, consents, invitations,
 		// facts of the clinical record, referrals. Those keep the patient (and stay readable) after their images.
-		`DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)
+		{"patients", `DELETE FROM patients WHERE NOT EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = patients.pk)
 			AND NOT EXISTS (SELECT 1 FROM shares x WHERE x.patient_pk = patients.pk)
 			AND NOT EXISTS (SELECT 1 FROM consents x WHERE x.patient_pk = patients.pk)
 			AND NOT EXISTS (SELECT 1 FROM invitations x WHERE x.patient_pk = patients.pk)
 			AND NOT EXISTS (SELECT 1 FROM facts x WHERE x.patient_pk = patients.pk)
-			AND NOT EXISTS (SELECT 1 FROM referrals x WHERE x.patient_pk = patients.pk)`,
+			AND NOT EXISTS (SELECT 1 FROM referrals x WHERE x.patient_pk = patients.pk)` + patientIs, patientArgs},
 	} {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return nil, queryErr(err)
+		if _, err := tx.ExecContext(ctx, st.stmt, st.args...); err != nil {
+			return nil, fmt.Errorf("%s: %w", st.what, err)
 		}
 	}
 	var orphans []string
 	for _, k := range keys {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM instances WHERE blob_key = ?) + (SELECT count(*) FROM blob_refs WHERE blob_key = ?)`, k, k).Scan(&n); err != nil {
-			return nil, queryErr(err)
+			return nil, err
 		}
 		if n == 0 {
 			orphans = append(orphans, k)
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, queryErr(err)
+		return nil, err
 	}
 	return orphans, nil
 }

@@ -165,3 +165,64 @@ func TestUnannouncedArrival(t *testing.T) {
 		t.Errorf("after break-glass the images: %d studies", len(studies))
 	}
 }
+
+// TestRedirectAfterTrash: the clinic sends an emergency transfer with two studies, then moves one of them to the
+// trash (a wrong series sent); the hospital cannot take the patient and redirects the transfer. The redirect once
+// failed as a whole (the new share asked for every study of the transfer, and one was no longer live), so the
+// transfer stayed stuck at the full hospital. The third hospital gets the studies still live, and not the rest of
+// the patient's.
+func TestRedirectAfterTrash(t *testing.T) {
+	r := newRegion(t)
+	nishi := renkei.Institution{ID: "nishi-hospital", Name: "西病院", Kind: renkei.Hospital, Issuer: "NISHI"}
+	if err := r.db.PutInstitution(context.Background(), &nishi, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("mori@nishi-hospital", nishi, renkei.Physician)
+	clinic, admin, hospital, third := r.as("kato@kita-clinic"), r.as("admin@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("mori@nishi-hospital")
+	if st := clinic.post("/api/referrals", map[string]any{"kind": "emergency", "issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{r.p1a.studyUID, r.p1b.studyUID}, "etaMinutes": 20, "letter": map[string]string{"purpose": "交通外傷"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	tr := decodeReferral(t, clinic)
+	path := fmt.Sprintf("/api/referrals/%d", tr.ID)
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	if st := admin.do("DELETE", "/dicomweb/studies/"+r.p1b.studyUID, nil); st != 200 && st != 204 {
+		t.Fatalf("trash: %d %s", st, admin.body)
+	}
+	if st := hospital.post(path+"/redirect", map[string]string{"toInstitution": "nishi-hospital", "reason": "満床"}); st != 200 {
+		t.Fatalf("redirect after one of the studies went to the trash: %d %s", st, hospital.body)
+	}
+	if st := third.get("/dicomweb/studies/" + r.p1a.studyUID + "/metadata"); st != 200 {
+		t.Errorf("the third hospital cannot open the live study: %d", st)
+	}
+	for _, uid := range []string{r.p1b.studyUID} {
+		if st := third.get("/dicomweb/studies/" + uid + "/metadata"); st != 404 {
+			t.Errorf("the third hospital opens %s: %d", uid, st)
+		}
+	}
+	// Restored, the study is the clinic's to share again; the redirect's share did not take the whole patient.
+	if st := admin.post("/api/trash/studies/"+r.p1b.studyUID+"/restore", nil); st != 200 {
+		t.Fatalf("restore: %d %s", st, admin.body)
+	}
+	if st := third.get("/dicomweb/studies/" + r.p1b.studyUID + "/metadata"); st != 404 {
+		t.Errorf("after the restore the third hospital opens the study left out of its share: %d", st)
+	}
+	// Both studies in the trash, the third hospital redirects back: the share carries the record only, and a study
+	// restored afterwards is not shared (a share of no chosen study would be one of the whole patient).
+	for _, uid := range []string{r.p1a.studyUID, r.p1b.studyUID} {
+		if st := admin.do("DELETE", "/dicomweb/studies/"+uid, nil); st != 200 && st != 204 {
+			t.Fatalf("trash: %d %s", st, admin.body)
+		}
+	}
+	if st := third.post(path+"/redirect", map[string]string{"toInstitution": "chuo-hospital", "reason": "満床"}); st != 200 {
+		t.Fatalf("redirect with every study in the trash: %d %s", st, third.body)
+	}
+	if st := admin.post("/api/trash/studies/"+r.p1a.studyUID+"/restore", nil); st != 200 {
+		t.Fatalf("restore: %d %s", st, admin.body)
+	}
+	if st := hospital.get("/dicomweb/studies/" + r.p1a.studyUID + "/metadata"); st != 404 {
+		t.Errorf("a redirect of no live study shared the whole patient: the hospital opens a study restored later (%d)", st)
+	}
+}

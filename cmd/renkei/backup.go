@@ -120,53 +120,20 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	m := backupManifest{Format: 1, Time: start.UTC(), Source: *data, Files: map[string]string{}}
-	keys, err := snapshotFacts(ctx, snap, &m)
-	if err != nil {
-		return err
-	}
-	// Blobs written before the snapshot that no instance or consent row names (a referral's report PDF, whose key
-	// sits in the referral's JSON) are kept too; those written after it are not needed by this generation.
-	src := &disk.Store{Root: filepath.Join(*data, "blobs")} // not disk.Open: that would clear the server's temporary files
-	needed := map[string]bool{}
-	for _, k := range keys {
-		needed[k] = true
-	}
-	err = src.List(ctx, func(k string, written time.Time) error {
-		if !written.After(start) {
-			keys = append(keys, k)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	slices.Sort(keys)
-	keys = slices.Compact(keys)
 
 	// 2. The blobs, into the shared content-addressed folder: a key already there is the same bytes.
+	src := &disk.Store{Root: filepath.Join(*data, "blobs")} // not disk.Open: that would clear the server's temporary files
 	into, err := disk.Open(filepath.Join(*to, "blobs"))
 	if err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
-	var list strings.Builder
-	for _, k := range keys {
-		size, copied, err := backupBlob(ctx, src, into, k)
-		if errors.Is(err, fs.ErrNotExist) && !needed[k] {
-			continue // removed since it was listed (an orphan swept): nothing refers to it
-		}
-		if err != nil {
-			return err
-		}
-		list.WriteString(k + "\n")
-		m.Blobs++
-		m.BlobBytes += size
-		if copied {
-			m.CopiedBlobs++
-		}
+	list, err := backupBlobs(ctx, snap, src, into, start, &m)
+	if err != nil {
+		return err
 	}
-	sum := sha256.Sum256([]byte(list.String()))
+	sum := sha256.Sum256([]byte(list))
 	m.BlobList = hex.EncodeToString(sum[:])
-	if err := writeFileSync(filepath.Join(partial, blobListFile), []byte(list.String()), 0o600); err != nil {
+	if err := writeFileSync(filepath.Join(partial, blobListFile), []byte(list), 0o600); err != nil {
 		return err
 	}
 
@@ -283,6 +250,94 @@ func snapshotFacts(ctx context.Context, path string, m *backupManifest) ([]strin
 		return nil, err
 	}
 	return keys, nil
+}
+
+// backupBlobs records in m what the index snapshot at snap holds, and copies into into the blobs it refers to and
+// the blobs of src written before start that no row names; it returns the blob list (blobs.txt) and counts the
+// blobs in m. The server's purge may remove, while this runs, instances of the trash that the snapshot still names,
+// and then their blobs: such a blob missing, the snapshot is purged the same way (of what was in the trash until
+// the latest of them went there, which the server has purged too) and the blobs counted again. A blob missing under
+// a live row is damage, and an error.
+func backupBlobs(ctx context.Context, snap string, src, into *disk.Store, start time.Time, m *backupManifest) (string, error) {
+	for pass := 0; ; pass++ {
+		m.Blobs, m.BlobBytes, m.CopiedBlobs = 0, 0, 0
+		keys, err := snapshotFacts(ctx, snap, m)
+		if err != nil {
+			return "", err
+		}
+		// Blobs written before the snapshot that no instance or consent row names (a referral's report PDF, whose
+		// key sits in the referral's JSON) are kept too; those written after it are not needed by this generation.
+		needed := map[string]bool{}
+		for _, k := range keys {
+			needed[k] = true
+		}
+		err = src.List(ctx, func(k string, written time.Time) error {
+			if !written.After(start) {
+				keys = append(keys, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", err
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		var list strings.Builder
+		var missing []string
+		for _, k := range keys {
+			size, copied, err := backupBlob(ctx, src, into, k)
+			if errors.Is(err, fs.ErrNotExist) && !needed[k] {
+				continue // removed since it was listed (an orphan swept): nothing refers to it
+			}
+			if errors.Is(err, fs.ErrNotExist) && pass < 3 {
+				missing = append(missing, k) // purged since the snapshot, or lost: purgeSnapshot tells
+				continue
+			}
+			if err != nil {
+				return "", err
+			}
+			list.WriteString(k + "\n")
+			m.Blobs++
+			m.BlobBytes += size
+			if copied {
+				m.CopiedBlobs++
+			}
+		}
+		if len(missing) == 0 {
+			return list.String(), nil
+		}
+		if err := purgeSnapshot(ctx, snap, src, missing); err != nil {
+			return "", err
+		}
+	}
+}
+
+// purgeSnapshot purges the index snapshot at snap of the trash up to the latest time an instance naming one of the
+// missing blobs went there. A missing blob that a live row names is an error.
+func purgeSnapshot(ctx context.Context, snap string, src *disk.Store, missing []string) error {
+	db, err := sqlstore.Open(ctx, snap)
+	if err != nil {
+		return err
+	}
+	var cutoff time.Time
+	for _, k := range missing {
+		at, trashed, err := db.TrashedOnly(ctx, k)
+		if err == nil && !trashed {
+			err = fmt.Errorf("blob %s is missing from %s, and the index names it: %w", k, src.Root, fs.ErrNotExist)
+		}
+		if err != nil {
+			db.Close()
+			return err
+		}
+		if at.After(cutoff) {
+			cutoff = at
+		}
+	}
+	if _, err := db.Purge(ctx, cutoff.Add(time.Millisecond)); err != nil {
+		db.Close()
+		return fmt.Errorf("purge the index snapshot of what the server purged meanwhile: %w", err)
+	}
+	return db.Close()
 }
 
 // backupBlob copies one blob into the backup unless it is there already, checking what it read against the key.

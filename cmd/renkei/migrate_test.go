@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -132,6 +134,32 @@ func TestAdminMigrate(t *testing.T) {
 		t.Fatalf("on PostgreSQL the physician finds %d studies of 山田, want 2 (as on SQLite)", len(all))
 	}
 	c.getJSON(t, "/dicomweb/studies", &all)
+	// The list walks the grants (study_grants, copied with the rest): it shows the studies that asking patient by
+	// patient finds (there the scope's rule over the shares answers), the clinic's referred patient among them.
+	str := func(s map[string]any, tag string) string {
+		v, _ := s[tag].(map[string]any)["Value"].([]any)
+		if len(v) == 0 {
+			return ""
+		}
+		x, _ := v[0].(string)
+		return x
+	}
+	listed, byPatient := map[string]string{}, map[string]string{}
+	for _, s := range all {
+		listed[str(s, "0020000D")] = str(s, "00100020")
+	}
+	for _, id := range []string{"D0001", "D0002", "D0003", "D0004", "H0001"} {
+		var found []map[string]any
+		if code := c.do(t, "GET", "/dicomweb/studies?PatientID="+id, nil, &found); code != http.StatusOK && code != http.StatusNoContent {
+			t.Fatalf("QIDO-RS PatientID=%s: %d", id, code)
+		}
+		for _, s := range found {
+			byPatient[str(s, "0020000D")] = str(s, "00100020")
+		}
+	}
+	if !maps.Equal(listed, byPatient) || !slices.Contains(slices.Collect(maps.Values(listed)), "D0001") {
+		t.Errorf("on PostgreSQL the physician's study list (study UID: patient) is %v; patient by patient %v, with the clinic's D0001", listed, byPatient)
+	}
 	parts := 0
 	for _, s := range all {
 		uid := s["0020000D"].(map[string]any)["Value"].([]any)[0].(string)
