@@ -291,7 +291,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.RegisterOnShutdown(front.Hub.Close) // live-update streams end, so that shutdown does not wait for them
 	purgeCtx, stopPurge := context.WithCancel(ctx)
 	defer stopPurge()
-	go arch.RunPurger(renkei.WithPrincipal(purgeCtx, renkei.System), time.Hour)
+	// The trash's purge and the sweep of orphaned blobs (which lists the whole store) run on one node of a region.
+	runOnOneNode(purgeCtx, bus, "purge", func(ctx context.Context) { arch.RunPurger(renkei.WithPrincipal(ctx, renkei.System), time.Hour) })
 	runOnOneNode(purgeCtx, bus, "gateway-watch", func(ctx context.Context) { front.WatchGateways(ctx, time.Minute) })
 	exportCtx, stopExport := context.WithCancel(ctx)
 	if exporter != nil { // the export runs on one node; waits for its clean stop, before the index closes
