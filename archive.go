@@ -198,6 +198,10 @@ type InstanceRef struct {
 type TrashRequest struct {
 	Study, Series, Instance string
 	Restore                 bool
+	// Purge removes a study that is wholly in the trash from the index at once, without waiting for the trash
+	// period (a wrong study deleted to be sent again corrected, which its UID would otherwise refuse meanwhile).
+	// Its blobs go with the next sweep of blobs nothing refers to. Series and Instance must be empty.
+	Purge bool
 	// Scope limits what may be changed (the access decorator sets the caller's own institution); nil is unlimited.
 	Scope *Scope
 	// Audit is the template of the events written, one per study changed, in the same transaction.

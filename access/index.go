@@ -374,6 +374,9 @@ func (x *Index) Trash(ctx context.Context, req renkei.TrashRequest) (int, error)
 	}
 	e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
 	e.Detail = strings.TrimSpace(req.Series + " " + req.Instance)
+	if req.Purge {
+		e.Detail = "purged from the trash at once (no longer restorable)"
+	}
 	req.Audit = &e
 	return x.Next.Trash(ctx, req)
 }

@@ -68,6 +68,16 @@ func (s *Service) Delete(ctx context.Context, study, series, instance string) (i
 	return n, err
 }
 
+// PurgeNow removes a study that is wholly in the trash from the index at once (it is no longer restorable); its
+// blobs go with the next sweep of blobs nothing refers to.
+func (s *Service) PurgeNow(ctx context.Context, study string) (int, error) {
+	n, err := s.Index.Trash(ctx, renkei.TrashRequest{Study: study, Purge: true})
+	if err == nil {
+		s.Logger.Info("purged from trash at once", "study", study, "instances", n)
+	}
+	return n, err
+}
+
 // Restore brings a study, series or instance back from the trash.
 func (s *Service) Restore(ctx context.Context, study, series, instance string) (int, error) {
 	n, err := s.Index.Trash(ctx, renkei.TrashRequest{Study: study, Series: series, Instance: instance, Restore: true})

@@ -27,6 +27,17 @@ func (h *Handler) restore(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]int{"restoredInstances": n})
 }
 
+// purgeNow removes a study that is in the trash at once (no longer restorable).
+func (h *Handler) purgeNow(w http.ResponseWriter, r *http.Request) {
+	n, err := h.Archive.PurgeNow(r.Context(), r.PathValue("study"))
+	if err != nil {
+		h.problem(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]int{"purgedInstances": n})
+}
+
 type trashEntry struct {
 	StudyInstanceUID  string    `json:"studyInstanceUID"`
 	SeriesInstanceUID string    `json:"seriesInstanceUID,omitempty"`

@@ -71,6 +71,7 @@ func New(a *archive.Service, logger *slog.Logger, prefix string) *Handler {
 
 	m.HandleFunc("GET /api/trash", h.trashList)
 	m.HandleFunc("POST /api/trash/studies/{study}/restore", h.restore)
+	m.HandleFunc("DELETE /api/trash/studies/{study}", h.purgeNow)
 	m.HandleFunc("POST /api/trash/studies/{study}/series/{series}/restore", h.restore)
 	m.HandleFunc("POST /api/trash/studies/{study}/series/{series}/instances/{instance}/restore", h.restore)
 	return h

@@ -342,3 +342,47 @@ func testSeriesBackFromTrash(t *testing.T, db *sqlstore.DB) {
 		t.Errorf("the study after a new instance of its trashed series (-want +got):\n%s", d)
 	}
 }
+
+// TestPurgeNow removes a study wholly in the trash at once (TrashRequest.Purge): not a live study, not one with a
+// live series, not another institution's; the study's UID is then free for a corrected copy of another patient.
+func TestPurgeNow(t *testing.T) { eachDB(t, testPurgeNow) }
+
+func testPurgeNow(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	for _, in := range []*renkei.Instance{
+		inst("P1", "5.1", "5.1.1", "5.1.1.1", "CT", "pa"), inst("P1", "5.1", "5.1.2", "5.1.2.1", "CT", "pb"),
+		inst("P1", "5.2", "5.2.1", "5.2.1.1", "CT", "pc"),
+	} {
+		if _, _, err := db.Insert(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	purge := func(study string, scope *renkei.Scope) (int, error) {
+		return db.Trash(ctx, renkei.TrashRequest{Study: study, Purge: true, Scope: scope})
+	}
+	if _, err := purge("5.1", nil); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("purging a live study: %v, want NotFound", err)
+	}
+	if _, err := db.Trash(ctx, renkei.TrashRequest{Study: "5.1", Series: "5.1.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := purge("5.1", nil); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("purging a study with a live series: %v, want NotFound", err)
+	}
+	if _, err := db.Trash(ctx, renkei.TrashRequest{Study: "5.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := purge("5.1", &renkei.Scope{Institutions: []int64{999}, OwnOnly: true}); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("purging another institution's study: %v, want NotFound", err)
+	}
+	if n, err := purge("5.1", nil); err != nil || n != 2 {
+		t.Fatalf("purge now: %d %v, want 2 instances", n, err)
+	}
+	if got := studies(t, db, &renkei.Query{Level: renkei.StudyLevel, Deleted: true}); len(got) != 0 {
+		t.Errorf("the trash still lists %+v", got)
+	}
+	// The UID is free: the corrected study, of another patient, is stored.
+	if out, _, err := db.Insert(ctx, inst("P9", "5.1", "5.1.1", "5.1.1.1", "CT", "pa2")); err != nil || out != renkei.Stored {
+		t.Errorf("the corrected study after the purge: %v %v", out, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -567,6 +568,9 @@ func queryErr(err error) error {
 // Trash moves the instances matched by the UIDs (a study, a series of it, or one instance) to the trash, or, with
 // restore, back out of it. It returns the number of instances changed; none is a renkei.NotFound error.
 func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
+	if req.Purge {
+		return db.purgeNow(ctx, req)
+	}
 	study, series, instance, restore := req.Study, req.Series, req.Instance, req.Restore
 	now := db.Now().UnixMilli()
 	tx, err := db.write.BeginTx(ctx, nil)
@@ -707,7 +711,56 @@ func purgeErr(err error) error {
 
 // purge is Purge in one transaction: of the whole trash (study 0), or of one study's instances and what they leave
 // empty (its series, the study, its patient).
-func (db *DB) purge(ctx context.Context, cutoff, study int64) (keys []string, err error) {
+// purgeNow removes the studies of req.Study within req.Scope that are wholly in the trash (TrashRequest.Purge),
+// each with its audit event, and returns the number of instances removed.
+func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error) {
+	if req.Series != "" || req.Instance != "" {
+		return 0, renkei.Errorf("index.Trash", renkei.Invalid, "only a whole study is purged at once")
+	}
+	sc, scArgs := scopeCond(req.Scope, true)
+	rows, err := db.read.QueryContext(ctx, `SELECT s.pk, s.institution_pk, p.issuer, p.patient_id,
+		(SELECT count(*) FROM instances i JOIN series r ON r.pk = i.series_pk WHERE r.study_pk = s.pk)
+		FROM studies s JOIN patients p ON p.pk = s.patient_pk WHERE s.study_uid = ? AND s.deleted_at IS NOT NULL`+sc, append([]any{req.Study}, scArgs...)...)
+	if err != nil {
+		return 0, queryErr(err)
+	}
+	type found struct {
+		pk, inst int64
+		pat      renkei.PatientKey
+		n        int
+	}
+	var list []found
+	for rows.Next() {
+		var f found
+		if err := rows.Scan(&f.pk, &f.inst, &f.pat.Issuer, &f.pat.ID, &f.n); err != nil {
+			rows.Close()
+			return 0, queryErr(err)
+		}
+		list = append(list, f)
+	}
+	if err := rows.Close(); err != nil {
+		return 0, queryErr(err)
+	}
+	if len(list) == 0 {
+		return 0, renkei.Errorf("index.Trash", renkei.NotFound, "there is no study %s in the trash (delete it first)", req.Study)
+	}
+	total := 0
+	for _, f := range list {
+		var events []*renkei.AuditEvent
+		if req.Audit != nil {
+			e := *req.Audit
+			e.DataInstitution, e.Patient, e.Study = f.inst, f.pat, req.Study
+			events = append(events, &e)
+		}
+		if _, err := db.purge(ctx, math.MaxInt64, f.pk, events...); err != nil {
+			return total, &renkei.Error{Op: "index.Trash", Kind: renkei.Unavailable, Message: "the study could not be purged", Err: err}
+		}
+		total += f.n
+	}
+	return total, nil
+}
+
+func (db *DB) purge(ctx context.Context, cutoff, study int64, events ...*renkei.AuditEvent) (keys []string, err error) {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -784,6 +837,9 @@ func (db *DB) purge(ctx context.Context, cutoff, study int64) (keys []string, er
 		if n == 0 {
 			orphans = append(orphans, k)
 		}
+	}
+	if err := db.appendAudit(ctx, tx, events); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err

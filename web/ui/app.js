@@ -12,6 +12,7 @@ import { alertsPage } from './alerts.js';
 import { securityPage } from './security.js';
 import { consentCard } from './consent.js';
 import { accountCards } from './accounts.js';
+import { trashPage, deleteButton, mayDelete } from './trash.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -135,6 +136,7 @@ function header() {
       ? [['#/my/studies', 'nav.my.studies'], ['#/my/log', 'nav.my.log']]
       : [['#/studies', 'nav.studies'], ['#/emergency', 'nav.emergency'], ['#/referrals', 'nav.referrals'], ['#/directory', 'nav.directory'], ['#/consults', 'nav.consults'], ['#/upload', 'nav.upload'], ['#/shares', 'nav.shares'], ['#/links', 'nav.links']];
     if (me.user.role === 'physician') links.push(['#/break-glass', 'nav.breakglass', 'danger']);
+    if (mayDelete(me)) links.push(['#/trash', 'nav.trash']);
     if (me.user.role === 'institution-admin' || me.user.role === 'region-admin') links.push(['#/admin', 'nav.admin'], ['#/alerts', 'nav.alerts']);
     links.push(['#/help', 'nav.help']);
     for (const [href, key, cls] of links) {
@@ -320,6 +322,7 @@ function studyRow(s) {
   if (s.own && me.user.role !== 'patient') {
     actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')),
       ' ', h('button', { class: 'secondary', 'data-link': s.studyInstanceUID, onclick: () => linkDialog(ui, s) }, t('link.share')));
+    if (mayDelete(me)) actions.push(' ', deleteButton(ui, s));
   }
   return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
     h('td', {}, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
@@ -703,6 +706,7 @@ async function render() {
       case 'my': return parts[1] === 'log' ? await myLogPage() : await myStudiesPage();
       case 'studies': return await studiesPage(query);
       case 'help': return helpPage();
+      case 'trash': return await trashPage(ui);
       case 'account': return await accountPage();
       default: return route(me.user.role === 'patient' ? '#/my/studies' : '#/studies');
     }
