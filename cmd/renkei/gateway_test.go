@@ -874,9 +874,20 @@ func gatewayDeliver(t *testing.T, bin string) {
 		}
 		return m
 	}
+	// Wait for the referred CT's instances themselves: another study shared with the hospital (the reading
+	// request's) may be delivered first, in either order.
 	var got map[string]string
+	ofStudy := func() int {
+		n := 0
+		for _, dump := range got {
+			if strings.Contains(dump, study) {
+				n++
+			}
+		}
+		return n
+	}
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if got = received(); len(got) >= len(parts) {
+		if got = received(); ofStudy() >= len(parts) {
 			break
 		}
 	}
