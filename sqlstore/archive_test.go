@@ -386,3 +386,75 @@ func testPurgeNow(t *testing.T, db *sqlstore.DB) {
 		t.Errorf("the corrected study after the purge: %v %v", out, err)
 	}
 }
+
+// TestNestedUnmerge undoes nested merges one by one, the last first: C's regional patient merged into B's, then B's
+// into A's; undoing B's merge brings back B with C's patients still merged into it, and C's merge can then be undone
+// too (the links once kept only the last merge, and C's was lost).
+func TestNestedUnmerge(t *testing.T) { eachDB(t, testNestedUnmerge) }
+
+func testNestedUnmerge(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	in := &renkei.Institution{ID: "hosp", Name: "hosp", Kind: renkei.Hospital, Issuer: "HOSP"}
+	if err := db.PutInstitution(ctx, in, nil); err != nil {
+		t.Fatal(err)
+	}
+	pk := map[string]int64{}
+	for i, id := range []string{"p1", "p2", "p3", "p4", "p5", "p6"} {
+		x := inst(id, fmt.Sprintf("6.%d", i), fmt.Sprintf("6.%d.1", i), fmt.Sprintf("6.%d.1.1", i), "CT", "n"+id)
+		x.Institution = in.PK
+		if _, _, err := db.Insert(ctx, x); err != nil {
+			t.Fatal(err)
+		}
+		key := renkei.PatientKey{Issuer: "HOSP", ID: id}
+		if err := db.AddConsent(ctx, &renkei.Consent{Institution: in.PK, Patient: key, Scope: renkei.ConsentScopeRegion, GivenAt: time.Now(), Method: "paper"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		lp, err := db.LocalPatient(ctx, in.PK, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pk[id] = lp.PK
+	}
+	link := func(a, b string) int64 {
+		t.Helper()
+		r, err := db.Link(ctx, pk[a], pk[b], "test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	members := func(regional int64) []string {
+		t.Helper()
+		list, err := db.RegionalPatient(ctx, regional)
+		if err != nil && renkei.ErrorKind(err) != renkei.NotFound {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, lp := range list {
+			ids = append(ids, lp.Key.ID)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	a, b, c := link("p1", "p2"), link("p3", "p4"), link("p5", "p6")
+	if link("p3", "p5") != b || link("p1", "p3") != a { // C into B, then B into A
+		t.Fatal("the merges did not keep the first patient's regional number")
+	}
+	if got := members(a); len(got) != 6 {
+		t.Fatalf("after both merges A holds %v", got)
+	}
+	if n, err := db.Unmerge(ctx, a, b, nil); err != nil || n != 4 {
+		t.Fatalf("undo B's merge into A: %d %v, want B's 4 patients back (C's two with them)", n, err)
+	}
+	if got, want := members(b), []string{"p3", "p4", "p5", "p6"}; !slices.Equal(got, want) {
+		t.Errorf("B after its merge is undone: %v, want %v", got, want)
+	}
+	if n, err := db.Unmerge(ctx, b, c, nil); err != nil || n != 2 {
+		t.Fatalf("then undo C's merge into B: %d %v, want 2", n, err)
+	}
+	for r, want := range map[int64][]string{a: {"p1", "p2"}, b: {"p3", "p4"}, c: {"p5", "p6"}} {
+		if got := members(r); !slices.Equal(got, want) {
+			t.Errorf("regional patient %d holds %v, want %v", r, got, want)
+		}
+	}
+}

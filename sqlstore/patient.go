@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,8 +180,11 @@ func (db *DB) Link(ctx context.Context, a, b int64, by string, audit *renkei.Aud
 			regional = rb
 		}
 		if rb != 0 && ra != 0 && ra != rb {
-			if _, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, linked_by = ?, linked_at = ?, merged_from = ? WHERE regional_pk = ?`,
-				regional, by, now, rb, rb); err != nil {
+			// Every link of b's regional patient moves to a's, each remembering this merge on top of those it went
+			// through before (merge_path), so that the merges can be undone one by one, the last first.
+			if _, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, linked_by = ?, linked_at = ?, merged_from = ?,
+				merge_path = CASE WHEN merge_path = '' THEN ? ELSE merge_path || ',' || ? END WHERE regional_pk = ?`,
+				regional, by, now, rb, strconv.FormatInt(rb, 10), strconv.FormatInt(rb, 10), rb); err != nil {
 				return err
 			}
 		}
@@ -211,13 +215,41 @@ func regionalOf(ctx context.Context, tx *sql.Tx, pk int64) int64 {
 func (db *DB) Unmerge(ctx context.Context, regional, from int64, audit *renkei.AuditEvent) (int, error) {
 	var n int64
 	err := db.writeTx(ctx, "index.Unmerge", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, merged_from = 0 WHERE regional_pk = ? AND merged_from = ?`, from, regional, from)
+		// The links that merge moved (their last merge is from) go back under from, with the merges they went
+		// through before it (a patient merged into from earlier stays merged into from, undoable in its turn).
+		rows, err := tx.QueryContext(ctx, `SELECT patient_pk, merge_path FROM patient_links WHERE regional_pk = ? AND merged_from = ?`, regional, from)
 		if err != nil {
 			return err
 		}
-		if n, err = res.RowsAffected(); err != nil {
+		type back struct {
+			pk   int64
+			path string
+		}
+		var moved []back
+		for rows.Next() {
+			var b back
+			if err := rows.Scan(&b.pk, &b.path); err != nil {
+				rows.Close()
+				return err
+			}
+			moved = append(moved, b)
+		}
+		if err := rows.Close(); err != nil {
 			return err
 		}
+		for _, b := range moved {
+			rest, last := "", int64(0)
+			if i := strings.LastIndexByte(b.path, ','); i >= 0 {
+				rest = b.path[:i]
+				j := strings.LastIndexByte(rest, ',')
+				last, _ = strconv.ParseInt(rest[j+1:], 10, 64)
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE patient_links SET regional_pk = ?, merged_from = ?, merge_path = ? WHERE patient_pk = ?`,
+				from, last, rest, b.pk); err != nil {
+				return err
+			}
+		}
+		n = int64(len(moved))
 		if n == 0 {
 			return renkei.Errorf("index.Unmerge", renkei.NotFound, "regional patient %d holds no patients merged from regional patient %d", regional, from)
 		}
