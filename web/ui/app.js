@@ -612,7 +612,7 @@ export function keyImageStore(referral) {
 
 // helpSections are the help page's topics, each a title, what to do, and a screenshot of it (made by the browser
 // tests: go test ./web -run TestHelpScreenshots -update).
-const helpSections = ['login', 'search', 'view', 'import', 'share', 'referral', 'emergency'];
+const helpSections = ['login', 'search', 'view', 'import', 'share', 'consent', 'referral', 'emergency'];
 
 function helpPage() {
   show(h('h1', {}, t('help.title')), h('p', {}, t('help.intro')),
