@@ -296,6 +296,9 @@ func (u *Uploader) maxBatchBytes() int64 {
 }
 
 // batches groups entries by study, oldest study first, into requests of at most MaxBatch instances and MaxBatchBytes.
+// A request never holds two entries with the same SOP Instance UID (a modality's corrected resend spools a second
+// file under the same UID): renkei's answer names instances by UID only, so one stored and one refused in the same
+// answer could not be told apart, and the refused file would leave the spool as if stored.
 func (u *Uploader) batches(entries []Entry) [][]Entry {
 	maxN, maxBytes := u.maxBatch(), u.maxBatchBytes()
 	byStudy := map[string][]Entry{}
@@ -310,13 +313,16 @@ func (u *Uploader) batches(entries []Entry) [][]Entry {
 	for _, st := range order {
 		var cur []Entry
 		var size int64
+		uids := map[string]bool{}
 		for _, e := range byStudy[st] {
-			if len(cur) > 0 && (len(cur) >= maxN || size+e.Size > maxBytes) {
+			if len(cur) > 0 && (len(cur) >= maxN || size+e.Size > maxBytes || uids[e.SOPInstanceUID]) {
 				out = append(out, cur)
 				cur, size = nil, 0
+				clear(uids)
 			}
 			cur = append(cur, e)
 			size += e.Size
+			uids[e.SOPInstanceUID] = true
 		}
 		if len(cur) > 0 {
 			out = append(out, cur)
