@@ -59,6 +59,11 @@ type Spool struct {
 	Now       func() time.Time
 
 	mu sync.Mutex // serialises sidecar rewrites
+	// kmu makes putting a file, with its sidecar and index entry, and removing one atomic with respect to each
+	// other: a modality sending the same bytes again (the same key) while the uploader removes the acknowledged copy
+	// must leave either both or neither, never an entry without its file (which fails every request holding it) or a
+	// file without its entry (never sent until a restart).
+	kmu sync.Mutex
 
 	// index holds the entries in memory once Open read them, so that the uploader's look at the queue after each
 	// arrival or request, and the status every few seconds, do not read every sidecar again (a backlog after an
@@ -249,25 +254,33 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 	if e.Received.IsZero() {
 		e.Received = s.now()
 	}
+	s.kmu.Lock()
 	if err := os.Rename(name, s.path(e.Key)); err != nil {
+		s.kmu.Unlock()
 		return Entry{}, err
 	}
 	ok = true
 	// The sidecar is not flushed on its own (it can be rebuilt from the file); the directory's flush below makes both
 	// names durable.
-	if err := s.writeSidecar(e, false); err != nil {
+	err = s.writeSidecar(e, false)
+	if err == nil {
+		s.indexed(func(m map[string]Entry) { m[e.Key] = e })
+	}
+	s.kmu.Unlock()
+	if err != nil {
 		return Entry{}, err
 	}
 	if err := s.syncObjects(); err != nil {
 		return Entry{}, err
 	}
-	s.indexed(func(m map[string]Entry) { m[e.Key] = e })
 	return e, nil
 }
 
 // Update rewrites an entry's sidecar (attempts, last error). It is atomic but not fsynced: losing an update to a
 // crash only forgets a count.
 func (s *Spool) Update(e Entry) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
 	if _, err := os.Stat(s.path(e.Key)); err != nil {
 		return err // removed meanwhile: do not resurrect a sidecar
 	}
@@ -344,6 +357,8 @@ func (s *Spool) RemoveAll(keys []string) error {
 }
 
 func (s *Spool) remove(key string) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
 	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
