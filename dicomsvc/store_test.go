@@ -135,6 +135,11 @@ func TestStoreStatuses(t *testing.T) {
 	privateDS := withString(t, f.dataSet, dicom.SOPClassUID, private)
 	privateDS = withString(t, privateDS, dicom.SOPInstanceUID, dicomtest.UID("private/instance"))
 	other := dicomtest.UID("other/instance")
+	// The same study UID under another patient: the index refuses it whole (PS3.4 B.2.3 0xA900).
+	otherPatient := dicomtest.UID("otherpatient/instance")
+	otherPatientDS := withString(t, withString(t, f.dataSet, dicom.PatientID, "SOMEONE-ELSE"), dicom.SOPInstanceUID, otherPatient)
+	otherStudy := dicomtest.UID("otherstudy/instance")
+	otherStudyDS := withString(t, withString(t, f.dataSet, dicom.StudyInstanceUID, dicomtest.UID("otherstudy")), dicom.SOPInstanceUID, otherStudy)
 	changed := bytes.Clone(f.dataSet)
 	changed[len(changed)-1] ^= 0xFF // same UIDs, other pixels
 
@@ -167,6 +172,8 @@ func TestStoreStatuses(t *testing.T) {
 		{"same UID, other content", "GOSCU", ct.SOPClassUID, ct.SOPInstanceUID, changed, 0xA900, "different content"},
 		{"command names another instance", "GOSCU", ct.SOPClassUID, other, f.dataSet, 0xA900, "SOP Instance UID"},
 		{"command names another SOP class", "GOSCU", private, ct.SOPInstanceUID, f.dataSet, 0xA900, "SOP Class UID"},
+		{"study UID of another patient", "GOSCU", ct.SOPClassUID, otherPatient, otherPatientDS, 0xA900, "another patient"},
+		{"series UID of another study", "GOSCU", ct.SOPClassUID, otherStudy, otherStudyDS, 0xA900, "another study"},
 		{"not a data set", "GOSCU", ct.SOPClassUID, other, []byte("\x08\x00\x16\x00UI\x04\x00garbage that is no DICOM"), 0xC000, ""},
 		{"unknown (private) SOP class", "GOSCU", private, dicomtest.UID("private/instance"), privateDS, 0x0000, ""},
 	}
@@ -183,8 +190,10 @@ func TestStoreStatuses(t *testing.T) {
 	if sum(got.dataSet) != sum(f.dataSet) {
 		t.Error("the stored copy changed")
 	}
-	if _, err := e.archive.Instances(e.ctx(), "", "", other); renkei.ErrorKind(err) != renkei.NotFound {
-		t.Errorf("refused instance %s: %v", other, err)
+	for _, uid := range []string{other, otherPatient, otherStudy} {
+		if _, err := e.archive.Instances(e.ctx(), "", "", uid); renkei.ErrorKind(err) != renkei.NotFound {
+			t.Errorf("refused instance %s: %v", uid, err)
+		}
 	}
 	rec, got := e.stored(dicomtest.UID("private/instance"))
 	if rec.SOPClassUID != private || sum(got.dataSet) != sum(privateDS) {
