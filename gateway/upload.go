@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -359,6 +360,22 @@ func (a stowAnswer) items(t dicom.Tag) []map[string]string {
 // send posts one batch and applies renkei's answer to the spool.
 func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 	log := u.logger().With("study", batch[0].StudyInstanceUID, "instances", len(batch))
+	// An entry whose file is gone (removed by hand from objects/) cannot be sent: left in, it would fail every request
+	// of its study as if renkei could not be reached. It leaves the spool's index, loudly.
+	kept := batch[:0:0]
+	for _, e := range batch {
+		if _, err := os.Stat(u.Spool.path(e.Key)); errors.Is(err, os.ErrNotExist) {
+			log.Error("gateway: a spooled file is gone; its entry is dropped", "sop_instance", e.SOPInstanceUID, "key", e.Key)
+			if err := u.Spool.Remove(e.Key); err != nil {
+				log.Error("gateway: cannot drop the entry of a missing file", "key", e.Key, "err", err)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if batch = kept; len(batch) == 0 {
+		return outcome{}
+	}
 	resp, err := u.post(ctx, batch)
 	if ctx.Err() != nil {
 		if resp != nil {

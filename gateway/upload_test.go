@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -135,5 +136,62 @@ func TestUploaderDuplicateSOPInstance(t *testing.T) {
 	kept, _ := io.ReadAll(f)
 	if bytes.Equal(kept, srv.stored[all[0].SOPInstanceUID]) {
 		t.Error("the spool kept the version renkei stored and dropped the refused one")
+	}
+}
+
+// TestUploaderMissingFile: a spooled file removed by hand from objects/ while the gateway runs must not hold back the
+// rest of its study (every request holding it failed as if renkei could not be reached): the others are sent and the
+// orphan entry leaves the spool.
+func TestUploaderMissingFile(t *testing.T) {
+	sp, err := Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []Entry
+	for i := 1; i <= 3; i++ {
+		e, err := sp.Put(context.Background(), bytes.NewReader(ctFile(t, dicomtest.CTOptions{PatientID: "GONE", Rows: 8, Cols: 8, Seed: 9, InstanceNumber: i})), Entry{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		entries = append(entries, e)
+	}
+	if err := os.Remove(sp.path(entries[1].Key)); err != nil {
+		t.Fatal(err)
+	}
+	srv := &stowServer{stored: map[string][]byte{}}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	var mu sync.Mutex
+	var contactErrs []error
+	u := &Uploader{Spool: sp, Server: ts.URL, Token: "t", Client: ts.Client(), Poll: 20 * time.Millisecond, MinBackoff: time.Minute,
+		Contact: func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				contactErrs = append(contactErrs, err)
+			}
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go u.Run(ctx)
+	for {
+		srv.mu.Lock()
+		n := len(srv.stored)
+		srv.mu.Unlock()
+		all, _ := sp.List()
+		if n == 2 && len(all) == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			mu.Lock()
+			t.Fatalf("after 5 s renkei holds %d of the 2 files left, the spool lists %d entries; contact errors %v", n, len(all), contactErrs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(contactErrs) > 0 {
+		t.Errorf("renkei was reported unreachable: %v", contactErrs)
 	}
 }
