@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"renkei/dicom"
+	"renkei/dimse"
 	"renkei/internal/dicomtest"
 )
 
@@ -95,7 +96,12 @@ func TestUploaderDuplicateSOPInstance(t *testing.T) {
 	defer ts.Close()
 	sent := make(chan Entry, 2)
 	refused := make(chan struct{}, 2)
-	u := &Uploader{Spool: sp, Server: ts.URL, Token: "t", Client: ts.Client(), Poll: 20 * time.Millisecond,
+	ledger, err := OpenLedger(t.TempDir(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ledger.Close()
+	u := &Uploader{Spool: sp, Server: ts.URL, Token: "t", Client: ts.Client(), Poll: 20 * time.Millisecond, Ledger: ledger,
 		Sent: func(e Entry) { sent <- e }, Refused: func() { refused <- struct{}{} }, RefusedBackoff: time.Hour}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -125,6 +131,13 @@ func TestUploaderDuplicateSOPInstance(t *testing.T) {
 	}
 	if !strings.Contains(all[0].LastError, "0x0111") || all[0].NextAttempt.IsZero() {
 		t.Errorf("the refused version's sidecar: %+v", all[0])
+	}
+	// A storage commitment of the instance, asked after the corrected resend, fails: renkei does not hold what the
+	// modality sent last.
+	c := &Commitments{Spool: sp, Ledger: ledger}
+	committed, failed, pending, err := c.resolve([]dimse.SOPReference{{SOPClassUID: all[0].SOPClassUID, SOPInstanceUID: all[0].SOPInstanceUID}})
+	if err != nil || len(committed) != 0 || len(failed) != 1 || pending != 0 {
+		t.Errorf("storage commitment: committed %v, failed %v, pending %d, %v", committed, failed, pending, err)
 	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
