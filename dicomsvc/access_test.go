@@ -3,12 +3,14 @@ package dicomsvc_test
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"renkei"
 	"renkei/dicom"
+	"renkei/dicomsvc"
 	"renkei/dimse"
 )
 
@@ -174,5 +176,52 @@ func TestDIMSESweep(t *testing.T) {
 				a.Release(context.Background())
 			}
 		}
+	}
+}
+
+// TestMoveAcceptAnyOtherInstitution: with AcceptAny (the demo setting) an unregistered caller acts for
+// AnyInstitution, so it may C-MOVE to that institution's AEs but not to another institution's PACS, which would be
+// handed data never shared with it.
+func TestMoveAcceptAnyOtherInstitution(t *testing.T) {
+	files := samples(t)
+	e := newEnv(t, func(s *dicomsvc.Service) { s.AcceptAny = true })
+	study := files[0]
+	e.store(study)
+	ctx := context.Background()
+	hospital := &renkei.Institution{ID: "hospital", Name: "病院", Kind: renkei.Hospital, Issuer: "HOSP"}
+	if err := e.db.PutInstitution(ctx, hospital, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.register(renkei.AE{Title: "HOSPPACS", Host: "127.0.0.1", Port: freePort(t), Institution: hospital.ID, InstitutionPK: hospital.PK})
+	// The clinic's own PACS, listening.
+	got := &getStore{got: map[string]parsed{}}
+	pacs := &dimse.Server{AETitle: "CLINICPACS", Handlers: dimse.Handlers{Store: got}, Logger: testLogger()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go pacs.Serve(ln)
+	t.Cleanup(func() { pacs.Close() })
+	e.register(renkei.AE{Title: "CLINICPACS", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+
+	move := func(dest string) dimse.RetrieveResult {
+		t.Helper()
+		a, err := dimse.Dial(ctx, e.addr, "STRANGER", "RENKEI", []dimse.PresentationContext{
+			{AbstractSyntax: dimse.StudyRootQueryRetrieveInformationModelMove, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Release(ctx)
+		id := &dicom.DataSet{}
+		id.SetString(0x00080052, "CS", "STUDY")
+		id.SetString(dicom.StudyInstanceUID, "UI", study.StudyInstanceUID)
+		res, _ := a.Move(ctx, dimse.StudyRootQueryRetrieveInformationModelMove, dest, id)
+		return res
+	}
+	if res := move("HOSPPACS"); res.Status.Code != dimse.StatusMoveDestinationUnknown {
+		t.Errorf("an unregistered caller's C-MOVE to another institution's AE: %v, %+v, want 0xA801", res.Status, res.SubOperations)
+	}
+	if res := move("CLINICPACS"); !res.Status.IsSuccess() || res.SubOperations.Completed != 1 {
+		t.Errorf("an unregistered caller's C-MOVE to its institution's AE: %v, %+v", res.Status, res.SubOperations)
 	}
 }

@@ -31,7 +31,13 @@ func (c committer) Commit(ctx context.Context, a *dimse.Association, req *dimse.
 	log := s.logger().With("calling_ae", a.Peer().CallingAETitle, "transaction", req.TransactionUID)
 	ctx, st := s.as(ctx, a)
 	if st.IsFailure() {
-		return nil, req.References
+		// The AE registry could not be read (or the AE acts for no institution): nothing was checked, so the
+		// instances are not reported missing (0x0112) but as a processing failure that a later request may mend.
+		for _, r := range req.References {
+			r.FailureReason = failureProcessing
+			failed = append(failed, r)
+		}
+		return nil, failed
 	}
 	refs := req.References
 	for len(refs) > 0 {

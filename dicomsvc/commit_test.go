@@ -141,3 +141,54 @@ func (s *slowIndex) QueryInstances(ctx context.Context, q *renkei.Query) ([]renk
 	time.Sleep(time.Duration(s.delay.Load()))
 	return s.Index.QueryInstances(ctx, q)
 }
+
+// flakyRegistry fails every look-up once down is set, as a registry whose database went away.
+type flakyRegistry struct {
+	dicomsvc.AERegistry
+	down atomic.Bool
+}
+
+func (f *flakyRegistry) LookupAE(ctx context.Context, title string) (renkei.AE, error) {
+	if f.down.Load() {
+		return renkei.AE{}, renkei.Errorf("test.LookupAE", renkei.Unavailable, "the registry is down")
+	}
+	return f.AERegistry.LookupAE(ctx, title)
+}
+
+// TestStorageCommitmentRegistryDown: when the AE registry cannot be read after the association was accepted, no
+// instance was checked: each is reported failed with 0x0110 (processing failure), never 0x0112 (no such object),
+// which would tell the modality renkei lost it.
+func TestStorageCommitmentRegistryDown(t *testing.T) {
+	flaky := &flakyRegistry{}
+	e, files := queryEnv(t, func(s *dicomsvc.Service) {
+		flaky.AERegistry = s.AEs
+		s.AEs = flaky
+	})
+	ct := files[0]
+	ctx := context.Background()
+	reports := make(chan *dimse.EventReport, 1)
+	d := dimse.Dialer{Handlers: dimse.Handlers{EventReport: func(ctx context.Context, a *dimse.Association, ev *dimse.EventReport) dimse.Status {
+		reports <- ev
+		return dimse.Success()
+	}}, Logger: testLogger()}
+	a, err := d.Dial(ctx, e.addr, "GOSCU", "RENKEI", []dimse.PresentationContext{
+		{AbstractSyntax: dimse.StorageCommitmentPushModel, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release(ctx)
+	flaky.down.Store(true)
+	if st, err := a.RequestCommitment(ctx, "1.2.3.300", []dimse.SOPReference{{SOPClassUID: ct.SOPClassUID, SOPInstanceUID: ct.SOPInstanceUID}}); err != nil || !st.IsSuccess() {
+		t.Fatalf("N-ACTION: %v %v", st, err)
+	}
+	var ev *dimse.EventReport
+	select {
+	case ev = <-reports:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no N-EVENT-REPORT")
+	}
+	_, ok, failed, err := dimse.CommitmentResult(ev)
+	if err != nil || len(ok) != 0 || len(failed) != 1 || failed[0].FailureReason != 0x0110 {
+		t.Errorf("committed %v, failed %+v, %v; want one failure 0x0110", ok, failed, err)
+	}
+}

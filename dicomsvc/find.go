@@ -247,21 +247,30 @@ func (s *Service) parseFind(req *dimse.FindRequest) (*findQuery, dimse.Status) {
 			continue
 		}
 		value, _ := dec.Decode(raw, vr)
-		m, ok, err := archive.ParseMatch(dicom.Keyword(t), value)
-		if err != nil {
-			return bad(t, "%s", renkei.ErrorMessage(err))
+		// A person name may come with its component groups (alphabetic=ideographic=phonetic, PS3.5 6.2.1.2), as
+		// a workstation sends the whole name of an earlier response: the index keeps one key per group, so each
+		// non-empty group is a match of its own, all of which must hold; an empty group is universal.
+		groups := []string{value}
+		if vr == "PN" {
+			groups = strings.Split(value, "=")
 		}
-		if !ok {
-			continue // universal matching
+		for _, g := range groups {
+			m, ok, err := archive.ParseMatch(dicom.Keyword(t), g)
+			if err != nil {
+				return bad(t, "%s", renkei.ErrorMessage(err))
+			}
+			if !ok {
+				continue // universal matching
+			}
+			if !s.Archive.Matchable(fq.query.Level, m.Keyword) {
+				fq.ignored = append(fq.ignored, m.Keyword)
+				break
+			}
+			if values += len(m.Values); values > maxQueryValues {
+				return bad(t, "the identifier lists more than %d values to match; split it into several queries", maxQueryValues)
+			}
+			fq.query.Matches = append(fq.query.Matches, m)
 		}
-		if !s.Archive.Matchable(fq.query.Level, m.Keyword) {
-			fq.ignored = append(fq.ignored, m.Keyword)
-			continue
-		}
-		if values += len(m.Values); values > maxQueryValues {
-			return bad(t, "the identifier lists more than %d values to match; split it into several queries", maxQueryValues)
-		}
-		fq.query.Matches = append(fq.query.Matches, m)
 	}
 	for _, k := range uniqueKeys[lv] {
 		if !have[k.tag] {

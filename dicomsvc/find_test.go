@@ -266,6 +266,14 @@ func TestFindscuJapanese(t *testing.T) {
 			yamada, `\ISO 2022 IR 87`, h31, nil},
 		{"ISO 2022 IR 87, hiragana group", []string{`(0008,0005) CS [\ISO 2022 IR 87]`, "(0010,0010) PN [\x1b$B$d$^$@\x1b(B^\x1b$B$?$m$&\x1b(B]"},
 			yamada, `\ISO 2022 IR 87`, h31, nil},
+		// PS3.5 6.2.1.2: a workstation that asks again with the whole name of an earlier response sends its three
+		// component groups; an empty group is universal.
+		{"ISO 2022 IR 87, whole name with its component groups", []string{`(0008,0005) CS [\ISO 2022 IR 87]`, "(0010,0010) PN [" + h31 + "]"},
+			yamada, `\ISO 2022 IR 87`, h31, nil},
+		{"ISO 2022 IR 87, ideographic group only", []string{`(0008,0005) CS [\ISO 2022 IR 87]`, "(0010,0010) PN [=\x1b$B;3ED\x1b(B*]"},
+			yamada, `\ISO 2022 IR 87`, h31, nil},
+		{"ISO 2022 IR 87, groups that belong to two people", []string{`(0008,0005) CS [\ISO 2022 IR 87]`, "(0010,0010) PN [Takahashi*=\x1b$B;3ED\x1b(B*]"},
+			nil, `\ISO 2022 IR 87`, "", nil},
 		{"ISO 2022 IR 13\\ISO 2022 IR 87, half-width katakana", []string{`(0008,0005) CS [ISO 2022 IR 13\ISO 2022 IR 87]`, "(0010,0010) PN [\xd4\xcf\xc0\xde*]"},
 			yamada, `ISO 2022 IR 13\ISO 2022 IR 87`, h32, nil},
 		{"ISO_IR 192, variant kanji folded", []string{`(0008,0005) CS [ISO_IR 192]`, "(0010,0010) PN [高橋*]"},

@@ -287,8 +287,14 @@ func (s *Service) moveDestination(ctx context.Context, a *dimse.Association, tit
 		return "", false
 	}
 	// Images leave only to the caller's own institution's AEs: a C-MOVE to another institution's PACS would hand
-	// over data that was never shared with it.
-	if calling, err := s.callingAE(ctx, a); err != nil || (calling.InstitutionPK != ae.InstitutionPK && !(s.AcceptAny && calling.InstitutionPK == 0)) {
+	// over data that was never shared with it. An unregistered caller admitted by AcceptAny acts for AnyInstitution
+	// (as in s.as), so it too moves only to AnyInstitution's AEs.
+	calling, err := s.callingAE(ctx, a)
+	inst := calling.InstitutionPK
+	if inst == 0 && s.AcceptAny {
+		inst = s.AnyInstitution
+	}
+	if err != nil || inst == 0 || inst != ae.InstitutionPK {
 		s.logger().Warn("C-MOVE to an AE of another institution refused", "ae", title, "calling_ae", a.Peer().CallingAETitle)
 		return "", false
 	}

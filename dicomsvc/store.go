@@ -93,6 +93,13 @@ func storeStatus(res *archive.StoreResult) dimse.Status {
 		msg = ""
 	case res.Failure == archive.StatusDuplicateDifferent:
 		msg = "instance already stored with different content" // the UID is the command's; the comment has 64 characters
+	case res.Failure == archive.StatusDataSetMismatch && renkei.ErrorKind(res.Err) == renkei.Conflict:
+		// The index's message starts with the 64-digit study or series UID, and the Error Comment (LO) keeps 64
+		// characters: the reason itself would be cut off.
+		msg = "the study UID already belongs to another patient"
+		if strings.HasPrefix(renkei.ErrorMessage(res.Err), "series ") {
+			msg = "the series UID already belongs to another study"
+		}
 	}
 	return dimse.Failure(code, msg)
 }

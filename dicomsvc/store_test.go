@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -135,6 +137,11 @@ func TestStoreStatuses(t *testing.T) {
 	privateDS := withString(t, f.dataSet, dicom.SOPClassUID, private)
 	privateDS = withString(t, privateDS, dicom.SOPInstanceUID, dicomtest.UID("private/instance"))
 	other := dicomtest.UID("other/instance")
+	// The same study UID under another patient: the index refuses it whole (PS3.4 B.2.3 0xA900).
+	otherPatient := dicomtest.UID("otherpatient/instance")
+	otherPatientDS := withString(t, withString(t, f.dataSet, dicom.PatientID, "SOMEONE-ELSE"), dicom.SOPInstanceUID, otherPatient)
+	otherStudy := dicomtest.UID("otherstudy/instance")
+	otherStudyDS := withString(t, withString(t, f.dataSet, dicom.StudyInstanceUID, dicomtest.UID("otherstudy")), dicom.SOPInstanceUID, otherStudy)
 	changed := bytes.Clone(f.dataSet)
 	changed[len(changed)-1] ^= 0xFF // same UIDs, other pixels
 
@@ -167,6 +174,8 @@ func TestStoreStatuses(t *testing.T) {
 		{"same UID, other content", "GOSCU", ct.SOPClassUID, ct.SOPInstanceUID, changed, 0xA900, "different content"},
 		{"command names another instance", "GOSCU", ct.SOPClassUID, other, f.dataSet, 0xA900, "SOP Instance UID"},
 		{"command names another SOP class", "GOSCU", private, ct.SOPInstanceUID, f.dataSet, 0xA900, "SOP Class UID"},
+		{"study UID of another patient", "GOSCU", ct.SOPClassUID, otherPatient, otherPatientDS, 0xA900, "another patient"},
+		{"series UID of another study", "GOSCU", ct.SOPClassUID, otherStudy, otherStudyDS, 0xA900, "another study"},
 		{"not a data set", "GOSCU", ct.SOPClassUID, other, []byte("\x08\x00\x16\x00UI\x04\x00garbage that is no DICOM"), 0xC000, ""},
 		{"unknown (private) SOP class", "GOSCU", private, dicomtest.UID("private/instance"), privateDS, 0x0000, ""},
 	}
@@ -183,8 +192,10 @@ func TestStoreStatuses(t *testing.T) {
 	if sum(got.dataSet) != sum(f.dataSet) {
 		t.Error("the stored copy changed")
 	}
-	if _, err := e.archive.Instances(e.ctx(), "", "", other); renkei.ErrorKind(err) != renkei.NotFound {
-		t.Errorf("refused instance %s: %v", other, err)
+	for _, uid := range []string{other, otherPatient, otherStudy} {
+		if _, err := e.archive.Instances(e.ctx(), "", "", uid); renkei.ErrorKind(err) != renkei.NotFound {
+			t.Errorf("refused instance %s: %v", uid, err)
+		}
 	}
 	rec, got := e.stored(dicomtest.UID("private/instance"))
 	if rec.SOPClassUID != private || sum(got.dataSet) != sum(privateDS) {
@@ -320,4 +331,74 @@ func TestStoreLargeBoundedMemory(t *testing.T) {
 	if grew > size/4 {
 		t.Errorf("heap grew by %d MB while storing a %d MB object", grew>>20, size>>20)
 	}
+}
+
+// blockingReader yields its bytes, then blocks until release is closed and fails.
+type blockingReader struct {
+	r       io.Reader
+	release chan struct{}
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if n > 0 || err != io.EOF {
+		return n, err
+	}
+	<-b.release
+	return 0, errors.New("the modality went away")
+}
+
+// TestStoreAbortedAtElementBoundary: a modality's association is aborted in the middle of a C-STORE, after P-DATA
+// fragments that happen to end exactly after a whole element, so what arrived parses as a complete data set. The last
+// fragment never came (PS3.8 E.2), so nothing may be stored: the modality was never told it was.
+func TestStoreAbortedAtElementBoundary(t *testing.T) {
+	files := samples(t)
+	e := newEnv(t)
+	var ct dicomtest.Sample
+	for _, s := range files {
+		if s.Name == "ct-explicit-le" {
+			ct = s
+		}
+	}
+	f := readFile(t, ct.Path)
+	// renkei announces a maximum PDU of 256 KiB: the SCU sends its first P-DATA-TF PDUs once it has read four
+	// fragments of 262138 bytes and one byte more (dimse.Association.sendStream). The data set plus a trailing
+	// padding element (FFFC,FFFC) fills those four fragments exactly.
+	const batch = 4 * (dimse.DefaultMaxPDULength - 6)
+	pad := batch - len(f.dataSet) - 12
+	if pad < 0 {
+		t.Fatalf("the sample's data set has %d bytes, more than one batch", len(f.dataSet))
+	}
+	ds := append(bytes.Clone(f.dataSet), 0xFC, 0xFF, 0xFC, 0xFF, 'O', 'B', 0, 0, byte(pad), byte(pad>>8), byte(pad>>16), byte(pad>>24))
+	ds = append(ds, make([]byte, pad)...)
+	ds = append(ds, 0x08) // the start of an element that never comes
+	ctx := context.Background()
+	a, err := dimse.Dial(ctx, e.addr, "GOSCU", "RENKEI", []dimse.PresentationContext{
+		{AbstractSyntax: ct.SOPClassUID, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &blockingReader{r: bytes.NewReader(ds), release: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.Store(ctx, ct.SOPClassUID, ct.SOPInstanceUID, dicom.ExplicitVRLittleEndian, r)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the four fragments reach renkei
+	a.Abort()
+	close(r.release)
+	if err := <-done; err == nil {
+		t.Fatal("the aborted C-STORE returned a status")
+	}
+	time.Sleep(300 * time.Millisecond) // were renkei to store it, it would have by now
+	if _, err := e.archive.Instances(e.ctx(), "", "", ct.SOPInstanceUID); renkei.ErrorKind(err) != renkei.NotFound {
+		t.Errorf("an instance whose last fragment never came was stored: %v", err)
+	}
+	// Nothing half-written is left in the blob store either.
+	filepath.WalkDir(filepath.Join(e.dir, "blobs"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			t.Errorf("left in the blob store: %s", path)
+		}
+		return nil
+	})
 }

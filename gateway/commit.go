@@ -220,6 +220,13 @@ func (c *Commitments) resolve(refs []dimse.SOPReference) (committed, failed []di
 		spooled[e.SOPInstanceUID] = e
 	}
 	for _, r := range refs {
+		if e, ok := spooled[r.SOPInstanceUID]; ok && !e.NextAttempt.IsZero() {
+			// renkei refused what the modality sent last under this UID (a corrected resend whose first version renkei
+			// holds): renkei does not hold that content, whatever the ledger says of the first.
+			r.FailureReason = reasonProcessingFailure
+			failed = append(failed, r)
+			continue
+		}
 		if class, ok := c.Ledger.Has(r.SOPInstanceUID); ok {
 			if class != "-" && r.SOPClassUID != "" && class != r.SOPClassUID {
 				r.FailureReason = reasonClassMismatch

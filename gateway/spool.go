@@ -24,6 +24,9 @@ import (
 	"renkei/dicom"
 )
 
+// errUnreadable marks a spooled file that does not parse as DICOM any more.
+var errUnreadable = errors.New("not readable DICOM")
+
 // ErrFull is returned by Put when the spool's file system has less free space than the reserve.
 var ErrFull = errors.New("the spool's disk is below its free-space reserve")
 
@@ -59,6 +62,11 @@ type Spool struct {
 	Now       func() time.Time
 
 	mu sync.Mutex // serialises sidecar rewrites
+	// kmu makes putting a file, with its sidecar and index entry, and removing one atomic with respect to each
+	// other: a modality sending the same bytes again (the same key) while the uploader removes the acknowledged copy
+	// must leave either both or neither, never an entry without its file (which fails every request holding it) or a
+	// file without its entry (never sent until a restart).
+	kmu sync.Mutex
 
 	// index holds the entries in memory once Open read them, so that the uploader's look at the queue after each
 	// arrival or request, and the status every few seconds, do not read every sidecar again (a backlog after an
@@ -103,8 +111,9 @@ func Open(dir string, reserve int64) (*Spool, error) {
 			}
 		}
 	}
-	// Files whose sidecar a power failure lost or cut short get it back from their own header.
-	entries, err := s.scan()
+	// Files whose sidecar a power failure lost or cut short get it back from their own header; a file that cannot
+	// be read any more goes to damaged/, for a person to look at, rather than keep the gateway from starting.
+	entries, err := s.scan(true)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +139,7 @@ func (s *Spool) rebuild(key string) (Entry, error) {
 	opt.StopAtPixelData = true
 	df, err := dicom.Parse(f, opt)
 	if err != nil {
-		return Entry{}, fmt.Errorf("spool: %s cannot be read to rebuild its sidecar: %w", key, err)
+		return Entry{}, fmt.Errorf("spool: %s cannot be read to rebuild its sidecar: %w: %w", key, errUnreadable, err)
 	}
 	e := Entry{Key: key, StudyInstanceUID: df.DataSet.String(dicom.StudyInstanceUID), SeriesInstanceUID: df.DataSet.String(dicom.SeriesInstanceUID),
 		SOPInstanceUID: df.DataSet.String(dicom.SOPInstanceUID), SOPClassUID: df.DataSet.String(dicom.SOPClassUID),
@@ -249,25 +258,33 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 	if e.Received.IsZero() {
 		e.Received = s.now()
 	}
+	s.kmu.Lock()
 	if err := os.Rename(name, s.path(e.Key)); err != nil {
+		s.kmu.Unlock()
 		return Entry{}, err
 	}
 	ok = true
 	// The sidecar is not flushed on its own (it can be rebuilt from the file); the directory's flush below makes both
 	// names durable.
-	if err := s.writeSidecar(e, false); err != nil {
+	err = s.writeSidecar(e, false)
+	if err == nil {
+		s.indexed(func(m map[string]Entry) { m[e.Key] = e })
+	}
+	s.kmu.Unlock()
+	if err != nil {
 		return Entry{}, err
 	}
 	if err := s.syncObjects(); err != nil {
 		return Entry{}, err
 	}
-	s.indexed(func(m map[string]Entry) { m[e.Key] = e })
 	return e, nil
 }
 
 // Update rewrites an entry's sidecar (attempts, last error). It is atomic but not fsynced: losing an update to a
 // crash only forgets a count.
 func (s *Spool) Update(e Entry) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
 	if _, err := os.Stat(s.path(e.Key)); err != nil {
 		return err // removed meanwhile: do not resurrect a sidecar
 	}
@@ -344,6 +361,8 @@ func (s *Spool) RemoveAll(keys []string) error {
 }
 
 func (s *Spool) remove(key string) error {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
 	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -359,7 +378,7 @@ func (s *Spool) List() ([]Entry, error) {
 	s.imu.Lock()
 	if s.index == nil {
 		s.imu.Unlock()
-		return s.scan()
+		return s.scan(false)
 	}
 	out := make([]Entry, 0, len(s.index))
 	for _, e := range s.index {
@@ -370,8 +389,10 @@ func (s *Spool) List() ([]Entry, error) {
 	return out, nil
 }
 
-// scan reads the spooled instances from the folder, rebuilding lost or cut sidecars, oldest first.
-func (s *Spool) scan() ([]Entry, error) {
+// scan reads the spooled instances from the folder, rebuilding lost or cut sidecars, oldest first. A file whose
+// sidecar is lost and which is not readable DICOM (damaged on disk, or copied there by hand) is left out; with
+// quarantine it is moved to damaged/ (Open), else left where it is (a read-only look, as `renkei gateway status`).
+func (s *Spool) scan(quarantine bool) ([]Entry, error) {
 	des, err := os.ReadDir(s.objects())
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
@@ -393,6 +414,14 @@ func (s *Spool) scan() ([]Entry, error) {
 				if errors.Is(err, os.ErrNotExist) {
 					continue
 				}
+				if errors.Is(err, errUnreadable) {
+					if quarantine {
+						if err := s.quarantine(key); err != nil {
+							return nil, err
+						}
+					}
+					continue
+				}
 				return nil, err
 			}
 		}
@@ -401,6 +430,21 @@ func (s *Spool) scan() ([]Entry, error) {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Received.Before(out[j].Received) })
 	return out, nil
+}
+
+// damaged is the folder where Open moves spooled files that can no longer be read.
+func (s *Spool) damaged() string { return filepath.Join(s.Dir, "damaged") }
+
+// quarantine moves an unreadable file, and what is left of its sidecar, to damaged/.
+func (s *Spool) quarantine(key string) error {
+	if err := os.MkdirAll(s.damaged(), 0o700); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := os.Rename(s.path(key), filepath.Join(s.damaged(), key+".dcm")); err != nil {
+		return fmt.Errorf("spool: move an unreadable file aside: %w", err)
+	}
+	os.Rename(s.jpath(key), filepath.Join(s.damaged(), key+".json"))
+	return syncDir(s.objects())
 }
 
 // Oldest returns the entry received first; ok is false when the spool is empty.

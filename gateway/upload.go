@@ -13,6 +13,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -296,6 +297,9 @@ func (u *Uploader) maxBatchBytes() int64 {
 }
 
 // batches groups entries by study, oldest study first, into requests of at most MaxBatch instances and MaxBatchBytes.
+// A request never holds two entries with the same SOP Instance UID (a modality's corrected resend spools a second
+// file under the same UID): renkei's answer names instances by UID only, so one stored and one refused in the same
+// answer could not be told apart, and the refused file would leave the spool as if stored.
 func (u *Uploader) batches(entries []Entry) [][]Entry {
 	maxN, maxBytes := u.maxBatch(), u.maxBatchBytes()
 	byStudy := map[string][]Entry{}
@@ -310,13 +314,16 @@ func (u *Uploader) batches(entries []Entry) [][]Entry {
 	for _, st := range order {
 		var cur []Entry
 		var size int64
+		uids := map[string]bool{}
 		for _, e := range byStudy[st] {
-			if len(cur) > 0 && (len(cur) >= maxN || size+e.Size > maxBytes) {
+			if len(cur) > 0 && (len(cur) >= maxN || size+e.Size > maxBytes || uids[e.SOPInstanceUID]) {
 				out = append(out, cur)
 				cur, size = nil, 0
+				clear(uids)
 			}
 			cur = append(cur, e)
 			size += e.Size
+			uids[e.SOPInstanceUID] = true
 		}
 		if len(cur) > 0 {
 			out = append(out, cur)
@@ -353,6 +360,22 @@ func (a stowAnswer) items(t dicom.Tag) []map[string]string {
 // send posts one batch and applies renkei's answer to the spool.
 func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 	log := u.logger().With("study", batch[0].StudyInstanceUID, "instances", len(batch))
+	// An entry whose file is gone (removed by hand from objects/) cannot be sent: left in, it would fail every request
+	// of its study as if renkei could not be reached. It leaves the spool's index, loudly.
+	kept := batch[:0:0]
+	for _, e := range batch {
+		if _, err := os.Stat(u.Spool.path(e.Key)); errors.Is(err, os.ErrNotExist) {
+			log.Error("gateway: a spooled file is gone; its entry is dropped", "sop_instance", e.SOPInstanceUID, "key", e.Key)
+			if err := u.Spool.Remove(e.Key); err != nil {
+				log.Error("gateway: cannot drop the entry of a missing file", "key", e.Key, "err", err)
+			}
+			continue
+		}
+		kept = append(kept, e)
+	}
+	if batch = kept; len(batch) == 0 {
+		return outcome{}
+	}
 	resp, err := u.post(ctx, batch)
 	if ctx.Err() != nil {
 		if resp != nil {
