@@ -95,12 +95,31 @@ func (s *Server) member(w http.ResponseWriter, r *http.Request) (renkei.Consult,
 		var c renkei.Consult
 		if c, err = s.Consults.Consult(r.Context(), id); err == nil {
 			if slices.ContainsFunc(c.Members, func(m renkei.ConsultMember) bool { return m.User == p.ID }) {
-				return c, p, true
+				visible, verr := s.stillSees(r, p, c)
+				if verr != nil {
+					s.problem(w, r, verr)
+					return renkei.Consult{}, nil, false
+				}
+				if visible {
+					return c, p, true
+				}
 			}
 		}
 	}
 	s.problem(w, r, renkei.Errorf("web.consult", renkei.NotFound, "there is no such consult"))
 	return renkei.Consult{}, nil, false
+}
+
+// stillSees reports whether a member of another institution than the study's may still see it: membership came
+// with a share (or rested on one the caller had), and when that ends (revoked, expired, the patient's consent
+// withdrawn) the room's chat, drawings and views of the patient end for them too.
+func (s *Server) stillSees(r *http.Request, p *renkei.Principal, c renkei.Consult) (bool, error) {
+	if p.Institution == c.StudyOwner {
+		return true, nil
+	}
+	recs, err := s.DICOMweb.Archive.QueryStudies(r.Context(), &renkei.Query{Level: renkei.StudyLevel, Limit: 1, Owner: c.StudyOwner,
+		Matches: []renkei.Match{{Keyword: "StudyInstanceUID", Kind: renkei.MatchSingle, Value: c.StudyUID}}})
+	return len(recs) > 0, err
 }
 
 // createConsult starts a consult on a study the caller may see: {study, title}.

@@ -140,3 +140,63 @@ func TestConsultVoice(t *testing.T) {
 		poll(`document.querySelector('#con-voice').dataset.state === 'connected'`))
 	step(bctx, "v4", poll(`(() => { const a = document.querySelector('#con-audio audio'); return !!a && !!a.srcObject && a.srcObject.getAudioTracks().length > 0; })()`))
 }
+
+// TestConsultAfterConsent: the invitation's share rests on the patient's consent; when the patient withdraws it, the
+// invited doctor of another institution is out of the room too (its chat and drawings are about the patient), as
+// for a consult that does not exist, while the clinic's own members stay. Inviting the same doctor twice (a double
+// click) leaves one share in force, not a second one that no membership records.
+func TestConsultAfterConsent(t *testing.T) {
+	r := newRegion(t)
+	kato, tanaka := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
+		t.Fatal(st)
+	}
+	var c struct{ ID int64 }
+	json.Unmarshal(kato.body, &c)
+	room := fmt.Sprintf("/api/consults/%d", c.ID)
+	for range 2 {
+		if st := kato.post(room+"/invite", map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
+			t.Fatalf("invite: %d", st)
+		}
+	}
+	active := func() int {
+		list, err := r.db.Shares(context.Background(), renkei.ShareFilter{FromInstitution: r.clinic.PK, ToUser: r.users["tanaka@chuo-hospital"].pk,
+			ActiveAt: r.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, sh := range list {
+			if sh.Purpose == renkei.PurposeConsult {
+				n++
+			}
+		}
+		return n
+	}
+	if n := active(); n != 1 {
+		t.Errorf("after inviting twice: %d consult shares in force, want 1", n)
+	}
+	if st := tanaka.get(room); st != 200 {
+		t.Fatalf("the invited doctor reads the consult: %d", st)
+	}
+
+	var consents []struct{ ID int64 }
+	kato.getJSON("/api/consents?patientId=P1", &consents)
+	if len(consents) != 1 {
+		t.Fatalf("consents: %+v", consents)
+	}
+	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw: %d %s", st, kato.body)
+	}
+	if n := active(); n != 0 {
+		t.Errorf("after the withdrawal: %d consult shares in force", n)
+	}
+	for _, path := range []string{room, room + "/ws"} {
+		if st := tanaka.get(path); st != 404 {
+			t.Errorf("the invited doctor, after the withdrawal: GET %s %d, want 404", path, st)
+		}
+	}
+	if st := kato.get(room); st != 200 {
+		t.Errorf("the clinic's own doctor, after the withdrawal: %d", st)
+	}
+}
