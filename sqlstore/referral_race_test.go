@@ -3,6 +3,7 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for a second session that holds the referral's row
 
 	"renkei"
+	"renkei/sqlstore"
 )
 
 // An emergency is redirected by its sender to a third hospital at the moment the first hospital accepts it. Both
@@ -121,4 +123,54 @@ func TestReferralMoveRace(t *testing.T) {
 			t.Errorf("shares in force after both: %+v, want the third hospital's only", active)
 		}
 	})
+}
+
+// TestReferralSendAfterEdit: a colleague saves the draft (another hospital, another study) while the letter is being
+// sent. The send was prepared from the draft as it stood; the share it makes must go to the institution the sent
+// referral goes to, with the studies it lists, not to the hospital just taken off it with the study just removed.
+func TestReferralSendAfterEdit(t *testing.T) { eachDB(t, testReferralSendAfterEdit) }
+
+func testReferralSendAfterEdit(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	hosp, clinic, _, gp := region(t, db)
+	in := inst("P1", "5.2", "5.2.1", "5.2.1.1", "MR", "k52")
+	in.Institution, in.Patient.Issuer = clinic.PK, "KITA"
+	if _, _, err := db.Insert(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	r := &renkei.Referral{Kind: renkei.KindReferral, FromInstitution: clinic.PK, FromUser: gp.PK, FromUserName: gp.Name, ToInstitution: hosp.PK,
+		Patient: renkei.PatientKey{Issuer: "KITA", ID: "P1"}, Priority: "routine", Studies: []string{"5.1"}, Letter: renkei.Letter{Purpose: "精査"}}
+	if err := db.CreateReferral(ctx, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	// The send, as the sender's page prepared it from the draft with 5.1.
+	send := renkei.ReferralMove{ID: r.ID, Institution: clinic.PK, Side: "sender", From: []renkei.ReferralStatus{renkei.StatusDraft}, To: renkei.StatusSent,
+		Event: renkei.ReferralEvent{By: gp.Name, ByInst: clinic.PK},
+		Share: &renkei.Share{FromInstitution: clinic.PK, Patient: r.Patient, Studies: slices.Clone(r.Studies), ToInstitution: hosp.PK,
+			Purpose: renkei.PurposeReferral, ExpiresAt: time.Now().Add(time.Hour), WithoutConsent: true}}
+	// Meanwhile the colleague's save: 5.2 instead of 5.1, to another hospital.
+	minami := &renkei.Institution{ID: "minami-hospital", Name: "南病院", Kind: renkei.Hospital, Issuer: "MINAMI"}
+	if err := db.PutInstitution(ctx, minami, nil); err != nil {
+		t.Fatal(err)
+	}
+	edited := *r
+	edited.Studies, edited.ToInstitution = []string{"5.2"}, minami.PK
+	if err := db.SaveDraft(ctx, &edited, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MoveReferral(ctx, send, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.Referral(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shares, err := db.Shares(ctx, renkei.ShareFilter{ID: got.Share})
+	if err != nil || len(shares) != 1 {
+		t.Fatalf("the referral's share %d: %+v %v", got.Share, shares, err)
+	}
+	if !slices.Equal(shares[0].Studies, got.Studies) || shares[0].ToInstitution != got.ToInstitution {
+		t.Errorf("the sent referral goes to %d with %v but its share grants %d %v", got.ToInstitution, got.Studies,
+			shares[0].ToInstitution, shares[0].Studies)
+	}
 }
