@@ -228,6 +228,13 @@ func (s *Server) listConsults(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []consultJSON{}
 	for _, c := range list {
+		// A consult whose study the caller no longer sees is not theirs any more (its title may name the patient).
+		if ok, err := s.stillSees(r, p, c); err != nil {
+			s.problem(w, r, err)
+			return
+		} else if !ok {
+			continue
+		}
 		out = append(out, toConsultJSON(c))
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -143,7 +143,7 @@ func TestConsultVoice(t *testing.T) {
 
 // TestConsultAfterConsent: the invitation's share rests on the patient's consent; when the patient withdraws it, the
 // invited doctor of another institution is out of the room too (its chat and drawings are about the patient), as
-// for a consult that does not exist, while the clinic's own members stay. Inviting the same doctor twice (a double
+// for a consult that does not exist, and off their list of consults, while the clinic's own members stay. Inviting the same doctor twice (a double
 // click) leaves one share in force, not a second one that no membership records.
 func TestConsultAfterConsent(t *testing.T) {
 	r := newRegion(t)
@@ -196,7 +196,16 @@ func TestConsultAfterConsent(t *testing.T) {
 			t.Errorf("the invited doctor, after the withdrawal: GET %s %d, want 404", path, st)
 		}
 	}
+	var list []struct{ ID int64 }
+	tanaka.getJSON("/api/consults", &list)
+	if len(list) != 0 {
+		t.Errorf("the invited doctor's consults, after the withdrawal: %+v", list)
+	}
 	if st := kato.get(room); st != 200 {
 		t.Errorf("the clinic's own doctor, after the withdrawal: %d", st)
+	}
+	kato.getJSON("/api/consults", &list)
+	if len(list) != 1 {
+		t.Errorf("the clinic's own doctor's consults, after the withdrawal: %+v", list)
 	}
 }
