@@ -308,6 +308,20 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	// A member of another institution stays while they may see the study: when their share ends (revoked, expired,
+	// the patient's consent withdrawn) the open room ends for them too, at the latest a minute later.
+	checked := s.Now()
+	mayStay := func() bool {
+		if p.Institution == c.StudyOwner || s.Now().Sub(checked) < consultRecheck {
+			return true
+		}
+		checked = s.Now()
+		ok, err := s.stillSees(r, p, c)
+		if err != nil {
+			s.Logger.Error("a consult member's access could not be checked", "consult", c.ID, "err", err)
+		}
+		return err == nil && ok // fail closed: the client connects again
+	}
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
@@ -320,6 +334,10 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case m := <-msgs:
+			if !mayStay() {
+				conn.Close(websocket.StatusPolicyViolation, "you may no longer see this study")
+				return
+			}
 			if (m.Type == consult.TypeSignal || m.Type == consult.TypeRequest) && m.To != "" && m.To != me.Login {
 				continue // addressed to someone else
 			}
@@ -330,6 +348,10 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-ping.C:
+			if !mayStay() {
+				conn.Close(websocket.StatusPolicyViolation, "you may no longer see this study")
+				return
+			}
 			pctx, done := context.WithTimeout(ctx, 10*time.Second)
 			err := conn.Ping(pctx)
 			done()
@@ -339,6 +361,9 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// consultRecheck is how often an open consult socket checks again that its member may still see the study.
+const consultRecheck = time.Minute
 
 // truncate cuts s to at most n bytes on a character boundary.
 func truncate(s string, n int) string {
