@@ -422,22 +422,38 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 	return s.Store.Referral(ctx, r.ID)
 }
 
-// AttachLetter sets the letter a clinic's EMR already printed (a PDF or a scan, stored as blob key) as a draft's
-// letter, instead of or beside the typed one.
-func (s *Service) AttachLetter(ctx context.Context, id int64, key, contentType string) (renkei.Referral, error) {
+// MayAttachLetter checks, without writing anything, that the caller may attach a printed letter to referral id:
+// one of its institution's drafts. Another institution's referral is renkei.NotFound, a sent one renkei.Conflict.
+// A transport asks before it stores the file, so that a refused upload leaves nothing kept behind.
+func (s *Service) MayAttachLetter(ctx context.Context, id int64) error {
+	_, _, err := s.draftToAttach(ctx, id)
+	return err
+}
+
+func (s *Service) draftToAttach(ctx context.Context, id int64) (*renkei.Principal, renkei.Referral, error) {
 	p, err := principal(ctx, "clinical.AttachLetter")
 	if err != nil {
-		return renkei.Referral{}, err
+		return nil, renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf("clinical.AttachLetter", renkei.Forbidden, "your role may not write referrals")
+		return nil, renkei.Referral{}, renkei.Errorf("clinical.AttachLetter", renkei.Forbidden, "your role may not write referrals")
 	}
 	r, err := s.visible(ctx, p, id, "clinical.AttachLetter")
 	if err != nil {
-		return r, err
+		return nil, r, err
 	}
 	if r.FromInstitution != p.Institution || r.Status != renkei.StatusDraft {
-		return r, renkei.Errorf("clinical.AttachLetter", renkei.Conflict, "a letter is attached to a draft, before it is sent")
+		return nil, r, renkei.Errorf("clinical.AttachLetter", renkei.Conflict, "a letter is attached to a draft, before it is sent")
+	}
+	return p, r, nil
+}
+
+// AttachLetter sets the letter a clinic's EMR already printed (a PDF or a scan, stored as blob key) as a draft's
+// letter, instead of or beside the typed one.
+func (s *Service) AttachLetter(ctx context.Context, id int64, key, contentType string) (renkei.Referral, error) {
+	p, r, err := s.draftToAttach(ctx, id)
+	if err != nil {
+		return r, err
 	}
 	r.Letter.AttachmentKey, r.Letter.AttachmentType = key, contentType
 	r.FromUserName = p.Name

@@ -592,6 +592,49 @@ func TestPrintedLetter(t *testing.T) {
 	}
 }
 
+// TestRefusedAttachment: an upload of a printed letter that is refused (another institution's draft, a referral
+// already sent) leaves no file kept behind; stored files named in blob_refs are never swept, so each refused upload
+// (up to 50 MB) would otherwise stay for good.
+func TestRefusedAttachment(t *testing.T) {
+	r := newRegion(t)
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"letter": map[string]string{"purpose": "精査"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	kept := func() int {
+		var n int
+		if err := r.rawDB().QueryRow(`SELECT count(*) FROM blob_refs`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n0 := kept()
+	pdf := "%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+	for i, c := range []struct {
+		who  *client
+		want int
+		pdf  string
+	}{
+		{hospital, 404, pdf + "a"}, // the clinic's draft: not the hospital's to see
+		{clinic, 200, pdf + "b"},
+	} {
+		if st := c.who.do("PUT", path+"/attachment", strings.NewReader(c.pdf), "Content-Type", "application/pdf"); st != c.want {
+			t.Errorf("upload %d: %d, want %d", i, st, c.want)
+		}
+	}
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	if st := clinic.do("PUT", path+"/attachment", strings.NewReader(pdf+"c"), "Content-Type", "application/pdf"); st != 409 {
+		t.Errorf("an upload to the sent referral: %d", st)
+	}
+	if n := kept(); n != n0+1 {
+		t.Errorf("%d files kept after one accepted upload and two refused, want %d", n, n0+1)
+	}
+}
+
 // TestReferralDocuments: a discharge summary of the patient travels with the referral; another patient's document
 // cannot be attached.
 func TestReferralDocuments(t *testing.T) {
