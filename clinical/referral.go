@@ -295,16 +295,6 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		reply.Author = p.Name
 		m.Reply = &reply
 		m.From, m.To = []renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusReceived}, renkei.StatusCompleted
-		if r.Kind == renkei.KindReading && s.ReportDocument != nil {
-			// The signed report is also a document of the patient, in the requester's record, written with the step.
-			d, err := s.ReportDocument(ctx, r, reply)
-			if err != nil {
-				return r, err
-			}
-			d.Kind, d.Institution, d.PatientPK, d.Patient, d.Author, d.Source, d.SourceID =
-				renkei.DocReadingReport, p.Institution, r.PatientPK, r.Patient, p.Name, "referral", fmt.Sprint(r.ID)
-			m.Facts = &renkei.Record{Documents: []renkei.Document{d}}
-		}
 	case "cancel":
 		m.Side, m.From, m.To, m.Reason, m.Event.Note, m.Revoke = "sender",
 			[]renkei.ReferralStatus{renkei.StatusDraft, renkei.StatusSent, renkei.StatusReceived}, renkei.StatusCancelled, st.Reason, st.Reason, true
@@ -313,6 +303,21 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 	}
 	if m.Side == "sender" && r.FromInstitution != p.Institution || m.Side == "receiver" && r.ToInstitution != p.Institution {
 		return r, renkei.Errorf(op, renkei.Forbidden, "it is the other institution's turn")
+	}
+	if m.Reply != nil && r.Kind == renkei.KindReading && s.ReportDocument != nil {
+		// The signed report is also a document of the patient, in the requester's record, written with the step.
+		// Its PDF is stored (and kept for good) first, so only for a step that can still be taken: a second click
+		// on a completed request must not leave a second file behind. (MoveReferral still decides a race.)
+		if !slices.Contains(m.From, r.Status) {
+			return r, renkei.Errorf(op, renkei.Conflict, "this referral is already %s; the page shows the latest state", r.Status)
+		}
+		d, err := s.ReportDocument(ctx, r, *m.Reply)
+		if err != nil {
+			return r, err
+		}
+		d.Kind, d.Institution, d.PatientPK, d.Patient, d.Author, d.Source, d.SourceID =
+			renkei.DocReadingReport, p.Institution, r.PatientPK, r.Patient, p.Name, "referral", fmt.Sprint(r.ID)
+		m.Facts = &renkei.Record{Documents: []renkei.Document{d}}
 	}
 	step := string(m.To)
 	if m.NewTo != 0 {

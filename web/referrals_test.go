@@ -727,3 +727,40 @@ func TestReverseToThird(t *testing.T) {
 		t.Errorf("the rehabilitation hospital's board: %+v", board)
 	}
 }
+
+// TestReportTwice: the radiologist's second click on "sign the report" (the request is already completed) is a
+// conflict and stores no second report PDF: each stored report is kept for good.
+func TestReportTwice(t *testing.T) {
+	r := newRegion(t)
+	clinic, radiologist := r.as("kato@kita-clinic"), r.as("suzuki@chuo-hospital")
+	if st := clinic.post("/api/referrals", map[string]any{"kind": "reading", "issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": "読影のお願い"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	radiologist.post(path+"/receive", nil)
+	kept := func() int {
+		var n int
+		if err := r.rawDB().QueryRow(`SELECT count(*) FROM blob_refs WHERE what = 'report'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	report := map[string]any{"reply": map[string]string{"findings": "異常なし", "impression": "正常範囲"}}
+	if st := radiologist.post(path+"/complete", report); st != 200 {
+		t.Fatalf("report: %d %s", st, radiologist.body)
+	}
+	n := kept()
+	if st := radiologist.post(path+"/complete", report); st != 409 {
+		t.Errorf("the second click: %d, want 409", st)
+	}
+	if st := clinic.post(path+"/complete", report); st != 403 {
+		t.Errorf("the requester signing its own request: %d, want 403", st)
+	}
+	if got := kept(); got != n {
+		t.Errorf("report files kept: %d after the refused steps, %d before", got, n)
+	}
+}
