@@ -764,3 +764,55 @@ func TestReportTwice(t *testing.T) {
 		t.Errorf("report files kept: %d after the refused steps, %d before", got, n)
 	}
 }
+
+// TestReverseAudit: the steps of a reverse referral (逆紹介) about the clinic's patient, and the rehabilitation
+// hospital's reading of it, are in the audit trail as events about the clinic's patient (the institution that
+// holds them), so that the clinic's audit view and the patient's access log find them; the hospital that wrote
+// the letter holds no patient with that issuer.
+func TestReverseAudit(t *testing.T) {
+	r := newRegion(t)
+	rehab := renkei.Institution{ID: "minami-rehab", Name: "南リハビリテーション病院", Kind: renkei.Hospital, Issuer: "MINAMI"}
+	if err := r.db.PutInstitution(context.Background(), &rehab, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("ono@minami-rehab", rehab, renkei.Physician)
+	clinic, hospital, rehabDoc := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("ono@minami-rehab")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"letter": map[string]string{"purpose": "手術のお願い"}}); st != 201 {
+		t.Fatal(st)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	clinic.post(path+"/send", nil)
+	hospital.post(path+"/receive", nil)
+	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 200 {
+		t.Fatal(st)
+	}
+	if st := hospital.post(path+"/reverse", map[string]any{"toInstitution": "minami-rehab", "letter": map[string]string{"purpose": "回復期リハビリテーションのお願い"}}); st != 201 {
+		t.Fatalf("reverse: %d %s", st, hospital.body)
+	}
+	back := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, hospital).ID)
+	if st := hospital.post(back+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, hospital.body)
+	}
+	if st := rehabDoc.get(back); st != 200 {
+		t.Fatalf("the rehabilitation hospital opens the letter: %d", st)
+	}
+	if st := rehabDoc.post(back+"/receive", nil); st != 200 {
+		t.Fatalf("receive: %d", st)
+	}
+	id := strings.TrimPrefix(back, "/api/referrals/")
+	var found int
+	for _, e := range r.events(0) {
+		if !strings.Contains(e.Detail, "referral "+id) {
+			continue
+		}
+		found++
+		if e.DataInstitution != r.clinic.PK || e.Patient != (renkei.PatientKey{Issuer: "KITA", ID: "P1"}) {
+			t.Errorf("%s by institution %d (%s): data of institution %d, patient %+v; want the clinic's (%d)", e.Action, e.Institution, e.Detail,
+				e.DataInstitution, e.Patient, r.clinic.PK)
+		}
+	}
+	if found < 3 {
+		t.Errorf("%d events about the reverse referral", found)
+	}
+}
