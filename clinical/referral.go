@@ -39,16 +39,27 @@ type NewReferral struct {
 	DueAt         *time.Time
 }
 
-func (s *Service) event(p *renkei.Principal, r renkei.Referral, step string) *renkei.AuditEvent {
+func (s *Service) event(ctx context.Context, p *renkei.Principal, r renkei.Referral, step string) *renkei.AuditEvent {
 	e := renkei.EventFor(p, renkei.ActionReferral, renkei.OutcomeSuccess)
-	lp := r.Patient
-	e.DataInstitution, e.Patient = r.FromInstitution, lp
+	e.DataInstitution, e.Patient = s.dataInstitution(ctx, r), r.Patient
 	if r.ID == 0 {
 		e.Detail = fmt.Sprintf("new referral to %s: %s", r.ToName, step)
 	} else {
 		e.Detail = fmt.Sprintf("referral %d to %s: %s", r.ID, r.ToName, step)
 	}
 	return &e
+}
+
+// dataInstitution is the institution whose patient a referral is about: the one that holds its local patient. That
+// is the sender, except for a reverse referral (逆紹介), written by the hospital about the clinic's patient; the
+// audit trail files its events there, where the clinic's audit view and the patient's access log look for them.
+func (s *Service) dataInstitution(ctx context.Context, r renkei.Referral) int64 {
+	if r.PatientPK != 0 {
+		if owner := ownerOf(ctx, s, r); owner != 0 {
+			return owner
+		}
+	}
+	return r.FromInstitution
 }
 
 func checkNew(n *NewReferral) error {
@@ -108,7 +119,7 @@ func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, e
 	r := renkei.Referral{Kind: n.Kind, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name, ToInstitution: n.ToInstitution,
 		ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: n.Patient, Priority: n.Priority, Studies: n.Studies,
 		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
-	if err := s.Store.CreateReferral(ctx, &r, s.event(p, r, "draft written")); err != nil {
+	if err := s.Store.CreateReferral(ctx, &r, s.event(ctx, p, r, "draft written")); err != nil {
 		return r, err
 	}
 	return s.Store.Referral(ctx, r.ID)
@@ -126,7 +137,7 @@ func (s *Service) Get(ctx context.Context, id int64) (renkei.Referral, error) {
 		return r, err
 	}
 	e := renkei.EventFor(p, renkei.ActionRead, renkei.OutcomeSuccess)
-	e.DataInstitution, e.Patient, e.Detail = r.FromInstitution, r.Patient, fmt.Sprintf("referral %d", r.ID)
+	e.DataInstitution, e.Patient, e.Detail = s.dataInstitution(ctx, r), r.Patient, fmt.Sprintf("referral %d", r.ID)
 	if err := s.Store.Audit(ctx, &e); err != nil {
 		return renkei.Referral{}, err
 	}
@@ -194,7 +205,7 @@ func (s *Service) SaveDraft(ctx context.Context, id int64, n NewReferral) (renke
 	r.ToInstitution, r.ToDepartment, r.ToDoctor, r.Priority, r.Studies, r.Documents, r.Letter, r.DueAt =
 		n.ToInstitution, n.ToDepartment, n.ToDoctor, n.Priority, n.Studies, n.Documents, n.Letter, n.DueAt
 	r.FromUserName = p.Name
-	if err := s.Store.SaveDraft(ctx, &r, s.event(p, r, "draft saved")); err != nil {
+	if err := s.Store.SaveDraft(ctx, &r, s.event(ctx, p, r, "draft saved")); err != nil {
 		return r, err
 	}
 	return s.Store.Referral(ctx, id)
@@ -295,16 +306,6 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		reply.Author = p.Name
 		m.Reply = &reply
 		m.From, m.To = []renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusReceived}, renkei.StatusCompleted
-		if r.Kind == renkei.KindReading && s.ReportDocument != nil {
-			// The signed report is also a document of the patient, in the requester's record, written with the step.
-			d, err := s.ReportDocument(ctx, r, reply)
-			if err != nil {
-				return r, err
-			}
-			d.Kind, d.Institution, d.PatientPK, d.Patient, d.Author, d.Source, d.SourceID =
-				renkei.DocReadingReport, p.Institution, r.PatientPK, r.Patient, p.Name, "referral", fmt.Sprint(r.ID)
-			m.Facts = &renkei.Record{Documents: []renkei.Document{d}}
-		}
 	case "cancel":
 		m.Side, m.From, m.To, m.Reason, m.Event.Note, m.Revoke = "sender",
 			[]renkei.ReferralStatus{renkei.StatusDraft, renkei.StatusSent, renkei.StatusReceived}, renkei.StatusCancelled, st.Reason, st.Reason, true
@@ -314,11 +315,26 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 	if m.Side == "sender" && r.FromInstitution != p.Institution || m.Side == "receiver" && r.ToInstitution != p.Institution {
 		return r, renkei.Errorf(op, renkei.Forbidden, "it is the other institution's turn")
 	}
+	if m.Reply != nil && r.Kind == renkei.KindReading && s.ReportDocument != nil {
+		// The signed report is also a document of the patient, in the requester's record, written with the step.
+		// Its PDF is stored (and kept for good) first, so only for a step that can still be taken: a second click
+		// on a completed request must not leave a second file behind. (MoveReferral still decides a race.)
+		if !slices.Contains(m.From, r.Status) {
+			return r, renkei.Errorf(op, renkei.Conflict, "this referral is already %s; the page shows the latest state", r.Status)
+		}
+		d, err := s.ReportDocument(ctx, r, *m.Reply)
+		if err != nil {
+			return r, err
+		}
+		d.Kind, d.Institution, d.PatientPK, d.Patient, d.Author, d.Source, d.SourceID =
+			renkei.DocReadingReport, p.Institution, r.PatientPK, r.Patient, p.Name, "referral", fmt.Sprint(r.ID)
+		m.Facts = &renkei.Record{Documents: []renkei.Document{d}}
+	}
 	step := string(m.To)
 	if m.NewTo != 0 {
 		step = fmt.Sprintf("redirected from institution %d to %d", r.ToInstitution, m.NewTo)
 	}
-	if err := s.Store.MoveReferral(ctx, m, s.event(p, r, step)); err != nil {
+	if err := s.Store.MoveReferral(ctx, m, s.event(ctx, p, r, step)); err != nil {
 		return r, err
 	}
 	out, err := s.Store.Referral(ctx, id)
@@ -368,7 +384,7 @@ func (s *Service) Correct(ctx context.Context, id int64, l renkei.Letter) (renke
 	if err != nil {
 		return r, err
 	}
-	if _, err := s.Store.AddLetterVersion(ctx, id, p.Institution, l, p.Name, s.event(p, r, "letter corrected")); err != nil {
+	if _, err := s.Store.AddLetterVersion(ctx, id, p.Institution, l, p.Name, s.event(ctx, p, r, "letter corrected")); err != nil {
 		return r, err
 	}
 	out, err := s.Store.Referral(ctx, id)
@@ -416,32 +432,48 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 	r := renkei.Referral{Kind: renkei.KindReverse, Parent: parent, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name,
 		ToInstitution: n.ToInstitution, ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: par.Patient,
 		PatientPK: par.PatientPK, Priority: n.Priority, Studies: n.Studies, Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
-	if err := s.Store.CreateReferral(ctx, &r, s.event(p, par, "reverse referral written")); err != nil {
+	if err := s.Store.CreateReferral(ctx, &r, s.event(ctx, p, par, "reverse referral written")); err != nil {
 		return r, err
 	}
 	return s.Store.Referral(ctx, r.ID)
 }
 
-// AttachLetter sets the letter a clinic's EMR already printed (a PDF or a scan, stored as blob key) as a draft's
-// letter, instead of or beside the typed one.
-func (s *Service) AttachLetter(ctx context.Context, id int64, key, contentType string) (renkei.Referral, error) {
+// MayAttachLetter checks, without writing anything, that the caller may attach a printed letter to referral id:
+// one of its institution's drafts. Another institution's referral is renkei.NotFound, a sent one renkei.Conflict.
+// A transport asks before it stores the file, so that a refused upload leaves nothing kept behind.
+func (s *Service) MayAttachLetter(ctx context.Context, id int64) error {
+	_, _, err := s.draftToAttach(ctx, id)
+	return err
+}
+
+func (s *Service) draftToAttach(ctx context.Context, id int64) (*renkei.Principal, renkei.Referral, error) {
 	p, err := principal(ctx, "clinical.AttachLetter")
 	if err != nil {
-		return renkei.Referral{}, err
+		return nil, renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf("clinical.AttachLetter", renkei.Forbidden, "your role may not write referrals")
+		return nil, renkei.Referral{}, renkei.Errorf("clinical.AttachLetter", renkei.Forbidden, "your role may not write referrals")
 	}
 	r, err := s.visible(ctx, p, id, "clinical.AttachLetter")
 	if err != nil {
-		return r, err
+		return nil, r, err
 	}
 	if r.FromInstitution != p.Institution || r.Status != renkei.StatusDraft {
-		return r, renkei.Errorf("clinical.AttachLetter", renkei.Conflict, "a letter is attached to a draft, before it is sent")
+		return nil, r, renkei.Errorf("clinical.AttachLetter", renkei.Conflict, "a letter is attached to a draft, before it is sent")
+	}
+	return p, r, nil
+}
+
+// AttachLetter sets the letter a clinic's EMR already printed (a PDF or a scan, stored as blob key) as a draft's
+// letter, instead of or beside the typed one.
+func (s *Service) AttachLetter(ctx context.Context, id int64, key, contentType string) (renkei.Referral, error) {
+	p, r, err := s.draftToAttach(ctx, id)
+	if err != nil {
+		return r, err
 	}
 	r.Letter.AttachmentKey, r.Letter.AttachmentType = key, contentType
 	r.FromUserName = p.Name
-	if err := s.Store.SaveDraft(ctx, &r, s.event(p, r, "printed letter attached")); err != nil {
+	if err := s.Store.SaveDraft(ctx, &r, s.event(ctx, p, r, "printed letter attached")); err != nil {
 		return r, err
 	}
 	return s.Store.Referral(ctx, id)

@@ -428,11 +428,11 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 	now := db.Now()
 	m.Event.At = now
 	return db.writeTx(ctx, "index.MoveReferral", func(tx *sql.Tx) error {
-		var status string
+		var status, studies string
 		var from, to, patient, sharePK int64
 		var version int
-		err := tx.QueryRowContext(ctx, `SELECT status, from_institution, to_institution, patient_pk, share_pk, version FROM referrals WHERE pk = ?`, m.ID).
-			Scan(&status, &from, &to, &patient, &sharePK, &version)
+		err := tx.QueryRowContext(ctx, `SELECT status, from_institution, to_institution, patient_pk, share_pk, version, studies FROM referrals WHERE pk = ?`, m.ID).
+			Scan(&status, &from, &to, &patient, &sharePK, &version, &studies)
 		if errors.Is(err, sql.ErrNoRows) {
 			return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
 		}
@@ -461,15 +461,27 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 			set += `, to_institution = ?, to_department = '', to_doctor = ''`
 			args = append(args, m.NewTo)
 		}
-		args = append(args, m.ID)
+		// The compare-and-set names the receiver and the share read above, not only the status: on PostgreSQL a
+		// concurrent step that committed since (a redirect: still "sent", to another hospital, with another share)
+		// is seen by the UPDATE's WHERE only, and must not let this step act on a referral that is no longer the
+		// one it checked.
+		args = append(args, m.ID, to, sharePK)
 		for _, s := range m.From {
 			args = append(args, string(s))
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE referrals SET `+set+` WHERE pk = ? AND status IN (`+strings.Join(ph, ",")+`)`, args...)
+		res, err := tx.ExecContext(ctx, `UPDATE referrals SET `+set+` WHERE pk = ? AND to_institution = ? AND share_pk = ? AND status IN (`+
+			strings.Join(ph, ",")+`)`, args...)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
+			// Where it stands now (a new statement sees what the other step committed).
+			if err := tx.QueryRowContext(ctx, `SELECT status, to_institution FROM referrals WHERE pk = ?`, m.ID).Scan(&status, &to); err != nil {
+				return err
+			}
+			if m.Side != "sender" && to != m.Institution {
+				return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
+			}
 			return renkei.Errorf("index.MoveReferral", renkei.Conflict, "this referral is already %s; the page shows the latest state", status)
 		}
 		if m.To == renkei.StatusSent && m.NewTo == 0 {
@@ -477,6 +489,13 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 				SELECT referral_pk, 0, 1, body, written_by, ? FROM referral_letters WHERE referral_pk = ? AND reply = 0 AND version = 0`, now.UnixMilli(), m.ID); err != nil {
 				return err
 			}
+		}
+		if m.Share != nil && m.To == renkei.StatusSent && m.NewTo == 0 {
+			// Sending: the share goes where the draft goes now, with the studies it lists now (the step was
+			// prepared from the draft as it stood; a colleague may have saved it since, which the letter's version
+			// 1 above copies too).
+			m.Share.ToInstitution, m.Share.Studies = to, splitUIDs(studies)
+			m.Share.RecordOnly = len(m.Share.Studies) == 0
 		}
 		if m.Share != nil {
 			m.Share.CreatedAt = now

@@ -25,11 +25,30 @@ func (db *DB) CreateConsult(ctx context.Context, c *renkei.Consult, audit *renke
 }
 
 // InviteToConsult adds a member, and the share that lets them see the study (nil when they see it already), in one
-// transaction.
+// transaction. Inviting a member again makes no second share while theirs is in force.
 func (db *DB) InviteToConsult(ctx context.Context, id int64, m renkei.ConsultMember, share *renkei.Share, audit *renkei.AuditEvent) error {
 	now := db.Now()
 	return db.writeTx(ctx, "index.InviteToConsult", func(tx *sql.Tx) error {
+		// Someone invited again (a double click, or a day later) keeps the share they have while it is in force;
+		// one that ended is replaced, and the membership names the new one.
+		var member bool
 		var sharePK int64
+		err := tx.QueryRowContext(ctx, `SELECT share_pk FROM consult_members WHERE consult_pk = ? AND user_pk = ?`, id, m.User).Scan(&sharePK)
+		if err == nil {
+			member = true
+		} else if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if share != nil && member && sharePK != 0 {
+			var live bool
+			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM shares WHERE pk = ? AND revoked_at IS NULL AND expires_at > ?)`,
+				sharePK, now.UnixMilli()).Scan(&live); err != nil {
+				return err
+			}
+			if live {
+				share = nil
+			}
+		}
 		if share != nil {
 			share.CreatedAt = now
 			if err := db.createShare(ctx, tx, share); err != nil {
@@ -37,8 +56,12 @@ func (db *DB) InviteToConsult(ctx context.Context, id int64, m renkei.ConsultMem
 			}
 			sharePK = share.ID
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO consult_members (consult_pk, user_pk, login, invited_by, invited_at, share_pk) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (consult_pk, user_pk) DO NOTHING`, id, m.User, m.Login, m.InvitedBy, now.UnixMilli(), sharePK)
+		if member {
+			_, err = tx.ExecContext(ctx, `UPDATE consult_members SET share_pk = ? WHERE consult_pk = ? AND user_pk = ?`, sharePK, id, m.User)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO consult_members (consult_pk, user_pk, login, invited_by, invited_at, share_pk) VALUES (?, ?, ?, ?, ?, ?)`,
+			id, m.User, m.Login, m.InvitedBy, now.UnixMilli(), sharePK)
 		return err
 	}, audit)
 }

@@ -50,9 +50,13 @@ func msPtr(t *time.Time) any {
 	return t.UnixMilli()
 }
 
-// PutInstitution adds an institution or updates the one with the same ID; it sets inst.PK.
+// PutInstitution adds an institution or updates the one with the same ID; it sets inst.PK. The directory's version
+// changes with it: its entries carry the institution's name and care functions, and a new one must be found.
 func (db *DB) PutInstitution(ctx context.Context, inst *renkei.Institution, audit *renkei.AuditEvent) error {
 	return db.writeTx(ctx, "index.PutInstitution", func(tx *sql.Tx) error {
+		if err := bumpDirectory(ctx, tx); err != nil {
+			return err
+		}
 		return tx.QueryRowContext(ctx, `INSERT INTO institutions (id, name, name_en, kind, code, care_functions, issuer, email, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, name_en = excluded.name_en, kind = excluded.kind, code = excluded.code,

@@ -378,6 +378,15 @@ func testDirectory(t *testing.T, db *sqlstore.DB) {
 	if !found {
 		t.Errorf("the hospital is not in the directory: %+v", dir)
 	}
+	// An institution written (new, renamed) changes the version too: the directory's entries carry it.
+	v1, _ := db.DirectoryVersion(ctx)
+	hosp.Name = "中央総合病院"
+	if err := db.PutInstitution(ctx, hosp, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := db.DirectoryVersion(ctx); v <= v1 {
+		t.Errorf("directory version %d after the hospital was renamed, was %d", v, v1)
+	}
 	hist, err := db.CapacityHistory(ctx, hosp.PK, time.Now().Add(-time.Hour))
 	if err != nil || len(hist) != 3 {
 		t.Errorf("CapacityHistory: %d items, %v", len(hist), err)

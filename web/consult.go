@@ -95,12 +95,31 @@ func (s *Server) member(w http.ResponseWriter, r *http.Request) (renkei.Consult,
 		var c renkei.Consult
 		if c, err = s.Consults.Consult(r.Context(), id); err == nil {
 			if slices.ContainsFunc(c.Members, func(m renkei.ConsultMember) bool { return m.User == p.ID }) {
-				return c, p, true
+				visible, verr := s.stillSees(r, p, c)
+				if verr != nil {
+					s.problem(w, r, verr)
+					return renkei.Consult{}, nil, false
+				}
+				if visible {
+					return c, p, true
+				}
 			}
 		}
 	}
 	s.problem(w, r, renkei.Errorf("web.consult", renkei.NotFound, "there is no such consult"))
 	return renkei.Consult{}, nil, false
+}
+
+// stillSees reports whether a member of another institution than the study's may still see it: membership came
+// with a share (or rested on one the caller had), and when that ends (revoked, expired, the patient's consent
+// withdrawn) the room's chat, drawings and views of the patient end for them too.
+func (s *Server) stillSees(r *http.Request, p *renkei.Principal, c renkei.Consult) (bool, error) {
+	if p.Institution == c.StudyOwner {
+		return true, nil
+	}
+	recs, err := s.DICOMweb.Archive.QueryStudies(r.Context(), &renkei.Query{Level: renkei.StudyLevel, Limit: 1, Owner: c.StudyOwner,
+		Matches: []renkei.Match{{Keyword: "StudyInstanceUID", Kind: renkei.MatchSingle, Value: c.StudyUID}}})
+	return len(recs) > 0, err
 }
 
 // createConsult starts a consult on a study the caller may see: {study, title}.
@@ -209,6 +228,13 @@ func (s *Server) listConsults(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []consultJSON{}
 	for _, c := range list {
+		// A consult whose study the caller no longer sees is not theirs any more (its title may name the patient).
+		if ok, err := s.stillSees(r, p, c); err != nil {
+			s.problem(w, r, err)
+			return
+		} else if !ok {
+			continue
+		}
 		out = append(out, toConsultJSON(c))
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -282,6 +308,20 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	// A member of another institution stays while they may see the study: when their share ends (revoked, expired,
+	// the patient's consent withdrawn) the open room ends for them too, at the latest a minute later.
+	checked := s.Now()
+	mayStay := func() bool {
+		if p.Institution == c.StudyOwner || s.Now().Sub(checked) < consultRecheck {
+			return true
+		}
+		checked = s.Now()
+		ok, err := s.stillSees(r, p, c)
+		if err != nil {
+			s.Logger.Error("a consult member's access could not be checked", "consult", c.ID, "err", err)
+		}
+		return err == nil && ok // fail closed: the client connects again
+	}
 	ping := time.NewTicker(30 * time.Second)
 	defer ping.Stop()
 	for {
@@ -294,6 +334,10 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case m := <-msgs:
+			if !mayStay() {
+				conn.Close(websocket.StatusPolicyViolation, "you may no longer see this study")
+				return
+			}
 			if (m.Type == consult.TypeSignal || m.Type == consult.TypeRequest) && m.To != "" && m.To != me.Login {
 				continue // addressed to someone else
 			}
@@ -304,6 +348,10 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-ping.C:
+			if !mayStay() {
+				conn.Close(websocket.StatusPolicyViolation, "you may no longer see this study")
+				return
+			}
 			pctx, done := context.WithTimeout(ctx, 10*time.Second)
 			err := conn.Ping(pctx)
 			done()
@@ -313,6 +361,9 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// consultRecheck is how often an open consult socket checks again that its member may still see the study.
+const consultRecheck = time.Minute
 
 // truncate cuts s to at most n bytes on a character boundary.
 func truncate(s string, n int) string {

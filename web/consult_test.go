@@ -4,13 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/coder/websocket"
 
 	"renkei"
+	"renkei/consult"
+	"renkei/web"
 )
 
 // TestConsult: a clinic doctor starts a consult on a 60-slice CT and invites a hospital doctor (the invitation
@@ -139,4 +144,174 @@ func TestConsultVoice(t *testing.T) {
 	step(actx, "v3", poll(`document.querySelectorAll('#con-people li').length >= 2`), chromedp.Click("#con-voice"),
 		poll(`document.querySelector('#con-voice').dataset.state === 'connected'`))
 	step(bctx, "v4", poll(`(() => { const a = document.querySelector('#con-audio audio'); return !!a && !!a.srcObject && a.srcObject.getAudioTracks().length > 0; })()`))
+}
+
+// TestConsultAfterConsent: the invitation's share rests on the patient's consent; when the patient withdraws it, the
+// invited doctor of another institution is out of the room too (its chat and drawings are about the patient), as
+// for a consult that does not exist, and off their list of consults, while the clinic's own members stay. Inviting the same doctor twice (a double
+// click) leaves one share in force, not a second one that no membership records.
+func TestConsultAfterConsent(t *testing.T) {
+	r := newRegion(t)
+	kato, tanaka := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
+		t.Fatal(st)
+	}
+	var c struct{ ID int64 }
+	json.Unmarshal(kato.body, &c)
+	room := fmt.Sprintf("/api/consults/%d", c.ID)
+	for range 2 {
+		if st := kato.post(room+"/invite", map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
+			t.Fatalf("invite: %d", st)
+		}
+	}
+	active := func() int {
+		list, err := r.db.Shares(context.Background(), renkei.ShareFilter{FromInstitution: r.clinic.PK, ToUser: r.users["tanaka@chuo-hospital"].pk,
+			ActiveAt: r.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, sh := range list {
+			if sh.Purpose == renkei.PurposeConsult {
+				n++
+			}
+		}
+		return n
+	}
+	if n := active(); n != 1 {
+		t.Errorf("after inviting twice: %d consult shares in force, want 1", n)
+	}
+	if st := tanaka.get(room); st != 200 {
+		t.Fatalf("the invited doctor reads the consult: %d", st)
+	}
+
+	var consents []struct{ ID int64 }
+	kato.getJSON("/api/consents?patientId=P1", &consents)
+	if len(consents) != 1 {
+		t.Fatalf("consents: %+v", consents)
+	}
+	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw: %d %s", st, kato.body)
+	}
+	if n := active(); n != 0 {
+		t.Errorf("after the withdrawal: %d consult shares in force", n)
+	}
+	for _, path := range []string{room, room + "/ws"} {
+		if st := tanaka.get(path); st != 404 {
+			t.Errorf("the invited doctor, after the withdrawal: GET %s %d, want 404", path, st)
+		}
+	}
+	var list []struct{ ID int64 }
+	tanaka.getJSON("/api/consults", &list)
+	if len(list) != 0 {
+		t.Errorf("the invited doctor's consults, after the withdrawal: %+v", list)
+	}
+	if st := kato.get(room); st != 200 {
+		t.Errorf("the clinic's own doctor, after the withdrawal: %d", st)
+	}
+	kato.getJSON("/api/consults", &list)
+	if len(list) != 1 {
+		t.Errorf("the clinic's own doctor's consults, after the withdrawal: %+v", list)
+	}
+}
+
+// TestConsultSocketAfterConsent: the invited doctor is in the room when the patient withdraws consent; the open
+// socket does not go on carrying the room's chat to them.
+func TestConsultSocketAfterConsent(t *testing.T) {
+	r := newRegion(t)
+	kato, tanaka := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
+		t.Fatal(st)
+	}
+	var c struct{ ID int64 }
+	json.Unmarshal(kato.body, &c)
+	if st := kato.post(fmt.Sprintf("/api/consults/%d/invite", c.ID), map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
+		t.Fatalf("invite: %d", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dial := func(cl *client) *websocket.Conn {
+		h := http.Header{}
+		h.Set("Cookie", web.SessionCookie+"="+cl.cookie)
+		h.Set("Origin", r.srv.URL)
+		conn, _, err := websocket.Dial(ctx, strings.Replace(r.srv.URL, "http", "ws", 1)+fmt.Sprintf("/api/consults/%d/ws", c.ID),
+			&websocket.DialOptions{HTTPHeader: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadLimit(1 << 20)
+		t.Cleanup(func() { conn.CloseNow() })
+		return conn
+	}
+	read := func(conn *websocket.Conn) (consult.Message, error) {
+		_, b, err := conn.Read(ctx)
+		var m consult.Message
+		if err == nil {
+			err = json.Unmarshal(b, &m)
+		}
+		return m, err
+	}
+	a := dial(kato)
+	if m, err := read(a); err != nil || m.Type != consult.TypeSnapshot {
+		t.Fatalf("the clinic's snapshot: %+v %v", m, err)
+	}
+	b := dial(tanaka)
+	if m, err := read(b); err != nil || m.Type != consult.TypeSnapshot {
+		t.Fatalf("the hospital's snapshot: %+v %v", m, err)
+	}
+	say := func(text string) {
+		msg, _ := json.Marshal(consult.Message{Type: consult.TypeChat, Text: text})
+		if err := a.Write(ctx, websocket.MessageText, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say("before")
+	for {
+		m, err := read(b)
+		if err != nil {
+			t.Fatalf("before the withdrawal: %v", err)
+		}
+		if m.Type == consult.TypeChat && m.Text == "before" {
+			break
+		}
+	}
+
+	var consents []struct{ ID int64 }
+	kato.getJSON("/api/consents?patientId=P1", &consents)
+	if len(consents) != 1 {
+		t.Fatalf("consents: %+v", consents)
+	}
+	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw: %d %s", st, kato.body)
+	}
+	r.clock.advance(2 * time.Minute)
+	say("after: 山田さんの所見")
+	for {
+		m, err := read(b)
+		if err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusPolicyViolation {
+				t.Errorf("the socket ended with %v, want policy violation", err)
+			}
+			break
+		}
+		if m.Type == consult.TypeChat {
+			t.Errorf("after the withdrawal the invited doctor still receives the chat: %q", m.Text)
+			break
+		}
+	}
+	// The clinic's chat is audited by its socket's reader; wait for it before the region closes the index.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		n := 0
+		for _, e := range r.events(0) {
+			if e.Action == renkei.ActionConsult && strings.Contains(e.Detail, "chat") {
+				n++
+			}
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d chats audited, want 2", n)
+		}
+	}
 }

@@ -145,3 +145,36 @@ func TestDirectoryBrowser(t *testing.T) {
 		t.Errorf("the letter is addressed to %q, want chuo-hospital", v)
 	}
 }
+
+// TestDirectoryNewInstitution: the directory the server keeps in memory follows the institutions themselves. One
+// that joins the region (written by the admin command, perhaps on another node) is found at once, and one renamed
+// or given other care functions shows the new ones, without waiting for somebody's profile or capacity report.
+func TestDirectoryNewInstitution(t *testing.T) {
+	r := newRegion(t)
+	kato := r.as("kato@kita-clinic")
+	var list []dirEntry
+	kato.getJSON("/api/directory", &list) // the directory as the server keeps it now (the caller's own left out)
+	if len(list) != 1 {
+		t.Fatalf("directory: %d entries", len(list))
+	}
+	minami := renkei.Institution{ID: "minami-hospital", Name: "南病院", Kind: renkei.Hospital, Issuer: "MINAMI", CareFunctions: []string{"回復期"}}
+	if err := r.db.PutInstitution(context.Background(), &minami, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st := kato.get("/api/directory/minami-hospital"); st != 200 {
+		t.Errorf("the new institution's entry: %d %s", st, kato.body)
+	}
+	kato.getJSON("/api/directory?function=回復期", &list)
+	if len(list) != 1 || list[0].Institution.ID != "minami-hospital" {
+		t.Errorf("a search for 回復期 after the institution joined: %+v", list)
+	}
+	r.hospital.Name = "中央総合病院"
+	if err := r.db.PutInstitution(context.Background(), &r.hospital, nil); err != nil {
+		t.Fatal(err)
+	}
+	var e dirEntry
+	kato.getJSON("/api/directory/chuo-hospital", &e)
+	if e.Institution.Name != "中央総合病院" {
+		t.Errorf("after the hospital was renamed the directory says %q", e.Institution.Name)
+	}
+}

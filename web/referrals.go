@@ -814,6 +814,12 @@ func (s *Server) attachLetter(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Asked before the file is stored: a stored file is kept for good (KeepBlob), and an upload to another
+	// institution's referral, or to one already sent, must leave nothing behind.
+	if err := s.Clinical.MayAttachLetter(r.Context(), id); err != nil {
+		s.problem(w, r, err)
+		return
+	}
 	body, ct, err := readDocument(r)
 	if err != nil {
 		s.problem(w, r, err)

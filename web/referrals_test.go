@@ -592,6 +592,49 @@ func TestPrintedLetter(t *testing.T) {
 	}
 }
 
+// TestRefusedAttachment: an upload of a printed letter that is refused (another institution's draft, a referral
+// already sent) leaves no file kept behind; stored files named in blob_refs are never swept, so each refused upload
+// (up to 50 MB) would otherwise stay for good.
+func TestRefusedAttachment(t *testing.T) {
+	r := newRegion(t)
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"letter": map[string]string{"purpose": "精査"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	kept := func() int {
+		var n int
+		if err := r.rawDB().QueryRow(`SELECT count(*) FROM blob_refs`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	n0 := kept()
+	pdf := "%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+	for i, c := range []struct {
+		who  *client
+		want int
+		pdf  string
+	}{
+		{hospital, 404, pdf + "a"}, // the clinic's draft: not the hospital's to see
+		{clinic, 200, pdf + "b"},
+	} {
+		if st := c.who.do("PUT", path+"/attachment", strings.NewReader(c.pdf), "Content-Type", "application/pdf"); st != c.want {
+			t.Errorf("upload %d: %d, want %d", i, st, c.want)
+		}
+	}
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	if st := clinic.do("PUT", path+"/attachment", strings.NewReader(pdf+"c"), "Content-Type", "application/pdf"); st != 409 {
+		t.Errorf("an upload to the sent referral: %d", st)
+	}
+	if n := kept(); n != n0+1 {
+		t.Errorf("%d files kept after one accepted upload and two refused, want %d", n, n0+1)
+	}
+}
+
 // TestReferralDocuments: a discharge summary of the patient travels with the referral; another patient's document
 // cannot be attached.
 func TestReferralDocuments(t *testing.T) {
@@ -682,5 +725,94 @@ func TestReverseToThird(t *testing.T) {
 	rehabDoc.getJSON("/api/referrals?direction=in", &board)
 	if len(board) != 1 || board[0].Kind != "reverse" {
 		t.Errorf("the rehabilitation hospital's board: %+v", board)
+	}
+}
+
+// TestReportTwice: the radiologist's second click on "sign the report" (the request is already completed) is a
+// conflict and stores no second report PDF: each stored report is kept for good.
+func TestReportTwice(t *testing.T) {
+	r := newRegion(t)
+	clinic, radiologist := r.as("kato@kita-clinic"), r.as("suzuki@chuo-hospital")
+	if st := clinic.post("/api/referrals", map[string]any{"kind": "reading", "issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": "読影のお願い"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	radiologist.post(path+"/receive", nil)
+	kept := func() int {
+		var n int
+		if err := r.rawDB().QueryRow(`SELECT count(*) FROM blob_refs WHERE what = 'report'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	report := map[string]any{"reply": map[string]string{"findings": "異常なし", "impression": "正常範囲"}}
+	if st := radiologist.post(path+"/complete", report); st != 200 {
+		t.Fatalf("report: %d %s", st, radiologist.body)
+	}
+	n := kept()
+	if st := radiologist.post(path+"/complete", report); st != 409 {
+		t.Errorf("the second click: %d, want 409", st)
+	}
+	if st := clinic.post(path+"/complete", report); st != 403 {
+		t.Errorf("the requester signing its own request: %d, want 403", st)
+	}
+	if got := kept(); got != n {
+		t.Errorf("report files kept: %d after the refused steps, %d before", got, n)
+	}
+}
+
+// TestReverseAudit: the steps of a reverse referral (逆紹介) about the clinic's patient, and the rehabilitation
+// hospital's reading of it, are in the audit trail as events about the clinic's patient (the institution that
+// holds them), so that the clinic's audit view and the patient's access log find them; the hospital that wrote
+// the letter holds no patient with that issuer.
+func TestReverseAudit(t *testing.T) {
+	r := newRegion(t)
+	rehab := renkei.Institution{ID: "minami-rehab", Name: "南リハビリテーション病院", Kind: renkei.Hospital, Issuer: "MINAMI"}
+	if err := r.db.PutInstitution(context.Background(), &rehab, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("ono@minami-rehab", rehab, renkei.Physician)
+	clinic, hospital, rehabDoc := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("ono@minami-rehab")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"letter": map[string]string{"purpose": "手術のお願い"}}); st != 201 {
+		t.Fatal(st)
+	}
+	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	clinic.post(path+"/send", nil)
+	hospital.post(path+"/receive", nil)
+	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 200 {
+		t.Fatal(st)
+	}
+	if st := hospital.post(path+"/reverse", map[string]any{"toInstitution": "minami-rehab", "letter": map[string]string{"purpose": "回復期リハビリテーションのお願い"}}); st != 201 {
+		t.Fatalf("reverse: %d %s", st, hospital.body)
+	}
+	back := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, hospital).ID)
+	if st := hospital.post(back+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, hospital.body)
+	}
+	if st := rehabDoc.get(back); st != 200 {
+		t.Fatalf("the rehabilitation hospital opens the letter: %d", st)
+	}
+	if st := rehabDoc.post(back+"/receive", nil); st != 200 {
+		t.Fatalf("receive: %d", st)
+	}
+	id := strings.TrimPrefix(back, "/api/referrals/")
+	var found int
+	for _, e := range r.events(0) {
+		if !strings.Contains(e.Detail, "referral "+id) {
+			continue
+		}
+		found++
+		if e.DataInstitution != r.clinic.PK || e.Patient != (renkei.PatientKey{Issuer: "KITA", ID: "P1"}) {
+			t.Errorf("%s by institution %d (%s): data of institution %d, patient %+v; want the clinic's (%d)", e.Action, e.Institution, e.Detail,
+				e.DataInstitution, e.Patient, r.clinic.PK)
+		}
+	}
+	if found < 3 {
+		t.Errorf("%d events about the reverse referral", found)
 	}
 }
