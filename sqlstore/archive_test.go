@@ -458,3 +458,24 @@ func testNestedUnmerge(t *testing.T, db *sqlstore.DB) {
 		}
 	}
 }
+
+// TestWriteAfterClose: a write that arrives while the server shuts down (a consult socket's goroutine auditing a
+// chat line after the index closed) gets an error, not a panic that takes the process down; Close twice is harmless.
+func TestWriteAfterClose(t *testing.T) {
+	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "index.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Audit(context.Background(), &renkei.AuditEvent{Actor: "late", Action: renkei.ActionRead}); renkei.ErrorKind(err) != renkei.Unavailable {
+		t.Errorf("audit after Close: %v, want Unavailable", err)
+	}
+	if _, _, err := db.Insert(context.Background(), inst("P1", "7.1", "7.1.1", "7.1.1.1", "CT", "k")); renkei.ErrorKind(err) != renkei.Unavailable {
+		t.Errorf("insert after Close: %v, want Unavailable", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("a second Close: %v", err)
+	}
+}

@@ -35,10 +35,8 @@ func (db *DB) Audit(ctx context.Context, events ...*renkei.AuditEvent) error {
 		return nil
 	}
 	req := &insertReq{events: events, res: make(chan insertRes, 1)}
-	select {
-	case db.batches <- req:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := db.submit(ctx, req); err != nil {
+		return err
 	}
 	return (<-req.res).err
 }

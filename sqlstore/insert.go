@@ -61,14 +61,31 @@ func readsOnly(batch []*insertReq) bool {
 // UID already used by another patient or study is a Conflict too. orphan names a blob the caller may delete.
 func (db *DB) Insert(ctx context.Context, inst *renkei.Instance) (outcome renkei.StoreOutcome, orphan string, err error) {
 	req := &insertReq{inst: inst, res: make(chan insertRes, 1)}
-	select {
-	case db.batches <- req:
-	case <-ctx.Done():
-		return 0, "", ctx.Err()
+	if err := db.submit(ctx, req); err != nil {
+		return 0, "", err
 	}
 	// Once queued, the insert completes even if the caller goes away: the blob is already durable.
 	r := <-req.res
 	return r.outcome, r.orphan, r.err
+}
+
+// errClosed answers a write that arrives after Close (a request still running while the server shuts down).
+var errClosed = &renkei.Error{Op: "index", Kind: renkei.Unavailable, Message: "the index is closed (renkei is shutting down)"}
+
+// submit queues a request for the committer. A request that arrives once Close has begun gets errClosed instead
+// of a send on the closed queue (which panicked: a consult socket's goroutine could audit after shutdown).
+func (db *DB) submit(ctx context.Context, req *insertReq) error {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return errClosed
+	}
+	select {
+	case db.batches <- req:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (db *DB) committer() {

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,6 +51,9 @@ type DB struct {
 	trips        *atomic.Int64 // round trips to PostgreSQL; nil on SQLite
 	rows         rowCache      // rows recent instances went into (committer goroutine only)
 	noBrowse     bool          // tests: answer study lists with the scope's subqueries alone, to compare with browseStudies
+
+	closeMu sync.RWMutex // Close against the senders to the committer (submit)
+	closed  bool
 }
 
 // RoundTrips returns how many statements (with each transaction's BEGIN and COMMIT) this handle has sent to
@@ -156,6 +160,14 @@ func (db *DB) QueueDepth() int { return len(db.batches) }
 
 // Close stops the committer and closes the connections.
 func (db *DB) Close() error {
+	// Senders hold the read lock while they queue (the committer still takes them); after this none can send.
+	db.closeMu.Lock()
+	if db.closed {
+		db.closeMu.Unlock()
+		return nil
+	}
+	db.closed = true
+	db.closeMu.Unlock()
 	close(db.batches)
 	<-db.done
 	db.reads.closeAll()
