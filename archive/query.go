@@ -100,6 +100,32 @@ func ParseMatch(keyword, value string) (m renkei.Match, ok bool, err error) {
 	return m, true, nil
 }
 
+// ParseMatches is ParseMatch for a value that may name a person with its component groups (alphabetic=ideographic=
+// phonetic, PS3.5 6.2.1.2), as a workstation sends back the whole name of an earlier answer: the index keeps one key
+// per group, so each non-empty group is a match of its own, all of which must hold; an empty group is universal.
+// Other values give ParseMatch's one match, or none for universal matching.
+func ParseMatches(keyword, value string) ([]renkei.Match, error) {
+	t, err := dicom.ParseTag(keyword)
+	if err != nil {
+		return nil, renkei.Errorf("archive.Query", renkei.Invalid, "%v", err)
+	}
+	groups := []string{value}
+	if dicom.VR(t) == "PN" {
+		groups = strings.Split(value, "=")
+	}
+	var out []renkei.Match
+	for _, g := range groups {
+		m, ok, err := ParseMatch(keyword, g)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 // validDate reports whether s (normalised) is empty or a calendar date YYYYMMDD (PS3.5 Table 6.2-1, DA).
 func validDate(s string) bool {
 	if s == "" {

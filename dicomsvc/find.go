@@ -247,21 +247,12 @@ func (s *Service) parseFind(req *dimse.FindRequest) (*findQuery, dimse.Status) {
 			continue
 		}
 		value, _ := dec.Decode(raw, vr)
-		// A person name may come with its component groups (alphabetic=ideographic=phonetic, PS3.5 6.2.1.2), as
-		// a workstation sends the whole name of an earlier response: the index keeps one key per group, so each
-		// non-empty group is a match of its own, all of which must hold; an empty group is universal.
-		groups := []string{value}
-		if vr == "PN" {
-			groups = strings.Split(value, "=")
+		// A person name may come with its component groups, each a match of its own (archive.ParseMatches).
+		ms, err := archive.ParseMatches(dicom.Keyword(t), value)
+		if err != nil {
+			return bad(t, "%s", renkei.ErrorMessage(err))
 		}
-		for _, g := range groups {
-			m, ok, err := archive.ParseMatch(dicom.Keyword(t), g)
-			if err != nil {
-				return bad(t, "%s", renkei.ErrorMessage(err))
-			}
-			if !ok {
-				continue // universal matching
-			}
+		for _, m := range ms {
 			if !s.Archive.Matchable(fq.query.Level, m.Keyword) {
 				fq.ignored = append(fq.ignored, m.Keyword)
 				break

@@ -95,21 +95,21 @@ func (h *Handler) parseQIDO(level renkei.QueryLevel, vals url.Values, study, ser
 				p.ignored = append(p.ignored, key)
 				continue
 			}
-			m, ok, err := archive.ParseMatch(key, strings.Join(vs, ","))
+			// A person name may come with its component groups, each a match of its own (archive.ParseMatches).
+			ms, err := archive.ParseMatches(key, strings.Join(vs, ","))
 			if err != nil {
 				return nil, err
 			}
-			if !ok {
+			if len(ms) > 0 && !h.Archive.Matchable(level, ms[0].Keyword) {
+				p.ignored = append(p.ignored, ms[0].Keyword)
 				continue
 			}
-			if !h.Archive.Matchable(level, m.Keyword) {
-				p.ignored = append(p.ignored, m.Keyword)
-				continue
+			for _, m := range ms {
+				if values += len(m.Values); values > maxQueryValues {
+					return nil, renkei.Errorf("dicomweb.QIDO", renkei.Invalid, "the query lists more than %d values to match; split it into several queries", maxQueryValues)
+				}
+				p.q.Matches = append(p.q.Matches, m)
 			}
-			if values += len(m.Values); values > maxQueryValues {
-				return nil, renkei.Errorf("dicomweb.QIDO", renkei.Invalid, "the query lists more than %d values to match; split it into several queries", maxQueryValues)
-			}
-			p.q.Matches = append(p.q.Matches, m)
 		}
 	}
 	if study != "" {

@@ -791,6 +791,10 @@ func TestQIDOJapaneseNames(t *testing.T) {
 		{"romaji prefix lower case", "yamada*", "", yamadaRomaji},
 		{"romaji prefix upper case", "YAMADA*", "", yamadaRomaji},
 		{"exact kanji name", "山田^太郎", "", yamada},
+		// A name with its component groups, as a viewer sends back one it was given: each group must match.
+		{"component groups: romaji and kanji", "Yamada^Tarou=山田^太郎", "", yamadaRomaji},
+		{"component groups: the ideographic group alone", "=山田*", "", yamada},
+		{"component groups that belong to two people", "Yamada^Tarou=高橋^花子", "", nil},
 		{"exact romaji name", "Yamada^Tarou", "", yamadaRomaji},
 		{"exact romaji name, other case", "yamada^tarou", "", yamadaRomaji},
 		{"exact hiragana name", "やまだ^たろう", "", yamadaKana},
