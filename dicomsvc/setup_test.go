@@ -164,6 +164,18 @@ func samples(t *testing.T) []dicomtest.Sample {
 	return datasetSamples
 }
 
+// sample is the sample file of that name.
+func sample(t *testing.T, name string) dicomtest.Sample {
+	t.Helper()
+	for _, s := range samples(t) {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no sample %q", name)
+	return dicomtest.Sample{}
+}
+
 var (
 	needTools = dicomtest.NeedTools
 	run       = dicomtest.Run

@@ -124,14 +124,8 @@ func TestStorescuConverted(t *testing.T) {
 
 // C-STORE statuses, sent with renkei's own SCU so that the status codes can be read.
 func TestStoreStatuses(t *testing.T) {
-	files := samples(t)
 	e := newEnv(t)
-	var ct dicomtest.Sample
-	for _, s := range files {
-		if s.Name == "ct-explicit-le" {
-			ct = s
-		}
-	}
+	ct := sample(t, "ct-explicit-le")
 	f := readFile(t, ct.Path)
 	private := "1.3.6.1.4.1.99999.7.1" // a private storage SOP class renkei does not know
 	privateDS := withString(t, f.dataSet, dicom.SOPClassUID, private)
@@ -352,14 +346,8 @@ func (b *blockingReader) Read(p []byte) (int, error) {
 // fragments that happen to end exactly after a whole element, so what arrived parses as a complete data set. The last
 // fragment never came (PS3.8 E.2), so nothing may be stored: the modality was never told it was.
 func TestStoreAbortedAtElementBoundary(t *testing.T) {
-	files := samples(t)
 	e := newEnv(t)
-	var ct dicomtest.Sample
-	for _, s := range files {
-		if s.Name == "ct-explicit-le" {
-			ct = s
-		}
-	}
+	ct := sample(t, "ct-explicit-le")
 	f := readFile(t, ct.Path)
 	// renkei announces a maximum PDU of 256 KiB: the SCU sends its first P-DATA-TF PDUs once it has read four
 	// fragments of 262138 bytes and one byte more (dimse.Association.sendStream). The data set plus a trailing

@@ -14,26 +14,33 @@ import (
 // study_grants (migration 0022) holds, for each grantee (an institution, or one user) and study, the latest expiry of
 // the shares in force that grant it. It is derived from shares and share_studies and kept in step here, in the
 // transaction that changes them: refreshGrants when a share of a patient is created or revoked, grantNewStudy when
-// a shared patient gets a new study, and Purge when a study leaves the index (on PostgreSQL, lockGrants orders the
-// transactions that would otherwise each miss the other's write). A share's expiry needs no write: the
-// list compares expires_at with the time of the query. recountStudy copies a study's deleted_at into its grants when
-// it moves into or out of the trash. On PostgreSQL each of these writers first takes the patient's row lock
-// (lockGrants). The scope's subqueries on shares stay the rule for every other query; the grants only serve the
-// study list's walk by date (browseStudies), and TestBrowseStudies and TestGrantsRace check that both give the same
-// answer.
+// a shared patient gets a new study, and Purge when a study leaves the index; on PostgreSQL each of these writers
+// first takes the patient's lock (lockGrants), so that transactions running at once do not each miss the other's
+// write. A share's expiry needs no write: the list compares expires_at with the time of the query. recountStudy
+// copies a study's deleted_at into its grants when it moves into or out of the trash. The scope's subqueries on
+// shares stay the rule for every other query; the grants only serve the study list's walk by date (browseStudies),
+// and TestBrowseStudies, TestGrantsRandom and TestGrantsRace check that both give the same answer.
 
-// grantRows selects the grants of one patient's shares in force at a time: (to_institution, to_user, study_pk,
-// study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at). Arguments: patient, now, patient,
-// now, patient.
-const grantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, max(k.expires_at), s.deleted_at
-	FROM (SELECT pk, all_studies, to_institution, 0 AS to_user, expires_at FROM shares
-		WHERE patient_pk = ? AND revoked_at IS NULL AND expires_at > ? AND to_institution <> 0
+// grantCols are study_grants' columns in the order grantRows selects them.
+const grantCols = `(to_institution, to_user, study_pk, study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at)`
+
+// grantRows selects what the shares in force at a time grant (grantCols); shareCond narrows the shares (" AND
+// patient_pk = ?" for one patient's, "" for all). Arguments: now and shareCond's, twice.
+func grantRows(shareCond string) string {
+	return `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, max(k.expires_at), s.deleted_at
+	FROM (SELECT pk, patient_pk, all_studies, to_institution, 0 AS to_user, expires_at FROM shares
+		WHERE revoked_at IS NULL AND expires_at > ? AND to_institution <> 0` + shareCond + `
 		UNION ALL
-		SELECT pk, all_studies, 0, to_user, expires_at FROM shares
-		WHERE patient_pk = ? AND revoked_at IS NULL AND expires_at > ? AND to_user <> 0) k
-	JOIN studies s ON s.patient_pk = ?
+		SELECT pk, patient_pk, all_studies, 0, to_user, expires_at FROM shares
+		WHERE revoked_at IS NULL AND expires_at > ? AND to_user <> 0` + shareCond + `) k
+	JOIN studies s ON s.patient_pk = k.patient_pk
 	WHERE k.all_studies = 1 OR EXISTS (SELECT 1 FROM share_studies ss WHERE ss.share_pk = k.pk AND ss.study_pk = s.pk)
 	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, s.deleted_at`
+}
+
+// patientGrantRows and allGrantRows are grantRows for one patient (arguments: now, patient, now, patient) and for
+// every patient (arguments: now, now).
+var patientGrantRows, allGrantRows = grantRows(" AND patient_pk = ?"), grantRows("")
 
 // grantsLock is the first of the two keys of the PostgreSQL advisory locks that order the writes of one patient's
 // grants (locks of two keys are apart from the one-key locks of the audit chain and of the migrations).
@@ -68,8 +75,7 @@ func (db *DB) refreshGrants(ctx context.Context, tx *sql.Tx, patientPK, now int6
 	if _, err := tx.ExecContext(ctx, `DELETE FROM study_grants WHERE patient_pk = ?`, patientPK); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at) `+
-		grantRows, patientPK, now, patientPK, now, patientPK)
+	_, err := tx.ExecContext(ctx, `INSERT INTO study_grants `+grantCols+` `+patientGrantRows, now, patientPK, now, patientPK)
 	return err
 }
 
@@ -198,17 +204,6 @@ func (db *DB) browseStudies(ctx context.Context, q *renkei.Query, w string, args
 	return db.studyRows(ctx, query, kargs)
 }
 
-// allGrantRows is grantRows for every patient: what study_grants should hold at a time. Arguments: now, now.
-const allGrantRows = `SELECT k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, max(k.expires_at), s.deleted_at
-	FROM (SELECT pk, patient_pk, all_studies, to_institution, 0 AS to_user, expires_at FROM shares
-		WHERE revoked_at IS NULL AND expires_at > ? AND to_institution <> 0
-		UNION ALL
-		SELECT pk, patient_pk, all_studies, 0, to_user, expires_at FROM shares
-		WHERE revoked_at IS NULL AND expires_at > ? AND to_user <> 0) k
-	JOIN studies s ON s.patient_pk = k.patient_pk
-	WHERE k.all_studies = 1 OR EXISTS (SELECT 1 FROM share_studies ss WHERE ss.share_pk = k.pk AND ss.study_pk = s.pk)
-	GROUP BY k.to_institution, k.to_user, s.pk, s.study_date, s.study_time, s.patient_pk, s.institution_pk, s.deleted_at`
-
 // CheckGrants compares study_grants with the shares in force now and returns how many rows differ (missing or not
 // owed; rows of shares that expired since are not counted, the list ignores them). With rebuild, it rebuilds the
 // table from the shares in one transaction first, so that the count it returns is what remained (0). The table is
@@ -221,15 +216,14 @@ func (db *DB) CheckGrants(ctx context.Context, rebuild bool) (int, error) {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM study_grants`); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO study_grants (to_institution, to_user, study_pk, study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at) `+
-				allGrantRows, now, now)
+			_, err := tx.ExecContext(ctx, `INSERT INTO study_grants `+grantCols+` `+allGrantRows, now, now)
 			return err
 		})
 		if err != nil {
 			return 0, err
 		}
 	}
-	const have = `SELECT to_institution, to_user, study_pk, study_date, study_time, patient_pk, institution_pk, expires_at, deleted_at FROM study_grants WHERE expires_at > ?`
+	have := `SELECT ` + strings.Trim(grantCols, "()") + ` FROM study_grants WHERE expires_at > ?`
 	var n int
 	err := db.read.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM (`+have+` EXCEPT `+allGrantRows+`) a) + (SELECT count(*) FROM (`+allGrantRows+` EXCEPT `+have+`) b)`,
 		now, now, now, now, now, now).Scan(&n)

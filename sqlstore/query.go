@@ -709,8 +709,6 @@ func purgeErr(err error) error {
 	return &renkei.Error{Op: "index.Purge", Kind: renkei.Unavailable, Message: "the trash could not be purged", Err: err}
 }
 
-// purge is Purge in one transaction: of the whole trash (study 0), or of one study's instances and what they leave
-// empty (its series, the study, its patient).
 // purgeNow removes the studies of req.Study within req.Scope that are wholly in the trash (TrashRequest.Purge),
 // each with its audit event, and returns the number of instances removed.
 func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error) {
@@ -760,6 +758,8 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 	return total, nil
 }
 
+// purge is Purge in one transaction: of the whole trash (study 0), or of one study's instances and what they leave
+// empty (its series, the study, its patient), with the audit events given.
 func (db *DB) purge(ctx context.Context, cutoff, study int64, events ...*renkei.AuditEvent) (keys []string, err error) {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {

@@ -218,9 +218,9 @@ func (s *Server) adminRevokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	scope := in.PK
-	if p.Role == renkei.RegionAdmin && r.URL.Query().Get("institution") == "" {
-		scope = 0 // a region admin revokes any token
+	scope := scopeOf(p) // an institution admin their own institution's tokens, a region admin any
+	if r.URL.Query().Get("institution") != "" {
+		scope = in.PK
 	}
 	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
 	e.Detail = "revoked API token " + r.PathValue("id")

@@ -30,9 +30,6 @@ export async function consentCard(ui, issuer, patientId, patientName) {
   const others = insts.filter((i) => i.id !== me.user.institution);
   const picks = h('fieldset', { id: 'consent-institutions', hidden: true }, h('legend', {}, t('consent.scope.pick')),
     others.map((i) => h('label', { class: 'inline' }, h('input', { type: 'checkbox', value: i.id }), ' ', i.name)));
-  const showPicks = () => { picks.hidden = !chosen.checked; };
-  region.addEventListener('change', showPicks);
-  chosen.addEventListener('change', showPicks);
   const d = new Date(); // today here, not in UTC (toISOString would say yesterday before 9:00 in Japan)
   const today = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
   const given = ui.input('consent-date', { type: 'date', value: today, max: today, required: true });
@@ -47,10 +44,10 @@ export async function consentCard(ui, issuer, patientId, patientName) {
     const scope = region.checked ? t('consent.scope.region') : [...picks.querySelectorAll('input:checked')].map((c) => instName(c.value)).join('、') || '…';
     statement.textContent = t('consent.statement', { name: signer.value.trim() || '…', institution: me.user.institutionName, scope });
   };
-  for (const el of [region, chosen, signer]) el.addEventListener('input', writeStatement);
+  // The scope chosen shows its institutions' boxes and goes into the statement, as does the name typed.
+  for (const el of [region, chosen]) el.addEventListener('change', () => { picks.hidden = !chosen.checked; writeStatement(); });
   picks.addEventListener('change', writeStatement);
-  region.addEventListener('change', writeStatement);
-  chosen.addEventListener('change', writeStatement);
+  signer.addEventListener('input', writeStatement);
   writeStatement();
   const eBox = h('div', { id: 'consent-electronic' }, h('p', { class: 'muted' }, t('consent.electronic.hint')), statement,
     ...ui.field(t('consent.signer'), signer), h('label', { for: 'consent-pad' }, t('consent.sign')), pad.el,
