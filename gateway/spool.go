@@ -47,11 +47,12 @@ type Entry struct {
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 }
 
-// Spool is a directory of instances waiting to be sent: objects/<sha256>.dcm, each with objects/<sha256>.json. A
-// file is written to tmp/, fsynced, renamed into objects/, its sidecar written beside it, and the directory fsynced
-// before Put returns: two flushes per instance. The sidecar is not flushed on its own: everything in it can be read
-// again from the file (UIDs, the calling AE from SourceApplicationEntityTitle, size, time), so a sidecar lost or cut
-// short by a power failure is rebuilt when the spool is opened or listed. The spool is just the directory: a new
+// Spool is a directory of instances waiting to be sent: objects/<sha256>.dcm, some with a sidecar
+// objects/<sha256>.json. A file is written to tmp/, fsynced, renamed into objects/ and the directory fsynced before
+// Put returns: two flushes per instance. Put writes no sidecar, and no sidecar is flushed on its own: what Put knows
+// can be read again from the file (UIDs, the calling AE from SourceApplicationEntityTitle, size, time), so the
+// sidecar holds only what the uploader adds (attempts, errors), and a file without one, or with one cut short by a
+// power failure, is described from its header when the spool is opened or listed. The spool is just the directory: a new
 // Spool on the same directory after a restart or power loss sees exactly what was acknowledged.
 type Spool struct {
 	Dir string
@@ -124,8 +125,10 @@ func Open(dir string, reserve int64) (*Spool, error) {
 	return s, nil
 }
 
-// rebuild makes the sidecar of a spooled file from the file itself, for a sidecar lost or cut short by a crash.
-func (s *Spool) rebuild(key string) (Entry, error) {
+// rebuild makes the entry of a spooled file from the file itself, for a file that has no sidecar (Put writes none)
+// or one cut short by a crash; with write it also writes the sidecar (Open does, so that the next start and the
+// status command need not read the file again; a read-only look at another process's spool does not).
+func (s *Spool) rebuild(key string, write bool) (Entry, error) {
 	f, err := os.Open(s.path(key))
 	if err != nil {
 		return Entry{}, err
@@ -144,8 +147,10 @@ func (s *Spool) rebuild(key string) (Entry, error) {
 	e := Entry{Key: key, StudyInstanceUID: df.DataSet.String(dicom.StudyInstanceUID), SeriesInstanceUID: df.DataSet.String(dicom.SeriesInstanceUID),
 		SOPInstanceUID: df.DataSet.String(dicom.SOPInstanceUID), SOPClassUID: df.DataSet.String(dicom.SOPClassUID),
 		CallingAETitle: df.Meta.String(dicom.SourceApplicationEntityTitle), Received: st.ModTime(), Size: st.Size()}
-	if err := s.writeSidecar(e, false); err != nil {
-		return Entry{}, err
+	if write {
+		if err := s.writeSidecar(e, false); err != nil {
+			return Entry{}, err
+		}
 	}
 	return e, nil
 }
@@ -264,9 +269,14 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 		return Entry{}, err
 	}
 	ok = true
-	// The sidecar is not flushed on its own (it can be rebuilt from the file); the directory's flush below makes both
-	// names durable.
-	err = s.writeSidecar(e, false)
+	// No sidecar yet: everything in it is in the file's own header (read again by scan after a restart), and one file
+	// created per instance, not two, halves the inode allocations that ext4 without a journal spends most of a Put's
+	// CPU on (recently_deleted, under the churn of files the uploader removes). Update writes one when there is
+	// something of the uploader's to keep (attempts, errors), and Put does when the caller's AE title is not the
+	// one the file names (the gateway's own SCP always writes it into the file's meta).
+	if e.CallingAETitle != "" && e.CallingAETitle != df.Meta.String(dicom.SourceApplicationEntityTitle) {
+		err = s.writeSidecar(e, false)
+	}
 	if err == nil {
 		s.indexed(func(m map[string]Entry) { m[e.Key] = e })
 	}
@@ -389,9 +399,10 @@ func (s *Spool) List() ([]Entry, error) {
 	return out, nil
 }
 
-// scan reads the spooled instances from the folder, rebuilding lost or cut sidecars, oldest first. A file whose
-// sidecar is lost and which is not readable DICOM (damaged on disk, or copied there by hand) is left out; with
-// quarantine it is moved to damaged/ (Open), else left where it is (a read-only look, as `renkei gateway status`).
+// scan reads the spooled instances from the folder, oldest first, reading the header of each file that has no
+// sidecar (or one cut short). A file without a sidecar which is not readable DICOM (damaged on disk, or copied there
+// by hand) is left out; with quarantine (Open, the spool's owner) it is moved to damaged/ and missing sidecars are
+// written, else everything is left as it is (a read-only look, as `renkei gateway status`).
 func (s *Spool) scan(quarantine bool) ([]Entry, error) {
 	des, err := os.ReadDir(s.objects())
 	if err != nil {
@@ -410,7 +421,7 @@ func (s *Spool) scan(quarantine bool) ([]Entry, error) {
 		}
 		if err != nil || e.SOPInstanceUID == "" {
 			// No sidecar, or one cut short: rebuilt from the file (unless the file went meanwhile).
-			if e, err = s.rebuild(key); err != nil {
+			if e, err = s.rebuild(key, quarantine); err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					continue
 				}

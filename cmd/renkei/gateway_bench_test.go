@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -24,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"renkei/internal/dicomtest"
 )
 
@@ -40,6 +43,8 @@ import (
 //
 // RENKEI_BENCH_GW_INSTANCES (default 500) is the loopback study's size, RENKEI_BENCH_GW_SLOW_INSTANCES (default 40)
 // the slow link's; RENKEI_BENCH_GW_PERF=DIR records a CPU profile of each gateway run with perf(1) into DIR.
+// RENKEI_BENCH_GW_SPOOL_ROOT=DIR puts the gateways' spools in DIR instead of the benchmark's temporary folder: on a
+// tmpfs (/dev/shm) that shows what the path would give if the spool's flushes cost nothing.
 
 const (
 	gbBatch    = 20             // the uploader's default MaxBatch
@@ -194,6 +199,8 @@ type gbEnv struct {
 	http       *http.Client
 	perfDir    string
 	runs       int
+	// pin (RENKEI_BENCH_GW_PIN=1) runs renkei on the second CPU and everything else on the first, as two machines.
+	pin bool
 }
 
 func newGBEnv(b *testing.B) *gbEnv {
@@ -207,6 +214,10 @@ func newGBEnv(b *testing.B) *gbEnv {
 	dir := b.TempDir()
 	e := &gbEnv{dir: dir, tokFile: filepath.Join(dir, "token"), perfDir: os.Getenv("RENKEI_BENCH_GW_PERF")}
 	e.bin = scaleBuild(b, dir)
+	if os.Getenv("RENKEI_BENCH_GW_PIN") == "1" {
+		gbPinSelf(b, 0)
+		e.pin = true
+	}
 	startBenchServe(b, e, e.bin, "renkei", filepath.Join(dir, "data"), nil, nil, "--dimse", "127.0.0.1:0")
 	if err := os.WriteFile(e.tokFile, []byte(e.token+"\n"), 0o600); err != nil {
 		b.Fatal(err)
@@ -241,6 +252,9 @@ func startBenchServe(b *testing.B, e *gbEnv, bin, name, data string, admin, env 
 		b.Fatal(err)
 	}
 	cmd := exec.Command(bin, append([]string{"serve", "--data", data, "--http", e.renkeiAddr, "--log-level", "warn"}, args...)...)
+	if e.pin {
+		cmd = exec.Command("taskset", append([]string{"-c", "1"}, cmd.Args...)...) // taskset execs: the same PID
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = append(append(os.Environ(), "RENKEI_DEMO=false", "TCP_NODELAY=1"), env...)
 	if err := cmd.Start(); err != nil {
@@ -279,6 +293,26 @@ func startBenchServe(b *testing.B, e *gbEnv, bin, name, data string, admin, env 
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("%s did not answer /healthz:\n%s", name, tail(logPath, 20))
+		}
+	}
+}
+
+// gbPinSelf binds every thread of the benchmark's process to one CPU; threads and processes started later inherit it
+// (the gateway, storescu, storescp and the direct client then share that CPU, and renkei has the other one).
+func gbPinSelf(b *testing.B, cpu int) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var set unix.CPUSet
+	set.Set(cpu)
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			b.Fatalf("pin thread %d to CPU %d: %v", tid, cpu, err)
 		}
 	}
 }
@@ -611,6 +645,9 @@ var gbSentRe = regexp.MustCompile(`msg="gateway: sent".* acknowledged=(\d+)`)
 func (e *gbEnv) viaGateway(b *testing.B, dir, encoding string, assocs int, server string, shaper *gbShaper) gbRun {
 	e.runs++
 	spool := filepath.Join(e.dir, fmt.Sprintf("spool-%d", e.runs))
+	if root := os.Getenv("RENKEI_BENCH_GW_SPOOL_ROOT"); root != "" {
+		spool = filepath.Join(root, fmt.Sprintf("renkei-bench-spool-%d-%d", os.Getpid(), e.runs))
+	}
 	dimseAddr := gbFreeAddr(b)
 	spoolOnly := server == ""
 	if spoolOnly {
