@@ -376,6 +376,7 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 	if batch = kept; len(batch) == 0 {
 		return outcome{}
 	}
+	log.Debug("gateway: sending")
 	resp, err := u.post(ctx, batch)
 	if ctx.Err() != nil {
 		if resp != nil {

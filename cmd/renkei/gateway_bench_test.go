@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -657,7 +658,7 @@ func (e *gbEnv) viaGateway(b *testing.B, dir, encoding string, assocs int, serve
 	var logMu sync.Mutex
 	cmd := exec.Command(e.bin, "gateway", "--server", server, "--token-file", e.tokFile, "--dimse", dimseAddr, "--ae", "GW_BENCH",
 		"--spool", spool, "--status", "off", "--heartbeat", "1m", "--reserve-mb", "64", "--encoding", encoding,
-		"--parallel", strconv.Itoa(gbParallel), "--log-level", "info")
+		"--parallel", strconv.Itoa(gbParallel), "--log-level", cmp.Or(map[bool]string{true: "debug"}[e.perfDir != ""], "info"))
 	cmd.Stdout, cmd.Stderr = lockedWriter{&logMu, &logBuf}, lockedWriter{&logMu, &logBuf}
 	cmd.Env = append(os.Environ(), "TCP_NODELAY=1")
 	if err := cmd.Start(); err != nil {
@@ -741,6 +742,9 @@ func (e *gbEnv) viaGateway(b *testing.B, dir, encoding string, assocs int, serve
 	b.StopTimer()
 	r.gatewayCPU, r.renkeiCPU = gbCPU(cmd.Process.Pid)-gcpu0, gbCPU(e.renkeiPID)-cpu0
 	stopPerf()
+	if e.perfDir != "" {
+		os.WriteFile(filepath.Join(e.perfDir, fmt.Sprintf("gateway-%d-%s.log", e.runs, encoding)), []byte(output()), 0o644)
+	}
 	if shaper != nil {
 		r.up, r.down = shaper.up.bytes.Load(), shaper.down.bytes.Load()
 	}
