@@ -40,47 +40,15 @@ import (
 //	RENKEI_BENCH_STUDIES=100000 go test ./web -run '^$' -bench Access -benchtime 3000x -count 3
 func BenchmarkAccess(b *testing.B) {
 	env := accessBenchEnv(b)
-	for _, tc := range []struct {
-		name   string
-		path   func(i int) string
-		accept string
-	}{
-		{"QIDO-PatientID", func(i int) string { return "/dicomweb/studies?PatientID=" + env.ownPatients[i%len(env.ownPatients)] }, ""},
-		{"QIDO-name", func(i int) string { return "/dicomweb/studies?PatientName=" + env.ownNames[i%len(env.ownNames)] + "*" }, ""},
-		{"QIDO-list50", func(i int) string { return "/dicomweb/studies?limit=50&offset=" + strconv.Itoa(i%20*50) }, ""},
-		{"WADO-metadata", func(i int) string { return "/dicomweb/studies/" + env.real[i%len(env.real)] + "/metadata" }, ""},
-		{"WADO-study", func(i int) string { return "/dicomweb/studies/" + env.real[i%len(env.real)] },
-			`multipart/related; type="application/dicom"; transfer-syntax=*`},
-	} {
-		for _, side := range []struct {
-			name string
-			url  string
-			auth bool
-		}{{"unchecked", env.bare.URL, false}, {"authenticated-unchecked", env.authOnly.URL, true}, {"checked", env.full.URL, true},
-			{"checked-every-read", env.everyRead.URL, true},
-			{"checked-no-audit", env.noAudit.URL, true}} {
+	for _, tc := range accessCases(env) {
+		for _, side := range accessSides(env) {
 			b.Run(tc.name+"/"+side.name, func(b *testing.B) {
 				var n atomic.Int64
 				b.SetParallelism(2) // 2 cores × 2 = 4 clients
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						i := int(n.Add(1))
-						req, _ := http.NewRequest("GET", side.url+tc.path(i), nil)
-						if tc.accept != "" {
-							req.Header.Set("Accept", tc.accept)
-						}
-						if side.auth {
-							req.Header.Set("Authorization", "Bearer "+env.token)
-						}
-						resp, err := env.client.Do(req)
-						if err != nil {
+						if err := env.get(side.url, tc, int(n.Add(1)), side.auth); err != nil {
 							b.Error(err)
-							return
-						}
-						io.Copy(io.Discard, resp.Body)
-						resp.Body.Close()
-						if resp.StatusCode != 200 {
-							b.Errorf("%s: %s", req.URL, resp.Status)
 							return
 						}
 					}
@@ -88,6 +56,112 @@ func BenchmarkAccess(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkAccessRatio measures the same requests and sides as BenchmarkAccess, interleaved: each iteration is a
+// round that sends 200 requests (4 clients) of one kind to every side in turn, the order rotating from round to
+// round, so that a change in the machine's load (other programs on the same 2 cores) falls on every side alike
+// instead of on whichever ran during it. It reports µs per request of each side and each side's ratio to unchecked
+// and to authenticated-unchecked (the same front with the access check and audit alone disabled). Run with:
+//
+//	RENKEI_BENCH_STUDIES=100000 go test ./web -run '^$' -bench AccessRatio -benchtime 20x
+func BenchmarkAccessRatio(b *testing.B) {
+	env := accessBenchEnv(b)
+	sides := accessSides(env)
+	const perRound, clients = 200, 4
+	for _, tc := range accessCases(env) {
+		b.Run(tc.name, func(b *testing.B) {
+			spent := make([]time.Duration, len(sides))
+			var n atomic.Int64
+			round := 0
+			for b.Loop() {
+				for j := range sides {
+					k := (j + round) % len(sides)
+					side := sides[k]
+					var left atomic.Int64
+					left.Store(perRound)
+					var wg sync.WaitGroup
+					start := time.Now()
+					for range clients {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for left.Add(-1) >= 0 {
+								if err := env.get(side.url, tc, int(n.Add(1)), side.auth); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						}()
+					}
+					wg.Wait()
+					spent[k] += time.Since(start)
+				}
+				round++
+			}
+			per := func(k int) float64 { return float64(spent[k].Microseconds()) / float64(round*perRound) }
+			for k, side := range sides {
+				b.ReportMetric(per(k), side.name+"-µs/req")
+				if k > 0 {
+					b.ReportMetric(per(k)/per(0), side.name+"/unchecked")
+				}
+				if k > 1 {
+					b.ReportMetric(per(k)/per(1), side.name+"/authenticated-unchecked")
+				}
+			}
+		})
+	}
+}
+
+// accessSide is one front end of the benchmark: its URL and whether requests carry the bearer token.
+type accessSide struct {
+	name string
+	url  string
+	auth bool
+}
+
+// accessSides are the front ends compared, the baseline (unchecked) first and authenticated-unchecked second.
+func accessSides(env *accessBench) []accessSide {
+	return []accessSide{{"unchecked", env.bare.URL, false}, {"authenticated-unchecked", env.authOnly.URL, true},
+		{"checked", env.full.URL, true}, {"checked-every-read", env.everyRead.URL, true}, {"checked-no-audit", env.noAudit.URL, true}}
+}
+
+type accessCase struct {
+	name   string
+	path   func(i int) string
+	accept string
+}
+
+func accessCases(env *accessBench) []accessCase {
+	return []accessCase{
+		{"QIDO-PatientID", func(i int) string { return "/dicomweb/studies?PatientID=" + env.ownPatients[i%len(env.ownPatients)] }, ""},
+		{"QIDO-name", func(i int) string { return "/dicomweb/studies?PatientName=" + env.ownNames[i%len(env.ownNames)] + "*" }, ""},
+		{"QIDO-list50", func(i int) string { return "/dicomweb/studies?limit=50&offset=" + strconv.Itoa(i%20*50) }, ""},
+		{"WADO-metadata", func(i int) string { return "/dicomweb/studies/" + env.real[i%len(env.real)] + "/metadata" }, ""},
+		{"WADO-study", func(i int) string { return "/dicomweb/studies/" + env.real[i%len(env.real)] },
+			`multipart/related; type="application/dicom"; transfer-syntax=*`},
+	}
+}
+
+// get sends the i-th request of a kind to one side and reads the whole answer, which must be 200.
+func (env *accessBench) get(base string, tc accessCase, i int, auth bool) error {
+	req, _ := http.NewRequest("GET", base+tc.path(i), nil)
+	if tc.accept != "" {
+		req.Header.Set("Accept", tc.accept)
+	}
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+env.token)
+	}
+	resp, err := env.client.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+	}
+	return nil
 }
 
 type accessBench struct {
