@@ -306,8 +306,9 @@ func (r *region) stowBodyOf(base dicomtest.CTOptions, n int) (io.Reader, string)
 type client struct {
 	r                   *region
 	cookie, csrf, token string
-	// last response's status and body
+	// last response's status, headers and body
 	status int
+	header http.Header
 	body   []byte
 }
 
@@ -359,7 +360,7 @@ func (c *client) do(method, path string, body io.Reader, hdr ...string) int {
 	}
 	defer resp.Body.Close()
 	c.body, _ = io.ReadAll(resp.Body)
-	c.status = resp.StatusCode
+	c.status, c.header = resp.StatusCode, resp.Header
 	for _, ck := range resp.Cookies() {
 		if ck.Name == web.SessionCookie {
 			c.cookie = ck.Value
