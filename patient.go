@@ -27,7 +27,8 @@ type LinkProposal struct {
 }
 
 // Consent is a patient's agreement (同意) that an institution may disclose their data in the region. Shares,
-// referrals and identity links check it; only break-glass goes without, and the audit trail says so.
+// referrals and identity links check it; only break-glass goes without, and the audit trail says so. Withdrawing it
+// ends what it alone covered: the institution's shares, its share links and the patient's identity link.
 type Consent struct {
 	ID           int64
 	Institution  int64 // the disclosing institution

@@ -371,7 +371,9 @@ func ownerOf(ctx context.Context, s *Service, r renkei.Referral) int64 {
 	return lp.Institution
 }
 
-// Correct records a corrected letter of a sent referral as a new version; earlier versions stay readable.
+// Correct records a corrected letter of a sent referral as a new version; earlier versions stay readable. A
+// referral that was cancelled or declined takes none (renkei.Conflict, saying to write a new referral), nor does a
+// draft, which is edited instead.
 func (s *Service) Correct(ctx context.Context, id int64, l renkei.Letter) (renkei.Referral, error) {
 	p, err := principal(ctx, "clinical.Correct")
 	if err != nil {

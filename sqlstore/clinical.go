@@ -559,27 +559,46 @@ func liveStudies(ctx context.Context, tx *sql.Tx, institution int64, patient ren
 	return live, nil
 }
 
-// AddLetterVersion records a corrected letter of a sent referral as its next version; earlier versions stay.
+// AddLetterVersion records a corrected letter of a sent referral as its next version; earlier versions stay. A
+// draft is edited, not versioned, and a referral that ended without the receiver taking the patient (cancelled by
+// its sender, declined by its receiver) takes no correction: the receiver no longer acts on it nor sees its
+// attachments (ReferralGrantsDocument), so a corrected letter would reach nobody who needs it, and the sender is
+// told to write a new referral instead. Both are renkei.Conflict, and nothing is written. A referral that was
+// accepted, answered or closed does take one: its letter is part of the record the receiver keeps of the patient,
+// and an error in it (an allergy, a medication) must be correctable, with the earlier versions kept.
 func (db *DB) AddLetterVersion(ctx context.Context, id, institution int64, l renkei.Letter, by string, audit *renkei.AuditEvent) (int, error) {
+	const op = "index.AddLetterVersion"
 	now := db.Now()
 	var v int
-	err := db.writeTx(ctx, "index.AddLetterVersion", func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, op, func(tx *sql.Tx) error {
+		// The status is checked by the UPDATE that takes the version: on PostgreSQL a cancel committed after a
+		// SELECT here would not be seen, and the correction would land on the cancelled referral. The UPDATE waits
+		// for it and re-checks its WHERE against the row it committed.
 		var status string
-		err := tx.QueryRowContext(ctx, `SELECT status, version + 1 FROM referrals WHERE pk = ? AND from_institution = ?`, id, institution).Scan(&status, &v)
+		err := tx.QueryRowContext(ctx, `UPDATE referrals SET version = version + 1, updated_at = ?
+			WHERE pk = ? AND from_institution = ? AND status NOT IN ('draft', 'cancelled', 'declined') RETURNING version, status`,
+			now.UnixMilli(), id, institution).Scan(&v, &status)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.AddLetterVersion", renkei.NotFound, "there is no referral %d", id)
+			err = tx.QueryRowContext(ctx, `SELECT status FROM referrals WHERE pk = ? AND from_institution = ?`, id, institution).Scan(&status)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+				return renkei.Errorf(op, renkei.NotFound, "there is no referral %d", id)
+			case err != nil:
+				return err
+			case status == string(renkei.StatusDraft):
+				return renkei.Errorf(op, renkei.Conflict, "this referral is still a draft: edit the letter instead of writing a corrected version")
+			case status == string(renkei.StatusCancelled):
+				return renkei.Errorf(op, renkei.Conflict, "this referral was cancelled, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
+			case status == string(renkei.StatusDeclined):
+				return renkei.Errorf(op, renkei.Conflict, "this referral was declined by the receiving institution, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
+			}
+			return renkei.Errorf(op, renkei.Conflict, "this referral (%s) takes no corrected letter", status)
 		}
 		if err != nil {
 			return err
 		}
-		if status == string(renkei.StatusDraft) {
-			return renkei.Errorf("index.AddLetterVersion", renkei.Conflict, "a draft is edited, not versioned")
-		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at) VALUES (?, 0, ?, ?, ?, ?)`,
 			id, v, letterJSON(l), by, now.UnixMilli()); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE referrals SET version = ?, updated_at = ? WHERE pk = ?`, v, now.UnixMilli(), id); err != nil {
 			return err
 		}
 		return addReferralEvent(ctx, tx, id, renkei.ReferralEvent{Status: renkei.ReferralStatus(status), At: now, By: by, ByInst: institution,

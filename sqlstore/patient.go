@@ -204,6 +204,31 @@ func (db *DB) Link(ctx context.Context, a, b int64, by string, audit *renkei.Aud
 	return regional, err
 }
 
+// endIdentityLink takes a local patient out of its regional patient because the consent the link depended on was
+// withdrawn (Link requires a consent for the region of each linked patient's institution). The link's row goes, as
+// Unlink's does: every reader of the patient index (the regional query, a patient's own account, the referral's
+// related studies, break-glass) follows patient_links, so that nothing the link showed is shown any more. Its
+// history stays in the audit chain, which the region's administrators read: the event that made it ("linked local
+// patients … as regional patient R") and this one, which names the regional patient, who linked it and when.
+// A patient that is not linked is nothing to end.
+func endIdentityLink(ctx context.Context, tx *sql.Tx, patientPK int64, audit *renkei.AuditEvent) error {
+	var regional, linkedAt int64
+	var linkedBy string
+	err := tx.QueryRowContext(ctx, `DELETE FROM patient_links WHERE patient_pk = ? RETURNING regional_pk, linked_by, linked_at`,
+		patientPK).Scan(&regional, &linkedBy, &linkedAt)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if audit != nil {
+		audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; identity link ended: local patient %d unlinked from regional patient %d (linked by %s at %s)",
+			patientPK, regional, linkedBy, time.UnixMilli(linkedAt).UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
 func regionalOf(ctx context.Context, tx *sql.Tx, pk int64) int64 {
 	var r int64
 	tx.QueryRowContext(ctx, `SELECT regional_pk FROM patient_links WHERE patient_pk = ?`, pk).Scan(&r)
@@ -332,7 +357,9 @@ func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.A
 
 // WithdrawConsent records a withdrawal: from now on nothing of the patient is disclosed by the institution beyond
 // what its remaining consents (if any) cover, and the shares it made of the patient (other than break-glass) that
-// they do not cover end at once, as do its share links of the patient when no consent for the region remains.
+// they do not cover end at once. When no consent for the region remains, its share links of the patient end too,
+// and so does the patient's identity link (the local patient leaves its regional patient; the others stay linked
+// to each other). Every ending is named in audit's Detail, which commits with them.
 func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by string, audit *renkei.AuditEvent) error {
 	return db.writeTx(ctx, "index.WithdrawConsent", func(tx *sql.Tx) error {
 		now := db.Now().UnixMilli()
@@ -387,10 +414,15 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 		if ended > 0 && audit != nil {
 			audit.Detail = strings.TrimSpace(audit.Detail + fmt.Sprintf("; %d share(s) of the patient ended", ended))
 		}
-		// A share link shows the images outside the region and needs a consent for the region (CreateShareLink):
-		// without one left, the institution's links of the patient end too, and the views opened with them.
+		// A share link shows the images outside the region, and an identity link discloses the patient to the
+		// region's patient index; both need a consent for the region (CreateShareLink, Link). Without one left, the
+		// institution's share links of the patient end, with the views opened with them, and so does the patient's
+		// identity link.
 		err = consentFor(ctx, tx, institution, patientPK, 0, 0)
 		if renkei.ErrorKind(err) != renkei.Forbidden {
+			return err
+		}
+		if err := endIdentityLink(ctx, tx, patientPK, audit); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE share_links SET revoked_at = ? WHERE institution_pk = ? AND patient_pk = ? AND revoked_at IS NULL`,

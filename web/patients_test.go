@@ -275,6 +275,114 @@ func TestPatientIdentity(t *testing.T) {
 	}
 }
 
+// TestConsentWithdrawalEndsIdentityLink: the clinic's patient, linked with the hospital's as one regional patient,
+// withdraws the consent the link needed; from then on nothing of the clinic's flows to the hospital's side through
+// the link (the patient's own account at the hospital, QIDO-RS by the regional patient), and the region's
+// administrator still reads the link's history in the audit trail.
+func TestConsentWithdrawalEndsIdentityLink(t *testing.T) {
+	r := newRegion(t)
+	identityRegion(t, r, []regionPatient{
+		{"C100", "Yamada^Taro=山田^太郎", "19450312", 100},
+		{"H200", "Yamada^Taro=山田^太郎", "19450312", 200},
+	})
+	clinic, doctor, admin := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("admin@region")
+	var consent struct{ ID int64 }
+	for _, c := range []struct {
+		user *client
+		id   string
+	}{{clinic, "C100"}, {doctor, "H200"}} {
+		if st := c.user.post("/api/consents", map[string]any{"patientId": c.id, "scope": []string{"region"}, "method": "electronic",
+			"signature": "同意します"}); st != 201 {
+			t.Fatalf("consent %s: %d %s", c.id, st, c.user.body)
+		}
+	}
+	if err := json.Unmarshal(clinic.body, &consent); err != nil || consent.ID == 0 {
+		t.Fatalf("consent: %s", clinic.body)
+	}
+	if st := admin.post("/api/patients/links", map[string]any{"a": map[string]string{"institution": "kita-clinic", "issuer": "KITA", "patientId": "C100"},
+		"b": map[string]string{"institution": "chuo-hospital", "issuer": "CHUO", "patientId": "H200"}}); st != 200 {
+		t.Fatalf("link: %d %s", st, admin.body)
+	}
+	var linked struct{ Regional int64 }
+	json.Unmarshal(admin.body, &linked)
+	h200, err := r.db.LocalPatient(t.Context(), r.hospital.PK, renkei.PatientKey{Issuer: "CHUO", ID: "H200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addPatientUser("yamada.taro", r.hospital, h200.PK) // his own account, from the hospital
+	if st := clinic.post("/api/shares", map[string]any{"patientId": "C100", "toInstitution": "chuo-hospital", "purpose": "referral"}); st != 201 {
+		t.Fatalf("share: %d %s", st, clinic.body)
+	}
+	// What each caller sees of the person: the patient's own studies (JSON API and QIDO-RS), and the hospital
+	// doctor's QIDO-RS by the regional patient.
+	own := func() []string {
+		p := r.as("yamada.taro")
+		var mine []struct{ Institution, PatientID string }
+		p.getJSON("/api/my/studies", &mine)
+		var out []string
+		for _, s := range mine {
+			out = append(out, s.Institution+"/"+s.PatientID)
+		}
+		var qido []map[string]struct{ Value []any }
+		p.getJSON("/dicomweb/studies", &qido)
+		for _, s := range qido {
+			if v := s["00100020"].Value; len(v) > 0 {
+				out = append(out, "qido/"+fmt.Sprint(v[0]))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	regional := func() []string {
+		var list []map[string]struct{ Value []any }
+		doctor.getJSON(fmt.Sprintf("/dicomweb/studies?PatientID=%d&IssuerOfPatientID=%s", linked.Regional, renkei.RegionalIssuer), &list)
+		var out []string
+		for _, s := range list {
+			if v := s["00100020"].Value; len(v) > 0 {
+				out = append(out, fmt.Sprint(v[0]))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := own(), []string{"chuo-hospital/H200", "kita-clinic/C100", "qido/C100", "qido/H200"}; !slices.Equal(got, want) {
+		t.Fatalf("before the withdrawal the patient sees %v, want %v", got, want)
+	}
+	if got := regional(); !slices.Equal(got, []string{"C100", "H200"}) {
+		t.Fatalf("before the withdrawal QIDO-RS by the regional patient gives the hospital %v", got)
+	}
+
+	if st := clinic.post(fmt.Sprintf("/api/consents/%d/withdraw", consent.ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw: %d %s", st, clinic.body)
+	}
+	if got, want := own(), []string{"chuo-hospital/H200", "qido/H200"}; !slices.Equal(got, want) {
+		t.Errorf("after the withdrawal the patient's account at the hospital sees %v, want %v", got, want)
+	}
+	if got := regional(); !slices.Equal(got, []string{"H200"}) {
+		t.Errorf("after the withdrawal QIDO-RS by the regional patient gives the hospital %v", got)
+	}
+	var studies []struct{ Institution, PatientID string }
+	doctor.getJSON("/api/patients/studies?patientId=H200", &studies)
+	if len(studies) != 1 || studies[0].PatientID != "H200" {
+		t.Errorf("after the withdrawal the hospital's list of the linked patient: %+v", studies)
+	}
+
+	// The link's history: who made it, and that the withdrawal ended it.
+	var trail []struct{ Actor, Action, Detail string }
+	admin.getJSON("/api/audit?action=admin", &trail)
+	var history []string
+	for _, e := range slices.Backward(trail) {
+		if strings.Contains(e.Detail, fmt.Sprintf("regional patient %d", linked.Regional)) {
+			history = append(history, e.Actor+": "+e.Detail)
+		}
+	}
+	if len(history) != 2 || !strings.HasPrefix(history[0], "admin@region: linked local patients") ||
+		!strings.HasPrefix(history[1], "kato@kita-clinic: recorded the withdrawal of consent") ||
+		!strings.Contains(history[1], "identity link ended") || !strings.Contains(history[1], "linked by admin@region") {
+		t.Errorf("the link's history as the region's administrator reads it: %q", history)
+	}
+}
+
 // TestPatientAccount: a clinic invites its patient with a code on paper; the patient creates an account, logs in
 // with a password and an authenticator app, sees their own studies and who looked at them, and nothing else.
 func TestPatientAccount(t *testing.T) {

@@ -425,6 +425,72 @@ func TestReferralSimilarExam(t *testing.T) {
 	}
 }
 
+// TestCorrectEndedReferral: the clinic's doctor cancels a referral, then tries to send a corrected letter; it is
+// refused as a conflict (problem+json) that says why and what to do, and nothing of it is kept: no version, no step
+// in the history, no audit event of a correction. A referral the hospital answered still takes one.
+func TestCorrectEndedReferral(t *testing.T) {
+	r := newRegion(t)
+	clinic, hospital := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
+	send := func() string {
+		t.Helper()
+		if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+			"studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": "精査", "diagnosis": "右肺結節"}}); st != 201 {
+			t.Fatalf("create: %d %s", st, clinic.body)
+		}
+		path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+		if st := clinic.post(path+"/send", nil); st != 200 {
+			t.Fatalf("send: %d %s", st, clinic.body)
+		}
+		return path
+	}
+	corrected := map[string]string{"purpose": "精査", "diagnosis": "右肺上葉結節"}
+
+	path := send()
+	if st := clinic.post(path+"/cancel", map[string]string{"reason": "患者の希望により取り消し"}); st != 200 {
+		t.Fatalf("cancel: %d %s", st, clinic.body)
+	}
+	var before, after referralOut
+	clinic.getJSON(path, &before)
+	from := r.lastSeq()
+	if st := clinic.post(path+"/versions", corrected); st != 409 {
+		t.Fatalf("a correction of the cancelled referral: %d %s, want 409", st, clinic.body)
+	}
+	var problem struct {
+		Status int
+		Detail string
+	}
+	if err := json.Unmarshal(clinic.body, &problem); err != nil || !strings.HasPrefix(clinic.header.Get("Content-Type"), "application/problem+json") ||
+		problem.Status != 409 || !strings.Contains(problem.Detail, "was cancelled") || !strings.Contains(problem.Detail, "write a new one") {
+		t.Errorf("the refusal: %s %s", clinic.header.Get("Content-Type"), clinic.body)
+	}
+	var versions []struct{ Version int }
+	hospital.getJSON(path+"/versions", &versions)
+	clinic.getJSON(path, &after)
+	if len(versions) != 1 || after.Version != before.Version || after.Letter.Diagnosis != "右肺結節" || len(after.Events) != len(before.Events) {
+		t.Errorf("the refused correction left something: %d versions, version %d→%d, diagnosis %q, %d→%d steps",
+			len(versions), before.Version, after.Version, after.Letter.Diagnosis, len(before.Events), len(after.Events))
+	}
+	for _, e := range r.events(from) {
+		if strings.Contains(e.Detail, "letter corrected") {
+			t.Errorf("the refused correction is in the audit trail as made: %+v", e)
+		}
+	}
+
+	// Answered: the letter is in the hospital's record of the patient, and an error in it is still corrected.
+	path = send()
+	for _, step := range []struct {
+		action string
+		body   any
+	}{{"receive", nil}, {"complete", map[string]any{"reply": map[string]string{"followUp": "経過観察"}}}} {
+		if st := hospital.post(path+"/"+step.action, step.body); st != 200 {
+			t.Fatalf("%s: %d %s", step.action, st, hospital.body)
+		}
+	}
+	if st := clinic.post(path+"/versions", corrected); st != 201 {
+		t.Errorf("a correction of the answered referral: %d %s", st, clinic.body)
+	}
+}
+
 // TestReadingRequest: a clinic asks the hospital's radiologist to read a CT (読影依頼, urgent); the request heads the
 // radiologist's worklist; the signed report returns to the clinic in the referral and as a PDF document in the
 // patient's record.

@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +111,52 @@ func poll(expr string) chromedp.Action[chromedp.Void] {
 		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(10*time.Second))(ctx, t)
 		return err
 	})
+}
+
+// TestCorrectionOfCancelledReferralBrowser: the clinic's doctor is writing a corrected letter when a colleague
+// cancels the referral; sending it is refused, and the doctor reads why in Japanese, not the server's English. The
+// cancelled referral's page then offers no correction.
+func TestCorrectionOfCancelledReferralBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	ctx, cancel := browser(t)
+	defer cancel()
+	clinic := r.as("kato@kita-clinic")
+	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
+		"studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": "精査", "diagnosis": "右肺結節"}}); st != 201 {
+		t.Fatalf("create: %d %s", st, clinic.body)
+	}
+	id := decodeReferral(t, clinic).ID
+	path := fmt.Sprintf("/api/referrals/%d", id)
+	if st := clinic.post(path+"/send", nil); st != 200 {
+		t.Fatalf("send: %d %s", st, clinic.body)
+	}
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	step("cor-01-form", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
+		hashRoute(fmt.Sprintf("#/referral/%d/correct", id)), chromedp.WaitVisible("#correction-form"),
+		chromedp.SetValue("#cor-diagnosis", "右肺上葉結節"))
+	// The cancel, from another session (the same doctor's other window, or a colleague's).
+	if st := clinic.post(path+"/cancel", map[string]string{"reason": ""}); st != 200 {
+		t.Fatalf("the cancel: %d %s", st, clinic.body)
+	}
+	step("cor-02-refused", chromedp.Click("#cor-send"), poll(`document.querySelector('#message').textContent.includes('取り消されたため')`))
+	if s, err := liveText(ctx, "#message"); err != nil || !strings.Contains(s, "新しい紹介状を作成してください") {
+		t.Errorf("the message the doctor reads: %q %v", s, err)
+	}
+	var versions []struct{ Version int }
+	clinic.getJSON(path+"/versions", &versions)
+	if len(versions) != 1 {
+		t.Errorf("%d versions after the refused correction", len(versions))
+	}
+	step("cor-03-cancelled", hashRoute(fmt.Sprintf("#/referral/%d", id)), chromedp.WaitVisible(`h1 [data-status="cancelled"]`))
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#ref-correct").length`)); err != nil || n != 0 {
+		t.Errorf("the cancelled referral still offers a correction: %d %v", n, err)
+	}
 }

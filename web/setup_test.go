@@ -202,9 +202,20 @@ func newRegionOn(t testing.TB, target string) *region {
 // addUser creates an enrolled user (password and TOTP) the way an admin and the user's first login would.
 func (r *region) addUser(login string, in renkei.Institution, role renkei.Role) testUser {
 	r.t.Helper()
+	return r.addUserAs(renkei.User{Login: login, Name: login, Institution: in, Role: role})
+}
+
+// addPatientUser is addUser for a patient's own account at in, as an accepted invitation makes it.
+func (r *region) addPatientUser(login string, in renkei.Institution, patient int64) testUser {
+	r.t.Helper()
+	return r.addUserAs(renkei.User{Login: login, Name: login, Institution: in, Role: renkei.PatientRole, PatientPK: patient})
+}
+
+func (r *region) addUserAs(u renkei.User) testUser {
+	r.t.Helper()
 	ctx := context.Background()
+	login := u.Login
 	pw := fmt.Sprintf("correct horse battery staple %d", len(r.users))
-	u := renkei.User{Login: login, Name: login, Institution: in, Role: role}
 	if err := r.ids.CreateUserWithPassword(ctx, renkei.System, &u, pw); err != nil {
 		r.t.Fatal(err)
 	}
@@ -295,8 +306,9 @@ func (r *region) stowBodyOf(base dicomtest.CTOptions, n int) (io.Reader, string)
 type client struct {
 	r                   *region
 	cookie, csrf, token string
-	// last response's status and body
+	// last response's status, headers and body
 	status int
+	header http.Header
 	body   []byte
 }
 
@@ -348,7 +360,7 @@ func (c *client) do(method, path string, body io.Reader, hdr ...string) int {
 	}
 	defer resp.Body.Close()
 	c.body, _ = io.ReadAll(resp.Body)
-	c.status = resp.StatusCode
+	c.status, c.header = resp.StatusCode, resp.Header
 	for _, ck := range resp.Cookies() {
 		if ck.Name == web.SessionCookie {
 			c.cookie = ck.Value

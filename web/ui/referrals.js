@@ -167,7 +167,16 @@ export async function correctionForm(ui, r) {
     ...letterFields(h, sections, r.letter, 'cor'),
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'cor-send' }, t('ref.correct.send'))));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); busy(form, async () => {
-    await api('POST', `/api/referrals/${r.id}/versions`, readLetter(form, sections, 'cor'));
+    try {
+      await api('POST', `/api/referrals/${r.id}/versions`, readLetter(form, sections, 'cor'));
+    } catch (e) {
+      // The referral ended while the correction was being written (a colleague cancelled it, the receiver declined
+      // it): the server refuses (409); say why in the doctor's language.
+      if (e.status !== 409) throw e;
+      const now = await api('GET', `/api/referrals/${r.id}`);
+      if (!['cancelled', 'declined'].includes(now.status)) throw e;
+      throw new Error(t('ref.correct.ended.' + now.status));
+    }
     ui.message(t('ref.correct.done'), 'info');
     ui.route(`#/referral/${r.id}`);
   }); });
@@ -242,7 +251,8 @@ export async function referralPage(ui, id) {
   if (r.direction === 'out' && r.status === 'draft') {
     actions.append(h('div', { class: 'actions' }, h('a', { class: 'button', id: 'ref-edit', href: `#/referral/${id}/edit` }, t('ref.edit'))));
   }
-  if (r.direction === 'out' && !['draft', 'cancelled'].includes(r.status)) {
+  // A referral that ended without the receiver taking the patient takes no correction (the server refuses it).
+  if (r.direction === 'out' && !['draft', 'cancelled', 'declined'].includes(r.status)) {
     actions.append(h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'ref-correct', href: `#/referral/${id}/correct` }, t('ref.correct'))));
   }
   if (r.direction === 'out' && ['draft', 'sent', 'received'].includes(r.status)) {
