@@ -45,7 +45,16 @@ type Entry struct {
 	LastAttempt       time.Time `json:"lastAttempt,omitzero"`
 	// NextAttempt is when the uploader may send the instance again after renkei refused it.
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// Refusals counts renkei's refusals since the instance was received or queued again (not the line's failures).
+	Refusals int `json:"refusals,omitempty"`
+	// Parked is when the uploader stopped sending the instance because renkei refused it for good (park.go), and
+	// ParkedKind why (Parked… constants; LastError holds renkei's words). Zero while it is in the queue.
+	Parked     time.Time `json:"parked,omitzero"`
+	ParkedKind string    `json:"parkedKind,omitempty"`
 }
+
+// refused reports whether renkei refused the instance last time (not the line or a server failure).
+func (e Entry) refused() bool { return !e.NextAttempt.IsZero() || !e.Parked.IsZero() }
 
 // Spool is a directory of instances waiting to be sent: objects/<sha256>.dcm, each with objects/<sha256>.json. A
 // file is written to tmp/, fsynced, renamed into objects/, its sidecar written beside it, and the directory fsynced
