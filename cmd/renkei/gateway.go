@@ -21,7 +21,7 @@ import (
 
 const gatewayUsage = `Usage: renkei gateway --server URL --token-file F [flags]
        renkei gateway status [--spool DIR] [--json]
-       renkei gateway parked [--spool DIR] [--json]
+       renkei gateway parked [--spool DIR] [--study UID] [--json]
        renkei gateway retry [--spool DIR] (--study UID | --all)
        renkei gateway discard [--spool DIR] --study UID
 
