@@ -220,7 +220,7 @@ func (c *Commitments) resolve(refs []dimse.SOPReference) (committed, failed []di
 		spooled[e.SOPInstanceUID] = e
 	}
 	for _, r := range refs {
-		if e, ok := spooled[r.SOPInstanceUID]; ok && !e.NextAttempt.IsZero() {
+		if e, ok := spooled[r.SOPInstanceUID]; ok && e.refused() {
 			// renkei refused what the modality sent last under this UID (a corrected resend whose first version renkei
 			// holds): renkei does not hold that content, whatever the ledger says of the first.
 			r.FailureReason = reasonProcessingFailure
@@ -241,7 +241,7 @@ func (c *Commitments) resolve(refs []dimse.SOPReference) (committed, failed []di
 		case !ok:
 			r.FailureReason = reasonNoSuchInstance
 			failed = append(failed, r)
-		case !e.NextAttempt.IsZero():
+		case e.refused():
 			// renkei refused it (not a line or server failure): a person must look; the instance stays in the spool.
 			r.FailureReason = reasonProcessingFailure
 			failed = append(failed, r)

@@ -93,6 +93,8 @@ type Status struct {
 	Queue      QueueJSON  `json:"queue"`
 	LastSent   time.Time  `json:"lastSent,omitzero"`
 	Failures   []Failure  `json:"failures,omitempty"`
+	// Parked are the instances renkei refused for good: kept on disk, no longer sent, not in Queue (park.go).
+	Parked ParkedJSON `json:"parked,omitzero"`
 	// Inbound is the delivery of shared images to the hospital's PACS, when configured.
 	Inbound *InboundStatus `json:"inbound,omitempty"`
 	// Fetch is the answering of renkei's requests for earlier studies from the PACS, when configured.
@@ -141,6 +143,19 @@ func Run(ctx context.Context, cfg Config) error {
 	default:
 		return fmt.Errorf("--encoding %q: use zstd, gzip or none", cfg.Encoding)
 	}
+	// One process changes the spool at a time: this gateway while it runs, or a `renkei gateway retry|discard` for a
+	// moment when none runs (park.go). A second gateway on the same spool is refused.
+	if err := os.MkdirAll(cfg.Spool, 0o700); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	unlock, ok, err := lockSpool(cfg.Spool, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("another gateway runs with the spool %s (it holds %s/lock)", cfg.Spool, cfg.Spool)
+	}
+	defer unlock()
 	sp, err := Open(cfg.Spool, cfg.Reserve)
 	if err != nil {
 		return err
@@ -253,7 +268,24 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		// The operator's retry or discard of parked instances (renkei gateway retry|discard, park.go), on its own so
+		// that a heartbeat waiting for an unreachable renkei does not keep the command waiting.
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if sp.serveRequests(g.log) {
+					g.up.Wake()
+				}
+			}
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		if err := g.up.Run(ctx); err != nil {
@@ -343,7 +375,7 @@ func (g *Gateway) Status() Status {
 	g.mu.Lock()
 	st := Status{Name: g.cfg.Name, Version: g.cfg.Version, Server: g.cfg.Server, AE: g.cfg.AE, DIMSE: g.cfg.DIMSE, PID: os.Getpid(),
 		Running: true, Updated: time.Now(), Connection: g.conn, LastSent: g.sent, DiskFree: free, Reserve: g.cfg.Reserve,
-		Queue: QueueJSON{q.Instances, q.Studies, q.Bytes, q.Oldest}}
+		Queue: QueueJSON{q.Instances, q.Studies, q.Bytes, q.Oldest}, Parked: q.Parked}
 	g.mu.Unlock()
 	for i, f := range q.Failures {
 		if i == 20 {
@@ -415,6 +447,7 @@ func ReadStatus(dir string) (Status, error) {
 		return st, err
 	}
 	st.Queue = QueueJSON{q.Instances, q.Studies, q.Bytes, q.Oldest}
+	st.Parked = q.Parked
 	st.Failures = nil
 	for i, f := range q.Failures {
 		if i == 20 {
@@ -430,7 +463,10 @@ func ReadStatus(dir string) (Status, error) {
 	return st, nil
 }
 
-// Heartbeat is what a gateway tells renkei each minute (POST /api/gateways/heartbeat).
+// Heartbeat is what a gateway tells renkei each minute (POST /api/gateways/heartbeat). renkei refuses fields it
+// does not know, and older servers run beside newer gateways: parked instances travel in Failures (each one needs a
+// person, as a failure does) and LastError (how many, and renkei's last reason, in words), which renkei's admin page
+// shows as "some images refused", rather than in a field of their own.
 type Heartbeat struct {
 	Name      string    `json:"name"`
 	Version   string    `json:"version,omitempty"`
@@ -452,6 +488,12 @@ func (g *Gateway) heartbeat(ctx context.Context) error {
 		Bytes: st.Queue.Bytes, Oldest: st.Queue.Oldest, LastSent: st.LastSent, Failures: len(st.Failures), DiskFree: st.DiskFree}
 	if len(st.Failures) > 0 {
 		hb.LastError = st.Failures[0].Error
+	}
+	if p := st.Parked; p.Instances > 0 {
+		hb.Failures += p.Instances
+		_, en := ParkedWords(p.Studies[0].Kind)
+		hb.LastError = fmt.Sprintf("%d image(s) of %d study(ies) parked on the gateway, no longer sent: %s (%s). On the gateway: renkei gateway parked, then retry or discard",
+			p.Instances, len(p.Studies), en, p.Studies[0].Reason)
 	}
 	b, _ := json.Marshal(hb)
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)

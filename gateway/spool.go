@@ -45,7 +45,16 @@ type Entry struct {
 	LastAttempt       time.Time `json:"lastAttempt,omitzero"`
 	// NextAttempt is when the uploader may send the instance again after renkei refused it.
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
+	// Refusals counts renkei's refusals since the instance was received or queued again (not the line's failures).
+	Refusals int `json:"refusals,omitempty"`
+	// Parked is when the uploader stopped sending the instance because renkei refused it for good (park.go), and
+	// ParkedKind why (Parked… constants; LastError holds renkei's words). Zero while it is in the queue.
+	Parked     time.Time `json:"parked,omitzero"`
+	ParkedKind string    `json:"parkedKind,omitempty"`
 }
+
+// refused reports whether renkei refused the instance last time (not the line or a server failure).
+func (e Entry) refused() bool { return !e.NextAttempt.IsZero() || !e.Parked.IsZero() }
 
 // Spool is a directory of instances waiting to be sent: objects/<sha256>.dcm, some with a sidecar
 // objects/<sha256>.json. A file is written to tmp/, fsynced, renamed into objects/ and the directory fsynced before
@@ -274,8 +283,12 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 	// CPU on (recently_deleted, under the churn of files the uploader removes). Update writes one when there is
 	// something of the uploader's to keep (attempts, errors), and Put does when the caller's AE title is not the
 	// one the file names (the gateway's own SCP always writes it into the file's meta).
+	// The same bytes sent again start afresh (a parked copy goes back into the queue): a sidecar left from the
+	// earlier copy's attempts is replaced, or removed (a lookup that finds nothing in the usual case).
 	if e.CallingAETitle != "" && e.CallingAETitle != df.Meta.String(dicom.SourceApplicationEntityTitle) {
 		err = s.writeSidecar(e, false)
+	} else if rerr := os.Remove(s.jpath(e.Key)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = rerr
 	}
 	if err == nil {
 		s.indexed(func(m map[string]Entry) { m[e.Key] = e })

@@ -37,6 +37,14 @@ type statusView struct {
 	Backlog    string
 	OldestAge  string
 	Free       string
+	Parked     []parkedView
+}
+
+// parkedView is one study's parked instances in words.
+type parkedView struct {
+	ParkedStudy
+	Why, WhyEn string
+	SinceText  string
 }
 
 func view(st Status, now time.Time) statusView {
@@ -44,6 +52,10 @@ func view(st Status, now time.Time) statusView {
 		Free: bytesText(st.DiskFree)}
 	if !st.Queue.Oldest.IsZero() {
 		v.OldestAge = ageText(now.Sub(st.Queue.Oldest))
+	}
+	for _, p := range st.Parked.Studies {
+		ja, en := ParkedWords(p.Kind)
+		v.Parked = append(v.Parked, parkedView{ParkedStudy: p, Why: ja, WhyEn: en, SinceText: p.Since.Local().Format(time.DateTime) + ", " + ageText(now.Sub(p.Since))})
 	}
 	switch {
 	case !st.Running:
@@ -55,6 +67,11 @@ func view(st Status, now time.Time) statusView {
 	case st.Connection.State == "unreachable":
 		v.Health, v.Headline, v.HeadlineEn = "warn", "renkei に接続できません。画像はこのPCに保管され、回線が戻ると自動で送られます",
 			"renkei cannot be reached; images are kept here and sent when the line is back"
+	case st.Parked.Instances > 0:
+		v.Health = "warn"
+		v.Headline = fmt.Sprintf("renkei が受け取らない画像 %d 件の送信を止めています(下の一覧)。原因を直してから renkei gateway retry で送り直すか、discard で削除してください",
+			st.Parked.Instances)
+		v.HeadlineEn = fmt.Sprintf("%d image(s) renkei refused for good are parked (see below): fix the cause, then renkei gateway retry; or discard them", st.Parked.Instances)
 	case len(st.Failures) > 0:
 		v.Health, v.Headline, v.HeadlineEn = "warn", "送れない画像があります(下の一覧)", "Some images could not be sent (see below)"
 	case st.Inbound != nil && st.Inbound.LastError != "":
@@ -129,12 +146,49 @@ func WriteText(w io.Writer, st Status, now time.Time) {
 			fmt.Fprintf(w, "  配信エラー (error): %s\n", in.LastError)
 		}
 	}
+	if st.Parked.Instances > 0 {
+		fmt.Fprintf(w, "\n送信を止めた画像 (parked, not sent, kept on disk): %d 件, %d 検査\n", st.Parked.Instances, len(st.Parked.Studies))
+		writeParked(w, v.Parked)
+		fmt.Fprintf(w, "  → renkei gateway retry --study UID | --all  (送り直す / send again),  renkei gateway discard --study UID  (削除 / delete)\n")
+	}
 	if len(st.Failures) > 0 {
 		fmt.Fprintf(w, "\n送れない画像 (failures):\n")
 		for _, f := range st.Failures {
 			fmt.Fprintf(w, "  %s  %s  (%d回 attempts, from %s)\n    %s\n", f.At.Local().Format(time.DateTime), f.SOPInstanceUID, f.Attempts, f.CallingAE, f.Error)
 		}
 	}
+}
+
+// writeParked prints parked studies, one paragraph each.
+func writeParked(w io.Writer, ps []parkedView) {
+	for _, p := range ps {
+		fmt.Fprintf(w, "  検査 (study) %s: %d 件 (%s) from %s\n", p.StudyInstanceUID, p.Instances, bytesText(p.Bytes), orDash(p.CallingAE))
+		fmt.Fprintf(w, "    停止 (parked since): %s\n", p.SinceText)
+		fmt.Fprintf(w, "    理由 (why): %s / %s\n", p.Why, p.WhyEn)
+		fmt.Fprintf(w, "    renkei の答え (answer): %s\n", p.Reason)
+	}
+}
+
+// ParkedText prints the parked instances of a spool for `renkei gateway parked`: by study, then each instance.
+func ParkedText(w io.Writer, parked []Entry, now time.Time) {
+	if len(parked) == 0 {
+		fmt.Fprintln(w, "送信を止めた画像はありません。 No image is parked.")
+		return
+	}
+	ps := parkedStudies(parked)
+	fmt.Fprintf(w, "送信を止めた画像 (parked): %d 件, %d 検査. They are kept on disk and not sent.\n\n", ps.Instances, len(ps.Studies))
+	v := view(Status{Running: true, Parked: ps}, now)
+	for _, p := range v.Parked {
+		writeParked(w, []parkedView{p})
+		for _, e := range parked {
+			if e.StudyInstanceUID == p.StudyInstanceUID {
+				fmt.Fprintf(w, "      %s  %s  %d回 refused  %s\n", e.Parked.Local().Format(time.DateTime), e.SOPInstanceUID, e.Refusals, e.LastError)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "送り直す (send again, once renkei's admin fixed the cause): renkei gateway retry --study UID   (or --all)")
+	fmt.Fprintln(w, "削除する (delete them from this gateway):                  renkei gateway discard --study UID")
 }
 
 var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
@@ -160,6 +214,12 @@ table{border-collapse:collapse;margin-top:1em}td,th{padding:.3em .8em;text-align
 {{with .Fetch}}<tr><th>過去画像の取り寄せ <span class="en">earlier studies fetched from</span></th><td id="fetch">{{.PACS}}: {{.Done}} 件{{if .LastError}}<div class="en">{{.LastError}}</div>{{end}}</td></tr>{{end}}
 {{with .Inbound}}<tr><th>院内PACSへの配信 <span class="en">shared images delivered to the PACS</span></th><td id="inbound">{{.Delivered}} 件 → {{range .Destinations}}{{.}} {{end}}{{if not .LastDelivered.IsZero}}({{.LastDelivered.Format "2006-01-02 15:04"}}){{end}}{{if .LastError}}<div class="en">{{.LastError}}</div>{{end}}</td></tr>{{end}}
 </table>
+{{if .Parked}}<h2>送信を止めた画像 <span class="en">parked images: renkei refused them for good; kept here, not sent</span></h2>
+<table id="parked"><tr><th>検査 <span class="en">study</span></th><th>件数 <span class="en">images</span></th><th>停止 <span class="en">since</span></th><th>理由 <span class="en">why</span></th></tr>
+{{range .Parked}}<tr><td>{{.StudyInstanceUID}}<div class="en">{{.CallingAE}}</div></td><td>{{.Instances}}</td><td>{{.SinceText}}</td><td>{{.Why}}<div class="en">{{.WhyEn}}: {{.Reason}}</div></td></tr>{{end}}
+</table>
+<p>原因を直してから送り直す <span class="en">send again once the cause is fixed</span>: <code>renkei gateway retry --study UID</code> (<code>--all</code>)<br>
+削除する <span class="en">delete from this gateway</span>: <code>renkei gateway discard --study UID</code></p>{{end}}
 {{if .Failures}}<h2>送れない画像 <span class="en">images not sent</span></h2>
 <table id="failures"><tr><th>時刻 <span class="en">at</span></th><th>送信元 <span class="en">from</span></th><th>回数 <span class="en">tries</span></th><th>理由 <span class="en">reason</span></th></tr>
 {{range .Failures}}<tr><td>{{.At.Format "01-02 15:04"}}</td><td>{{.CallingAE}}</td><td>{{.Attempts}}</td><td>{{.Error}}<div class="en">{{.SOPInstanceUID}}</div></td></tr>{{end}}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,9 @@ type Uploader struct {
 	// MinBackoff and MaxBackoff bound the wait after a network error or a 5xx (defaults 1 s and 60 s). A refused
 	// instance waits longer, up to RefusedBackoff (default 1 h), since a retry rarely helps it.
 	MinBackoff, MaxBackoff, RefusedBackoff time.Duration
+	// MaxRefusals is how many refusals park an instance whose refusal might have healed (default 5); a refusal that
+	// will not heal parks it at once (park.go).
+	MaxRefusals int
 	// Poll is how often the spool is looked at when nothing woke the uploader (default 5 s).
 	Poll   time.Duration
 	Logger *slog.Logger
@@ -171,7 +175,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 			next := time.Time{}
 			mu.Lock()
 			for _, e := range all {
-				if inflight[e.Key] {
+				if inflight[e.Key] || !e.Parked.IsZero() {
 					continue
 				}
 				if e.NextAttempt.After(u.now()) {
@@ -299,7 +303,9 @@ func (u *Uploader) maxBatchBytes() int64 {
 // batches groups entries by study, oldest study first, into requests of at most MaxBatch instances and MaxBatchBytes.
 // A request never holds two entries with the same SOP Instance UID (a modality's corrected resend spools a second
 // file under the same UID): renkei's answer names instances by UID only, so one stored and one refused in the same
-// answer could not be told apart, and the refused file would leave the spool as if stored.
+// answer could not be told apart, and the refused file would leave the spool as if stored. An instance renkei refused
+// before goes alone, so that a refusal of the whole request can be pinned on it, and the rest of its study is not held
+// back by it.
 func (u *Uploader) batches(entries []Entry) [][]Entry {
 	maxN, maxBytes := u.maxBatch(), u.maxBatchBytes()
 	byStudy := map[string][]Entry{}
@@ -316,6 +322,10 @@ func (u *Uploader) batches(entries []Entry) [][]Entry {
 		var size int64
 		uids := map[string]bool{}
 		for _, e := range byStudy[st] {
+			if e.Refusals > 0 {
+				out = append(out, []Entry{e})
+				continue
+			}
 			if len(cur) > 0 && (len(cur) >= maxN || size+e.Size > maxBytes || uids[e.SOPInstanceUID]) {
 				out = append(out, cur)
 				cur, size = nil, 0
@@ -405,11 +415,17 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 		return outcome{retryable: true}
 	case resp.StatusCode/100 != 2 && resp.StatusCode != http.StatusConflict:
 		log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
-		u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body))
+		u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body), ParkedRequest, requestRefusalPermanent(resp.StatusCode))
 		return outcome{}
 	}
 	var ans stowAnswer
 	if err := json.Unmarshal(body, &ans); err != nil {
+		if resp.StatusCode == http.StatusConflict {
+			// A 409 that is not a STOW-RS answer (a proxy's, say) still refuses the request as it is.
+			log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
+			u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body), ParkedRequest, true)
+			return outcome{}
+		}
 		u.note(batch, "renkei's answer cannot be read: "+err.Error(), time.Time{})
 		return outcome{retryable: true}
 	}
@@ -418,15 +434,20 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 		stored[it[dicom.ReferencedSOPInstanceUID.Hex()]] = true
 	}
 	failed := map[string]string{}
+	codes := map[string]int{}
 	for _, it := range ans.items(dicom.FailedSOPSequence) {
 		reason := it[dicom.FailureReason.Hex()]
-		if code, err := strconv.Atoi(reason); err == nil {
+		code, err := strconv.Atoi(reason)
+		if err == nil {
 			reason = fmt.Sprintf("0x%04X", code)
+		} else {
+			code = -1
 		}
 		if c := it["00000902"]; c != "" {
 			reason += ": " + c
 		}
 		failed[it[dicom.ReferencedSOPInstanceUID.Hex()]] = reason
+		codes[it[dicom.ReferencedSOPInstanceUID.Hex()]] = code
 	}
 	out := outcome{}
 	var acked []Entry
@@ -461,13 +482,14 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 		switch {
 		case stored[e.SOPInstanceUID]:
 		case failed[e.SOPInstanceUID] != "":
-			reason := failed[e.SOPInstanceUID]
+			reason, code := failed[e.SOPInstanceUID], codes[e.SOPInstanceUID]
 			log.Warn("gateway: renkei refused an instance", "sop_instance", e.SOPInstanceUID, "reason", reason)
-			if strings.HasPrefix(reason, "0xA7") {
+			if code >= 0 && code&0xFF00 == 0xA700 {
 				u.note([]Entry{e}, "renkei is out of resources ("+reason+")", time.Time{})
 				out.retryable = true
 			} else {
-				u.refuse([]Entry{e}, "renkei refused it: "+reason)
+				kind, permanent := refusalKind(code)
+				u.refuse([]Entry{e}, "renkei refused it: "+reason, kind, permanent)
 			}
 		default:
 			u.note([]Entry{e}, "renkei's answer did not mention it", time.Time{})
@@ -491,12 +513,41 @@ func (u *Uploader) note(batch []Entry, msg string, next time.Time) {
 	}
 }
 
-// refuse records a refusal; the instance stays in the spool and is tried again after a growing wait.
-func (u *Uploader) refuse(batch []Entry, msg string) {
+// refuse records a refusal. The instance stays in the spool: it is tried again after a growing wait, or parked when
+// the refusal will not heal (permanent) or it was refused MaxRefusals times (park.go). A refusal of a request of
+// several instances is not pinned on any of them: each is sent alone next time (batches) and parked on its own answer.
+func (u *Uploader) refuse(batch []Entry, msg, kind string, permanent bool) {
 	maxWait := orDur(u.RefusedBackoff, time.Hour)
+	maxRefusals := u.MaxRefusals
+	if maxRefusals <= 0 {
+		maxRefusals = 5
+	}
+	if len(batch) > 1 {
+		permanent = false
+	}
+	var parked []Entry
 	for _, e := range batch {
+		e.Refusals++
 		wait := min(orDur(u.MinBackoff, time.Second)<<min(e.Attempts, 20), maxWait)
+		if permanent || e.Refusals >= maxRefusals && len(batch) == 1 {
+			e.Parked, e.ParkedKind = u.now(), kind
+			if !permanent {
+				e.ParkedKind = ParkedRepeated
+			}
+			parked = append(parked, e)
+		}
 		u.note([]Entry{e}, msg, u.now().Add(wait))
+	}
+	if len(parked) > 0 {
+		_, en := ParkedWords(parked[0].ParkedKind)
+		sops := make([]string, len(parked))
+		for i, e := range parked {
+			sops[i] = e.SOPInstanceUID
+			u.logger().Warn("gateway: an instance renkei refused is parked: no longer sent, kept on disk (renkei gateway parked, retry, discard)",
+				"study", e.StudyInstanceUID, "sop_instance", e.SOPInstanceUID, "refusals", e.Refusals, "why", en, "reason", msg)
+		}
+		auditLine(filepath.Join(u.Spool.Dir, "audit.log"), u.Logger, map[string]any{"action": "park", "study": parked[0].StudyInstanceUID,
+			"instances": len(parked), "kind": parked[0].ParkedKind, "reason": msg, "sopInstances": sops})
 	}
 	if u.Refused != nil {
 		u.Refused()
@@ -606,13 +657,16 @@ func (u *Uploader) writeBody(w io.Writer, batch []Entry, boundary string) error 
 	return nil
 }
 
-// Queue summarises the spool for `renkei gateway status`.
+// Queue summarises the spool for `renkei gateway status`. Parked instances are not in the queue: they are counted
+// apart.
 type Queue struct {
 	Instances, Studies int
 	Bytes              int64
 	Oldest             time.Time // zero when empty
-	// Failures are the entries whose last attempt failed, most recent first.
+	// Failures are the queued entries whose last attempt failed, most recent first.
 	Failures []Entry
+	// Parked are the instances renkei refused for good, by study.
+	Parked ParkedJSON
 }
 
 // Summary reads the spool's queue.
@@ -621,9 +675,15 @@ func (s *Spool) Summary() (Queue, error) {
 	if err != nil {
 		return Queue{}, err
 	}
-	q := Queue{Instances: len(all)}
+	q := Queue{}
 	studies := map[string]bool{}
+	var parked []Entry
 	for _, e := range all {
+		if !e.Parked.IsZero() {
+			parked = append(parked, e)
+			continue
+		}
+		q.Instances++
 		studies[e.StudyInstanceUID] = true
 		q.Bytes += e.Size
 		if q.Oldest.IsZero() || e.Received.Before(q.Oldest) {
@@ -634,6 +694,7 @@ func (s *Spool) Summary() (Queue, error) {
 		}
 	}
 	q.Studies = len(studies)
+	q.Parked = parkedStudies(parked)
 	sort.Slice(q.Failures, func(i, j int) bool { return q.Failures[i].LastAttempt.After(q.Failures[j].LastAttempt) })
 	return q, nil
 }

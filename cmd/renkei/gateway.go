@@ -21,6 +21,9 @@ import (
 
 const gatewayUsage = `Usage: renkei gateway --server URL --token-file F [flags]
        renkei gateway status [--spool DIR] [--json]
+       renkei gateway parked [--spool DIR] [--study UID] [--json]
+       renkei gateway retry [--spool DIR] (--study UID | --all)
+       renkei gateway discard [--spool DIR] --study UID
 
 Runs the hospital gateway: a DICOM Storage SCP for the local modalities and PACS, a spool on this computer's disk,
 and an uploader that sends everything to renkei over HTTPS (STOW-RS), compressed, retrying until renkei has it.
@@ -45,6 +48,13 @@ Keep it in a file only the gateway's user can read (--token-file).
 "renkei gateway status" reads the spool and says what waits, since when, and what failed, in plain words; the running
 gateway shows the same on its local status page (--status).
 
+Parked images: an image renkei refuses for a reason that sending it again cannot mend (renkei already holds another
+image under its UID, its data are wrong or unreadable, or renkei refused it 5 times) is parked: it stays in the spool,
+is no longer sent, and no longer counts as waiting (renkei's backlog alert). "renkei gateway parked" lists them by
+study with renkei's reason; once renkei's admin fixed the cause, "renkei gateway retry" sends them again; "renkei
+gateway discard --study UID" deletes one study's parked images from the spool. Both work while the gateway runs, and
+are written to the spool's audit.log. A busy or unreachable renkei (5xx, 0xA7xx, no answer) never parks anything.
+
 Every flag can also be set by an environment variable: --server is RENKEI_SERVER, --token-file is RENKEI_TOKEN_FILE.
 
 Flags:
@@ -58,8 +68,15 @@ type gatewayConfig struct {
 }
 
 func gatewayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "status" {
-		return gatewayStatus(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "status":
+			return gatewayStatus(args[1:], stdout, stderr)
+		case "parked":
+			return gatewayParked(args[1:], stdout, stderr)
+		case "retry", "discard":
+			return gatewayAct(args[0], args[1:], stdout, stderr)
+		}
 	}
 	var c gatewayConfig
 	fs := flag.NewFlagSet("renkei gateway", flag.ContinueOnError)
@@ -176,6 +193,99 @@ func gatewayStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	gateway.WriteText(stdout, st, time.Now())
 	return nil
+}
+
+// gatewayParked lists the parked images of a spool: `renkei gateway parked`. It only reads, as status does.
+func gatewayParked(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("renkei gateway parked", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	spool := fs.String("spool", "./renkei-gateway-spool", "the gateway's spool folder")
+	study := fs.String("study", "", "only this study (Study Instance UID)")
+	asJSON := fs.Bool("json", false, "print the parked images as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	if _, err := os.Stat(*spool + "/objects"); err != nil {
+		return fmt.Errorf("%s is not a gateway spool: %w", *spool, err)
+	}
+	parked, err := (&gateway.Spool{Dir: *spool}).Parked(*study)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(gateway.ActionResult{Entries: parked})
+	}
+	gateway.ParkedText(stdout, parked, time.Now())
+	return nil
+}
+
+// gatewayAct queues a study's parked images again (retry) or deletes them (discard), through the running gateway
+// when there is one (gateway.Act).
+func gatewayAct(action string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("renkei gateway "+action, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	spool := fs.String("spool", "./renkei-gateway-spool", "the gateway's spool folder")
+	study := fs.String("study", "", "the study whose parked images to "+map[string]string{"retry": "send again", "discard": "delete"}[action]+" (Study Instance UID)")
+	var all *bool
+	if action == "retry" {
+		all = fs.Bool("all", false, "send every parked image again")
+	}
+	wait := fs.Duration("wait", 30*time.Second, "how long to wait for a running gateway to carry the request out")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("renkei gateway %s takes no arguments, got %q", action, fs.Args())
+	}
+	if err := envFlags(fs); err != nil {
+		return err
+	}
+	a := gateway.Action{Action: action, Study: *study, All: all != nil && *all, By: osUser()}
+	logger, err := newLogger(stderr, "text", "info")
+	if err != nil {
+		return err
+	}
+	res, err := gateway.Act(*spool, a, *wait, logger)
+	if err != nil {
+		return fmt.Errorf("renkei gateway %s: %w", action, err)
+	}
+	who := "no gateway runs with this spool; done here"
+	if res.Gateway {
+		who = "done by the running gateway"
+	}
+	if len(res.Entries) == 0 {
+		fmt.Fprintf(stdout, "送信を止めた画像はありません: nothing to %s (%s).\n", action, who)
+		return nil
+	}
+	var bytes int64
+	for _, e := range res.Entries {
+		bytes += e.Size
+	}
+	if action == "retry" {
+		fmt.Fprintf(stdout, "%d 件を送信待ちに戻しました. %d parked image(s) are queued again and sent now (%s):\n", len(res.Entries), len(res.Entries), who)
+	} else {
+		fmt.Fprintf(stdout, "%d 件 (%d bytes) を削除しました. Deleted %d parked image(s), %d bytes, from the spool (%s):\n", len(res.Entries), bytes, len(res.Entries), bytes, who)
+	}
+	for _, e := range res.Entries {
+		fmt.Fprintf(stdout, "  study %s  instance %s  file %s.dcm  (%s)\n", e.StudyInstanceUID, e.SOPInstanceUID, e.Key, e.LastError)
+	}
+	return nil
+}
+
+// osUser names who ran a command, for the gateway's log.
+func osUser() string {
+	if u := os.Getenv("SUDO_USER"); u != "" {
+		return u
+	}
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("uid %d", os.Getuid())
 }
 
 // serverURLSafe refuses a renkei URL over which patients' images would cross a network unencrypted: https://, or

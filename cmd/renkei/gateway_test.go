@@ -47,6 +47,7 @@ func TestGateway(t *testing.T) {
 	t.Run("kills", func(t *testing.T) { gatewayKills(t, bin) })
 	t.Run("disk full", func(t *testing.T) { gatewayDiskFull(t, bin) })
 	t.Run("revoked token", func(t *testing.T) { gatewayRevoked(t, bin) })
+	t.Run("parked", func(t *testing.T) { gatewayParkedRun(t, bin) })
 	t.Run("storage commitment", func(t *testing.T) { gatewayCommitment(t, bin) })
 	t.Run("deliver to PACS", func(t *testing.T) { gatewayDeliver(t, bin) })
 	t.Run("fetch from PACS", func(t *testing.T) { gatewayFetch(t, bin) })
