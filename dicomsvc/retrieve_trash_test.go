@@ -20,25 +20,8 @@ import (
 	"renkei/dicomsvc"
 	"renkei/dimse"
 	"renkei/internal/dicomtest"
+	"renkei/internal/testclock"
 )
-
-// testClock is a clock the test moves.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // countingIndex counts the queries of instances the system makes (the retrieve's re-reads of the trash state; the
 // retrieve's own listing runs as its AE).
@@ -126,7 +109,7 @@ func (s *trashingStore) received() []string {
 // again at most every 250 ms (the test's clock passes a second at the DELETE) or every 100 instances; the instance
 // opened ahead while the DELETE ran may still go.
 func TestRetrieveTrashedMeanwhile(t *testing.T) {
-	clk := &testClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnv(t, func(s *dicomsvc.Service) { s.Now = clk.Now })
 	const n, after = 12, 4
 
@@ -153,7 +136,7 @@ func TestRetrieveTrashedMeanwhile(t *testing.T) {
 				if _, err := e.archive.Index.Trash(e.ctx(), tc.trash(study, uids)); err != nil {
 					t.Error(err)
 				}
-				clk.advance(time.Second)
+				clk.Advance(time.Second)
 			}
 			id := &dicom.DataSet{}
 			id.SetString(0x00080052, "CS", "STUDY")
@@ -220,9 +203,9 @@ func TestRetrieveTrashedMeanwhile(t *testing.T) {
 // per instance), so that the retrieve lasts past the 250 ms of the listing and the re-reads come every 100
 // instances: three or four of them, never more than five.
 func TestRetrieveTrashRecheckIsCheap(t *testing.T) {
-	clk := &testClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnv(t, func(s *dicomsvc.Service) {
-		s.Now = func() time.Time { clk.advance(time.Millisecond); return clk.Now() }
+		s.Now = func() time.Time { clk.Advance(time.Millisecond); return clk.Now() }
 	})
 	count := &countingIndex{Index: e.archive.Index}
 	e.archive.Index = count
@@ -253,7 +236,7 @@ func TestRetrieveTrashRecheckIsCheap(t *testing.T) {
 // it reads the final response (0xB000, its counts and the failed list) as a workstation would.
 func TestMovescuTrashedMeanwhile(t *testing.T) {
 	needTools(t, "movescu")
-	clk := &testClock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	e := newEnv(t, func(s *dicomsvc.Service) { s.Now = clk.Now })
 	const n, after = 12, 4
 	study, _ := storeCTStudy(t, e, 7300, n)
@@ -262,7 +245,7 @@ func TestMovescuTrashedMeanwhile(t *testing.T) {
 		if _, err := e.archive.Index.Trash(e.ctx(), renkei.TrashRequest{Study: study}); err != nil {
 			t.Error(err)
 		}
-		clk.advance(time.Second)
+		clk.Advance(time.Second)
 	}
 	srv := &dimse.Server{AETitle: "DEST", Handlers: dimse.Handlers{Store: store}, Logger: testLogger()}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

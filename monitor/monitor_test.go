@@ -8,34 +8,22 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"renkei"
+	"renkei/internal/testclock"
 	"renkei/monitor"
 	"renkei/sqlstore"
 )
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // fixture is a real index file with a running monitor on a movable clock.
 type fixture struct {
 	t     *testing.T
 	db    *sqlstore.DB
-	clock *clock
+	clock *testclock.Clock
 	mon   *monitor.Monitor
 	stop  func()
 }
@@ -47,7 +35,7 @@ func newFixture(t *testing.T, cfg func(*monitor.Config)) *fixture {
 		t.Fatal(err)
 	}
 	// 10:00 in Tokyo on a weekday.
-	clk := &clock{now: time.Date(2026, 11, 2, 1, 0, 0, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 11, 2, 1, 0, 0, 0, time.UTC))
 	db.Now = clk.Now
 	f := &fixture{t: t, db: db, clock: clk}
 	// Something in the trail before the monitor starts: it is not judged.
@@ -177,7 +165,7 @@ func TestRules(t *testing.T) {
 		{"bulk access", nil, func(f *fixture) {
 			for i := range 31 {
 				f.audit(read(7, "kato@kita-clinic", renkei.Physician, 1, 1, fmt.Sprint("P", i)))
-				f.clock.advance(time.Minute)
+				f.clock.Advance(time.Minute)
 			}
 		}, []got{{monitor.RuleBulkAccess, "user:7", 31}}},
 		{"the same patient many times is not bulk", nil, func(f *fixture) {
@@ -193,7 +181,7 @@ func TestRules(t *testing.T) {
 		{"patients spread over the day are not bulk", nil, func(f *fixture) {
 			for i := range 60 {
 				f.audit(read(7, "kato@kita-clinic", renkei.Physician, 1, 1, fmt.Sprint("P", i)))
-				f.clock.advance(5 * time.Minute)
+				f.clock.Advance(5 * time.Minute)
 			}
 		}, nil},
 		{"bulk export", nil, func(f *fixture) {
@@ -218,7 +206,7 @@ func TestRules(t *testing.T) {
 		}, func(f *fixture) {
 			for i := range 6 { // a week of logins from the clinic, from two desks
 				f.audit(login(7, "kato@kita-clinic", fmt.Sprintf("10.0.0.%d", 5+i%2)))
-				f.clock.advance(24 * time.Hour)
+				f.clock.Advance(24 * time.Hour)
 			}
 			f.audit(login(7, "kato@kita-clinic", "10.0.0.77"))     // the same network: nothing
 			f.audit(login(7, "kato@kita-clinic", "198.51.100.23")) // somewhere else
@@ -266,7 +254,7 @@ func TestRules(t *testing.T) {
 					Outcome: renkei.OutcomeSuccess, Source: addr}
 			}
 			f.audit(tok("10.0.0.2"))
-			f.clock.advance(time.Hour)
+			f.clock.Advance(time.Hour)
 			f.audit(tok("10.0.0.3"))
 		}, nil},
 		{"no relation", nil, func(f *fixture) {
@@ -287,20 +275,20 @@ func TestRules(t *testing.T) {
 			for range 6 { // six days of 10:00–16:00
 				for range 6 {
 					f.audit(read(7, "kato@kita-clinic", renkei.Physician, 1, 1, "P1"))
-					f.clock.advance(time.Hour)
+					f.clock.Advance(time.Hour)
 				}
-				f.clock.advance(18 * time.Hour)
+				f.clock.Advance(18 * time.Hour)
 			}
-			f.clock.advance(16 * time.Hour) // 02:00 the next night
+			f.clock.Advance(16 * time.Hour) // 02:00 the next night
 			f.audit(read(7, "kato@kita-clinic", renkei.Physician, 1, 1, "P1"))
 		}, []got{{monitor.RuleUnusualHours, "user:7", 1}}},
 		{"usual hours", func(c *monitor.Config) { c.UnusualHours.MinDays = 5 }, func(f *fixture) {
 			for range 7 {
 				for range 6 {
 					f.audit(read(7, "kato@kita-clinic", renkei.Physician, 1, 1, "P1"))
-					f.clock.advance(time.Hour)
+					f.clock.Advance(time.Hour)
 				}
-				f.clock.advance(18 * time.Hour)
+				f.clock.Advance(18 * time.Hour)
 			}
 		}, nil},
 	} {

@@ -206,7 +206,7 @@ func TestCrossInstitution(t *testing.T) {
 	if got := visible(t, r.as("suzuki@chuo-hospital"), all...); !slices.Equal(got, []bool{false, false, false}) {
 		t.Errorf("a share with one user shows his colleague %v", got)
 	}
-	r.clock.advance(25 * time.Hour)
+	r.clock.Advance(25 * time.Hour)
 	doctor, clinic = r.as("tanaka@chuo-hospital"), r.as("kato@kita-clinic") // sessions end after 12 hours
 	if got := visible(t, doctor, all...); !slices.Equal(got, []bool{false, false, false}) {
 		t.Errorf("after expiry the physician sees %v", got)

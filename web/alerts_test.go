@@ -275,7 +275,7 @@ func TestAlertsBreakGlass(t *testing.T) {
 	if len(list) != 0 {
 		t.Fatalf("alerts before the review period is over: %+v", list)
 	}
-	r.clock.advance(25 * time.Hour)
+	r.clock.Advance(25 * time.Hour)
 	admin = r.as("admin@kita-clinic")
 	a := waitAlert(t, admin, monitor.RuleBreakGlass)
 	if a.Patient == nil || a.Patient.ID != "P9" || a.Actor != "tanaka@chuo-hospital" || len(a.Events) != 1 || !strings.Contains(a.Explanation, "救急搬送、意識障害") {
@@ -283,7 +283,7 @@ func TestAlertsBreakGlass(t *testing.T) {
 	}
 	// Later checks do not raise it again, even once resolved.
 	admin.post(fmt.Sprintf("/api/alerts/%d/resolve", a.ID), map[string]string{"note": "医師に確認、正当"})
-	r.clock.advance(2 * time.Hour)
+	r.clock.Advance(2 * time.Hour)
 	r.caughtUp(m)
 	time.Sleep(100 * time.Millisecond) // several polls, each a check of the reviews
 	admin = r.as("admin@kita-clinic")
@@ -307,18 +307,14 @@ func TestAlertsNormalWork(t *testing.T) {
 	// The next Monday morning (the clock only moves forward: login limits and sessions follow it).
 	now := r.clock.Now().In(jst)
 	monday := time.Date(now.Year(), now.Month(), now.Day()+7-(int(now.Weekday())+6)%7, 0, 0, 0, 0, jst)
-	r.clock.mu.Lock()
-	r.clock.now = monday.Add(7*time.Hour + 30*time.Minute)
-	r.clock.mu.Unlock()
+	r.clock.Set(monday.Add(7*time.Hour + 30*time.Minute))
 	m := r.startMonitor(nil)
 	hospitalWrite, err := r.ids.CreateToken(context.Background(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "hospital-pacs", Write: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	at := func(day, hour, minute int) {
-		r.clock.mu.Lock()
-		r.clock.now = monday.AddDate(0, 0, day).Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute)
-		r.clock.mu.Unlock()
+		r.clock.Set(monday.AddDate(0, 0, day).Add(time.Duration(hour)*time.Hour + time.Duration(minute)*time.Minute))
 	}
 	read := func(c *client, st study) {
 		t.Helper()
@@ -486,7 +482,7 @@ func TestAlertsDailySummary(t *testing.T) {
 	if files, _ := os.ReadDir(inbox); len(files) != 0 {
 		t.Fatalf("a summary before its hour: %d e-mails", len(files))
 	}
-	r.clock.advance(time.Hour)
+	r.clock.Advance(time.Hour)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if files, _ := os.ReadDir(inbox); len(files) > 0 {

@@ -284,7 +284,7 @@ func TestConsultSocketAfterConsent(t *testing.T) {
 	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
 		t.Fatalf("withdraw: %d %s", st, kato.body)
 	}
-	r.clock.advance(2 * time.Minute)
+	r.clock.Advance(2 * time.Minute)
 	say("after: 山田さんの所見")
 	for {
 		m, err := read(b)

@@ -73,7 +73,7 @@ func TestDirectory(t *testing.T) {
 		t.Errorf("within 2 km: %+v", found)
 	}
 	// Thirteen hours later the report is stale: shown as such, and the hospital no longer counts as accepting.
-	r.clock.advance(13 * time.Hour)
+	r.clock.Advance(13 * time.Hour)
 	clinic = r.as("kato@kita-clinic")
 	clinic.getJSON("/api/directory?emergency=1", &found)
 	if len(found) != 0 {

@@ -86,7 +86,7 @@ func TestGatewayHeartbeat(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.front.WatchGateways(wctx, 20*time.Millisecond); close(done) }()
 	time.Sleep(100 * time.Millisecond) // the watcher has seen it healthy
-	r.clock.advance(30 * time.Minute)
+	r.clock.Advance(30 * time.Minute)
 	if got := list("admin@kita-clinic"); got[0].Health != "silent" {
 		t.Errorf("30 minutes without a heartbeat: %q, want silent", got[0].Health)
 	}

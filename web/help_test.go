@@ -39,7 +39,7 @@ func TestHelpScreenshots(t *testing.T) {
 	}
 	shot("login", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", u.login))
 	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	r.clock.advance(30 * time.Second)
+	r.clock.Advance(30 * time.Second)
 	chromedp.Do(ctx, chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#totp-code"),
 		chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"),
 		chromedp.Click("#tour-skip"))

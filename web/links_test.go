@@ -400,7 +400,7 @@ func TestShareLinkView(t *testing.T) {
 	}
 	// At its expiry the first link stops, for the view already open and for the PIN; a 7-day one goes on.
 	fresh := makeLink(t, clinic, map[string]any{"patientId": "P1"})
-	r.clock.advance(25 * time.Hour)
+	r.clock.Advance(25 * time.Hour)
 	if st := phone.do("GET", "/studies", from, nil); st != 410 || phone.state != "expired" {
 		t.Errorf("studies after the expiry: %d %s", st, phone.body)
 	}
@@ -412,7 +412,7 @@ func TestShareLinkView(t *testing.T) {
 	if st := third.unlock(fresh.PIN, ""); st != 200 {
 		t.Fatalf("unlock: %d %s", st, third.body)
 	}
-	r.clock.advance(31 * time.Minute)
+	r.clock.Advance(31 * time.Minute)
 	if st := third.do("GET", "/studies", "", nil); st != 401 || third.state != "pin" {
 		t.Errorf("a view after 31 minutes: %d %s", st, third.body)
 	}

@@ -84,7 +84,7 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("CSRF", func(t *testing.T) {
-		r.clock.advance(time.Minute)
+		r.clock.Advance(time.Minute)
 		c := r.as(u.login)
 		for _, tok := range []string{"", "not-the-token"} {
 			c2 := &client{r: r, cookie: c.cookie}
@@ -101,19 +101,19 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("timeouts", func(t *testing.T) {
-		r.clock.advance(time.Minute)
+		r.clock.Advance(time.Minute)
 		c := r.as(u.login)
-		r.clock.advance(29 * time.Minute)
+		r.clock.Advance(29 * time.Minute)
 		if st := c.get("/api/me"); st != 200 {
 			t.Fatalf("after 29 idle minutes: %d", st)
 		}
-		r.clock.advance(31 * time.Minute)
+		r.clock.Advance(31 * time.Minute)
 		if st := c.get("/api/me"); st != 401 {
 			t.Errorf("after 31 idle minutes: %d, want 401", st)
 		}
 		c = r.as(u.login)
 		for i := 0; i < 36; i++ { // 12 hours of activity every 20 minutes
-			r.clock.advance(20 * time.Minute)
+			r.clock.Advance(20 * time.Minute)
 			c.get("/api/me")
 		}
 		if c.status != 401 {
@@ -122,7 +122,7 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("logout everywhere", func(t *testing.T) {
-		r.clock.advance(time.Minute)
+		r.clock.Advance(time.Minute)
 		a := r.as(u.login)
 		b := r.as(u.login)
 		if st := a.post("/api/logout", map[string]bool{"everywhere": true}); st != 204 {
@@ -134,7 +134,7 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("lockout", func(t *testing.T) {
-		r.clock.advance(time.Minute)
+		r.clock.Advance(time.Minute)
 		c := &client{r: r}
 		for i := 0; i < 5; i++ {
 			c.post("/api/login", map[string]string{"login": u.login, "password": "not the password"})
@@ -142,14 +142,14 @@ func TestLoginFailures(t *testing.T) {
 		if st := c.post("/api/login", map[string]string{"login": u.login, "password": u.password}); st != 403 || !strings.Contains(string(c.body), "locked") {
 			t.Errorf("the right password after 5 failures: %d %s", st, c.body)
 		}
-		r.clock.advance(16 * time.Minute)
+		r.clock.Advance(16 * time.Minute)
 		if st := c.post("/api/login", map[string]string{"login": u.login, "password": u.password}); st != 200 {
 			t.Errorf("after the lockout period: %d %s", st, c.body)
 		}
 	})
 
 	t.Run("rate limit per address", func(t *testing.T) {
-		r.clock.advance(time.Hour)
+		r.clock.Advance(time.Hour)
 		c := &client{r: r}
 		got429 := false
 		for i := 0; i < 15; i++ {
@@ -164,7 +164,7 @@ func TestLoginFailures(t *testing.T) {
 	})
 
 	t.Run("token revoked mid-use", func(t *testing.T) {
-		r.clock.advance(time.Hour)
+		r.clock.Advance(time.Hour)
 		c := r.withToken(r.hospitalRead)
 		if st := c.get("/dicomweb/studies"); st != 200 {
 			t.Fatal(st)
@@ -241,7 +241,7 @@ func TestFirstLogin(t *testing.T) {
 	}
 
 	// A lost phone: a recovery code works once.
-	r.clock.advance(time.Minute)
+	r.clock.Advance(time.Minute)
 	for i, want := range []int{200, 401} {
 		l := &client{r: r}
 		l.post("/api/login", map[string]string{"login": u.Login, "password": "aozora bunko 2026"})
@@ -304,7 +304,7 @@ func TestTrustedProxy(t *testing.T) {
 	if !limited(func(i int) string { return fmt.Sprintf("198.51.100.%d", i) }) {
 		t.Error("an untrusted client escaped the login limit by sending X-Forwarded-For")
 	}
-	r.clock.advance(time.Hour)
+	r.clock.Advance(time.Hour)
 	r.front.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
 	if limited(func(i int) string { return fmt.Sprintf("203.0.113.%d, 127.0.0.1", i) }) {
 		t.Error("15 different clients behind the proxy were limited as one")

@@ -166,7 +166,7 @@ func TestBreakGlass(t *testing.T) {
 		t.Errorf("the reviewed access is still in the queue: %v", queue)
 	}
 	// Four hours later it is over.
-	r.clock.advance(4*time.Hour + time.Minute)
+	r.clock.Advance(4*time.Hour + time.Minute)
 	doctor = r.as("tanaka@chuo-hospital")
 	doctor.getJSON("/dicomweb/studies?PatientBirthDate=19450312", &list)
 	if len(list) != 0 {
@@ -210,18 +210,7 @@ func TestPatientIdentity(t *testing.T) {
 	var linked struct{ Regional int64 }
 	json.Unmarshal(admin.body, &linked)
 	// QIDO-RS (and C-FIND, through the same access layer) by the regional patient, IHE PIX style.
-	qidoRegional := func(c *client) []string {
-		var list []map[string]struct{ Value []any }
-		c.getJSON(fmt.Sprintf("/dicomweb/studies?PatientID=%d&IssuerOfPatientID=%s", linked.Regional, renkei.RegionalIssuer), &list)
-		var out []string
-		for _, s := range list {
-			if v := s["00100020"].Value; len(v) > 0 {
-				out = append(out, fmt.Sprint(v[0]))
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
+	qidoRegional := func(c *client) []string { return qidoPatientIDs(c, linked.Regional) }
 	studiesOf := func(c *client, id string) []string {
 		var list []struct {
 			Institution string
@@ -333,18 +322,7 @@ func TestConsentWithdrawalEndsIdentityLink(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	regional := func() []string {
-		var list []map[string]struct{ Value []any }
-		doctor.getJSON(fmt.Sprintf("/dicomweb/studies?PatientID=%d&IssuerOfPatientID=%s", linked.Regional, renkei.RegionalIssuer), &list)
-		var out []string
-		for _, s := range list {
-			if v := s["00100020"].Value; len(v) > 0 {
-				out = append(out, fmt.Sprint(v[0]))
-			}
-		}
-		slices.Sort(out)
-		return out
-	}
+	regional := func() []string { return qidoPatientIDs(doctor, linked.Regional) }
 	if got, want := own(), []string{"chuo-hospital/H200", "kita-clinic/C100", "qido/C100", "qido/H200"}; !slices.Equal(got, want) {
 		t.Fatalf("before the withdrawal the patient sees %v, want %v", got, want)
 	}
@@ -615,4 +593,19 @@ func TestPatientUnmerge(t *testing.T) {
 	if len(details) != 4 || !strings.Contains(details[2], fmt.Sprintf("was regional %d", suzuki)) || !strings.HasPrefix(details[3], "unmerged") {
 		t.Errorf("the merge and the unmerge in the audit trail: %q", details)
 	}
+}
+
+// qidoPatientIDs searches studies by a regional patient with QIDO-RS as c (IHE PIX style: the regional issuer) and
+// returns the local PatientIDs of the studies found, sorted.
+func qidoPatientIDs(c *client, regional int64) []string {
+	var list []map[string]struct{ Value []any }
+	c.getJSON(fmt.Sprintf("/dicomweb/studies?PatientID=%d&IssuerOfPatientID=%s", regional, renkei.RegionalIssuer), &list)
+	var out []string
+	for _, s := range list {
+		if v := s["00100020"].Value; len(v) > 0 {
+			out = append(out, fmt.Sprint(v[0]))
+		}
+	}
+	slices.Sort(out)
+	return out
 }

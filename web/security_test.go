@@ -85,7 +85,7 @@ func TestSecurityStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A hundred days pass; the clinic's gateway keeps sending (its token is in use) and the region admin logs in.
-	r.clock.advance(100 * 24 * time.Hour)
+	r.clock.Advance(100 * 24 * time.Hour)
 	r.stow(r.clinicWrite, "P3", "Ito^Hanako=伊藤^花子", 9, 1)
 	admin := r.as("admin@region")
 

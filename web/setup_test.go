@@ -15,7 +15,6 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,30 +31,13 @@ import (
 	"renkei/directory"
 	"renkei/identity"
 	"renkei/internal/dicomtest"
+	"renkei/internal/testclock"
 	"renkei/sqlstore"
 	"renkei/web"
 )
 
 // The tests run the whole HTTP stack as `renkei serve` wires it (web front → dicomweb → archive behind the access
 // decorator → SQLite file and blob folder) on httptest's real listener, with a clock the tests can move.
-
-// clock is a movable time source shared by every part.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // region is a running renkei with two institutions: a clinic (A) and a hospital (B), each with a physician, an
 // administrator and API tokens, and the clinic's studies.
@@ -67,7 +49,7 @@ type region struct {
 	access *access.Index
 	front  *web.Server
 	srv    *httptest.Server
-	clock  *clock
+	clock  *testclock.Clock
 	key    *sqlstore.AuditKey
 	pages  map[string]string // test pages by path, set before the server is used
 
@@ -122,7 +104,7 @@ func newRegionOn(t testing.TB, target string) *region {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{now: time.Now()}
+	clk := testclock.New(time.Now())
 	db.Now = clk.Now
 	logger := quietLogger()
 	ax := access.New(db, db, db)
@@ -330,7 +312,7 @@ func (r *region) as(login string) *client {
 	json.Unmarshal(c.body, &s)
 	c.csrf = s.CSRFToken
 	// The next login of the same user in this test must not reuse this time step's code.
-	r.clock.advance(30 * time.Second)
+	r.clock.Advance(30 * time.Second)
 	return c
 }
 

@@ -406,7 +406,7 @@ func testStudyListPages(t *testing.T, target string) {
 	tanakaC := callers[1]
 	first := qidoList(tanakaC, "", "4", "0")
 	check("first page before the share ended", first, expect(tanakaC, all, newest)[:4])
-	r.clock.advance(6 * time.Minute)
+	r.clock.Advance(6 * time.Minute)
 	second := qidoList(tanakaC, "", "4", "4")
 	check("second page after the share ended", second, expect(tanakaC, all, newest)[4:8])
 	run("after a share ended", queries[:2], apiQueries[:1])

@@ -359,7 +359,7 @@ func TestUpload(t *testing.T) {
 	defer cancel()
 	step := stepper(ctx, t, out)
 	step("01-login", r.loginSteps(u), chromedp.WaitVisible("#search"))
-	r.clock.advance(30 * time.Second) // the browser used this step's code; the test's own logins need the next
+	r.clock.Advance(30 * time.Second) // the browser used this step's code; the test's own logins need the next
 	step("02-folder", hashRoute("#/upload"), chromedp.WaitReady("#upload-folder"),
 		chromedp.SetUploadFiles("#upload-folder", []string{filepath.Join(r.dir, "CDROM")}), chromedp.WaitReady(`#app[data-finished="true"]`))
 	results, _ := chromedp.Run(ctx, chromedp.Text("#upload-results tbody"))
