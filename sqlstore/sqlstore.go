@@ -8,6 +8,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/url"
@@ -241,6 +242,9 @@ func loadMigrations() ([]migration, error) {
 	return res, nil
 }
 
+// ErrNewerSchema is returned by Open for an index that a newer version of renkei has migrated.
+var ErrNewerSchema = errors.New("the index was upgraded by a newer renkei")
+
 func (db *DB) migrate(ctx context.Context) error {
 	ms, err := loadMigrations()
 	if err != nil {
@@ -269,6 +273,18 @@ func (db *DB) migrate(ctx context.Context) error {
 		if _, err := conn.ExecContext(ctx, pgFunctions); err != nil {
 			return fmt.Errorf("migrate: PostgreSQL functions: %w", err)
 		}
+	}
+	// A database that a newer renkei has migrated is refused, before anything is written: this binary would not
+	// keep the newer tables up to date (the study list's grants, for one), and another node's reads of them would
+	// then be wrong. Upgrades of several nodes stop all, start the new version, then the rest (docs/deploy.md).
+	var newest sql.NullInt64
+	if err := conn.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&newest); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if known := ms[len(ms)-1].version; newest.Valid && newest.Int64 > int64(known) {
+		return fmt.Errorf("%w: the index has migration %04d, and this renkei knows migrations up to %04d only; "+
+			"run the renkei version that upgraded it (or a newer one), never an older one on an upgraded index",
+			ErrNewerSchema, newest.Int64, known)
 	}
 	for _, m := range ms {
 		var n int
