@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,8 @@ import (
 // 10 minutes is not recorded again), with every read recorded ("checked-every-read": the worst case), and with
 // authentication and scope but no audit ("checked-no-audit", to show where the cost is); same process, same index.
 // RENKEI_BENCH_STUDIES sets the index size (default 10000; the figure is 100000) and RENKEI_BENCH_SHARES the
-// shares received by the measured hospital (default 1000). Run with:
+// shares received by the measured hospital (default 1000); RENKEI_BENCH_PROFILE_DIR=DIR writes a CPU profile of each
+// side into DIR. Run with:
 //
 //	RENKEI_BENCH_STUDIES=100000 go test ./web -run '^$' -bench Access -benchtime 3000x -count 3
 func BenchmarkAccess(b *testing.B) {
@@ -43,6 +45,16 @@ func BenchmarkAccess(b *testing.B) {
 	for _, tc := range accessCases(env) {
 		for _, side := range accessSides(env) {
 			b.Run(tc.name+"/"+side.name, func(b *testing.B) {
+				if dir := os.Getenv("RENKEI_BENCH_PROFILE_DIR"); dir != "" {
+					// A CPU profile of this side alone (the process's own: the server and the clients), without the
+					// region's set-up, which dominates a -cpuprofile of the whole run.
+					f, err := os.Create(filepath.Join(dir, tc.name+"-"+side.name+".prof"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					pprof.StartCPUProfile(f)
+					defer func() { pprof.StopCPUProfile(); f.Close() }()
+				}
 				var n atomic.Int64
 				b.SetParallelism(2) // 2 cores × 2 = 4 clients
 				b.RunParallel(func(pb *testing.PB) {
