@@ -176,10 +176,13 @@ func (s *Spool) Discard(study string) ([]Entry, error) {
 	}
 	var done []Entry
 	for _, e := range parked {
-		if err := s.remove(e.Key); err != nil {
+		gone, err := s.removeParked(e.Key)
+		if err != nil {
 			return done, fmt.Errorf("spool: delete %s: %w", e.Key, err)
 		}
-		done = append(done, e)
+		if gone {
+			done = append(done, e)
+		}
 	}
 	if len(done) > 0 {
 		if err := s.syncObjects(); err != nil {
@@ -187,6 +190,31 @@ func (s *Spool) Discard(study string) ([]Entry, error) {
 		}
 	}
 	return done, nil
+}
+
+// removeParked deletes an instance if it is still parked, and reports whether it did. The list Discard works from
+// was read before: meanwhile a modality may have sent the same bytes again (the same key), and Put, under the same
+// lock, queued them afresh and told the modality they are stored; that copy is not the operator's to delete.
+func (s *Spool) removeParked(key string) (bool, error) {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	var e Entry
+	var known bool
+	s.imu.Lock()
+	if s.index != nil {
+		e, known = s.index[key]
+	}
+	indexed := s.index != nil
+	s.imu.Unlock()
+	if !indexed {
+		// No index: no gateway runs (the caller holds the spool's lock), and the sidecar is the state.
+		b, err := os.ReadFile(s.jpath(key))
+		known = err == nil && json.Unmarshal(b, &e) == nil
+	}
+	if !known || e.Parked.IsZero() {
+		return false, nil
+	}
+	return true, s.removeLocked(key)
 }
 
 // Operator actions while the gateway runs. The running gateway keeps the spool's entries in memory (Spool.index) and
