@@ -402,12 +402,22 @@ func Act(dir string, a Action, wait time.Duration, log *slog.Logger) (ActionResu
 	if err := os.MkdirAll(requestsDir(dir), 0o700); err != nil {
 		return ActionResult{}, err
 	}
+	// The gateway runs as its own user, the command often with sudo: what root makes here (the folder, the
+	// request) is given to the spool's owner, else the gateway could not read it, nor any later command write
+	// beside it.
+	if err := chownLike(dir, requestsDir(dir)); err != nil {
+		return ActionResult{}, err
+	}
 	var rb [6]byte
 	rand.Read(rb[:])
 	id := fmt.Sprintf("%d-%s", time.Now().UnixNano(), hex.EncodeToString(rb[:]))
 	b, _ := json.Marshal(a)
 	tmp := filepath.Join(requestsDir(dir), id+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return ActionResult{}, err
+	}
+	if err := chownLike(dir, tmp); err != nil {
+		os.Remove(tmp)
 		return ActionResult{}, err
 	}
 	if err := os.Rename(tmp, filepath.Join(requestsDir(dir), id+".json")); err != nil {
@@ -440,6 +450,30 @@ func Act(dir string, a Action, wait time.Duration, log *slog.Logger) (ActionResu
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// chownLike gives path the owner of the spool folder dir, when this process runs as root and they differ.
+func chownLike(dir, path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	di, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	pi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	d, okd := di.Sys().(*syscall.Stat_t)
+	p, okp := pi.Sys().(*syscall.Stat_t)
+	if !okd || !okp || (d.Uid == p.Uid && d.Gid == p.Gid) {
+		return nil
+	}
+	if err := os.Lchown(path, int(d.Uid), int(d.Gid)); err != nil {
+		return fmt.Errorf("give %s to the spool's owner: %w", path, err)
+	}
+	return nil
 }
 
 // serveRequests carries out the operator's requests left in DIR/requests/, oldest first, and answers each beside it.

@@ -9,6 +9,9 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,4 +111,61 @@ func (h *heldReader) Read(p []byte) (int, error) {
 		time.Sleep(100 * time.Microsecond)
 	}
 	return h.r.Read(p)
+}
+
+// TestActAsRootForTheGatewaysUser: the gateway runs as its own user; the operator runs `sudo renkei gateway retry`.
+// The request folder the command makes, and the request in it, must be the spool owner's: a folder of root's, mode
+// 0700, could not be read by the gateway (the command would time out, "did not take the request") nor written by
+// any later command run without sudo.
+func TestActAsRootForTheGatewaysUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as root on a spool of another user's")
+	}
+	const uid, gid = 65534, 65534 // nobody
+	dir := t.TempDir()
+	if _, err := Open(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	unlock, ok, err := lockSpool(dir, 0) // the running gateway, which answers nothing here
+	if err != nil || !ok {
+		t.Fatalf("lock: %v %v", ok, err)
+	}
+	defer unlock()
+	seen := make(chan string, 1)
+	go func() {
+		for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			des, _ := os.ReadDir(requestsDir(dir))
+			for _, d := range des {
+				if strings.HasSuffix(d.Name(), ".json") {
+					seen <- filepath.Join(requestsDir(dir), d.Name())
+					return
+				}
+			}
+		}
+		close(seen)
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := Act(dir, Action{Action: "retry", All: true, By: "root"}, time.Second, nil)
+		done <- err
+	}()
+	req, ok := <-seen
+	if !ok {
+		t.Fatal("no request was left for the gateway")
+	}
+	for _, p := range []string{requestsDir(dir), req} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s belongs to %d:%d, not to the spool's owner %d:%d: the gateway cannot read it", p, st.Uid, st.Gid, uid, gid)
+		}
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "nothing was done") {
+		t.Errorf("Act with a gateway that does not answer: %v", err)
+	}
 }
