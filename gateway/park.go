@@ -27,7 +27,8 @@ import (
 //
 // The parked state lives in the sidecar, written atomically (Update). A sidecar lost to a crash is rebuilt from the
 // file without it: the instance is queued again, refused again and parked again, which is safe. A modality sending
-// the very same bytes again (the same key) queues the instance again too: Put writes a fresh sidecar.
+// the very same bytes again (the same key) queues the instance again too: Put removes its sidecar, and
+// a discard under way leaves that copy alone (removeParked).
 
 // Reasons an instance is parked (Entry.ParkedKind); the status page words them in Japanese and English.
 const (
