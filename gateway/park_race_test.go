@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -167,5 +170,59 @@ func TestActAsRootForTheGatewaysUser(t *testing.T) {
 	}
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "nothing was done") {
 		t.Errorf("Act with a gateway that does not answer: %v", err)
+	}
+}
+
+// TestParkedNotSentAgainFromAStaleList: the uploader looks at the queue (List, which for a backlog of many
+// instances takes a while) while a request is in flight; that request's instance is parked, and its request ends,
+// before the look is done. The look's copy of the instance predates the parking: it must not be sent again from it.
+// A large backlog of instances not yet due makes each look slow, and the uploader is woken again and again so that
+// it is looking when renkei answers.
+func TestParkedNotSentAgainFromAStaleList(t *testing.T) {
+	sp, err := Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	study := dicomtest.UID("stale-study")
+	sop := dicomtest.UID("stale-1")
+	b := ctFile(t, dicomtest.CTOptions{StudyInstanceUID: study, SOPInstanceUID: sop, PatientID: "STALE", Rows: 8, Cols: 8, Seed: 1, InstanceNumber: 1})
+	if _, err := sp.Put(context.Background(), bytes.NewReader(b), Entry{Received: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	// The backlog: entries waiting for a later attempt (never sent here), only in the index.
+	later := time.Now().Add(time.Hour)
+	sp.indexed(func(m map[string]Entry) {
+		for i := range 50000 {
+			k := fmt.Sprintf("%064x", i)
+			m[k] = Entry{Key: k, StudyInstanceUID: "9.9", SOPInstanceUID: "9.9." + strconv.Itoa(i), Received: time.Now(), NextAttempt: later}
+		}
+	})
+	srv := &refuser{failure: map[string]int{study: 0x0111}, status: map[string]int{}, sent: map[string]int{}, stored: map[string]bool{}}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	u := &Uploader{Spool: sp, Server: ts.URL, Token: "t", Client: ts.Client(), Poll: 10 * time.Millisecond, Parallel: 2,
+		MinBackoff: time.Millisecond, RefusedBackoff: time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go u.Run(ctx)
+	go func() {
+		for ctx.Err() == nil {
+			u.Wake()
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if p, _ := sp.Parked(study); len(p) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not parked after 30 s; %d requests", srv.count(sop))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	if n := srv.count(sop); n != 1 {
+		t.Errorf("the parked instance was sent in %d requests, want 1", n)
 	}
 }
