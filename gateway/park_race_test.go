@@ -226,3 +226,43 @@ func TestParkedNotSentAgainFromAStaleList(t *testing.T) {
 		t.Errorf("the parked instance was sent in %d requests, want 1", n)
 	}
 }
+
+// TestConflictProblemParks: a 409 whose body is a problem+json, not a STOW-RS answer (a proxy's, or a server
+// refusing the request as a whole), refuses the request as it is, as a 409 of any other body does: the instance
+// sent alone is parked, not sent again and again as if renkei's answer had only failed to mention it.
+func TestConflictProblemParks(t *testing.T) {
+	sp, err := Open(t.TempDir(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	study, sop := dicomtest.UID("problem-study"), dicomtest.UID("problem-1")
+	b := ctFile(t, dicomtest.CTOptions{StudyInstanceUID: study, SOPInstanceUID: sop, PatientID: "PROBLEM", Rows: 8, Cols: 8, Seed: 1, InstanceNumber: 1})
+	if _, err := sp.Put(context.Background(), bytes.NewReader(b), Entry{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := &refuser{failure: map[string]int{}, status: map[string]int{study: 409}, sent: map[string]int{}, stored: map[string]bool{}}
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+	u := &Uploader{Spool: sp, Server: ts.URL, Token: "t", Client: ts.Client(), Poll: 10 * time.Millisecond,
+		MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, RefusedBackoff: time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go u.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if p, _ := sp.Parked(study); len(p) == 1 {
+			if p[0].ParkedKind != ParkedRequest || !strings.Contains(p[0].LastError, "409") {
+				t.Errorf("parked as %q (%q), want %q with renkei's 409", p[0].ParkedKind, p[0].LastError, ParkedRequest)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			all, _ := sp.List()
+			t.Fatalf("not parked after 5 s and %d requests: %+v", srv.count(sop), all)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := srv.count(sop); n != 1 {
+		t.Errorf("sent in %d requests, want 1", n)
+	}
+}

@@ -430,13 +430,17 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 		return outcome{}
 	}
 	var ans stowAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		if resp.StatusCode == http.StatusConflict {
-			// A 409 that is not a STOW-RS answer (a proxy's, say) still refuses the request as it is.
-			log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
-			u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body), ParkedRequest, true)
-			return outcome{}
-		}
+	err = json.Unmarshal(body, &ans)
+	_, failedSeq := ans[dicom.FailedSOPSequence.Hex()]
+	_, storedSeq := ans[dicom.ReferencedSOPSequence.Hex()]
+	if resp.StatusCode == http.StatusConflict && (err != nil || !failedSeq && !storedSeq) {
+		// A 409 that is not a STOW-RS answer (a proxy's, say, or a problem+json body) still refuses the request as
+		// it is.
+		log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
+		u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body), ParkedRequest, true)
+		return outcome{}
+	}
+	if err != nil {
 		u.note(batch, "renkei's answer cannot be read: "+err.Error(), time.Time{})
 		return outcome{retryable: true}
 	}
