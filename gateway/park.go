@@ -237,6 +237,12 @@ func lockSpool(dir string, wait time.Duration) (unlock func(), ok bool, err erro
 	if err != nil {
 		return nil, false, fmt.Errorf("spool lock: %w", err)
 	}
+	// A command run with sudo may be the first to make the file: the gateway, running as the spool's owner, must
+	// still open it, or it could not start.
+	if err := chownLike(dir, f.Name()); err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("spool lock: %w", err)
+	}
 	deadline := time.Now().Add(wait)
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
@@ -369,6 +375,10 @@ func auditLine(path string, log *slog.Logger, fields map[string]any) {
 		}
 		if cerr := fl.Close(); err == nil {
 			err = cerr
+		}
+		if err == nil {
+			// A command run with sudo may have made the file: the gateway must still append to it.
+			err = chownLike(filepath.Dir(path), path)
 		}
 	}
 	if err != nil {

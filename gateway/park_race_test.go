@@ -266,3 +266,32 @@ func TestConflictProblemParks(t *testing.T) {
 		t.Errorf("sent in %d requests, want 1", n)
 	}
 }
+
+// TestActAsRootMakesTheLockTheOwners: `sudo renkei gateway discard` on a spool whose gateway (the spool's owner)
+// has not made the lock file nor its audit log yet: the files the command makes must be the owner's, else that
+// gateway could not open the lock, and would not start, nor write its audit log.
+func TestActAsRootMakesTheLockTheOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as root on a spool of another user's")
+	}
+	const uid, gid = 65534, 65534 // nobody
+	dir := t.TempDir()
+	if _, err := Open(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Act(dir, Action{Action: "discard", Study: "1.2.3", By: "root"}, time.Second, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"lock", "audit.log"} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s belongs to %d:%d, not to the spool's owner %d:%d: the gateway could not open it", name, st.Uid, st.Gid, uid, gid)
+		}
+	}
+}
