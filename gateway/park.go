@@ -27,7 +27,8 @@ import (
 //
 // The parked state lives in the sidecar, written atomically (Update). A sidecar lost to a crash is rebuilt from the
 // file without it: the instance is queued again, refused again and parked again, which is safe. A modality sending
-// the very same bytes again (the same key) queues the instance again too: Put writes a fresh sidecar.
+// the very same bytes again (the same key) queues the instance again too: Put removes its sidecar, and
+// a discard under way leaves that copy alone (removeParked).
 
 // Reasons an instance is parked (Entry.ParkedKind); the status page words them in Japanese and English.
 const (
@@ -176,10 +177,13 @@ func (s *Spool) Discard(study string) ([]Entry, error) {
 	}
 	var done []Entry
 	for _, e := range parked {
-		if err := s.remove(e.Key); err != nil {
+		gone, err := s.removeParked(e.Key)
+		if err != nil {
 			return done, fmt.Errorf("spool: delete %s: %w", e.Key, err)
 		}
-		done = append(done, e)
+		if gone {
+			done = append(done, e)
+		}
 	}
 	if len(done) > 0 {
 		if err := s.syncObjects(); err != nil {
@@ -187,6 +191,31 @@ func (s *Spool) Discard(study string) ([]Entry, error) {
 		}
 	}
 	return done, nil
+}
+
+// removeParked deletes an instance if it is still parked, and reports whether it did. The list Discard works from
+// was read before: meanwhile a modality may have sent the same bytes again (the same key), and Put, under the same
+// lock, queued them afresh and told the modality they are stored; that copy is not the operator's to delete.
+func (s *Spool) removeParked(key string) (bool, error) {
+	s.kmu.Lock()
+	defer s.kmu.Unlock()
+	var e Entry
+	var known bool
+	s.imu.Lock()
+	if s.index != nil {
+		e, known = s.index[key]
+	}
+	indexed := s.index != nil
+	s.imu.Unlock()
+	if !indexed {
+		// No index: no gateway runs (the caller holds the spool's lock), and the sidecar is the state.
+		b, err := os.ReadFile(s.jpath(key))
+		known = err == nil && json.Unmarshal(b, &e) == nil
+	}
+	if !known || e.Parked.IsZero() {
+		return false, nil
+	}
+	return true, s.removeLocked(key)
 }
 
 // Operator actions while the gateway runs. The running gateway keeps the spool's entries in memory (Spool.index) and
@@ -206,6 +235,12 @@ func (s *Spool) Discard(study string) ([]Entry, error) {
 func lockSpool(dir string, wait time.Duration) (unlock func(), ok bool, err error) {
 	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
+		return nil, false, fmt.Errorf("spool lock: %w", err)
+	}
+	// A command run with sudo may be the first to make the file: the gateway, running as the spool's owner, must
+	// still open it, or it could not start.
+	if err := chownLike(dir, f.Name()); err != nil {
+		f.Close()
 		return nil, false, fmt.Errorf("spool lock: %w", err)
 	}
 	deadline := time.Now().Add(wait)
@@ -341,6 +376,10 @@ func auditLine(path string, log *slog.Logger, fields map[string]any) {
 		if cerr := fl.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			// A command run with sudo may have made the file: the gateway must still append to it.
+			err = chownLike(filepath.Dir(path), path)
+		}
 	}
 	if err != nil {
 		orDiscard(log).Error("gateway: cannot write its audit log", "err", err)
@@ -374,12 +413,22 @@ func Act(dir string, a Action, wait time.Duration, log *slog.Logger) (ActionResu
 	if err := os.MkdirAll(requestsDir(dir), 0o700); err != nil {
 		return ActionResult{}, err
 	}
+	// The gateway runs as its own user, the command often with sudo: what root makes here (the folder, the
+	// request) is given to the spool's owner, else the gateway could not read it, nor any later command write
+	// beside it.
+	if err := chownLike(dir, requestsDir(dir)); err != nil {
+		return ActionResult{}, err
+	}
 	var rb [6]byte
 	rand.Read(rb[:])
 	id := fmt.Sprintf("%d-%s", time.Now().UnixNano(), hex.EncodeToString(rb[:]))
 	b, _ := json.Marshal(a)
 	tmp := filepath.Join(requestsDir(dir), id+".tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return ActionResult{}, err
+	}
+	if err := chownLike(dir, tmp); err != nil {
+		os.Remove(tmp)
 		return ActionResult{}, err
 	}
 	if err := os.Rename(tmp, filepath.Join(requestsDir(dir), id+".json")); err != nil {
@@ -412,6 +461,30 @@ func Act(dir string, a Action, wait time.Duration, log *slog.Logger) (ActionResu
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// chownLike gives path the owner of the spool folder dir, when this process runs as root and they differ.
+func chownLike(dir, path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	di, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	pi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	d, okd := di.Sys().(*syscall.Stat_t)
+	p, okp := pi.Sys().(*syscall.Stat_t)
+	if !okd || !okp || (d.Uid == p.Uid && d.Gid == p.Gid) {
+		return nil
+	}
+	if err := os.Lchown(path, int(d.Uid), int(d.Gid)); err != nil {
+		return fmt.Errorf("give %s to the spool's owner: %w", path, err)
+	}
+	return nil
 }
 
 // serveRequests carries out the operator's requests left in DIR/requests/, oldest first, and answers each beside it.

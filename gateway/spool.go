@@ -386,6 +386,11 @@ func (s *Spool) RemoveAll(keys []string) error {
 func (s *Spool) remove(key string) error {
 	s.kmu.Lock()
 	defer s.kmu.Unlock()
+	return s.removeLocked(key)
+}
+
+// removeLocked is remove for a caller holding kmu.
+func (s *Spool) removeLocked(key string) error {
 	if err := os.Remove(s.path(key)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}

@@ -136,6 +136,9 @@ func (u *Uploader) Run(ctx context.Context) error {
 
 	var mu sync.Mutex
 	inflight := map[string]bool{}
+	// ended holds the keys whose request ended while the spool was being listed: the list may hold them as they were
+	// before renkei's answer (not yet parked, removed or given a later attempt), so they wait for the next list.
+	listing, ended := false, map[string]bool{}
 	var pauseUntil time.Time
 	backoff := time.Duration(0)
 	var fatal error
@@ -167,6 +170,9 @@ func (u *Uploader) Run(ctx context.Context) error {
 		mu.Unlock()
 		var batches [][]Entry
 		if !paused {
+			mu.Lock()
+			listing = true
+			mu.Unlock()
 			all, err := u.Spool.List()
 			if err != nil {
 				u.logger().Error("gateway: cannot list the spool", "err", err)
@@ -174,8 +180,9 @@ func (u *Uploader) Run(ctx context.Context) error {
 			var ready []Entry
 			next := time.Time{}
 			mu.Lock()
+			listing = false
 			for _, e := range all {
-				if inflight[e.Key] || !e.Parked.IsZero() {
+				if inflight[e.Key] || ended[e.Key] || !e.Parked.IsZero() {
 					continue
 				}
 				if e.NextAttempt.After(u.now()) {
@@ -186,6 +193,7 @@ func (u *Uploader) Run(ctx context.Context) error {
 				}
 				ready = append(ready, e)
 			}
+			clear(ended) // their requests signalled done: the next list, at once, sees what they left
 			mu.Unlock()
 			batches = u.batches(ready)
 			wait = poll
@@ -241,6 +249,9 @@ func (u *Uploader) Run(ctx context.Context) error {
 				mu.Lock()
 				for _, e := range b {
 					delete(inflight, e.Key)
+					if listing {
+						ended[e.Key] = true
+					}
 				}
 				switch {
 				case out.fatal != nil:
@@ -419,13 +430,17 @@ func (u *Uploader) send(ctx context.Context, batch []Entry) outcome {
 		return outcome{}
 	}
 	var ans stowAnswer
-	if err := json.Unmarshal(body, &ans); err != nil {
-		if resp.StatusCode == http.StatusConflict {
-			// A 409 that is not a STOW-RS answer (a proxy's, say) still refuses the request as it is.
-			log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
-			u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body), ParkedRequest, true)
-			return outcome{}
-		}
+	err = json.Unmarshal(body, &ans)
+	_, failedSeq := ans[dicom.FailedSOPSequence.Hex()]
+	_, storedSeq := ans[dicom.ReferencedSOPSequence.Hex()]
+	if resp.StatusCode == http.StatusConflict && (err != nil || !failedSeq && !storedSeq) {
+		// A 409 that is not a STOW-RS answer (a proxy's, say, or a problem+json body) still refuses the request as
+		// it is.
+		log.Warn("gateway: renkei refused the request", "status", resp.Status, "detail", problemDetail(body))
+		u.refuse(batch, "renkei refused the request ("+resp.Status+"): "+problemDetail(body), ParkedRequest, true)
+		return outcome{}
+	}
+	if err != nil {
 		u.note(batch, "renkei's answer cannot be read: "+err.Error(), time.Time{})
 		return outcome{retryable: true}
 	}

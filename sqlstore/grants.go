@@ -51,7 +51,8 @@ const grantsLock = 0x72656e6b // "renk"
 // the trash, each read what the other has not committed: without an order the grants missed the new study, or kept
 // a trashed study live, while the share lasted (TestStudyGrantsConcurrentWrites). A share's rebuild takes the lock
 // alone (exclusive), a study's write shares it with other studies' writes (a batch of new studies waits for no
-// other); each reads after the lock what the other committed. Every grants lock is taken before the audit chain's,
+// other); each reads after the lock what the other committed. Link and WithdrawConsent take it too (exclusive), so
+// that a link is not made on a consent withdrawn meanwhile. Every grants lock is taken before the audit chain's,
 // which comes last in a transaction. SQLite has one writer: nothing to order.
 func (db *DB) lockGrants(ctx context.Context, tx *sql.Tx, patientPK int64, exclusive bool) error {
 	if db.dialect != postgres {

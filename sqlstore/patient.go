@@ -158,6 +158,15 @@ func (db *DB) LinkProposals(ctx context.Context, limit int) ([]renkei.LinkPropos
 func (db *DB) Link(ctx context.Context, a, b int64, by string, audit *renkei.AuditEvent) (int64, error) {
 	var regional int64
 	err := db.writeTx(ctx, "index.Link", func(tx *sql.Tx) error {
+		// On PostgreSQL a withdrawal of either patient's consent, committed after the consents are read below and
+		// before this link is, would look for the link to end before it exists, and the link would stay without a
+		// consent: each patient's lock, which WithdrawConsent takes too, puts the two one after the other (the
+		// lower key first, so that two links wait rather than deadlock).
+		for _, pk := range []int64{min(a, b), max(a, b)} {
+			if err := db.lockGrants(ctx, tx, pk, true); err != nil {
+				return err
+			}
+		}
 		ra, rb := regionalOf(ctx, tx, a), regionalOf(ctx, tx, b)
 		for _, pk := range []int64{a, b} {
 			var inst int64
@@ -370,6 +379,12 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 			return renkei.Errorf("index.WithdrawConsent", renkei.NotFound, "there is no active consent %d", id)
 		}
 		if err != nil {
+			return err
+		}
+		// The patient's lock orders this withdrawal with a Link of the patient (and with the shares' grants, which
+		// refreshGrants rebuilds under the same lock): a Link that read the consent before it is withdrawn commits
+		// its link before the link is looked for below.
+		if err := db.lockGrants(ctx, tx, patientPK, true); err != nil {
 			return err
 		}
 		// Each share still in force is checked against the consents that remain (a narrower one may remain: to one

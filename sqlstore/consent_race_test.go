@@ -1,0 +1,143 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"renkei"
+)
+
+// TestWithdrawWhileLinking: the clinic records the withdrawal of its patient's consent for the region while the
+// region's admin links that patient with the hospital's. Link checks both consents, then writes the link; the
+// withdrawal ends the patient's identity link. Whatever the order, the clinic's patient must not stay linked
+// without a consent. On PostgreSQL a read-committed Link read the consent before the withdrawal committed, and the
+// withdrawal looked for a link before Link had committed one: a second session holds the hospital's link row so
+// that Link has checked the consents and waits to write when the withdrawal runs. SQLite takes its write lock at
+// BEGIN: there the two are one after the other.
+func TestWithdrawWhileLinking(t *testing.T) {
+	eachBackend(t, func(t *testing.T, target string) {
+		ctx := context.Background()
+		db := openTarget(t, target)
+		hosp, clinic, _, _ := region(t, db)
+		south := &renkei.Institution{ID: "minami-clinic", Name: "南クリニック", Kind: renkei.Clinic, Issuer: "MINAMI"}
+		if err := db.PutInstitution(ctx, south, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range []struct {
+			inst   int64
+			issuer string
+			id     string
+		}{{hosp.PK, "CHUO", "H1"}, {south.PK, "MINAMI", "M1"}} {
+			in := inst(p.id, "9."+string(rune('0'+i)), "9.1."+string(rune('0'+i)), "9.1.1."+string(rune('0'+i)), "CT", "k9"+string(rune('0'+i)))
+			in.Institution, in.Patient.Issuer = p.inst, p.issuer
+			if _, _, err := db.Insert(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p1, h1, m1 := renkei.PatientKey{Issuer: "KITA", ID: "P1"}, renkei.PatientKey{Issuer: "CHUO", ID: "H1"}, renkei.PatientKey{Issuer: "MINAMI", ID: "M1"}
+		var wide int64
+		for _, c := range []struct {
+			inst int64
+			key  renkei.PatientKey
+		}{{clinic.PK, p1}, {hosp.PK, h1}, {south.PK, m1}} {
+			rc := &renkei.Consent{Institution: c.inst, Patient: c.key, Scope: renkei.ConsentScopeRegion, GivenAt: time.Now(), Method: "electronic", RecordedBy: "clerk"}
+			if err := db.AddConsent(ctx, rc, nil); err != nil {
+				t.Fatal(err)
+			}
+			if c.inst == clinic.PK {
+				wide = rc.ID
+			}
+		}
+		local := func(inst int64, key renkei.PatientKey) renkei.LocalPatient {
+			t.Helper()
+			lp, err := db.LocalPatient(ctx, inst, key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return lp
+		}
+		lp, hp, mp := local(clinic.PK, p1), local(hosp.PK, h1), local(south.PK, m1)
+		if _, err := db.Link(ctx, hp.PK, mp.PK, "admin@region", nil); err != nil { // the hospital's patient has a link row
+			t.Fatal(err)
+		}
+
+		var release func()
+		queued := func() int { return 0 }
+		if strings.HasPrefix(target, "postgres") {
+			raw, err := sql.Open("pgx", target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			hold, err := raw.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer hold.Rollback()
+			if _, err := hold.ExecContext(ctx, `SELECT 1 FROM patient_links WHERE patient_pk = $1 FOR UPDATE`, hp.PK); err != nil {
+				t.Fatal(err)
+			}
+			release = func() {
+				if err := hold.Commit(); err != nil {
+					t.Error(err)
+				}
+			}
+			queued = func() int {
+				var n int
+				if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+					AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		var wg sync.WaitGroup
+		var linkErr, withdrawErr error
+		withdrawn := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, linkErr = db.Link(ctx, hp.PK, lp.PK, "admin@region", &renkei.AuditEvent{Actor: "admin@region", Action: renkei.ActionAdmin})
+		}()
+		if release == nil {
+			wg.Wait()
+		} else {
+			for deadline := time.Now().Add(5 * time.Second); queued() < 1; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("Link did not queue on the hospital's link row")
+				}
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(withdrawn)
+			withdrawErr = db.WithdrawConsent(ctx, wide, clinic.PK, "clerk", &renkei.AuditEvent{Actor: "clerk", Action: renkei.ActionAdmin, Detail: "withdrawal"})
+		}()
+		if release != nil {
+			// The withdrawal either ran through (it saw no link to end) or waits for Link.
+			for deadline := time.Now().Add(5 * time.Second); queued() < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+				select {
+				case <-withdrawn:
+					deadline = time.Time{}
+				default:
+				}
+			}
+			release()
+		}
+		wg.Wait()
+		if withdrawErr != nil {
+			t.Fatalf("WithdrawConsent: %v", withdrawErr)
+		}
+		if linkErr != nil && renkei.ErrorKind(linkErr) != renkei.Forbidden {
+			t.Fatalf("Link: %v, want success (then ended by the withdrawal) or Forbidden (no consent)", linkErr)
+		}
+		if got := local(clinic.PK, p1); got.Regional != 0 {
+			t.Errorf("the clinic's patient is linked to regional patient %d after its consent for the region was withdrawn (Link: %v)", got.Regional, linkErr)
+		}
+	})
+}
