@@ -141,3 +141,127 @@ func TestWithdrawWhileLinking(t *testing.T) {
 		}
 	})
 }
+
+// TestWithdrawWhileSharing: the clinic shares its patient with the hospital, or makes a share link, while the
+// patient's consent for the region is withdrawn. The withdrawal ends the shares and links in force; whatever the
+// order, none may stay in force without a consent. On PostgreSQL a second session holds the patient's row, so that
+// the share's INSERT (whose foreign key locks that row) waits after the consent was read, while the withdrawal runs.
+// SQLite takes its write lock at BEGIN: there the two are one after the other.
+func TestWithdrawWhileSharing(t *testing.T) {
+	for _, kind := range []string{"share", "share link"} {
+		t.Run(strings.ReplaceAll(kind, " ", "-"), func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, target string) {
+				ctx := context.Background()
+				db := openTarget(t, target)
+				hosp, clinic, _, _ := region(t, db)
+				p1 := renkei.PatientKey{Issuer: "KITA", ID: "P1"}
+				rc := &renkei.Consent{Institution: clinic.PK, Patient: p1, Scope: renkei.ConsentScopeRegion, GivenAt: time.Now(), Method: "electronic", RecordedBy: "clerk"}
+				if err := db.AddConsent(ctx, rc, nil); err != nil {
+					t.Fatal(err)
+				}
+				lp, err := db.LocalPatient(ctx, clinic.PK, p1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var release func()
+				waiting := func() int { return 0 }
+				if strings.HasPrefix(target, "postgres") {
+					raw, err := sql.Open("pgx", target)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer raw.Close()
+					hold, err := raw.BeginTx(ctx, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer hold.Rollback()
+					if _, err := hold.ExecContext(ctx, `SELECT 1 FROM patients WHERE pk = $1 FOR UPDATE`, lp.PK); err != nil {
+						t.Fatal(err)
+					}
+					release = func() {
+						if err := hold.Commit(); err != nil {
+							t.Error(err)
+						}
+					}
+					waiting = func() int {
+						var n int
+						if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+							AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+							t.Fatal(err)
+						}
+						return n
+					}
+				}
+				var wg sync.WaitGroup
+				var createErr, withdrawErr error
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ev := &renkei.AuditEvent{Actor: "kita@kita-clinic", Action: renkei.ActionShare}
+					if kind == "share" {
+						createErr = db.CreateShare(ctx, &renkei.Share{FromInstitution: clinic.PK, Patient: p1, ToInstitution: hosp.PK,
+							Purpose: renkei.PurposeReferral, ExpiresAt: time.Now().Add(time.Hour)}, ev)
+					} else {
+						createErr = db.CreateShareLink(ctx, &renkei.ShareLink{Institution: clinic.PK, Patient: p1, TokenHash: "t", PINHash: "p",
+							ExpiresAt: time.Now().Add(time.Hour)}, ev)
+					}
+				}()
+				if release == nil {
+					wg.Wait()
+				} else {
+					for deadline := time.Now().Add(5 * time.Second); waiting() < 1; time.Sleep(5 * time.Millisecond) {
+						if time.Now().After(deadline) {
+							t.Fatal("the share did not wait on the patient's row")
+						}
+					}
+				}
+				withdrawn := make(chan struct{})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer close(withdrawn)
+					withdrawErr = db.WithdrawConsent(ctx, rc.ID, clinic.PK, "clerk", &renkei.AuditEvent{Actor: "clerk", Action: renkei.ActionAdmin, Detail: "withdrawal"})
+				}()
+				if release != nil {
+					// The withdrawal either ran through (the old order: it saw no share yet) or waits for the share.
+					for deadline := time.Now().Add(5 * time.Second); waiting() < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+						select {
+						case <-withdrawn:
+							deadline = time.Time{}
+						default:
+						}
+					}
+					release()
+				}
+				wg.Wait()
+				if withdrawErr != nil {
+					t.Fatalf("WithdrawConsent: %v", withdrawErr)
+				}
+				if createErr != nil && renkei.ErrorKind(createErr) != renkei.Forbidden {
+					t.Fatalf("create %s: %v, want success (then ended by the withdrawal) or Forbidden (no consent)", kind, createErr)
+				}
+				now := time.Now()
+				if kind == "share" {
+					shares, err := db.Shares(ctx, renkei.ShareFilter{FromInstitution: clinic.PK, ActiveAt: now})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(shares) != 0 {
+						t.Errorf("%d share(s) in force after the patient's consent was withdrawn (create: %v)", len(shares), createErr)
+					}
+				} else {
+					links, err := db.ShareLinks(ctx, clinic.PK, 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, l := range links {
+						if l.RevokedAt == nil && l.ExpiresAt.After(now) {
+							t.Errorf("share link %d in force after the patient's consent was withdrawn (create: %v)", l.ID, createErr)
+						}
+					}
+				}
+			})
+		})
+	}
+}

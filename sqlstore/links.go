@@ -31,6 +31,10 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 		if err != nil {
 			return err
 		}
+		// As for shares: the patient's lock orders this link with a withdrawal of the consent (see createShare).
+		if err := db.lockGrants(ctx, tx, l.PatientPK, true); err != nil {
+			return err
+		}
 		if err := consentFor(ctx, tx, l.Institution, l.PatientPK, 0, 0); err != nil {
 			if renkei.ErrorKind(err) == renkei.Forbidden {
 				return &renkei.Error{Op: op, Kind: renkei.Forbidden, Err: err, Message: "the patient has not consented to your institution " +

@@ -28,6 +28,12 @@ func (db *DB) createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) erro
 	if err != nil {
 		return err
 	}
+	// The patient's lock, which WithdrawConsent takes before it ends the shares in force, orders the two on PostgreSQL:
+	// a withdrawal committed between the consent read below and this share's commit would miss the share, and the
+	// share would stay in force without a consent (SQLite has one writer at a time).
+	if err := db.lockGrants(ctx, tx, patientPK, true); err != nil {
+		return err
+	}
 	if !s.WithoutConsent {
 		if err := consentFor(ctx, tx, s.FromInstitution, patientPK, s.ToInstitution, s.ToUser); err != nil {
 			return err
