@@ -119,11 +119,20 @@ func TestWebApp(t *testing.T) {
 	ctx, cancel := browser(t)
 	defer cancel()
 	step := stepper(ctx, t, out)
-	step("01-login", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
-		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`),
+	// A mistyped password and a wrong code are said in Japanese (the server's words are English), with the cursor
+	// back in the field to type again and the login name kept.
+	step("01-login-wrong", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
+		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", "not-the-password"), chromedp.Click(`#login button[type="submit"]`),
+		poll(`document.querySelector('#message').textContent.includes('パスワードが違います')`),
+		poll(`document.activeElement.id === 'login-password' && document.querySelector('#login-name').value !== ''`))
+	step("01-login", poll(`(document.querySelector('#login-password').value = '', true)`), chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`),
 		chromedp.WaitVisible("#totp-code"))
 	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	step("02-second-factor", chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
+	wrong := code[:5] + string('0'+(code[5]-'0'+1)%10)
+	step("02-wrong-code", chromedp.SendKeys("#totp-code", wrong), chromedp.Click(`#second button[type="submit"]`),
+		poll(`document.querySelector('#message').textContent.includes('認証アプリに表示されている新しい数字')`),
+		poll(`document.activeElement.id === 'totp-code'`))
+	step("02-second-factor", poll(`(document.querySelector('#totp-code').value = '', true)`), chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
 	step("03-search-katakana", chromedp.SendKeys("#q-name", "カナ"), chromedp.Click("#search-submit"), chromedp.WaitVisible("#studies tbody tr"))
 	rows, err := chromedp.Run(ctx, chromedp.Text("#studies tbody"))
 	if err != nil {

@@ -157,6 +157,18 @@ function header() {
 
 // ---- login ----
 
+// loginError says why a login step failed in the user's language (the server's words are English, for the logs and
+// API clients), and puts the cursor back in the field to type again, its content selected.
+function loginError(e, input) {
+  input.focus();
+  input.select();
+  const wrong = { 'login-password': 'login.wrong', 'totp-code': 'login.code.wrong', 'recovery-code': 'login.recovery.wrong' };
+  if (e.status === 401) return new Error(t(wrong[input.id]));
+  if (e.status === 429) return new Error(t('login.toomany'));
+  const locked = e.status === 403 && /until (\d{1,2}:\d{2})/.exec(e.message);
+  return locked ? new Error(t('login.locked', { time: locked[1] })) : e;
+}
+
 function loginPage() {
   const f = h('form', { class: 'card narrow', id: 'login' },
     h('h1', {}, t('login.title')),
@@ -164,7 +176,8 @@ function loginPage() {
     field(t('login.password'), input('login-password', { type: 'password', autocomplete: 'current-password', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.submit'))));
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
-    const st = await api('POST', '/api/login', { login: f.querySelector('#login-name').value, password: f.querySelector('#login-password').value });
+    const pw = f.querySelector('#login-password');
+    const st = await api('POST', '/api/login', { login: f.querySelector('#login-name').value, password: pw.value }).catch((e) => { throw loginError(e, pw); });
     csrf = st.csrfToken;
     await next(st);
   }); });
@@ -194,7 +207,8 @@ function secondFactorPage(factors) {
     f.append(...field(t('login.totp'), input('totp-code', { inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: 6, autofocus: true })),
       h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.totp.submit'))));
     f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
-      const st = await api('POST', '/api/login/second-factor', { factor: 'totp', code: f.querySelector('#totp-code').value.trim() });
+      const code = f.querySelector('#totp-code');
+      const st = await api('POST', '/api/login/second-factor', { factor: 'totp', code: code.value.trim() }).catch((e) => { throw loginError(e, code); });
       csrf = st.csrfToken;
       await next(st);
     }); });
@@ -211,7 +225,7 @@ function secondFactorPage(factors) {
   const rc = input('recovery-code', { autocomplete: 'off' });
   f.append(h('details', {}, h('summary', {}, t('login.recovery')), ...field(t('login.recovery.code'), rc),
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => busy(f, async () => {
-      const st = await api('POST', '/api/login/second-factor', { factor: 'recovery', code: rc.value.trim() });
+      const st = await api('POST', '/api/login/second-factor', { factor: 'recovery', code: rc.value.trim() }).catch((e) => { throw loginError(e, rc); });
       csrf = st.csrfToken;
       await next(st);
     }) }, t('login.totp.submit')))));
