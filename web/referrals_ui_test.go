@@ -61,6 +61,10 @@ func TestReferralBrowser(t *testing.T) {
 	if s := text(clinicCtx, "#referral-letter"); !strings.Contains(s, "ペニシリン系抗菌薬(蕁麻疹)") || !strings.Contains(s, "右肺結節") {
 		t.Errorf("the sent letter reads %q", s)
 	}
+	// The doctor is told it went: the note survives the move to the referral's page.
+	if s := text(clinicCtx, "#message"); !strings.Contains(s, "紹介状を送りました") {
+		t.Errorf("after sending, the message reads %q", s)
+	}
 
 	// A correction is a second version; the first stays readable.
 	stepIn(clinicCtx, "ref-04b-correct", chromedp.Click("#ref-correct"), chromedp.WaitVisible("#correction-form"),

@@ -472,8 +472,7 @@ function shareDialog(s) {
         if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
         throw e;
       }
-      message(t('share.done'), 'info');
-      route('#/shares');
+      route('#/shares', t('share.done'));
     }); });
     show(f);
   }).catch((e) => message(e.message));
@@ -512,8 +511,9 @@ function breakGlassPage() {
       if (e.status === 404) throw new Error(t('bg.none'));
       throw e;
     }
-    message(t('bg.done', { n: grants.length, hours: 4 }), 'info');
-    route('#/studies?birthDate=' + f.querySelector('#bg-birth').value);
+    // The period is the server's (--break-glass-period), read from the grants it made.
+    const hours = grants.length ? Math.round((new Date(grants[0].expiresAt) - new Date(grants[0].createdAt)) / 3600000) : 0;
+    route('#/studies?birthDate=' + f.querySelector('#bg-birth').value, t('bg.done', { n: grants.length, hours }));
   }); });
   show(f);
 }
@@ -665,9 +665,16 @@ async function referralRoute(ui, parts, query) {
   return referralPage(ui, parts[1]);
 }
 
-function route(hash) {
-  if (location.hash === hash) render(); else location.hash = hash;
+// route opens a page; note, if any, is what the user is told there of what just happened ("sent", "shared"): the
+// page change clears the old page's messages, so a note set before it would vanish unread.
+let notice = '';
+function route(hash, note = '') {
+  notice = note;
+  if (location.hash !== hash) { location.hash = hash; return; }
+  showNotice();
+  render();
 }
+function showNotice() { message(notice, 'info'); notice = ''; }
 
 // Each render has a number; a page that finishes after the user went elsewhere (or after a newer render of the same
 // page, started by a live update) does not overwrite what is on screen.
@@ -729,6 +736,6 @@ async function render() {
   }
 }
 
-window.addEventListener('hashchange', () => { message(''); render(); });
+window.addEventListener('hashchange', () => { showNotice(); render(); });
 setLang(getLang());
 render();

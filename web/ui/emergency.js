@@ -121,8 +121,7 @@ export async function transferForm(ui, { issuer, patientId, to }) {
       if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
       throw e;
     }
-    ui.message(t('em.sent'), 'info');
-    ui.route('#/emergency');
+    ui.route('#/emergency', t('em.sent'));
   }); });
   ui.show(form);
 }

@@ -151,9 +151,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
         if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
         throw e;
       }
-      ui.message(t('ref.sent'), 'info');
-    } else ui.message(t('ref.saved'), 'info');
-    ui.route(`#/referral/${r.id}`);
+    }
+    ui.route(`#/referral/${r.id}`, send ? t('ref.sent') : t('ref.saved'));
   });
   form.addEventListener('submit', (ev) => { ev.preventDefault(); submit(false); });
   ui.show(form);
@@ -168,8 +167,7 @@ export async function correctionForm(ui, r) {
     h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'cor-send' }, t('ref.correct.send'))));
   form.addEventListener('submit', (ev) => { ev.preventDefault(); busy(form, async () => {
     await api('POST', `/api/referrals/${r.id}/versions`, readLetter(form, sections, 'cor'));
-    ui.message(t('ref.correct.done'), 'info');
-    ui.route(`#/referral/${r.id}`);
+    ui.route(`#/referral/${r.id}`, t('ref.correct.done'));
   }); });
   ui.show(form);
 }
