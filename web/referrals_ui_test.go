@@ -88,6 +88,9 @@ func TestReferralBrowser(t *testing.T) {
 	stepIn(hospitalCtx, "ref-08-accept", chromedp.SetValue("#ref-appointment", "2026-12-03"), chromedp.Click("#ref-accept"),
 		chromedp.WaitVisible("#reply-form"))
 	stepIn(clinicCtx, "ref-09-clinic-sees-accepted", chromedp.WaitVisible(`h1 [data-status="accepted"]`), chromedp.WaitVisible("#referral-appointment"))
+	if s := text(clinicCtx, "#referral-appointment"); !strings.Contains(s, "2026年12月3日") {
+		t.Errorf("the appointment reads %q, not as a Japanese date", s)
+	}
 	stepIn(hospitalCtx, "ref-10-reply", chromedp.SendKeys("#reply-course", "右上葉部分切除術を施行しました。"),
 		chromedp.SendKeys("#reply-followUp", "外来で経過観察をお願いします。"), chromedp.Click("#reply-send"), chromedp.WaitVisible("#referral-reply"))
 	stepIn(clinicCtx, "ref-11-clinic-sees-reply", chromedp.WaitVisible("#referral-reply"))

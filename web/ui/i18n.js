@@ -503,7 +503,10 @@ export function t(key, vars = {}) {
 export function date(v, withTime = false) {
   if (!v) return '';
   let d;
-  if (/^\d{8}$/.test(v)) d = new Date(+v.slice(0, 4), +v.slice(4, 6) - 1, +v.slice(6, 8));
+  // A day without a time (DICOM's 20261203, a form's 2026-12-03) is that day here: new Date('2026-12-03') would be
+  // midnight UTC, the day before west of Greenwich.
+  const day = /^(\d{4})-?(\d{2})-?(\d{2})$/.exec(v);
+  if (day) d = new Date(+day[1], +day[2] - 1, +day[3]);
   else d = new Date(v);
   if (isNaN(d)) return v;
   const opts = { year: 'numeric', month: lang === 'ja' ? 'long' : 'short', day: 'numeric' };
