@@ -142,6 +142,12 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	step := stepper(ctx, t, out)
 	step("acct-01-admin", r.loginSteps(r.users["admin@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/admin"),
 		chromedp.WaitVisible("#account-list"))
+	// The audit trail's outcome and the kind of actor (the clinic's gateway token stored the studies) are in the
+	// page's language, not the stored "success" and "token".
+	if audit, _ := liveText(ctx, "#audit tbody"); !strings.Contains(audit, "成功") || strings.Contains(audit, "success") ||
+		!strings.Contains(audit, "APIトークン") {
+		t.Errorf("the audit table's outcomes: %q", audit)
+	}
 	step("acct-02-added", chromedp.Click("#accounts details summary"), chromedp.SendKeys("#acct-name", "佐々木 明美"),
 		chromedp.SendKeys("#acct-login", "sasaki@kita-clinic"), chromedp.SetValue("#acct-role", "clerk"), chromedp.Click("#acct-add"),
 		chromedp.WaitVisible("#new-secret"), chromedp.WaitVisible(`#account-list tr[data-login="sasaki@kita-clinic"]`))

@@ -487,10 +487,11 @@ async function sharesPage(guard = pageUI(renderSeq)) {
     h('thead', {}, h('tr', {}, [out ? 'shares.to' : 'shares.from', 'shares.patient', 'shares.purpose', 'shares.by', 'shares.until', ''].map((k) => h('th', {}, k ? t(k) : '')))),
     h('tbody', {}, list.map((s) => h('tr', { class: s.purpose === 'break-glass' ? 'breakglass' : '' },
       h('td', {}, out ? name(s.toInstitution) || `user ${s.toUser}` : name(s.fromInstitution)),
-      h('td', {}, `${s.patientId}`, s.studies.length ? h('div', { class: 'muted' }, `${s.studies.length}`) : ''),
+      h('td', {}, `${s.patientId}`, h('div', { class: 'muted' }, s.studies.length ? t('shares.studies', { n: s.studies.length }) : t('shares.all'))),
       h('td', {}, t('purpose.' + s.purpose), s.reason ? h('div', { class: 'muted' }, s.reason) : ''),
       h('td', {}, s.sharedBy), h('td', {}, state(s)),
       h('td', {}, out && s.active ? h('button', { class: 'secondary', onclick: async () => {
+        if (!window.confirm(t('shares.revoke.confirm', { to: name(s.toInstitution) || s.toUser, patient: s.patientId }))) return;
         try { await api('POST', `/api/shares/${s.id}/revoke`, {}); render(); } catch (e) { message(e.message); }
       } }, t('shares.revoke')) : ''))))));
   show(h('h1', {}, t('shares.title')), h('h2', {}, t('shares.in')), table(incoming, false), h('h2', {}, t('shares.out')), table(outgoing, true));
@@ -534,8 +535,8 @@ async function adminPage(guard = pageUI(renderSeq)) {
   show(h('h1', {}, t('admin.title')), security, await accountCards(ui), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
-        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind)),
-        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, e.outcome), h('td', { class: 'muted' }, e.detail || ''))))));
+        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
+        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), h('td', { class: 'muted' }, e.detail || ''))))));
 }
 
 // gatewayCard lists the hospital gateways the admin looks after: last heartbeat, backlog, and a red row for one that
