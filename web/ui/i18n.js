@@ -504,6 +504,18 @@ export function t(key, vars = {}) {
 }
 
 // date formats a DICOM date (YYYYMMDD) or an ISO time for the current language: 2026年11月27日 or 27 Nov 2026.
+// The region's fixed words (bed functions, equipment, ward kinds, what an institution accepts) are the directory's
+// codes, stored in Japanese (renkei.CareFunctions, EquipmentKinds, WardKinds, ReferralAcceptances); term gives an
+// English reader their English name, and a word it does not know as it is.
+const termsEn = {
+  '高度急性期': 'Advanced acute', '急性期': 'Acute', '回復期': 'Recovery', '慢性期': 'Chronic', '在宅': 'Home care', '介護': 'Nursing care',
+  '血管造影': 'Angiography', '透析': 'Dialysis', '内視鏡': 'Endoscopy', 'マンモグラフィ': 'Mammography', '放射線治療': 'Radiotherapy',
+  'ヘリポート': 'Helipad', '一般': 'General', '回復期リハビリテーション': 'Convalescent rehabilitation', '地域包括ケア': 'Community care',
+  '療養': 'Long-term care', '精神': 'Psychiatric', '紹介': 'Referrals', '救急': 'Emergencies', '読影依頼': 'Reading requests',
+  '転院': 'Transfers', '在宅移行': 'Discharge home', 'レスパイト': 'Respite care', '介護施設入所': 'Care home admission',
+};
+export function term(v) { return lang === 'en' ? termsEn[v] || v : v; }
+
 export function date(v, withTime = false) {
   if (!v) return '';
   let d;
