@@ -151,6 +151,9 @@ func TestWebApp(t *testing.T) {
 	if !strings.Contains(timeline, "北町クリニック") {
 		t.Errorf("the patient's timeline: %q", timeline)
 	}
+	// Each study of the history opens in the viewer from there.
+	step("04b-patient-viewer", chromedp.Click(`#timeline a[href^="#/viewer/"]`), chromedp.WaitVisible("canvas"),
+		poll(`(history.back(), true)`), chromedp.WaitVisible("#timeline li"))
 	step("05-english", chromedp.Click("#lang"), chromedp.WaitVisible("#nav"))
 	nav, _ := chromedp.Run(ctx, chromedp.Text("#nav"))
 	if !strings.Contains(nav, "Studies") || !strings.Contains(nav, "Shares") {

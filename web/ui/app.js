@@ -319,20 +319,31 @@ async function institutionList() {
   return institutions;
 }
 
+// instLabel names an institution in the page's language from the list institutionList() loaded (a study row's own
+// institutionName is the Japanese one, and some lists carry only the ID).
+function instLabel(id, fallback) {
+  const i = (institutions || []).find((x) => x.id === id);
+  return i ? (getLang() === 'en' && i.nameEn ? i.nameEn : i.name) : (fallback || id || '');
+}
+
 const modalities = ['CT', 'MR', 'CR', 'DX', 'US', 'XA', 'NM', 'PT', 'MG', 'OT'];
 
 function studyRow(s) {
   const cls = s.purpose === 'break-glass' ? 'breakglass' : '';
   const sex = s.patientSex ? t('sex.' + s.patientSex) : '';
   let access;
-  if (s.own) access = h('span', { class: 'badge own' }, t('badge.own'));
+  if (me.user.role === 'patient') access = ''; // a patient's own studies: no "own institution", no grant to show
+  else if (s.own) access = h('span', { class: 'badge own' }, t('badge.own'));
   else if (s.purpose === 'break-glass') access = h('span', { class: 'badge breakglass' }, t('badge.breakglass'));
   else access = [h('span', { class: 'badge' }, t('badge.shared')), ' ',
     h('span', { class: 'muted' }, s.sharedBy ? t('shared.by', { by: s.sharedBy, purpose: t('purpose.' + s.purpose) }) : '',
       s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : ''),
     s.reason ? h('div', { class: 'muted share-reason' }, s.reason) : ''];
-  const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
-    h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
+  const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view'))];
+  // The staff's page of the patient (a patient reads their record in "my studies": that page would refuse them).
+  if (me.user.role !== 'patient') {
+    actions.push(' ', h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient')));
+  }
   if (s.own && me.user.role !== 'patient') {
     actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')),
       ' ', h('button', { class: 'secondary', 'data-link': s.studyInstanceUID, onclick: () => linkDialog(ui, s) }, t('link.share')));
@@ -346,7 +357,7 @@ function studyRow(s) {
     h('td', {}, s.studyDescription || ''),
     h('td', {}, (s.modalities || []).join(', ')),
     h('td', { class: 'optional' }, String(s.numberOfInstances)),
-    h('td', { class: 'optional' }, s.institutionName),
+    h('td', { class: 'optional' }, instLabel(s.institution, s.institutionName)),
     h('td', {}, access, h('div', {}, actions)));
 }
 
@@ -410,11 +421,14 @@ async function patientPage(institution, issuer, patientId, guard = pageUI(render
   const byUID = new Map(full.map((s) => [s.studyInstanceUID, s]));
   list = list.map((s) => byUID.get(s.studyInstanceUID) || s);
   const first = list[0] || {};
+  await institutionList();
   show(h('h1', {}, t('patient.title', { name: personName(first.patientName) || patientId })),
     h('p', { class: 'muted' }, `ID ${patientId}`, first.patientBirthDate ? ` ・ ${t('patient.born')} ${date(first.patientBirthDate)}` : ''),
+    // Each study opens in the viewer from here; a linked institution's study (another patient ID of the same person)
+    // comes without its institution's name, which the list gives.
     h('ol', { class: 'timeline', id: 'timeline' }, list.map((s) => h('li', {},
-      h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || '',
-      h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
+      h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || ''),
+      h('div', { class: 'muted' }, instLabel(s.institution, s.institutionName), s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
     own ? await consentCard(ui, issuer, patientId, first.patientName) : '',
     await fetchCard(institution, issuer, patientId),
     await recordPanel(ui, institution, issuer, patientId, own));
@@ -559,6 +573,7 @@ async function gatewayCard() {
 async function myStudiesPage(guard = pageUI(renderSeq)) {
   const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const list = await api('GET', '/api/my/studies');
+  await institutionList();
   show(h('h1', {}, t('my.studies')), studyTable(list.map((s) => ({ ...s, own: true }))));
 }
 
