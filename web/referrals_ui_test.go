@@ -39,7 +39,7 @@ func TestReferralBrowser(t *testing.T) {
 	}
 
 	stepIn(hospitalCtx, "ref-01-hospital-board", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"),
-		hashRoute("#/referrals"), chromedp.WaitVisible("#referrals-in-none"))
+		hashRoute("#/referrals"), chromedp.WaitVisible("#referrals-in-none"), chromedp.WaitVisible(`#referral-new[href="#/referral/new"]`))
 	stepIn(clinicCtx, "ref-02-clinic-patient", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
 		hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#allergy-form"),
 		chromedp.SetValue("#allergy-category", "drug"), chromedp.SendKeys("#allergy-substance", "ペニシリン系抗菌薬"),

@@ -235,7 +235,9 @@ export async function institutionPage(ui, id) {
 
 export async function patientPicker(ui, to, kind = 'referral') {
   const { h, api, busy } = ui;
-  const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t('dir.pick.title')), h('p', {}, t('dir.pick.hint')),
+  // From a directory result the next page is addressed to that institution; from a board it is not yet.
+  const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t(kind === 'emergency' ? 'em.pick.title' : 'dir.pick.title')),
+    h('p', {}, t(to ? 'dir.pick.hint' : 'pick.hint')),
     ...ui.field(t('search.id'), ui.input('pick-id', { required: true, autofocus: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('dir.pick.next'))));
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {

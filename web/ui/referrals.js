@@ -57,6 +57,7 @@ export async function referralsPage(ui, query) {
   }
   ui.show(h('h1', {}, t('ref.title')), worklist,
     h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'referrals-all', href: all ? '#/referrals' : '#/referrals?all=1' }, all ? t('ref.show.open') : t('ref.show.all'))),
+    h('div', { class: 'actions' }, h('a', { class: 'button', id: 'referral-new', href: '#/referral/new' }, t('ref.write'))),
     h('p', { class: 'muted' }, t('ref.new.hint')),
     h('h2', {}, t('ref.in')), table(incoming, 'in'), h('h2', {}, t('ref.out')), table(outgoing, 'out'));
 }
