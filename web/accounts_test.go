@@ -140,6 +140,14 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	ctx, cancel := browser(t)
 	defer cancel()
 	step := stepper(ctx, t, out)
+	// A hospital physician opened the clinic's patient by break-glass: the admin's review queue lists it under headings.
+	body, ctype := r.stowBodyBorn("P9", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "19450312", 90)
+	if st := r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	if st := r.as("tanaka@chuo-hospital").post("/api/break-glass", map[string]string{"birthDate": "19450312", "name": "山田太郎", "reason": "救急搬送、意識障害"}); st != 201 {
+		t.Fatalf("break-glass: %d", st)
+	}
 	step("acct-01-admin", r.loginSteps(r.users["admin@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/admin"),
 		chromedp.WaitVisible("#account-list"))
 	// The audit trail's outcome and the kind of actor (the clinic's gateway token stored the studies) are in the
@@ -147,6 +155,9 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	if audit, _ := liveText(ctx, "#audit tbody"); !strings.Contains(audit, "成功") || strings.Contains(audit, "success") ||
 		!strings.Contains(audit, "APIトークン") {
 		t.Errorf("the audit table's outcomes: %q", audit)
+	}
+	if heads, _ := liveText(ctx, "#reviews"); !strings.Contains(heads, "理由") || !strings.Contains(heads, "誰が") || !strings.Contains(heads, "救急搬送") {
+		t.Errorf("the break-glass review queue reads %q", heads)
 	}
 	step("acct-02-added", chromedp.Click("#accounts details summary"), chromedp.SendKeys("#acct-name", "佐々木 明美"),
 		chromedp.SendKeys("#acct-login", "sasaki@kita-clinic"), chromedp.SetValue("#acct-role", "clerk"), chromedp.Click("#acct-add"),

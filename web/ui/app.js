@@ -537,7 +537,9 @@ async function adminPage(guard = pageUI(renderSeq)) {
   const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const reviews = me.user.role === 'institution-admin' ? await api('GET', '/api/break-glass/reviews') : [];
   const events = await api('GET', '/api/audit?limit=200');
-  const reviewList = reviews.length === 0 ? h('p', {}, t('shares.none')) : h('table', { id: 'reviews' }, h('tbody', {}, reviews.map((s) => {
+  const reviewList = reviews.length === 0 ? h('p', {}, t('shares.none')) : h('table', { id: 'reviews' },
+    h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.patient', 'admin.review.reason', 'admin.review.note'].map((k) => h('th', {}, t(k))))),
+    h('tbody', {}, reviews.map((s) => {
     const note = h('input', { 'aria-label': t('admin.review.note') });
     return h('tr', { class: 'breakglass' }, h('td', {}, date(s.createdAt, true)), h('td', {}, s.sharedBy), h('td', {}, s.patientId),
       h('td', {}, s.reason), h('td', {}, note, h('button', { onclick: async () => {
