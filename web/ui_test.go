@@ -125,8 +125,9 @@ func TestWebApp(t *testing.T) {
 		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", "not-the-password"), chromedp.Click(`#login button[type="submit"]`),
 		poll(`document.querySelector('#message').textContent.includes('パスワードが違います')`),
 		poll(`document.activeElement.id === 'login-password' && document.querySelector('#login-name').value !== ''`))
+	// The code's field has the cursor: the doctor types the six digits at once.
 	step("01-login", poll(`(document.querySelector('#login-password').value = '', true)`), chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`),
-		chromedp.WaitVisible("#totp-code"))
+		chromedp.WaitVisible("#totp-code"), poll(`document.activeElement.id === 'totp-code'`))
 	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
 	wrong := code[:5] + string('0'+(code[5]-'0'+1)%10)
 	step("02-wrong-code", chromedp.SendKeys("#totp-code", wrong), chromedp.Click(`#second button[type="submit"]`),
@@ -190,7 +191,7 @@ func TestWebApp(t *testing.T) {
 	if keys, _ := r.db.WebAuthnCredentials(t.Context(), uu.PK); len(keys) != 1 || keys[0].Name != "ward key" {
 		t.Errorf("keys after the removal: %+v", keys)
 	}
-	step("09-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
+	step("09-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"), poll(`document.activeElement.id === 'login-name'`))
 }
 
 // TestViewer opens a hospital's own CT from the study list, waits for the whole stack, scrolls with the keyboard,

@@ -77,6 +77,14 @@ function h(tag, attrs = {}, ...children) {
 const app = () => document.getElementById('app');
 function show(...nodes) { app().replaceChildren(...nodes); window.scrollTo(0, 0); }
 
+// showForm shows a form with the cursor in its [autofocus] field: the attribute works once per loaded document, so
+// a form shown later (the code after the password, the login page after a logout) would otherwise get no cursor.
+function showForm(f) {
+  show(f);
+  const first = f.querySelector('[autofocus]');
+  if (first) first.focus();
+}
+
 function message(text, kind = 'error') {
   const m = document.getElementById('message');
   m.textContent = text;
@@ -181,7 +189,7 @@ function loginPage() {
     csrf = st.csrfToken;
     await next(st);
   }); });
-  show(f);
+  showForm(f);
 }
 
 async function next(st) {
@@ -229,7 +237,7 @@ function secondFactorPage(factors) {
       csrf = st.csrfToken;
       await next(st);
     }) }, t('login.totp.submit')))));
-  show(f);
+  showForm(f);
 }
 
 function recoveryCodes(codes, then) {
@@ -253,6 +261,7 @@ function enrolPage() {
       recoveryCodes(r.recoveryCodes || [], () => next(r.login));
     }); });
     box.replaceChildren(h('h1', {}, t('enrol.app')), f);
+    f.querySelector('#enrol-code').focus();
   }) }, t('enrol.app'));
   const keyName = input('key-name', { value: '' });
   const keyButton = h('button', { id: 'enrol-key', class: 'secondary', onclick: () => busy(box, async () => {
@@ -298,7 +307,7 @@ async function accountPage() {
 
 function passwordPage() {
   const f = h('form', { class: 'card narrow', id: 'password' }, h('h1', {}, t('password.title')), h('p', {}, t('password.hint')),
-    field(t('password.current'), input('pw-current', { type: 'password', autocomplete: 'current-password', required: true })),
+    field(t('password.current'), input('pw-current', { type: 'password', autocomplete: 'current-password', required: true, autofocus: true })),
     field(t('password.new'), input('pw-new', { type: 'password', autocomplete: 'new-password', required: true, minlength: 10 })),
     field(t('password.again'), input('pw-again', { type: 'password', autocomplete: 'new-password', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('password.submit'))));
@@ -308,7 +317,7 @@ function passwordPage() {
     const st = await api('POST', '/api/password', { current: f.querySelector('#pw-current').value, new: nw });
     await next(st);
   }); });
-  show(f);
+  showForm(f);
 }
 
 // ---- studies ----

@@ -247,4 +247,5 @@ export async function patientPicker(ui, to, kind = 'referral') {
     ui.route(`#/${kind}/new/${encodeURIComponent(list[0].issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
   }); });
   ui.show(f);
+  f.querySelector('#pick-id').focus();
 }
