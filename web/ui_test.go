@@ -134,7 +134,12 @@ func TestWebApp(t *testing.T) {
 		poll(`document.querySelector('#message').textContent.includes('認証アプリに表示されている新しい数字')`),
 		poll(`document.activeElement.id === 'totp-code'`))
 	step("02-second-factor", poll(`(document.querySelector('#totp-code').value = '', true)`), chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
+	// Once the first tour is closed, the list shows no trace of it (it once printed "null" under the title).
+	step("02b-tour-closed", chromedp.Click("#tour-skip"), chromedp.WaitNotPresent("#tour"))
 	step("03-search-katakana", chromedp.SendKeys("#q-name", "カナ"), chromedp.Click("#search-submit"), chromedp.WaitVisible("#studies tbody tr"))
+	if null, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`[...document.querySelector('#app').childNodes].some((n) => n.nodeType === 3 && n.textContent.includes('null'))`)); null {
+		t.Errorf("the study list prints null where the closed tour was")
+	}
 	rows, err := chromedp.Run(ctx, chromedp.Text("#studies tbody"))
 	if err != nil {
 		t.Fatal(err)

@@ -75,7 +75,8 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const app = () => document.getElementById('app');
-function show(...nodes) { app().replaceChildren(...nodes); window.scrollTo(0, 0); }
+// show replaces the page; a part a page leaves out (null, as the closed first tour) is skipped, not written as "null".
+function show(...nodes) { app().replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false)); window.scrollTo(0, 0); }
 
 // showForm shows a form with the cursor in its [autofocus] field: the attribute works once per loaded document, so
 // a form shown later (the code after the password, the login page after a logout) would otherwise get no cursor.
