@@ -3,11 +3,13 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 )
 
 // TestAdminAccounts is an institution admin looking after their clinic from the web app, not the server's shell:
@@ -184,4 +186,23 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	if st := r.withToken(strings.TrimSpace(secret)).get("/dicomweb/studies"); st != 401 {
 		t.Errorf("the revoked token: %d, want 401", st)
 	}
+
+	// The new clerk's first login: the one-time password, an authenticator app, the recovery codes, then a password
+	// of her own, whose refusals are said in Japanese with the cursor back in the new password.
+	step("acct-05-first-login", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", "sasaki@kita-clinic"),
+		chromedp.SendKeys("#login-password", strings.TrimSpace(pw)), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#enrol-app"),
+		chromedp.Click("#enrol-app"), chromedp.WaitVisible("#totp-secret"))
+	key, _ := liveText(ctx, "#totp-secret")
+	code, _ := totp.GenerateCode(strings.TrimSpace(key), r.clock.Now())
+	step("acct-06-enrolled", chromedp.SendKeys("#enrol-code", code), chromedp.Click(`#enrol-totp button[type="submit"]`), chromedp.WaitVisible("#codes-done"),
+		chromedp.Click("#codes-done"), chromedp.WaitVisible("#pw-current"), poll(`document.activeElement.id === 'pw-current'`))
+	for _, c := range []struct{ password, says string }{{"sasaki-kita-2026", "ログイン名や氏名を含まない"}, {"password1234", "よく使われていて"}} {
+		step("acct-07-refused", poll(`(document.querySelectorAll('#password input').forEach((i) => { i.value = ''; }), true)`),
+			chromedp.SendKeys("#pw-current", strings.TrimSpace(pw)), chromedp.SendKeys("#pw-new", c.password), chromedp.SendKeys("#pw-again", c.password),
+			chromedp.Click(`#password button[type="submit"]`), poll(fmt.Sprintf(`document.querySelector('#message').textContent.includes(%q)`, c.says)),
+			poll(`document.activeElement.id === 'pw-new'`))
+	}
+	step("acct-08-own-password", poll(`(document.querySelectorAll('#password input').forEach((i) => { i.value = ''; }), true)`),
+		chromedp.SendKeys("#pw-current", strings.TrimSpace(pw)), chromedp.SendKeys("#pw-new", "aozora bunko 2026"), chromedp.SendKeys("#pw-again", "aozora bunko 2026"),
+		chromedp.Click(`#password button[type="submit"]`), chromedp.WaitVisible("#search"))
 }

@@ -306,6 +306,22 @@ async function accountPage() {
     h('h2', {}, t('account.add')), ...field(t('enrol.key.name'), keyName), h('div', { class: 'actions' }, add)));
 }
 
+// passwordProblem words the server's refusal of a new password in the user's language (the server's English words
+// are identity.CheckPolicy's and ChangePassword's) and puts the cursor in the field to change.
+function passwordProblem(e, f) {
+  const field = f.querySelector(e.status === 401 ? '#pw-current' : '#pw-new');
+  field.focus();
+  field.select();
+  if (e.status === 401) return new Error(t('password.current.wrong'));
+  const rules = [[/at least (\d+)/, 'password.short'], [/at most/, 'password.long'], [/most used/, 'password.common'],
+    [/too few different/, 'password.repeats'], [/login or name/, 'password.personal'], [/differ from the current/, 'password.same']];
+  for (const [re, key] of rules) {
+    const m = re.exec(e.message);
+    if (m) return new Error(t(key, { n: m[1] }));
+  }
+  return e;
+}
+
 function passwordPage() {
   const f = h('form', { class: 'card narrow', id: 'password' }, h('h1', {}, t('password.title')), h('p', {}, t('password.hint')),
     field(t('password.current'), input('pw-current', { type: 'password', autocomplete: 'current-password', required: true, autofocus: true })),
@@ -315,7 +331,8 @@ function passwordPage() {
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
     const nw = f.querySelector('#pw-new').value;
     if (nw !== f.querySelector('#pw-again').value) throw new Error(t('password.mismatch'));
-    const st = await api('POST', '/api/password', { current: f.querySelector('#pw-current').value, new: nw });
+    const st = await api('POST', '/api/password', { current: f.querySelector('#pw-current').value, new: nw })
+      .catch((e) => { throw passwordProblem(e, f); });
     await next(st);
   }); });
   showForm(f);
