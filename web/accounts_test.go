@@ -161,6 +161,12 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	if heads, _ := liveText(ctx, "#reviews"); !strings.Contains(heads, "理由") || !strings.Contains(heads, "誰が") || !strings.Contains(heads, "救急搬送") {
 		t.Errorf("the break-glass review queue reads %q", heads)
 	}
+	// The clinic's shares name the physician the break-glass let in, not "user 3".
+	step("acct-01b-shares", hashRoute("#/shares"), chromedp.WaitVisible("table.shares-out tr.breakglass"))
+	if row, _ := liveText(ctx, "table.shares-out tr.breakglass"); !strings.Contains(row, "tanaka@chuo-hospital(中央病院)") {
+		t.Errorf("the break-glass share's row reads %q", row)
+	}
+	step("acct-01c-admin", hashRoute("#/admin"), chromedp.WaitVisible("#account-list"))
 	step("acct-02-added", chromedp.Click("#accounts details summary"), chromedp.SendKeys("#acct-name", "佐々木 明美"),
 		chromedp.SendKeys("#acct-login", "sasaki@kita-clinic"), chromedp.SetValue("#acct-role", "clerk"), chromedp.Click("#acct-add"),
 		chromedp.WaitVisible("#new-secret"), chromedp.WaitVisible(`#account-list tr[data-login="sasaki@kita-clinic"]`))

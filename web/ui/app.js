@@ -527,7 +527,7 @@ async function sharesPage(guard = pageUI(renderSeq)) {
   const table = (list, out) => (list.length === 0 ? h('p', {}, t('shares.none')) : h('table', { class: out ? 'shares-out' : 'shares-in' },
     h('thead', {}, h('tr', {}, [out ? 'shares.to' : 'shares.from', 'shares.patient', 'shares.purpose', 'shares.by', 'shares.until', ''].map((k) => h('th', {}, k ? t(k) : '')))),
     h('tbody', {}, list.map((s) => h('tr', { class: s.purpose === 'break-glass' ? 'breakglass' : '' },
-      h('td', {}, out ? name(s.toInstitution) || `user ${s.toUser}` : name(s.fromInstitution)),
+      h('td', {}, out ? name(s.toInstitution) || s.toUserName || t('shares.user') : name(s.fromInstitution)),
       h('td', {}, `${s.patientId}`, h('div', { class: 'muted' }, s.studies.length ? t('shares.studies', { n: s.studies.length }) : t('shares.all'))),
       h('td', {}, t('purpose.' + s.purpose), s.reason ? h('div', { class: 'muted' }, s.reason) : ''),
       h('td', {}, s.sharedBy), h('td', {}, state(s)),
