@@ -3,11 +3,13 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/pquerna/otp/totp"
 )
 
 // TestAdminAccounts is an institution admin looking after their clinic from the web app, not the server's shell:
@@ -140,8 +142,31 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	ctx, cancel := browser(t)
 	defer cancel()
 	step := stepper(ctx, t, out)
+	// A hospital physician opened the clinic's patient by break-glass: the admin's review queue lists it under headings.
+	body, ctype := r.stowBodyBorn("P9", "Yamada^Taro=山田^太郎=ヤマダ^タロウ", "19450312", 90)
+	if st := r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	if st := r.as("tanaka@chuo-hospital").post("/api/break-glass", map[string]string{"birthDate": "19450312", "name": "山田太郎", "reason": "救急搬送、意識障害"}); st != 201 {
+		t.Fatalf("break-glass: %d", st)
+	}
 	step("acct-01-admin", r.loginSteps(r.users["admin@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/admin"),
 		chromedp.WaitVisible("#account-list"))
+	// The audit trail's outcome and the kind of actor (the clinic's gateway token stored the studies) are in the
+	// page's language, not the stored "success" and "token".
+	if audit, _ := liveText(ctx, "#audit tbody"); !strings.Contains(audit, "成功") || strings.Contains(audit, "success") ||
+		!strings.Contains(audit, "APIトークン") {
+		t.Errorf("the audit table's outcomes: %q", audit)
+	}
+	if heads, _ := liveText(ctx, "#reviews"); !strings.Contains(heads, "理由") || !strings.Contains(heads, "誰が") || !strings.Contains(heads, "救急搬送") {
+		t.Errorf("the break-glass review queue reads %q", heads)
+	}
+	// The clinic's shares name the physician the break-glass let in, not "user 3".
+	step("acct-01b-shares", hashRoute("#/shares"), chromedp.WaitVisible("table.shares-out tr.breakglass"))
+	if row, _ := liveText(ctx, "table.shares-out tr.breakglass"); !strings.Contains(row, "tanaka@chuo-hospital(中央病院)") {
+		t.Errorf("the break-glass share's row reads %q", row)
+	}
+	step("acct-01c-admin", hashRoute("#/admin"), chromedp.WaitVisible("#account-list"))
 	step("acct-02-added", chromedp.Click("#accounts details summary"), chromedp.SendKeys("#acct-name", "佐々木 明美"),
 		chromedp.SendKeys("#acct-login", "sasaki@kita-clinic"), chromedp.SetValue("#acct-role", "clerk"), chromedp.Click("#acct-add"),
 		chromedp.WaitVisible("#new-secret"), chromedp.WaitVisible(`#account-list tr[data-login="sasaki@kita-clinic"]`))
@@ -167,4 +192,23 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	if st := r.withToken(strings.TrimSpace(secret)).get("/dicomweb/studies"); st != 401 {
 		t.Errorf("the revoked token: %d, want 401", st)
 	}
+
+	// The new clerk's first login: the one-time password, an authenticator app, the recovery codes, then a password
+	// of her own, whose refusals are said in Japanese with the cursor back in the new password.
+	step("acct-05-first-login", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"), chromedp.SendKeys("#login-name", "sasaki@kita-clinic"),
+		chromedp.SendKeys("#login-password", strings.TrimSpace(pw)), chromedp.Click(`#login button[type="submit"]`), chromedp.WaitVisible("#enrol-app"),
+		chromedp.Click("#enrol-app"), chromedp.WaitVisible("#totp-secret"))
+	key, _ := liveText(ctx, "#totp-secret")
+	code, _ := totp.GenerateCode(strings.TrimSpace(key), r.clock.Now())
+	step("acct-06-enrolled", chromedp.SendKeys("#enrol-code", code), chromedp.Click(`#enrol-totp button[type="submit"]`), chromedp.WaitVisible("#codes-done"),
+		chromedp.Click("#codes-done"), chromedp.WaitVisible("#pw-current"), poll(`document.activeElement.id === 'pw-current'`))
+	for _, c := range []struct{ password, says string }{{"sasaki-kita-2026", "ログイン名や氏名を含まない"}, {"password1234", "よく使われていて"}} {
+		step("acct-07-refused", poll(`(document.querySelectorAll('#password input').forEach((i) => { i.value = ''; }), true)`),
+			chromedp.SendKeys("#pw-current", strings.TrimSpace(pw)), chromedp.SendKeys("#pw-new", c.password), chromedp.SendKeys("#pw-again", c.password),
+			chromedp.Click(`#password button[type="submit"]`), poll(fmt.Sprintf(`document.querySelector('#message').textContent.includes(%q)`, c.says)),
+			poll(`document.activeElement.id === 'pw-new'`))
+	}
+	step("acct-08-own-password", poll(`(document.querySelectorAll('#password input').forEach((i) => { i.value = ''; }), true)`),
+		chromedp.SendKeys("#pw-current", strings.TrimSpace(pw)), chromedp.SendKeys("#pw-new", "aozora bunko 2026"), chromedp.SendKeys("#pw-again", "aozora bunko 2026"),
+		chromedp.Click(`#password button[type="submit"]`), chromedp.WaitVisible("#search"))
 }

@@ -97,6 +97,30 @@ func TestConsentBrowser(t *testing.T) {
 	var share struct{ ID int64 }
 	json.Unmarshal(api.body, &share)
 
+	// Stopping a share asks first: a slip of the mouse does not cut the hospital off (the answer here is "no").
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(window.asked = [], window.confirm = (m) => (window.asked.push(m), false), true)`)); err != nil {
+		t.Fatal(err)
+	}
+	step("consent-04b-shares", hashRoute("#/shares"), chromedp.WaitVisible("table.shares-out button"), chromedp.Click("table.shares-out button"),
+		poll(`window.asked.length === 1`))
+	if row, _ := liveText(ctx, "table.shares-out tbody"); !strings.Contains(row, "すべての検査") {
+		t.Errorf("the share's row does not say what it covers: %q", row)
+	}
+	if asked, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`window.asked[0]`)); !strings.Contains(asked, "共有") || !strings.Contains(asked, "P2") {
+		t.Errorf("the question before stopping the share: %q", asked)
+	}
+	var still []struct {
+		ID     int64
+		Active bool
+	}
+	api.getJSON("/api/shares", &still)
+	for _, sh := range still {
+		if sh.ID == share.ID && !sh.Active {
+			t.Errorf("the share ended although the user answered no")
+		}
+	}
+	step("consent-04c-back", hashRoute("#/patient/kita-clinic/KITA/P2"), chromedp.WaitVisible("#consents li button.withdraw"))
+
 	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(window.confirm = () => true, true)`)); err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,9 @@ func TestConsult(t *testing.T) {
 	}
 	step(actx, "c01-start", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/viewer/"+ct.studyUID),
 		chromedp.WaitVisible("#start-consult"), chromedp.Click("#start-consult"), chromedp.WaitVisible(`#consult [data-ready="true"]`),
+		// A login typed without its institution is answered in words that say what to type.
+		chromedp.SendKeys("#con-invite", "tanaka"), chromedp.Click(`#con-invite-form button`),
+		poll(`document.querySelector('#message').textContent.includes('施設の部分まで')`), poll(`(document.querySelector('#con-invite').value = '', true)`),
 		chromedp.SendKeys("#con-invite", "tanaka@chuo-hospital"), chromedp.Click(`#con-invite-form button`), poll(`document.querySelector('#message').textContent.includes('tanaka')`))
 	hash, _ := chromedp.Run(actx, chromedp.Evaluate[string]("location.hash"))
 	id := strings.TrimPrefix(hash, "#/consult/")

@@ -139,6 +139,19 @@ func TestDirectoryBrowser(t *testing.T) {
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#dir-map .pin').length`)); n != 1 {
 		t.Errorf("the map shows %d pins, want 1", n)
 	}
+	// In English the region's fixed words (functions, equipment, ward kinds) are English too, not the stored codes.
+	step("03b-english", chromedp.Click("#lang"), poll(`document.querySelector('#dir-search legend').textContent === 'Functions'`),
+		chromedp.WaitVisible(`#dir-results li[data-institution="chuo-hospital"]`))
+	form, _ := liveText(ctx, "#dir-search")
+	results, _ := liveText(ctx, "#dir-results")
+	for _, want := range []string{"Advanced acute", "Angiography", "Convalescent rehabilitation"} {
+		if !strings.Contains(form, want) {
+			t.Errorf("the English search form lacks %q:\n%s", want, form)
+		}
+	}
+	if strings.Contains(form, "高度急性期") || strings.Contains(form, "血管造影") || !strings.Contains(results, "Acute") {
+		t.Errorf("Japanese codes in the English directory:\n%s\n%s", form, results)
+	}
 	step("04-refer", chromedp.Click(`#dir-results a[data-refer="chuo-hospital"]`), chromedp.WaitVisible("#pick-id"),
 		chromedp.SendKeys("#pick-id", "P1"), chromedp.Click(`#pick-patient button[type="submit"]`), chromedp.WaitVisible("#referral-form"))
 	if v, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#ref-to').value`)); v != "chuo-hospital" {

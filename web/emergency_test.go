@@ -113,8 +113,13 @@ func TestEmergencyBrowser(t *testing.T) {
 	}
 	stepIn(hospitalCtx, "em-01-board", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/emergency"),
 		chromedp.WaitVisible("#em-none"))
-	stepIn(clinicCtx, "em-02-form", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
-		hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#announce-transfer"), chromedp.Click("#announce-transfer"),
+	// The board itself starts an announcement: the patient first.
+	stepIn(clinicCtx, "em-02-board", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/emergency"),
+		chromedp.Click("#em-new"), chromedp.WaitVisible("#pick-id"))
+	if s, _ := liveText(clinicCtx, "#pick-patient h1"); !strings.Contains(s, "搬送") {
+		t.Errorf("the board's announcement asks %q", s)
+	}
+	stepIn(clinicCtx, "em-02-form", hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#announce-transfer"), chromedp.Click("#announce-transfer"),
 		chromedp.WaitVisible("#transfer-form"), chromedp.SetValue("#em-to", "chuo-hospital"), chromedp.SetValue("#em-eta", "10"),
 		chromedp.SendKeys("#em-reason", "交通外傷、意識レベル低下"), chromedp.SendKeys("#em-allergies", "ペニシリン"))
 	stepIn(clinicCtx, "em-03-sent", chromedp.Click("#em-send"), chromedp.WaitVisible("#em-out li"))

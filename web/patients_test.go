@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp/totp"
 
 	"renkei"
@@ -447,6 +448,21 @@ func TestPatientAccount(t *testing.T) {
 	}
 	if st := p.get("/api/audit"); st != 403 {
 		t.Errorf("a patient read the audit trail: %d", st)
+	}
+
+	// In the browser his list names the institution of each study and offers no link to the staff's patient page
+	// (which would refuse him with an error) and no "own institution" badge.
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := stepper(ctx, t, artifacts(t))
+	step("patient-01-my-studies", r.loginSteps(testUser{login: "yamada.taro", password: "sakura no hana 1945", totpKey: enrol.Secret}),
+		chromedp.WaitVisible("#studies tbody tr"))
+	list, _ := liveText(ctx, "#studies tbody")
+	if !strings.Contains(list, "北町クリニック") || strings.Contains(list, "自施設") {
+		t.Errorf("the patient's list reads %q", list)
+	}
+	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#studies a[href^="#/patient/"]').length`)); n != 0 {
+		t.Errorf("the patient's list links %d times to the staff's patient page", n)
 	}
 }
 

@@ -40,7 +40,7 @@ func TestReferralBrowser(t *testing.T) {
 	}
 
 	stepIn(hospitalCtx, "ref-01-hospital-board", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"),
-		hashRoute("#/referrals"), chromedp.WaitVisible("#referrals-in-none"))
+		hashRoute("#/referrals"), chromedp.WaitVisible("#referrals-in-none"), chromedp.WaitVisible(`#referral-new[href="#/referral/new"]`))
 	stepIn(clinicCtx, "ref-02-clinic-patient", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
 		hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#allergy-form"),
 		chromedp.SetValue("#allergy-category", "drug"), chromedp.SendKeys("#allergy-substance", "ペニシリン系抗菌薬"),
@@ -61,6 +61,10 @@ func TestReferralBrowser(t *testing.T) {
 	stepIn(clinicCtx, "ref-04-sent", chromedp.Click("#ref-send"), chromedp.WaitVisible("#referral-letter"))
 	if s := text(clinicCtx, "#referral-letter"); !strings.Contains(s, "ペニシリン系抗菌薬(蕁麻疹)") || !strings.Contains(s, "右肺結節") {
 		t.Errorf("the sent letter reads %q", s)
+	}
+	// The doctor is told it went: the note survives the move to the referral's page.
+	if s := text(clinicCtx, "#message"); !strings.Contains(s, "紹介状を送りました") {
+		t.Errorf("after sending, the message reads %q", s)
 	}
 
 	// A correction is a second version; the first stays readable.
@@ -85,6 +89,9 @@ func TestReferralBrowser(t *testing.T) {
 	stepIn(hospitalCtx, "ref-08-accept", chromedp.SetValue("#ref-appointment", "2026-12-03"), chromedp.Click("#ref-accept"),
 		chromedp.WaitVisible("#reply-form"))
 	stepIn(clinicCtx, "ref-09-clinic-sees-accepted", chromedp.WaitVisible(`h1 [data-status="accepted"]`), chromedp.WaitVisible("#referral-appointment"))
+	if s := text(clinicCtx, "#referral-appointment"); !strings.Contains(s, "2026年12月3日") {
+		t.Errorf("the appointment reads %q, not as a Japanese date", s)
+	}
 	stepIn(hospitalCtx, "ref-10-reply", chromedp.SendKeys("#reply-course", "右上葉部分切除術を施行しました。"),
 		chromedp.SendKeys("#reply-followUp", "外来で経過観察をお願いします。"), chromedp.Click("#reply-send"), chromedp.WaitVisible("#referral-reply"))
 	stepIn(clinicCtx, "ref-11-clinic-sees-reply", chromedp.WaitVisible("#referral-reply"))

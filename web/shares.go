@@ -41,6 +41,7 @@ type shareJSON struct {
 	Studies         []string   `json:"studies"`
 	ToInstitution   string     `json:"toInstitution,omitempty"`
 	ToUser          int64      `json:"toUser,omitempty"`
+	ToUserName      string     `json:"toUserName,omitempty"` // "name(institution)" of ToUser
 	Purpose         string     `json:"purpose"`
 	Reason          string     `json:"reason,omitempty"`
 	SharedBy        string     `json:"sharedBy"`
@@ -65,8 +66,16 @@ func (s *Server) shareJSON(r *http.Request, sh renkei.Share) shareJSON {
 	if studies == nil {
 		studies = []string{}
 	}
+	// A share to one person (a break-glass, a consult's guest) names them: the institution that shares sees who
+	// may look, not a number.
+	var toUserName string
+	if sh.ToUser != 0 && s.Identity != nil {
+		if u, _, err := s.Identity.Store.UserByPK(r.Context(), sh.ToUser); err == nil {
+			toUserName = u.Name + "(" + u.Institution.Name + ")"
+		}
+	}
 	return shareJSON{ID: sh.ID, FromInstitution: id(sh.FromInstitution), Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID, Studies: studies,
-		ToInstitution: id(sh.ToInstitution), ToUser: sh.ToUser, Purpose: string(sh.Purpose), Reason: sh.Reason, SharedBy: sh.CreatedByName,
+		ToInstitution: id(sh.ToInstitution), ToUser: sh.ToUser, ToUserName: toUserName, Purpose: string(sh.Purpose), Reason: sh.Reason, SharedBy: sh.CreatedByName,
 		CreatedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt, RevokedAt: sh.RevokedAt, Active: sh.Active(s.Now())}
 }
 

@@ -119,12 +119,27 @@ func TestWebApp(t *testing.T) {
 	ctx, cancel := browser(t)
 	defer cancel()
 	step := stepper(ctx, t, out)
-	step("01-login", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
-		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`),
-		chromedp.WaitVisible("#totp-code"))
+	// A mistyped password and a wrong code are said in Japanese (the server's words are English), with the cursor
+	// back in the field to type again and the login name kept.
+	step("01-login-wrong", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
+		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", "not-the-password"), chromedp.Click(`#login button[type="submit"]`),
+		poll(`document.querySelector('#message').textContent.includes('パスワードが違います')`),
+		poll(`document.activeElement.id === 'login-password' && document.querySelector('#login-name').value !== ''`))
+	// The code's field has the cursor: the doctor types the six digits at once.
+	step("01-login", poll(`(document.querySelector('#login-password').value = '', true)`), chromedp.SendKeys("#login-password", u.password), chromedp.Click(`#login button[type="submit"]`),
+		chromedp.WaitVisible("#totp-code"), poll(`document.activeElement.id === 'totp-code'`))
 	code, _ := totp.GenerateCode(u.totpKey, r.clock.Now())
-	step("02-second-factor", chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
+	wrong := code[:5] + string('0'+(code[5]-'0'+1)%10)
+	step("02-wrong-code", chromedp.SendKeys("#totp-code", wrong), chromedp.Click(`#second button[type="submit"]`),
+		poll(`document.querySelector('#message').textContent.includes('認証アプリに表示されている新しい数字')`),
+		poll(`document.activeElement.id === 'totp-code'`))
+	step("02-second-factor", poll(`(document.querySelector('#totp-code').value = '', true)`), chromedp.SendKeys("#totp-code", code), chromedp.Click(`#second button[type="submit"]`), chromedp.WaitVisible("#search"))
+	// Once the first tour is closed, the list shows no trace of it (it once printed "null" under the title).
+	step("02b-tour-closed", chromedp.Click("#tour-skip"), chromedp.WaitNotPresent("#tour"))
 	step("03-search-katakana", chromedp.SendKeys("#q-name", "カナ"), chromedp.Click("#search-submit"), chromedp.WaitVisible("#studies tbody tr"))
+	if null, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`[...document.querySelector('#app').childNodes].some((n) => n.nodeType === 3 && n.textContent.includes('null'))`)); null {
+		t.Errorf("the study list prints null where the closed tour was")
+	}
 	rows, err := chromedp.Run(ctx, chromedp.Text("#studies tbody"))
 	if err != nil {
 		t.Fatal(err)
@@ -142,6 +157,9 @@ func TestWebApp(t *testing.T) {
 	if !strings.Contains(timeline, "北町クリニック") {
 		t.Errorf("the patient's timeline: %q", timeline)
 	}
+	// Each study of the history opens in the viewer from there.
+	step("04b-patient-viewer", chromedp.Click(`#timeline a[href^="#/viewer/"]`), chromedp.WaitVisible("canvas"),
+		poll(`(history.back(), true)`), chromedp.WaitVisible("#timeline li"))
 	step("05-english", chromedp.Click("#lang"), chromedp.WaitVisible("#nav"))
 	nav, _ := chromedp.Run(ctx, chromedp.Text("#nav"))
 	if !strings.Contains(nav, "Studies") || !strings.Contains(nav, "Shares") {
@@ -178,7 +196,7 @@ func TestWebApp(t *testing.T) {
 	if keys, _ := r.db.WebAuthnCredentials(t.Context(), uu.PK); len(keys) != 1 || keys[0].Name != "ward key" {
 		t.Errorf("keys after the removal: %+v", keys)
 	}
-	step("09-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"))
+	step("09-logout", chromedp.Click("#logout"), chromedp.WaitVisible("#login-name"), poll(`document.activeElement.id === 'login-name'`))
 }
 
 // TestViewer opens a hospital's own CT from the study list, waits for the whole stack, scrolls with the keyboard,

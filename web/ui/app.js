@@ -75,7 +75,16 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const app = () => document.getElementById('app');
-function show(...nodes) { app().replaceChildren(...nodes); window.scrollTo(0, 0); }
+// show replaces the page; a part a page leaves out (null, as the closed first tour) is skipped, not written as "null".
+function show(...nodes) { app().replaceChildren(...nodes.filter((n) => n !== null && n !== undefined && n !== false)); window.scrollTo(0, 0); }
+
+// showForm shows a form with the cursor in its [autofocus] field: the attribute works once per loaded document, so
+// a form shown later (the code after the password, the login page after a logout) would otherwise get no cursor.
+function showForm(f) {
+  show(f);
+  const first = f.querySelector('[autofocus]');
+  if (first) first.focus();
+}
 
 function message(text, kind = 'error') {
   const m = document.getElementById('message');
@@ -157,6 +166,18 @@ function header() {
 
 // ---- login ----
 
+// loginError says why a login step failed in the user's language (the server's words are English, for the logs and
+// API clients), and puts the cursor back in the field to type again, its content selected.
+function loginError(e, input) {
+  input.focus();
+  input.select();
+  const wrong = { 'login-password': 'login.wrong', 'totp-code': 'login.code.wrong', 'recovery-code': 'login.recovery.wrong' };
+  if (e.status === 401) return new Error(t(wrong[input.id]));
+  if (e.status === 429) return new Error(t('login.toomany'));
+  const locked = e.status === 403 && /until (\d{1,2}:\d{2})/.exec(e.message);
+  return locked ? new Error(t('login.locked', { time: locked[1] })) : e;
+}
+
 function loginPage() {
   const f = h('form', { class: 'card narrow', id: 'login' },
     h('h1', {}, t('login.title')),
@@ -164,11 +185,12 @@ function loginPage() {
     field(t('login.password'), input('login-password', { type: 'password', autocomplete: 'current-password', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.submit'))));
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
-    const st = await api('POST', '/api/login', { login: f.querySelector('#login-name').value, password: f.querySelector('#login-password').value });
+    const pw = f.querySelector('#login-password');
+    const st = await api('POST', '/api/login', { login: f.querySelector('#login-name').value, password: pw.value }).catch((e) => { throw loginError(e, pw); });
     csrf = st.csrfToken;
     await next(st);
   }); });
-  show(f);
+  showForm(f);
 }
 
 async function next(st) {
@@ -194,7 +216,8 @@ function secondFactorPage(factors) {
     f.append(...field(t('login.totp'), input('totp-code', { inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: 6, autofocus: true })),
       h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('login.totp.submit'))));
     f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
-      const st = await api('POST', '/api/login/second-factor', { factor: 'totp', code: f.querySelector('#totp-code').value.trim() });
+      const code = f.querySelector('#totp-code');
+      const st = await api('POST', '/api/login/second-factor', { factor: 'totp', code: code.value.trim() }).catch((e) => { throw loginError(e, code); });
       csrf = st.csrfToken;
       await next(st);
     }); });
@@ -211,11 +234,11 @@ function secondFactorPage(factors) {
   const rc = input('recovery-code', { autocomplete: 'off' });
   f.append(h('details', {}, h('summary', {}, t('login.recovery')), ...field(t('login.recovery.code'), rc),
     h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', onclick: () => busy(f, async () => {
-      const st = await api('POST', '/api/login/second-factor', { factor: 'recovery', code: rc.value.trim() });
+      const st = await api('POST', '/api/login/second-factor', { factor: 'recovery', code: rc.value.trim() }).catch((e) => { throw loginError(e, rc); });
       csrf = st.csrfToken;
       await next(st);
     }) }, t('login.totp.submit')))));
-  show(f);
+  showForm(f);
 }
 
 function recoveryCodes(codes, then) {
@@ -239,6 +262,7 @@ function enrolPage() {
       recoveryCodes(r.recoveryCodes || [], () => next(r.login));
     }); });
     box.replaceChildren(h('h1', {}, t('enrol.app')), f);
+    f.querySelector('#enrol-code').focus();
   }) }, t('enrol.app'));
   const keyName = input('key-name', { value: '' });
   const keyButton = h('button', { id: 'enrol-key', class: 'secondary', onclick: () => busy(box, async () => {
@@ -282,19 +306,36 @@ async function accountPage() {
     h('h2', {}, t('account.add')), ...field(t('enrol.key.name'), keyName), h('div', { class: 'actions' }, add)));
 }
 
+// passwordProblem words the server's refusal of a new password in the user's language (the server's English words
+// are identity.CheckPolicy's and ChangePassword's) and puts the cursor in the field to change.
+function passwordProblem(e, f) {
+  const field = f.querySelector(e.status === 401 ? '#pw-current' : '#pw-new');
+  field.focus();
+  field.select();
+  if (e.status === 401) return new Error(t('password.current.wrong'));
+  const rules = [[/at least (\d+)/, 'password.short'], [/at most/, 'password.long'], [/most used/, 'password.common'],
+    [/too few different/, 'password.repeats'], [/login or name/, 'password.personal'], [/differ from the current/, 'password.same']];
+  for (const [re, key] of rules) {
+    const m = re.exec(e.message);
+    if (m) return new Error(t(key, { n: m[1] }));
+  }
+  return e;
+}
+
 function passwordPage() {
   const f = h('form', { class: 'card narrow', id: 'password' }, h('h1', {}, t('password.title')), h('p', {}, t('password.hint')),
-    field(t('password.current'), input('pw-current', { type: 'password', autocomplete: 'current-password', required: true })),
+    field(t('password.current'), input('pw-current', { type: 'password', autocomplete: 'current-password', required: true, autofocus: true })),
     field(t('password.new'), input('pw-new', { type: 'password', autocomplete: 'new-password', required: true, minlength: 10 })),
     field(t('password.again'), input('pw-again', { type: 'password', autocomplete: 'new-password', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('password.submit'))));
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
     const nw = f.querySelector('#pw-new').value;
     if (nw !== f.querySelector('#pw-again').value) throw new Error(t('password.mismatch'));
-    const st = await api('POST', '/api/password', { current: f.querySelector('#pw-current').value, new: nw });
+    const st = await api('POST', '/api/password', { current: f.querySelector('#pw-current').value, new: nw })
+      .catch((e) => { throw passwordProblem(e, f); });
     await next(st);
   }); });
-  show(f);
+  showForm(f);
 }
 
 // ---- studies ----
@@ -305,20 +346,31 @@ async function institutionList() {
   return institutions;
 }
 
+// instLabel names an institution in the page's language from the list institutionList() loaded (a study row's own
+// institutionName is the Japanese one, and some lists carry only the ID).
+function instLabel(id, fallback) {
+  const i = (institutions || []).find((x) => x.id === id);
+  return i ? (getLang() === 'en' && i.nameEn ? i.nameEn : i.name) : (fallback || id || '');
+}
+
 const modalities = ['CT', 'MR', 'CR', 'DX', 'US', 'XA', 'NM', 'PT', 'MG', 'OT'];
 
 function studyRow(s) {
   const cls = s.purpose === 'break-glass' ? 'breakglass' : '';
   const sex = s.patientSex ? t('sex.' + s.patientSex) : '';
   let access;
-  if (s.own) access = h('span', { class: 'badge own' }, t('badge.own'));
+  if (me.user.role === 'patient') access = ''; // a patient's own studies: no "own institution", no grant to show
+  else if (s.own) access = h('span', { class: 'badge own' }, t('badge.own'));
   else if (s.purpose === 'break-glass') access = h('span', { class: 'badge breakglass' }, t('badge.breakglass'));
   else access = [h('span', { class: 'badge' }, t('badge.shared')), ' ',
     h('span', { class: 'muted' }, s.sharedBy ? t('shared.by', { by: s.sharedBy, purpose: t('purpose.' + s.purpose) }) : '',
       s.sharedUntil ? ' ' + t('shared.until', { date: date(s.sharedUntil) }) : ''),
     s.reason ? h('div', { class: 'muted share-reason' }, s.reason) : ''];
-  const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
-    h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient'))];
+  const actions = [h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view'))];
+  // The staff's page of the patient (a patient reads their record in "my studies": that page would refuse them).
+  if (me.user.role !== 'patient') {
+    actions.push(' ', h('a', { href: `#/patient/${encodeURIComponent(s.institution)}/${encodeURIComponent(s.issuer)}/${encodeURIComponent(s.patientId)}` }, t('study.patient')));
+  }
   if (s.own && me.user.role !== 'patient') {
     actions.push(' ', h('button', { class: 'secondary', onclick: () => shareDialog(s) }, t('study.share')),
       ' ', h('button', { class: 'secondary', 'data-link': s.studyInstanceUID, onclick: () => linkDialog(ui, s) }, t('link.share')));
@@ -332,7 +384,7 @@ function studyRow(s) {
     h('td', {}, s.studyDescription || ''),
     h('td', {}, (s.modalities || []).join(', ')),
     h('td', { class: 'optional' }, String(s.numberOfInstances)),
-    h('td', { class: 'optional' }, s.institutionName),
+    h('td', { class: 'optional' }, instLabel(s.institution, s.institutionName)),
     h('td', {}, access, h('div', {}, actions)));
 }
 
@@ -396,11 +448,14 @@ async function patientPage(institution, issuer, patientId, guard = pageUI(render
   const byUID = new Map(full.map((s) => [s.studyInstanceUID, s]));
   list = list.map((s) => byUID.get(s.studyInstanceUID) || s);
   const first = list[0] || {};
+  await institutionList();
   show(h('h1', {}, t('patient.title', { name: personName(first.patientName) || patientId })),
     h('p', { class: 'muted' }, `ID ${patientId}`, first.patientBirthDate ? ` ・ ${t('patient.born')} ${date(first.patientBirthDate)}` : ''),
+    // Each study opens in the viewer from here; a linked institution's study (another patient ID of the same person)
+    // comes without its institution's name, which the list gives.
     h('ol', { class: 'timeline', id: 'timeline' }, list.map((s) => h('li', {},
-      h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || '',
-      h('div', { class: 'muted' }, s.institutionName || s.institution, s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
+      h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, h('strong', {}, date(s.studyDate)), ' ', (s.modalities || []).join(', '), ' ', s.studyDescription || ''),
+      h('div', { class: 'muted' }, instLabel(s.institution, s.institutionName), s.own === false ? ` ・ ${t('badge.shared')}` : '')))),
     own ? await consentCard(ui, issuer, patientId, first.patientName) : '',
     await fetchCard(institution, issuer, patientId),
     await recordPanel(ui, institution, issuer, patientId, own));
@@ -458,8 +513,7 @@ function shareDialog(s) {
         if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
         throw e;
       }
-      message(t('share.done'), 'info');
-      route('#/shares');
+      route('#/shares', t('share.done'));
     }); });
     show(f);
   }).catch((e) => message(e.message));
@@ -473,11 +527,12 @@ async function sharesPage(guard = pageUI(renderSeq)) {
   const table = (list, out) => (list.length === 0 ? h('p', {}, t('shares.none')) : h('table', { class: out ? 'shares-out' : 'shares-in' },
     h('thead', {}, h('tr', {}, [out ? 'shares.to' : 'shares.from', 'shares.patient', 'shares.purpose', 'shares.by', 'shares.until', ''].map((k) => h('th', {}, k ? t(k) : '')))),
     h('tbody', {}, list.map((s) => h('tr', { class: s.purpose === 'break-glass' ? 'breakglass' : '' },
-      h('td', {}, out ? name(s.toInstitution) || `user ${s.toUser}` : name(s.fromInstitution)),
-      h('td', {}, `${s.patientId}`, s.studies.length ? h('div', { class: 'muted' }, `${s.studies.length}`) : ''),
+      h('td', {}, out ? name(s.toInstitution) || s.toUserName || t('shares.user') : name(s.fromInstitution)),
+      h('td', {}, `${s.patientId}`, h('div', { class: 'muted' }, s.studies.length ? t('shares.studies', { n: s.studies.length }) : t('shares.all'))),
       h('td', {}, t('purpose.' + s.purpose), s.reason ? h('div', { class: 'muted' }, s.reason) : ''),
       h('td', {}, s.sharedBy), h('td', {}, state(s)),
       h('td', {}, out && s.active ? h('button', { class: 'secondary', onclick: async () => {
+        if (!window.confirm(t('shares.revoke.confirm', { to: name(s.toInstitution) || s.toUser, patient: s.patientId }))) return;
         try { await api('POST', `/api/shares/${s.id}/revoke`, {}); render(); } catch (e) { message(e.message); }
       } }, t('shares.revoke')) : ''))))));
   show(h('h1', {}, t('shares.title')), h('h2', {}, t('shares.in')), table(incoming, false), h('h2', {}, t('shares.out')), table(outgoing, true));
@@ -498,8 +553,9 @@ function breakGlassPage() {
       if (e.status === 404) throw new Error(t('bg.none'));
       throw e;
     }
-    message(t('bg.done', { n: grants.length, hours: 4 }), 'info');
-    route('#/studies?birthDate=' + f.querySelector('#bg-birth').value);
+    // The period is the server's (--break-glass-period), read from the grants it made.
+    const hours = grants.length ? Math.round((new Date(grants[0].expiresAt) - new Date(grants[0].createdAt)) / 3600000) : 0;
+    route('#/studies?birthDate=' + f.querySelector('#bg-birth').value, t('bg.done', { n: grants.length, hours }));
   }); });
   show(f);
 }
@@ -508,7 +564,9 @@ async function adminPage(guard = pageUI(renderSeq)) {
   const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const reviews = me.user.role === 'institution-admin' ? await api('GET', '/api/break-glass/reviews') : [];
   const events = await api('GET', '/api/audit?limit=200');
-  const reviewList = reviews.length === 0 ? h('p', {}, t('shares.none')) : h('table', { id: 'reviews' }, h('tbody', {}, reviews.map((s) => {
+  const reviewList = reviews.length === 0 ? h('p', {}, t('shares.none')) : h('table', { id: 'reviews' },
+    h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.patient', 'admin.review.reason', 'admin.review.note'].map((k) => h('th', {}, t(k))))),
+    h('tbody', {}, reviews.map((s) => {
     const note = h('input', { 'aria-label': t('admin.review.note') });
     return h('tr', { class: 'breakglass' }, h('td', {}, date(s.createdAt, true)), h('td', {}, s.sharedBy), h('td', {}, s.patientId),
       h('td', {}, s.reason), h('td', {}, note, h('button', { onclick: async () => {
@@ -520,8 +578,8 @@ async function adminPage(guard = pageUI(renderSeq)) {
   show(h('h1', {}, t('admin.title')), security, await accountCards(ui), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
-        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind)),
-        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, e.outcome), h('td', { class: 'muted' }, e.detail || ''))))));
+        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
+        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), h('td', { class: 'muted' }, e.detail || ''))))));
 }
 
 // gatewayCard lists the hospital gateways the admin looks after: last heartbeat, backlog, and a red row for one that
@@ -544,6 +602,7 @@ async function gatewayCard() {
 async function myStudiesPage(guard = pageUI(renderSeq)) {
   const show = guard.show; // a newer page opened meanwhile is not overwritten when this one finishes loading
   const list = await api('GET', '/api/my/studies');
+  await institutionList();
   show(h('h1', {}, t('my.studies')), studyTable(list.map((s) => ({ ...s, own: true }))));
 }
 
@@ -651,9 +710,16 @@ async function referralRoute(ui, parts, query) {
   return referralPage(ui, parts[1]);
 }
 
-function route(hash) {
-  if (location.hash === hash) render(); else location.hash = hash;
+// route opens a page; note, if any, is what the user is told there of what just happened ("sent", "shared"): the
+// page change clears the old page's messages, so a note set before it would vanish unread.
+let notice = '';
+function route(hash, note = '') {
+  notice = note;
+  if (location.hash !== hash) { location.hash = hash; return; }
+  showNotice();
+  render();
 }
+function showNotice() { message(notice, 'info'); notice = ''; }
 
 // Each render has a number; a page that finishes after the user went elsewhere (or after a newer render of the same
 // page, started by a live update) does not overwrite what is on screen.
@@ -715,6 +781,6 @@ async function render() {
   }
 }
 
-window.addEventListener('hashchange', () => { message(''); render(); });
+window.addEventListener('hashchange', () => { showNotice(); render(); });
 setLang(getLang());
 render();

@@ -135,7 +135,10 @@ export async function consultPage(ui, id) {
   }
   chatForm.addEventListener('submit', (ev) => { ev.preventDefault(); const text = chatInput.value.trim(); if (text) { say({ type: 'chat', text }); chatInput.value = ''; } });
   inviteForm.addEventListener('submit', (ev) => { ev.preventDefault(); ui.busy(inviteForm, async () => {
-    await api('POST', `/api/consults/${id}/invite`, { login: invite.value.trim() });
+    await api('POST', `/api/consults/${id}/invite`, { login: invite.value.trim() }).catch((e) => {
+      if (e.status === 404) throw new Error(t('con.invite.none', { login: invite.value.trim() }));
+      throw e;
+    });
     ui.message(t('con.invited', { login: invite.value.trim() }), 'info');
     invite.value = '';
   }); });

@@ -1,7 +1,7 @@
 // The regional directory: who can take this patient now. A search (functions, specialty, equipment, emergencies, free
 // beds, distance), results as a list (and a map where the deployment provides tiles), an institution's page with its
 // capacity history, and, for its own administrator or 地域連携室, the forms that keep it current.
-import { t, getLang } from './i18n.js';
+import { t, term, getLang } from './i18n.js';
 
 let options = null;
 async function directoryOptions(api) {
@@ -27,7 +27,7 @@ function capacityView(h, items) {
       return [t('dir.emergency'), ': ', h('strong', { class: it.emergency === 'no' ? 'danger-text' : '' }, t('dir.em.' + it.emergency)),
         it.only && it.only.length ? ` (${it.only.join('、')})` : ''];
     }
-    if (it.key.startsWith('beds:')) return [t('dir.beds', { kind: it.key.slice(5) }), ': ', h('strong', {}, String(it.beds))];
+    if (it.key.startsWith('beds:')) return [t('dir.beds', { kind: term(it.key.slice(5)) }), ': ', h('strong', {}, String(it.beds))];
     if (it.key === 'oncall') return [t('dir.oncall'), ': ', (it.onCall || []).join('、') || t('dir.none')];
     return [t('dir.note'), ': ', it.note || ''];
   };
@@ -46,12 +46,12 @@ export async function directoryPage(ui, query) {
   const checked = (k, v) => (q.get(k) || '').split(',').includes(v);
   const f = h('form', { class: 'card search', id: 'dir-search' },
     h('fieldset', { class: 'functions' }, h('legend', {}, t('dir.functions')),
-      opt.careFunctions.map((c) => h('label', { class: 'check inline-check' }, h('input', { type: 'checkbox', name: 'function', value: c, checked: checked('function', c) }), ' ', c))),
+      opt.careFunctions.map((c) => h('label', { class: 'check inline-check' }, h('input', { type: 'checkbox', name: 'function', value: c, checked: checked('function', c) }), ' ', term(c)))),
     h('div', {}, ...ui.field(t('dir.specialty'), ui.input('dir-specialty', { value: q.get('specialty') || '', placeholder: t('dir.specialty.hint') }))),
     h('div', {}, ...ui.field(t('dir.equipment'), h('select', { id: 'dir-equipment' }, h('option', { value: '' }, t('search.any')),
-      opt.equipment.map((e) => h('option', { value: e, selected: q.get('equipment') === e }, e))))),
+      opt.equipment.map((e) => h('option', { value: e, selected: q.get('equipment') === e }, term(e)))))),
     h('div', {}, ...ui.field(t('dir.beds.kind'), h('select', { id: 'dir-beds' }, h('option', { value: '' }, t('search.any')),
-      opt.wardKinds.map((k) => h('option', { value: k, selected: q.get('beds') === k }, k))))),
+      opt.wardKinds.map((k) => h('option', { value: k, selected: q.get('beds') === k }, term(k)))))),
     h('div', {}, ...ui.field(t('dir.km'), ui.input('dir-km', { type: 'number', min: 0, max: 500, value: q.get('km') || '' }))),
     h('div', {}, ...ui.field(t('dir.sort'), h('select', { id: 'dir-sort' }, ['distance', 'fresh'].map((s) => h('option', { value: s, selected: q.get('sort') === s }, t('dir.sort.' + s)))))),
     h('label', { class: 'check' }, h('input', { type: 'checkbox', id: 'dir-emergency', checked: q.get('emergency') === '1' }), ' ', t('dir.emergency.now')),
@@ -72,8 +72,8 @@ export async function directoryPage(ui, query) {
   const results = list.length === 0 ? h('p', { id: 'dir-none' }, t('dir.none.found')) : h('ol', { class: 'directory', id: 'dir-results' }, list.map((e) => h('li', { class: 'card', 'data-institution': e.institution.id },
     h('h2', {}, h('a', { href: `#/directory/${encodeURIComponent(e.institution.id)}` }, name(e.institution)),
       e.distanceKm !== undefined ? h('span', { class: 'muted distance' }, ` ${e.distanceKm.toFixed(1)} km`) : ''),
-    h('p', {}, (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, c)), ' ',
-      [...e.profile.specialties, ...e.profile.departments].join('、'), e.profile.equipment.length ? h('div', { class: 'muted' }, e.profile.equipment.join('・')) : ''),
+    h('p', {}, (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, term(c))), ' ',
+      [...e.profile.specialties, ...e.profile.departments].join('、'), e.profile.equipment.length ? h('div', { class: 'muted' }, e.profile.equipment.map(term).join('・')) : ''),
     capacityView(h, e.capacity),
     h('div', { class: 'actions' },
       h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(e.institution.id)}`, 'data-refer': e.institution.id }, t('dir.refer')),
@@ -152,7 +152,7 @@ function historyChart(h, hist) {
     }
     const label = document.createElementNS(ns, 'text');
     label.setAttribute('x', 10 + i * 150); label.setAttribute('y', H + 16); label.setAttribute('fill', colors[i % colors.length]);
-    label.textContent = `${key.slice(5)} (${t('dir.max')} ${Math.max(...pts.map((p) => p[1]))})`;
+    label.textContent = `${term(key.slice(5))} (${t('dir.max')} ${Math.max(...pts.map((p) => p[1]))})`;
     svg.append(path, label);
   });
   return svg;
@@ -165,9 +165,9 @@ export async function institutionPage(ui, id) {
   const p = e.profile;
   const rows = [['dir.address', p.address], ['dir.hours', p.hours], ['dir.phone', p.phone],
     ['dir.contact', [p.contactName, p.contactPhone, p.contactFax && `FAX ${p.contactFax}`, p.contactEmail].filter(Boolean).join(' ・ ')],
-    ['dir.departments', p.departments.join('、')], ['dir.specialties', p.specialties.join('、')], ['dir.equipment', p.equipment.join('・')],
-    ['dir.accepts', p.accepts.join('・')], ['dir.code', e.institution.code]].filter(([, v]) => v);
-  const parts = [h('h1', {}, name(e.institution), ' ', (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, c))),
+    ['dir.departments', p.departments.join('、')], ['dir.specialties', p.specialties.join('、')], ['dir.equipment', p.equipment.map(term).join('・')],
+    ['dir.accepts', p.accepts.map(term).join('・')], ['dir.code', e.institution.code]].filter(([, v]) => v);
+  const parts = [h('h1', {}, name(e.institution), ' ', (e.institution.careFunctions || []).map((c) => h('span', { class: 'badge function' }, term(c)))),
     h('div', { class: 'actions' }, h('a', { class: 'button', href: `#/referral/new?to=${encodeURIComponent(id)}` }, t('dir.refer'))),
     h('section', { class: 'card' }, h('h2', {}, t('dir.capacity')), capacityView(h, e.capacity)),
     h('section', { class: 'card' }, h('h2', {}, t('dir.profile')), h('dl', { class: 'profile' }, rows.flatMap(([k, v]) => [h('dt', {}, t(k)), h('dd', {}, v)]))),
@@ -181,7 +181,7 @@ export async function institutionPage(ui, id) {
       ...ui.field(t('dir.only'), ui.input('cap-only', { value: (em.only || []).join('、') })),
       h('div', { class: 'grid2' }, opt.wardKinds.map((k) => {
         const cur = e.capacity.find((c) => c.key === 'beds:' + k);
-        return h('div', {}, ...ui.field(t('dir.beds', { kind: k }), ui.input('cap-beds-' + k, { type: 'number', min: 0, value: cur ? cur.beds : '', 'data-kind': k })));
+        return h('div', {}, ...ui.field(t('dir.beds', { kind: term(k) }), ui.input('cap-beds-' + k, { type: 'number', min: 0, value: cur ? cur.beds : '', 'data-kind': k })));
       })),
       ...ui.field(t('dir.oncall'), ui.input('cap-oncall', { value: ((e.capacity.find((c) => c.key === 'oncall') || {}).onCall || []).join('、') })),
       ...ui.field(t('dir.note'), h('textarea', { id: 'cap-note' }, (e.capacity.find((c) => c.key === 'note') || {}).note || '')),
@@ -208,11 +208,11 @@ export async function institutionPage(ui, id) {
           .map(([k, label]) => h('div', {}, ...ui.field(t(label), ui.input('pf-' + k, { value: p[k] || '' })))),
         ...[['departments', 'dir.departments'], ['specialties', 'dir.specialties']].map(([k, label]) => h('div', {}, ...ui.field(t(label), ui.input('pf-' + k, { value: p[k].join('、') }))))),
       h('fieldset', {}, h('legend', {}, t('dir.functions')), opt.careFunctions.map((q) => h('label', { class: 'check inline-check' },
-        h('input', { type: 'checkbox', name: 'functions', value: q, checked: (e.institution.careFunctions || []).includes(q) }), ' ', q))),
+        h('input', { type: 'checkbox', name: 'functions', value: q, checked: (e.institution.careFunctions || []).includes(q) }), ' ', term(q)))),
       h('fieldset', {}, h('legend', {}, t('dir.equipment')), opt.equipment.map((q) => h('label', { class: 'check inline-check' },
-        h('input', { type: 'checkbox', name: 'equipment', value: q, checked: p.equipment.includes(q) }), ' ', q))),
+        h('input', { type: 'checkbox', name: 'equipment', value: q, checked: p.equipment.includes(q) }), ' ', term(q)))),
       h('fieldset', {}, h('legend', {}, t('dir.accepts')), opt.accepts.map((q) => h('label', { class: 'check inline-check' },
-        h('input', { type: 'checkbox', name: 'accepts', value: q, checked: p.accepts.includes(q) }), ' ', q))),
+        h('input', { type: 'checkbox', name: 'accepts', value: q, checked: p.accepts.includes(q) }), ' ', term(q)))),
       h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'pf-submit' }, t('dir.profile.save'))));
     pf.addEventListener('submit', (ev) => { ev.preventDefault(); busy(pf, async () => {
       const v = (k) => pf.querySelector('#pf-' + k).value.trim();
@@ -235,7 +235,9 @@ export async function institutionPage(ui, id) {
 
 export async function patientPicker(ui, to, kind = 'referral') {
   const { h, api, busy } = ui;
-  const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t('dir.pick.title')), h('p', {}, t('dir.pick.hint')),
+  // From a directory result the next page is addressed to that institution; from a board it is not yet.
+  const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t(kind === 'emergency' ? 'em.pick.title' : 'dir.pick.title')),
+    h('p', {}, t(to ? 'dir.pick.hint' : 'pick.hint')),
     ...ui.field(t('search.id'), ui.input('pick-id', { required: true, autofocus: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('dir.pick.next'))));
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
@@ -245,4 +247,5 @@ export async function patientPicker(ui, to, kind = 'referral') {
     ui.route(`#/${kind}/new/${encodeURIComponent(list[0].issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
   }); });
   ui.show(f);
+  f.querySelector('#pick-id').focus();
 }

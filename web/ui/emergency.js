@@ -80,7 +80,8 @@ export async function emergencyPage(ui) {
   }, 15000);
   const notifyButton = window.Notification && Notification.permission === 'default'
     ? h('button', { class: 'secondary', id: 'em-notify', onclick: async () => { await Notification.requestPermission(); ui.render(); } }, t('em.notify.enable')) : '';
-  ui.show(h('h1', {}, t('em.title')), h('p', { class: 'muted' }, t('em.intro')), notifyButton,
+  ui.show(h('h1', {}, t('em.title')), h('p', { class: 'muted' }, t('em.intro')),
+    h('div', { class: 'actions' }, h('a', { class: 'button danger', id: 'em-new', href: '#/emergency/new' }, t('em.announce')), notifyButton),
     h('h2', {}, t('em.incoming')), incoming.length ? board : h('p', { id: 'em-none' }, t('em.none')),
     h('h2', {}, t('em.outgoing')), outgoing.length ? h('ul', { id: 'em-out' }, outgoing.map((r) => h('li', {},
       h('a', { href: `#/referral/${r.id}` }, personName(r.patientName) || r.patientId), ` → ${instName(r.toInstitution)} `,
@@ -121,8 +122,7 @@ export async function transferForm(ui, { issuer, patientId, to }) {
       if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
       throw e;
     }
-    ui.message(t('em.sent'), 'info');
-    ui.route('#/emergency');
+    ui.route('#/emergency', t('em.sent'));
   }); });
   ui.show(form);
 }

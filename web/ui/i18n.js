@@ -33,6 +33,9 @@ const ja = {
   'login.second': '2段階目の確認', 'login.totp': '認証アプリに表示されている6桁の数字', 'login.totp.submit': '確認する',
   'login.key': 'セキュリティキーを使う', 'login.key.hint': 'キーを差し込み、光ったら触れてください。',
   'login.recovery': '予備コードを使う', 'login.recovery.code': '予備コード',
+  'login.wrong': 'ログイン名かパスワードが違います。もう一度入れてください。', 'login.code.wrong': '数字が違うか、すでに使われた数字です。認証アプリに表示されている新しい数字を入れてください。',
+  'login.recovery.wrong': '予備コードが違うか、すでに使われています。', 'login.toomany': 'ログインの試行が多すぎます。1分ほど待ってから、もう一度お試しください。',
+  'login.locked': '失敗が続いたため、このアカウントは{time}まで使えません。その後にもう一度お試しいただくか、管理者にご連絡ください。',
   'enrol.title': '2段階目の確認を設定します', 'enrol.intro': 'ログインには、パスワードに加えて「認証アプリ」か「セキュリティキー」が必要です。',
   'enrol.app': '認証アプリ(スマートフォン)を使う', 'enrol.app.scan': '認証アプリでこのQRコードを読み取り、表示された6桁の数字を入力してください。',
   'enrol.app.key': '読み取れないときは、このキーを入力してください:', 'enrol.key': 'セキュリティキーを使う(スマートフォンが使えない病棟向け)',
@@ -45,7 +48,11 @@ const ja = {
   'enrol.continue': '次へ',
   'password.title': 'パスワードを変更してください', 'password.hint': '10文字以上。ログイン名や氏名を含めないでください。',
   'password.current': '今のパスワード(配布されたもの)', 'password.new': '新しいパスワード', 'password.again': 'もう一度',
-  'password.mismatch': '新しいパスワードが一致しません。', 'password.submit': '変更する',
+  'password.mismatch': '新しいパスワードが一致しません。',
+  'password.current.wrong': '今のパスワードが違います。', 'password.short': 'パスワードは{n}文字以上にしてください。', 'password.long': 'パスワードは256文字以内にしてください。',
+  'password.common': 'よく使われていて推測されやすいパスワードです。別のものにしてください。', 'password.repeats': '同じ文字の繰り返しが多すぎます。いろいろな文字を混ぜてください。',
+  'password.personal': 'ログイン名や氏名を含まないパスワードにしてください。', 'password.same': '今と違うパスワードにしてください。',
+  'password.submit': '変更する',
   'studies.title': '検査一覧', 'search.name': '患者氏名(漢字・かな・ローマ字)', 'search.id': '患者ID', 'search.birth': '生年月日',
   'search.from': '検査日(から)', 'search.to': '検査日(まで)', 'search.modality': 'モダリティ', 'search.institution': '施設',
   'search.any': 'すべて', 'search.submit': '検索', 'search.clear': 'クリア',
@@ -67,6 +74,7 @@ const ja = {
   'share.submit': '共有する', 'share.done': '共有しました。', 'share.cancel': 'やめる',
   'share.consent': 'この患者の同意が記録されていません。同意書を記録してから共有してください。',
   'shares.title': '共有', 'shares.in': '自施設に共有されたもの', 'shares.out': '自施設が共有したもの', 'shares.none': 'ありません。',
+  'shares.revoke.confirm': '{to} との共有(患者ID {patient})をやめますか?相手はこの患者のデータを見られなくなります。', 'shares.studies': '検査{n}件', 'shares.all': 'すべての検査', 'shares.user': '個人宛て',
   'shares.revoke': '共有をやめる', 'shares.revoked': '取り消し済み', 'shares.expired': '期限切れ', 'shares.patient': '患者',
   'shares.from': '共有元', 'shares.to': '共有先', 'shares.purpose': '目的', 'shares.until': '期限', 'shares.by': '共有した人',
   'bg.title': '緊急閲覧', 'bg.warning': '共有も同意もない患者のデータを、救急の必要があるときだけ開けます。すべての閲覧は記録され、患者の施設の管理者が確認します。',
@@ -79,9 +87,10 @@ const ja = {
   'gw.waiting': '送信待ち', 'gw.oldest': '最も古い待ち', 'gw.sent': '最終送信', 'gw.state': '状態', 'gw.count': '{n} 件({s} 検査)',
   'gw.health.ok': '正常', 'gw.health.silent': '連絡が途絶えています', 'gw.health.backlog': '送信が滞っています', 'gw.health.failing': '送れない画像があります',
   'gw.health.revoked': 'トークン失効',
-  'admin.title': '管理', 'admin.reviews': '緊急閲覧の確認待ち', 'admin.review.note': '確認結果', 'admin.review.submit': '確認済みにする',
+  'admin.title': '管理', 'admin.reviews': '緊急閲覧の確認待ち', 'admin.review.note': '確認結果', 'admin.review.reason': '理由', 'admin.review.submit': '確認済みにする',
   'admin.audit': '監査証跡(最近の200件)', 'audit.time': '日時', 'audit.actor': '誰が', 'audit.action': '操作', 'audit.patient': '患者',
-  'audit.detail': '内容', 'audit.outcome': '結果',
+  'audit.detail': '内容', 'audit.outcome': '結果', 'outcome.success': '成功', 'outcome.failure': '失敗',
+  'actor.user': '利用者', 'actor.token': 'APIトークン', 'actor.ae': 'DICOM機器', 'actor.system': 'システム', 'actor.share-link': '共有リンク',
   'my.studies': '私の検査', 'my.log': '私のデータを見た記録', 'my.log.hint': 'どの施設の、どの職種の人が、いつ、何のために見たかを表示します。',
   'log.institution': '施設', 'log.role': '職種', 'log.action': '操作', 'log.purpose': '目的', 'log.self': '(ご本人)',
   'role.physician': '医師', 'role.radiologist': '放射線科医', 'role.nurse': '看護師', 'role.clerk': '地域連携室',
@@ -105,7 +114,7 @@ const ja = {
   'dir.capacity.done': '受け入れ状況を更新しました', 'dir.profile.edit': '施設の情報を直す', 'dir.profile.save': '保存する',
   'dir.profile.done': '施設の情報を保存しました', 'dir.contact.name': '地域連携室の担当', 'dir.contact.phone': '地域連携室の電話',
   'dir.contact.fax': '地域連携室のFAX', 'dir.contact.email': '地域連携室のメール', 'dir.lat': '緯度', 'dir.lon': '経度',
-  'dir.pick.title': 'どの患者さんの紹介ですか', 'dir.pick.hint': '当院の患者IDを入れてください。次の画面で紹介先が選ばれた紹介状を書けます。',
+  'dir.pick.title': 'どの患者さんの紹介ですか', 'em.pick.title': 'どの患者さんの搬送ですか', 'pick.hint': '当院の患者IDを入れてください。', 'dir.pick.hint': '当院の患者IDを入れてください。次の画面で紹介先が選ばれた紹介状を書けます。',
   'dir.pick.next': '次へ', 'dir.pick.none': 'その患者IDの検査が当院にありません',
   'nav.emergency': '救急', 'em.title': '救急搬送', 'em.intro': '搬送の連絡が届くと、音と通知でお知らせします。画像・アレルギー・処方は到着前に見られます。',
   'em.incoming': '受け入れ依頼', 'em.outgoing': 'こちらから連絡した搬送', 'em.none': 'いまはありません', 'em.eta.in': '到着まで{n}分', 'em.eta.late': '予定を{n}分過ぎています',
@@ -118,7 +127,7 @@ const ja = {
   'ref.status.arrived': '到着', 'ref.status.closed': '終了', 'ref.kind.emergency': '救急搬送',
   'nav.consults': '相談', 'con.title': '相談(同じ画像を見ながら話す)', 'con.intro': '画像を開いて「相談を始める」を押し、相手を招待します。操作している人の画面が全員に映ります。',
   'con.none': '相談はまだありません', 'con.untitled': '相談', 'con.start': '相談を始める', 'con.say': 'メッセージ', 'con.send': '送る',
-  'con.invite': '招待する', 'con.invite.login': '相手のログイン名', 'con.invited': '{login} さんを招待しました', 'con.voice': '音声をつなぐ',
+  'con.invite': '招待する', 'con.invite.login': '相手のログイン名', 'con.invited': '{login} さんを招待しました', 'con.invite.none': 'ログイン名「{login}」の職員が見つかりません。施設の部分まで入れてください(例: tanaka@chuo-hospital)。', 'con.voice': '音声をつなぐ',
   'con.voice.off': '音声を切る', 'con.nomic': 'マイクが使えません(ブラウザの許可を確認してください)', 'con.chat': 'チャット',
   'con.driving': '(操作中)', 'con.you.drive': 'あなたが操作しています。', 'con.grant': '{name} さんに操作を渡す', 'con.request': '操作を代わってもらう',
   'con.closed': '相談との接続が切れました。ページを開き直してください。', 'tool.arrow': '矢印', 'tool.circle': '丸', 'tool.pointer': 'ポインター',
@@ -271,6 +280,9 @@ const en = {
   'login.second': 'Second step', 'login.totp': 'The 6-digit code in your authenticator app', 'login.totp.submit': 'Confirm',
   'login.key': 'Use a security key', 'login.key.hint': 'Insert your key and touch it when it blinks.',
   'login.recovery': 'Use a recovery code', 'login.recovery.code': 'Recovery code',
+  'login.wrong': 'The login name or the password is wrong. Please try again.', 'login.code.wrong': 'The code is wrong or was already used. Enter the new code your authenticator app shows.',
+  'login.recovery.wrong': 'The recovery code is wrong or was already used.', 'login.toomany': 'Too many login attempts. Wait a minute and try again.',
+  'login.locked': 'After too many failed attempts this account is locked until {time}. Try again then, or ask your administrator.',
   'enrol.title': 'Set up your second step', 'enrol.intro': 'Logging in needs your password and an authenticator app or a security key.',
   'enrol.app': 'Use an authenticator app (smartphone)', 'enrol.app.scan': 'Scan this QR code with your authenticator app and enter the 6-digit code it shows.',
   'enrol.app.key': 'If it cannot scan, type this key:', 'enrol.key': 'Use a security key (for wards without phones)',
@@ -283,7 +295,11 @@ const en = {
   'enrol.continue': 'Continue',
   'password.title': 'Please change your password', 'password.hint': 'At least 10 characters, without your login or name.',
   'password.current': 'Current password (the one you were given)', 'password.new': 'New password', 'password.again': 'Again',
-  'password.mismatch': 'The new passwords differ.', 'password.submit': 'Change',
+  'password.mismatch': 'The new passwords differ.',
+  'password.current.wrong': 'The current password is wrong.', 'password.short': 'The password must be at least {n} characters long.', 'password.long': 'The password must be at most 256 characters long.',
+  'password.common': 'This password is among the most used ones. Please choose another.', 'password.repeats': 'The password repeats too few different characters. Mix in others.',
+  'password.personal': 'The password must not contain your login or name.', 'password.same': 'The new password must differ from the current one.',
+  'password.submit': 'Change',
   'studies.title': 'Studies', 'search.name': 'Patient name (kanji, kana or Latin)', 'search.id': 'Patient ID', 'search.birth': 'Birth date',
   'search.from': 'Study date from', 'search.to': 'Study date to', 'search.modality': 'Modality', 'search.institution': 'Institution',
   'search.any': 'Any', 'search.submit': 'Search', 'search.clear': 'Clear',
@@ -305,6 +321,7 @@ const en = {
   'share.submit': 'Share', 'share.done': 'Shared.', 'share.cancel': 'Cancel',
   'share.consent': "No consent of this patient is recorded. Record the patient's consent first.",
   'shares.title': 'Shares', 'shares.in': 'Shared with us', 'shares.out': 'Shared by us', 'shares.none': 'None.',
+  'shares.revoke.confirm': 'Stop sharing patient ID {patient} with {to}? They will no longer see this patient\'s data.', 'shares.studies': '{n} stud(ies)', 'shares.all': 'all studies', 'shares.user': 'one person',
   'shares.revoke': 'Stop sharing', 'shares.revoked': 'revoked', 'shares.expired': 'expired', 'shares.patient': 'Patient',
   'shares.from': 'From', 'shares.to': 'To', 'shares.purpose': 'Purpose', 'shares.until': 'Until', 'shares.by': 'Shared by',
   'bg.title': 'Emergency access', 'bg.warning': "Opens a patient's data without share or consent, only when an emergency needs it. Every look is recorded and reviewed by the patient's institution.",
@@ -317,9 +334,10 @@ const en = {
   'gw.waiting': 'Waiting', 'gw.oldest': 'Oldest waiting', 'gw.sent': 'Last sent', 'gw.state': 'State', 'gw.count': '{n} images ({s} studies)',
   'gw.health.ok': 'OK', 'gw.health.silent': 'Not heard from', 'gw.health.backlog': 'Sending is stuck', 'gw.health.failing': 'Some images refused',
   'gw.health.revoked': 'Token revoked',
-  'admin.title': 'Admin', 'admin.reviews': 'Emergency accesses to review', 'admin.review.note': 'Finding', 'admin.review.submit': 'Mark reviewed',
+  'admin.title': 'Admin', 'admin.reviews': 'Emergency accesses to review', 'admin.review.note': 'Finding', 'admin.review.reason': 'Reason', 'admin.review.submit': 'Mark reviewed',
   'admin.audit': 'Audit trail (latest 200)', 'audit.time': 'When', 'audit.actor': 'Who', 'audit.action': 'What', 'audit.patient': 'Patient',
-  'audit.detail': 'Detail', 'audit.outcome': 'Outcome',
+  'audit.detail': 'Detail', 'audit.outcome': 'Outcome', 'outcome.success': 'done', 'outcome.failure': 'failed',
+  'actor.user': 'user', 'actor.token': 'API token', 'actor.ae': 'DICOM device', 'actor.system': 'system', 'actor.share-link': 'share link',
   'my.studies': 'My studies', 'my.log': 'Who looked at my data', 'my.log.hint': 'Which institution, which role, when and why.',
   'log.institution': 'Institution', 'log.role': 'Role', 'log.action': 'What', 'log.purpose': 'Purpose', 'log.self': '(you)',
   'role.physician': 'physician', 'role.radiologist': 'radiologist', 'role.nurse': 'nurse', 'role.clerk': 'liaison office',
@@ -343,7 +361,7 @@ const en = {
   'dir.capacity.done': 'Capacity updated', 'dir.profile.edit': 'Edit the profile', 'dir.profile.save': 'Save',
   'dir.profile.done': 'Profile saved', 'dir.contact.name': 'Liaison contact', 'dir.contact.phone': 'Liaison phone',
   'dir.contact.fax': 'Liaison fax', 'dir.contact.email': 'Liaison e-mail', 'dir.lat': 'Latitude', 'dir.lon': 'Longitude',
-  'dir.pick.title': 'Which patient is it for?', 'dir.pick.hint': 'Enter your patient ID. The next page is the letter, addressed to this institution.',
+  'dir.pick.title': 'Which patient is it for?', 'em.pick.title': 'Which patient is being transferred?', 'pick.hint': 'Enter the patient ID used at your institution.', 'dir.pick.hint': 'Enter your patient ID. The next page is the letter, addressed to this institution.',
   'dir.pick.next': 'Next', 'dir.pick.none': 'No study of that patient ID at your institution',
   'nav.emergency': 'Emergency', 'em.title': 'Emergency transfers', 'em.intro': 'A new transfer is announced with a sound and a notification. Images, allergies and medications can be read before the patient arrives.',
   'em.incoming': 'Coming in', 'em.outgoing': 'Transfers you announced', 'em.none': 'None now', 'em.eta.in': 'arriving in {n} min', 'em.eta.late': '{n} min late',
@@ -356,7 +374,7 @@ const en = {
   'ref.status.arrived': 'Arrived', 'ref.status.closed': 'Closed', 'ref.kind.emergency': 'Emergency transfer',
   'nav.consults': 'Consults', 'con.title': 'Consults (the same images, together)', 'con.intro': 'Open a study and press "Start a consult", then invite. Everyone sees what the person in control shows.',
   'con.none': 'No consults yet', 'con.untitled': 'Consult', 'con.start': 'Start a consult', 'con.say': 'Message', 'con.send': 'Send',
-  'con.invite': 'Invite', 'con.invite.login': 'their login', 'con.invited': '{login} was invited', 'con.voice': 'Start voice',
+  'con.invite': 'Invite', 'con.invite.login': 'their login', 'con.invited': '{login} was invited', 'con.invite.none': 'No staff member has the login "{login}". Type the whole login, with the institution (e.g. tanaka@chuo-hospital).', 'con.voice': 'Start voice',
   'con.voice.off': 'End voice', 'con.nomic': 'No microphone (check the browser\'s permission)', 'con.chat': 'Chat',
   'con.driving': '(in control)', 'con.you.drive': 'You are in control.', 'con.grant': 'Hand control to {name}', 'con.request': 'Ask for control',
   'con.closed': 'The consult\'s connection ended. Please open the page again.', 'tool.arrow': 'Arrow', 'tool.circle': 'Circle', 'tool.pointer': 'Pointer',
@@ -494,10 +512,25 @@ export function t(key, vars = {}) {
 }
 
 // date formats a DICOM date (YYYYMMDD) or an ISO time for the current language: 2026年11月27日 or 27 Nov 2026.
+// The region's fixed words (bed functions, equipment, ward kinds, what an institution accepts) are the directory's
+// codes, stored in Japanese (renkei.CareFunctions, EquipmentKinds, WardKinds, ReferralAcceptances); term gives an
+// English reader their English name, and a word it does not know as it is.
+const termsEn = {
+  '高度急性期': 'Advanced acute', '急性期': 'Acute', '回復期': 'Recovery', '慢性期': 'Chronic', '在宅': 'Home care', '介護': 'Nursing care',
+  '血管造影': 'Angiography', '透析': 'Dialysis', '内視鏡': 'Endoscopy', 'マンモグラフィ': 'Mammography', '放射線治療': 'Radiotherapy',
+  'ヘリポート': 'Helipad', '一般': 'General', '回復期リハビリテーション': 'Convalescent rehabilitation', '地域包括ケア': 'Community care',
+  '療養': 'Long-term care', '精神': 'Psychiatric', '紹介': 'Referrals', '救急': 'Emergencies', '読影依頼': 'Reading requests',
+  '転院': 'Transfers', '在宅移行': 'Discharge home', 'レスパイト': 'Respite care', '介護施設入所': 'Care home admission',
+};
+export function term(v) { return lang === 'en' ? termsEn[v] || v : v; }
+
 export function date(v, withTime = false) {
   if (!v) return '';
   let d;
-  if (/^\d{8}$/.test(v)) d = new Date(+v.slice(0, 4), +v.slice(4, 6) - 1, +v.slice(6, 8));
+  // A day without a time (DICOM's 20261203, a form's 2026-12-03) is that day here: new Date('2026-12-03') would be
+  // midnight UTC, the day before west of Greenwich.
+  const day = /^(\d{4})-?(\d{2})-?(\d{2})$/.exec(v);
+  if (day) d = new Date(+day[1], +day[2] - 1, +day[3]);
   else d = new Date(v);
   if (isNaN(d)) return v;
   const opts = { year: 'numeric', month: lang === 'ja' ? 'long' : 'short', day: 'numeric' };

@@ -39,7 +39,7 @@ export async function referralsPage(ui, query) {
     h('td', {}, dir === 'in' ? instName(insts, r.fromInstitution, r.fromName) : instName(insts, r.toInstitution, r.toName),
       h('div', { class: 'muted' }, dir === 'in' ? r.fromUser : [r.toDepartment, r.toDoctor].filter(Boolean).join(' '))),
     h('td', {}, h('span', { class: 'badge' }, t('ref.kind.' + r.kind)), ' ', r.letter.purpose || '', h('div', { class: 'muted' }, r.letter.diagnosis || '')),
-    h('td', {}, date(r.updatedAt, true), r.appointment ? h('div', {}, t('ref.appointment'), ' ', r.appointment) : ''));
+    h('td', {}, date(r.updatedAt, true), r.appointment ? h('div', {}, t('ref.appointment'), ' ', date(r.appointment)) : ''));
   const heads = (dir) => ['ref.col.status', 'ref.col.patient', dir === 'in' ? 'ref.col.from' : 'ref.col.to', 'ref.col.purpose', 'ref.col.updated'];
   const table = (list, dir) => (list.length === 0 ? h('p', { class: 'muted', id: `referrals-${dir}-none` }, t('ref.none'))
     : h('table', { class: 'referrals', id: `referrals-${dir}` }, h('thead', {}, h('tr', {}, heads(dir).map((k) => h('th', {}, t(k))))),
@@ -57,6 +57,7 @@ export async function referralsPage(ui, query) {
   }
   ui.show(h('h1', {}, t('ref.title')), worklist,
     h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'referrals-all', href: all ? '#/referrals' : '#/referrals?all=1' }, all ? t('ref.show.open') : t('ref.show.all'))),
+    h('div', { class: 'actions' }, h('a', { class: 'button', id: 'referral-new', href: '#/referral/new' }, t('ref.write'))),
     h('p', { class: 'muted' }, t('ref.new.hint')),
     h('h2', {}, t('ref.in')), table(incoming, 'in'), h('h2', {}, t('ref.out')), table(outgoing, 'out'));
 }
@@ -151,9 +152,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
         if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
         throw e;
       }
-      ui.message(t('ref.sent'), 'info');
-    } else ui.message(t('ref.saved'), 'info');
-    ui.route(`#/referral/${r.id}`);
+    }
+    ui.route(`#/referral/${r.id}`, send ? t('ref.sent') : t('ref.saved'));
   });
   form.addEventListener('submit', (ev) => { ev.preventDefault(); submit(false); });
   ui.show(form);
@@ -177,8 +177,7 @@ export async function correctionForm(ui, r) {
       if (!['cancelled', 'declined'].includes(now.status)) throw e;
       throw new Error(t('ref.correct.ended.' + now.status));
     }
-    ui.message(t('ref.correct.done'), 'info');
-    ui.route(`#/referral/${r.id}`);
+    ui.route(`#/referral/${r.id}`, t('ref.correct.done'));
   }); });
   ui.show(form);
 }
@@ -262,7 +261,7 @@ export async function referralPage(ui, id) {
   }
   const who = (x) => instName(insts, x);
   const timeline = h('ol', { class: 'timeline', id: 'referral-timeline' }, (r.events || []).map((e) => h('li', { 'data-status': e.status },
-    h('strong', {}, t('ref.status.' + e.status)), ' ', date(e.at, true), h('div', { class: 'muted' }, `${e.by}・${who(e.institution)}`, e.note ? ` ・ ${e.note}` : ''))));
+    h('strong', {}, t('ref.status.' + e.status)), ' ', date(e.at, true), h('div', { class: 'muted' }, `${e.by}・${who(e.institution)}`, e.note ? ` ・ ${/^\d{4}-\d{2}-\d{2}$/.test(e.note) ? date(e.note) : e.note}` : ''))));
   // Each attached study by date, modality and description (its UID only if the caller may no longer see it).
   const about = await Promise.all(r.studies.map((uid) => api('GET', `/api/studies?limit=1&studyUID=${encodeURIComponent(uid)}&institution=${encodeURIComponent(r.fromInstitution)}`)
     .then((l) => l[0]).catch(() => null)));
@@ -284,7 +283,7 @@ export async function referralPage(ui, id) {
     h('p', { class: 'lead' }, h('strong', { id: 'referral-patient' }, personName(r.patientName) || r.patientId), ` ID ${r.patientId}`,
       r.patientBirthDate ? ` ・ ${date(r.patientBirthDate)}` : ''),
     h('p', {}, `${who(r.fromInstitution)}(${r.fromUser})→ ${who(r.toInstitution)} ${r.toDepartment || ''} ${r.toDoctor || ''}`,
-      r.appointment ? h('strong', { id: 'referral-appointment' }, ` ・ ${t('ref.appointment')} ${r.appointment}`) : '',
+      r.appointment ? h('strong', { id: 'referral-appointment' }, ` ・ ${t('ref.appointment')} ${date(r.appointment)}`) : '',
       r.declineReason ? h('div', { class: 'warning' }, t('ref.declined.because'), ' ', r.declineReason) : ''),
     actions.childNodes.length ? actions : '',
     h('div', { class: 'card' }, h('h2', {}, t('ref.letter'), r.version > 1 ? ` (${t('ref.version', { n: r.version })})` : ''),
@@ -395,6 +394,6 @@ export async function recordPanel(ui, institution, issuer, patientId, own) {
     h('h3', {}, t('record.conditions')), list(rec.conditions, 'conditions', (c) => [h('strong', {}, c.name), c.suspected ? ` (${t('record.suspected')})` : '']),
     mayWrite ? addCond : '',
     h('h3', {}, t('record.documents')), list(rec.documents, 'documents', (d) => [h('a', { href: `/api/documents/${d.id}`, target: '_blank', rel: 'noopener' }, d.title),
-      ` ${t('doc.' + d.kind)}`, d.date ? ` ・ ${d.date}` : '']),
+      ` ${t('doc.' + d.kind)}`, d.date ? ` ・ ${date(d.date)}` : '']),
     mayWrite ? addDoc : '');
 }
