@@ -65,71 +65,14 @@ func TestWithdrawWhileLinking(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		var release func()
-		queued := func() int { return 0 }
-		if strings.HasPrefix(target, "postgres") {
-			raw, err := sql.Open("pgx", target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			hold, err := raw.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer hold.Rollback()
-			if _, err := hold.ExecContext(ctx, `SELECT 1 FROM patient_links WHERE patient_pk = $1 FOR UPDATE`, hp.PK); err != nil {
-				t.Fatal(err)
-			}
-			release = func() {
-				if err := hold.Commit(); err != nil {
-					t.Error(err)
-				}
-			}
-			queued = func() int {
-				var n int
-				if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-					AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
-		}
-		var wg sync.WaitGroup
 		var linkErr, withdrawErr error
-		withdrawn := make(chan struct{})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, linkErr = db.Link(ctx, hp.PK, lp.PK, "admin@region", &renkei.AuditEvent{Actor: "admin@region", Action: renkei.ActionAdmin})
-		}()
-		if release == nil {
-			wg.Wait()
-		} else {
-			for deadline := time.Now().Add(5 * time.Second); queued() < 1; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("Link did not queue on the hospital's link row")
-				}
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(withdrawn)
-			withdrawErr = db.WithdrawConsent(ctx, wide, clinic.PK, "clerk", &renkei.AuditEvent{Actor: "clerk", Action: renkei.ActionAdmin, Detail: "withdrawal"})
-		}()
-		if release != nil {
-			// The withdrawal either ran through (it saw no link to end) or waits for Link.
-			for deadline := time.Now().Add(5 * time.Second); queued() < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-				select {
-				case <-withdrawn:
-					deadline = time.Time{}
-				default:
-				}
-			}
-			release()
-		}
-		wg.Wait()
+		raceAfterHold(t, target, `SELECT 1 FROM patient_links WHERE patient_pk = $1 FOR UPDATE`, []any{hp.PK},
+			func() {
+				_, linkErr = db.Link(ctx, hp.PK, lp.PK, "admin@region", &renkei.AuditEvent{Actor: "admin@region", Action: renkei.ActionAdmin})
+			},
+			func() {
+				withdrawErr = db.WithdrawConsent(ctx, wide, clinic.PK, "clerk", &renkei.AuditEvent{Actor: "clerk", Action: renkei.ActionAdmin, Detail: "withdrawal"})
+			})
 		if withdrawErr != nil {
 			t.Fatalf("WithdrawConsent: %v", withdrawErr)
 		}
@@ -163,78 +106,21 @@ func TestWithdrawWhileSharing(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var release func()
-				waiting := func() int { return 0 }
-				if strings.HasPrefix(target, "postgres") {
-					raw, err := sql.Open("pgx", target)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer raw.Close()
-					hold, err := raw.BeginTx(ctx, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer hold.Rollback()
-					if _, err := hold.ExecContext(ctx, `SELECT 1 FROM patients WHERE pk = $1 FOR UPDATE`, lp.PK); err != nil {
-						t.Fatal(err)
-					}
-					release = func() {
-						if err := hold.Commit(); err != nil {
-							t.Error(err)
-						}
-					}
-					waiting = func() int {
-						var n int
-						if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-							AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
-							t.Fatal(err)
-						}
-						return n
-					}
-				}
-				var wg sync.WaitGroup
 				var createErr, withdrawErr error
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					ev := &renkei.AuditEvent{Actor: "kita@kita-clinic", Action: renkei.ActionShare}
-					if kind == "share" {
-						createErr = db.CreateShare(ctx, &renkei.Share{FromInstitution: clinic.PK, Patient: p1, ToInstitution: hosp.PK,
-							Purpose: renkei.PurposeReferral, ExpiresAt: time.Now().Add(time.Hour)}, ev)
-					} else {
-						createErr = db.CreateShareLink(ctx, &renkei.ShareLink{Institution: clinic.PK, Patient: p1, TokenHash: "t", PINHash: "p",
-							ExpiresAt: time.Now().Add(time.Hour)}, ev)
-					}
-				}()
-				if release == nil {
-					wg.Wait()
-				} else {
-					for deadline := time.Now().Add(5 * time.Second); waiting() < 1; time.Sleep(5 * time.Millisecond) {
-						if time.Now().After(deadline) {
-							t.Fatal("the share did not wait on the patient's row")
+				raceAfterHold(t, target, `SELECT 1 FROM patients WHERE pk = $1 FOR UPDATE`, []any{lp.PK},
+					func() {
+						ev := &renkei.AuditEvent{Actor: "kita@kita-clinic", Action: renkei.ActionShare}
+						if kind == "share" {
+							createErr = db.CreateShare(ctx, &renkei.Share{FromInstitution: clinic.PK, Patient: p1, ToInstitution: hosp.PK,
+								Purpose: renkei.PurposeReferral, ExpiresAt: time.Now().Add(time.Hour)}, ev)
+						} else {
+							createErr = db.CreateShareLink(ctx, &renkei.ShareLink{Institution: clinic.PK, Patient: p1, TokenHash: "t", PINHash: "p",
+								ExpiresAt: time.Now().Add(time.Hour)}, ev)
 						}
-					}
-				}
-				withdrawn := make(chan struct{})
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer close(withdrawn)
-					withdrawErr = db.WithdrawConsent(ctx, rc.ID, clinic.PK, "clerk", &renkei.AuditEvent{Actor: "clerk", Action: renkei.ActionAdmin, Detail: "withdrawal"})
-				}()
-				if release != nil {
-					// The withdrawal either ran through (the old order: it saw no share yet) or waits for the share.
-					for deadline := time.Now().Add(5 * time.Second); waiting() < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-						select {
-						case <-withdrawn:
-							deadline = time.Time{}
-						default:
-						}
-					}
-					release()
-				}
-				wg.Wait()
+					},
+					func() {
+						withdrawErr = db.WithdrawConsent(ctx, rc.ID, clinic.PK, "clerk", &renkei.AuditEvent{Actor: "clerk", Action: renkei.ActionAdmin, Detail: "withdrawal"})
+					})
 				if withdrawErr != nil {
 					t.Fatalf("WithdrawConsent: %v", withdrawErr)
 				}
@@ -264,4 +150,61 @@ func TestWithdrawWhileSharing(t *testing.T) {
 			})
 		})
 	}
+}
+
+// raceAfterHold runs first, then second, so that on PostgreSQL first has done its reads and waits to write when
+// second runs: a second session holds the rows lockQuery (… FOR UPDATE, $1…) locks, first is started and waits on
+// them, second is started and either runs through or waits too, and then the rows are let go. On SQLite, which takes
+// its write lock at BEGIN, first runs to its end before second starts: there is no such interleaving to arrange.
+func raceAfterHold(t *testing.T, target, lockQuery string, args []any, first, second func()) {
+	t.Helper()
+	if !strings.HasPrefix(target, "postgres") {
+		first()
+		second()
+		return
+	}
+	ctx := context.Background()
+	raw, err := sql.Open("pgx", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	hold, err := raw.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback()
+	if _, err := hold.ExecContext(ctx, lockQuery, args...); err != nil {
+		t.Fatal(err)
+	}
+	waiting := func() int {
+		var n int
+		if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+			AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); first() }()
+	for deadline := time.Now().Add(5 * time.Second); waiting() < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first operation did not wait on the held rows")
+		}
+	}
+	secondDone := make(chan struct{})
+	go func() { defer wg.Done(); defer close(secondDone); second() }()
+	// The second either runs through or waits for the first.
+	for deadline := time.Now().Add(5 * time.Second); waiting() < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		select {
+		case <-secondDone:
+			deadline = time.Time{}
+		default:
+		}
+	}
+	if err := hold.Commit(); err != nil {
+		t.Error(err)
+	}
+	wg.Wait()
 }
