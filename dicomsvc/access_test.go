@@ -3,7 +3,6 @@ package dicomsvc_test
 import (
 	"context"
 	"errors"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -195,14 +194,7 @@ func TestMoveAcceptAnyOtherInstitution(t *testing.T) {
 	e.register(renkei.AE{Title: "HOSPPACS", Host: "127.0.0.1", Port: freePort(t), Institution: hospital.ID, InstitutionPK: hospital.PK})
 	// The clinic's own PACS, listening.
 	got := &getStore{got: map[string]parsed{}}
-	pacs := &dimse.Server{AETitle: "CLINICPACS", Handlers: dimse.Handlers{Store: got}, Logger: testLogger()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go pacs.Serve(ln)
-	t.Cleanup(func() { pacs.Close() })
-	e.register(renkei.AE{Title: "CLINICPACS", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+	e.storePeer(t, renkei.AE{Title: "CLINICPACS"}, got)
 
 	move := func(dest string) dimse.RetrieveResult {
 		t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,14 +143,7 @@ func TestRetrieveTrashedMeanwhile(t *testing.T) {
 			var res dimse.RetrieveResult
 			var err error
 			if tc.move {
-				srv := &dimse.Server{AETitle: "DEST", Handlers: dimse.Handlers{Store: store}, Logger: testLogger()}
-				ln, lerr := net.Listen("tcp", "127.0.0.1:0")
-				if lerr != nil {
-					t.Fatal(lerr)
-				}
-				go srv.Serve(ln)
-				defer srv.Close()
-				e.register(renkei.AE{Title: "DEST", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+				e.storePeer(t, renkei.AE{Title: "DEST"}, store)
 				a, derr := dimse.Dial(context.Background(), e.addr, "MOVESCU", "RENKEI", []dimse.PresentationContext{
 					{AbstractSyntax: dimse.StudyRootQueryRetrieveInformationModelMove, TransferSyntaxes: []string{dicom.ExplicitVRLittleEndian}}})
 				if derr != nil {
@@ -247,14 +239,7 @@ func TestMovescuTrashedMeanwhile(t *testing.T) {
 		}
 		clk.Advance(time.Second)
 	}
-	srv := &dimse.Server{AETitle: "DEST", Handlers: dimse.Handlers{Store: store}, Logger: testLogger()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	defer srv.Close()
-	e.register(renkei.AE{Title: "DEST", Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port})
+	e.storePeer(t, renkei.AE{Title: "DEST"}, store)
 	// movescu exits with 68 on a final warning status.
 	out, _ := runErr("movescu", "-v", "-S", "-aec", "RENKEI", "-aem", "DEST", "-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID="+study, e.host, e.port)
 	if !strings.Contains(out, "Received Final Move Response (Warning: SubOperationsCompleteOneOrMoreFailures)") {

@@ -70,6 +70,21 @@ func (e *env) ctx() context.Context {
 		Institution: e.clinic, Role: renkei.InstitutionAdmin, Write: true})
 }
 
+// storePeer starts a Storage SCP with ae's title on loopback, receiving with store, registers ae with its port (as
+// register does), and stops it when the test ends.
+func (e *env) storePeer(t testing.TB, ae renkei.AE, store dimse.StoreHandler) {
+	t.Helper()
+	srv := &dimse.Server{AETitle: ae.Title, Handlers: dimse.Handlers{Store: store}, Logger: testLogger()}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	ae.Host, ae.Port = "127.0.0.1", ln.Addr().(*net.TCPAddr).Port
+	e.register(ae)
+}
+
 // register adds an AE to the registry, as one of the clinic's unless it names another institution.
 func (e *env) register(ae renkei.AE) {
 	if ae.InstitutionPK == 0 {
