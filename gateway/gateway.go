@@ -153,7 +153,8 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if !ok {
-		return fmt.Errorf("another gateway runs with the spool %s (it holds %s/lock)", cfg.Spool, cfg.Spool)
+		return fmt.Errorf("the spool %s is in use: another gateway runs with it, or a renkei gateway retry/discard/parked "+
+			"command has held it for over 10 s (%s/lock); stop the other process and start again", cfg.Spool, cfg.Spool)
 	}
 	defer unlock()
 	sp, err := Open(cfg.Spool, cfg.Reserve)

@@ -144,8 +144,9 @@ func (s *Spool) Parked(study string) ([]Entry, error) {
 }
 
 // Unpark puts the parked instances of one study (or, with "", of all) back in the queue, to be sent at once with a
-// fresh count of refusals, and returns them. Each sidecar is rewritten atomically: a crash leaves each instance
-// either parked or queued.
+// fresh count of refusals, and returns them. Each sidecar is rewritten atomically and the change is flushed before
+// Unpark returns: a crash before leaves each instance either parked or queued, and after it none comes back parked
+// that the operator was told is queued again.
 func (s *Spool) Unpark(study string) ([]Entry, error) {
 	parked, err := s.Parked(study)
 	if err != nil {
@@ -154,13 +155,18 @@ func (s *Spool) Unpark(study string) ([]Entry, error) {
 	var done []Entry
 	for _, e := range parked {
 		e.Parked, e.ParkedKind, e.Refusals, e.NextAttempt = time.Time{}, "", 0, time.Time{}
-		if err := s.Update(e); err != nil {
+		if err := s.update(e, true); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				continue
 			}
 			return done, fmt.Errorf("spool: queue %s again: %w", e.Key, err)
 		}
 		done = append(done, e)
+	}
+	if len(done) > 0 {
+		if err := s.syncObjects(); err != nil {
+			return done, err
+		}
 	}
 	return done, nil
 }
@@ -335,6 +341,16 @@ func (s *Spool) apply(a Action, log *slog.Logger) ActionResult {
 		if a.Action == "retry" {
 			res.Entries, err = s.Unpark(a.Study)
 		} else {
+			// What is about to be deleted is in the audit log first: a crash during the deletion leaves a trace
+			// of who deleted what, and the line after it says what was deleted.
+			if parked, perr := s.Parked(a.Study); perr == nil && len(parked) > 0 {
+				sops := make([]string, len(parked))
+				for i, e := range parked {
+					sops[i] = e.SOPInstanceUID
+				}
+				auditLine(filepath.Join(s.Dir, "audit.log"), log, map[string]any{"action": "discard-begin", "study": a.Study, "by": a.By,
+					"instances": len(parked), "sopInstances": sops})
+			}
 			res.Entries, err = s.Discard(a.Study)
 		}
 	}

@@ -258,6 +258,11 @@ func TestUploaderParks(t *testing.T) {
 			t.Errorf("the audit log has no %s:\n%s", want, log)
 		}
 	}
+	// The discard's intent, naming what it will delete, is logged before the deletion (a crash in between leaves it).
+	begin, end := strings.Index(string(log), `"action":"discard-begin"`), strings.Index(string(log), `"action":"discard"`)
+	if begin < 0 || begin > end || !strings.Contains(string(log)[begin:end], sops["invalid"][0]) {
+		t.Errorf("the audit log does not name what the discard deletes before it deletes it:\n%s", log)
+	}
 	cancel()
 
 	// A restarted gateway (a new Open) finds them parked still; a lost sidecar queues its instance again (safe).

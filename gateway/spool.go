@@ -305,13 +305,17 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 
 // Update rewrites an entry's sidecar (attempts, last error). It is atomic but not fsynced: losing an update to a
 // crash only forgets a count.
-func (s *Spool) Update(e Entry) error {
+func (s *Spool) Update(e Entry) error { return s.update(e, false) }
+
+// update is Update; with durable the sidecar's bytes are flushed too (its name is made durable by the caller's
+// syncObjects), for a change a person was told about (an operator's retry).
+func (s *Spool) update(e Entry, durable bool) error {
 	s.kmu.Lock()
 	defer s.kmu.Unlock()
 	if _, err := os.Stat(s.path(e.Key)); err != nil {
 		return err // removed meanwhile: do not resurrect a sidecar
 	}
-	if err := s.writeSidecar(e, false); err != nil {
+	if err := s.writeSidecar(e, durable); err != nil {
 		return err
 	}
 	s.indexed(func(m map[string]Entry) {
