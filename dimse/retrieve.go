@@ -136,10 +136,16 @@ func (a *Association) retrieve(ctx context.Context, m *message) response {
 		st, err := a.subOperation(ctx, target, o, m.cmd.MessageID)
 		counts.Remaining--
 		switch {
-		case err != nil || st.IsFailure():
+		case err != nil:
+			// Not sent, or no answer: there is no status of the destination's to report (the instance could not be
+			// opened, was trashed meanwhile, or the association failed).
 			counts.Failed++
 			failed = append(failed, inst.SOPInstanceUID)
-			a.log.Info("dimse retrieve sub-operation failed", "sop_instance", inst.SOPInstanceUID, "status", st, "err", err)
+			a.log.Info("dimse retrieve sub-operation failed", "sop_instance", inst.SOPInstanceUID, "err", err)
+		case st.IsFailure():
+			counts.Failed++
+			failed = append(failed, inst.SOPInstanceUID)
+			a.log.Info("dimse retrieve sub-operation refused by the destination", "sop_instance", inst.SOPInstanceUID, "status", st)
 		case st.IsWarning():
 			counts.Warning++
 		default:
