@@ -154,7 +154,7 @@ func (c *crashRun) check(k int) crashChecked {
 		for i, p := range parts {
 			sum := sha256.Sum256(p)
 			stored[sum] = true
-			sent, ok := l.bySHA[sum]
+			sent, ok := l.bySHA[c.contentKey(p)]
 			switch {
 			case !ok:
 				fail("WADO-RS of study %s: part %d (%d bytes, SHA-256 %x) is not the bytes of any instance sent: a damaged or partial instance", study, i+1, len(p), sum)

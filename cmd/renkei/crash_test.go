@@ -36,11 +36,14 @@ import (
 //
 // RENKEI_CRASH_KILLS sets the number of kills (default 20; 200 for the long run), RENKEI_CRASH_SEED the seed that
 // picks the kill delays and the requests (logged, so a failure can be replayed; thread timing is not replayed).
-func TestCrash(t *testing.T) {
+func TestCrash(t *testing.T) { runCrash(t, false, 20) }
+
+// runCrash is TestCrash, with the clients sending by C-STORE (TestCrashDIMSE) or STOW-RS, and kills the default
+// number of kills.
+func runCrash(t *testing.T, dimse bool, kills int) {
 	if testing.Short() {
 		t.Skip("crash test builds and kills the real binary; skipped with -short")
 	}
-	kills := 20
 	if v := os.Getenv("RENKEI_CRASH_KILLS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -56,7 +59,7 @@ func TestCrash(t *testing.T) {
 		}
 		seed = n
 	}
-	t.Logf("seed %d, %d kills (replay: RENKEI_CRASH_SEED=%d RENKEI_CRASH_KILLS=%d go test ./cmd/renkei -run Crash -v)", seed, kills, seed, kills)
+	t.Logf("seed %d, %d kills (replay: RENKEI_CRASH_SEED=%d RENKEI_CRASH_KILLS=%d go test ./cmd/renkei -run '%s$' -v)", seed, kills, seed, kills, t.Name())
 
 	work := t.TempDir()
 	c := &crashRun{
@@ -68,11 +71,19 @@ func TestCrash(t *testing.T) {
 		logPath: filepath.Join(work, "server.log"),
 		ledger:  newLedger(),
 		blobs:   map[string]bool{},
+		dimse:   dimse,
 	}
 	if err := os.MkdirAll(c.gen, 0o750); err != nil {
 		t.Fatal(err)
 	}
 	c.token = provisionToken(t, c.data)
+	if dimse {
+		var out bytes.Buffer
+		if code := Main(context.Background(), []string{"admin", "ae", "add", crashAE, "--host", "127.0.0.1", "--institution", "test-clinic",
+			"--data", c.data}, &out, &out); code != 0 {
+			t.Fatalf("ae add: %s", out.String())
+		}
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("seed %d; last lines of the server log:\n%s", seed, tail(c.logPath, 40))
@@ -117,6 +128,8 @@ type crashRun struct {
 	ledger  *ledger
 	srv     *crashServer    // the running server, started by the previous round's check
 	blobs   map[string]bool // blob files whose SHA-256 was checked
+	// dimse makes the clients modalities: each batch goes by dcmtk's storescu (C-STORE) instead of STOW-RS.
+	dimse bool
 
 	// leftovers are the new instances of requests in flight at the last kill, per client, resent first.
 	leftovers [crashClients][]*sentInstance
@@ -248,8 +261,26 @@ func (cl *crashClient) loop(ctx context.Context) {
 			}
 		}
 		c.ledger.sending(batch)
-		acked, err := cl.post(batch)
+		post := cl.post
+		if c.dimse {
+			post = cl.store
+		}
+		acked, err := post(batch)
 		cl.stats.requests++
+		// What the server answered success for is acknowledged, even in a batch the kill cut short (C-STORE answers
+		// each instance on its own; STOW-RS answers nothing when cut).
+		bySOP := map[string]*sentInstance{}
+		for _, in := range batch {
+			bySOP[in.sop] = in
+		}
+		if err != nil {
+			for _, sop := range acked {
+				if c.ledger.ack(bySOP[sop], cl.k, cl.id) {
+					cl.stats.resent++
+				}
+			}
+			cl.stats.acked += len(acked)
+		}
 		if err != nil {
 			if cl.killed.Load() {
 				// In flight at the kill: unknown outcome; resend the new instances in the next round.
@@ -303,7 +334,7 @@ func (cl *crashClient) generate() (*sentInstance, error) {
 	if in.bytes, err = os.ReadFile(path); err != nil {
 		return nil, err
 	}
-	in.sha = sha256.Sum256(in.bytes)
+	in.sha = cl.run.contentKey(in.bytes)
 	return in, nil
 }
 
@@ -440,6 +471,7 @@ func (l *ledger) pickAcked(rng *rand.Rand) *sentInstance {
 type crashServer struct {
 	cmd     *exec.Cmd
 	addr    string
+	dimse   string // host:port of its DICOM listener
 	url     string
 	log     *os.File
 	http    *http.Client // for the checks: a hung server fails the test instead of hanging it
@@ -457,13 +489,22 @@ func (c *crashRun) start(run int) *crashServer {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	dimseAddr := "127.0.0.1:0"
+	if c.dimse {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dimseAddr = ln.Addr().String()
+		ln.Close()
+	}
 	log, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(log, "=== run %d (seed %d) on %s\n", run, c.seed, addr)
-	s := &crashServer{addr: addr, url: "http://" + addr + "/dicomweb", log: log, exited: make(chan struct{}), http: &http.Client{Transport: bearer{c.token, http.DefaultTransport}, Timeout: time.Minute}}
-	s.cmd = exec.Command(c.bin, "serve", "--data", c.data, "--http", addr, "--dimse", "127.0.0.1:0", "--log-level", "warn")
+	s := &crashServer{addr: addr, dimse: dimseAddr, url: "http://" + addr + "/dicomweb", log: log, exited: make(chan struct{}), http: &http.Client{Transport: bearer{c.token, http.DefaultTransport}, Timeout: time.Minute}}
+	s.cmd = exec.Command(c.bin, "serve", "--data", c.data, "--http", addr, "--dimse", dimseAddr, "--log-level", "warn")
 	s.cmd.Stdout, s.cmd.Stderr = log, log
 	s.cmd.Env = append(os.Environ(), "RENKEI_DEMO=false")
 	if err := s.cmd.Start(); err != nil {
