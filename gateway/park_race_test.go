@@ -121,17 +121,7 @@ func (h *heldReader) Read(p []byte) (int, error) {
 // 0700, could not be read by the gateway (the command would time out, "did not take the request") nor written by
 // any later command run without sudo.
 func TestActAsRootForTheGatewaysUser(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to act as root on a spool of another user's")
-	}
-	const uid, gid = 65534, 65534 // nobody
-	dir := t.TempDir()
-	if _, err := Open(dir, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
+	dir, uid, gid := spoolOfNobody(t)
 	unlock, ok, err := lockSpool(dir, 0) // the running gateway, which answers nothing here
 	if err != nil || !ok {
 		t.Fatalf("lock: %v %v", ok, err)
@@ -271,17 +261,7 @@ func TestConflictProblemParks(t *testing.T) {
 // has not made the lock file nor its audit log yet: the files the command makes must be the owner's, else that
 // gateway could not open the lock, and would not start, nor write its audit log.
 func TestActAsRootMakesTheLockTheOwners(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root, to act as root on a spool of another user's")
-	}
-	const uid, gid = 65534, 65534 // nobody
-	dir := t.TempDir()
-	if _, err := Open(dir, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(dir, uid, gid); err != nil {
-		t.Fatal(err)
-	}
+	dir, uid, gid := spoolOfNobody(t)
 	if _, err := Act(dir, Action{Action: "discard", Study: "1.2.3", By: "root"}, time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -294,4 +274,21 @@ func TestActAsRootMakesTheLockTheOwners(t *testing.T) {
 			t.Errorf("%s belongs to %d:%d, not to the spool's owner %d:%d: the gateway could not open it", name, st.Uid, st.Gid, uid, gid)
 		}
 	}
+}
+
+// spoolOfNobody makes a spool owned by the user nobody, for a test that acts on it as root (skipped unless root).
+func spoolOfNobody(t *testing.T) (dir string, uid, gid uint32) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to act as root on a spool of another user's")
+	}
+	uid, gid = 65534, 65534 // nobody
+	dir = t.TempDir()
+	if _, err := Open(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
+	}
+	return dir, uid, gid
 }
