@@ -680,9 +680,13 @@ func (s *Server) myAccessLog(w http.ResponseWriter, r *http.Request) {
 		Self        bool      `json:"self"`
 	}
 	out := []entry{}
+	names := map[int64]string{} // one lookup per institution, not per event (a log holds up to 1,000 per linked ID)
 	for _, e := range events {
-		in, _ := s.Store.InstitutionByPK(r.Context(), e.Institution)
-		name := in.Name
+		name, ok := names[e.Institution]
+		if !ok && e.Institution != 0 {
+			in, _ := s.Store.InstitutionByPK(r.Context(), e.Institution)
+			name, names[e.Institution] = in.Name, in.Name
+		}
 		if e.ActorKind == renkei.AEPrincipal {
 			name += " (DICOM " + e.Actor + ")"
 		}

@@ -429,6 +429,12 @@ func TestPatientAccount(t *testing.T) {
 	if st := p.get("/dicomweb/studies/" + r.p2.studyUID + "/metadata"); st != 404 {
 		t.Errorf("the patient read another patient's study: %d", st)
 	}
+	// Something the system did with his data (as `renkei admin` or an import run by the operator records it).
+	sys := renkei.EventFor(renkei.System, renkei.ActionStore, renkei.OutcomeSuccess)
+	sys.Time, sys.DataInstitution, sys.Patient, sys.Detail = r.clock.Now(), r.clinic.PK, renkei.PatientKey{Issuer: r.clinic.Issuer, ID: "P1"}, "imported by the operator"
+	if err := r.db.Audit(t.Context(), &sys); err != nil {
+		t.Fatal(err)
+	}
 	var log []map[string]any
 	p.getJSON("/api/my/access-log", &log)
 	found := false
@@ -463,6 +469,19 @@ func TestPatientAccount(t *testing.T) {
 	}
 	if n, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#studies a[href^="#/patient/"]').length`)); n != 0 {
 		t.Errorf("the patient's list links %d times to the staff's patient page", n)
+	}
+	// His access log names who looked, on every row: an institution, or renkei itself for what the system did.
+	system := 0
+	for _, e := range log {
+		if e["actorKind"] == "system" && e["institution"] == "" {
+			system++
+		}
+	}
+	step("patient-02-my-log", chromedp.Navigate(r.srv.URL+"/#/my/log"), chromedp.WaitVisible("#access-log tbody tr"))
+	blank, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`[...document.querySelectorAll('#access-log tbody tr')].filter((tr) => tr.cells[1].textContent.trim() === '').length`))
+	text, _ := liveText(ctx, "#access-log tbody")
+	if blank != 0 || !strings.Contains(text, "北町クリニック") || (system > 0) != strings.Contains(text, "renkei（システムの処理）") {
+		t.Errorf("the patient's access log (%d events by the system) has %d rows naming nobody:\n%s", system, blank, text)
 	}
 }
 

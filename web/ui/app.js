@@ -612,7 +612,7 @@ async function myLogPage(guard = pageUI(renderSeq)) {
   show(h('h1', {}, t('my.log')), h('p', {}, t('my.log.hint')), h('table', { id: 'access-log' },
     h('thead', {}, h('tr', {}, ['audit.time', 'log.institution', 'log.role', 'log.action', 'log.purpose'].map((k) => h('th', {}, t(k))))),
     h('tbody', {}, log.map((e) => h('tr', { class: e.purpose === 'break-glass' ? 'breakglass' : '' }, h('td', {}, date(e.time, true)),
-      h('td', {}, e.institution), h('td', {}, e.role ? t('role.' + e.role) : '', e.self ? ' ' + t('log.self') : ''),
+      h('td', {}, e.institution || (e.actorKind === 'system' ? t('log.system') : '')), h('td', {}, e.role ? t('role.' + e.role) : '', e.self ? ' ' + t('log.self') : ''),
       h('td', {}, t('action.' + e.action)), h('td', {}, e.purpose ? t('purpose.' + e.purpose) : ''))))));
 }
 
