@@ -163,7 +163,8 @@ func TestBreakGlassFamilyNameBrowser(t *testing.T) {
 	step := stepper(ctx, t, out)
 	step("bg-01-family-name", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/break-glass"),
 		chromedp.WaitVisible("#break-glass"), chromedp.SetValue("#bg-birth", "1960-02-02"), chromedp.SendKeys("#bg-name", "鈴木"),
-		chromedp.SendKeys("#bg-reason", "救急搬送、意識障害"), chromedp.Click(`#break-glass button[type="submit"]`))
+		chromedp.SendKeys("#bg-reason", "救急搬送、意識障害"), chromedp.Click(`#break-glass button[type="submit"]`),
+		poll(`document.querySelector('#message').innerText !== ''`))
 	if s, _ := liveText(ctx, "#message"); !strings.Contains(s, "姓と名の両方") || !strings.Contains(s, "患者ID") {
 		t.Errorf("the family name alone: the message reads %q, not what to enter", s)
 	}
