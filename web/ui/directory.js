@@ -252,7 +252,8 @@ async function findPatients(ui, typed) {
   const q = typed.normalize('NFKC').replace(/[*?\\]/g, '').trim();
   if (!q) return { list: [], more: false };
   const own = encodeURIComponent(ui.me().user.institution);
-  const base = `/api/studies?institution=${own}&limit=200`;
+  // Each study returned is recorded as read (audit): enough for a handful of patients, not a whole day's list.
+  const base = `/api/studies?institution=${own}&limit=50`;
   const [byID, byName] = await Promise.all([
     ui.api('GET', `${base}&patientId=${encodeURIComponent(q.replace(/\s+/g, '') + '*')}`),
     ui.api('GET', `${base}&name=${encodeURIComponent(q)}`)]);
