@@ -119,10 +119,17 @@ func TestEmergencyBrowser(t *testing.T) {
 	if s, _ := liveText(clinicCtx, "#pick-patient h1"); !strings.Contains(s, "搬送") {
 		t.Errorf("the board's announcement asks %q", s)
 	}
+	r.pickerPatients()
+	// The start of an ID lists every patient whose ID starts so (佐藤 too); Latin letters find the name's romaji
+	// (each search's answer differs from the one before, so that each wait sees its own search's answer).
+	stepIn(clinicCtx, "em-02-pick-id", chromedp.SendKeys("#pick-id", "P"), chromedp.WaitVisible(`#pick-list li[data-patient-id="P2"]`),
+		poll(`document.querySelectorAll('#pick-list li').length === 3`))
+	stepIn(clinicCtx, "em-02-pick-romaji", poll(`(document.querySelector('#pick-id').value = '', true)`), chromedp.SendKeys("#pick-id", "yamada t"),
+		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'P1'`))
 	// The nurse knows the name as it sounds, typed in half-width kana: the clinic's ヤマダ ハナコ is found, the
 	// hospital's ヤマダ イチロウ (nothing shared) is not; the transfer form that follows is about her.
-	r.pickerPatients()
-	stepIn(clinicCtx, "em-02-pick", chromedp.SendKeys("#pick-id", "ﾔﾏﾀﾞ"), chromedp.WaitVisible(`#pick-list li[data-patient-id="P3"]`))
+	stepIn(clinicCtx, "em-02-pick", poll(`(document.querySelector('#pick-id').value = '', true)`), chromedp.SendKeys("#pick-id", "ﾔﾏﾀﾞ"),
+		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'P3'`))
 	if s, _ := liveText(clinicCtx, "#pick-list"); strings.Contains(s, "イチロウ") || strings.Contains(s, "H1") {
 		t.Errorf("the candidates for ﾔﾏﾀﾞ include the hospital's unshared patient: %q", s)
 	}
