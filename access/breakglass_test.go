@@ -86,4 +86,14 @@ func TestBreakGlassNameMatching(t *testing.T) {
 			t.Errorf("%q: %d grants (%v), want the three records of 1952-08-07", typed, len(grants), err)
 		}
 	}
+	// One name alone is not enough, on purpose: break-glass opens every match without consent, and a family name with
+	// a birth date can be a stranger's too. Nothing is opened, and the answer is NotFound, which the app words as
+	// "enter the family and the given name, or the patient ID".
+	for _, typed := range []string{"高橋", "たかはし", "Takahashi", "花子"} {
+		grants, err := access.BreakGlass(ctx, db, doctor, access.BreakGlassRequest{BirthDate: "19520807", Name: typed, Reason: "救急搬送"},
+			time.Hour, time.Now())
+		if renkei.ErrorKind(err) != renkei.NotFound || len(grants) != 0 {
+			t.Errorf("%q alone: %d grants (%v), want none and NotFound", typed, len(grants), err)
+		}
+	}
 }

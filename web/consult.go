@@ -205,6 +205,34 @@ func (s *Server) inviteToConsult(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, toConsultJSON(c))
 }
 
+// colleagues lists the active staff of the caller's institution (login, name, role), for choosing whom to invite to
+// a consult instead of remembering a login. Only the caller's own institution: the region's staff lists are not
+// every member's to browse (another institution's login can still be typed). Forbidden to non-staff.
+func (s *Server) colleagues(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	if !staff(p) {
+		s.problem(w, r, forbidden("web.colleagues", "only staff see their institution's colleagues"))
+		return
+	}
+	list, err := s.Store.Users(r.Context(), p.Institution)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	type colleague struct {
+		Login string      `json:"login"`
+		Name  string      `json:"name"`
+		Role  renkei.Role `json:"role"`
+	}
+	out := []colleague{}
+	for _, u := range list {
+		if u.Role.Staff() && !u.Disabled && u.Institution.PK == p.Institution {
+			out = append(out, colleague{u.Login, u.Name, u.Role})
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 func (s *Server) getConsult(w http.ResponseWriter, r *http.Request) {
 	c, _, ok := s.member(w, r)
 	if !ok {

@@ -49,6 +49,12 @@ func TestConsult(t *testing.T) {
 		chromedp.SendKeys("#con-invite", "tanaka"), chromedp.Click(`#con-invite-form button`),
 		poll(`document.querySelector('#message').textContent.includes('施設の部分まで')`), poll(`(document.querySelector('#con-invite').value = '', true)`),
 		chromedp.SendKeys("#con-invite", "tanaka@chuo-hospital"), chromedp.Click(`#con-invite-form button`), poll(`document.querySelector('#message').textContent.includes('tanaka')`))
+	// The clinic's colleagues are offered to choose from; the doctor herself and other institutions' staff are not.
+	offered, _ := chromedp.Run(actx, chromedp.Evaluate[string](`[...document.querySelectorAll('#con-colleagues option')].map((o) => o.value).join(' ')`))
+	if !strings.Contains(offered, "kimura@kita-clinic") || strings.Contains(offered, "kato@") || strings.Contains(offered, "chuo-hospital") ||
+		strings.Contains(offered, "higashi") {
+		t.Errorf("colleagues offered for the invitation: %q", offered)
+	}
 	hash, _ := chromedp.Run(actx, chromedp.Evaluate[string]("location.hash"))
 	id := strings.TrimPrefix(hash, "#/consult/")
 

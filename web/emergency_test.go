@@ -119,6 +119,24 @@ func TestEmergencyBrowser(t *testing.T) {
 	if s, _ := liveText(clinicCtx, "#pick-patient h1"); !strings.Contains(s, "搬送") {
 		t.Errorf("the board's announcement asks %q", s)
 	}
+	r.pickerPatients()
+	// The start of an ID lists every patient whose ID starts so (佐藤 too); Latin letters find the name's romaji
+	// (each search's answer differs from the one before, so that each wait sees its own search's answer).
+	stepIn(clinicCtx, "em-02-pick-id", chromedp.SendKeys("#pick-id", "P"), chromedp.WaitVisible(`#pick-list li[data-patient-id="P2"]`),
+		poll(`document.querySelectorAll('#pick-list li').length === 3`))
+	stepIn(clinicCtx, "em-02-pick-romaji", poll(`(document.querySelector('#pick-id').value = '', true)`), chromedp.SendKeys("#pick-id", "yamada t"),
+		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'P1'`))
+	// The nurse knows the name as it sounds, typed in half-width kana: the clinic's ヤマダ ハナコ is found, the
+	// hospital's ヤマダ イチロウ (nothing shared) is not; the transfer form that follows is about her.
+	stepIn(clinicCtx, "em-02-pick", poll(`(document.querySelector('#pick-id').value = '', true)`), chromedp.SendKeys("#pick-id", "ﾔﾏﾀﾞ"),
+		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'P3'`))
+	if s, _ := liveText(clinicCtx, "#pick-list"); strings.Contains(s, "イチロウ") || strings.Contains(s, "H1") {
+		t.Errorf("the candidates for ﾔﾏﾀﾞ include the hospital's unshared patient: %q", s)
+	}
+	stepIn(clinicCtx, "em-02-picked", pickWithKeys("P3"), chromedp.WaitVisible("#transfer-form"), chromedp.WaitVisible("#em-studies input"))
+	if s, _ := liveText(clinicCtx, "#transfer-form"); !strings.Contains(s, "山田 花子") || !strings.Contains(s, "ID P3") {
+		t.Errorf("the transfer chosen from the list reads %q, not 山田花子 P3", s)
+	}
 	stepIn(clinicCtx, "em-02-form", hashRoute("#/patient/kita-clinic/KITA/P1"), chromedp.WaitVisible("#announce-transfer"), chromedp.Click("#announce-transfer"),
 		chromedp.WaitVisible("#transfer-form"), chromedp.SetValue("#em-to", "chuo-hospital"), chromedp.SetValue("#em-eta", "10"),
 		chromedp.SendKeys("#em-reason", "交通外傷、意識レベル低下"), chromedp.SendKeys("#em-allergies", "ペニシリン"))
@@ -134,6 +152,43 @@ func TestEmergencyBrowser(t *testing.T) {
 	stepIn(hospitalCtx, "em-06-accept", hashRoute("#/emergency"), chromedp.WaitVisible("#em-board button.em-accept"), chromedp.Click("#em-board button.em-accept"),
 		chromedp.WaitVisible("#em-board button.em-arrive"))
 	stepIn(clinicCtx, "em-07-clinic-sees", chromedp.WaitVisible(`#em-out .badge.status-accepted`))
+}
+
+// TestBreakGlassFamilyNameBrowser: break-glass opens every patient that matches, without consent, so its search
+// deliberately needs the birth date and the whole name (or the patient ID). A physician who types the family name
+// alone is told exactly what to add, and nothing is opened; with the given name added the patient is found.
+func TestBreakGlassFamilyNameBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	body, ctype := r.stowBodyBorn("S1", "Suzuki^Ichiro=鈴木^一郎=スズキ^イチロウ", "19600202", 951)
+	if st := r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	doctor := r.as("tanaka@chuo-hospital") // before the browser's login: the two must not use one TOTP code
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := stepper(ctx, t, out)
+	step("bg-01-family-name", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute("#/break-glass"),
+		chromedp.WaitVisible("#break-glass"), chromedp.SetValue("#bg-birth", "1960-02-02"), chromedp.SendKeys("#bg-name", "鈴木"),
+		chromedp.SendKeys("#bg-reason", "救急搬送、意識障害"), chromedp.Click(`#break-glass button[type="submit"]`),
+		poll(`document.querySelector('#message').innerText !== ''`))
+	if s, _ := liveText(ctx, "#message"); !strings.Contains(s, "姓と名の両方") || !strings.Contains(s, "患者ID") {
+		t.Errorf("the family name alone: the message reads %q, not what to enter", s)
+	}
+	if s, _ := liveText(ctx, "#bg-name-hint"); !strings.Contains(s, "姓だけでは") {
+		t.Errorf("the name field's hint reads %q", s)
+	}
+	var studies []map[string]any
+	doctor.getJSON("/dicomweb/studies?PatientID=S1", &studies)
+	if len(studies) != 0 {
+		t.Fatalf("the family name alone opened %d studies", len(studies))
+	}
+	step("bg-02-full-name", chromedp.SendKeys("#bg-name", " 一郎"),
+		chromedp.Click(`#break-glass button[type="submit"]`), chromedp.WaitVisible("#studies"))
+	doctor.getJSON("/dicomweb/studies?PatientID=S1", &studies)
+	if len(studies) != 1 {
+		t.Errorf("the whole name opened %d studies", len(studies))
+	}
 }
 
 // TestUnannouncedArrival: a patient arrives unannounced and unconscious; the emergency physician's break-glass finds

@@ -8,11 +8,14 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"renkei"
 )
 
 // TestReferralBrowser is the referral as the two doctors live it, in two browsers: the clinic's doctor records two
 // allergies on the patient's page, writes the letter (allergies pulled from the record with one click), attaches the
-// CT and sends it; the hospital's board, open all along, shows it without a reload; opening it tells the clinic's
+// CT and sends it (the patient found by typing part of the name and chosen with the keyboard); the hospital's board, open all along, shows it without a reload; opening it tells the clinic's
 // page "received" at once; the hospital accepts with a date, replies, and refers the patient back; the clinic sees
 // each step appear.
 func TestReferralBrowser(t *testing.T) {
@@ -53,7 +56,18 @@ func TestReferralBrowser(t *testing.T) {
 		t.Errorf("the record shows %q", s)
 	}
 
-	stepIn(clinicCtx, "ref-03-letter", chromedp.Click("#write-referral"), chromedp.WaitVisible("#referral-form"),
+	// A new referral starts from the patient: the clerk types part of the name, not the ID, and chooses with the keys.
+	r.pickerPatients()
+	stepIn(clinicCtx, "ref-03-pick", hashRoute("#/referral/new"), chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "山田"),
+		chromedp.WaitVisible(`#pick-list li[data-patient-id="P1"]`), chromedp.WaitVisible(`#pick-list li[data-patient-id="P3"]`))
+	if s := text(clinicCtx, "#pick-list"); strings.Contains(s, "一郎") || strings.Contains(s, "H1") || !strings.Contains(s, "ヤマダ ハナコ") {
+		t.Errorf("the candidates for 山田 are %q: the hospital's patient must not appear, the clinic's are listed with their kana", s)
+	}
+	stepIn(clinicCtx, "ref-03-picked", pickWithKeys("P1"), chromedp.WaitVisible("#referral-form"))
+	if s := text(clinicCtx, "#referral-form"); !strings.Contains(s, "P1") {
+		t.Errorf("the letter chosen from the list is about %q, not P1", s)
+	}
+	stepIn(clinicCtx, "ref-03-letter",
 		chromedp.SetValue("#ref-to", "chuo-hospital"), chromedp.SendKeys("#ref-department", "呼吸器内科"),
 		chromedp.Click(`#ref-studies input[value="`+r.p1a.studyUID+`"]`),
 		chromedp.Click("#ref-pull"), poll(`document.querySelector('#ref-allergies').value.includes('卵')`),
@@ -110,6 +124,55 @@ func TestReferralBrowser(t *testing.T) {
 	if s := text(clinicCtx, "#referrals-in"); !strings.Contains(s, "逆紹介") || !strings.Contains(s, "中央病院") {
 		t.Errorf("the clinic's incoming board: %q", s)
 	}
+}
+
+// pickerPatients stores two more patients called 山田 with their kana: 山田花子 at the clinic, and 山田一郎 at the
+// hospital, which shares nothing with the clinic, so that no search of the clinic's may list him.
+func (r *region) pickerPatients() {
+	r.t.Helper()
+	hospitalWrite, err := r.ids.CreateToken(context.Background(), renkei.System, &renkei.APIToken{Institution: r.hospital.PK, Name: "hospital-gateway", Write: true})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, p := range []struct {
+		token, id, name, birth string
+		seed                   int64
+	}{
+		{r.clinicWrite, "P3", "Yamada^Hanako=山田^花子=ヤマダ^ハナコ", "19620315", 901},
+		{hospitalWrite, "H1", "Yamada^Ichiro=山田^一郎=ヤマダ^イチロウ", "19550101", 902},
+	} {
+		body, ctype := r.stowBodyBorn(p.id, p.name, p.birth, p.seed)
+		if st := r.withToken(p.token).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+			r.t.Fatalf("store %s: %d", p.id, st)
+		}
+	}
+}
+
+// pickWithKeys chooses the patient id in the picker's list as a keyboard user does: arrow down to it, then Enter.
+func pickWithKeys(id string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		i, err := chromedp.Evaluate[int](fmt.Sprintf(`[...document.querySelectorAll('#pick-list li')].findIndex((li) => li.dataset.patientId === %q)`, id))(ctx, t)
+		if err != nil {
+			return err
+		}
+		if i < 0 {
+			return fmt.Errorf("%s is not among the candidates", id)
+		}
+		for range i + 1 {
+			if _, err := chromedp.KeyEvent(kb.ArrowDown)(ctx, t); err != nil {
+				return err
+			}
+		}
+		sel, err := chromedp.Evaluate[string](`(document.querySelector('#pick-list li[aria-selected="true"]') || {dataset: {}}).dataset.patientId || ''`)(ctx, t)
+		if err != nil {
+			return err
+		}
+		if sel != id {
+			return fmt.Errorf("after %d arrow keys %q is selected, not %s", i+1, sel, id)
+		}
+		_, err = chromedp.KeyEvent(kb.Enter)(ctx, t)
+		return err
+	})
 }
 
 // poll waits until expr is true in the page.

@@ -241,6 +241,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("POST /api/consults", s.createConsult)
 	s.handle("GET /api/consults/{id}", s.getConsult)
 	s.handle("POST /api/consults/{id}/invite", s.inviteToConsult)
+	s.handle("GET /api/colleagues", s.colleagues)
 	s.handle("GET /api/consults/{id}/ws", s.consultSocket)
 	s.handle("GET /api/directory", s.searchDirectory)
 	s.handle("GET /api/directory/options", s.directoryOptions)

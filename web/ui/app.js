@@ -541,7 +541,8 @@ async function sharesPage(guard = pageUI(renderSeq)) {
 function breakGlassPage() {
   const f = h('form', { class: 'card', id: 'break-glass' }, h('h1', {}, t('bg.title')), h('p', { class: 'warning' }, t('bg.warning')),
     field(t('bg.birth'), input('bg-birth', { type: 'date', required: true })),
-    field(t('bg.name'), input('bg-name')), field(t('bg.id'), input('bg-id')),
+    field(t('bg.name'), input('bg-name', { 'aria-describedby': 'bg-name-hint', placeholder: 'Suzuki Ichiro / 鈴木 一郎' })),
+    h('p', { class: 'muted', id: 'bg-name-hint' }, t('bg.name.hint')), field(t('bg.id'), input('bg-id')),
     field(t('bg.reason'), h('textarea', { id: 'bg-reason', required: true })),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'danger' }, t('bg.submit'))));
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {

@@ -27,7 +27,9 @@ export async function startConsult(ui, study, title) {
 
 export async function consultPage(ui, id) {
   const { h, api } = ui;
-  const info = await api('GET', `/api/consults/${id}`);
+  // Colleagues of one's own institution are offered to choose from (a datalist: typed filter, arrow keys, click);
+  // another institution's login is still typed whole.
+  const [info, colleagues] = await Promise.all([api('GET', `/api/consults/${id}`), api('GET', '/api/colleagues').catch(() => [])]);
   const me = ui.me().user.login;
   const room = { driver: '', participants: [], annotations: [], pointers: new Map(), state: null, requests: [] };
   const pane = h('div', { class: 'consult-view' });
@@ -36,11 +38,13 @@ export async function consultPage(ui, id) {
   const chatList = h('ol', { id: 'con-chat', class: 'chat' });
   const chatInput = ui.input('con-say', { placeholder: t('con.say'), autocomplete: 'off' });
   const chatForm = h('form', { class: 'inline', id: 'con-chat-form' }, chatInput, h('button', { type: 'submit' }, t('con.send')));
-  const invite = ui.input('con-invite', { placeholder: t('con.invite.login') });
+  const invite = ui.input('con-invite', { placeholder: t('con.invite.login'), list: 'con-colleagues', autocomplete: 'off' });
+  const colleagueList = h('datalist', { id: 'con-colleagues' }, colleagues.filter((c) => c.login !== me)
+    .map((c) => h('option', { value: c.login, label: `${c.name || c.login}(${t('role.' + c.role)})` })));
   const inviteForm = h('form', { class: 'inline', id: 'con-invite-form' }, invite, h('button', { type: 'submit', class: 'secondary' }, t('con.invite')));
   const voice = h('button', { class: 'secondary', id: 'con-voice' }, t('con.voice'));
   const side = h('aside', { class: 'consult-side card' }, h('h2', {}, info.title || t('con.untitled')), control, people,
-    h('h3', {}, t('con.chat')), chatList, chatForm, h('h3', {}, t('con.invite')), inviteForm, voice, h('div', { id: 'con-audio' }));
+    h('h3', {}, t('con.chat')), chatList, chatForm, h('h3', {}, t('con.invite')), inviteForm, colleagueList, voice, h('div', { id: 'con-audio' }));
   ui.show(h('div', { class: 'consult', id: 'consult' }, pane, side));
 
   const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/consults/${id}/ws`);

@@ -1,7 +1,7 @@
 // The regional directory: who can take this patient now. A search (functions, specialty, equipment, emergencies, free
 // beds, distance), results as a list (and a map where the deployment provides tiles), an institution's page with its
 // capacity history, and, for its own administrator or 地域連携室, the forms that keep it current.
-import { t, term, getLang } from './i18n.js';
+import { t, term, getLang, date } from './i18n.js';
 
 let options = null;
 async function directoryOptions(api) {
@@ -231,21 +231,111 @@ export async function institutionPage(ui, id) {
   ui.show(...parts);
 }
 
-// ---- a referral to an institution found here: first choose the patient ----
+// ---- a referral or a transfer: first choose the patient ----
+
+// A clerk knows the patient's name (山田太郎, やまだ, ﾔﾏﾀﾞ, Yamada) or part of the ID more often than the exact ID: the
+// picker searches as they type, by name in any script or width (the server folds it, PS3.18 8.3.4.1 fuzzy matching:
+// any component's prefix) and by ID prefix, among the patients of the user's own institution (a referral is always
+// about one of them), and lists them to choose with the mouse or the arrow keys and Enter.
+const pickDelay = 250; // ms after the last key: a search per pause, not per key
+const pickShown = 8;
+
+// splitName returns the groups of a DICOM person name (alphabetic=ideographic=phonetic) as words.
+function splitName(pn) {
+  const [alpha = '', ideo = '', phon = ''] = (pn || '').split('=').map((g) => g.replace(/\^+/g, ' ').trim());
+  return { alpha, ideo, phon };
+}
+
+// findPatients returns the own institution's patients whose name or ID starts with what was typed, each once, with
+// their latest study (the list comes newest first): an exact ID first, then ID prefixes, then names.
+async function findPatients(ui, typed) {
+  const q = typed.normalize('NFKC').replace(/[*?\\]/g, '').trim();
+  if (!q) return { list: [], more: false };
+  const own = encodeURIComponent(ui.me().user.institution);
+  // Each study returned is recorded as read (audit): enough for a handful of patients, not a whole day's list.
+  const base = `/api/studies?institution=${own}&limit=50`;
+  const [byID, byName] = await Promise.all([
+    ui.api('GET', `${base}&patientId=${encodeURIComponent(q.replace(/\s+/g, '') + '*')}`),
+    ui.api('GET', `${base}&name=${encodeURIComponent(q)}`)]);
+  const seen = new Map();
+  for (const s of [...byID, ...byName]) {
+    const k = s.issuer + '\u0000' + s.patientId;
+    if (!seen.has(k)) seen.set(k, s);
+  }
+  const exact = q.replace(/\s+/g, '').toUpperCase();
+  const list = [...seen.values()].sort((a, b) => (b.patientId.toUpperCase() === exact) - (a.patientId.toUpperCase() === exact));
+  return { list: list.slice(0, pickShown), more: list.length > pickShown };
+}
 
 export async function patientPicker(ui, to, kind = 'referral') {
   const { h, api, busy } = ui;
+  const next = (issuer, id) => ui.route(`#/${kind}/new/${encodeURIComponent(issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
+  const box = ui.input('pick-id', { required: true, autofocus: true, autocomplete: 'off', role: 'combobox', 'aria-autocomplete': 'list',
+    'aria-expanded': 'false', 'aria-controls': 'pick-list', placeholder: t('pick.placeholder') });
+  const list = h('ul', { id: 'pick-list', class: 'pick-list', role: 'listbox', 'aria-label': t('pick.candidates') });
+  const status = h('p', { id: 'pick-status', class: 'muted', role: 'status', 'aria-live': 'polite' });
   // From a directory result the next page is addressed to that institution; from a board it is not yet.
   const f = h('form', { class: 'card narrow', id: 'pick-patient' }, h('h1', {}, t(kind === 'emergency' ? 'em.pick.title' : 'dir.pick.title')),
     h('p', {}, t(to ? 'dir.pick.hint' : 'pick.hint')),
-    ...ui.field(t('search.id'), ui.input('pick-id', { required: true, autofocus: true })),
+    ...ui.field(t('pick.label'), box), list, status,
     h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('dir.pick.next'))));
+  let found = [];
+  let active = -1;
+  let seq = 0;
+  let timer = 0;
+  const mark = (i) => {
+    active = i;
+    [...list.children].forEach((li, j) => li.setAttribute('aria-selected', j === i ? 'true' : 'false'));
+    if (i >= 0) { box.setAttribute('aria-activedescendant', list.children[i].id); list.children[i].scrollIntoView({ block: 'nearest' }); } else box.removeAttribute('aria-activedescendant');
+  };
+  const draw = (res, typed) => {
+    found = res.list;
+    active = -1;
+    box.removeAttribute('aria-activedescendant');
+    list.replaceChildren(...found.map((s, i) => {
+      const n = splitName(s.patientName);
+      const main = n.ideo || n.alpha || n.phon || s.patientId;
+      const sex = s.patientSex ? t('sex.' + s.patientSex) : '';
+      return h('li', { id: `pick-${i}`, role: 'option', 'aria-selected': 'false', 'data-patient-id': s.patientId, 'data-issuer': s.issuer,
+        onmousedown: (ev) => ev.preventDefault(), onclick: () => next(s.issuer, s.patientId), onmousemove: () => { if (active !== i) mark(i); } },
+      h('strong', { class: 'pick-name' }, main), n.phon && n.phon !== main ? h('span', { class: 'pick-kana' }, ` (${n.phon})`) : '',
+      n.ideo && n.alpha ? h('span', { class: 'muted' }, ` ${n.alpha}`) : '',
+      h('div', { class: 'muted' }, [`ID ${s.patientId}`, s.patientBirthDate ? date(s.patientBirthDate) : '', sex,
+        s.studyDate ? t('pick.last', { date: date(s.studyDate) }) : ''].filter(Boolean).join(' ・ ')));
+    }));
+    box.setAttribute('aria-expanded', found.length ? 'true' : 'false');
+    status.textContent = !typed ? '' : !found.length ? t('pick.none') : res.more ? t('pick.more', { n: found.length }) : t('pick.count', { n: found.length });
+  };
+  const search = async () => {
+    const typed = box.value.trim();
+    const mine = ++seq;
+    if (!typed) { draw({ list: [], more: false }, ''); return; }
+    try {
+      const res = await findPatients(ui, typed);
+      if (mine === seq) draw(res, typed); // an older answer arriving late does not replace a newer one
+    } catch (e) {
+      if (mine === seq) status.textContent = e.message;
+    }
+  };
+  box.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(search, pickDelay); });
+  box.addEventListener('keydown', (ev) => {
+    if (ev.isComposing) return; // the IME's own Enter and arrows (choosing kanji) are not ours
+    if (ev.key === 'ArrowDown' && found.length) { ev.preventDefault(); mark((active + 1) % found.length); }
+    if (ev.key === 'ArrowUp' && found.length) { ev.preventDefault(); mark(active <= 0 ? found.length - 1 : active - 1); }
+    if (ev.key === 'Escape') { mark(-1); }
+    if (ev.key === 'Enter' && active >= 0) { ev.preventDefault(); next(found[active].issuer, found[active].patientId); }
+  });
+  // Next without choosing from the list: the one candidate, or the exact ID, as before the list existed.
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
-    const id = f.querySelector('#pick-id').value.trim();
-    const list = (await api('GET', `/api/studies?patientId=${encodeURIComponent(id)}&institution=${encodeURIComponent(ui.me().user.institution)}&limit=1`));
-    if (!list.length) throw new Error(t('dir.pick.none'));
-    ui.route(`#/${kind}/new/${encodeURIComponent(list[0].issuer)}/${encodeURIComponent(id)}?to=${encodeURIComponent(to)}`);
+    const id = box.value.trim();
+    if (active >= 0) return next(found[active].issuer, found[active].patientId);
+    const same = found.filter((s) => s.patientId === id);
+    if (same.length === 1) return next(same[0].issuer, id);
+    const exact = await api('GET', `/api/studies?patientId=${encodeURIComponent(id)}&institution=${encodeURIComponent(ui.me().user.institution)}&limit=1`);
+    if (exact.length) return next(exact[0].issuer, id);
+    if (found.length === 1) return next(found[0].issuer, found[0].patientId);
+    throw new Error(t(found.length ? 'pick.choose' : 'dir.pick.none'));
   }); });
   ui.show(f);
-  f.querySelector('#pick-id').focus();
+  box.focus();
 }
