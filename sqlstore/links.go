@@ -37,9 +37,11 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 		}
 		if err := consentFor(ctx, tx, l.Institution, l.PatientPK, 0, 0); err != nil {
 			if renkei.ErrorKind(err) == renkei.Forbidden {
-				return &renkei.Error{Op: op, Kind: renkei.Forbidden, Err: err, Message: "the patient has not consented to your institution " +
+				return &renkei.Error{Op: op, Kind: renkei.Forbidden, Err: err, Code: "consent-required", Message: "the patient has not consented to your institution " +
 					"disclosing their data (consent for the region is needed): a share link shows the images to someone outside renkei, " +
-					"so record the patient's consent (同意) first"}
+					"so record the patient's consent (同意) first",
+					Japanese: "患者さんの情報提供への同意(地域全体への同意)が記録されていません。共有リンクは renkei の外の方に画像を見せるものですので、" +
+						"先に患者さんの同意を記録してください。"}
 			}
 			return err
 		}

@@ -340,9 +340,11 @@ func consentFor(ctx context.Context, tx *sql.Tx, institution, patientPK, toInsti
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	return renkei.Errorf("index.Consent", renkei.Forbidden,
-		"the patient has not consented to your institution disclosing their data to %s; record the patient's consent (同意) first",
-		map[bool]string{true: "the region", false: target}[target == ""])
+	return renkei.Errorj("index.Consent", renkei.Forbidden,
+		"%[2]s への情報提供について、患者さんの同意が記録されていません。先に患者さんの同意を記録してください。",
+		"the patient has not consented to your institution disclosing their data to %[1]s; record the patient's consent (同意) first",
+		map[bool]string{true: "the region", false: target}[target == ""], map[bool]string{true: "地域の医療機関", false: target}[target == ""]).
+		WithCode("consent-required")
 }
 
 // AddConsent records a patient's consent; it sets c.ID. A patient the institution does not hold is NotFound.

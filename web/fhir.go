@@ -201,7 +201,7 @@ func (s *Server) letterFHIR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ref.Status == renkei.StatusDraft {
-		s.problem(w, r, renkei.Errorf("web.fhir", renkei.Conflict, "a draft is exported once it is sent"))
+		s.problem(w, r, renkei.Errorj("web.fhir", renkei.Conflict, "下書きは、送信した後に出力できます。", "a draft is exported once it is sent"))
 		return
 	}
 	from, _ := s.Store.InstitutionByPK(r.Context(), ref.FromInstitution)

@@ -1,0 +1,96 @@
+package web_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+	"unicode"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// problemBody is the problem+json of a refused request, with renkei's code member.
+type problemBody struct {
+	Title, Detail, Code string
+	Status              int
+}
+
+func lastProblem(t *testing.T, c *client) problemBody {
+	t.Helper()
+	var p problemBody
+	if err := json.Unmarshal(c.body, &p); err != nil {
+		t.Fatalf("%d %s: %v", c.status, c.body, err)
+	}
+	return p
+}
+
+// japanese says whether s is a Japanese sentence (English ones may quote a word in kanji, as 同意).
+func japanese(s string) bool {
+	for _, r := range s {
+		if unicode.Is(unicode.Hiragana, r) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestErrorLanguage: the same refusal reads in Japanese for a Japanese user or a request that asks for Japanese,
+// and in English for English users and for API clients that do not ask; title and code do not change with it.
+func TestErrorLanguage(t *testing.T) {
+	r := newRegion(t)
+	// Nobody by that name: failed logins of a real account would lock it.
+	wrongLogin := map[string]string{"login": "nobody@kita-clinic", "password": "not the password"}
+	for _, tc := range []struct {
+		name, accept string
+		want         problemBody
+	}{
+		{"Japanese browser", "ja,en-US;q=0.9,en;q=0.8", problemBody{"Unauthorized", "ログイン名またはパスワードが違います。", "", 401}},
+		{"the app in Japanese", "ja", problemBody{"Unauthorized", "ログイン名またはパスワードが違います。", "", 401}},
+		{"the app in English", "en", problemBody{"Unauthorized", "the login name or the password is wrong", "", 401}},
+		{"English preferred", "en-GB, ja;q=0.5", problemBody{"Unauthorized", "the login name or the password is wrong", "", 401}},
+		{"Japanese by quality", "fr, en;q=0.3, ja-JP;q=0.8", problemBody{"Unauthorized", "ログイン名またはパスワードが違います。", "", 401}},
+		{"no language asked", "", problemBody{"Unauthorized", "the login name or the password is wrong", "", 401}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &client{r: r}
+			b, _ := json.Marshal(wrongLogin)
+			hdr := []string{"Content-Type", "application/json"}
+			if tc.accept != "" {
+				hdr = append(hdr, "Accept-Language", tc.accept)
+			}
+			c.do("POST", "/api/login", bytes.NewReader(b), hdr...)
+			if diff := cmp.Diff(tc.want, lastProblem(t, c)); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+		})
+	}
+
+	// A logged-in user's language setting decides, whatever the browser says: P2 has not consented.
+	share := map[string]any{"patientId": "P2", "toInstitution": "chuo-hospital", "purpose": "referral"}
+	doctor := r.as("kato@kita-clinic")
+	doctor.post("/api/shares", share)
+	p := lastProblem(t, doctor)
+	if p.Status != 403 || p.Code != "consent-required" || p.Title != "Forbidden" || !japanese(p.Detail) {
+		t.Errorf("a Japanese doctor sharing without consent: %+v", p)
+	}
+	if st := doctor.post("/api/me/lang", map[string]string{"lang": "en"}); st != 204 {
+		t.Fatalf("set language: %d %s", st, doctor.body)
+	}
+	doctor = r.as("kato@kita-clinic") // the setting is read at login
+	b, _ := json.Marshal(share)
+	doctor.do("POST", "/api/shares", bytes.NewReader(b), "Content-Type", "application/json", "Accept-Language", "ja")
+	p = lastProblem(t, doctor)
+	if p.Status != 403 || p.Code != "consent-required" || p.Title != "Forbidden" || japanese(p.Detail) {
+		t.Errorf("an English-speaking doctor sharing without consent: %+v", p)
+	}
+
+	// API clients get English unless they ask for Japanese.
+	api := r.withToken(r.clinicWrite)
+	api.post("/api/shares", share)
+	en := lastProblem(t, api)
+	api.do("POST", "/api/shares", bytes.NewReader(b), "Content-Type", "application/json", "Accept-Language", "ja")
+	ja := lastProblem(t, api)
+	if en.Status != 403 || japanese(en.Detail) || ja.Status != 403 || !japanese(ja.Detail) || en.Title != ja.Title || en.Code != ja.Code {
+		t.Errorf("an API client: without Accept-Language %+v; with ja %+v", en, ja)
+	}
+}
