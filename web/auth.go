@@ -12,7 +12,6 @@ import (
 	"github.com/pquerna/otp"
 
 	"renkei"
-	"renkei/dicomweb"
 	"renkei/identity"
 )
 
@@ -109,7 +108,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.loginLimit.allow(s.clientAddr(r), s.Now()) {
 		w.Header().Set("Retry-After", "60")
-		dicomweb.WriteProblem(w, http.StatusTooManyRequests, "too many login attempts from this address; wait a minute and try again")
+		msg := "too many login attempts from this address; wait a minute and try again"
+		if requestLang(r) == "ja" {
+			msg = "この端末からのログインの試行が多すぎます。1分ほど待ってから、もう一度お試しください。"
+		}
+		writeProblem(w, http.StatusTooManyRequests, msg, "too-many-logins")
 		return
 	}
 	l, err := s.Identity.Password(r.Context(), req.Login, req.Password, s.clientAddr(r))
