@@ -3,10 +3,15 @@ package web_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
+	"time"
 	"unicode"
 
+	"github.com/chromedp/chromedp"
 	"github.com/google/go-cmp/cmp"
+
+	"renkei"
 )
 
 // problemBody is the problem+json of a refused request, with renkei's code member.
@@ -93,4 +98,35 @@ func TestErrorLanguage(t *testing.T) {
 	if en.Status != 403 || japanese(en.Detail) || ja.Status != 403 || !japanese(ja.Detail) || en.Title != ja.Title || en.Code != ja.Code {
 		t.Errorf("an API client: without Accept-Language %+v; with ja %+v", en, ja)
 	}
+}
+
+// TestErrorsRecognisedBrowser: the app recognises the server's refusals by their code, not their wording, now that
+// the wording follows the user's language: a locked account (in Japanese and in English) and a share of a patient
+// whose consent is not recorded.
+func TestErrorsRecognisedBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := stepper(ctx, t, out)
+	locked := r.users["suzuki@chuo-hospital"]
+	until := r.clock.Now().Add(time.Hour)
+	if err := r.db.UpdateUser(t.Context(), locked.pk, renkei.UserUpdate{LockedUntil: &until}, nil); err != nil {
+		t.Fatal(err)
+	}
+	step("lang-01-locked-ja", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
+		chromedp.SendKeys("#login-name", locked.login), chromedp.SendKeys("#login-password", locked.password),
+		chromedp.Click(`#login button[type="submit"]`), poll(`document.querySelector('#message').textContent.includes('まで使えません')`))
+	step("lang-02-locked-en", chromedp.Click("#lang"), chromedp.WaitVisible("#login-name"),
+		chromedp.SendKeys("#login-name", locked.login), chromedp.SendKeys("#login-password", locked.password),
+		chromedp.Click(`#login button[type="submit"]`), poll(`document.querySelector('#message').textContent.includes('is locked until')`),
+		chromedp.Click("#lang"), chromedp.WaitVisible("#login-name"))
+
+	// kato's clinic has no consent of P2 on record: the share dialog says so in the app's words.
+	step("lang-03-login", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), chromedp.Click("#tour-skip"),
+		chromedp.SendKeys("#q-id", "P2"), chromedp.Click("#search-submit"),
+		chromedp.WaitVisible(fmt.Sprintf(`#studies tr[data-study="%s"] button.secondary`, r.p2.studyUID)))
+	step("lang-04-share-no-consent", chromedp.Click(fmt.Sprintf(`#studies tr[data-study="%s"] button.secondary`, r.p2.studyUID)),
+		chromedp.WaitVisible("#share"), chromedp.Click(`#share button[type="submit"]`),
+		poll(`document.querySelector('#message').textContent.includes('同意書を記録してから共有してください')`))
 }
