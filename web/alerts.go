@@ -182,7 +182,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 func (s *Server) visibleAlert(r *http.Request, p *renkei.Principal) (renkei.Alert, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		return renkei.Alert{}, renkei.Errorf("web.alerts", renkei.Invalid, "%q is not an alert number", r.PathValue("id"))
+		return renkei.Alert{}, renkei.Errorj("web.alerts", renkei.Invalid, "%q はアラート番号ではありません。", "%q is not an alert number", r.PathValue("id"))
 	}
 	a, err := s.Alerts.Alert(r.Context(), id)
 	if err != nil {
@@ -291,7 +291,7 @@ func (s *Server) alertUser(w http.ResponseWriter, r *http.Request) (*renkei.Prin
 	}
 	a, err := s.visibleAlert(r, p)
 	if err == nil && (a.ActorKind != renkei.UserPrincipal || a.ActorID == 0) {
-		err = renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no user account")
+		err = renkei.Errorj("web.alerts", renkei.Conflict, "このアラートには対象の利用者アカウントがありません。", "this alert names no user account")
 	}
 	var u renkei.User
 	if err == nil {
@@ -355,7 +355,7 @@ func (s *Server) revokeAlertToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.ActorKind != renkei.TokenPrincipal || a.ActorID == 0 {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no API token to revoke"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Conflict, "このアラートには取り消す API トークンがありません。", "this alert names no API token to revoke"))
 		return
 	}
 	e := alertEvent(p, a, "revoked API token "+a.Actor)

@@ -458,7 +458,7 @@ func (s *Server) reportFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		s.problem(w, r, renkei.Errorf("web.fetch", renkei.NotFound, "there is no fetch request %q", r.PathValue("id")))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.NotFound, "取り寄せ依頼 %q は見つかりません。", "there is no fetch request %q", r.PathValue("id")))
 		return
 	}
 	var req struct {

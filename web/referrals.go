@@ -447,7 +447,7 @@ func (s *Server) addRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Documents) > 0 {
-		s.problem(w, r, renkei.Errorf("web.record", renkei.Invalid, "documents are uploaded to /api/patients/documents"))
+		s.problem(w, r, renkei.Errorj("web.record", renkei.Invalid, "書類は /api/patients/documents に送って登録してください。", "documents are uploaded to /api/patients/documents"))
 		return
 	}
 	rec := renkei.Record{Allergies: req.Allergies, Medications: req.Medications, Conditions: req.Conditions}
