@@ -39,3 +39,23 @@ func TestErrorMessageIn(t *testing.T) {
 		t.Errorf("ErrorMessage (the logs' language) = %q", got)
 	}
 }
+
+func TestAcceptLanguage(t *testing.T) {
+	for header, want := range map[string]string{
+		"":                           "en", // a program that states no language
+		"ja":                         "ja",
+		"ja-JP,ja;q=0.9,en-US;q=0.8": "ja",
+		"en-US,en;q=0.9,ja;q=0.8":    "en",
+		"fr, en;q=0.3, ja-JP;q=0.8":  "ja",
+		"EN-gb":                      "en",
+		"de, fr":                     "en",
+		"ja;q=0, en;q=0.1":           "en",
+		"en;q=0.5, ja;q=0.5":         "en", // a tie goes to the first
+		"ja;q=0.5, en;q=0.5":         "ja",
+		"*":                          "en",
+	} {
+		if got := renkei.AcceptLanguage(header); got != want {
+			t.Errorf("AcceptLanguage(%q) = %q, want %q", header, got, want)
+		}
+	}
+}

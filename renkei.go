@@ -8,6 +8,8 @@ package renkei
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Kind classifies an error so that each transport can map it to its own status in one place.
@@ -151,6 +153,29 @@ func ErrorMessageIn(err error, lang string) string {
 		return "システム内部でエラーが発生しました。時間をおいてもう一度お試しください。解決しない場合はシステム管理者にご連絡ください。"
 	}
 	return "an internal error occurred"
+}
+
+// AcceptLanguage picks the language of user messages, "ja" or "en", from an Accept-Language header (RFC 9110
+// 12.5.4): the one of the two with the higher quality (the first on a tie), and "en" when the header names neither.
+func AcceptLanguage(header string) string {
+	best, bestQ := "en", 0.0
+	for _, part := range strings.Split(header, ",") {
+		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
+		if primary != "ja" && primary != "en" {
+			continue
+		}
+		q := 1.0
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				q = f
+			}
+		}
+		if q > bestQ {
+			best, bestQ = primary, q
+		}
+	}
+	return best
 }
 
 // ErrorCode returns the Code of the first *Error in err's chain that has one, or "".

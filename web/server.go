@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -515,30 +514,7 @@ func requestLang(r *http.Request) string {
 	if a := authFrom(r.Context()); a != nil && (a.User.Lang == "ja" || a.User.Lang == "en") {
 		return a.User.Lang
 	}
-	return acceptLang(r.Header.Get("Accept-Language"))
-}
-
-// acceptLang picks "ja" or "en" from an Accept-Language header (RFC 9110 12.5.4): the first of the two by quality
-// (ties by order), and "en" when the header names neither.
-func acceptLang(h string) string {
-	best, bestQ := "en", 0.0
-	for _, part := range strings.Split(h, ",") {
-		tag, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		primary, _, _ := strings.Cut(strings.ToLower(strings.TrimSpace(tag)), "-")
-		if primary != "ja" && primary != "en" {
-			continue
-		}
-		q := 1.0
-		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				q = f
-			}
-		}
-		if q > bestQ {
-			best, bestQ = primary, q
-		}
-	}
-	return best
+	return renkei.AcceptLanguage(r.Header.Get("Accept-Language"))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
