@@ -120,7 +120,7 @@ func (s *Service) visiblePatients(ctx context.Context, p *renkei.Principal, pk i
 		if ok {
 			out = append(out, lp)
 		} else if i == 0 {
-			return nil, renkei.Errorj(op, renkei.NotFound, "該当する患者さんはいません。", "there is no such patient")
+			return nil, renkei.Errorj(op, renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 		}
 	}
 	return out, nil
@@ -138,7 +138,7 @@ func (s *Service) Patient(ctx context.Context, institution int64, key renkei.Pat
 	}
 	lp, err := s.Store.LocalPatient(ctx, institution, key)
 	if err != nil {
-		return lp, renkei.Errorj("clinical.Patient", renkei.NotFound, "該当する患者さんはいません。", "there is no such patient")
+		return lp, renkei.Errorj("clinical.Patient", renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 	}
 	if _, err := s.visiblePatients(ctx, p, lp.PK, "clinical.Patient"); err != nil {
 		return renkei.LocalPatient{}, err

@@ -256,7 +256,7 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 			return r, renkei.Errorj(op, renkei.Invalid, "搬送先の変更ができるのは救急搬送だけです。通常の紹介はお断りの手続きをしてください。", "only an emergency transfer is redirected; decline a referral instead")
 		}
 		if st.To == 0 || st.To == r.ToInstitution || st.To == r.FromInstitution {
-			return r, renkei.Errorj(op, renkei.Invalid, "代わりに患者さんを受け入れる病院を選んでください。", "choose the hospital that takes the patient instead")
+			return r, renkei.Errorj(op, renkei.Invalid, "代わりに患者を受け入れる病院を選んでください。", "choose the hospital that takes the patient instead")
 		}
 		if _, err := s.Store.InstitutionByPK(ctx, st.To); err != nil {
 			return r, renkei.Errorj(op, renkei.Invalid, "該当する病院はありません。", "there is no such hospital")
@@ -499,7 +499,7 @@ func (s *Service) checkDocuments(ctx context.Context, p *renkei.Principal, patie
 		d, err := s.Store.Document(ctx, id)
 		ok := err == nil && slices.ContainsFunc(pts, func(lp renkei.LocalPatient) bool { return lp.PK == d.PatientPK })
 		if !ok {
-			return renkei.Errorj("clinical.Documents", renkei.Invalid, "書類 No. %d は、この患者さんの書類ではありません。", "document %d is not one of this patient's documents", id)
+			return renkei.Errorj("clinical.Documents", renkei.Invalid, "書類 No. %d は、この患者の書類ではありません。", "document %d is not one of this patient's documents", id)
 		}
 	}
 	return nil

@@ -15,10 +15,10 @@ const InvitationPeriod = 14 * 24 * time.Hour
 // inviting user's institution. The code is printed on paper and handed over; only its hash is stored.
 func (s *Service) Invite(ctx context.Context, by *renkei.Principal, patient renkei.LocalPatient) (string, time.Time, error) {
 	if by == nil || by.Kind != renkei.UserPrincipal || !by.Role.Staff() || by.Role == renkei.RegionAdmin {
-		return "", time.Time{}, renkei.Errorj("identity.Invite", renkei.Forbidden, "患者さんを招待できるのは、その患者さんの施設の職員だけです。", "only staff of the patient's institution may invite a patient")
+		return "", time.Time{}, renkei.Errorj("identity.Invite", renkei.Forbidden, "患者を招待できるのは、その患者の施設の職員だけです。", "only staff of the patient's institution may invite a patient")
 	}
 	if patient.Institution != by.Institution {
-		return "", time.Time{}, renkei.Errorj("identity.Invite", renkei.NotFound, "該当する患者さんは貴施設に登録されていません。", "your institution holds no such patient")
+		return "", time.Time{}, renkei.Errorj("identity.Invite", renkei.NotFound, "該当する患者は貴施設に登録されていません。", "your institution holds no such patient")
 	}
 	code := OneTimePassword() + "-" + OneTimePassword()[:4]
 	expires := s.Now().Add(InvitationPeriod)

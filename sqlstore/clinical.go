@@ -213,7 +213,7 @@ func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *ren
 		if r.PatientPK == 0 {
 			if err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK); errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorj("index.CreateReferral", renkei.NotFound, "患者ID %s(発行者 %s)の患者さんは、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
+				return renkei.Errorj("index.CreateReferral", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
 			} else if err != nil {
 				return err
 			}

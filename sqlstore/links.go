@@ -26,7 +26,7 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 			l.Institution, l.Patient.Issuer, l.Patient.ID).Scan(&l.PatientPK)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorj(op, renkei.NotFound, "患者ID %s(発行者 %s)の患者さんは、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", l.Patient.ID, l.Patient.Issuer)
+			return renkei.Errorj(op, renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", l.Patient.ID, l.Patient.Issuer)
 		}
 		if err != nil {
 			return err
@@ -40,8 +40,8 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 				return &renkei.Error{Op: op, Kind: renkei.Forbidden, Err: err, Code: "consent-required", Message: "the patient has not consented to your institution " +
 					"disclosing their data (consent for the region is needed): a share link shows the images to someone outside renkei, " +
 					"so record the patient's consent (同意) first",
-					Japanese: "患者さんの情報提供への同意(地域全体への同意)が記録されていません。共有リンクは renkei の外の方に画像を見せるものですので、" +
-						"先に患者さんの同意を記録してください。"}
+					Japanese: "患者の情報提供への同意(地域全体への同意)が記録されていません。共有リンクは renkei の外の方に画像を見せるものですので、" +
+						"先に患者の同意を記録してください。"}
 			}
 			return err
 		}
@@ -51,7 +51,7 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 			err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
 				l.Institution, l.PatientPK, uid).Scan(&pk)
 			if errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorj(op, renkei.NotFound, "検査 %s は、貴施設でのこの患者さんの検査ではありません。", "study %s is not one of this patient's studies at your institution", uid)
+				return renkei.Errorj(op, renkei.NotFound, "検査 %s は、貴施設でのこの患者の検査ではありません。", "study %s is not one of this patient's studies at your institution", uid)
 			}
 			if err != nil {
 				return err

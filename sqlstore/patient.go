@@ -44,7 +44,7 @@ func (db *DB) LocalPatient(ctx context.Context, institution int64, key renkei.Pa
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.institution_pk = ? AND p.issuer = ? AND p.patient_id = ?`,
 		institution, key.Issuer, key.ID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "患者ID %s(発行者 %s)の患者さんは、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
+		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
 	}
 	return lp, queryErr(err)
 }
@@ -54,7 +54,7 @@ func (db *DB) LocalPatientByPK(ctx context.Context, pk int64) (renkei.LocalPatie
 	lp, err := scanLocalPatient(db.queryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
-		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "該当する患者さんはいません。", "there is no such patient")
+		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 	}
 	return lp, queryErr(err)
 }
@@ -78,7 +78,7 @@ func (db *DB) RegionalPatient(ctx context.Context, regional int64) ([]renkei.Loc
 	list, err := db.localPatients(ctx, `SELECT `+localPatientCols+` FROM patient_links l JOIN patients p ON p.pk = l.patient_pk
 		WHERE l.regional_pk = ? ORDER BY p.pk`, regional)
 	if err == nil && len(list) == 0 {
-		err = renkei.Errorj("index.RegionalPatient", renkei.NotFound, "地域患者番号 %d の患者さんは見つかりません。", "there is no regional patient %d", regional)
+		err = renkei.Errorj("index.RegionalPatient", renkei.NotFound, "地域患者番号 %d の患者は見つかりません。", "there is no regional patient %d", regional)
 	}
 	return list, err
 }
@@ -285,7 +285,7 @@ func (db *DB) Unmerge(ctx context.Context, regional, from int64, audit *renkei.A
 		}
 		n = int64(len(moved))
 		if n == 0 {
-			return renkei.Errorj("index.Unmerge", renkei.NotFound, "地域患者番号 %d には、地域患者番号 %d から統合された患者さんはいません。", "regional patient %d holds no patients merged from regional patient %d", regional, from)
+			return renkei.Errorj("index.Unmerge", renkei.NotFound, "地域患者番号 %d には、地域患者番号 %d から統合された患者はいません。", "regional patient %d holds no patients merged from regional patient %d", regional, from)
 		}
 		if audit != nil {
 			audit.Detail = strings.TrimSpace(fmt.Sprintf("unmerged regional patient %d from %d: %d local patient(s) back under %d; %s", from, regional, n, from, audit.Detail))
@@ -341,7 +341,7 @@ func consentFor(ctx context.Context, tx *sql.Tx, institution, patientPK, toInsti
 		return err
 	}
 	return renkei.Errorj("index.Consent", renkei.Forbidden,
-		"%[2]s への情報提供について、患者さんの同意が記録されていません。先に患者さんの同意を記録してください。",
+		"%[2]s への情報提供について、患者の同意が記録されていません。先に患者の同意を記録してください。",
 		"the patient has not consented to your institution disclosing their data to %[1]s; record the patient's consent (同意) first",
 		map[bool]string{true: "the region", false: target}[target == ""], map[bool]string{true: "地域の医療機関", false: target}[target == ""]).
 		WithCode("consent-required")
@@ -355,7 +355,7 @@ func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.A
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 			c.Institution, c.Patient.Issuer, c.Patient.ID).Scan(&pk)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorj("index.AddConsent", renkei.NotFound, "患者ID %s(発行者 %s)の患者さんは、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
+			return renkei.Errorj("index.AddConsent", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
 		}
 		if err != nil {
 			return err

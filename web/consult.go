@@ -72,12 +72,12 @@ func toConsultJSON(c renkei.Consult) consultJSON {
 
 func (s *Server) consultsReady(w http.ResponseWriter, r *http.Request) (*renkei.Principal, bool) {
 	if s.Consults == nil {
-		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーではコンサルト(リアルタイム相談)を使えません。", "live consults are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーでは相談(画像を見ながらのリアルタイムの相談)を使えません。", "live consults are not available on this server"))
 		return nil, false
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Kind != renkei.UserPrincipal || !p.Role.Staff() {
-		s.problem(w, r, renkei.Errorj("web.consult", renkei.Forbidden, "コンサルトは地域の医療機関の職員のための機能です。", "consults are for the region's staff"))
+		s.problem(w, r, renkei.Errorj("web.consult", renkei.Forbidden, "相談は地域の医療機関の職員のための機能です。", "consults are for the region's staff"))
 		return nil, false
 	}
 	return p, true
@@ -106,7 +106,7 @@ func (s *Server) member(w http.ResponseWriter, r *http.Request) (renkei.Consult,
 			}
 		}
 	}
-	s.problem(w, r, renkei.Errorj("web.consult", renkei.NotFound, "該当するコンサルトはありません。", "there is no such consult"))
+	s.problem(w, r, renkei.Errorj("web.consult", renkei.NotFound, "該当する相談はありません。", "there is no such consult"))
 	return renkei.Consult{}, nil, false
 }
 

@@ -160,7 +160,7 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 	const op = "web.createLink"
 	p := renkei.PrincipalFrom(r.Context())
 	if !mayShare(p) {
-		l.s.problem(w, r, forbidden(op, "データを共有できるのは、患者さんの診療やケアの調整に携わる職員だけです。", "only staff who treat patients or coordinate their care may share data"))
+		l.s.problem(w, r, forbidden(op, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。", "only staff who treat patients or coordinate their care may share data"))
 		return
 	}
 	st, err := l.store()
@@ -169,7 +169,7 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.PatientID) == "" {
-		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者さんを指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)"))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)"))
 		return
 	}
 	if req.Days == 0 {
@@ -540,7 +540,7 @@ func (l *links) notifyLocked(k renkei.ShareLink) {
 	made := k.CreatedAt.Format("2006-01-02 15:04")
 	body := fmt.Sprintf("%s 御中\n\nrenkei の共有リンク No. %d(%s が %s に作成)で、暗証番号(PIN)の誤りが%d回続いたため、リンクをロックしました。\n"+
 		"第三者が暗証番号を試した可能性があります。このリンクはもう使えません。必要なら新しいリンクを作り、暗証番号は別の手段でお伝えください。\n"+
-		"ログインしてご確認ください:\n%s\n\nこのメールには患者さんの情報を含めていません。\n\n--\n"+
+		"ログインしてご確認ください:\n%s\n\nこのメールには患者の情報を含めていません。\n\n--\n"+
 		"renkei: share link No. %d (made by %s on %s) was locked after %d wrong PINs in a row; someone may have tried to guess it. "+
 		"It no longer opens. Log in to see it: %s\n",
 		in.Name, k.ID, k.CreatedByName, made, linkPINLimit, where, k.ID, k.CreatedByName, made, linkPINLimit, where)

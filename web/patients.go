@@ -35,7 +35,7 @@ func (s *Server) ownPatient(r *http.Request, issuer, id string) (renkei.LocalPat
 		issuer = p.Issuer
 	}
 	if strings.TrimSpace(id) == "" {
-		return renkei.LocalPatient{}, renkei.Errorj("web", renkei.Invalid, "患者さんを指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)")
+		return renkei.LocalPatient{}, renkei.Errorj("web", renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)")
 	}
 	return s.Store.LocalPatient(r.Context(), p.Institution, renkei.PatientKey{Issuer: issuer, ID: id})
 }
@@ -87,7 +87,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 	const op = "web.addConsent"
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden(op, "同意を記録できるのは、患者さんの施設の職員だけです。", "only staff of the patient's institution record consent"))
+		s.problem(w, r, forbidden(op, "同意を記録できるのは、患者の施設の職員だけです。", "only staff of the patient's institution record consent"))
 		return
 	}
 	lp, err := s.ownPatient(r, req.Issuer, req.PatientID)
@@ -99,7 +99,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 	if req.GivenAt != "" {
 		t, err := time.ParseInLocation("2006-01-02", req.GivenAt, time.Local)
 		if err != nil || t.After(s.Now()) {
-			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意日は、患者さんが同意した日を YYYY-MM-DD の形で入力してください(未来の日付は入力できません)。", "givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意日は、患者が同意した日を YYYY-MM-DD の形で入力してください(未来の日付は入力できません)。", "givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
 			return
 		}
 		c.GivenAt = t
@@ -116,7 +116,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Scope = strings.Join(req.Scope, ",")
 	default:
-		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意の範囲には、地域全体か、患者さんが同意した施設を選んでください。", `scope must be ["region"] or the IDs of the institutions the patient agreed to`))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意の範囲には、地域全体か、患者が同意した施設を選んでください。", `scope must be ["region"] or the IDs of the institutions the patient agreed to`))
 		return
 	}
 	var doc []byte
@@ -137,7 +137,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		}
 	case "electronic":
 		if strings.TrimSpace(req.Signature) == "" {
-			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "電子同意には、患者さんが署名した同意文が必要です。", "an electronic consent needs the statement the patient signed"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "電子同意には、患者が署名した同意文が必要です。", "an electronic consent needs the statement the patient signed"))
 			return
 		}
 		doc, c.DocumentType = []byte(req.Signature), "text/plain; charset=utf-8"
@@ -380,7 +380,7 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if !regionAdmin(p) {
-		s.problem(w, r, forbidden("web.link", "患者さんの名寄せができるのは、地域の管理者だけです。", "only a region administrator links patients"))
+		s.problem(w, r, forbidden("web.link", "患者の名寄せができるのは、地域の管理者だけです。", "only a region administrator links patients"))
 		return
 	}
 	a, err := s.resolve(r, req.A)
@@ -490,7 +490,7 @@ func (s *Server) studies(w http.ResponseWriter, r *http.Request, patients []int6
 func (s *Server) regionalStudies(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden("web.regionalStudies", "患者さんを検索できるのは職員だけです。", "only staff look patients up"))
+		s.problem(w, r, forbidden("web.regionalStudies", "患者を検索できるのは職員だけです。", "only staff look patients up"))
 		return
 	}
 	lp, err := s.ownPatient(r, r.URL.Query().Get("issuer"), r.URL.Query().Get("patientId"))
@@ -523,7 +523,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 func (s *Server) breakGlassReviews(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
-		s.problem(w, r, forbidden("web.breakGlassReviews", "緊急アクセスを確認できるのは、施設の管理者だけです。", "only the institution's administrator reviews emergency accesses"))
+		s.problem(w, r, forbidden("web.breakGlassReviews", "緊急閲覧を確認できるのは、施設の管理者だけです。", "only the institution's administrator reviews emergency accesses"))
 		return
 	}
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass,
@@ -549,7 +549,7 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
-		s.problem(w, r, forbidden("web.reviewBreakGlass", "緊急アクセスを確認できるのは、施設の管理者だけです。", "only the institution's administrator reviews emergency accesses"))
+		s.problem(w, r, forbidden("web.reviewBreakGlass", "緊急閲覧を確認できるのは、施設の管理者だけです。", "only the institution's administrator reviews emergency accesses"))
 		return
 	}
 	if strings.TrimSpace(req.Note) == "" {
@@ -559,7 +559,7 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass})
 	if err != nil || len(list) == 0 {
-		s.problem(w, r, renkei.Errorj("web.reviewBreakGlass", renkei.NotFound, "確認する緊急アクセス %q は見つかりません。", "there is no emergency access %q to review", r.PathValue("id")))
+		s.problem(w, r, renkei.Errorj("web.reviewBreakGlass", renkei.NotFound, "確認する緊急閲覧 %q は見つかりません。", "there is no emergency access %q to review", r.PathValue("id")))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)

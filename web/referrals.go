@@ -371,7 +371,7 @@ func (s *Server) recordPatient(r *http.Request) (renkei.LocalPatient, error) {
 	if id := q.Get("institution"); id != "" {
 		in, err := s.Store.Institution(r.Context(), id)
 		if err != nil {
-			return renkei.LocalPatient{}, renkei.Errorj("web.record", renkei.NotFound, "該当する患者さんはいません。", "there is no such patient")
+			return renkei.LocalPatient{}, renkei.Errorj("web.record", renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 		}
 		inst = in.PK
 	}
