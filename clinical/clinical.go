@@ -177,12 +177,14 @@ func (s *Service) AddFacts(ctx context.Context, patient int64, rec *renkei.Recor
 		return err
 	}
 	if !mayWriteRecord(p) {
-		return renkei.Errorj("clinical.AddFacts", renkei.Forbidden, "あなたの役割では、記録を見ることはできますが、書き込むことはできません。", "your role may read the record but not write it")
+		return renkei.Errorj("clinical.AddFacts", renkei.Forbidden, "あなたの役割では、記録を見ることはできますが、書き込むことはできません。",
+			"your role may read the record but not write it")
 	}
 	// Care homes read the medication list, allergies and summaries of the residents shared with them; they do not
 	// write the clinical record.
 	if in, err := s.Store.InstitutionByPK(ctx, p.Institution); err == nil && in.Kind == renkei.CareHome {
-		return renkei.Errorj("clinical.AddFacts", renkei.Forbidden, "介護施設は、入所者の記録を見ることはできますが、書き込むことはできません。", "a care home reads the record of its residents but does not write it")
+		return renkei.Errorj("clinical.AddFacts", renkei.Forbidden, "介護施設は、入所者の記録を見ることはできますが、書き込むことはできません。",
+			"a care home reads the record of its residents but does not write it")
 	}
 	pts, err := s.visiblePatients(ctx, p, patient, "clinical.AddFacts")
 	if err != nil {
@@ -290,7 +292,8 @@ func (s *Service) WithdrawFact(ctx context.Context, id int64) error {
 		return err
 	}
 	if !mayWriteRecord(p) {
-		return renkei.Errorj("clinical.WithdrawFact", renkei.Forbidden, "あなたの役割では、記録を見ることはできますが、変更することはできません。", "your role may read the record but not change it")
+		return renkei.Errorj("clinical.WithdrawFact", renkei.Forbidden, "あなたの役割では、記録を見ることはできますが、変更することはできません。",
+			"your role may read the record but not change it")
 	}
 	e := renkei.EventFor(p, renkei.ActionRecord, renkei.OutcomeSuccess)
 	e.Detail = fmt.Sprintf("withdrawn as entered in error: fact %d", id)

@@ -243,7 +243,8 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 	case "send":
 		m.Side, m.From, m.To = "sender", []renkei.ReferralStatus{renkei.StatusDraft}, renkei.StatusSent
 		if strings.TrimSpace(r.Letter.Purpose) == "" && r.Letter.AttachmentKey == "" {
-			return r, renkei.Errorj(op, renkei.Invalid, "送信する前に、紹介目的を記入するか、印刷した紹介状を添付してください。", "write the purpose of the referral (紹介目的), or attach the printed letter, before sending")
+			return r, renkei.Errorj(op, renkei.Invalid, "送信する前に、紹介目的を記入するか、印刷した紹介状を添付してください。",
+				"write the purpose of the referral (紹介目的), or attach the printed letter, before sending")
 		}
 		if r.Kind != renkei.KindReverse || r.FromInstitution == ownerOf(ctx, s, r) {
 			// The attached studies and the record go with the letter, for the referral's duration, with consent.
@@ -253,7 +254,8 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		// An emergency the receiver cannot take goes on to another hospital, which then gets it (and the images);
 		// the first one's access ends in the same step.
 		if r.Kind != renkei.KindEmergency {
-			return r, renkei.Errorj(op, renkei.Invalid, "搬送先の変更ができるのは救急搬送だけです。通常の紹介はお断りの手続きをしてください。", "only an emergency transfer is redirected; decline a referral instead")
+			return r, renkei.Errorj(op, renkei.Invalid, "搬送先の変更ができるのは救急搬送だけです。通常の紹介はお断りの手続きをしてください。",
+				"only an emergency transfer is redirected; decline a referral instead")
 		}
 		if st.To == 0 || st.To == r.ToInstitution || st.To == r.FromInstitution {
 			return r, renkei.Errorj(op, renkei.Invalid, "代わりに患者を受け入れる病院を選んでください。", "choose the hospital that takes the patient instead")
@@ -294,7 +296,8 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		m.From, m.To, m.Appointment, m.Event.Note = []renkei.ReferralStatus{renkei.StatusReceived}, renkei.StatusAccepted, st.Appointment, st.Appointment
 	case "decline":
 		if strings.TrimSpace(st.Reason) == "" {
-			return r, renkei.Errorj(op, renkei.Invalid, "紹介元が他の施設を探せるよう、お断りの理由を記入してください。", "say why the referral is declined, so that the sender can look elsewhere")
+			return r, renkei.Errorj(op, renkei.Invalid, "紹介元が他の施設を探せるよう、お断りの理由を記入してください。",
+				"say why the referral is declined, so that the sender can look elsewhere")
 		}
 		m.From, m.To, m.Reason, m.Event.Note, m.Revoke = []renkei.ReferralStatus{renkei.StatusReceived}, renkei.StatusDeclined, st.Reason, st.Reason, true
 	case "complete":
@@ -415,7 +418,8 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 		return par, err
 	}
 	if par.ToInstitution != p.Institution {
-		return par, renkei.Errorj(op, renkei.Forbidden, "逆紹介ができるのは、紹介を受けた施設だけです。", "only the institution that received the referral refers the patient back")
+		return par, renkei.Errorj(op, renkei.Forbidden, "逆紹介ができるのは、紹介を受けた施設だけです。",
+			"only the institution that received the referral refers the patient back")
 	}
 	if !slices.Contains([]renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusCompleted, renkei.StatusReceived}, par.Status) {
 		return par, renkei.Errorj(op, renkei.Conflict, "この紹介は「%[2]s」です。逆紹介は、紹介の受入れが決まった後にできます。",
@@ -458,14 +462,16 @@ func (s *Service) draftToAttach(ctx context.Context, id int64) (*renkei.Principa
 		return nil, renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return nil, renkei.Referral{}, renkei.Errorj("clinical.AttachLetter", renkei.Forbidden, "あなたの役割では紹介状を書けません。", "your role may not write referrals")
+		return nil, renkei.Referral{}, renkei.Errorj("clinical.AttachLetter", renkei.Forbidden, "あなたの役割では紹介状を書けません。",
+			"your role may not write referrals")
 	}
 	r, err := s.visible(ctx, p, id, "clinical.AttachLetter")
 	if err != nil {
 		return nil, r, err
 	}
 	if r.FromInstitution != p.Institution || r.Status != renkei.StatusDraft {
-		return nil, r, renkei.Errorj("clinical.AttachLetter", renkei.Conflict, "紹介状の添付は、送信前の下書きにしてください。", "a letter is attached to a draft, before it is sent")
+		return nil, r, renkei.Errorj("clinical.AttachLetter", renkei.Conflict, "紹介状の添付は、送信前の下書きにしてください。",
+			"a letter is attached to a draft, before it is sent")
 	}
 	return p, r, nil
 }
@@ -499,7 +505,8 @@ func (s *Service) checkDocuments(ctx context.Context, p *renkei.Principal, patie
 		d, err := s.Store.Document(ctx, id)
 		ok := err == nil && slices.ContainsFunc(pts, func(lp renkei.LocalPatient) bool { return lp.PK == d.PatientPK })
 		if !ok {
-			return renkei.Errorj("clinical.Documents", renkei.Invalid, "書類 No. %d は、この患者の書類ではありません。", "document %d is not one of this patient's documents", id)
+			return renkei.Errorj("clinical.Documents", renkei.Invalid, "書類 No. %d は、この患者の書類ではありません。",
+				"document %d is not one of this patient's documents", id)
 		}
 	}
 	return nil

@@ -265,10 +265,12 @@ func (s *Service) SaveProfile(ctx context.Context, institution int64, p renkei.P
 		return err
 	}
 	if !mayEdit(c, institution) {
-		return renkei.Errorj(op, renkei.Forbidden, "施設の情報を更新できるのは、その施設の管理者か地域連携室だけです。", "an institution's entry is kept by its own administrator or 地域連携室")
+		return renkei.Errorj(op, renkei.Forbidden, "施設の情報を更新できるのは、その施設の管理者か地域連携室だけです。",
+			"an institution's entry is kept by its own administrator or 地域連携室")
 	}
 	if p.Latitude < -90 || p.Latitude > 90 || p.Longitude < -180 || p.Longitude > 180 {
-		return renkei.Errorj(op, renkei.Invalid, "位置の座標が範囲外です(緯度 −90～90、経度 −180～180)。", "the coordinates are out of range (latitude −90…90, longitude −180…180)")
+		return renkei.Errorj(op, renkei.Invalid, "位置の座標が範囲外です(緯度 −90～90、経度 −180～180)。",
+			"the coordinates are out of range (latitude −90…90, longitude −180…180)")
 	}
 	for _, l := range [][]string{p.Departments, p.Specialties, p.Equipment, p.Accepts} {
 		if len(l) > 200 {
@@ -277,13 +279,15 @@ func (s *Service) SaveProfile(ctx context.Context, institution int64, p renkei.P
 	}
 	for _, a := range p.Accepts {
 		if !slices.Contains(renkei.ReferralAcceptances, a) {
-			return renkei.Errorj(op, renkei.Invalid, "紹介の種類 %q はありません(%s のいずれかにしてください)。", "unknown kind of referral %q (one of %s)", a, strings.Join(renkei.ReferralAcceptances, "、"))
+			return renkei.Errorj(op, renkei.Invalid, "紹介の種類 %q はありません(%s のいずれかにしてください)。",
+				"unknown kind of referral %q (one of %s)", a, strings.Join(renkei.ReferralAcceptances, "、"))
 		}
 	}
 	if p.CareFunctions != nil {
 		for _, f := range p.CareFunctions {
 			if !slices.Contains(renkei.CareFunctions, f) {
-				return renkei.Errorj(op, renkei.Invalid, "医療機能 %q はありません(%s のいずれかにしてください)。", "unknown care function %q (one of %s)", f, strings.Join(renkei.CareFunctions, "、"))
+				return renkei.Errorj(op, renkei.Invalid, "医療機能 %q はありません(%s のいずれかにしてください)。",
+					"unknown care function %q (one of %s)", f, strings.Join(renkei.CareFunctions, "、"))
 			}
 		}
 		in, err := s.Store.InstitutionByPK(ctx, institution)
@@ -312,7 +316,8 @@ func (s *Service) ReportCapacity(ctx context.Context, institution int64, items [
 		return err
 	}
 	if !mayEdit(c, institution) {
-		return renkei.Errorj(op, renkei.Forbidden, "施設の受入れ状況を報告できるのは、その施設の管理者か地域連携室だけです。", "an institution's capacity is reported by its own administrator or 地域連携室")
+		return renkei.Errorj(op, renkei.Forbidden, "施設の受入れ状況を報告できるのは、その施設の管理者か地域連携室だけです。",
+			"an institution's capacity is reported by its own administrator or 地域連携室")
 	}
 	if len(items) == 0 {
 		return renkei.Errorj(op, renkei.Invalid, "報告する内容がありません。", "nothing to report")

@@ -150,9 +150,11 @@ func (s *Service) usable(u renkei.User, c renkei.Credentials, now time.Time) err
 	case u.Disabled:
 		return errLogin
 	case strings.HasPrefix(u.Login, DemoPrefix) && !s.Demo:
-		return renkei.Errorj("identity.Login", renkei.Forbidden, "デモ用アカウントは、デモ用に起動したサーバーでのみ使えます。", "demo accounts work only on a server started with --demo")
+		return renkei.Errorj("identity.Login", renkei.Forbidden, "デモ用アカウントは、デモ用に起動したサーバーでのみ使えます。",
+			"demo accounts work only on a server started with --demo")
 	case now.Before(c.LockedUntil):
-		return renkei.Errorj("identity.Login", renkei.Forbidden, "ログインの失敗が続いたため、このアカウントは%sまでロックされています。その時刻以降にもう一度お試しいただくか、管理者にご連絡ください。", "this account is locked after too many failed attempts until %s; try again then, or ask your administrator", c.LockedUntil.Format("15:04")).WithCode("account-locked")
+		return renkei.Errorj("identity.Login", renkei.Forbidden, "ログインの失敗が続いたため、このアカウントは%sまでロックされています。その時刻以降にもう一度お試しいただくか、管理者にご連絡ください。",
+			"this account is locked after too many failed attempts until %s; try again then, or ask your administrator", c.LockedUntil.Format("15:04")).WithCode("account-locked")
 	}
 	return nil
 }
@@ -315,7 +317,8 @@ func (s *Service) ChangePassword(ctx context.Context, a *Authenticated, current,
 		return err
 	}
 	if next == current {
-		return renkei.Errorj("identity.ChangePassword", renkei.Invalid, "新しいパスワードは今のパスワードと違うものにしてください。", "the new password must differ from the current one").WithCode("password-same")
+		return renkei.Errorj("identity.ChangePassword", renkei.Invalid, "新しいパスワードは今のパスワードと違うものにしてください。",
+			"the new password must differ from the current one").WithCode("password-same")
 	}
 	h, f := HashPassword(next), false
 	e := renkei.EventFor(a.Principal, renkei.ActionAdmin, renkei.OutcomeSuccess)
@@ -356,13 +359,15 @@ func checkUser(u *renkei.User) error {
 	const op = "identity.CreateUser"
 	login := strings.TrimSpace(u.Login)
 	if login == "" || len(login) > 100 || login != u.Login || strings.ContainsAny(login, " \t\r\n/\\") {
-		return renkei.Errorj(op, renkei.Invalid, "ログイン名は、空白やスラッシュを含まない1～100文字にしてください。", "a login must be 1 to 100 characters without spaces or slashes")
+		return renkei.Errorj(op, renkei.Invalid, "ログイン名は、空白やスラッシュを含まない1～100文字にしてください。",
+			"a login must be 1 to 100 characters without spaces or slashes")
 	}
 	if !u.Role.Staff() && u.Role != renkei.PatientRole {
 		return renkei.Errorj(op, renkei.Invalid, "役割 %q はありません。", "unknown role %q", u.Role)
 	}
 	if u.Role == renkei.RegionAdmin && u.Institution.Kind != renkei.RegionOperator {
-		return renkei.Errorj(op, renkei.Invalid, "地域の管理者は、地域の運営機関に所属します(%s ではありません)。", "a region administrator belongs to the region's operator, not to %s", u.Institution.ID)
+		return renkei.Errorj(op, renkei.Invalid, "地域の管理者は、地域の運営機関に所属します(%s ではありません)。",
+			"a region administrator belongs to the region's operator, not to %s", u.Institution.ID)
 	}
 	return nil
 }
@@ -397,5 +402,6 @@ func CanAdminister(by *renkei.Principal, u renkei.User) error {
 	case by.Role == renkei.InstitutionAdmin && by.Institution == u.Institution.PK:
 		return nil
 	}
-	return renkei.Errorj("identity.Admin", renkei.Forbidden, "%s の利用者を管理できるのは、その施設の管理者だけです。", "only an administrator of %s may manage its users", u.Institution.ID)
+	return renkei.Errorj("identity.Admin", renkei.Forbidden, "%s の利用者を管理できるのは、その施設の管理者だけです。",
+		"only an administrator of %s may manage its users", u.Institution.ID)
 }

@@ -21,7 +21,8 @@ import (
 func (s *Service) EnableWebAuthn(rpID, name string, origins []string) error {
 	wa, err := webauthn.New(&webauthn.Config{RPID: rpID, RPDisplayName: name, RPOrigins: origins})
 	if err != nil {
-		return &renkei.Error{Op: "identity.EnableWebAuthn", Kind: renkei.Invalid, Message: "the WebAuthn relying party is not valid", Japanese: "WebAuthn の設定が正しくありません。", Err: err}
+		return &renkei.Error{Op: "identity.EnableWebAuthn", Kind: renkei.Invalid, Message: "the WebAuthn relying party is not valid",
+			Japanese: "WebAuthn の設定が正しくありません。", Err: err}
 	}
 	s.webauthn = wa
 	return nil
@@ -57,7 +58,8 @@ func (s *Service) waUser(ctx context.Context, u renkei.User) (waUser, error) {
 
 func (s *Service) needWebAuthn() error {
 	if s.webauthn == nil {
-		return renkei.Errorj("identity.WebAuthn", renkei.Unavailable, "このサーバーではセキュリティキーが設定されていません。", "security keys are not configured on this server")
+		return renkei.Errorj("identity.WebAuthn", renkei.Unavailable, "このサーバーではセキュリティキーが設定されていません。",
+			"security keys are not configured on this server")
 	}
 	return nil
 }
@@ -111,7 +113,8 @@ func (s *Service) takeCeremony(ctx context.Context, idHash, kind string) (webaut
 		return sd, err
 	}
 	if !strings.HasPrefix(c, kind) || json.Unmarshal([]byte(strings.TrimPrefix(c, kind)), &sd) != nil {
-		return sd, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "セキュリティキーの手続きが始まっていません。最初からやり直してください。", "no security key step was started in this session; start again")
+		return sd, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "セキュリティキーの手続きが始まっていません。最初からやり直してください。",
+			"no security key step was started in this session; start again")
 	}
 	// A challenge is answered once.
 	if err := s.Store.SetCeremony(ctx, idHash, ""); err != nil {
@@ -138,11 +141,13 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, sessionID stri
 	first := !a.User.HasTOTP && len(w.creds) == 0
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
 	if err != nil {
-		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Invalid, Message: "the security key's answer could not be read", Japanese: "セキュリティキーの応答を読み取れませんでした。", Err: err}
+		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Invalid, Message: "the security key's answer could not be read",
+			Japanese: "セキュリティキーの応答を読み取れませんでした。", Err: err}
 	}
 	cred, err := s.webauthn.CreateCredential(w, sd, parsed)
 	if err != nil {
-		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Unauthorized, Message: "the security key's answer was not accepted", Japanese: "セキュリティキーの応答が受け付けられませんでした。", Err: err}
+		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Unauthorized, Message: "the security key's answer was not accepted",
+			Japanese: "セキュリティキーの応答が受け付けられませんでした。", Err: err}
 	}
 	rec, _ := json.Marshal(cred)
 	if strings.TrimSpace(name) == "" {
@@ -186,7 +191,8 @@ func (s *Service) BeginWebAuthnLogin(ctx context.Context, sessionID string) (*pr
 		return nil, err
 	}
 	if len(w.creds) == 0 {
-		return nil, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "このアカウントにはセキュリティキーが登録されていません。", "no security key is registered for this account")
+		return nil, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "このアカウントにはセキュリティキーが登録されていません。",
+			"no security key is registered for this account")
 	}
 	assertion, sd, err := s.webauthn.BeginLogin(w, webauthn.WithUserVerification(protocol.VerificationPreferred))
 	if err != nil {
@@ -278,7 +284,8 @@ func (s *Service) RemoveSecurityKey(ctx context.Context, a *Authenticated, id []
 		return renkei.Errorj("identity.WebAuthn", renkei.NotFound, "該当するセキュリティキーはありません。", "there is no such security key")
 	}
 	if len(creds) == 1 && !a.User.HasTOTP {
-		return renkei.Errorj("identity.WebAuthn", renkei.Conflict, "これは唯一の二段階認証の手段です。先に別のセキュリティキーか認証アプリを登録してください。", "this is your only second factor: register another security key or an authenticator app first")
+		return renkei.Errorj("identity.WebAuthn", renkei.Conflict, "これは唯一の二段階認証の手段です。先に別のセキュリティキーか認証アプリを登録してください。",
+			"this is your only second factor: register another security key or an authenticator app first")
 	}
 	e := renkei.EventFor(a.Principal, renkei.ActionAdmin, renkei.OutcomeSuccess)
 	e.Detail = "removed a security key: " + name

@@ -103,11 +103,13 @@ func open(fonts Fonts, minchoPaths, gothicPaths []string) (*Renderer, error) {
 	const op = "letterpdf.Open"
 	mincho, err := readFont(fonts.Mincho, minchoPaths)
 	if err != nil {
-		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "the Japanese fonts cannot be read", Japanese: "日本語フォントを読み込めません", Err: err}
+		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "the Japanese fonts cannot be read",
+			Japanese: "日本語フォントを読み込めません", Err: err}
 	}
 	gothic, err := readFont(fonts.Gothic, gothicPaths)
 	if err != nil {
-		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "the Japanese fonts cannot be read", Japanese: "日本語フォントを読み込めません", Err: err}
+		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "the Japanese fonts cannot be read",
+			Japanese: "日本語フォントを読み込めません", Err: err}
 	}
 	switch {
 	case mincho == nil && gothic == nil:
@@ -181,7 +183,8 @@ func (r *Renderer) Render(w io.Writer, d Doc) (err error) {
 		// fpdf panics on some inputs (a rune above U+FFFF, which clean removes, is the one known); a letter must
 		// not take the server down.
 		if v := recover(); v != nil {
-			err = &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made", Japanese: "PDFを作成できません", Err: fmt.Errorf("fpdf: %v", v)}
+			err = &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made",
+				Japanese: "PDFを作成できません", Err: fmt.Errorf("fpdf: %v", v)}
 		}
 	}()
 	pdf := fpdf.New("P", "pt", "A4", "")
@@ -197,7 +200,8 @@ func (r *Renderer) Render(w io.Writer, d Doc) (err error) {
 	pdf.AddUTF8FontFromBytes(fontMincho, "", r.mincho)
 	pdf.AddUTF8FontFromBytes(fontGothic, "", r.gothic)
 	if err := pdf.Error(); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made", Japanese: "PDFを作成できません", Err: fmt.Errorf("load fonts: %w", err)}
+		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made",
+			Japanese: "PDFを作成できません", Err: fmt.Errorf("load fonts: %w", err)}
 	}
 	pages := layOut(p, pdf)
 	paint(pdf, pages)
@@ -206,7 +210,8 @@ func (r *Renderer) Render(w io.Writer, d Doc) (err error) {
 		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made", Japanese: "PDFを作成できません", Err: err}
 	}
 	if _, err := w.Write(buf.Bytes()); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be written", Japanese: "PDFを書き出せません", Err: fmt.Errorf("write pdf: %w", err)}
+		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be written",
+			Japanese: "PDFを書き出せません", Err: fmt.Errorf("write pdf: %w", err)}
 	}
 	return nil
 }

@@ -133,7 +133,8 @@ func (db *DB) Facts(ctx context.Context, patients []int64) (renkei.Record, error
 			rec.Documents = append(rec.Documents, d)
 		}
 		if err != nil {
-			return rec, &renkei.Error{Op: "index.Facts", Kind: renkei.Unavailable, Message: "a stored fact cannot be read", Japanese: "保存されている記録を読み込めません。", Err: err}
+			return rec, &renkei.Error{Op: "index.Facts", Kind: renkei.Unavailable, Message: "a stored fact cannot be read",
+				Japanese: "保存されている記録を読み込めません。", Err: err}
 		}
 	}
 	return rec, queryErr(rows.Err())
@@ -154,7 +155,8 @@ func (db *DB) Document(ctx context.Context, id int64) (renkei.Document, error) {
 	}
 	f := d.Fact
 	if err := json.Unmarshal([]byte(body), &d); err != nil {
-		return d, &renkei.Error{Op: "index.Document", Kind: renkei.Unavailable, Message: "a stored document cannot be read", Japanese: "保存されている書類を読み込めません。", Err: err}
+		return d, &renkei.Error{Op: "index.Document", Kind: renkei.Unavailable, Message: "a stored document cannot be read",
+			Japanese: "保存されている書類を読み込めません。", Err: err}
 	}
 	f.ID, f.RecordedAt = id, time.UnixMilli(at)
 	d.Fact = f
@@ -213,7 +215,8 @@ func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *ren
 		if r.PatientPK == 0 {
 			if err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK); errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorj("index.CreateReferral", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
+				return renkei.Errorj("index.CreateReferral", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+					"your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
 			} else if err != nil {
 				return err
 			}
@@ -254,7 +257,8 @@ func (db *DB) SaveDraft(ctx context.Context, r *renkei.Referral, audit *renkei.A
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorj("index.SaveDraft", renkei.Conflict, "この紹介状は送信済みのため、編集できません。訂正版を作成してください。", "this referral has been sent and can no longer be edited; write a corrected version instead")
+			return renkei.Errorj("index.SaveDraft", renkei.Conflict, "この紹介状は送信済みのため、編集できません。訂正版を作成してください。",
+				"this referral has been sent and can no longer be edited; write a corrected version instead")
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE referral_letters SET body = ?, written_by = ?, written_at = ? WHERE referral_pk = ? AND reply = 0 AND version = 0`,
 			letterJSON(r.Letter), r.FromUserName, now.UnixMilli(), r.ID)
@@ -587,11 +591,14 @@ func (db *DB) AddLetterVersion(ctx context.Context, id, institution int64, l ren
 			case err != nil:
 				return err
 			case status == string(renkei.StatusDraft):
-				return renkei.Errorj(op, renkei.Conflict, "この紹介はまだ下書きです。訂正版を作るのではなく、紹介状をそのまま編集してください。", "this referral is still a draft: edit the letter instead of writing a corrected version")
+				return renkei.Errorj(op, renkei.Conflict, "この紹介はまだ下書きです。訂正版を作るのではなく、紹介状をそのまま編集してください。",
+					"this referral is still a draft: edit the letter instead of writing a corrected version")
 			case status == string(renkei.StatusCancelled):
-				return renkei.Errorj(op, renkei.Conflict, "この紹介は取り消されたため、訂正版の紹介状は送れません。引き続き紹介が必要な場合は、新しい紹介状を作成してください。", "this referral was cancelled, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
+				return renkei.Errorj(op, renkei.Conflict, "この紹介は取り消されたため、訂正版の紹介状は送れません。引き続き紹介が必要な場合は、新しい紹介状を作成してください。",
+					"this referral was cancelled, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
 			case status == string(renkei.StatusDeclined):
-				return renkei.Errorj(op, renkei.Conflict, "この紹介は紹介先の施設からお断りを受けたため、訂正版の紹介状は送れません。引き続き紹介が必要な場合は、新しい紹介状を作成してください。", "this referral was declined by the receiving institution, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
+				return renkei.Errorj(op, renkei.Conflict, "この紹介は紹介先の施設からお断りを受けたため、訂正版の紹介状は送れません。引き続き紹介が必要な場合は、新しい紹介状を作成してください。",
+					"this referral was declined by the receiving institution, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
 			}
 			return renkei.Errorj(op, renkei.Conflict, "この紹介(%[2]s)には訂正版の紹介状を送れません。", "this referral (%[1]s) takes no corrected letter",
 				status, renkei.ReferralStatus(status).Japanese())

@@ -15,7 +15,8 @@ import (
 func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error, events ...*renkei.AuditEvent) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",
+			Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
@@ -26,7 +27,8 @@ func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 		if isUniqueViolation(err) {
 			return &renkei.Error{Op: op, Kind: renkei.Conflict, Message: "it already exists", Japanese: "すでに登録されています。", Err: err}
 		}
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",
+			Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	var evs []*renkei.AuditEvent
 	for _, e := range events {
@@ -35,10 +37,12 @@ func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 		}
 	}
 	if err := db.appendAudit(ctx, tx, evs); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the audit trail could not be written", Japanese: "監査記録に書き込めませんでした。しばらくしてからもう一度お試しください。", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the audit trail could not be written",
+			Japanese: "監査記録に書き込めませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	if err := tx.Commit(); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",
+			Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	return nil
 }
@@ -322,7 +326,8 @@ func (db *DB) ReplaceSession(ctx context.Context, old string, s *renkei.Session,
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorj("index.ReplaceSession", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。", "the login session has ended; please log in again")
+			return renkei.Errorj("index.ReplaceSession", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。",
+				"the login session has ended; please log in again")
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (id_hash, user_pk, csrf, created_at, last_seen, second_factor_at, source)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.IDHash, s.User, s.CSRF, s.CreatedAt.UnixMilli(), s.LastSeen.UnixMilli(), msPtr(s.SecondFactorAt), s.Source)

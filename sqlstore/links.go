@@ -26,7 +26,8 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 			l.Institution, l.Patient.Issuer, l.Patient.ID).Scan(&l.PatientPK)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorj(op, renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", l.Patient.ID, l.Patient.Issuer)
+			return renkei.Errorj(op, renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+				"your institution holds no patient %s (issuer %s)", l.Patient.ID, l.Patient.Issuer)
 		}
 		if err != nil {
 			return err
@@ -51,7 +52,8 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 			err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
 				l.Institution, l.PatientPK, uid).Scan(&pk)
 			if errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorj(op, renkei.NotFound, "検査 %s は、貴施設でのこの患者の検査ではありません。", "study %s is not one of this patient's studies at your institution", uid)
+				return renkei.Errorj(op, renkei.NotFound, "検査 %s は、貴施設でのこの患者の検査ではありません。",
+					"study %s is not one of this patient's studies at your institution", uid)
 			}
 			if err != nil {
 				return err
@@ -143,7 +145,8 @@ func (db *DB) RevokeShareLink(ctx context.Context, id, institution int64, audit 
 }
 
 // errLinkLocked is the answer to every PIN attempt once a link is locked, the right PIN included.
-var errLinkLocked = renkei.Errorj("index.ShareLinkPIN", renkei.Forbidden, "PIN の誤りが続いたため、この共有リンクはロックされています。", "this link is locked after too many wrong PINs")
+var errLinkLocked = renkei.Errorj("index.ShareLinkPIN", renkei.Forbidden, "PIN の誤りが続いたため、この共有リンクはロックされています。",
+	"this link is locked after too many wrong PINs")
 
 // BeginPINAttempt counts a PIN attempt against a link before the PIN is checked, so that attempts made at the same
 // moment from many addresses cannot together try more than limit PINs: it answers how many wrong PINs the link has

@@ -44,7 +44,8 @@ func (db *DB) LocalPatient(ctx context.Context, institution int64, key renkei.Pa
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.institution_pk = ? AND p.issuer = ? AND p.patient_id = ?`,
 		institution, key.Issuer, key.ID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
+		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+			"your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
 	}
 	return lp, queryErr(err)
 }
@@ -87,7 +88,8 @@ func (db *DB) RegionalPatient(ctx context.Context, regional int64) ([]renkei.Loc
 // search behind break-glass, which must find an unconscious patient wherever they were seen.
 func (db *DB) FindPatients(ctx context.Context, birthDate, nameKey, patientID string, limit int) ([]renkei.LocalPatient, error) {
 	if birthDate == "" || (nameKey == "" && patientID == "") {
-		return nil, renkei.Errorj("index.FindPatients", renkei.Invalid, "生年月日と、氏名または患者IDを入力してください。", "give the birth date and the name or a patient ID")
+		return nil, renkei.Errorj("index.FindPatients", renkei.Invalid, "生年月日と、氏名または患者IDを入力してください。",
+			"give the birth date and the name or a patient ID")
 	}
 	q := `SELECT ` + localPatientCols + ` FROM patients p LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.birth_date = ?`
 	args := []any{birthDate}
@@ -285,7 +287,8 @@ func (db *DB) Unmerge(ctx context.Context, regional, from int64, audit *renkei.A
 		}
 		n = int64(len(moved))
 		if n == 0 {
-			return renkei.Errorj("index.Unmerge", renkei.NotFound, "地域患者番号 %d には、地域患者番号 %d から統合された患者はいません。", "regional patient %d holds no patients merged from regional patient %d", regional, from)
+			return renkei.Errorj("index.Unmerge", renkei.NotFound, "地域患者番号 %d には、地域患者番号 %d から統合された患者はいません。",
+				"regional patient %d holds no patients merged from regional patient %d", regional, from)
 		}
 		if audit != nil {
 			audit.Detail = strings.TrimSpace(fmt.Sprintf("unmerged regional patient %d from %d: %d local patient(s) back under %d; %s", from, regional, n, from, audit.Detail))
@@ -355,7 +358,8 @@ func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.A
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 			c.Institution, c.Patient.Issuer, c.Patient.ID).Scan(&pk)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorj("index.AddConsent", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。", "your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
+			return renkei.Errorj("index.AddConsent", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+				"your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
 		}
 		if err != nil {
 			return err
@@ -499,7 +503,8 @@ func (db *DB) AcceptInvitation(ctx context.Context, codeHash string, u *renkei.U
 		err := tx.QueryRowContext(ctx, `UPDATE invitations SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
 			RETURNING institution_pk, patient_pk`, u.CreatedAt.UnixMilli(), codeHash, u.CreatedAt.UnixMilli()).Scan(&u.Institution.PK, &u.PatientPK)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorj("index.AcceptInvitation", renkei.Unauthorized, "招待コードが違うか、使用済みか、期限切れです。病院・診療所に新しいコードをお尋ねください。", "the invitation code is wrong, already used or expired; ask the hospital or clinic for a new one")
+			return renkei.Errorj("index.AcceptInvitation", renkei.Unauthorized, "招待コードが違うか、使用済みか、期限切れです。病院・診療所に新しいコードをお尋ねください。",
+				"the invitation code is wrong, already used or expired; ask the hospital or clinic for a new one")
 		}
 		if err != nil {
 			return err
@@ -509,7 +514,8 @@ func (db *DB) AcceptInvitation(ctx context.Context, codeHash string, u *renkei.U
 			u.CreatedAt.UnixMilli()).Scan(&u.PK)
 	}, audit)
 	if renkei.ErrorKind(err) == renkei.Conflict {
-		return renkei.Errorj("index.AcceptInvitation", renkei.Conflict, "ログイン名 %q はすでに使われています。別の名前にしてください。", "the login %q is already taken; choose another", u.Login)
+		return renkei.Errorj("index.AcceptInvitation", renkei.Conflict, "ログイン名 %q はすでに使われています。別の名前にしてください。",
+			"the login %q is already taken; choose another", u.Login)
 	}
 	return err
 }

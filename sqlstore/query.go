@@ -562,7 +562,8 @@ func queryErr(err error) error {
 	if _, ok := err.(*renkei.Error); ok {
 		return err
 	}
-	return &renkei.Error{Op: "index.Query", Kind: renkei.Unavailable, Message: "the index could not be read", Japanese: "データを読み込めませんでした。しばらくしてからもう一度お試しください。", Err: err}
+	return &renkei.Error{Op: "index.Query", Kind: renkei.Unavailable, Message: "the index could not be read",
+		Japanese: "データを読み込めませんでした。しばらくしてからもう一度お試しください。", Err: err}
 }
 
 // Trash moves the instances matched by the UIDs (a study, a series of it, or one instance) to the trash, or, with
@@ -740,7 +741,8 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 		return 0, queryErr(err)
 	}
 	if len(list) == 0 {
-		return 0, renkei.Errorj("index.Trash", renkei.NotFound, "検査 %s はごみ箱にありません(先に削除してください)。", "there is no study %s in the trash (delete it first)", req.Study)
+		return 0, renkei.Errorj("index.Trash", renkei.NotFound, "検査 %s はごみ箱にありません(先に削除してください)。",
+			"there is no study %s in the trash (delete it first)", req.Study)
 	}
 	total := 0
 	for _, f := range list {
@@ -751,7 +753,8 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 			events = append(events, &e)
 		}
 		if _, err := db.purge(ctx, math.MaxInt64, f.pk, events...); err != nil {
-			return total, &renkei.Error{Op: "index.Trash", Kind: renkei.Unavailable, Message: "the study could not be purged", Japanese: "検査を完全に削除できませんでした。", Err: err}
+			return total, &renkei.Error{Op: "index.Trash", Kind: renkei.Unavailable, Message: "the study could not be purged",
+				Japanese: "検査を完全に削除できませんでした。", Err: err}
 		}
 		total += f.n
 	}

@@ -71,7 +71,8 @@ func (db *DB) Ceremony(ctx context.Context, idHash string) (string, error) {
 	var c string
 	err := db.queryRowContext(ctx, `SELECT ceremony FROM sessions WHERE id_hash = ?`, idHash).Scan(&c)
 	if err == sql.ErrNoRows {
-		return "", renkei.Errorj("index.Ceremony", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。", "the login session has ended; please log in again")
+		return "", renkei.Errorj("index.Ceremony", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。",
+			"the login session has ended; please log in again")
 	}
 	return c, queryErr(err)
 }

@@ -91,7 +91,8 @@ func scopeOf(p *renkei.Principal) int64 {
 
 func (s *Server) alertsReady(w http.ResponseWriter, r *http.Request) (*renkei.Principal, bool) {
 	if s.Alerts == nil {
-		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Unavailable, "このサーバーではセキュリティ監視を使えません。", "security monitoring is not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Unavailable, "このサーバーではセキュリティ監視を使えません。",
+			"security monitoring is not available on this server"))
 		return nil, false
 	}
 	p, err := alertAdmin(r)
@@ -268,7 +269,8 @@ func (s *Server) resolveAlert(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Note = strings.TrimSpace(req.Note)
 	if req.Note == "" || utf8.RuneCountInString(req.Note) > 2000 {
-		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Invalid, "アラートを解決済みにする前に、確認した内容を記入してください(2000文字まで)。", "write what you found (a note of up to 2000 characters) before resolving the alert"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Invalid, "アラートを解決済みにする前に、確認した内容を記入してください(2000文字まで)。",
+			"write what you found (a note of up to 2000 characters) before resolving the alert"))
 		return
 	}
 	a, err := s.visibleAlert(r, p)
@@ -315,7 +317,8 @@ func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.PK == p.ID {
-		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Conflict, "自分のアカウントはロックできません。別の管理者に依頼してください。", "you cannot lock your own account; ask another administrator"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Conflict, "自分のアカウントはロックできません。別の管理者に依頼してください。",
+			"you cannot lock your own account; ask another administrator"))
 		return
 	}
 	t := true

@@ -154,7 +154,8 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
 func (s *Server) needSession(w http.ResponseWriter, r *http.Request) *identity.Authenticated {
 	a := authFrom(r.Context())
 	if a == nil {
-		s.problem(w, r, renkei.Errorj("web", renkei.Invalid, "この操作は、パスワードでログインした利用者のためのものです(API トークンでは使えません)。", "this is for people logged in with a password, not for API tokens"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Invalid, "この操作は、パスワードでログインした利用者のためのものです(API トークンでは使えません)。",
+			"this is for people logged in with a password, not for API tokens"))
 	}
 	return a
 }

@@ -72,7 +72,8 @@ func toConsultJSON(c renkei.Consult) consultJSON {
 
 func (s *Server) consultsReady(w http.ResponseWriter, r *http.Request) (*renkei.Principal, bool) {
 	if s.Consults == nil {
-		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーでは相談(画像を見ながらのリアルタイムの相談)を使えません。", "live consults are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーでは相談(画像を見ながらのリアルタイムの相談)を使えません。",
+			"live consults are not available on this server"))
 		return nil, false
 	}
 	p := renkei.PrincipalFrom(r.Context())
@@ -186,7 +187,8 @@ func (s *Server) inviteToConsult(w http.ResponseWriter, r *http.Request) {
 	var share *renkei.Share
 	if u.Institution.PK != c.StudyOwner {
 		if p.Institution != c.StudyOwner {
-			s.problem(w, r, renkei.Errorj("web.consult", renkei.Forbidden, "他の施設の方を招待できるのは、この検査を保有する施設だけです。", "only the institution that holds the study may invite someone from another institution"))
+			s.problem(w, r, renkei.Errorj("web.consult", renkei.Forbidden, "他の施設の方を招待できるのは、この検査を保有する施設だけです。",
+				"only the institution that holds the study may invite someone from another institution"))
 			return
 		}
 		share = &renkei.Share{FromInstitution: c.StudyOwner, Patient: c.Patient, Studies: []string{c.StudyUID}, ToUser: u.PK,

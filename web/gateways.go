@@ -358,12 +358,14 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	req.PatientID = strings.TrimSpace(req.PatientID)
 	if req.PatientID == "" || len(req.PatientID) > 64 {
-		s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "画像を保有する施設での患者IDで、患者を指定してください。", "name the patient by their ID at the institution that holds the images"))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "画像を保有する施設での患者IDで、患者を指定してください。",
+			"name the patient by their ID at the institution that holds the images"))
 		return
 	}
 	if req.Since = strings.ReplaceAll(req.Since, "-", ""); req.Since != "" {
 		if _, err := time.Parse("20060102", req.Since); err != nil {
-			s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "%q は日付(YYYY-MM-DD)ではありません。", "since %q is not a date (YYYY-MM-DD)", req.Since))
+			s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "%q は日付(YYYY-MM-DD)ではありません。",
+				"since %q is not a date (YYYY-MM-DD)", req.Since))
 			return
 		}
 	}
@@ -395,7 +397,8 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 		}
 		if !ok {
 			// As for any patient the caller may not see: not found, not forbidden.
-			s.problem(w, r, renkei.Errorj("web.fetch", renkei.NotFound, "貴施設に共有されている該当の患者はいません。", "there is no such patient shared with your institution"))
+			s.problem(w, r, renkei.Errorj("web.fetch", renkei.NotFound, "貴施設に共有されている該当の患者はいません。",
+				"there is no such patient shared with your institution"))
 			return
 		}
 	}

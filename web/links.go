@@ -160,7 +160,8 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 	const op = "web.createLink"
 	p := renkei.PrincipalFrom(r.Context())
 	if !mayShare(p) {
-		l.s.problem(w, r, forbidden(op, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。", "only staff who treat patients or coordinate their care may share data"))
+		l.s.problem(w, r, forbidden(op, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。",
+			"only staff who treat patients or coordinate their care may share data"))
 		return
 	}
 	st, err := l.store()
@@ -169,7 +170,8 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.PatientID) == "" {
-		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)"))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。",
+			"name the patient (patientId, and issuer if your institution uses several)"))
 		return
 	}
 	if req.Days == 0 {
@@ -180,7 +182,8 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len([]rune(req.Note)) > 500 || len(req.Studies) > 100 {
-		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有リンクに含められる検査は100件まで、メモは500文字までです。", "a link names at most 100 studies and a note of at most 500 characters"))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有リンクに含められる検査は100件まで、メモは500文字までです。",
+			"a link names at most 100 studies and a note of at most 500 characters"))
 		return
 	}
 	for _, uid := range req.Studies {

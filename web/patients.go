@@ -35,7 +35,8 @@ func (s *Server) ownPatient(r *http.Request, issuer, id string) (renkei.LocalPat
 		issuer = p.Issuer
 	}
 	if strings.TrimSpace(id) == "" {
-		return renkei.LocalPatient{}, renkei.Errorj("web", renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)")
+		return renkei.LocalPatient{}, renkei.Errorj("web", renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。",
+			"name the patient (patientId, and issuer if your institution uses several)")
 	}
 	return s.Store.LocalPatient(r.Context(), p.Institution, renkei.PatientKey{Issuer: issuer, ID: id})
 }
@@ -99,7 +100,8 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 	if req.GivenAt != "" {
 		t, err := time.ParseInLocation("2006-01-02", req.GivenAt, time.Local)
 		if err != nil || t.After(s.Now()) {
-			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意日は、患者が同意した日を YYYY-MM-DD の形で入力してください(未来の日付は入力できません)。", "givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意日は、患者が同意した日を YYYY-MM-DD の形で入力してください(未来の日付は入力できません)。",
+				"givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
 			return
 		}
 		c.GivenAt = t
@@ -116,7 +118,8 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Scope = strings.Join(req.Scope, ",")
 	default:
-		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意の範囲には、地域全体か、患者が同意した施設を選んでください。", `scope must be ["region"] or the IDs of the institutions the patient agreed to`))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意の範囲には、地域全体か、患者が同意した施設を選んでください。",
+			`scope must be ["region"] or the IDs of the institutions the patient agreed to`))
 		return
 	}
 	var doc []byte
@@ -137,7 +140,8 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		}
 	case "electronic":
 		if strings.TrimSpace(req.Signature) == "" {
-			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "電子同意には、患者が署名した同意文が必要です。", "an electronic consent needs the statement the patient signed"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "電子同意には、患者が署名した同意文が必要です。",
+				"an electronic consent needs the statement the patient signed"))
 			return
 		}
 		doc, c.DocumentType = []byte(req.Signature), "text/plain; charset=utf-8"
@@ -354,7 +358,8 @@ func regionAdmin(p *renkei.Principal) bool {
 
 func (s *Server) linkProposals(w http.ResponseWriter, r *http.Request) {
 	if !regionAdmin(renkei.PrincipalFrom(r.Context())) {
-		s.problem(w, r, forbidden("web.linkProposals", "患者の名寄せ(地域患者インデックス)を管理できるのは、地域の管理者だけです。", "only a region administrator keeps the patient index"))
+		s.problem(w, r, forbidden("web.linkProposals", "患者の名寄せ(地域患者インデックス)を管理できるのは、地域の管理者だけです。",
+			"only a region administrator keeps the patient index"))
 		return
 	}
 	list, err := s.Store.LinkProposals(r.Context(), 200)
@@ -523,7 +528,8 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 func (s *Server) breakGlassReviews(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
-		s.problem(w, r, forbidden("web.breakGlassReviews", "緊急閲覧を確認できるのは、施設の管理者だけです。", "only the institution's administrator reviews emergency accesses"))
+		s.problem(w, r, forbidden("web.breakGlassReviews", "緊急閲覧を確認できるのは、施設の管理者だけです。",
+			"only the institution's administrator reviews emergency accesses"))
 		return
 	}
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass,
@@ -549,7 +555,8 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
-		s.problem(w, r, forbidden("web.reviewBreakGlass", "緊急閲覧を確認できるのは、施設の管理者だけです。", "only the institution's administrator reviews emergency accesses"))
+		s.problem(w, r, forbidden("web.reviewBreakGlass", "緊急閲覧を確認できるのは、施設の管理者だけです。",
+			"only the institution's administrator reviews emergency accesses"))
 		return
 	}
 	if strings.TrimSpace(req.Note) == "" {
@@ -559,7 +566,8 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass})
 	if err != nil || len(list) == 0 {
-		s.problem(w, r, renkei.Errorj("web.reviewBreakGlass", renkei.NotFound, "確認する緊急閲覧 %q は見つかりません。", "there is no emergency access %q to review", r.PathValue("id")))
+		s.problem(w, r, renkei.Errorj("web.reviewBreakGlass", renkei.NotFound, "確認する緊急閲覧 %q は見つかりません。",
+			"there is no emergency access %q to review", r.PathValue("id")))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
@@ -607,7 +615,8 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.loginLimit.allow(s.clientAddr(r), s.Now()) {
 		w.Header().Set("Retry-After", "60")
-		s.problem(w, r, renkei.Errorj("web.acceptInvitation", renkei.Unavailable, "この端末からの試行が多すぎます。1分ほど待ってから、もう一度お試しください。", "too many attempts from this address; wait a minute and try again"))
+		s.problem(w, r, renkei.Errorj("web.acceptInvitation", renkei.Unavailable, "この端末からの試行が多すぎます。1分ほど待ってから、もう一度お試しください。",
+			"too many attempts from this address; wait a minute and try again"))
 		return
 	}
 	u, err := s.Identity.AcceptInvitation(r.Context(), req.Code, req.Login, req.Name, req.Password, s.clientAddr(r))

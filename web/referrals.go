@@ -447,7 +447,8 @@ func (s *Server) addRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Documents) > 0 {
-		s.problem(w, r, renkei.Errorj("web.record", renkei.Invalid, "書類は /api/patients/documents に送って登録してください。", "documents are uploaded to /api/patients/documents"))
+		s.problem(w, r, renkei.Errorj("web.record", renkei.Invalid, "書類は /api/patients/documents に送って登録してください。",
+			"documents are uploaded to /api/patients/documents"))
 		return
 	}
 	rec := renkei.Record{Allergies: req.Allergies, Medications: req.Medications, Conditions: req.Conditions}
@@ -790,7 +791,8 @@ func otherName(ref renkei.Referral, inst int64) string {
 func readDocument(r *http.Request) ([]byte, string, error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if !slices.Contains(documentTypes, ct) {
-		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "書類は PDF、JPEG・PNG 画像、またはテキストにしてください。", "a document must be a PDF, a JPEG or PNG image, or plain text")
+		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "書類は PDF、JPEG・PNG 画像、またはテキストにしてください。",
+			"a document must be a PDF, a JPEG or PNG image, or plain text")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 50<<20+1))
 	if err != nil {
@@ -803,7 +805,8 @@ func readDocument(r *http.Request) ([]byte, string, error) {
 		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "書類が空です。", "the document is empty")
 	}
 	if sniff := http.DetectContentType(body); ct != "text/plain" && !strings.HasPrefix(sniff, ct) {
-		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "ファイルが %s ではありません(%s のようです)。", "the file is not a %s (it looks like %s)", ct, sniff)
+		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "ファイルが %s ではありません(%s のようです)。",
+			"the file is not a %s (it looks like %s)", ct, sniff)
 	}
 	return body, ct, nil
 }

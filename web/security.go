@@ -31,11 +31,13 @@ type SecurityPage struct {
 func (s *Server) securityReady(w http.ResponseWriter, r *http.Request) bool {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.RegionAdmin {
-		s.problem(w, r, renkei.Errorj("web.security", renkei.Forbidden, "セキュリティの状況を見られるのは、地域の管理者だけです。", "only the region's administrators may see the security status"))
+		s.problem(w, r, renkei.Errorj("web.security", renkei.Forbidden, "セキュリティの状況を見られるのは、地域の管理者だけです。",
+			"only the region's administrators may see the security status"))
 		return false
 	}
 	if s.Security == nil || s.Security.Store == nil {
-		s.problem(w, r, renkei.Errorj("web.security", renkei.Unavailable, "このサーバーではセキュリティの状況を見られません。", "the security status is not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.security", renkei.Unavailable, "このサーバーではセキュリティの状況を見られません。",
+			"the security status is not available on this server"))
 		return false
 	}
 	return true

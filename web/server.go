@@ -322,7 +322,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern st
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, token, _ := strings.Cut(auth, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
-			return nil, renkei.Errorj("web.auth", renkei.Unauthorized, "Authorization ヘッダーには Bearer の API トークンだけが使えます。", "only bearer API tokens are accepted in the Authorization header")
+			return nil, renkei.Errorj("web.auth", renkei.Unauthorized, "Authorization ヘッダーには Bearer の API トークンだけが使えます。",
+				"only bearer API tokens are accepted in the Authorization header")
 		}
 		p, err := s.Identity.AuthenticateToken(ctx, strings.TrimSpace(token), source)
 		if err != nil {
@@ -344,7 +345,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern st
 		// state-changing requests must also carry the session's CSRF token, which another site cannot read.
 		got := r.Header.Get("X-CSRF-Token")
 		if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.Session.CSRF)) != 1 {
-			return nil, renkei.Errorj("web.auth", renkei.Forbidden, "画面の情報が古くなっています。ページを再読み込みしてから、もう一度お試しください。", "the request lacks this session's CSRF token; reload the page and try again")
+			return nil, renkei.Errorj("web.auth", renkei.Forbidden, "画面の情報が古くなっています。ページを再読み込みしてから、もう一度お試しください。",
+				"the request lacks this session's CSRF token; reload the page and try again")
 		}
 	}
 	if a.Partial && !slices.Contains(Partial, pattern) {

@@ -133,15 +133,18 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	const op = "web.createShare"
 	if !mayShare(p) {
-		s.problem(w, r, renkei.Errorj(op, renkei.Forbidden, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。", "only staff who treat patients or coordinate their care may share data"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Forbidden, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。",
+			"only staff who treat patients or coordinate their care may share data"))
 		return
 	}
 	if !slices.Contains(renkei.SharePurposes, renkei.SharePurpose(req.Purpose)) {
-		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有の目的を選んでください(紹介・救急・相談・セカンドオピニオン)。", "purpose must be one of referral, emergency, consult, second-opinion"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有の目的を選んでください(紹介・救急・相談・セカンドオピニオン)。",
+			"purpose must be one of referral, emergency, consult, second-opinion"))
 		return
 	}
 	if strings.TrimSpace(req.PatientID) == "" {
-		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。", "name the patient (patientId, and issuer if your institution uses several)"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。",
+			"name the patient (patientId, and issuer if your institution uses several)"))
 		return
 	}
 	if req.Days == 0 {
@@ -208,7 +211,8 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !mayShare(p) {
-		s.problem(w, r, renkei.Errorj("web.revokeShare", renkei.Forbidden, "共有を取り消せるのは、共有の権限を持つ職員だけです。", "only staff who may share may revoke a share"))
+		s.problem(w, r, renkei.Errorj("web.revokeShare", renkei.Forbidden, "共有を取り消せるのは、共有の権限を持つ職員だけです。",
+			"only staff who may share may revoke a share"))
 		return
 	}
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution})

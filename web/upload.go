@@ -88,7 +88,8 @@ func (s *Server) uploadBatch(w http.ResponseWriter, r *http.Request, boundary st
 		}
 		if err != nil {
 			commits.Wait()
-			s.problem(w, r, renkei.Errorj("web.upload", renkei.Invalid, "アップロードが%d件目の後で途切れました。残りをもう一度送ってください。", "the upload was cut off after %d file(s); send the rest again", len(items)))
+			s.problem(w, r, renkei.Errorj("web.upload", renkei.Invalid, "アップロードが%d件目の後で途切れました。残りをもう一度送ってください。",
+				"the upload was cut off after %d file(s); send the rest again", len(items)))
 			return
 		}
 		pending, res := s.DICOMweb.Archive.Receive(r.Context(), part, archive.StoreRequest{Source: "upload"})
