@@ -70,10 +70,12 @@ func TestErrorLanguage(t *testing.T) {
 		})
 	}
 
-	// A logged-in user's language setting decides, whatever the browser says: P2 has not consented.
+	// A logged-in user's language setting decides, from the next request on, whatever the browser says: P2 has
+	// not consented.
 	share := map[string]any{"patientId": "P2", "toInstitution": "chuo-hospital", "purpose": "referral"}
+	b, _ := json.Marshal(share)
 	doctor := r.as("kato@kita-clinic")
-	doctor.post("/api/shares", share)
+	doctor.do("POST", "/api/shares", bytes.NewReader(b), "Content-Type", "application/json", "Accept-Language", "en")
 	p := lastProblem(t, doctor)
 	if p.Status != 403 || p.Code != "consent-required" || p.Title != "Forbidden" || !japanese(p.Detail) {
 		t.Errorf("a Japanese doctor sharing without consent: %+v", p)
@@ -81,8 +83,6 @@ func TestErrorLanguage(t *testing.T) {
 	if st := doctor.post("/api/me/lang", map[string]string{"lang": "en"}); st != 204 {
 		t.Fatalf("set language: %d %s", st, doctor.body)
 	}
-	doctor = r.as("kato@kita-clinic") // the setting is read at login
-	b, _ := json.Marshal(share)
 	doctor.do("POST", "/api/shares", bytes.NewReader(b), "Content-Type", "application/json", "Accept-Language", "ja")
 	p = lastProblem(t, doctor)
 	if p.Status != 403 || p.Code != "consent-required" || p.Title != "Forbidden" || japanese(p.Detail) {
