@@ -623,11 +623,10 @@ func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
 		return 0, queryErr(err)
 	}
 	if len(pks) == 0 {
-		what := "nothing to restore"
-		if !restore {
-			what = "no such study, series or instance"
+		if restore {
+			return 0, renkei.Errorj("index.Trash", renkei.NotFound, "ごみ箱に戻せるものがありません。", "nothing to restore")
 		}
-		return 0, renkei.Errorf("index.Trash", renkei.NotFound, "%s", what)
+		return 0, renkei.Errorj("index.Trash", renkei.NotFound, "該当する検査・シリーズ・画像はありません。", "no such study, series or instance")
 	}
 	var val any = now
 	if restore {
