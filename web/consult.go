@@ -278,6 +278,7 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	replies := make(chan consult.Message, 8)
+	lang := requestLang(r)
 	go func() {
 		defer cancel()
 		for {
@@ -331,6 +332,9 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 			conn.Close(websocket.StatusNormalClosure, "")
 			return
 		case m := <-replies:
+			if m.Japanese != "" && lang == "ja" {
+				m.Text = m.Japanese // a refusal, said to this participant in their language
+			}
 			if send(m) != nil {
 				return
 			}
