@@ -34,6 +34,31 @@ const (
 	StatusClosed    ReferralStatus = "closed"    // an emergency transfer is over
 )
 
+// Japanese names the status as the web app does in Japanese (its i18n.js ref.status.*), for messages to users.
+func (s ReferralStatus) Japanese() string {
+	switch s {
+	case StatusDraft:
+		return "下書き"
+	case StatusSent:
+		return "送信済み(未読)"
+	case StatusReceived:
+		return "受付(開封済み)"
+	case StatusAccepted:
+		return "受入れ決定"
+	case StatusDeclined:
+		return "お断り"
+	case StatusCompleted:
+		return "返書済み"
+	case StatusCancelled:
+		return "取り消し"
+	case StatusArrived:
+		return "到着"
+	case StatusClosed:
+		return "終了"
+	}
+	return string(s)
+}
+
 // referralNext lists the statuses each status may move to. Anything else is refused: two people acting at once
 // cannot skip or repeat a step.
 var referralNext = map[ReferralStatus][]ReferralStatus{

@@ -32,14 +32,15 @@ type BreakGlassRequest struct {
 func BreakGlass(ctx context.Context, store BreakGlassStore, p *renkei.Principal, req BreakGlassRequest, period time.Duration, now time.Time) ([]renkei.Share, error) {
 	const op = "access.BreakGlass"
 	if p == nil || p.Kind != renkei.UserPrincipal || p.Role != renkei.Physician {
-		return nil, renkei.Errorf(op, renkei.Forbidden, "only a physician may open a patient's data in an emergency")
+		return nil, renkei.Errorj(op, renkei.Forbidden, "緊急時に患者の情報を開けるのは医師だけです。", "only a physician may open a patient's data in an emergency")
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
 	if utf8.RuneCountInString(req.Reason) < 4 {
-		return nil, renkei.Errorf(op, renkei.Invalid, "state the reason for emergency access (for example 救急搬送、意識障害)")
+		return nil, renkei.Errorj(op, renkei.Invalid, "緊急閲覧の理由を入力してください(例:救急搬送、意識障害)。",
+			"state the reason for emergency access (for example 救急搬送、意識障害)")
 	}
 	if len(req.BirthDate) != 8 {
-		return nil, renkei.Errorf(op, renkei.Invalid, "give the patient's birth date as YYYYMMDD")
+		return nil, renkei.Errorj(op, renkei.Invalid, "患者の生年月日を YYYYMMDD の形で入力してください。", "give the patient's birth date as YYYYMMDD")
 	}
 	nameKey := strings.ReplaceAll(charset.Fold(req.Name), "^", "")
 	found, err := store.FindPatients(ctx, req.BirthDate, nameKey, strings.TrimSpace(req.PatientID), 20)
@@ -47,7 +48,8 @@ func BreakGlass(ctx context.Context, store BreakGlassStore, p *renkei.Principal,
 		return nil, err
 	}
 	if len(found) == 0 {
-		return nil, renkei.Errorf(op, renkei.NotFound, "no patient with this birth date and name is known in the region")
+		return nil, renkei.Errorj(op, renkei.NotFound, "この生年月日と氏名の患者は、地域の中で見つかりません。",
+			"no patient with this birth date and name is known in the region")
 	}
 	seen := map[int64]bool{}
 	var grants []renkei.Share

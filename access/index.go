@@ -63,7 +63,7 @@ func New(next archive.Index, grants Grants, auditor Auditor) *Index {
 var _ archive.Index = (*Index)(nil)
 
 func unauthenticated(op string) error {
-	return renkei.Errorf(op, renkei.Unauthorized, "please log in")
+	return renkei.Errorj(op, renkei.Unauthorized, "ログインしてください。", "please log in")
 }
 
 // Scope returns what the principal in ctx may see; nil for the system. No principal is a renkei.Unauthorized error.
@@ -112,7 +112,8 @@ func (x *Index) Insert(ctx context.Context, inst *renkei.Instance) (renkei.Store
 	case p.Kind == renkei.SystemPrincipal:
 		return x.Next.Insert(ctx, inst)
 	case !p.Write || p.Role == renkei.PatientRole:
-		return 0, "", renkei.Errorf("access.Insert", renkei.Forbidden, "this account may read but not store images")
+		return 0, "", renkei.Errorj("access.Insert", renkei.Forbidden, "このアカウントは画像を見ることはできますが、保存はできません。",
+			"this account may read but not store images")
 	}
 	inst.Institution = p.Institution
 	e := renkei.EventFor(p, renkei.ActionStore, renkei.OutcomeSuccess)
@@ -298,7 +299,8 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 	}
 	if err := x.Auditor.Audit(ctx, events...); err != nil {
 		return &renkei.Error{Op: "access.record", Kind: renkei.Unavailable,
-			Message: "the access could not be recorded in the audit trail, so it was refused; please try again later", Err: err}
+			Message:  "the access could not be recorded in the audit trail, so it was refused; please try again later",
+			Japanese: "監査記録に書き込めなかったため、アクセスをお断りしました。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	// Only reads that are in the chain are skipped next time: a refused read is recorded when it is tried again.
 	x.remember(keys, now)
@@ -364,7 +366,8 @@ func (x *Index) Trash(ctx context.Context, req renkei.TrashRequest) (int, error)
 	if p.Kind != renkei.SystemPrincipal {
 		if !p.Write || (p.Kind == renkei.UserPrincipal && p.Role != renkei.InstitutionAdmin && p.Role != renkei.Radiologist) ||
 			p.Kind == renkei.AEPrincipal {
-			return 0, renkei.Errorf("access.Trash", renkei.Forbidden, "only an institution administrator or a radiologist may delete or restore images")
+			return 0, renkei.Errorj("access.Trash", renkei.Forbidden, "画像の削除や復元ができるのは、施設の管理者か放射線科医だけです。",
+				"only an institution administrator or a radiologist may delete or restore images")
 		}
 		req.Scope = &renkei.Scope{Institutions: []int64{p.Institution}, OwnOnly: true}
 	}

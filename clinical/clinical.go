@@ -64,13 +64,13 @@ func New(store Store) *Service {
 func principal(ctx context.Context, op string) (*renkei.Principal, error) {
 	p := renkei.PrincipalFrom(ctx)
 	if p == nil {
-		return nil, renkei.Errorf(op, renkei.Unauthorized, "please log in")
+		return nil, renkei.Errorj(op, renkei.Unauthorized, "ログインしてください。", "please log in")
 	}
 	if p.Kind != renkei.UserPrincipal && p.Kind != renkei.TokenPrincipal {
-		return nil, renkei.Errorf(op, renkei.Forbidden, "only people and API tokens use the clinical record")
+		return nil, renkei.Errorj(op, renkei.Forbidden, "診療記録を使えるのは、利用者と API トークンだけです。", "only people and API tokens use the clinical record")
 	}
 	if p.Role == renkei.PatientRole {
-		return nil, renkei.Errorf(op, renkei.Forbidden, "patients read their record in the patient pages")
+		return nil, renkei.Errorj(op, renkei.Forbidden, "患者さんは、患者さん用のページでご自身の記録をご覧ください。", "patients read their record in the patient pages")
 	}
 	return p, nil
 }
@@ -120,7 +120,7 @@ func (s *Service) visiblePatients(ctx context.Context, p *renkei.Principal, pk i
 		if ok {
 			out = append(out, lp)
 		} else if i == 0 {
-			return nil, renkei.Errorf(op, renkei.NotFound, "there is no such patient")
+			return nil, renkei.Errorj(op, renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 		}
 	}
 	return out, nil
@@ -138,7 +138,7 @@ func (s *Service) Patient(ctx context.Context, institution int64, key renkei.Pat
 	}
 	lp, err := s.Store.LocalPatient(ctx, institution, key)
 	if err != nil {
-		return lp, renkei.Errorf("clinical.Patient", renkei.NotFound, "there is no such patient")
+		return lp, renkei.Errorj("clinical.Patient", renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 	}
 	if _, err := s.visiblePatients(ctx, p, lp.PK, "clinical.Patient"); err != nil {
 		return renkei.LocalPatient{}, err
@@ -177,12 +177,14 @@ func (s *Service) AddFacts(ctx context.Context, patient int64, rec *renkei.Recor
 		return err
 	}
 	if !mayWriteRecord(p) {
-		return renkei.Errorf("clinical.AddFacts", renkei.Forbidden, "your role may read the record but not write it")
+		return renkei.Errorj("clinical.AddFacts", renkei.Forbidden, "あなたの役割では、記録を見ることはできますが、書き込むことはできません。",
+			"your role may read the record but not write it")
 	}
 	// Care homes read the medication list, allergies and summaries of the residents shared with them; they do not
 	// write the clinical record.
 	if in, err := s.Store.InstitutionByPK(ctx, p.Institution); err == nil && in.Kind == renkei.CareHome {
-		return renkei.Errorf("clinical.AddFacts", renkei.Forbidden, "a care home reads the record of its residents but does not write it")
+		return renkei.Errorj("clinical.AddFacts", renkei.Forbidden, "介護施設は、入所者の記録を見ることはできますが、書き込むことはできません。",
+			"a care home reads the record of its residents but does not write it")
 	}
 	pts, err := s.visiblePatients(ctx, p, patient, "clinical.AddFacts")
 	if err != nil {
@@ -213,7 +215,7 @@ func (s *Service) AddFacts(ctx context.Context, patient int64, rec *renkei.Recor
 		stamp(&rec.Documents[i].Fact)
 	}
 	if n == 0 {
-		return renkei.Errorf("clinical.AddFacts", renkei.Invalid, "nothing to record")
+		return renkei.Errorj("clinical.AddFacts", renkei.Invalid, "記録する内容がありません。", "nothing to record")
 	}
 	e := renkei.EventFor(p, renkei.ActionRecord, renkei.OutcomeSuccess)
 	e.DataInstitution, e.Patient = pts[0].Institution, pts[0].Key
@@ -237,20 +239,20 @@ func summary(rec *renkei.Record) string {
 // Validate checks what a person typed or an import carried: the fields a reader needs are there and the
 // enumerations hold known values.
 func Validate(rec *renkei.Record) error {
-	bad := func(format string, args ...any) error {
-		return renkei.Errorf("clinical.Validate", renkei.Invalid, format, args...)
+	bad := func(ja, en string, args ...any) error {
+		return renkei.Errorj("clinical.Validate", renkei.Invalid, ja, en, args...)
 	}
 	for i, a := range rec.Allergies {
 		if strings.TrimSpace(a.Substance) == "" && len(a.Codes) == 0 {
-			return bad("allergy %d: say what the patient reacts to", i+1)
+			return bad("アレルギー %d 件目:何に反応するのかを入力してください。", "allergy %d: say what the patient reacts to", i+1)
 		}
 		if a.Category == "" {
 			rec.Allergies[i].Category = renkei.AllergyOther
 		} else if !slices.Contains([]renkei.AllergyCategory{renkei.AllergyDrug, renkei.AllergyFood, renkei.AllergyOther}, a.Category) {
-			return bad("allergy %d: the kind must be drug, food or other", i+1)
+			return bad("アレルギー %d 件目:種類は、薬剤・食物・その他のいずれかにしてください。", "allergy %d: the kind must be drug, food or other", i+1)
 		}
 		if !slices.Contains([]string{"", "mild", "moderate", "severe"}, a.Severity) {
-			return bad("allergy %d: the severity must be mild, moderate or severe", i+1)
+			return bad("アレルギー %d 件目:重症度は、軽度・中等度・重度のいずれかにしてください。", "allergy %d: the severity must be mild, moderate or severe", i+1)
 		}
 		if a.Status == "" {
 			rec.Allergies[i].Status = "active"
@@ -258,7 +260,7 @@ func Validate(rec *renkei.Record) error {
 	}
 	for i, m := range rec.Medications {
 		if strings.TrimSpace(m.Drug) == "" && len(m.Codes) == 0 {
-			return bad("medication %d: say which drug", i+1)
+			return bad("処方 %d 件目:薬剤名を入力してください。", "medication %d: say which drug", i+1)
 		}
 		if m.Status == "" {
 			rec.Medications[i].Status = "active"
@@ -266,7 +268,7 @@ func Validate(rec *renkei.Record) error {
 	}
 	for i, c := range rec.Conditions {
 		if strings.TrimSpace(c.Name) == "" && len(c.Codes) == 0 {
-			return bad("condition %d: say which diagnosis", i+1)
+			return bad("病名 %d 件目:診断名を入力してください。", "condition %d: say which diagnosis", i+1)
 		}
 		if c.Status == "" {
 			rec.Conditions[i].Status = "active"
@@ -274,7 +276,7 @@ func Validate(rec *renkei.Record) error {
 	}
 	for i, d := range rec.Documents {
 		if d.BlobKey == "" {
-			return bad("document %d has no content", i+1)
+			return bad("書類 %d 件目に内容がありません。", "document %d has no content", i+1)
 		}
 		if d.Kind == "" {
 			rec.Documents[i].Kind = renkei.DocOther
@@ -290,7 +292,8 @@ func (s *Service) WithdrawFact(ctx context.Context, id int64) error {
 		return err
 	}
 	if !mayWriteRecord(p) {
-		return renkei.Errorf("clinical.WithdrawFact", renkei.Forbidden, "your role may read the record but not change it")
+		return renkei.Errorj("clinical.WithdrawFact", renkei.Forbidden, "あなたの役割では、記録を見ることはできますが、変更することはできません。",
+			"your role may read the record but not change it")
 	}
 	e := renkei.EventFor(p, renkei.ActionRecord, renkei.OutcomeSuccess)
 	e.Detail = fmt.Sprintf("withdrawn as entered in error: fact %d", id)
@@ -310,7 +313,7 @@ func (s *Service) Document(ctx context.Context, id int64) (renkei.Document, erro
 	if d.Institution != p.Institution {
 		if _, err := s.visiblePatients(ctx, p, d.PatientPK, "clinical.Document"); err != nil {
 			if ok, err2 := s.Store.ReferralGrantsDocument(ctx, p.Institution, id); err2 != nil || !ok {
-				return renkei.Document{}, renkei.Errorf("clinical.Document", renkei.NotFound, "there is no such document")
+				return renkei.Document{}, renkei.Errorj("clinical.Document", renkei.NotFound, "該当する書類はありません。", "there is no such document")
 			}
 		}
 	}

@@ -63,26 +63,28 @@ func (s *Service) dataInstitution(ctx context.Context, r renkei.Referral) int64 
 }
 
 func checkNew(n *NewReferral) error {
-	bad := func(msg string) error { return renkei.Errorf("clinical.Referral", renkei.Invalid, "%s", msg) }
+	bad := func(ja, en string) error {
+		return &renkei.Error{Op: "clinical.Referral", Kind: renkei.Invalid, Message: en, Japanese: ja}
+	}
 	if n.Kind == "" {
 		n.Kind = renkei.KindReferral
 	}
 	if !slices.Contains([]renkei.ReferralKind{renkei.KindReferral, renkei.KindReading, renkei.KindReverse, renkei.KindEmergency}, n.Kind) {
-		return bad("the kind must be referral, reverse, reading or emergency")
+		return bad("種類は、紹介・逆紹介・読影依頼・救急搬送のいずれかにしてください。", "the kind must be referral, reverse, reading or emergency")
 	}
 	if n.Priority == "" {
 		n.Priority = "routine"
 	}
 	if !slices.Contains([]string{"routine", "urgent", "stat"}, n.Priority) {
-		return bad("the priority must be routine, urgent or stat")
+		return bad("緊急度は、通常・至急・緊急のいずれかにしてください。", "the priority must be routine, urgent or stat")
 	}
 	if n.ToInstitution == 0 {
-		return bad("choose the institution the letter goes to")
+		return bad("紹介先の施設を選んでください。", "choose the institution the letter goes to")
 	}
 	for _, f := range []string{n.Letter.Purpose, n.Letter.Diagnosis, n.Letter.ChiefComplaint, n.Letter.History, n.Letter.PresentIllness,
 		n.Letter.Course, n.Letter.TestResults, n.Letter.Medications, n.Letter.Allergies, n.Letter.Remarks, n.Letter.FollowUp} {
 		if len(f) > 20000 {
-			return bad("a section of the letter is longer than 20,000 characters")
+			return bad("紹介状の項目が長すぎます(1項目20,000文字まで)。", "a section of the letter is longer than 20,000 characters")
 		}
 	}
 	return nil
@@ -95,17 +97,17 @@ func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, e
 		return renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Forbidden, "your role may not write referrals")
+		return renkei.Referral{}, renkei.Errorj("clinical.Create", renkei.Forbidden, "あなたの役割では紹介状を書けません。", "your role may not write referrals")
 	}
 	if err := checkNew(&n); err != nil {
 		return renkei.Referral{}, err
 	}
 	if n.ToInstitution == p.Institution {
-		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Invalid, "a referral goes to another institution")
+		return renkei.Referral{}, renkei.Errorj("clinical.Create", renkei.Invalid, "紹介先には他の施設を選んでください。", "a referral goes to another institution")
 	}
 	to, err := s.Store.InstitutionByPK(ctx, n.ToInstitution)
 	if err != nil {
-		return renkei.Referral{}, renkei.Errorf("clinical.Create", renkei.Invalid, "there is no such institution to refer to")
+		return renkei.Referral{}, renkei.Errorj("clinical.Create", renkei.Invalid, "該当する紹介先の施設はありません。", "there is no such institution to refer to")
 	}
 	if len(n.Documents) > 0 {
 		lp, err := s.Store.LocalPatient(ctx, p.Institution, n.Patient)
@@ -152,7 +154,7 @@ func (s *Service) visible(ctx context.Context, p *renkei.Principal, id int64, op
 	if r.FromInstitution == p.Institution || (r.ToInstitution == p.Institution && r.Status != renkei.StatusDraft) {
 		return r, nil
 	}
-	return renkei.Referral{}, renkei.Errorf(op, renkei.NotFound, "there is no referral %d", id)
+	return renkei.Referral{}, renkei.Errorj(op, renkei.NotFound, "紹介 No. %d は見つかりません。", "there is no referral %d", id)
 }
 
 // Versions returns every sent version of a referral's letter (or of its reply).
@@ -184,7 +186,7 @@ func (s *Service) SaveDraft(ctx context.Context, id int64, n NewReferral) (renke
 		return renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf("clinical.SaveDraft", renkei.Forbidden, "your role may not write referrals")
+		return renkei.Referral{}, renkei.Errorj("clinical.SaveDraft", renkei.Forbidden, "あなたの役割では紹介状を書けません。", "your role may not write referrals")
 	}
 	r, err := s.visible(ctx, p, id, "clinical.SaveDraft")
 	if err != nil {
@@ -194,10 +196,10 @@ func (s *Service) SaveDraft(ctx context.Context, id int64, n NewReferral) (renke
 		return r, err
 	}
 	if n.ToInstitution == p.Institution {
-		return r, renkei.Errorf("clinical.SaveDraft", renkei.Invalid, "a referral goes to another institution")
+		return r, renkei.Errorj("clinical.SaveDraft", renkei.Invalid, "紹介先には他の施設を選んでください。", "a referral goes to another institution")
 	}
 	if _, err := s.Store.InstitutionByPK(ctx, n.ToInstitution); err != nil {
-		return r, renkei.Errorf("clinical.SaveDraft", renkei.Invalid, "there is no such institution to refer to")
+		return r, renkei.Errorj("clinical.SaveDraft", renkei.Invalid, "該当する紹介先の施設はありません。", "there is no such institution to refer to")
 	}
 	if err := s.checkDocuments(ctx, p, r.PatientPK, n.Documents); err != nil {
 		return r, err
@@ -229,7 +231,7 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		return renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf(op, renkei.Forbidden, "your role may not act on referrals")
+		return renkei.Referral{}, renkei.Errorj(op, renkei.Forbidden, "あなたの役割では紹介の手続きはできません。", "your role may not act on referrals")
 	}
 	r, err := s.visible(ctx, p, id, op)
 	if err != nil {
@@ -241,7 +243,8 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 	case "send":
 		m.Side, m.From, m.To = "sender", []renkei.ReferralStatus{renkei.StatusDraft}, renkei.StatusSent
 		if strings.TrimSpace(r.Letter.Purpose) == "" && r.Letter.AttachmentKey == "" {
-			return r, renkei.Errorf(op, renkei.Invalid, "write the purpose of the referral (紹介目的), or attach the printed letter, before sending")
+			return r, renkei.Errorj(op, renkei.Invalid, "送信する前に、紹介目的を記入するか、印刷した紹介状を添付してください。",
+				"write the purpose of the referral (紹介目的), or attach the printed letter, before sending")
 		}
 		if r.Kind != renkei.KindReverse || r.FromInstitution == ownerOf(ctx, s, r) {
 			// The attached studies and the record go with the letter, for the referral's duration, with consent.
@@ -251,13 +254,14 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		// An emergency the receiver cannot take goes on to another hospital, which then gets it (and the images);
 		// the first one's access ends in the same step.
 		if r.Kind != renkei.KindEmergency {
-			return r, renkei.Errorf(op, renkei.Invalid, "only an emergency transfer is redirected; decline a referral instead")
+			return r, renkei.Errorj(op, renkei.Invalid, "搬送先の変更ができるのは救急搬送だけです。通常の紹介はお断りの手続きをしてください。",
+				"only an emergency transfer is redirected; decline a referral instead")
 		}
 		if st.To == 0 || st.To == r.ToInstitution || st.To == r.FromInstitution {
-			return r, renkei.Errorf(op, renkei.Invalid, "choose the hospital that takes the patient instead")
+			return r, renkei.Errorj(op, renkei.Invalid, "代わりに患者を受け入れる病院を選んでください。", "choose the hospital that takes the patient instead")
 		}
 		if _, err := s.Store.InstitutionByPK(ctx, st.To); err != nil {
-			return r, renkei.Errorf(op, renkei.Invalid, "there is no such hospital")
+			return r, renkei.Errorj(op, renkei.Invalid, "該当する病院はありません。", "there is no such hospital")
 		}
 		if p.Institution == r.FromInstitution {
 			m.Side = "sender"
@@ -267,12 +271,12 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		m.Share = s.shareFor(p, r, st.To)
 	case "arrive":
 		if r.Kind != renkei.KindEmergency {
-			return r, renkei.Errorf(op, renkei.Invalid, "only an emergency transfer arrives")
+			return r, renkei.Errorj(op, renkei.Invalid, "到着の記録ができるのは救急搬送だけです。", "only an emergency transfer arrives")
 		}
 		m.From, m.To = []renkei.ReferralStatus{renkei.StatusAccepted}, renkei.StatusArrived
 	case "close":
 		if r.Kind != renkei.KindEmergency {
-			return r, renkei.Errorf(op, renkei.Invalid, "only an emergency transfer is closed")
+			return r, renkei.Errorj(op, renkei.Invalid, "終了にできるのは救急搬送だけです。", "only an emergency transfer is closed")
 		}
 		m.From, m.To, m.Event.Note = []renkei.ReferralStatus{renkei.StatusArrived}, renkei.StatusClosed, st.Reason
 	case "receive":
@@ -287,20 +291,21 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 			break
 		}
 		if strings.TrimSpace(st.Appointment) == "" {
-			return r, renkei.Errorf(op, renkei.Invalid, "give the appointment date when accepting")
+			return r, renkei.Errorj(op, renkei.Invalid, "受け入れる場合は、予約日を入力してください。", "give the appointment date when accepting")
 		}
 		m.From, m.To, m.Appointment, m.Event.Note = []renkei.ReferralStatus{renkei.StatusReceived}, renkei.StatusAccepted, st.Appointment, st.Appointment
 	case "decline":
 		if strings.TrimSpace(st.Reason) == "" {
-			return r, renkei.Errorf(op, renkei.Invalid, "say why the referral is declined, so that the sender can look elsewhere")
+			return r, renkei.Errorj(op, renkei.Invalid, "紹介元が他の施設を探せるよう、お断りの理由を記入してください。",
+				"say why the referral is declined, so that the sender can look elsewhere")
 		}
 		m.From, m.To, m.Reason, m.Event.Note, m.Revoke = []renkei.ReferralStatus{renkei.StatusReceived}, renkei.StatusDeclined, st.Reason, st.Reason, true
 	case "complete":
 		if !mayWriteLetter(p) {
-			return r, renkei.Errorf(op, renkei.Forbidden, "only a doctor signs a reply or a report")
+			return r, renkei.Errorj(op, renkei.Forbidden, "返書や読影レポートに署名できるのは医師だけです。", "only a doctor signs a reply or a report")
 		}
 		if st.Reply == nil || (strings.TrimSpace(st.Reply.Course+st.Reply.Findings+st.Reply.Impression+st.Reply.Remarks+st.Reply.FollowUp+st.Reply.Diagnosis) == "" && st.Reply.AttachmentKey == "") {
-			return r, renkei.Errorf(op, renkei.Invalid, "write the reply (返書) or the report before completing")
+			return r, renkei.Errorj(op, renkei.Invalid, "完了にする前に、返書またはレポートを記入してください。", "write the reply (返書) or the report before completing")
 		}
 		reply := *st.Reply
 		reply.Author = p.Name
@@ -310,17 +315,18 @@ func (s *Service) Act(ctx context.Context, id int64, st Step) (renkei.Referral, 
 		m.Side, m.From, m.To, m.Reason, m.Event.Note, m.Revoke = "sender",
 			[]renkei.ReferralStatus{renkei.StatusDraft, renkei.StatusSent, renkei.StatusReceived}, renkei.StatusCancelled, st.Reason, st.Reason, true
 	default:
-		return r, renkei.Errorf(op, renkei.Invalid, "unknown step %q", st.Action)
+		return r, renkei.Errorj(op, renkei.Invalid, "手続き %q はありません。", "unknown step %q", st.Action)
 	}
 	if m.Side == "sender" && r.FromInstitution != p.Institution || m.Side == "receiver" && r.ToInstitution != p.Institution {
-		return r, renkei.Errorf(op, renkei.Forbidden, "it is the other institution's turn")
+		return r, renkei.Errorj(op, renkei.Forbidden, "今は相手の施設が手続きをする番です。", "it is the other institution's turn")
 	}
 	if m.Reply != nil && r.Kind == renkei.KindReading && s.ReportDocument != nil {
 		// The signed report is also a document of the patient, in the requester's record, written with the step.
 		// Its PDF is stored (and kept for good) first, so only for a step that can still be taken: a second click
 		// on a completed request must not leave a second file behind. (MoveReferral still decides a race.)
 		if !slices.Contains(m.From, r.Status) {
-			return r, renkei.Errorf(op, renkei.Conflict, "this referral is already %s; the page shows the latest state", r.Status)
+			return r, renkei.Errorj(op, renkei.Conflict, "この紹介はすでに「%[2]s」になっています。画面には最新の状態を表示しています。",
+				"this referral is already %[1]s; the page shows the latest state", r.Status, r.Status.Japanese())
 		}
 		d, err := s.ReportDocument(ctx, r, *m.Reply)
 		if err != nil {
@@ -380,7 +386,7 @@ func (s *Service) Correct(ctx context.Context, id int64, l renkei.Letter) (renke
 		return renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf("clinical.Correct", renkei.Forbidden, "your role may not write referrals")
+		return renkei.Referral{}, renkei.Errorj("clinical.Correct", renkei.Forbidden, "あなたの役割では紹介状を書けません。", "your role may not write referrals")
 	}
 	r, err := s.visible(ctx, p, id, "clinical.Correct")
 	if err != nil {
@@ -405,17 +411,19 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 		return renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return renkei.Referral{}, renkei.Errorf(op, renkei.Forbidden, "your role may not write referrals")
+		return renkei.Referral{}, renkei.Errorj(op, renkei.Forbidden, "あなたの役割では紹介状を書けません。", "your role may not write referrals")
 	}
 	par, err := s.visible(ctx, p, parent, op)
 	if err != nil {
 		return par, err
 	}
 	if par.ToInstitution != p.Institution {
-		return par, renkei.Errorf(op, renkei.Forbidden, "only the institution that received the referral refers the patient back")
+		return par, renkei.Errorj(op, renkei.Forbidden, "逆紹介ができるのは、紹介を受けた施設だけです。",
+			"only the institution that received the referral refers the patient back")
 	}
 	if !slices.Contains([]renkei.ReferralStatus{renkei.StatusAccepted, renkei.StatusCompleted, renkei.StatusReceived}, par.Status) {
-		return par, renkei.Errorf(op, renkei.Conflict, "the referral is %s; a patient is referred back once it was accepted", par.Status)
+		return par, renkei.Errorj(op, renkei.Conflict, "この紹介は「%[2]s」です。逆紹介は、紹介の受入れが決まった後にできます。",
+			"the referral is %[1]s; a patient is referred back once it was accepted", par.Status, par.Status.Japanese())
 	}
 	n.Kind = renkei.KindReverse
 	if n.ToInstitution == 0 {
@@ -426,7 +434,7 @@ func (s *Service) Reverse(ctx context.Context, parent int64, n NewReferral) (ren
 	}
 	to, err := s.Store.InstitutionByPK(ctx, n.ToInstitution)
 	if err != nil || n.ToInstitution == p.Institution {
-		return renkei.Referral{}, renkei.Errorf(op, renkei.Invalid, "there is no such institution to refer to")
+		return renkei.Referral{}, renkei.Errorj(op, renkei.Invalid, "該当する紹介先の施設はありません。", "there is no such institution to refer to")
 	}
 	if err := s.checkDocuments(ctx, p, par.PatientPK, n.Documents); err != nil {
 		return renkei.Referral{}, err
@@ -454,14 +462,16 @@ func (s *Service) draftToAttach(ctx context.Context, id int64) (*renkei.Principa
 		return nil, renkei.Referral{}, err
 	}
 	if !mayHandle(p) {
-		return nil, renkei.Referral{}, renkei.Errorf("clinical.AttachLetter", renkei.Forbidden, "your role may not write referrals")
+		return nil, renkei.Referral{}, renkei.Errorj("clinical.AttachLetter", renkei.Forbidden, "あなたの役割では紹介状を書けません。",
+			"your role may not write referrals")
 	}
 	r, err := s.visible(ctx, p, id, "clinical.AttachLetter")
 	if err != nil {
 		return nil, r, err
 	}
 	if r.FromInstitution != p.Institution || r.Status != renkei.StatusDraft {
-		return nil, r, renkei.Errorf("clinical.AttachLetter", renkei.Conflict, "a letter is attached to a draft, before it is sent")
+		return nil, r, renkei.Errorj("clinical.AttachLetter", renkei.Conflict, "紹介状の添付は、送信前の下書きにしてください。",
+			"a letter is attached to a draft, before it is sent")
 	}
 	return p, r, nil
 }
@@ -495,7 +505,8 @@ func (s *Service) checkDocuments(ctx context.Context, p *renkei.Principal, patie
 		d, err := s.Store.Document(ctx, id)
 		ok := err == nil && slices.ContainsFunc(pts, func(lp renkei.LocalPatient) bool { return lp.PK == d.PatientPK })
 		if !ok {
-			return renkei.Errorf("clinical.Documents", renkei.Invalid, "document %d is not one of this patient's documents", id)
+			return renkei.Errorj("clinical.Documents", renkei.Invalid, "書類 No. %d は、この患者の書類ではありません。",
+				"document %d is not one of this patient's documents", id)
 		}
 	}
 	return nil

@@ -25,8 +25,10 @@ type Message struct {
 
 	State      json.RawMessage `json:"state,omitempty"`      // state: the driver's view (series, slice, window, zoom, pan, …)
 	Annotation json.RawMessage `json:"annotation,omitempty"` // annotate, pointer
-	Text       string          `json:"text,omitempty"`       // chat
+	Text       string          `json:"text,omitempty"`       // chat; an error's English
 	Signal     json.RawMessage `json:"signal,omitempty"`     // signal: a WebRTC offer, answer or candidate, relayed as is
+	// Japanese is an error's Text in Japanese: the transport sends it as Text to a participant who reads Japanese.
+	Japanese string `json:"-"`
 
 	// In a snapshot: the room as it stands.
 	Driver       string            `json:"driver,omitempty"`
@@ -211,14 +213,14 @@ func (rs *Rooms) Handle(id int64, p Participant, m Message) *Message {
 	r := rs.rooms[id]
 	if r == nil {
 		rs.mu.Unlock()
-		return &Message{Type: TypeError, Text: "not in this room"}
+		return &Message{Type: TypeError, Text: "not in this room", Japanese: "この相談に参加していません。"}
 	}
 	driver := r.driver
 	switch m.Type {
 	case TypeState:
 		if driver != p.Login {
 			rs.mu.Unlock()
-			return &Message{Type: TypeError, Text: "only the participant in control moves the images"}
+			return &Message{Type: TypeError, Text: "only the participant in control moves the images", Japanese: "画像を操作できるのは、操作権を持つ参加者だけです。"}
 		}
 		r.state = m.State
 		rs.mu.Unlock()
@@ -229,7 +231,7 @@ func (rs *Rooms) Handle(id int64, p Participant, m Message) *Message {
 	case TypeAnnotate:
 		if len(m.Annotation) > 4096 || len(r.annotations) >= 500 {
 			rs.mu.Unlock()
-			return &Message{Type: TypeError, Text: "too many or too large annotations"}
+			return &Message{Type: TypeError, Text: "too many or too large annotations", Japanese: "書き込みが多すぎるか、大きすぎます。"}
 		}
 		r.annotations = append(r.annotations, m.Annotation)
 		rs.mu.Unlock()
@@ -241,7 +243,7 @@ func (rs *Rooms) Handle(id int64, p Participant, m Message) *Message {
 	case TypeChat:
 		if m.Text == "" || len(m.Text) > 4000 {
 			rs.mu.Unlock()
-			return &Message{Type: TypeError, Text: "a chat message is 1 to 4,000 bytes"}
+			return &Message{Type: TypeError, Text: "a chat message is 1 to 4,000 bytes", Japanese: "チャットのメッセージは1～4,000バイトにしてください。"}
 		}
 		c := Message{Type: TypeChat, From: m.From, FromName: m.FromName, Text: m.Text, At: rs.Now()}
 		r.chat = append(r.chat, c)
@@ -256,11 +258,11 @@ func (rs *Rooms) Handle(id int64, p Participant, m Message) *Message {
 	case TypeGrant:
 		if driver != p.Login {
 			rs.mu.Unlock()
-			return &Message{Type: TypeError, Text: "only the participant in control hands it on"}
+			return &Message{Type: TypeError, Text: "only the participant in control hands it on", Japanese: "操作権を渡せるのは、操作権を持つ参加者だけです。"}
 		}
 		if !slices.ContainsFunc(r.participants, func(x Participant) bool { return x.Login == m.To }) {
 			rs.mu.Unlock()
-			return &Message{Type: TypeError, Text: "that person is not in the room"}
+			return &Message{Type: TypeError, Text: "that person is not in the room", Japanese: "その方はこの相談に参加していません。"}
 		}
 		r.driver = m.To
 		rs.mu.Unlock()
@@ -268,12 +270,12 @@ func (rs *Rooms) Handle(id int64, p Participant, m Message) *Message {
 	case TypeSignal:
 		rs.mu.Unlock()
 		if len(m.Signal) > 64<<10 {
-			return &Message{Type: TypeError, Text: "signal too large"}
+			return &Message{Type: TypeError, Text: "signal too large", Japanese: "通話の接続情報が大きすぎます。"}
 		}
 		rs.broadcast(id, Message{Type: TypeSignal, From: m.From, To: m.To, Signal: m.Signal}, false)
 	default:
 		rs.mu.Unlock()
-		return &Message{Type: TypeError, Text: "unknown message type"}
+		return &Message{Type: TypeError, Text: "unknown message type", Japanese: "不明なメッセージです。"}
 	}
 	return nil
 }

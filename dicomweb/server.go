@@ -128,10 +128,11 @@ func (h *Handler) originAllowed(origin string) bool {
 	return slices.Contains(h.AllowedOrigins, "*") || slices.Contains(h.AllowedOrigins, origin)
 }
 
-// problem writes err as problem+json (RFC 9457). Internal details go to the log, not to the client.
+// problem writes err as problem+json (RFC 9457). Internal details go to the log, not to the client. The detail is
+// English unless the client asks for Japanese (a browser set to Japanese does; DICOMweb clients do not).
 func (h *Handler) problem(w http.ResponseWriter, r *http.Request, err error) {
 	status := HTTPStatus(err)
-	detail := renkei.ErrorMessage(err)
+	detail := renkei.ErrorMessageIn(err, renkei.AcceptLanguage(r.Header.Get("Accept-Language")))
 	if status >= 500 {
 		h.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	} else {

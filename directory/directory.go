@@ -51,10 +51,10 @@ func New(store Store) *Service {
 func principal(ctx context.Context, op string) (*renkei.Principal, error) {
 	p := renkei.PrincipalFrom(ctx)
 	if p == nil {
-		return nil, renkei.Errorf(op, renkei.Unauthorized, "please log in")
+		return nil, renkei.Errorj(op, renkei.Unauthorized, "ログインしてください。", "please log in")
 	}
 	if p.Role == renkei.PatientRole {
-		return nil, renkei.Errorf(op, renkei.Forbidden, "the directory is for the region's staff")
+		return nil, renkei.Errorj(op, renkei.Forbidden, "施設一覧(ディレクトリ)は、地域の医療機関の職員のための機能です。", "the directory is for the region's staff")
 	}
 	return p, nil
 }
@@ -235,7 +235,7 @@ func (s *Service) Entry(ctx context.Context, institution int64) (renkei.Director
 			return e, nil
 		}
 	}
-	return renkei.DirectoryEntry{}, renkei.Errorf("directory.Entry", renkei.NotFound, "there is no such institution")
+	return renkei.DirectoryEntry{}, renkei.Errorj("directory.Entry", renkei.NotFound, "該当する施設はありません。", "there is no such institution")
 }
 
 // Entries returns the whole directory (for export).
@@ -265,25 +265,29 @@ func (s *Service) SaveProfile(ctx context.Context, institution int64, p renkei.P
 		return err
 	}
 	if !mayEdit(c, institution) {
-		return renkei.Errorf(op, renkei.Forbidden, "an institution's entry is kept by its own administrator or 地域連携室")
+		return renkei.Errorj(op, renkei.Forbidden, "施設の情報を更新できるのは、その施設の管理者か地域連携室だけです。",
+			"an institution's entry is kept by its own administrator or 地域連携室")
 	}
 	if p.Latitude < -90 || p.Latitude > 90 || p.Longitude < -180 || p.Longitude > 180 {
-		return renkei.Errorf(op, renkei.Invalid, "the coordinates are out of range (latitude −90…90, longitude −180…180)")
+		return renkei.Errorj(op, renkei.Invalid, "位置の座標が範囲外です(緯度 −90～90、経度 −180～180)。",
+			"the coordinates are out of range (latitude −90…90, longitude −180…180)")
 	}
 	for _, l := range [][]string{p.Departments, p.Specialties, p.Equipment, p.Accepts} {
 		if len(l) > 200 {
-			return renkei.Errorf(op, renkei.Invalid, "a list of the profile is too long")
+			return renkei.Errorj(op, renkei.Invalid, "施設情報の一覧の項目が多すぎます。", "a list of the profile is too long")
 		}
 	}
 	for _, a := range p.Accepts {
 		if !slices.Contains(renkei.ReferralAcceptances, a) {
-			return renkei.Errorf(op, renkei.Invalid, "unknown kind of referral %q (one of %s)", a, strings.Join(renkei.ReferralAcceptances, "、"))
+			return renkei.Errorj(op, renkei.Invalid, "紹介の種類 %q はありません(%s のいずれかにしてください)。",
+				"unknown kind of referral %q (one of %s)", a, strings.Join(renkei.ReferralAcceptances, "、"))
 		}
 	}
 	if p.CareFunctions != nil {
 		for _, f := range p.CareFunctions {
 			if !slices.Contains(renkei.CareFunctions, f) {
-				return renkei.Errorf(op, renkei.Invalid, "unknown care function %q (one of %s)", f, strings.Join(renkei.CareFunctions, "、"))
+				return renkei.Errorj(op, renkei.Invalid, "医療機能 %q はありません(%s のいずれかにしてください)。",
+					"unknown care function %q (one of %s)", f, strings.Join(renkei.CareFunctions, "、"))
 			}
 		}
 		in, err := s.Store.InstitutionByPK(ctx, institution)
@@ -312,10 +316,11 @@ func (s *Service) ReportCapacity(ctx context.Context, institution int64, items [
 		return err
 	}
 	if !mayEdit(c, institution) {
-		return renkei.Errorf(op, renkei.Forbidden, "an institution's capacity is reported by its own administrator or 地域連携室")
+		return renkei.Errorj(op, renkei.Forbidden, "施設の受入れ状況を報告できるのは、その施設の管理者か地域連携室だけです。",
+			"an institution's capacity is reported by its own administrator or 地域連携室")
 	}
 	if len(items) == 0 {
-		return renkei.Errorf(op, renkei.Invalid, "nothing to report")
+		return renkei.Errorj(op, renkei.Invalid, "報告する内容がありません。", "nothing to report")
 	}
 	now := s.Now()
 	var keys []string
@@ -324,21 +329,21 @@ func (s *Service) ReportCapacity(ctx context.Context, institution int64, items [
 		switch {
 		case it.Key == renkei.CapacityEmergency:
 			if !slices.Contains([]string{renkei.EmergencyYes, renkei.EmergencyNo, renkei.EmergencyPartial}, it.Emergency) {
-				return renkei.Errorf(op, renkei.Invalid, "emergency acceptance must be yes, no or partial")
+				return renkei.Errorj(op, renkei.Invalid, "救急の受入れは、可・不可・一部可のいずれかにしてください。", "emergency acceptance must be yes, no or partial")
 			}
 			if it.Emergency == renkei.EmergencyPartial && len(it.Only) == 0 {
-				return renkei.Errorf(op, renkei.Invalid, "say which specialties are accepted when only some are")
+				return renkei.Errorj(op, renkei.Invalid, "一部のみ受入れ可能な場合は、受け入れる診療科を入力してください。", "say which specialties are accepted when only some are")
 			}
 		case strings.HasPrefix(it.Key, renkei.CapacityBedsPrefix):
 			if !slices.Contains(renkei.WardKinds, strings.TrimPrefix(it.Key, renkei.CapacityBedsPrefix)) {
-				return renkei.Errorf(op, renkei.Invalid, "unknown ward kind in %q", it.Key)
+				return renkei.Errorj(op, renkei.Invalid, "%q の病棟の種類がわかりません。", "unknown ward kind in %q", it.Key)
 			}
 			if it.Beds == nil || *it.Beds < 0 || *it.Beds > 10000 {
-				return renkei.Errorf(op, renkei.Invalid, "free beds must be a number from 0")
+				return renkei.Errorj(op, renkei.Invalid, "空床数は0以上の数にしてください。", "free beds must be a number from 0")
 			}
 		case it.Key == renkei.CapacityOnCall, it.Key == renkei.CapacityNote:
 		default:
-			return renkei.Errorf(op, renkei.Invalid, "unknown capacity item %q", it.Key)
+			return renkei.Errorj(op, renkei.Invalid, "受入れ状況の項目 %q はありません。", "unknown capacity item %q", it.Key)
 		}
 		it.UpdatedAt, it.UpdatedBy = now, c.Name
 		keys = append(keys, it.Key)

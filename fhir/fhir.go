@@ -142,18 +142,19 @@ func (e *ValidationError) count(s Severity) int {
 	return n
 }
 
-// invalid wraps issues in the renkei error users see: its Message is the first error in Japanese.
+// invalid wraps issues in the renkei error users see: its message is the first error, in Japanese and English.
 func invalid(op string, kind renkei.Kind, issues []Issue) error {
 	ve := &ValidationError{Issues: issues}
-	msg := "FHIRデータに誤りがあります"
+	ja, en := "FHIRデータに誤りがあります", "the FHIR data has errors"
 	for _, is := range issues {
 		if is.Severity == Error {
-			msg = is.MessageJa
+			ja, en = is.MessageJa, is.Message
 			break
 		}
 	}
 	if n := ve.count(Error); n > 1 {
-		msg += fmt.Sprintf("（ほか%d件）", n-1)
+		ja += fmt.Sprintf("（ほか%d件）", n-1)
+		en += fmt.Sprintf(" (and %d more)", n-1)
 	}
-	return &renkei.Error{Op: op, Kind: kind, Message: msg, Err: ve}
+	return &renkei.Error{Op: op, Kind: kind, Message: en, Japanese: ja, Err: ve}
 }

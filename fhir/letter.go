@@ -91,7 +91,8 @@ type Party struct {
 func LetterDocument(ref renkei.Referral, from, to renkei.Institution, patient PatientInfo, allergies []renkei.Allergy, meds []renkei.Medication) ([]byte, error) {
 	const op = "fhir.LetterDocument"
 	fail := func(err error) ([]byte, error) {
-		return nil, &renkei.Error{Op: op, Kind: renkei.Invalid, Message: "診療情報提供書をFHIRに書き出せません: " + err.Error(), Err: err}
+		return nil, &renkei.Error{Op: op, Kind: renkei.Invalid, Message: "the referral letter cannot be written as FHIR: " + err.Error(),
+			Japanese: "診療情報提供書をFHIRに書き出せません: " + err.Error(), Err: err}
 	}
 	l := ref.Letter
 	when := ref.CreatedAt

@@ -258,7 +258,7 @@ func TestParseInvalid(t *testing.T) {
 				}
 			}
 			// The user's message is the first error, in Japanese.
-			if msg := renkei.ErrorMessage(err); !strings.Contains(msg, tc.want[0].ja) {
+			if msg := renkei.ErrorMessageIn(err, "ja"); !strings.Contains(msg, tc.want[0].ja) {
 				t.Errorf("user message %q does not contain %q", msg, tc.want[0].ja)
 			}
 		})

@@ -22,7 +22,8 @@ type TOTP struct{ s *Service }
 // Verify checks a six-digit code.
 func (f TOTP) Verify(ctx context.Context, u renkei.User, c renkei.Credentials, code string) (bool, error) {
 	if c.TOTPSecret == "" {
-		return false, renkei.Errorf("identity.TOTP", renkei.Conflict, "no authenticator app is enrolled for this account")
+		return false, renkei.Errorj("identity.TOTP", renkei.Conflict, "このアカウントには認証アプリが登録されていません。",
+			"no authenticator app is enrolled for this account")
 	}
 	step, ok := totpStep(c.TOTPSecret, strings.TrimSpace(code), f.s.Now())
 	if !ok {
@@ -79,11 +80,13 @@ func (s *Service) StartTOTP(a *Authenticated) (*Enrolment, error) {
 // a session waiting for its second factor, completes the login with a new session id.
 func (s *Service) ConfirmTOTP(ctx context.Context, sessionID string, a *Authenticated, secret, code string) (*Login, []string, error) {
 	if a.User.HasTOTP && a.Session.SecondFactorAt == nil {
-		return nil, nil, renkei.Errorf("identity.ConfirmTOTP", renkei.Forbidden, "log in with your current authenticator first")
+		return nil, nil, renkei.Errorj("identity.ConfirmTOTP", renkei.Forbidden, "先に、今お使いの認証アプリでログインしてください。",
+			"log in with your current authenticator first")
 	}
 	step, ok := totpStep(secret, strings.TrimSpace(code), s.Now())
 	if !ok {
-		return nil, nil, renkei.Errorf("identity.ConfirmTOTP", renkei.Invalid, "the code does not match; check the app's clock and try the next code")
+		return nil, nil, renkei.Errorj("identity.ConfirmTOTP", renkei.Invalid, "コードが一致しません。アプリの時刻が合っているか確かめて、次に表示されるコードでもう一度お試しください。",
+			"the code does not match; check the app's clock and try the next code")
 	}
 	codes := make([]string, 10)
 	hashes := make([]string, 10)

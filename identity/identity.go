@@ -95,7 +95,7 @@ type Login struct {
 	Factors []string
 }
 
-var errLogin = renkei.Errorf("identity.Login", renkei.Unauthorized, "the login name or the password is wrong")
+var errLogin = renkei.Errorj("identity.Login", renkei.Unauthorized, "ログイン名またはパスワードが違います。", "the login name or the password is wrong")
 
 // Password checks the first step of a login. Wrong logins and wrong passwords answer alike, after the same work.
 // A locked account answers renkei.Forbidden with when to try again.
@@ -150,10 +150,11 @@ func (s *Service) usable(u renkei.User, c renkei.Credentials, now time.Time) err
 	case u.Disabled:
 		return errLogin
 	case strings.HasPrefix(u.Login, DemoPrefix) && !s.Demo:
-		return renkei.Errorf("identity.Login", renkei.Forbidden, "demo accounts work only on a server started with --demo")
+		return renkei.Errorj("identity.Login", renkei.Forbidden, "デモ用アカウントは、デモ用に起動したサーバーでのみ使えます。",
+			"demo accounts work only on a server started with --demo")
 	case now.Before(c.LockedUntil):
-		return renkei.Errorf("identity.Login", renkei.Forbidden,
-			"this account is locked after too many failed attempts until %s; try again then, or ask your administrator", c.LockedUntil.Format("15:04"))
+		return renkei.Errorj("identity.Login", renkei.Forbidden, "ログインの失敗が続いたため、このアカウントは%sまでロックされています。その時刻以降にもう一度お試しいただくか、管理者にご連絡ください。",
+			"this account is locked after too many failed attempts until %s; try again then, or ask your administrator", c.LockedUntil.Format("15:04")).WithCode("account-locked")
 	}
 	return nil
 }
@@ -199,11 +200,11 @@ func (s *Service) SecondFactor(ctx context.Context, sessionID, factor, response 
 		return nil, err
 	}
 	if sess.SecondFactorAt != nil {
-		return nil, renkei.Errorf("identity.SecondFactor", renkei.Conflict, "this session has already completed its login")
+		return nil, renkei.Errorj("identity.SecondFactor", renkei.Conflict, "このセッションはすでにログインを終えています。", "this session has already completed its login")
 	}
 	f, ok := s.SecondFactors[factor]
 	if !ok {
-		return nil, renkei.Errorf("identity.SecondFactor", renkei.Invalid, "unknown second factor %q", factor)
+		return nil, renkei.Errorj("identity.SecondFactor", renkei.Invalid, "二段階目の認証方法 %q には対応していません。", "unknown second factor %q", factor)
 	}
 	if err := s.usable(u, c, s.Now()); err != nil {
 		return nil, err
@@ -214,7 +215,7 @@ func (s *Service) SecondFactor(ctx context.Context, sessionID, factor, response 
 	}
 	if !good {
 		return nil, s.failed(ctx, u, c, sess.Source, "wrong "+factor+" code",
-			renkei.Errorf("identity.SecondFactor", renkei.Unauthorized, "the code is wrong or was already used"))
+			renkei.Errorj("identity.SecondFactor", renkei.Unauthorized, "コードが違うか、すでに使われたコードです。", "the code is wrong or was already used"))
 	}
 	return s.complete(ctx, sessionID, sess, u, "second factor "+factor+" accepted")
 }
@@ -235,7 +236,7 @@ func (s *Service) complete(ctx context.Context, oldID string, sess renkei.Sessio
 	return l, nil
 }
 
-var errSession = renkei.Errorf("identity.Session", renkei.Unauthorized, "your session has ended; please log in again")
+var errSession = renkei.Errorj("identity.Session", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。", "your session has ended; please log in again")
 
 // session loads a session and its user, enforcing the timeouts.
 func (s *Service) session(ctx context.Context, sessionID string) (renkei.Session, renkei.User, renkei.Credentials, error) {
@@ -310,13 +311,14 @@ func (s *Service) ChangePassword(ctx context.Context, a *Authenticated, current,
 	}
 	if !CheckPassword(c.PasswordHash, current) {
 		return s.failed(ctx, a.User, c, a.Principal.Source, "wrong current password at password change",
-			renkei.Errorf("identity.ChangePassword", renkei.Unauthorized, "the current password is wrong"))
+			renkei.Errorj("identity.ChangePassword", renkei.Unauthorized, "今のパスワードが違います。", "the current password is wrong"))
 	}
 	if err := CheckPolicy(next, a.User.Login, a.User.Name); err != nil {
 		return err
 	}
 	if next == current {
-		return renkei.Errorf("identity.ChangePassword", renkei.Invalid, "the new password must differ from the current one")
+		return renkei.Errorj("identity.ChangePassword", renkei.Invalid, "新しいパスワードは今のパスワードと違うものにしてください。",
+			"the new password must differ from the current one").WithCode("password-same")
 	}
 	h, f := HashPassword(next), false
 	e := renkei.EventFor(a.Principal, renkei.ActionAdmin, renkei.OutcomeSuccess)
@@ -357,13 +359,15 @@ func checkUser(u *renkei.User) error {
 	const op = "identity.CreateUser"
 	login := strings.TrimSpace(u.Login)
 	if login == "" || len(login) > 100 || login != u.Login || strings.ContainsAny(login, " \t\r\n/\\") {
-		return renkei.Errorf(op, renkei.Invalid, "a login must be 1 to 100 characters without spaces or slashes")
+		return renkei.Errorj(op, renkei.Invalid, "ログイン名は、空白やスラッシュを含まない1～100文字にしてください。",
+			"a login must be 1 to 100 characters without spaces or slashes")
 	}
 	if !u.Role.Staff() && u.Role != renkei.PatientRole {
-		return renkei.Errorf(op, renkei.Invalid, "unknown role %q", u.Role)
+		return renkei.Errorj(op, renkei.Invalid, "役割 %q はありません。", "unknown role %q", u.Role)
 	}
 	if u.Role == renkei.RegionAdmin && u.Institution.Kind != renkei.RegionOperator {
-		return renkei.Errorf(op, renkei.Invalid, "a region administrator belongs to the region's operator, not to %s", u.Institution.ID)
+		return renkei.Errorj(op, renkei.Invalid, "地域の管理者は、地域の運営機関に所属します(%s ではありません)。",
+			"a region administrator belongs to the region's operator, not to %s", u.Institution.ID)
 	}
 	return nil
 }
@@ -392,11 +396,12 @@ func (s *Service) ResetUser(ctx context.Context, by *renkei.Principal, pk int64)
 func CanAdminister(by *renkei.Principal, u renkei.User) error {
 	switch {
 	case by == nil:
-		return renkei.Errorf("identity.Admin", renkei.Unauthorized, "please log in")
+		return renkei.Errorj("identity.Admin", renkei.Unauthorized, "ログインしてください。", "please log in")
 	case by.Kind == renkei.SystemPrincipal, by.Role == renkei.RegionAdmin:
 		return nil
 	case by.Role == renkei.InstitutionAdmin && by.Institution == u.Institution.PK:
 		return nil
 	}
-	return renkei.Errorf("identity.Admin", renkei.Forbidden, "only an administrator of %s may manage its users", u.Institution.ID)
+	return renkei.Errorj("identity.Admin", renkei.Forbidden, "%s の利用者を管理できるのは、その施設の管理者だけです。",
+		"only an administrator of %s may manage its users", u.Institution.ID)
 }

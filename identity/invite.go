@@ -15,10 +15,11 @@ const InvitationPeriod = 14 * 24 * time.Hour
 // inviting user's institution. The code is printed on paper and handed over; only its hash is stored.
 func (s *Service) Invite(ctx context.Context, by *renkei.Principal, patient renkei.LocalPatient) (string, time.Time, error) {
 	if by == nil || by.Kind != renkei.UserPrincipal || !by.Role.Staff() || by.Role == renkei.RegionAdmin {
-		return "", time.Time{}, renkei.Errorf("identity.Invite", renkei.Forbidden, "only staff of the patient's institution may invite a patient")
+		return "", time.Time{}, renkei.Errorj("identity.Invite", renkei.Forbidden, "患者を招待できるのは、その患者の施設の職員だけです。",
+			"only staff of the patient's institution may invite a patient")
 	}
 	if patient.Institution != by.Institution {
-		return "", time.Time{}, renkei.Errorf("identity.Invite", renkei.NotFound, "your institution holds no such patient")
+		return "", time.Time{}, renkei.Errorj("identity.Invite", renkei.NotFound, "該当する患者は貴施設に登録されていません。", "your institution holds no such patient")
 	}
 	code := OneTimePassword() + "-" + OneTimePassword()[:4]
 	expires := s.Now().Add(InvitationPeriod)
@@ -38,7 +39,8 @@ func (s *Service) AcceptInvitation(ctx context.Context, code, login, name, passw
 		return nil, err
 	}
 	if strings.HasPrefix(u.Login, DemoPrefix) {
-		return nil, renkei.Errorf("identity.AcceptInvitation", renkei.Invalid, "logins starting with %q are reserved", DemoPrefix)
+		return nil, renkei.Errorj("identity.AcceptInvitation", renkei.Invalid, "%q で始まるログイン名は予約されているため使えません。",
+			"logins starting with %q are reserved", DemoPrefix)
 	}
 	if err := CheckPolicy(password, u.Login, u.Name); err != nil {
 		return nil, err

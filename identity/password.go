@@ -73,25 +73,31 @@ var commonPasswords = map[string]bool{
 	"renkei12345": true, "hospital123": true, "welcome123": true, "changeme123": true, "administrator": true,
 }
 
-// CheckPolicy says why a new password is refused, in words a user understands, or returns nil.
+// CheckPolicy says why a new password is refused, in words a user understands, or returns nil. The refusal's Code
+// (password-short, password-long, password-common, password-repeats, password-personal) names the rule broken.
 func CheckPolicy(password, login, name string) error {
 	const op = "identity.CheckPolicy"
 	if utf8.RuneCountInString(password) < MinPasswordLength {
-		return renkei.Errorf(op, renkei.Invalid, "the password must be at least %d characters long", MinPasswordLength)
+		return renkei.Errorj(op, renkei.Invalid, "パスワードは%d文字以上にしてください。",
+			"the password must be at least %d characters long", MinPasswordLength).WithCode("password-short")
 	}
 	if utf8.RuneCountInString(password) > 256 {
-		return renkei.Errorf(op, renkei.Invalid, "the password must be at most 256 characters long")
+		return renkei.Errorj(op, renkei.Invalid, "パスワードは256文字以内にしてください。",
+			"the password must be at most 256 characters long").WithCode("password-long")
 	}
 	lower := strings.ToLower(password)
 	if commonPasswords[lower] {
-		return renkei.Errorf(op, renkei.Invalid, "this password is among the most used ones; please choose another")
+		return renkei.Errorj(op, renkei.Invalid, "このパスワードはよく使われているため安全ではありません。別のパスワードにしてください。",
+			"this password is among the most used ones; please choose another").WithCode("password-common")
 	}
 	if distinct(lower) < 4 {
-		return renkei.Errorf(op, renkei.Invalid, "the password repeats too few different characters")
+		return renkei.Errorj(op, renkei.Invalid, "パスワードに使われている文字の種類が少なすぎます。いろいろな文字を混ぜてください。",
+			"the password repeats too few different characters").WithCode("password-repeats")
 	}
 	for _, s := range []string{login, strings.Split(login, "@")[0], name} {
 		if s = strings.ToLower(strings.TrimSpace(s)); len(s) >= 3 && strings.Contains(lower, s) {
-			return renkei.Errorf(op, renkei.Invalid, "the password must not contain your login or name")
+			return renkei.Errorj(op, renkei.Invalid, "ログイン名や氏名を含まないパスワードにしてください。",
+				"the password must not contain your login or name").WithCode("password-personal")
 		}
 	}
 	return nil

@@ -15,11 +15,13 @@ const TokenPrefix = "rk_"
 // a hash.
 func (s *Service) CreateToken(ctx context.Context, by *renkei.Principal, t *renkei.APIToken) (string, error) {
 	if strings.TrimSpace(t.Name) == "" {
-		return "", renkei.Errorf("identity.CreateToken", renkei.Invalid, "a token needs a name that says what uses it")
+		return "", renkei.Errorj("identity.CreateToken", renkei.Invalid, "トークンには、何に使うのかがわかる名前を付けてください。",
+			"a token needs a name that says what uses it")
 	}
 	if by != nil && by.Kind != renkei.SystemPrincipal && by.Role != renkei.RegionAdmin &&
 		!(by.Role == renkei.InstitutionAdmin && by.Institution == t.Institution) {
-		return "", renkei.Errorf("identity.CreateToken", renkei.Forbidden, "only an administrator of the institution may create its tokens")
+		return "", renkei.Errorj("identity.CreateToken", renkei.Forbidden, "トークンを作成できるのは、施設の管理者だけです。",
+			"only an administrator of the institution may create its tokens")
 	}
 	secret := TokenPrefix + randomToken(32)
 	t.CreatedBy = by.Label()
@@ -35,7 +37,8 @@ func (s *Service) CreateToken(ctx context.Context, by *renkei.Principal, t *renk
 	return secret, nil
 }
 
-var errToken = renkei.Errorf("identity.Token", renkei.Unauthorized, "the API token is not valid (unknown, revoked or expired)")
+var errToken = renkei.Errorj("identity.Token", renkei.Unauthorized, "API トークンが無効です(不明、取り消し済み、または期限切れです)。",
+	"the API token is not valid (unknown, revoked or expired)")
 
 // AuthenticateToken turns a bearer token into a principal. A revoked token stops working at its next request.
 func (s *Service) AuthenticateToken(ctx context.Context, secret, source string) (*renkei.Principal, error) {

@@ -21,7 +21,8 @@ import (
 func (s *Service) EnableWebAuthn(rpID, name string, origins []string) error {
 	wa, err := webauthn.New(&webauthn.Config{RPID: rpID, RPDisplayName: name, RPOrigins: origins})
 	if err != nil {
-		return &renkei.Error{Op: "identity.EnableWebAuthn", Kind: renkei.Invalid, Message: "the WebAuthn relying party is not valid", Err: err}
+		return &renkei.Error{Op: "identity.EnableWebAuthn", Kind: renkei.Invalid, Message: "the WebAuthn relying party is not valid",
+			Japanese: "WebAuthn の設定が正しくありません。", Err: err}
 	}
 	s.webauthn = wa
 	return nil
@@ -57,7 +58,8 @@ func (s *Service) waUser(ctx context.Context, u renkei.User) (waUser, error) {
 
 func (s *Service) needWebAuthn() error {
 	if s.webauthn == nil {
-		return renkei.Errorf("identity.WebAuthn", renkei.Unavailable, "security keys are not configured on this server")
+		return renkei.Errorj("identity.WebAuthn", renkei.Unavailable, "このサーバーではセキュリティキーが設定されていません。",
+			"security keys are not configured on this server")
 	}
 	return nil
 }
@@ -78,7 +80,7 @@ func (s *Service) BeginWebAuthnRegistration(ctx context.Context, a *Authenticate
 		return nil, err
 	}
 	if a.Session.SecondFactorAt == nil && (a.User.HasTOTP || len(w.creds) > 0) {
-		return nil, renkei.Errorf("identity.WebAuthn", renkei.Forbidden, "log in with your current second factor first")
+		return nil, renkei.Errorj("identity.WebAuthn", renkei.Forbidden, "先に、今お使いの二段階認証でログインしてください。", "log in with your current second factor first")
 	}
 	var exclude []protocol.CredentialDescriptor
 	for _, c := range w.creds {
@@ -111,7 +113,8 @@ func (s *Service) takeCeremony(ctx context.Context, idHash, kind string) (webaut
 		return sd, err
 	}
 	if !strings.HasPrefix(c, kind) || json.Unmarshal([]byte(strings.TrimPrefix(c, kind)), &sd) != nil {
-		return sd, renkei.Errorf("identity.WebAuthn", renkei.Conflict, "no security key step was started in this session; start again")
+		return sd, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "セキュリティキーの手続きが始まっていません。最初からやり直してください。",
+			"no security key step was started in this session; start again")
 	}
 	// A challenge is answered once.
 	if err := s.Store.SetCeremony(ctx, idHash, ""); err != nil {
@@ -138,11 +141,13 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, sessionID stri
 	first := !a.User.HasTOTP && len(w.creds) == 0
 	parsed, err := protocol.ParseCredentialCreationResponseBytes(body)
 	if err != nil {
-		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Invalid, Message: "the security key's answer could not be read", Err: err}
+		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Invalid, Message: "the security key's answer could not be read",
+			Japanese: "セキュリティキーの応答を読み取れませんでした。", Err: err}
 	}
 	cred, err := s.webauthn.CreateCredential(w, sd, parsed)
 	if err != nil {
-		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Unauthorized, Message: "the security key's answer was not accepted", Err: err}
+		return nil, nil, &renkei.Error{Op: "identity.WebAuthn", Kind: renkei.Unauthorized, Message: "the security key's answer was not accepted",
+			Japanese: "セキュリティキーの応答が受け付けられませんでした。", Err: err}
 	}
 	rec, _ := json.Marshal(cred)
 	if strings.TrimSpace(name) == "" {
@@ -186,7 +191,8 @@ func (s *Service) BeginWebAuthnLogin(ctx context.Context, sessionID string) (*pr
 		return nil, err
 	}
 	if len(w.creds) == 0 {
-		return nil, renkei.Errorf("identity.WebAuthn", renkei.Conflict, "no security key is registered for this account")
+		return nil, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "このアカウントにはセキュリティキーが登録されていません。",
+			"no security key is registered for this account")
 	}
 	assertion, sd, err := s.webauthn.BeginLogin(w, webauthn.WithUserVerification(protocol.VerificationPreferred))
 	if err != nil {
@@ -209,7 +215,7 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, sessionID string, bod
 		return nil, err
 	}
 	if sess.SecondFactorAt != nil {
-		return nil, renkei.Errorf("identity.WebAuthn", renkei.Conflict, "this session has already completed its login")
+		return nil, renkei.Errorj("identity.WebAuthn", renkei.Conflict, "このセッションはすでにログインを終えています。", "this session has already completed its login")
 	}
 	if err := s.usable(u, c, s.Now()); err != nil {
 		return nil, err
@@ -222,7 +228,7 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, sessionID string, bod
 	if err != nil {
 		return nil, err
 	}
-	wrong := renkei.Errorf("identity.WebAuthn", renkei.Unauthorized, "the security key's answer was not accepted")
+	wrong := renkei.Errorj("identity.WebAuthn", renkei.Unauthorized, "セキュリティキーの応答が受け付けられませんでした。", "the security key's answer was not accepted")
 	parsed, err := protocol.ParseCredentialRequestResponseBytes(body)
 	if err != nil {
 		return nil, s.failed(ctx, u, c, sess.Source, "unreadable security key answer", wrong)
@@ -262,7 +268,7 @@ func (s *Service) Factors(ctx context.Context, u renkei.User) ([]string, error) 
 // refused when it is the user's last second factor: enrol another first, or ask an administrator to reset.
 func (s *Service) RemoveSecurityKey(ctx context.Context, a *Authenticated, id []byte) error {
 	if a.Session.SecondFactorAt == nil {
-		return renkei.Errorf("identity.WebAuthn", renkei.Forbidden, "log in with your second factor first")
+		return renkei.Errorj("identity.WebAuthn", renkei.Forbidden, "先に、二段階認証でログインしてください。", "log in with your second factor first")
 	}
 	creds, err := s.Store.WebAuthnCredentials(ctx, a.User.PK)
 	if err != nil {
@@ -275,10 +281,11 @@ func (s *Service) RemoveSecurityKey(ctx context.Context, a *Authenticated, id []
 		}
 	}
 	if name == "" {
-		return renkei.Errorf("identity.WebAuthn", renkei.NotFound, "there is no such security key")
+		return renkei.Errorj("identity.WebAuthn", renkei.NotFound, "該当するセキュリティキーはありません。", "there is no such security key")
 	}
 	if len(creds) == 1 && !a.User.HasTOTP {
-		return renkei.Errorf("identity.WebAuthn", renkei.Conflict, "this is your only second factor: register another security key or an authenticator app first")
+		return renkei.Errorj("identity.WebAuthn", renkei.Conflict, "これは唯一の二段階認証の手段です。先に別のセキュリティキーか認証アプリを登録してください。",
+			"this is your only second factor: register another security key or an authenticator app first")
 	}
 	e := renkei.EventFor(a.Principal, renkei.ActionAdmin, renkei.OutcomeSuccess)
 	e.Detail = "removed a security key: " + name

@@ -103,15 +103,17 @@ func open(fonts Fonts, minchoPaths, gothicPaths []string) (*Renderer, error) {
 	const op = "letterpdf.Open"
 	mincho, err := readFont(fonts.Mincho, minchoPaths)
 	if err != nil {
-		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "日本語フォントを読み込めません", Err: err}
+		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "the Japanese fonts cannot be read",
+			Japanese: "日本語フォントを読み込めません", Err: err}
 	}
 	gothic, err := readFont(fonts.Gothic, gothicPaths)
 	if err != nil {
-		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "日本語フォントを読み込めません", Err: err}
+		return nil, &renkei.Error{Op: op, Kind: renkei.ErrorKind(err), Message: "the Japanese fonts cannot be read",
+			Japanese: "日本語フォントを読み込めません", Err: err}
 	}
 	switch {
 	case mincho == nil && gothic == nil:
-		return nil, &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "日本語フォントがインストールされていません",
+		return nil, &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "no Japanese font is installed", Japanese: "日本語フォントがインストールされていません",
 			Err: fmt.Errorf("no Japanese TrueType font in %v or %v: install the Debian package fonts-ipaexfont (apt-get install fonts-ipaexfont), or name the files in letterpdf.Fonts", minchoPaths, gothicPaths)}
 	case mincho == nil:
 		mincho = gothic
@@ -175,13 +177,14 @@ func (r *Renderer) Render(w io.Writer, d Doc) (err error) {
 	const op = "letterpdf.Render"
 	p, err := prepare(d)
 	if err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Invalid, Message: "文書の日付がありません", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Invalid, Message: "the document has no date", Japanese: "文書の日付がありません", Err: err}
 	}
 	defer func() {
 		// fpdf panics on some inputs (a rune above U+FFFF, which clean removes, is the one known); a letter must
 		// not take the server down.
 		if v := recover(); v != nil {
-			err = &renkei.Error{Op: op, Kind: renkei.Internal, Message: "PDFを作成できません", Err: fmt.Errorf("fpdf: %v", v)}
+			err = &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made",
+				Japanese: "PDFを作成できません", Err: fmt.Errorf("fpdf: %v", v)}
 		}
 	}()
 	pdf := fpdf.New("P", "pt", "A4", "")
@@ -197,16 +200,18 @@ func (r *Renderer) Render(w io.Writer, d Doc) (err error) {
 	pdf.AddUTF8FontFromBytes(fontMincho, "", r.mincho)
 	pdf.AddUTF8FontFromBytes(fontGothic, "", r.gothic)
 	if err := pdf.Error(); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "PDFを作成できません", Err: fmt.Errorf("load fonts: %w", err)}
+		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made",
+			Japanese: "PDFを作成できません", Err: fmt.Errorf("load fonts: %w", err)}
 	}
 	pages := layOut(p, pdf)
 	paint(pdf, pages)
 	var buf bytes.Buffer
 	if err := pdf.Output(&buf); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "PDFを作成できません", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be made", Japanese: "PDFを作成できません", Err: err}
 	}
 	if _, err := w.Write(buf.Bytes()); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "PDFを書き出せません", Err: fmt.Errorf("write pdf: %w", err)}
+		return &renkei.Error{Op: op, Kind: renkei.Internal, Message: "the PDF cannot be written",
+			Japanese: "PDFを書き出せません", Err: fmt.Errorf("write pdf: %w", err)}
 	}
 	return nil
 }

@@ -273,7 +273,7 @@ func (db *DB) Alert(ctx context.Context, id int64) (renkei.Alert, error) {
 		return renkei.Alert{}, err
 	}
 	if len(list) == 0 {
-		return renkei.Alert{}, renkei.Errorf("index.Alert", renkei.NotFound, "there is no alert %d", id)
+		return renkei.Alert{}, renkei.Errorj("index.Alert", renkei.NotFound, "アラート No. %d は見つかりません。", "there is no alert %d", id)
 	}
 	return list[0], nil
 }
@@ -324,7 +324,7 @@ func (db *DB) alertStep(ctx context.Context, op string, id, institution int64, a
 		var inst int64
 		err := tx.QueryRowContext(ctx, `SELECT status, institution_pk FROM alerts WHERE pk = ?`, id).Scan(&status, &inst)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && institution != 0 && inst != institution) {
-			return renkei.Errorf(op, renkei.NotFound, "there is no alert %d", id)
+			return renkei.Errorj(op, renkei.NotFound, "アラート No. %d は見つかりません。", "there is no alert %d", id)
 		}
 		if err != nil {
 			return err

@@ -79,7 +79,7 @@ func (db *DB) WithdrawFact(ctx context.Context, id, institution int64, audit *re
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.WithdrawFact", renkei.NotFound, "there is no such entry of your institution")
+			return renkei.Errorj("index.WithdrawFact", renkei.NotFound, "貴施設の記録に該当するものはありません。", "there is no such entry of your institution")
 		}
 		return nil
 	}, audit)
@@ -133,7 +133,8 @@ func (db *DB) Facts(ctx context.Context, patients []int64) (renkei.Record, error
 			rec.Documents = append(rec.Documents, d)
 		}
 		if err != nil {
-			return rec, &renkei.Error{Op: "index.Facts", Kind: renkei.Unavailable, Message: "a stored fact cannot be read", Err: err}
+			return rec, &renkei.Error{Op: "index.Facts", Kind: renkei.Unavailable, Message: "a stored fact cannot be read",
+				Japanese: "保存されている記録を読み込めません。", Err: err}
 		}
 	}
 	return rec, queryErr(rows.Err())
@@ -147,14 +148,15 @@ func (db *DB) Document(ctx context.Context, id int64) (renkei.Document, error) {
 	err := db.queryRowContext(ctx, `SELECT f.institution_pk, f.patient_pk, f.author, f.recorded_at, f.body FROM facts f
 		WHERE f.pk = ? AND f.kind = 'document' AND f.entered_in_error = 0`, id).Scan(&d.Institution, &d.PatientPK, &d.Author, &at, &body)
 	if errors.Is(err, sql.ErrNoRows) {
-		return d, renkei.Errorf("index.Document", renkei.NotFound, "there is no such document")
+		return d, renkei.Errorj("index.Document", renkei.NotFound, "該当する書類はありません。", "there is no such document")
 	}
 	if err != nil {
 		return d, queryErr(err)
 	}
 	f := d.Fact
 	if err := json.Unmarshal([]byte(body), &d); err != nil {
-		return d, &renkei.Error{Op: "index.Document", Kind: renkei.Unavailable, Message: "a stored document cannot be read", Err: err}
+		return d, &renkei.Error{Op: "index.Document", Kind: renkei.Unavailable, Message: "a stored document cannot be read",
+			Japanese: "保存されている書類を読み込めません。", Err: err}
 	}
 	f.ID, f.RecordedAt = id, time.UnixMilli(at)
 	d.Fact = f
@@ -213,7 +215,8 @@ func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *ren
 		if r.PatientPK == 0 {
 			if err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK); errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorf("index.CreateReferral", renkei.NotFound, "your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
+				return renkei.Errorj("index.CreateReferral", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+					"your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
 			} else if err != nil {
 				return err
 			}
@@ -254,7 +257,8 @@ func (db *DB) SaveDraft(ctx context.Context, r *renkei.Referral, audit *renkei.A
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.SaveDraft", renkei.Conflict, "this referral has been sent and can no longer be edited; write a corrected version instead")
+			return renkei.Errorj("index.SaveDraft", renkei.Conflict, "この紹介状は送信済みのため、編集できません。訂正版を作成してください。",
+				"this referral has been sent and can no longer be edited; write a corrected version instead")
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE referral_letters SET body = ?, written_by = ?, written_at = ? WHERE referral_pk = ? AND reply = 0 AND version = 0`,
 			letterJSON(r.Letter), r.FromUserName, now.UnixMilli(), r.ID)
@@ -303,7 +307,7 @@ func scanReferral(sc interface{ Scan(...any) error }) (renkei.Referral, error) {
 func (db *DB) Referral(ctx context.Context, id int64) (renkei.Referral, error) {
 	r, err := scanReferral(db.queryRowContext(ctx, `SELECT `+referralCols+referralFrom+` WHERE r.pk = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return r, renkei.Errorf("index.Referral", renkei.NotFound, "there is no referral %d", id)
+		return r, renkei.Errorj("index.Referral", renkei.NotFound, "紹介 No. %d は見つかりません。", "there is no referral %d", id)
 	}
 	if err != nil {
 		return r, queryErr(err)
@@ -434,7 +438,7 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 		err := tx.QueryRowContext(ctx, `SELECT status, from_institution, to_institution, patient_pk, share_pk, version, studies FROM referrals WHERE pk = ?`, m.ID).
 			Scan(&status, &from, &to, &patient, &sharePK, &version, &studies)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
+			return renkei.Errorj("index.MoveReferral", renkei.NotFound, "紹介 No. %d は見つかりません。", "there is no referral %d", m.ID)
 		}
 		if err != nil {
 			return err
@@ -444,7 +448,7 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 			side = from
 		}
 		if side != m.Institution {
-			return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
+			return renkei.Errorj("index.MoveReferral", renkei.NotFound, "紹介 No. %d は見つかりません。", "there is no referral %d", m.ID)
 		}
 		ph := make([]string, len(m.From))
 		for i := range m.From {
@@ -480,9 +484,10 @@ func (db *DB) MoveReferral(ctx context.Context, m renkei.ReferralMove, audit *re
 				return err
 			}
 			if m.Side != "sender" && to != m.Institution {
-				return renkei.Errorf("index.MoveReferral", renkei.NotFound, "there is no referral %d", m.ID)
+				return renkei.Errorj("index.MoveReferral", renkei.NotFound, "紹介 No. %d は見つかりません。", "there is no referral %d", m.ID)
 			}
-			return renkei.Errorf("index.MoveReferral", renkei.Conflict, "this referral is already %s; the page shows the latest state", status)
+			return renkei.Errorj("index.MoveReferral", renkei.Conflict, "この紹介はすでに「%[2]s」になっています。画面には最新の状態を表示しています。",
+				"this referral is already %[1]s; the page shows the latest state", status, renkei.ReferralStatus(status).Japanese())
 		}
 		if m.To == renkei.StatusSent && m.NewTo == 0 {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO referral_letters (referral_pk, reply, version, body, written_by, written_at)
@@ -582,17 +587,21 @@ func (db *DB) AddLetterVersion(ctx context.Context, id, institution int64, l ren
 			err = tx.QueryRowContext(ctx, `SELECT status FROM referrals WHERE pk = ? AND from_institution = ?`, id, institution).Scan(&status)
 			switch {
 			case errors.Is(err, sql.ErrNoRows):
-				return renkei.Errorf(op, renkei.NotFound, "there is no referral %d", id)
+				return renkei.Errorj(op, renkei.NotFound, "紹介 No. %d は見つかりません。", "there is no referral %d", id)
 			case err != nil:
 				return err
 			case status == string(renkei.StatusDraft):
-				return renkei.Errorf(op, renkei.Conflict, "this referral is still a draft: edit the letter instead of writing a corrected version")
+				return renkei.Errorj(op, renkei.Conflict, "この紹介はまだ下書きです。訂正版を作るのではなく、紹介状をそのまま編集してください。",
+					"this referral is still a draft: edit the letter instead of writing a corrected version")
 			case status == string(renkei.StatusCancelled):
-				return renkei.Errorf(op, renkei.Conflict, "this referral was cancelled, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
+				return renkei.Errorj(op, renkei.Conflict, "この紹介は取り消されたため、訂正版の紹介状は送れません。引き続き紹介が必要な場合は、新しい紹介状を作成してください。",
+					"this referral was cancelled, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
 			case status == string(renkei.StatusDeclined):
-				return renkei.Errorf(op, renkei.Conflict, "this referral was declined by the receiving institution, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
+				return renkei.Errorj(op, renkei.Conflict, "この紹介は紹介先の施設からお断りを受けたため、訂正版の紹介状は送れません。引き続き紹介が必要な場合は、新しい紹介状を作成してください。",
+					"this referral was declined by the receiving institution, so a corrected letter can no longer be sent; if the patient still needs a referral, write a new one")
 			}
-			return renkei.Errorf(op, renkei.Conflict, "this referral (%s) takes no corrected letter", status)
+			return renkei.Errorj(op, renkei.Conflict, "この紹介(%[2]s)には訂正版の紹介状を送れません。", "this referral (%[1]s) takes no corrected letter",
+				status, renkei.ReferralStatus(status).Japanese())
 		}
 		if err != nil {
 			return err

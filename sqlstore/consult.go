@@ -74,7 +74,7 @@ func (db *DB) Consult(ctx context.Context, id int64) (renkei.Consult, error) {
 		FROM consults WHERE pk = ?`, id).Scan(&c.ID, &c.StudyUID, &c.StudyOwner, &c.Patient.Issuer, &c.Patient.ID, &c.Title, &c.CreatedBy, &c.CreatedByName,
 		&c.Institution, &at)
 	if errors.Is(err, sql.ErrNoRows) {
-		return c, renkei.Errorf("index.Consult", renkei.NotFound, "there is no consult %d", id)
+		return c, renkei.Errorj("index.Consult", renkei.NotFound, "相談 No. %d は見つかりません。", "there is no consult %d", id)
 	}
 	if err != nil {
 		return c, queryErr(err)

@@ -121,7 +121,8 @@ func (db *DB) UpdateFetchRequest(ctx context.Context, r renkei.FetchRequest, aud
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.UpdateFetchRequest", renkei.Conflict, "fetch request %d is not open at this institution", r.ID)
+			return renkei.Errorj("index.UpdateFetchRequest", renkei.Conflict, "取り寄せ依頼 No. %d は、この施設では受付中ではありません。",
+				"fetch request %d is not open at this institution", r.ID)
 		}
 		return nil
 	}, audit)

@@ -15,7 +15,8 @@ import (
 func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error, events ...*renkei.AuditEvent) error {
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",
+			Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
@@ -24,9 +25,10 @@ func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 			return err
 		}
 		if isUniqueViolation(err) {
-			return &renkei.Error{Op: op, Kind: renkei.Conflict, Message: "it already exists", Err: err}
+			return &renkei.Error{Op: op, Kind: renkei.Conflict, Message: "it already exists", Japanese: "すでに登録されています。", Err: err}
 		}
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",
+			Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	var evs []*renkei.AuditEvent
 	for _, e := range events {
@@ -35,10 +37,12 @@ func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error,
 		}
 	}
 	if err := db.appendAudit(ctx, tx, evs); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the audit trail could not be written", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the audit trail could not be written",
+			Japanese: "監査記録に書き込めませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	if err := tx.Commit(); err != nil {
-		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}
+		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",
+			Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}
 	}
 	return nil
 }
@@ -83,7 +87,7 @@ func scanInstitution(row interface{ Scan(...any) error }) (renkei.Institution, e
 func (db *DB) Institution(ctx context.Context, id string) (renkei.Institution, error) {
 	in, err := scanInstitution(db.queryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return in, renkei.Errorf("index.Institution", renkei.NotFound, "there is no institution %q", id)
+		return in, renkei.Errorj("index.Institution", renkei.NotFound, "施設 %q は見つかりません。", "there is no institution %q", id)
 	}
 	return in, queryErr(err)
 }
@@ -92,7 +96,7 @@ func (db *DB) Institution(ctx context.Context, id string) (renkei.Institution, e
 func (db *DB) InstitutionByPK(ctx context.Context, pk int64) (renkei.Institution, error) {
 	in, err := scanInstitution(db.queryRowContext(ctx, `SELECT `+institutionCols+` FROM institutions WHERE pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
-		return in, renkei.Errorf("index.Institution", renkei.NotFound, "there is no such institution")
+		return in, renkei.Errorj("index.Institution", renkei.NotFound, "該当する施設はありません。", "there is no such institution")
 	}
 	return in, queryErr(err)
 }
@@ -125,7 +129,7 @@ func (db *DB) CreateUser(ctx context.Context, u *renkei.User, passwordHash strin
 			u.Institution.PK, u.Login, u.Name, string(u.Role), u.Person, u.PatientPK, passwordHash, u.MustChangePassword, u.CreatedAt.UnixMilli()).Scan(&u.PK)
 	}, audit)
 	if renkei.ErrorKind(err) == renkei.Conflict {
-		return renkei.Errorf("index.CreateUser", renkei.Conflict, "the login %q is already taken", u.Login)
+		return renkei.Errorj("index.CreateUser", renkei.Conflict, "ログイン名 %q はすでに使われています。", "the login %q is already taken", u.Login)
 	}
 	return err
 }
@@ -157,7 +161,7 @@ func (db *DB) UserByLogin(ctx context.Context, login string) (renkei.User, renke
 	u, c, err := scanUser(db.queryRowContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
 		WHERE u.login = ?`, login))
 	if errors.Is(err, sql.ErrNoRows) {
-		return u, c, renkei.Errorf("index.User", renkei.NotFound, "there is no user %q", login)
+		return u, c, renkei.Errorj("index.User", renkei.NotFound, "利用者 %q は見つかりません。", "there is no user %q", login)
 	}
 	return u, c, queryErr(err)
 }
@@ -167,7 +171,7 @@ func (db *DB) UserByPK(ctx context.Context, pk int64) (renkei.User, renkei.Crede
 	u, c, err := scanUser(db.queryRowContext(ctx, `SELECT `+userCols+` FROM users u JOIN institutions i ON i.pk = u.institution_pk
 		WHERE u.pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
-		return u, c, renkei.Errorf("index.User", renkei.NotFound, "there is no such user")
+		return u, c, renkei.Errorj("index.User", renkei.NotFound, "該当する利用者はいません。", "there is no such user")
 	}
 	return u, c, queryErr(err)
 }
@@ -200,7 +204,7 @@ func (db *DB) UpdateUser(ctx context.Context, pk int64, up renkei.UserUpdate, au
 				return err
 			}
 			if n, _ := res.RowsAffected(); n == 0 {
-				return renkei.Errorf("index.UpdateUser", renkei.NotFound, "there is no such user")
+				return renkei.Errorj("index.UpdateUser", renkei.NotFound, "該当する利用者はいません。", "there is no such user")
 			}
 			return nil
 		}
@@ -322,7 +326,8 @@ func (db *DB) ReplaceSession(ctx context.Context, old string, s *renkei.Session,
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.ReplaceSession", renkei.Unauthorized, "the login session has ended; please log in again")
+			return renkei.Errorj("index.ReplaceSession", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。",
+				"the login session has ended; please log in again")
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (id_hash, user_pk, csrf, created_at, last_seen, second_factor_at, source)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, s.IDHash, s.User, s.CSRF, s.CreatedAt.UnixMilli(), s.LastSeen.UnixMilli(), msPtr(s.SecondFactorAt), s.Source)
@@ -400,7 +405,7 @@ func (db *DB) RevokeToken(ctx context.Context, pk, institution int64, audit *ren
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.RevokeToken", renkei.NotFound, "there is no token %d", pk)
+			return renkei.Errorj("index.RevokeToken", renkei.NotFound, "トークン No. %d は見つかりません。", "there is no token %d", pk)
 		}
 		return nil
 	}, audit)

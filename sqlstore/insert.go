@@ -70,7 +70,8 @@ func (db *DB) Insert(ctx context.Context, inst *renkei.Instance) (outcome renkei
 }
 
 // errClosed answers a write that arrives after Close (a request still running while the server shuts down).
-var errClosed = &renkei.Error{Op: "index", Kind: renkei.Unavailable, Message: "the index is closed (renkei is shutting down)"}
+var errClosed = &renkei.Error{Op: "index", Kind: renkei.Unavailable, Message: "the index is closed (renkei is shutting down)",
+	Japanese: "サーバーが停止処理中です。しばらくしてからもう一度お試しください。"}
 
 // submit queues a request for the committer. A request that arrives once Close has begun gets errClosed instead
 // of a send on the closed queue (which panicked: a consult socket's goroutine could audit after shutdown).
@@ -113,7 +114,8 @@ func (db *DB) commitBatch(batch []*insertReq) {
 	ctx := context.Background()
 	fail := func(err error) {
 		for _, r := range batch {
-			r.res <- insertRes{err: &renkei.Error{Op: "index.Insert", Kind: renkei.Unavailable, Message: "the index could not be written", Err: err}}
+			r.res <- insertRes{err: &renkei.Error{Op: "index.Insert", Kind: renkei.Unavailable, Message: "the index could not be written",
+				Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}}
 		}
 	}
 	// The batch holds the one write connection from start to end, so that a relaxed sync mode set for it cannot leak

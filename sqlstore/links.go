@@ -26,7 +26,8 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 			l.Institution, l.Patient.Issuer, l.Patient.ID).Scan(&l.PatientPK)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf(op, renkei.NotFound, "your institution holds no patient %s (issuer %s)", l.Patient.ID, l.Patient.Issuer)
+			return renkei.Errorj(op, renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+				"your institution holds no patient %s (issuer %s)", l.Patient.ID, l.Patient.Issuer)
 		}
 		if err != nil {
 			return err
@@ -37,9 +38,11 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 		}
 		if err := consentFor(ctx, tx, l.Institution, l.PatientPK, 0, 0); err != nil {
 			if renkei.ErrorKind(err) == renkei.Forbidden {
-				return &renkei.Error{Op: op, Kind: renkei.Forbidden, Err: err, Message: "the patient has not consented to your institution " +
+				return &renkei.Error{Op: op, Kind: renkei.Forbidden, Err: err, Code: "consent-required", Message: "the patient has not consented to your institution " +
 					"disclosing their data (consent for the region is needed): a share link shows the images to someone outside renkei, " +
-					"so record the patient's consent (同意) first"}
+					"so record the patient's consent (同意) first",
+					Japanese: "患者の情報提供への同意(地域全体への同意)が記録されていません。共有リンクは renkei の外の方に画像を見せるものですので、" +
+						"先に患者の同意を記録してください。"}
 			}
 			return err
 		}
@@ -49,7 +52,8 @@ func (db *DB) CreateShareLink(ctx context.Context, l *renkei.ShareLink, audit *r
 			err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
 				l.Institution, l.PatientPK, uid).Scan(&pk)
 			if errors.Is(err, sql.ErrNoRows) {
-				return renkei.Errorf(op, renkei.NotFound, "study %s is not one of this patient's studies at your institution", uid)
+				return renkei.Errorj(op, renkei.NotFound, "検査 %s は、貴施設でのこの患者の検査ではありません。",
+					"study %s is not one of this patient's studies at your institution", uid)
 			}
 			if err != nil {
 				return err
@@ -100,7 +104,7 @@ func (db *DB) ShareLinkByToken(ctx context.Context, tokenHash string) (renkei.Sh
 	l, err := scanShareLink(db.queryRowContext(ctx, `SELECT `+shareLinkCols+` FROM share_links l JOIN patients p ON p.pk = l.patient_pk
 		WHERE l.token_hash = ?`, tokenHash))
 	if errors.Is(err, sql.ErrNoRows) {
-		return l, renkei.Errorf("index.ShareLink", renkei.NotFound, "there is no such link")
+		return l, renkei.Errorj("index.ShareLink", renkei.NotFound, "該当する共有リンクはありません。", "there is no such link")
 	}
 	return l, queryErr(err)
 }
@@ -133,7 +137,7 @@ func (db *DB) RevokeShareLink(ctx context.Context, id, institution int64, audit 
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.RevokeShareLink", renkei.NotFound, "there is no share link %d", id)
+			return renkei.Errorj("index.RevokeShareLink", renkei.NotFound, "共有リンク No. %d は見つかりません。", "there is no share link %d", id)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM share_link_views WHERE link_pk = ?`, id)
 		return err
@@ -141,7 +145,8 @@ func (db *DB) RevokeShareLink(ctx context.Context, id, institution int64, audit 
 }
 
 // errLinkLocked is the answer to every PIN attempt once a link is locked, the right PIN included.
-var errLinkLocked = renkei.Errorf("index.ShareLinkPIN", renkei.Forbidden, "this link is locked after too many wrong PINs")
+var errLinkLocked = renkei.Errorj("index.ShareLinkPIN", renkei.Forbidden, "PIN の誤りが続いたため、この共有リンクはロックされています。",
+	"this link is locked after too many wrong PINs")
 
 // BeginPINAttempt counts a PIN attempt against a link before the PIN is checked, so that attempts made at the same
 // moment from many addresses cannot together try more than limit PINs: it answers how many wrong PINs the link has

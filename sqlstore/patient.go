@@ -44,7 +44,8 @@ func (db *DB) LocalPatient(ctx context.Context, institution int64, key renkei.Pa
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.institution_pk = ? AND p.issuer = ? AND p.patient_id = ?`,
 		institution, key.Issuer, key.ID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return lp, renkei.Errorf("index.LocalPatient", renkei.NotFound, "your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
+		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+			"your institution holds no patient %s (issuer %s)", key.ID, key.Issuer)
 	}
 	return lp, queryErr(err)
 }
@@ -54,7 +55,7 @@ func (db *DB) LocalPatientByPK(ctx context.Context, pk int64) (renkei.LocalPatie
 	lp, err := scanLocalPatient(db.queryRowContext(ctx, `SELECT `+localPatientCols+` FROM patients p
 		LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.pk = ?`, pk))
 	if errors.Is(err, sql.ErrNoRows) {
-		return lp, renkei.Errorf("index.LocalPatient", renkei.NotFound, "there is no such patient")
+		return lp, renkei.Errorj("index.LocalPatient", renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 	}
 	return lp, queryErr(err)
 }
@@ -78,7 +79,7 @@ func (db *DB) RegionalPatient(ctx context.Context, regional int64) ([]renkei.Loc
 	list, err := db.localPatients(ctx, `SELECT `+localPatientCols+` FROM patient_links l JOIN patients p ON p.pk = l.patient_pk
 		WHERE l.regional_pk = ? ORDER BY p.pk`, regional)
 	if err == nil && len(list) == 0 {
-		err = renkei.Errorf("index.RegionalPatient", renkei.NotFound, "there is no regional patient %d", regional)
+		err = renkei.Errorj("index.RegionalPatient", renkei.NotFound, "地域患者番号 %d の患者は見つかりません。", "there is no regional patient %d", regional)
 	}
 	return list, err
 }
@@ -87,7 +88,8 @@ func (db *DB) RegionalPatient(ctx context.Context, regional int64) ([]renkei.Loc
 // search behind break-glass, which must find an unconscious patient wherever they were seen.
 func (db *DB) FindPatients(ctx context.Context, birthDate, nameKey, patientID string, limit int) ([]renkei.LocalPatient, error) {
 	if birthDate == "" || (nameKey == "" && patientID == "") {
-		return nil, renkei.Errorf("index.FindPatients", renkei.Invalid, "give the birth date and the name or a patient ID")
+		return nil, renkei.Errorj("index.FindPatients", renkei.Invalid, "生年月日と、氏名または患者IDを入力してください。",
+			"give the birth date and the name or a patient ID")
 	}
 	q := `SELECT ` + localPatientCols + ` FROM patients p LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE p.birth_date = ?`
 	args := []any{birthDate}
@@ -171,7 +173,7 @@ func (db *DB) Link(ctx context.Context, a, b int64, by string, audit *renkei.Aud
 		for _, pk := range []int64{a, b} {
 			var inst int64
 			if err := tx.QueryRowContext(ctx, `SELECT institution_pk FROM patients WHERE pk = ?`, pk).Scan(&inst); err != nil {
-				return renkei.Errorf("index.Link", renkei.NotFound, "there is no patient %d", pk)
+				return renkei.Errorj("index.Link", renkei.NotFound, "患者 No. %d は見つかりません。", "there is no patient %d", pk)
 			}
 			if err := consentFor(ctx, tx, inst, pk, 0, 0); err != nil {
 				return err
@@ -285,7 +287,8 @@ func (db *DB) Unmerge(ctx context.Context, regional, from int64, audit *renkei.A
 		}
 		n = int64(len(moved))
 		if n == 0 {
-			return renkei.Errorf("index.Unmerge", renkei.NotFound, "regional patient %d holds no patients merged from regional patient %d", regional, from)
+			return renkei.Errorj("index.Unmerge", renkei.NotFound, "地域患者番号 %d には、地域患者番号 %d から統合された患者はいません。",
+				"regional patient %d holds no patients merged from regional patient %d", regional, from)
 		}
 		if audit != nil {
 			audit.Detail = strings.TrimSpace(fmt.Sprintf("unmerged regional patient %d from %d: %d local patient(s) back under %d; %s", from, regional, n, from, audit.Detail))
@@ -300,7 +303,7 @@ func (db *DB) Unlink(ctx context.Context, pk int64, audit *renkei.AuditEvent) er
 	return db.writeTx(ctx, "index.Unlink", func(tx *sql.Tx) error {
 		r := regionalOf(ctx, tx, pk)
 		if r == 0 {
-			return renkei.Errorf("index.Unlink", renkei.NotFound, "patient %d is not linked", pk)
+			return renkei.Errorj("index.Unlink", renkei.NotFound, "患者 No. %d は名寄せされていません。", "patient %d is not linked", pk)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM patient_links WHERE patient_pk = ?`, pk); err != nil {
 			return err
@@ -340,9 +343,11 @@ func consentFor(ctx context.Context, tx *sql.Tx, institution, patientPK, toInsti
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	return renkei.Errorf("index.Consent", renkei.Forbidden,
-		"the patient has not consented to your institution disclosing their data to %s; record the patient's consent (同意) first",
-		map[bool]string{true: "the region", false: target}[target == ""])
+	return renkei.Errorj("index.Consent", renkei.Forbidden,
+		"%[2]s への情報提供について、患者の同意が記録されていません。先に患者の同意を記録してください。",
+		"the patient has not consented to your institution disclosing their data to %[1]s; record the patient's consent (同意) first",
+		map[bool]string{true: "the region", false: target}[target == ""], map[bool]string{true: "地域の医療機関", false: target}[target == ""]).
+		WithCode("consent-required")
 }
 
 // AddConsent records a patient's consent; it sets c.ID. A patient the institution does not hold is NotFound.
@@ -353,7 +358,8 @@ func (db *DB) AddConsent(ctx context.Context, c *renkei.Consent, audit *renkei.A
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 			c.Institution, c.Patient.Issuer, c.Patient.ID).Scan(&pk)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.AddConsent", renkei.NotFound, "your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
+			return renkei.Errorj("index.AddConsent", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+				"your institution holds no patient %s (issuer %s)", c.Patient.ID, c.Patient.Issuer)
 		}
 		if err != nil {
 			return err
@@ -376,7 +382,7 @@ func (db *DB) WithdrawConsent(ctx context.Context, id, institution int64, by str
 		err := tx.QueryRowContext(ctx, `UPDATE consents SET withdrawn_at = ?, withdrawn_by = ? WHERE pk = ? AND institution_pk = ? AND withdrawn_at IS NULL
 			RETURNING patient_pk`, now, by, id, institution).Scan(&patientPK)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.WithdrawConsent", renkei.NotFound, "there is no active consent %d", id)
+			return renkei.Errorj("index.WithdrawConsent", renkei.NotFound, "有効な同意 No. %d は見つかりません。", "there is no active consent %d", id)
 		}
 		if err != nil {
 			return err
@@ -497,7 +503,8 @@ func (db *DB) AcceptInvitation(ctx context.Context, codeHash string, u *renkei.U
 		err := tx.QueryRowContext(ctx, `UPDATE invitations SET used_at = ? WHERE code_hash = ? AND used_at IS NULL AND expires_at > ?
 			RETURNING institution_pk, patient_pk`, u.CreatedAt.UnixMilli(), codeHash, u.CreatedAt.UnixMilli()).Scan(&u.Institution.PK, &u.PatientPK)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.AcceptInvitation", renkei.Unauthorized, "the invitation code is wrong, already used or expired; ask the hospital or clinic for a new one")
+			return renkei.Errorj("index.AcceptInvitation", renkei.Unauthorized, "招待コードが違うか、使用済みか、期限切れです。病院・診療所に新しいコードをお尋ねください。",
+				"the invitation code is wrong, already used or expired; ask the hospital or clinic for a new one")
 		}
 		if err != nil {
 			return err
@@ -507,7 +514,8 @@ func (db *DB) AcceptInvitation(ctx context.Context, codeHash string, u *renkei.U
 			u.CreatedAt.UnixMilli()).Scan(&u.PK)
 	}, audit)
 	if renkei.ErrorKind(err) == renkei.Conflict {
-		return renkei.Errorf("index.AcceptInvitation", renkei.Conflict, "the login %q is already taken; choose another", u.Login)
+		return renkei.Errorj("index.AcceptInvitation", renkei.Conflict, "ログイン名 %q はすでに使われています。別の名前にしてください。",
+			"the login %q is already taken; choose another", u.Login)
 	}
 	return err
 }

@@ -562,7 +562,8 @@ func queryErr(err error) error {
 	if _, ok := err.(*renkei.Error); ok {
 		return err
 	}
-	return &renkei.Error{Op: "index.Query", Kind: renkei.Unavailable, Message: "the index could not be read", Err: err}
+	return &renkei.Error{Op: "index.Query", Kind: renkei.Unavailable, Message: "the index could not be read",
+		Japanese: "データを読み込めませんでした。しばらくしてからもう一度お試しください。", Err: err}
 }
 
 // Trash moves the instances matched by the UIDs (a study, a series of it, or one instance) to the trash, or, with
@@ -622,11 +623,10 @@ func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
 		return 0, queryErr(err)
 	}
 	if len(pks) == 0 {
-		what := "nothing to restore"
-		if !restore {
-			what = "no such study, series or instance"
+		if restore {
+			return 0, renkei.Errorj("index.Trash", renkei.NotFound, "ごみ箱に戻せるものがありません。", "nothing to restore")
 		}
-		return 0, renkei.Errorf("index.Trash", renkei.NotFound, "%s", what)
+		return 0, renkei.Errorj("index.Trash", renkei.NotFound, "該当する検査・シリーズ・画像はありません。", "no such study, series or instance")
 	}
 	var val any = now
 	if restore {
@@ -706,14 +706,14 @@ func purgeErr(err error) error {
 	if _, ok := err.(*renkei.Error); ok {
 		return err
 	}
-	return &renkei.Error{Op: "index.Purge", Kind: renkei.Unavailable, Message: "the trash could not be purged", Err: err}
+	return &renkei.Error{Op: "index.Purge", Kind: renkei.Unavailable, Message: "the trash could not be purged", Japanese: "ごみ箱を空にできませんでした。", Err: err}
 }
 
 // purgeNow removes the studies of req.Study within req.Scope that are wholly in the trash (TrashRequest.Purge),
 // each with its audit event, and returns the number of instances removed.
 func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error) {
 	if req.Series != "" || req.Instance != "" {
-		return 0, renkei.Errorf("index.Trash", renkei.Invalid, "only a whole study is purged at once")
+		return 0, renkei.Errorj("index.Trash", renkei.Invalid, "完全に削除できるのは、検査単位だけです。", "only a whole study is purged at once")
 	}
 	sc, scArgs := scopeCond(req.Scope, true)
 	rows, err := db.read.QueryContext(ctx, `SELECT s.pk, s.institution_pk, p.issuer, p.patient_id,
@@ -740,7 +740,8 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 		return 0, queryErr(err)
 	}
 	if len(list) == 0 {
-		return 0, renkei.Errorf("index.Trash", renkei.NotFound, "there is no study %s in the trash (delete it first)", req.Study)
+		return 0, renkei.Errorj("index.Trash", renkei.NotFound, "検査 %s はごみ箱にありません(先に削除してください)。",
+			"there is no study %s in the trash (delete it first)", req.Study)
 	}
 	total := 0
 	for _, f := range list {
@@ -751,7 +752,8 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 			events = append(events, &e)
 		}
 		if _, err := db.purge(ctx, math.MaxInt64, f.pk, events...); err != nil {
-			return total, &renkei.Error{Op: "index.Trash", Kind: renkei.Unavailable, Message: "the study could not be purged", Err: err}
+			return total, &renkei.Error{Op: "index.Trash", Kind: renkei.Unavailable, Message: "the study could not be purged",
+				Japanese: "検査を完全に削除できませんでした。", Err: err}
 		}
 		total += f.n
 	}

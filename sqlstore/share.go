@@ -23,7 +23,8 @@ func (db *DB) createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) erro
 	err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 		s.FromInstitution, s.Patient.Issuer, s.Patient.ID).Scan(&patientPK)
 	if errors.Is(err, sql.ErrNoRows) {
-		return renkei.Errorf("index.CreateShare", renkei.NotFound, "your institution holds no patient %s (issuer %s)", s.Patient.ID, s.Patient.Issuer)
+		return renkei.Errorj("index.CreateShare", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
+			"your institution holds no patient %s (issuer %s)", s.Patient.ID, s.Patient.Issuer)
 	}
 	if err != nil {
 		return err
@@ -45,7 +46,8 @@ func (db *DB) createShare(ctx context.Context, tx *sql.Tx, s *renkei.Share) erro
 		err := tx.QueryRowContext(ctx, `SELECT pk FROM studies WHERE institution_pk = ? AND patient_pk = ? AND study_uid = ? AND deleted_at IS NULL`,
 			s.FromInstitution, patientPK, uid).Scan(&pk)
 		if errors.Is(err, sql.ErrNoRows) {
-			return renkei.Errorf("index.CreateShare", renkei.NotFound, "study %s is not one of this patient's studies at your institution", uid)
+			return renkei.Errorj("index.CreateShare", renkei.NotFound, "検査 %s は、貴施設でのこの患者の検査ではありません。",
+				"study %s is not one of this patient's studies at your institution", uid)
 		}
 		if err != nil {
 			return err
@@ -76,7 +78,7 @@ func (db *DB) RevokeShare(ctx context.Context, id, institution int64, audit *ren
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.RevokeShare", renkei.NotFound, "there is no share %d", id)
+			return renkei.Errorj("index.RevokeShare", renkei.NotFound, "共有 No. %d は見つかりません。", "there is no share %d", id)
 		}
 		return db.refreshShareGrants(ctx, tx, id, db.Now().UnixMilli())
 	}, audit)
@@ -178,7 +180,8 @@ func (db *DB) ReviewBreakGlass(ctx context.Context, id, institution int64, by, n
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.ReviewBreakGlass", renkei.NotFound, "there is no unreviewed break-glass access %d", id)
+			return renkei.Errorj("index.ReviewBreakGlass", renkei.NotFound, "未確認の緊急閲覧 No. %d は見つかりません。",
+				"there is no unreviewed break-glass access %d", id)
 		}
 		return nil
 	}, audit)

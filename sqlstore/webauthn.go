@@ -48,7 +48,7 @@ func (db *DB) DeleteWebAuthnCredential(ctx context.Context, user int64, id []byt
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return renkei.Errorf("index.DeleteWebAuthnCredential", renkei.NotFound, "there is no such security key")
+			return renkei.Errorj("index.DeleteWebAuthnCredential", renkei.NotFound, "該当するセキュリティキーはありません。", "there is no such security key")
 		}
 		return nil
 	}, audit)
@@ -71,7 +71,8 @@ func (db *DB) Ceremony(ctx context.Context, idHash string) (string, error) {
 	var c string
 	err := db.queryRowContext(ctx, `SELECT ceremony FROM sessions WHERE id_hash = ?`, idHash).Scan(&c)
 	if err == sql.ErrNoRows {
-		return "", renkei.Errorf("index.Ceremony", renkei.Unauthorized, "the login session has ended; please log in again")
+		return "", renkei.Errorj("index.Ceremony", renkei.Unauthorized, "セッションが終了しました。もう一度ログインしてください。",
+			"the login session has ended; please log in again")
 	}
 	return c, queryErr(err)
 }

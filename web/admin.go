@@ -21,7 +21,8 @@ import (
 func (s *Server) adminScope(r *http.Request, op string) (*renkei.Principal, renkei.Institution, error) {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Kind != renkei.UserPrincipal || (p.Role != renkei.InstitutionAdmin && p.Role != renkei.RegionAdmin) {
-		return nil, renkei.Institution{}, forbidden(op, "only an administrator of the institution manages its accounts and tokens")
+		return nil, renkei.Institution{}, forbidden(op, "アカウントとトークンを管理できるのは、施設の管理者だけです。",
+			"only an administrator of the institution manages its accounts and tokens")
 	}
 	if id := r.URL.Query().Get("institution"); id != "" && p.Role == renkei.RegionAdmin {
 		in, err := s.Store.Institution(r.Context(), id)
@@ -84,11 +85,12 @@ func (s *Server) adminAddUser(w http.ResponseWriter, r *http.Request) {
 	}
 	role := renkei.Role(req.Role)
 	if !slices.Contains(staffRoles, role) && !(role == renkei.RegionAdmin && p.Role == renkei.RegionAdmin) {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "choose the role of a staff member: physician, radiologist, nurse, clerk or institution-admin"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "職員の役割を選んでください(医師・放射線科医・看護師・事務・施設管理者)。",
+			"choose the role of a staff member: physician, radiologist, nurse, clerk or institution-admin"))
 		return
 	}
 	if strings.TrimSpace(req.Name) == "" {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "give the person's name as colleagues know it"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "職員の氏名を、同僚がわかる形で入力してください。", "give the person's name as colleagues know it"))
 		return
 	}
 	u := renkei.User{Login: strings.TrimSpace(req.Login), Name: strings.TrimSpace(req.Name), Institution: in, Role: role}
@@ -110,7 +112,8 @@ func (s *Server) adminUser(r *http.Request, op string) (*renkei.Principal, renke
 	}
 	if renkei.ErrorKind(err) == renkei.Forbidden || renkei.ErrorKind(err) == renkei.NotFound || err == nil && u.Role == renkei.PatientRole {
 		// Another institution's account answers as one that does not exist.
-		return nil, renkei.User{}, renkei.Errorf(op, renkei.NotFound, "there is no account %q at your institution", r.PathValue("id"))
+		return nil, renkei.User{}, renkei.Errorj(op, renkei.NotFound, "貴施設にアカウント %q はありません。",
+			"there is no account %q at your institution", r.PathValue("id"))
 	}
 	return p, u, err
 }
@@ -144,7 +147,8 @@ func (s *Server) adminDisableUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.PK == p.ID {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "you cannot disable your own account; ask another administrator"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "自分のアカウントは無効にできません。別の管理者に依頼してください。",
+			"you cannot disable your own account; ask another administrator"))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)

@@ -76,7 +76,7 @@ type alertJSON struct {
 func alertAdmin(r *http.Request) (*renkei.Principal, error) {
 	p := renkei.PrincipalFrom(r.Context())
 	if p == nil || p.Kind != renkei.UserPrincipal || (p.Role != renkei.InstitutionAdmin && p.Role != renkei.RegionAdmin) {
-		return nil, forbidden("web.alerts", "only administrators see security alerts")
+		return nil, forbidden("web.alerts", "セキュリティのアラートを見られるのは管理者だけです。", "only administrators see security alerts")
 	}
 	return p, nil
 }
@@ -91,7 +91,8 @@ func scopeOf(p *renkei.Principal) int64 {
 
 func (s *Server) alertsReady(w http.ResponseWriter, r *http.Request) (*renkei.Principal, bool) {
 	if s.Alerts == nil {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Unavailable, "security monitoring is not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Unavailable, "このサーバーではセキュリティ監視を使えません。",
+			"security monitoring is not available on this server"))
 		return nil, false
 	}
 	p, err := alertAdmin(r)
@@ -182,14 +183,14 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 func (s *Server) visibleAlert(r *http.Request, p *renkei.Principal) (renkei.Alert, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		return renkei.Alert{}, renkei.Errorf("web.alerts", renkei.Invalid, "%q is not an alert number", r.PathValue("id"))
+		return renkei.Alert{}, renkei.Errorj("web.alerts", renkei.Invalid, "%q はアラート番号ではありません。", "%q is not an alert number", r.PathValue("id"))
 	}
 	a, err := s.Alerts.Alert(r.Context(), id)
 	if err != nil {
 		return a, err
 	}
 	if scope := scopeOf(p); scope != 0 && a.Institution != scope {
-		return renkei.Alert{}, renkei.Errorf("web.alerts", renkei.NotFound, "there is no alert %d", id)
+		return renkei.Alert{}, renkei.Errorj("web.alerts", renkei.NotFound, "アラート No. %d は見つかりません。", "there is no alert %d", id)
 	}
 	return a, nil
 }
@@ -268,7 +269,8 @@ func (s *Server) resolveAlert(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Note = strings.TrimSpace(req.Note)
 	if req.Note == "" || utf8.RuneCountInString(req.Note) > 2000 {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Invalid, "write what you found (a note of up to 2000 characters) before resolving the alert"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Invalid, "アラートを解決済みにする前に、確認した内容を記入してください(2000文字まで)。",
+			"write what you found (a note of up to 2000 characters) before resolving the alert"))
 		return
 	}
 	a, err := s.visibleAlert(r, p)
@@ -291,7 +293,7 @@ func (s *Server) alertUser(w http.ResponseWriter, r *http.Request) (*renkei.Prin
 	}
 	a, err := s.visibleAlert(r, p)
 	if err == nil && (a.ActorKind != renkei.UserPrincipal || a.ActorID == 0) {
-		err = renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no user account")
+		err = renkei.Errorj("web.alerts", renkei.Conflict, "このアラートには対象の利用者アカウントがありません。", "this alert names no user account")
 	}
 	var u renkei.User
 	if err == nil {
@@ -315,7 +317,8 @@ func (s *Server) lockAlertUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if u.PK == p.ID {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "you cannot lock your own account; ask another administrator"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Conflict, "自分のアカウントはロックできません。別の管理者に依頼してください。",
+			"you cannot lock your own account; ask another administrator"))
 		return
 	}
 	t := true
@@ -355,7 +358,7 @@ func (s *Server) revokeAlertToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.ActorKind != renkei.TokenPrincipal || a.ActorID == 0 {
-		s.problem(w, r, renkei.Errorf("web.alerts", renkei.Conflict, "this alert names no API token to revoke"))
+		s.problem(w, r, renkei.Errorj("web.alerts", renkei.Conflict, "このアラートには取り消す API トークンがありません。", "this alert names no API token to revoke"))
 		return
 	}
 	e := alertEvent(p, a, "revoked API token "+a.Actor)

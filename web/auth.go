@@ -12,7 +12,6 @@ import (
 	"github.com/pquerna/otp"
 
 	"renkei"
-	"renkei/dicomweb"
 	"renkei/identity"
 )
 
@@ -109,7 +108,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.loginLimit.allow(s.clientAddr(r), s.Now()) {
 		w.Header().Set("Retry-After", "60")
-		dicomweb.WriteProblem(w, http.StatusTooManyRequests, "too many login attempts from this address; wait a minute and try again")
+		msg := "too many login attempts from this address; wait a minute and try again"
+		if requestLang(r) == "ja" {
+			msg = "この端末からのログインの試行が多すぎます。1分ほど待ってから、もう一度お試しください。"
+		}
+		writeProblem(w, http.StatusTooManyRequests, msg, "too-many-logins")
 		return
 	}
 	l, err := s.Identity.Password(r.Context(), req.Login, req.Password, s.clientAddr(r))
@@ -151,7 +154,8 @@ func (s *Server) secondFactor(w http.ResponseWriter, r *http.Request) {
 func (s *Server) needSession(w http.ResponseWriter, r *http.Request) *identity.Authenticated {
 	a := authFrom(r.Context())
 	if a == nil {
-		s.problem(w, r, renkei.Errorf("web", renkei.Invalid, "this is for people logged in with a password, not for API tokens"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Invalid, "この操作は、パスワードでログインした利用者のためのものです(API トークンでは使えません)。",
+			"this is for people logged in with a password, not for API tokens"))
 	}
 	return a
 }
@@ -162,7 +166,7 @@ func (s *Server) totpStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.User.HasTOTP && a.Session.SecondFactorAt == nil {
-		s.problem(w, r, renkei.Errorf("web.totp", renkei.Forbidden, "log in with your current authenticator first"))
+		s.problem(w, r, renkei.Errorj("web.totp", renkei.Forbidden, "先に、今お使いの認証アプリでログインしてください。", "log in with your current authenticator first"))
 		return
 	}
 	e, err := s.Identity.StartTOTP(a)
@@ -219,7 +223,7 @@ func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.Session.SecondFactorAt == nil {
-		s.problem(w, r, renkei.Errorf("web.password", renkei.Forbidden, "please complete the second login step first"))
+		s.problem(w, r, renkei.Errorj("web.password", renkei.Forbidden, "先に、ログインの2段階目を済ませてください。", "please complete the second login step first"))
 		return
 	}
 	if err := s.Identity.ChangePassword(r.Context(), a, req.Current, req.New); err != nil {
@@ -285,7 +289,7 @@ func (s *Server) me(w http.ResponseWriter, r *http.Request) {
 func readRaw(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 	if err != nil || len(b) == 0 {
-		return nil, renkei.Errorf("web", renkei.Invalid, "the request body is empty or could not be read")
+		return nil, renkei.Errorj("web", renkei.Invalid, "送信された内容が空か、読み取れませんでした。", "the request body is empty or could not be read")
 	}
 	return b, nil
 }
@@ -398,7 +402,7 @@ func (s *Server) removeMyKey(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := base64.RawURLEncoding.DecodeString(r.PathValue("id"))
 	if err != nil {
-		s.problem(w, r, renkei.Errorf("web.keys", renkei.NotFound, "there is no such security key"))
+		s.problem(w, r, renkei.Errorj("web.keys", renkei.NotFound, "該当するセキュリティキーはありません。", "there is no such security key"))
 		return
 	}
 	if err := s.Identity.RemoveSecurityKey(r.Context(), a, id); err != nil {

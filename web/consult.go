@@ -72,12 +72,13 @@ func toConsultJSON(c renkei.Consult) consultJSON {
 
 func (s *Server) consultsReady(w http.ResponseWriter, r *http.Request) (*renkei.Principal, bool) {
 	if s.Consults == nil {
-		s.problem(w, r, renkei.Errorf("web", renkei.Unavailable, "live consults are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーでは相談(画像を見ながらのリアルタイムの相談)を使えません。",
+			"live consults are not available on this server"))
 		return nil, false
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Kind != renkei.UserPrincipal || !p.Role.Staff() {
-		s.problem(w, r, renkei.Errorf("web.consult", renkei.Forbidden, "consults are for the region's staff"))
+		s.problem(w, r, renkei.Errorj("web.consult", renkei.Forbidden, "相談は地域の医療機関の職員のための機能です。", "consults are for the region's staff"))
 		return nil, false
 	}
 	return p, true
@@ -106,7 +107,7 @@ func (s *Server) member(w http.ResponseWriter, r *http.Request) (renkei.Consult,
 			}
 		}
 	}
-	s.problem(w, r, renkei.Errorf("web.consult", renkei.NotFound, "there is no such consult"))
+	s.problem(w, r, renkei.Errorj("web.consult", renkei.NotFound, "該当する相談はありません。", "there is no such consult"))
 	return renkei.Consult{}, nil, false
 }
 
@@ -143,7 +144,7 @@ func (s *Server) createConsult(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(recs) == 0 {
-		s.problem(w, r, renkei.Errorf("web.consult", renkei.NotFound, "there is no such study"))
+		s.problem(w, r, renkei.Errorj("web.consult", renkei.NotFound, "該当する検査はありません。", "there is no such study"))
 		return
 	}
 	st := recs[0]
@@ -180,13 +181,13 @@ func (s *Server) inviteToConsult(w http.ResponseWriter, r *http.Request) {
 	}
 	u, _, err := s.Store.UserByLogin(r.Context(), req.Login)
 	if err != nil || !u.Role.Staff() || u.Disabled {
-		s.problem(w, r, renkei.Errorf("web.consult", renkei.NotFound, "there is no staff user %q", req.Login))
+		s.problem(w, r, renkei.Errorj("web.consult", renkei.NotFound, "職員 %q は見つかりません。", "there is no staff user %q", req.Login))
 		return
 	}
 	var share *renkei.Share
 	if u.Institution.PK != c.StudyOwner {
 		if p.Institution != c.StudyOwner {
-			s.problem(w, r, renkei.Errorf("web.consult", renkei.Forbidden,
+			s.problem(w, r, renkei.Errorj("web.consult", renkei.Forbidden, "他の施設の方を招待できるのは、この検査を保有する施設だけです。",
 				"only the institution that holds the study may invite someone from another institution"))
 			return
 		}
@@ -211,7 +212,7 @@ func (s *Server) inviteToConsult(w http.ResponseWriter, r *http.Request) {
 func (s *Server) colleagues(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden("web.colleagues", "only staff see their institution's colleagues"))
+		s.problem(w, r, forbidden("web.colleagues", "施設の職員の一覧は職員だけが見られます", "only staff see their institution's colleagues"))
 		return
 	}
 	list, err := s.Store.Users(r.Context(), p.Institution)
@@ -305,6 +306,7 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	replies := make(chan consult.Message, 8)
+	lang := requestLang(r)
 	go func() {
 		defer cancel()
 		for {
@@ -358,6 +360,9 @@ func (s *Server) consultSocket(w http.ResponseWriter, r *http.Request) {
 			conn.Close(websocket.StatusNormalClosure, "")
 			return
 		case m := <-replies:
+			if m.Japanese != "" && lang == "ja" {
+				m.Text = m.Japanese // a refusal, said to this participant in their language
+			}
 			if send(m) != nil {
 				return
 			}

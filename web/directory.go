@@ -47,7 +47,7 @@ func (s *Server) directoryJSON(r *http.Request, e renkei.DirectoryEntry, dist fl
 
 func (s *Server) directoryReady(w http.ResponseWriter, r *http.Request) bool {
 	if s.Directory == nil {
-		s.problem(w, r, renkei.Errorf("web", renkei.Unavailable, "the directory is not available on this server"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーでは施設一覧(ディレクトリ)を使えません。", "the directory is not available on this server"))
 		return false
 	}
 	return true
@@ -76,7 +76,7 @@ func (s *Server) searchDirectory(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("km"); v != "" {
 		km, err := strconv.ParseFloat(v, 64)
 		if err != nil || km < 0 || km > 2000 {
-			s.problem(w, r, renkei.Errorf("web.directory", renkei.Invalid, "km must be a distance in kilometres"))
+			s.problem(w, r, renkei.Errorj("web.directory", renkei.Invalid, "距離はキロメートル単位の数で入力してください。", "km must be a distance in kilometres"))
 			return
 		}
 		dq.WithinKm = km

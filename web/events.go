@@ -112,7 +112,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	// The response controller finds the flusher through wrappers (the request log's), which a type assertion misses.
 	fl := http.NewResponseController(w)
 	if s.Hub == nil {
-		s.problem(w, r, renkei.Errorf("web.events", renkei.Unavailable, "live updates are not available here"))
+		s.problem(w, r, renkei.Errorj("web.events", renkei.Unavailable, "ここでは画面の自動更新を使えません。", "live updates are not available here"))
 		return
 	}
 	var user int64

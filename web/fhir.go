@@ -48,16 +48,16 @@ func (s *Server) fhirProblem(w http.ResponseWriter, r *http.Request, err error) 
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status,
-		"detail": renkei.ErrorMessage(err), "issues": issuesJSON(ve.Issues)})
+		"detail": renkei.ErrorMessageIn(err, requestLang(r)), "issues": issuesJSON(ve.Issues)})
 }
 
 func readFHIR(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, fhir.MaxSize+1))
 	if err != nil {
-		return nil, renkei.Errorf("web.fhir", renkei.Invalid, "the FHIR data could not be read")
+		return nil, renkei.Errorj("web.fhir", renkei.Invalid, "FHIR データを読み取れませんでした。", "the FHIR data could not be read")
 	}
 	if len(body) > fhir.MaxSize {
-		return nil, renkei.Errorf("web.fhir", renkei.TooLarge, "FHIR data may be at most %d MB", fhir.MaxSize>>20)
+		return nil, renkei.Errorj("web.fhir", renkei.TooLarge, "FHIR データの大きさは%dMBまでです。", "FHIR data may be at most %d MB", fhir.MaxSize>>20)
 	}
 	return body, nil
 }
@@ -167,7 +167,8 @@ func (s *Server) importRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.samePatient(r, imp.Patient, lp) {
-		s.problem(w, r, renkei.Errorf("web.fhir", renkei.Invalid, "このFHIRデータは別の患者さんのものです(患者IDが一致しません)"))
+		s.problem(w, r, renkei.Errorj("web.fhir", renkei.Invalid, "このFHIRデータは別の患者さんのものです(患者IDが一致しません)",
+			"this FHIR data belongs to another patient (the patient ID does not match)"))
 		return
 	}
 	rec := renkei.Record{Allergies: imp.Allergies, Medications: imp.Medications, Conditions: imp.Conditions}
@@ -201,7 +202,7 @@ func (s *Server) letterFHIR(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ref.Status == renkei.StatusDraft {
-		s.problem(w, r, renkei.Errorf("web.fhir", renkei.Conflict, "a draft is exported once it is sent"))
+		s.problem(w, r, renkei.Errorj("web.fhir", renkei.Conflict, "下書きは、送信した後に出力できます。", "a draft is exported once it is sent"))
 		return
 	}
 	from, _ := s.Store.InstitutionByPK(r.Context(), ref.FromInstitution)
@@ -248,7 +249,8 @@ func (s *Server) importLetter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !s.samePatient(r, imp.Patient, lp) {
-		s.problem(w, r, renkei.Errorf("web.fhir", renkei.Invalid, "この紹介状は別の患者さんのものです(患者IDが一致しません)"))
+		s.problem(w, r, renkei.Errorj("web.fhir", renkei.Invalid, "この紹介状は別の患者さんのものです(患者IDが一致しません)",
+			"this referral letter belongs to another patient (the patient ID does not match)"))
 		return
 	}
 	to := r.URL.Query().Get("toInstitution")
@@ -265,7 +267,8 @@ func (s *Server) importLetter(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if to == "" {
-		s.problem(w, r, renkei.Errorf("web.fhir", renkei.Invalid, "紹介先の医療機関が renkei に見つかりません(医療機関コード %s)。紹介先を選んでください", imp.To.InstitutionCode))
+		s.problem(w, r, renkei.Errorj("web.fhir", renkei.Invalid, "紹介先の医療機関が renkei に見つかりません(医療機関コード %s)。紹介先を選んでください",
+			"the receiving institution is not in renkei (institution code %s); choose the institution the letter goes to", imp.To.InstitutionCode))
 		return
 	}
 	letter := imp.Letter

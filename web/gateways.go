@@ -63,7 +63,7 @@ func (s *Server) gatewayHealth(g renkei.GatewayReport, now time.Time) string {
 // gatewayHeartbeat records what a gateway reports: POST /api/gateways/heartbeat with a read-write API token.
 func (s *Server) gatewayHeartbeat(w http.ResponseWriter, r *http.Request) {
 	if s.Gateways == nil {
-		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Unavailable, "gateways are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.gateway", renkei.Unavailable, "このサーバーではゲートウェイを使えません。", "gateways are not available on this server"))
 		return
 	}
 	p := renkei.PrincipalFrom(r.Context())
@@ -101,7 +101,7 @@ func (s *Server) gatewayHeartbeat(w http.ResponseWriter, r *http.Request) {
 // listGateways answers GET /api/gateways: an institution admin sees its institution's gateways, a region admin all.
 func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
 	if s.Gateways == nil {
-		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Unavailable, "gateways are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.gateway", renkei.Unavailable, "このサーバーではゲートウェイを使えません。", "gateways are not available on this server"))
 		return
 	}
 	p := renkei.PrincipalFrom(r.Context())
@@ -111,7 +111,7 @@ func (s *Server) listGateways(w http.ResponseWriter, r *http.Request) {
 	case p.Kind == renkei.UserPrincipal && p.Role == renkei.InstitutionAdmin:
 		inst = p.Institution
 	default:
-		s.problem(w, r, renkei.Errorf("web.gateway", renkei.Forbidden, "only administrators see the gateways"))
+		s.problem(w, r, renkei.Errorj("web.gateway", renkei.Forbidden, "ゲートウェイを見られるのは管理者だけです。", "only administrators see the gateways"))
 		return
 	}
 	list, err := s.Gateways.GatewayReports(r.Context(), inst)
@@ -343,12 +343,12 @@ func (s *Server) fetchJSON(ctx context.Context, f renkei.FetchRequest) fetchJSON
 // holds an active share of that patient from it (a referral's receiver asking for the priors). Audited.
 func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 	if s.Gateways == nil {
-		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Unavailable, "gateways are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.Unavailable, "このサーバーではゲートウェイを使えません。", "gateways are not available on this server"))
 		return
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden("web.fetch", "only staff ask for earlier studies"))
+		s.problem(w, r, forbidden("web.fetch", "過去の検査を取り寄せられるのは職員だけです。", "only staff ask for earlier studies"))
 		return
 	}
 	var req struct{ Issuer, PatientID, Institution, Since, Reason string }
@@ -358,12 +358,14 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	req.PatientID = strings.TrimSpace(req.PatientID)
 	if req.PatientID == "" || len(req.PatientID) > 64 {
-		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "name the patient by their ID at the institution that holds the images"))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "画像を保有する施設での患者IDで、患者を指定してください。",
+			"name the patient by their ID at the institution that holds the images"))
 		return
 	}
 	if req.Since = strings.ReplaceAll(req.Since, "-", ""); req.Since != "" {
 		if _, err := time.Parse("20060102", req.Since); err != nil {
-			s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "since %q is not a date (YYYY-MM-DD)", req.Since))
+			s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "%q は日付(YYYY-MM-DD)ではありません。",
+				"since %q is not a date (YYYY-MM-DD)", req.Since))
 			return
 		}
 	}
@@ -375,7 +377,7 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Institution != "" && req.Institution != inst.ID {
 		if inst, err = s.Store.Institution(ctx, req.Institution); err != nil {
-			s.problem(w, r, renkei.Errorf("web.fetch", renkei.Invalid, "there is no institution %q", req.Institution))
+			s.problem(w, r, renkei.Errorj("web.fetch", renkei.Invalid, "施設 %q は見つかりません。", "there is no institution %q", req.Institution))
 			return
 		}
 	}
@@ -395,7 +397,8 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 		}
 		if !ok {
 			// As for any patient the caller may not see: not found, not forbidden.
-			s.problem(w, r, renkei.Errorf("web.fetch", renkei.NotFound, "there is no such patient shared with your institution"))
+			s.problem(w, r, renkei.Errorj("web.fetch", renkei.NotFound, "貴施設に共有されている該当の患者はいません。",
+				"there is no such patient shared with your institution"))
 			return
 		}
 	}
@@ -418,7 +421,7 @@ func (s *Server) requestFetch(w http.ResponseWriter, r *http.Request) {
 // staff see the requests their institution made or must fetch.
 func (s *Server) listFetches(w http.ResponseWriter, r *http.Request) {
 	if s.Gateways == nil {
-		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Unavailable, "gateways are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.Unavailable, "このサーバーではゲートウェイを使えません。", "gateways are not available on this server"))
 		return
 	}
 	p := renkei.PrincipalFrom(r.Context())
@@ -429,7 +432,7 @@ func (s *Server) listFetches(w http.ResponseWriter, r *http.Request) {
 	case staff(p):
 		f = renkei.FetchRequestFilter{Involving: p.Institution}
 	default:
-		s.problem(w, r, forbidden("web.fetch", "only staff and gateways see fetch requests"))
+		s.problem(w, r, forbidden("web.fetch", "取り寄せの依頼を見られるのは、職員とゲートウェイだけです。", "only staff and gateways see fetch requests"))
 		return
 	}
 	list, err := s.Gateways.FetchRequests(r.Context(), f)
@@ -448,17 +451,17 @@ func (s *Server) listFetches(w http.ResponseWriter, r *http.Request) {
 // working on a request, or what it fetched. Audited with the patient, so the patient's access log shows it.
 func (s *Server) reportFetch(w http.ResponseWriter, r *http.Request) {
 	if s.Gateways == nil {
-		s.problem(w, r, renkei.Errorf("web.fetch", renkei.Unavailable, "gateways are not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.Unavailable, "このサーバーではゲートウェイを使えません。", "gateways are not available on this server"))
 		return
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Kind != renkei.TokenPrincipal || !p.Write {
-		s.problem(w, r, forbidden("web.fetch", "a gateway reports with its read-write token"))
+		s.problem(w, r, forbidden("web.fetch", "ゲートウェイは読み書き用のトークンで報告してください。", "a gateway reports with its read-write token"))
 		return
 	}
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		s.problem(w, r, renkei.Errorf("web.fetch", renkei.NotFound, "there is no fetch request %q", r.PathValue("id")))
+		s.problem(w, r, renkei.Errorj("web.fetch", renkei.NotFound, "取り寄せ依頼 %q は見つかりません。", "there is no fetch request %q", r.PathValue("id")))
 		return
 	}
 	var req struct {

@@ -110,7 +110,7 @@ func (s *Server) registerLinks() {
 func (l *links) store() (linkStore, error) {
 	st, ok := l.s.Store.(linkStore)
 	if !ok || l.s.DICOMweb == nil || l.s.DICOMweb.Archive == nil {
-		return nil, renkei.Errorf("web.links", renkei.Unavailable, "share links are not available on this server")
+		return nil, renkei.Errorj("web.links", renkei.Unavailable, "このサーバーでは共有リンクを使えません。", "share links are not available on this server")
 	}
 	return st, nil
 }
@@ -160,7 +160,8 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 	const op = "web.createLink"
 	p := renkei.PrincipalFrom(r.Context())
 	if !mayShare(p) {
-		l.s.problem(w, r, forbidden(op, "only staff who treat patients or coordinate their care may share data"))
+		l.s.problem(w, r, forbidden(op, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。",
+			"only staff who treat patients or coordinate their care may share data"))
 		return
 	}
 	st, err := l.store()
@@ -169,23 +170,25 @@ func (l *links) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if strings.TrimSpace(req.PatientID) == "" {
-		l.s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "name the patient (patientId, and issuer if your institution uses several)"))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。",
+			"name the patient (patientId, and issuer if your institution uses several)"))
 		return
 	}
 	if req.Days == 0 {
 		req.Days = linkDays
 	}
 	if req.Days < 1 || req.Days > linkMaxDays {
-		l.s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "a share link lasts from 1 to %d days", linkMaxDays))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有リンクの期間は1日から%d日までです。", "a share link lasts from 1 to %d days", linkMaxDays))
 		return
 	}
 	if len([]rune(req.Note)) > 500 || len(req.Studies) > 100 {
-		l.s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "a link names at most 100 studies and a note of at most 500 characters"))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有リンクに含められる検査は100件まで、メモは500文字までです。",
+			"a link names at most 100 studies and a note of at most 500 characters"))
 		return
 	}
 	for _, uid := range req.Studies {
 		if !dicom.ValidUID(uid) {
-			l.s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "%q is not a StudyInstanceUID", uid))
+			l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "%q は検査の UID(StudyInstanceUID)ではありません。", "%q is not a StudyInstanceUID", uid))
 			return
 		}
 	}
@@ -245,7 +248,7 @@ func (l *links) url(r *http.Request, token string) string {
 func (l *links) list(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if !mayShare(p) {
-		l.s.problem(w, r, forbidden("web.links", "only staff who may share see their institution's share links"))
+		l.s.problem(w, r, forbidden("web.links", "施設の共有リンクを見られるのは、共有の権限を持つ職員だけです。", "only staff who may share see their institution's share links"))
 		return
 	}
 	st, err := l.store()
@@ -274,7 +277,7 @@ func (l *links) revoke(w http.ResponseWriter, r *http.Request) {
 	const op = "web.revokeLink"
 	p := renkei.PrincipalFrom(r.Context())
 	if !mayShare(p) {
-		l.s.problem(w, r, forbidden(op, "only staff who may share may revoke a share link"))
+		l.s.problem(w, r, forbidden(op, "共有リンクを取り消せるのは、共有の権限を持つ職員だけです。", "only staff who may share may revoke a share link"))
 		return
 	}
 	st, err := l.store()
@@ -288,11 +291,11 @@ func (l *links) revoke(w http.ResponseWriter, r *http.Request) {
 		list, err = st.ShareLinks(r.Context(), p.Institution, id)
 	}
 	if err == nil && len(list) == 0 {
-		err = renkei.Errorf(op, renkei.NotFound, "there is no share link %q", r.PathValue("id"))
+		err = renkei.Errorj(op, renkei.NotFound, "共有リンク %q は見つかりません。", "there is no share link %q", r.PathValue("id"))
 	}
 	if err != nil {
 		if renkei.ErrorKind(err) == renkei.Internal {
-			err = renkei.Errorf(op, renkei.NotFound, "there is no share link %q", r.PathValue("id"))
+			err = renkei.Errorj(op, renkei.NotFound, "共有リンク %q は見つかりません。", "there is no share link %q", r.PathValue("id"))
 		}
 		l.s.problem(w, r, err)
 		return
@@ -517,7 +520,7 @@ func (l *links) checkPIN(ctx context.Context, hash, pin string) (bool, error) {
 	select {
 	case l.pinChecks <- struct{}{}:
 	case <-ctx.Done():
-		return false, renkei.Errorf("web.unlock", renkei.Unavailable, "the PIN could not be checked; try again")
+		return false, renkei.Errorj("web.unlock", renkei.Unavailable, "PIN を確認できませんでした。もう一度お試しください。", "the PIN could not be checked; try again")
 	}
 	defer func() { <-l.pinChecks }()
 	return identity.CheckPassword(hash, pin), nil
@@ -540,7 +543,7 @@ func (l *links) notifyLocked(k renkei.ShareLink) {
 	made := k.CreatedAt.Format("2006-01-02 15:04")
 	body := fmt.Sprintf("%s 御中\n\nrenkei の共有リンク No. %d(%s が %s に作成)で、暗証番号(PIN)の誤りが%d回続いたため、リンクをロックしました。\n"+
 		"第三者が暗証番号を試した可能性があります。このリンクはもう使えません。必要なら新しいリンクを作り、暗証番号は別の手段でお伝えください。\n"+
-		"ログインしてご確認ください:\n%s\n\nこのメールには患者さんの情報を含めていません。\n\n--\n"+
+		"ログインしてご確認ください:\n%s\n\nこのメールには患者の情報を含めていません。\n\n--\n"+
 		"renkei: share link No. %d (made by %s on %s) was locked after %d wrong PINs in a row; someone may have tried to guess it. "+
 		"It no longer opens. Log in to see it: %s\n",
 		in.Name, k.ID, k.CreatedByName, made, linkPINLimit, where, k.ID, k.CreatedByName, made, linkPINLimit, where)
@@ -671,7 +674,7 @@ func (l *links) image(w http.ResponseWriter, r *http.Request) {
 	const op = "web.linkImage"
 	q := r.URL.Query()
 	study, series, instance := q.Get("study"), q.Get("series"), q.Get("instance")
-	notFound := renkei.Errorf(op, renkei.NotFound, "this image is not part of the link")
+	notFound := renkei.Errorj(op, renkei.NotFound, "この画像は、この共有リンクに含まれていません。", "this image is not part of the link")
 	if !dicom.ValidUID(study) || !dicom.ValidUID(series) || !dicom.ValidUID(instance) || (!k.AllStudies && !slices.Contains(k.Studies, study)) {
 		l.s.problem(w, r, notFound)
 		return
@@ -680,13 +683,13 @@ func (l *links) image(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if f := q.Get("frame"); f != "" {
 		if frame, err = strconv.Atoi(f); err != nil || frame < 1 {
-			l.s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "frame is a number from 1"))
+			l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "フレーム番号は1以上の数にしてください。", "frame is a number from 1"))
 			return
 		}
 	}
 	if v := q.Get("size"); v != "" {
 		if size, err = strconv.Atoi(v); err != nil || size < 32 || size > 2048 {
-			l.s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "size is from 32 to 2048 pixels"))
+			l.s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "大きさは32～2048ピクセルにしてください。", "size is from 32 to 2048 pixels"))
 			return
 		}
 	}
@@ -704,7 +707,7 @@ func (l *links) image(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := recs[0]
 	if frame > max(1, rec.NumberOfFrames) {
-		l.s.problem(w, r, renkei.Errorf(op, renkei.NotFound, "the image has %d frames", max(1, rec.NumberOfFrames)))
+		l.s.problem(w, r, renkei.Errorj(op, renkei.NotFound, "この画像のフレーム数は%dです。", "the image has %d frames", max(1, rec.NumberOfFrames)))
 		return
 	}
 	if l.firstOf(view, series) {

@@ -23,7 +23,10 @@ func staff(p *renkei.Principal) bool {
 		renkei.InstitutionAdmin}, p.Role)
 }
 
-func forbidden(op, msg string) error { return renkei.Errorf(op, renkei.Forbidden, "%s", msg) }
+// forbidden refuses a request the caller's role does not allow, in Japanese (ja) and English (en).
+func forbidden(op, ja, en string) error {
+	return &renkei.Error{Op: op, Kind: renkei.Forbidden, Message: en, Japanese: ja}
+}
 
 // ownPatient resolves a patient of the caller's institution from an issuer (default: the institution's) and ID.
 func (s *Server) ownPatient(r *http.Request, issuer, id string) (renkei.LocalPatient, error) {
@@ -32,7 +35,8 @@ func (s *Server) ownPatient(r *http.Request, issuer, id string) (renkei.LocalPat
 		issuer = p.Issuer
 	}
 	if strings.TrimSpace(id) == "" {
-		return renkei.LocalPatient{}, renkei.Errorf("web", renkei.Invalid, "name the patient (patientId, and issuer if your institution uses several)")
+		return renkei.LocalPatient{}, renkei.Errorj("web", renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。",
+			"name the patient (patientId, and issuer if your institution uses several)")
 	}
 	return s.Store.LocalPatient(r.Context(), p.Institution, renkei.PatientKey{Issuer: issuer, ID: id})
 }
@@ -84,7 +88,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 	const op = "web.addConsent"
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden(op, "only staff of the patient's institution record consent"))
+		s.problem(w, r, forbidden(op, "同意を記録できるのは、患者の施設の職員だけです。", "only staff of the patient's institution record consent"))
 		return
 	}
 	lp, err := s.ownPatient(r, req.Issuer, req.PatientID)
@@ -96,7 +100,8 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 	if req.GivenAt != "" {
 		t, err := time.ParseInLocation("2006-01-02", req.GivenAt, time.Local)
 		if err != nil || t.After(s.Now()) {
-			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意日は、患者が同意した日を YYYY-MM-DD の形で入力してください(未来の日付は入力できません)。",
+				"givenAt must be the date the patient consented, as YYYY-MM-DD, not in the future"))
 			return
 		}
 		c.GivenAt = t
@@ -113,19 +118,20 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		}
 		c.Scope = strings.Join(req.Scope, ",")
 	default:
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, `scope must be ["region"] or the IDs of the institutions the patient agreed to`))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意の範囲には、地域全体か、患者が同意した施設を選んでください。",
+			`scope must be ["region"] or the IDs of the institutions the patient agreed to`))
 		return
 	}
 	var doc []byte
 	switch req.Method {
 	case "paper":
 		if req.Document == "" {
-			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "attach the scanned consent form (同意書)"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "スキャンした同意書を添付してください。", "attach the scanned consent form (同意書)"))
 			return
 		}
 		doc, err = base64.StdEncoding.DecodeString(req.Document)
 		if err != nil || len(doc) == 0 {
-			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "the document must be base64"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "書類のデータが正しくありません(base64 で送ってください)。", "the document must be base64"))
 			return
 		}
 		c.DocumentType = req.DocumentType
@@ -134,7 +140,8 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 		}
 	case "electronic":
 		if strings.TrimSpace(req.Signature) == "" {
-			s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "an electronic consent needs the statement the patient signed"))
+			s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "電子同意には、患者が署名した同意文が必要です。",
+				"an electronic consent needs the statement the patient signed"))
 			return
 		}
 		doc, c.DocumentType = []byte(req.Signature), "text/plain; charset=utf-8"
@@ -149,7 +156,7 @@ func (s *Server) addConsent(w http.ResponseWriter, r *http.Request) {
 			c.DocumentType = signedStatementType
 		}
 	default:
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, `method must be "paper" or "electronic"`))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "同意の方法は「紙」か「電子」を選んでください。", `method must be "paper" or "electronic"`))
 		return
 	}
 	if c.DocumentKey, err = s.putBlob(r, doc); err != nil {
@@ -209,7 +216,7 @@ func signatureImage(b64 string) ([]byte, error) {
 
 func (s *Server) putBlob(r *http.Request, b []byte) (string, error) {
 	if s.Blobs == nil {
-		return "", renkei.Errorf("web", renkei.Unavailable, "no document store is configured")
+		return "", renkei.Errorj("web", renkei.Unavailable, "このサーバーには書類の保存先が設定されていません。", "no document store is configured")
 	}
 	bw, err := s.Blobs.Create(r.Context())
 	if err != nil {
@@ -230,7 +237,7 @@ func (s *Server) putBlob(r *http.Request, b []byte) (string, error) {
 func (s *Server) listConsents(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden("web.consents", "only staff read their institution's consents"))
+		s.problem(w, r, forbidden("web.consents", "施設の同意記録を見られるのは職員だけです。", "only staff read their institution's consents"))
 		return
 	}
 	var pk int64
@@ -258,7 +265,7 @@ func (s *Server) ownConsent(r *http.Request) (renkei.Consent, error) {
 	p := renkei.PrincipalFrom(r.Context())
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if !staff(p) {
-		return renkei.Consent{}, forbidden("web.consent", "only staff read their institution's consents")
+		return renkei.Consent{}, forbidden("web.consent", "施設の同意記録を見られるのは職員だけです。", "only staff read their institution's consents")
 	}
 	list, err := s.Store.Consents(r.Context(), p.Institution, 0)
 	if err != nil {
@@ -269,7 +276,7 @@ func (s *Server) ownConsent(r *http.Request) (renkei.Consent, error) {
 			return c, nil
 		}
 	}
-	return renkei.Consent{}, renkei.Errorf("web.consent", renkei.NotFound, "there is no consent %q", r.PathValue("id"))
+	return renkei.Consent{}, renkei.Errorj("web.consent", renkei.NotFound, "同意 %q は見つかりません。", "there is no consent %q", r.PathValue("id"))
 }
 
 func (s *Server) withdrawConsent(w http.ResponseWriter, r *http.Request) {
@@ -293,7 +300,7 @@ func (s *Server) withdrawConsent(w http.ResponseWriter, r *http.Request) {
 func (s *Server) consentDocument(w http.ResponseWriter, r *http.Request) {
 	c, err := s.ownConsent(r)
 	if err == nil && c.DocumentKey == "" {
-		err = renkei.Errorf("web.consentDocument", renkei.NotFound, "this consent has no document")
+		err = renkei.Errorj("web.consentDocument", renkei.NotFound, "この同意には書類がありません。", "this consent has no document")
 	}
 	if err != nil {
 		s.problem(w, r, err)
@@ -351,7 +358,8 @@ func regionAdmin(p *renkei.Principal) bool {
 
 func (s *Server) linkProposals(w http.ResponseWriter, r *http.Request) {
 	if !regionAdmin(renkei.PrincipalFrom(r.Context())) {
-		s.problem(w, r, forbidden("web.linkProposals", "only a region administrator keeps the patient index"))
+		s.problem(w, r, forbidden("web.linkProposals", "患者の名寄せ(地域患者インデックス)を管理できるのは、地域の管理者だけです。",
+			"only a region administrator keeps the patient index"))
 		return
 	}
 	list, err := s.Store.LinkProposals(r.Context(), 200)
@@ -377,7 +385,7 @@ func (s *Server) link(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if !regionAdmin(p) {
-		s.problem(w, r, forbidden("web.link", "only a region administrator links patients"))
+		s.problem(w, r, forbidden("web.link", "患者の名寄せができるのは、地域の管理者だけです。", "only a region administrator links patients"))
 		return
 	}
 	a, err := s.resolve(r, req.A)
@@ -411,7 +419,7 @@ func (s *Server) unmerge(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if !regionAdmin(p) {
-		s.problem(w, r, forbidden("web.unmerge", "only a region administrator unmerges patients"))
+		s.problem(w, r, forbidden("web.unmerge", "名寄せの取り消しができるのは、地域の管理者だけです。", "only a region administrator unmerges patients"))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
@@ -431,7 +439,7 @@ func (s *Server) unlink(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if !regionAdmin(p) {
-		s.problem(w, r, forbidden("web.unlink", "only a region administrator unlinks patients"))
+		s.problem(w, r, forbidden("web.unlink", "名寄せの解除ができるのは、地域の管理者だけです。", "only a region administrator unlinks patients"))
 		return
 	}
 	lp, err := s.resolve(r, req)
@@ -487,7 +495,7 @@ func (s *Server) studies(w http.ResponseWriter, r *http.Request, patients []int6
 func (s *Server) regionalStudies(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if !staff(p) {
-		s.problem(w, r, forbidden("web.regionalStudies", "only staff look patients up"))
+		s.problem(w, r, forbidden("web.regionalStudies", "患者を検索できるのは職員だけです。", "only staff look patients up"))
 		return
 	}
 	lp, err := s.ownPatient(r, r.URL.Query().Get("issuer"), r.URL.Query().Get("patientId"))
@@ -520,7 +528,8 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 func (s *Server) breakGlassReviews(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
-		s.problem(w, r, forbidden("web.breakGlassReviews", "only the institution's administrator reviews emergency accesses"))
+		s.problem(w, r, forbidden("web.breakGlassReviews", "緊急閲覧を確認できるのは、施設の管理者だけです。",
+			"only the institution's administrator reviews emergency accesses"))
 		return
 	}
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass,
@@ -546,17 +555,19 @@ func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.InstitutionAdmin || p.Kind != renkei.UserPrincipal {
-		s.problem(w, r, forbidden("web.reviewBreakGlass", "only the institution's administrator reviews emergency accesses"))
+		s.problem(w, r, forbidden("web.reviewBreakGlass", "緊急閲覧を確認できるのは、施設の管理者だけです。",
+			"only the institution's administrator reviews emergency accesses"))
 		return
 	}
 	if strings.TrimSpace(req.Note) == "" {
-		s.problem(w, r, renkei.Errorf("web.reviewBreakGlass", renkei.Invalid, "write what the review found"))
+		s.problem(w, r, renkei.Errorj("web.reviewBreakGlass", renkei.Invalid, "確認の結果を記入してください。", "write what the review found"))
 		return
 	}
 	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution, Purpose: renkei.PurposeBreakGlass})
 	if err != nil || len(list) == 0 {
-		s.problem(w, r, renkei.Errorf("web.reviewBreakGlass", renkei.NotFound, "there is no emergency access %q to review", r.PathValue("id")))
+		s.problem(w, r, renkei.Errorj("web.reviewBreakGlass", renkei.NotFound, "確認する緊急閲覧 %q は見つかりません。",
+			"there is no emergency access %q to review", r.PathValue("id")))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionAdmin, renkei.OutcomeSuccess)
@@ -604,7 +615,8 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.loginLimit.allow(s.clientAddr(r), s.Now()) {
 		w.Header().Set("Retry-After", "60")
-		s.problem(w, r, renkei.Errorf("web.acceptInvitation", renkei.Unavailable, "too many attempts from this address; wait a minute and try again"))
+		s.problem(w, r, renkei.Errorj("web.acceptInvitation", renkei.Unavailable, "この端末からの試行が多すぎます。1分ほど待ってから、もう一度お試しください。",
+			"too many attempts from this address; wait a minute and try again"))
 		return
 	}
 	u, err := s.Identity.AcceptInvitation(r.Context(), req.Code, req.Login, req.Name, req.Password, s.clientAddr(r))
@@ -618,7 +630,7 @@ func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
 func (s *Server) patientOnly(w http.ResponseWriter, r *http.Request) *renkei.Principal {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.PatientRole || p.Patient == 0 {
-		s.problem(w, r, forbidden("web.my", "this page is for patients' own accounts"))
+		s.problem(w, r, forbidden("web.my", "このページは患者さんご本人のアカウント用です。", "this page is for patients' own accounts"))
 		return nil
 	}
 	return p

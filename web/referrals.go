@@ -136,13 +136,13 @@ func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.New
 	if req.ToInstitution != "" {
 		in, err := s.Store.Institution(r.Context(), req.ToInstitution)
 		if err != nil {
-			return n, renkei.Errorf("web.referral", renkei.Invalid, "there is no institution %q", req.ToInstitution)
+			return n, renkei.Errorj("web.referral", renkei.Invalid, "施設 %q は見つかりません。", "there is no institution %q", req.ToInstitution)
 		}
 		n.ToInstitution = in.PK
 	}
 	if req.ETAMinutes != 0 {
 		if req.ETAMinutes < 0 || req.ETAMinutes > 24*60 {
-			return n, renkei.Errorf("web.referral", renkei.Invalid, "the arrival time must be within the next 24 hours")
+			return n, renkei.Errorj("web.referral", renkei.Invalid, "到着予定時刻は、今から24時間以内にしてください。", "the arrival time must be within the next 24 hours")
 		}
 		eta := s.Now().Add(time.Duration(req.ETAMinutes) * time.Minute)
 		n.DueAt = &eta
@@ -150,7 +150,7 @@ func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.New
 	if req.DueDate != "" {
 		d, err := time.ParseInLocation("2006-01-02", req.DueDate, time.Local)
 		if err != nil {
-			return n, renkei.Errorf("web.referral", renkei.Invalid, "the answer-by date must be a date (YYYY-MM-DD)")
+			return n, renkei.Errorj("web.referral", renkei.Invalid, "回答期限は日付(YYYY-MM-DD)で入力してください。", "the answer-by date must be a date (YYYY-MM-DD)")
 		}
 		d = d.Add(24*time.Hour - time.Millisecond)
 		n.DueAt = &d
@@ -175,7 +175,7 @@ func (s *Server) readReferral(w http.ResponseWriter, r *http.Request) (clinical.
 
 func (s *Server) clinicalReady(w http.ResponseWriter, r *http.Request) bool {
 	if s.Clinical == nil {
-		s.problem(w, r, renkei.Errorf("web", renkei.Unavailable, "the clinical record is not available on this server"))
+		s.problem(w, r, renkei.Errorj("web", renkei.Unavailable, "このサーバーでは診療記録を使えません。", "the clinical record is not available on this server"))
 		return false
 	}
 	return true
@@ -209,7 +209,7 @@ func (s *Server) clinicalID(w http.ResponseWriter, r *http.Request) (int64, bool
 func pathID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
-		return 0, renkei.Errorf("web", renkei.NotFound, "there is no such item")
+		return 0, renkei.Errorj("web", renkei.NotFound, "該当する項目はありません。", "there is no such item")
 	}
 	return id, nil
 }
@@ -253,7 +253,7 @@ func (s *Server) listReferrals(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := renkei.ReferralFilter{Direction: q.Get("direction"), Kind: renkei.ReferralKind(q.Get("kind")), Patient: strings.TrimSpace(q.Get("patient"))}
 	if f.Direction != "" && f.Direction != "in" && f.Direction != "out" {
-		s.problem(w, r, renkei.Errorf("web.referrals", renkei.Invalid, "direction must be in or out"))
+		s.problem(w, r, renkei.Errorj("web.referrals", renkei.Invalid, "direction には in か out を指定してください。", "direction must be in or out"))
 		return
 	}
 	for _, st := range strings.Split(q.Get("status"), ",") {
@@ -297,7 +297,7 @@ func (s *Server) actOnReferral(w http.ResponseWriter, r *http.Request) {
 	if req.To != "" {
 		in, err := s.Store.Institution(r.Context(), req.To)
 		if err != nil {
-			s.problem(w, r, renkei.Errorf("web.referral", renkei.Invalid, "there is no institution %q", req.To))
+			s.problem(w, r, renkei.Errorj("web.referral", renkei.Invalid, "施設 %q は見つかりません。", "there is no institution %q", req.To))
 			return
 		}
 		step.To = in.PK
@@ -371,7 +371,7 @@ func (s *Server) recordPatient(r *http.Request) (renkei.LocalPatient, error) {
 	if id := q.Get("institution"); id != "" {
 		in, err := s.Store.Institution(r.Context(), id)
 		if err != nil {
-			return renkei.LocalPatient{}, renkei.Errorf("web.record", renkei.NotFound, "there is no such patient")
+			return renkei.LocalPatient{}, renkei.Errorj("web.record", renkei.NotFound, "該当する患者はいません。", "there is no such patient")
 		}
 		inst = in.PK
 	}
@@ -447,7 +447,8 @@ func (s *Server) addRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Documents) > 0 {
-		s.problem(w, r, renkei.Errorf("web.record", renkei.Invalid, "documents are uploaded to /api/patients/documents"))
+		s.problem(w, r, renkei.Errorj("web.record", renkei.Invalid, "書類は /api/patients/documents に送って登録してください。",
+			"documents are uploaded to /api/patients/documents"))
 		return
 	}
 	rec := renkei.Record{Allergies: req.Allergies, Medications: req.Medications, Conditions: req.Conditions}
@@ -542,7 +543,7 @@ func (s *Server) UseClinical(c *clinical.Service) {
 			return renkei.Document{}, err
 		}
 		if s.Blobs == nil {
-			return renkei.Document{}, renkei.Errorf("web", renkei.Unavailable, "no document store is configured")
+			return renkei.Document{}, renkei.Errorj("web", renkei.Unavailable, "このサーバーには書類の保存先が設定されていません。", "no document store is configured")
 		}
 		bw, err := s.Blobs.Create(ctx)
 		if err != nil {
@@ -596,7 +597,7 @@ func (s *Server) referralPDF(w http.ResponseWriter, r *http.Request) {
 	}
 	reply := r.URL.Query().Get("reply") == "1"
 	if reply && ref.Reply == nil {
-		s.problem(w, r, renkei.Errorf("web.pdf", renkei.NotFound, "this referral has no reply yet"))
+		s.problem(w, r, renkei.Errorj("web.pdf", renkei.NotFound, "この紹介にはまだ返書がありません。", "this referral has no reply yet"))
 		return
 	}
 	doc := letterpdf.Doc{Referral: ref, Reply: reply}
@@ -614,7 +615,7 @@ func (s *Server) referralPDF(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if doc.Letter == nil {
-			s.problem(w, r, renkei.Errorf("web.pdf", renkei.NotFound, "there is no version %s", v))
+			s.problem(w, r, renkei.Errorj("web.pdf", renkei.NotFound, "版 %s はありません。", "there is no version %s", v))
 			return
 		}
 	}
@@ -790,20 +791,22 @@ func otherName(ref renkei.Referral, inst int64) string {
 func readDocument(r *http.Request) ([]byte, string, error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if !slices.Contains(documentTypes, ct) {
-		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "a document must be a PDF, a JPEG or PNG image, or plain text")
+		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "書類は PDF、JPEG・PNG 画像、またはテキストにしてください。",
+			"a document must be a PDF, a JPEG or PNG image, or plain text")
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 50<<20+1))
 	if err != nil {
-		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "the document could not be read")
+		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "書類を読み取れませんでした。", "the document could not be read")
 	}
 	if len(body) > 50<<20 {
-		return nil, "", renkei.Errorf("web.document", renkei.TooLarge, "a document may be at most 50 MB")
+		return nil, "", renkei.Errorj("web.document", renkei.TooLarge, "書類の大きさは50MBまでです。", "a document may be at most 50 MB")
 	}
 	if len(body) == 0 {
-		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "the document is empty")
+		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "書類が空です。", "the document is empty")
 	}
 	if sniff := http.DetectContentType(body); ct != "text/plain" && !strings.HasPrefix(sniff, ct) {
-		return nil, "", renkei.Errorf("web.document", renkei.Invalid, "the file is not a %s (it looks like %s)", ct, sniff)
+		return nil, "", renkei.Errorj("web.document", renkei.Invalid, "ファイルが %s ではありません(%s のようです)。",
+			"the file is not a %s (it looks like %s)", ct, sniff)
 	}
 	return body, ct, nil
 }
@@ -846,7 +849,7 @@ func (s *Server) letterAttachment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ref.Letter.AttachmentKey == "" {
-		s.problem(w, r, renkei.Errorf("web.attachment", renkei.NotFound, "this referral has no attached letter"))
+		s.problem(w, r, renkei.Errorj("web.attachment", renkei.NotFound, "この紹介には紹介状が添付されていません。", "this referral has no attached letter"))
 		return
 	}
 	s.serveBlob(w, r, ref.Letter.AttachmentKey, ref.Letter.AttachmentType, "inline")

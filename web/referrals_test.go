@@ -77,9 +77,9 @@ func TestReferralFlow(t *testing.T) {
 	if st := clinic.post(recordURL, rec); st != 201 {
 		t.Fatalf("record: %d %s", st, clinic.body)
 	}
-	// A bad fact is refused with words, and nothing of the request is stored.
+	// A bad fact is refused with words (in Japanese, the doctor's language), and nothing of the request is stored.
 	if st := clinic.post(recordURL, map[string]any{"allergies": []map[string]any{{"substance": "ラテックス"}, {"reaction": "発疹"}}}); st != 400 ||
-		!strings.Contains(string(clinic.body), "allergy 2") {
+		!strings.Contains(string(clinic.body), "アレルギー 2 件目") {
 		t.Errorf("an allergy without a substance: %d %s", st, clinic.body)
 	}
 
@@ -460,7 +460,7 @@ func TestCorrectEndedReferral(t *testing.T) {
 		Detail string
 	}
 	if err := json.Unmarshal(clinic.body, &problem); err != nil || !strings.HasPrefix(clinic.header.Get("Content-Type"), "application/problem+json") ||
-		problem.Status != 409 || !strings.Contains(problem.Detail, "was cancelled") || !strings.Contains(problem.Detail, "write a new one") {
+		problem.Status != 409 || !strings.Contains(problem.Detail, "取り消された") || !strings.Contains(problem.Detail, "新しい紹介状を作成") {
 		t.Errorf("the refusal: %s %s", clinic.header.Get("Content-Type"), clinic.body)
 	}
 	var versions []struct{ Version int }

@@ -54,16 +54,19 @@ func (s *Server) startUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.UploadDir == "" {
-		s.problem(w, r, renkei.Errorf("web.upload", renkei.Unavailable, "resumable uploads are not configured on this server"))
+		s.problem(w, r, renkei.Errorj("web.upload", renkei.Unavailable, "このサーバーでは中断・再開できるアップロードが設定されていません。",
+			"resumable uploads are not configured on this server"))
 		return
 	}
 	if req.Size <= 0 || req.Size > maxUploadFile {
-		s.problem(w, r, renkei.Errorf("web.upload", renkei.Invalid, "size must be between 1 byte and %d GB", maxUploadFile>>30))
+		s.problem(w, r, renkei.Errorj("web.upload", renkei.Invalid, "ファイルの大きさは1バイトから%dGBまでです。",
+			"size must be between 1 byte and %d GB", maxUploadFile>>30))
 		return
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	if !p.Write {
-		s.problem(w, r, renkei.Errorf("web.upload", renkei.Forbidden, "this account may read but not store images"))
+		s.problem(w, r, renkei.Errorj("web.upload", renkei.Forbidden, "このアカウントは画像を見ることはできますが、保存はできません。",
+			"this account may read but not store images"))
 		return
 	}
 	b := make([]byte, 16)
@@ -105,7 +108,8 @@ func (s *Server) findUpload(r *http.Request) (*partial, *sync.Mutex, error) {
 	defer s.up.mu.Unlock()
 	up, ok := s.up.byID[r.PathValue("id")]
 	if !ok || up.principal != p.Label() || up.institution != p.Institution {
-		return nil, nil, renkei.Errorf("web.upload", renkei.NotFound, "there is no such upload (it may have expired after a day)")
+		return nil, nil, renkei.Errorj("web.upload", renkei.NotFound, "該当するアップロードはありません(1日たって期限が切れた可能性があります)。",
+			"there is no such upload (it may have expired after a day)")
 	}
 	return up, s.up.locks[up.ID], nil
 }
@@ -149,7 +153,8 @@ func (s *Server) uploadChunk(w http.ResponseWriter, r *http.Request) {
 	}
 	up.Offset += n // what reached the file counts, even if the line dropped: the client resumes from here
 	if copyErr != nil && up.Offset < up.Size {
-		s.problem(w, r, renkei.Errorf("web.upload", renkei.Unavailable, "the chunk was cut off at byte %d; resume from there", up.Offset))
+		s.problem(w, r, renkei.Errorj("web.upload", renkei.Unavailable, "送信が途中(%dバイト目)で途切れました。そこから再開してください。",
+			"the chunk was cut off at byte %d; resume from there", up.Offset))
 		return
 	}
 	if up.Offset < up.Size {

@@ -31,11 +31,13 @@ type SecurityPage struct {
 func (s *Server) securityReady(w http.ResponseWriter, r *http.Request) bool {
 	p := renkei.PrincipalFrom(r.Context())
 	if p.Role != renkei.RegionAdmin {
-		s.problem(w, r, renkei.Errorf("web.security", renkei.Forbidden, "only the region's administrators may see the security status"))
+		s.problem(w, r, renkei.Errorj("web.security", renkei.Forbidden, "セキュリティの状況を見られるのは、地域の管理者だけです。",
+			"only the region's administrators may see the security status"))
 		return false
 	}
 	if s.Security == nil || s.Security.Store == nil {
-		s.problem(w, r, renkei.Errorf("web.security", renkei.Unavailable, "the security status is not available on this server"))
+		s.problem(w, r, renkei.Errorj("web.security", renkei.Unavailable, "このサーバーではセキュリティの状況を見られません。",
+			"the security status is not available on this server"))
 		return false
 	}
 	return true
@@ -109,7 +111,7 @@ func (s *Server) auditFHIR(w http.ResponseWriter, r *http.Request) {
 	case renkei.InstitutionAdmin:
 		f.Institution = p.Institution
 	default:
-		s.problem(w, r, renkei.Errorf(op, renkei.Forbidden, "only administrators may read the audit trail"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Forbidden, "監査記録を見られるのは管理者だけです。", "only administrators may read the audit trail"))
 		return
 	}
 	q := r.URL.Query()
@@ -149,7 +151,7 @@ func (s *Server) auditFHIR(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "since must be before until"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "開始日時は終了日時より前にしてください。", "since must be before until"))
 		return
 	}
 	events, err := s.Store.AuditEvents(r.Context(), f)

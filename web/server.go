@@ -323,7 +323,8 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern st
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, token, _ := strings.Cut(auth, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
-			return nil, renkei.Errorf("web.auth", renkei.Unauthorized, "only bearer API tokens are accepted in the Authorization header")
+			return nil, renkei.Errorj("web.auth", renkei.Unauthorized, "Authorization ヘッダーには Bearer の API トークンだけが使えます。",
+				"only bearer API tokens are accepted in the Authorization header")
 		}
 		p, err := s.Identity.AuthenticateToken(ctx, strings.TrimSpace(token), source)
 		if err != nil {
@@ -333,7 +334,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern st
 	}
 	c, err := r.Cookie(SessionCookie)
 	if err != nil {
-		return nil, renkei.Errorf("web.auth", renkei.Unauthorized, "please log in")
+		return nil, renkei.Errorj("web.auth", renkei.Unauthorized, "ログインしてください。", "please log in")
 	}
 	a, err := s.Identity.Authenticate(ctx, c.Value, source)
 	if err != nil {
@@ -345,15 +346,15 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, pattern st
 		// state-changing requests must also carry the session's CSRF token, which another site cannot read.
 		got := r.Header.Get("X-CSRF-Token")
 		if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.Session.CSRF)) != 1 {
-			return nil, renkei.Errorf("web.auth", renkei.Forbidden, "the request lacks this session's CSRF token; reload the page and try again")
+			return nil, renkei.Errorj("web.auth", renkei.Forbidden, "画面の情報が古くなっています。ページを再読み込みしてから、もう一度お試しください。",
+				"the request lacks this session's CSRF token; reload the page and try again")
 		}
 	}
 	if a.Partial && !slices.Contains(Partial, pattern) {
-		what := "complete the second login step"
 		if a.Session.SecondFactorAt != nil {
-			what = "change your one-time password"
+			return nil, renkei.Errorj("web.auth", renkei.Forbidden, "先に、仮パスワードを変更してください。", "please change your one-time password first")
 		}
-		return nil, renkei.Errorf("web.auth", renkei.Forbidden, "please %s first", what)
+		return nil, renkei.Errorj("web.auth", renkei.Forbidden, "先に、ログインの2段階目を済ませてください。", "please complete the second login step first")
 	}
 	ctx = context.WithValue(ctx, authKey{}, a)
 	if !a.Partial {
@@ -490,7 +491,33 @@ func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.Logger.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	dicomweb.WriteProblem(w, status, renkei.ErrorMessage(err))
+	writeProblem(w, status, renkei.ErrorMessageIn(err, requestLang(r)), renkei.ErrorCode(err))
+}
+
+// writeProblem answers an RFC 9457 problem: type and title stay fixed per status, detail is in the request's
+// language, and code (when the error has one, e.g. "consent-required") lets the web app and integrations recognise
+// the refusal whatever its wording.
+func writeProblem(w http.ResponseWriter, status int, detail, code string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(status)
+	p := map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail}
+	if code != "" {
+		p["code"] = code
+	}
+	json.NewEncoder(w).Encode(p)
+}
+
+// requestLang is the language to answer r in, "ja" or "en": the logged-in user's setting (the web app keeps it in
+// step with its language switch); else the Accept-Language header, which the web app sets to its own language on
+// every request, so that a login error before any session is in the language on the screen; else English, since
+// a request that states no language is a program's (the web app, whose default is Japanese, always states one). API
+// tokens carry no language setting: their clients get English unless they ask for Japanese.
+func requestLang(r *http.Request) string {
+	if a := authFrom(r.Context()); a != nil && (a.User.Lang == "ja" || a.User.Lang == "en") {
+		return a.User.Lang
+	}
+	return renkei.AcceptLanguage(r.Header.Get("Accept-Language"))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -507,7 +534,7 @@ func readJSON(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return renkei.Errorf("web", renkei.Invalid, "the request body is not valid JSON")
+			return renkei.Errorj("web", renkei.Invalid, "送信された内容を読み取れませんでした(JSON の形式が正しくありません)。", "the request body is not valid JSON")
 		}
 		return renkei.Errorf("web", renkei.Invalid, "the request body does not fit: %v", err)
 	}

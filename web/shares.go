@@ -91,7 +91,7 @@ func (s *Server) listShares(w http.ResponseWriter, r *http.Request) {
 			f.ToUser = p.ID
 		}
 	default:
-		s.problem(w, r, renkei.Errorf("web.shares", renkei.Invalid, "direction must be in or out"))
+		s.problem(w, r, renkei.Errorj("web.shares", renkei.Invalid, "direction には in か out を指定してください。", "direction must be in or out"))
 		return
 	}
 	list, err := s.Store.Shares(r.Context(), f)
@@ -133,22 +133,25 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	const op = "web.createShare"
 	if !mayShare(p) {
-		s.problem(w, r, renkei.Errorf(op, renkei.Forbidden, "only staff who treat patients or coordinate their care may share data"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Forbidden, "データを共有できるのは、患者の診療やケアの調整に携わる職員だけです。",
+			"only staff who treat patients or coordinate their care may share data"))
 		return
 	}
 	if !slices.Contains(renkei.SharePurposes, renkei.SharePurpose(req.Purpose)) {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "purpose must be one of referral, emergency, consult, second-opinion"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有の目的を選んでください(紹介・救急・相談・セカンドオピニオン)。",
+			"purpose must be one of referral, emergency, consult, second-opinion"))
 		return
 	}
 	if strings.TrimSpace(req.PatientID) == "" {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "name the patient (patientId, and issuer if your institution uses several)"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "患者を指定してください(患者ID。貴施設で複数の発行者を使っている場合は発行者も)。",
+			"name the patient (patientId, and issuer if your institution uses several)"))
 		return
 	}
 	if req.Days == 0 {
 		req.Days = s.ShareDays
 	}
 	if req.Days < 0 || req.Days > 3650 {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "a share lasts from 1 to 3650 days"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有の期間は1日から3650日までです。", "a share lasts from 1 to 3650 days"))
 		return
 	}
 	sh := renkei.Share{FromInstitution: p.Institution, Patient: renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID}, Studies: req.Studies,
@@ -166,7 +169,7 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 	case req.ToUser != "":
 		u, _, err := s.Store.UserByLogin(r.Context(), req.ToUser)
 		if err != nil {
-			s.problem(w, r, renkei.Errorf(op, renkei.NotFound, "there is no user %q", req.ToUser))
+			s.problem(w, r, renkei.Errorj(op, renkei.NotFound, "利用者 %q は見つかりません。", "there is no user %q", req.ToUser))
 			return
 		}
 		sh.ToUser = u.PK
@@ -178,11 +181,11 @@ func (s *Server) createShare(w http.ResponseWriter, r *http.Request) {
 		}
 		sh.ToInstitution = in.PK
 	default:
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "say whom to share with: toInstitution or toUser"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "共有先(施設または利用者)を指定してください。", "say whom to share with: toInstitution or toUser"))
 		return
 	}
 	if sh.ToInstitution == p.Institution {
-		s.problem(w, r, renkei.Errorf(op, renkei.Invalid, "your own institution sees its data already"))
+		s.problem(w, r, renkei.Errorj(op, renkei.Invalid, "自施設のデータは、共有しなくても自施設で見られます。", "your own institution sees its data already"))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionShare, renkei.OutcomeSuccess)
@@ -204,11 +207,12 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil {
-		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.NotFound, "there is no share %q", r.PathValue("id")))
+		s.problem(w, r, renkei.Errorj("web.revokeShare", renkei.NotFound, "共有 %q は見つかりません。", "there is no share %q", r.PathValue("id")))
 		return
 	}
 	if !mayShare(p) {
-		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.Forbidden, "only staff who may share may revoke a share"))
+		s.problem(w, r, renkei.Errorj("web.revokeShare", renkei.Forbidden, "共有を取り消せるのは、共有の権限を持つ職員だけです。",
+			"only staff who may share may revoke a share"))
 		return
 	}
 	list, err := s.Store.Shares(r.Context(), renkei.ShareFilter{ID: id, FromInstitution: p.Institution})
@@ -217,7 +221,7 @@ func (s *Server) revokeShare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(list) == 0 {
-		s.problem(w, r, renkei.Errorf("web.revokeShare", renkei.NotFound, "there is no share %d", id))
+		s.problem(w, r, renkei.Errorj("web.revokeShare", renkei.NotFound, "共有 No. %d は見つかりません。", "there is no share %d", id))
 		return
 	}
 	e := renkei.EventFor(p, renkei.ActionRevoke, renkei.OutcomeSuccess)
@@ -241,7 +245,7 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	case renkei.InstitutionAdmin:
 		f.Institution = p.Institution
 	default:
-		s.problem(w, r, renkei.Errorf("web.audit", renkei.Forbidden, "only administrators may read the audit trail"))
+		s.problem(w, r, renkei.Errorj("web.audit", renkei.Forbidden, "監査記録を見られるのは管理者だけです。", "only administrators may read the audit trail"))
 		return
 	}
 	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil && n > 0 && n <= 10000 {

@@ -119,7 +119,7 @@ func TestWebApp(t *testing.T) {
 	ctx, cancel := browser(t)
 	defer cancel()
 	step := stepper(ctx, t, out)
-	// A mistyped password and a wrong code are said in Japanese (the server's words are English), with the cursor
+	// A mistyped password and a wrong code are said in Japanese (the app's own words, chosen by status), with the cursor
 	// back in the field to type again and the login name kept.
 	step("01-login-wrong", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
 		chromedp.SendKeys("#login-name", u.login), chromedp.SendKeys("#login-password", "not-the-password"), chromedp.Click(`#login button[type="submit"]`),

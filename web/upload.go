@@ -88,7 +88,8 @@ func (s *Server) uploadBatch(w http.ResponseWriter, r *http.Request, boundary st
 		}
 		if err != nil {
 			commits.Wait()
-			s.problem(w, r, renkei.Errorf("web.upload", renkei.Invalid, "the upload was cut off after %d file(s); send the rest again", len(items)))
+			s.problem(w, r, renkei.Errorj("web.upload", renkei.Invalid, "アップロードが%d件目の後で途切れました。残りをもう一度送ってください。",
+				"the upload was cut off after %d file(s); send the rest again", len(items)))
 			return
 		}
 		pending, res := s.DICOMweb.Archive.Receive(r.Context(), part, archive.StoreRequest{Source: "upload"})
@@ -156,7 +157,7 @@ func (s *Server) uploadOutcome(name string, res *archive.StoreResult) (uploadRes
 func (s *Server) dicomdir(w http.ResponseWriter, r *http.Request) {
 	f, err := dicom.Parse(http.MaxBytesReader(w, r.Body, 64<<20), dicom.DefaultReadOptions)
 	if err != nil {
-		s.problem(w, r, renkei.Errorf("web.dicomdir", renkei.Invalid, "the DICOMDIR cannot be read: %v", err))
+		s.problem(w, r, renkei.Errorj("web.dicomdir", renkei.Invalid, "DICOMDIR を読み取れません: %v", "the DICOMDIR cannot be read: %v", err))
 		return
 	}
 	files := dicom.DirectoryFiles(f.DataSet)

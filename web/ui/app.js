@@ -93,10 +93,13 @@ function message(text, kind = 'error') {
   m.hidden = !text;
 }
 
-class APIError extends Error { constructor(status, detail) { super(detail); this.status = status; } }
+// APIError is a refusal from the server: its message (detail) is in the language the request asked for, and code,
+// when the server gives one ("consent-required", "account-locked", "password-short"…), recognises it whatever the wording.
+class APIError extends Error { constructor(status, detail, code) { super(detail); this.status = status; this.code = code || ''; } }
 
 async function api(method, path, body, raw) {
-  const headers = {};
+  // The server words its refusals in the language asked for: the one on the screen, even before any login.
+  const headers = { 'Accept-Language': getLang() };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && csrf) headers['X-CSRF-Token'] = csrf;
   let r;
@@ -111,7 +114,7 @@ async function api(method, path, body, raw) {
   if (!r.ok) {
     // A session that ends while in use (timeout, logout elsewhere) goes back to the login page.
     if (r.status === 401 && me && !path.startsWith('/api/login')) { me = null; route('#/login'); }
-    throw new APIError(r.status, data.detail || r.statusText);
+    throw new APIError(r.status, data.detail || r.statusText, data.code);
   }
   return data;
 }
@@ -166,15 +169,15 @@ function header() {
 
 // ---- login ----
 
-// loginError says why a login step failed in the user's language (the server's words are English, for the logs and
-// API clients), and puts the cursor back in the field to type again, its content selected.
+// loginError says why a login step failed in the app's own words (recognised by status and code, never by the
+// server's wording), and puts the cursor back in the field to type again, its content selected.
 function loginError(e, input) {
   input.focus();
   input.select();
   const wrong = { 'login-password': 'login.wrong', 'totp-code': 'login.code.wrong', 'recovery-code': 'login.recovery.wrong' };
   if (e.status === 401) return new Error(t(wrong[input.id]));
   if (e.status === 429) return new Error(t('login.toomany'));
-  const locked = e.status === 403 && /until (\d{1,2}:\d{2})/.exec(e.message);
+  const locked = e.code === 'account-locked' && /(\d{1,2}:\d{2})/.exec(e.message);
   return locked ? new Error(t('login.locked', { time: locked[1] })) : e;
 }
 
@@ -306,19 +309,16 @@ async function accountPage() {
     h('h2', {}, t('account.add')), ...field(t('enrol.key.name'), keyName), h('div', { class: 'actions' }, add)));
 }
 
-// passwordProblem words the server's refusal of a new password in the user's language (the server's English words
-// are identity.CheckPolicy's and ChangePassword's) and puts the cursor in the field to change.
+// passwordProblem words the server's refusal of a new password in the app's own words, recognised by its code (from
+// identity.CheckPolicy and ChangePassword), and puts the cursor in the field to change.
 function passwordProblem(e, f) {
   const field = f.querySelector(e.status === 401 ? '#pw-current' : '#pw-new');
   field.focus();
   field.select();
   if (e.status === 401) return new Error(t('password.current.wrong'));
-  const rules = [[/at least (\d+)/, 'password.short'], [/at most/, 'password.long'], [/most used/, 'password.common'],
-    [/too few different/, 'password.repeats'], [/login or name/, 'password.personal'], [/differ from the current/, 'password.same']];
-  for (const [re, key] of rules) {
-    const m = re.exec(e.message);
-    if (m) return new Error(t(key, { n: m[1] }));
-  }
+  const rules = { 'password-short': 'password.short', 'password-long': 'password.long', 'password-common': 'password.common',
+    'password-repeats': 'password.repeats', 'password-personal': 'password.personal', 'password-same': 'password.same' };
+  if (rules[e.code]) return new Error(t(rules[e.code], { n: (/(\d+)/.exec(e.message) || [])[1] }));
   return e;
 }
 
@@ -487,9 +487,9 @@ const ui = { h, api, busy, field, input, show, message, route, render: () => ren
 
 // sendFile sends a file as the request body (documents, printed letters) and answers the JSON reply.
 async function sendFile(method, path, file) {
-  const r = await fetch(path, { method, body: file, headers: { 'Content-Type': file.type || 'application/octet-stream', 'X-CSRF-Token': csrf } });
+  const r = await fetch(path, { method, body: file, headers: { 'Content-Type': file.type || 'application/octet-stream', 'X-CSRF-Token': csrf, 'Accept-Language': getLang() } });
   const data = await r.json().catch(() => ({}));
-  if (!r.ok) throw new APIError(r.status, data.detail || r.statusText);
+  if (!r.ok) throw new APIError(r.status, data.detail || r.statusText, data.code);
   return data;
 }
 
@@ -510,7 +510,7 @@ function shareDialog(s) {
           purpose: f.querySelector('#share-purpose').value, days: +f.querySelector('#share-days').value, reason: f.querySelector('#share-reason').value,
           studies: f.querySelector('#share-scope').value === 'one' ? [s.studyInstanceUID] : [] });
       } catch (e) {
-        if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
+        if (e.code === 'consent-required') throw new Error(t('share.consent'));
         throw e;
       }
       route('#/shares', t('share.done'));

@@ -119,7 +119,7 @@ export async function transferForm(ui, { issuer, patientId, to }) {
     if (!body.toInstitution) throw new Error(t('ref.choose.error'));
     const r = await api('POST', '/api/referrals', body);
     try { await api('POST', `/api/referrals/${r.id}/send`); } catch (e) {
-      if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
+      if (e.code === 'consent-required') throw new Error(t('share.consent'));
       throw e;
     }
     ui.route('#/emergency', t('em.sent'));

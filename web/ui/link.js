@@ -38,7 +38,7 @@ function message(text, kind = 'error') {
 // call asks the link's API; it answers the status and the JSON (a problem document says the link's state).
 async function call(method, path, body) {
   try {
-    const r = await fetch(base + path, { method, credentials: 'same-origin', headers: body ? { 'Content-Type': 'application/json' } : {},
+    const r = await fetch(base + path, { method, credentials: 'same-origin', headers: body ? { 'Content-Type': 'application/json', 'Accept-Language': getLang() } : { 'Accept-Language': getLang() },
       body: body ? JSON.stringify(body) : undefined });
     const data = await r.json().catch(() => ({}));
     return { status: r.status, ok: r.ok, data };

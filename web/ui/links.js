@@ -21,7 +21,7 @@ export function linkDialog(ui, s) {
       k = await api('POST', '/api/links', { issuer: s.issuer, patientId: s.patientId, days: +f.querySelector('#link-days').value,
         note: f.querySelector('#link-note').value, studies: f.querySelector('#link-scope').value === 'one' ? [s.studyInstanceUID] : [] });
     } catch (e) {
-      if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('link.consent'));
+      if (e.code === 'consent-required') throw new Error(t('link.consent'));
       throw e;
     }
     show(created(ui, s, k));

@@ -149,7 +149,7 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
     if (file) r = await ui.sendFile('PUT', `/api/referrals/${r.id}/attachment`, file);
     if (send) {
       try { r = await api('POST', `/api/referrals/${r.id}/send`); } catch (e) {
-        if (e.status === 403 && /consent/.test(e.message)) throw new Error(t('share.consent'));
+        if (e.code === 'consent-required') throw new Error(t('share.consent'));
         throw e;
       }
     }
