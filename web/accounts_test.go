@@ -150,6 +150,19 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	if st := r.as("tanaka@chuo-hospital").post("/api/break-glass", map[string]string{"birthDate": "19450312", "name": "山田太郎", "reason": "救急搬送、意識障害"}); st != 201 {
 		t.Fatalf("break-glass: %d", st)
 	}
+	// In English the physician's institution is named in English (when it has an English name).
+	r.hospital.NameEn = "Chuo Hospital"
+	if err := r.db.PutInstitution(context.Background(), &r.hospital, nil); err != nil {
+		t.Fatal(err)
+	}
+	doctor := r.as("kato@kita-clinic") // a colleague of the admin, who reads renkei in English
+	if st := doctor.post("/api/me/lang", map[string]string{"lang": "en"}); st != 204 {
+		t.Fatalf("language: %d %s", st, doctor.body)
+	}
+	if st := doctor.get("/api/shares"); st != 200 || !strings.Contains(string(doctor.body), "tanaka@chuo-hospital(Chuo Hospital)") ||
+		!strings.Contains(string(doctor.body), `"patientName":"Yamada^Taro=山田^太郎=ヤマダ^タロウ"`) {
+		t.Errorf("the shares in English: %d %s", st, doctor.body)
+	}
 	step("acct-01-admin", r.loginSteps(r.users["admin@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/admin"),
 		chromedp.WaitVisible("#account-list"))
 	// The audit trail's outcome and the kind of actor (the clinic's gateway token stored the studies) are in the
@@ -163,7 +176,7 @@ func TestAdminAccountsBrowser(t *testing.T) {
 	}
 	// The clinic's shares name the physician the break-glass let in, not "user 3".
 	step("acct-01b-shares", hashRoute("#/shares"), chromedp.WaitVisible("table.shares-out tr.breakglass"))
-	if row, _ := liveText(ctx, "table.shares-out tr.breakglass"); !strings.Contains(row, "tanaka@chuo-hospital(中央病院)") {
+	if row, _ := liveText(ctx, "table.shares-out tr.breakglass"); !strings.Contains(row, "tanaka@chuo-hospital(中央病院)") || !strings.Contains(row, "山田 太郎") {
 		t.Errorf("the break-glass share's row reads %q", row)
 	}
 	step("acct-01c-admin", hashRoute("#/admin"), chromedp.WaitVisible("#account-list"))

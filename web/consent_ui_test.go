@@ -106,7 +106,12 @@ func TestConsentBrowser(t *testing.T) {
 	if row, _ := liveText(ctx, "table.shares-out tbody"); !strings.Contains(row, "すべての検査") {
 		t.Errorf("the share's row does not say what it covers: %q", row)
 	}
-	if asked, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`window.asked[0]`)); !strings.Contains(asked, "共有") || !strings.Contains(asked, "P2") {
+	// The clerk recognises the patient by name, as in the study list, not by the ID alone.
+	if cell, _ := liveText(ctx, "table.shares-out tbody td.share-patient"); !strings.Contains(cell, "佐藤 次郎") || !strings.Contains(cell, "ID P2") {
+		t.Errorf("the share's patient reads %q", cell)
+	}
+	if asked, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`window.asked[0]`)); !strings.Contains(asked, "共有") || !strings.Contains(asked, "P2") ||
+		!strings.Contains(asked, "佐藤 次郎") {
 		t.Errorf("the question before stopping the share: %q", asked)
 	}
 	var still []struct {

@@ -38,6 +38,7 @@ type shareJSON struct {
 	FromInstitution string     `json:"fromInstitution"`
 	Issuer          string     `json:"issuer"`
 	PatientID       string     `json:"patientId"`
+	PatientName     string     `json:"patientName,omitempty"` // PN in DICOM form; only when the caller may see the patient
 	Studies         []string   `json:"studies"`
 	ToInstitution   string     `json:"toInstitution,omitempty"`
 	ToUser          int64      `json:"toUser,omitempty"`
@@ -71,12 +72,37 @@ func (s *Server) shareJSON(r *http.Request, sh renkei.Share) shareJSON {
 	var toUserName string
 	if sh.ToUser != 0 && s.Identity != nil {
 		if u, _, err := s.Identity.Store.UserByPK(r.Context(), sh.ToUser); err == nil {
-			toUserName = u.Name + "(" + u.Institution.Name + ")"
+			inst := u.Institution.Name
+			if requestLang(r) == "en" && u.Institution.NameEn != "" {
+				inst = u.Institution.NameEn
+			}
+			toUserName = u.Name + "(" + inst + ")"
 		}
 	}
-	return shareJSON{ID: sh.ID, FromInstitution: id(sh.FromInstitution), Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID, Studies: studies,
+	// The patient's name, so that a clerk recognises whom a share is about (an ID alone says little).
+	var patientName string
+	if sharedPatientVisible(renkei.PrincipalFrom(r.Context()), sh, s.Now()) {
+		if lp, err := s.Store.LocalPatient(r.Context(), sh.FromInstitution, sh.Patient); err == nil {
+			patientName = lp.Name
+		}
+	}
+	return shareJSON{ID: sh.ID, FromInstitution: id(sh.FromInstitution), Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID, PatientName: patientName, Studies: studies,
 		ToInstitution: id(sh.ToInstitution), ToUser: sh.ToUser, ToUserName: toUserName, Purpose: string(sh.Purpose), Reason: sh.Reason, SharedBy: sh.CreatedByName,
 		CreatedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt, RevokedAt: sh.RevokedAt, Active: sh.Active(s.Now())}
+}
+
+// sharedPatientVisible reports whether p may read the name of the patient sh is about: staff (or a token) of the
+// institution that shared its own patient, or the institution or user that receives sh while it is in force. A
+// patient's account, and a receiver whose share was revoked or expired, get the ID only, as the study list would.
+func sharedPatientVisible(p *renkei.Principal, sh renkei.Share, now time.Time) bool {
+	switch {
+	case p == nil || p.Role == renkei.PatientRole:
+		return false
+	case p.Kind == renkei.SystemPrincipal || sh.FromInstitution == p.Institution:
+		return true
+	}
+	received := (sh.ToUser == 0 && sh.ToInstitution == p.Institution) || (sh.ToUser != 0 && p.Kind == renkei.UserPrincipal && sh.ToUser == p.ID)
+	return received && sh.Active(now)
 }
 
 // listShares lists the shares the caller's institution made (?direction=out, the default) or received (in).

@@ -528,11 +528,13 @@ async function sharesPage(guard = pageUI(renderSeq)) {
     h('thead', {}, h('tr', {}, [out ? 'shares.to' : 'shares.from', 'shares.patient', 'shares.purpose', 'shares.by', 'shares.until', ''].map((k) => h('th', {}, k ? t(k) : '')))),
     h('tbody', {}, list.map((s) => h('tr', { class: s.purpose === 'break-glass' ? 'breakglass' : '' },
       h('td', {}, out ? name(s.toInstitution) || s.toUserName || t('shares.user') : name(s.fromInstitution)),
-      h('td', {}, `${s.patientId}`, h('div', { class: 'muted' }, s.studies.length ? t('shares.studies', { n: s.studies.length }) : t('shares.all'))),
+      h('td', { class: 'share-patient' }, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`),
+        h('div', { class: 'muted' }, s.studies.length ? t('shares.studies', { n: s.studies.length }) : t('shares.all'))),
       h('td', {}, t('purpose.' + s.purpose), s.reason ? h('div', { class: 'muted' }, s.reason) : ''),
       h('td', {}, s.sharedBy), h('td', {}, state(s)),
       h('td', {}, out && s.active ? h('button', { class: 'secondary', onclick: async () => {
-        if (!window.confirm(t('shares.revoke.confirm', { to: name(s.toInstitution) || s.toUser, patient: s.patientId }))) return;
+        if (!window.confirm(t('shares.revoke.confirm', { to: name(s.toInstitution) || s.toUserName || t('shares.user'),
+          patient: [personName(s.patientName), `ID ${s.patientId}`].filter(Boolean).join(' ') }))) return;
         try { await api('POST', `/api/shares/${s.id}/revoke`, {}); render(); } catch (e) { message(e.message); }
       } }, t('shares.revoke')) : ''))))));
   show(h('h1', {}, t('shares.title')), h('h2', {}, t('shares.in')), table(incoming, false), h('h2', {}, t('shares.out')), table(outgoing, true));
