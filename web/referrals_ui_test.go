@@ -100,6 +100,21 @@ func TestReferralBrowser(t *testing.T) {
 	if s := text(hospitalCtx, "#referral-studies"); !strings.Contains(s, "CT") {
 		t.Errorf("attached studies: %q", s)
 	}
+	// Declining is final for the clinic: the hospital is asked first, about whom and from where; "no" sends nothing.
+	if _, err := chromedp.Run(hospitalCtx, chromedp.Evaluate[bool](`(window.asked = [], window.confirm = (m) => (window.asked.push(m), false), true)`)); err != nil {
+		t.Fatal(err)
+	}
+	stepIn(hospitalCtx, "ref-07b-decline-asks", chromedp.SendKeys("#ref-reason", "当科では対応できません"), chromedp.Click("#ref-decline"),
+		poll(`window.asked.length === 1`))
+	if asked, _ := chromedp.Run(hospitalCtx, chromedp.Evaluate[string](`window.asked[0]`)); !strings.Contains(asked, "お断りしますか") ||
+		!strings.Contains(asked, "山田 太郎") || !strings.Contains(asked, "北町クリニック") {
+		t.Errorf("the question before declining: %q", asked)
+	}
+	status, err := chromedp.Run(hospitalCtx, chromedp.Evaluate[string](`(() => { const x = new XMLHttpRequest();
+		x.open('GET', '/api/referrals/' + location.hash.split('/')[2], false); x.send(); return JSON.parse(x.responseText).status; })()`))
+	if err != nil || status != "received" {
+		t.Errorf("after answering no to the decline, the referral is %q (%v)", status, err)
+	}
 	stepIn(hospitalCtx, "ref-08-accept", chromedp.SetValue("#ref-appointment", "2026-12-03"), chromedp.Click("#ref-accept"),
 		chromedp.WaitVisible("#reply-form"))
 	stepIn(clinicCtx, "ref-09-clinic-sees-accepted", chromedp.WaitVisible(`h1 [data-status="accepted"]`), chromedp.WaitVisible("#referral-appointment"))

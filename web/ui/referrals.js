@@ -223,6 +223,9 @@ export async function referralPage(ui, id) {
         } }, t('ref.accept'))),
         h('div', {}, ...ui.field(t('ref.reason'), reason), h('button', { id: 'ref-decline', class: 'danger', onclick: () => {
           if (!reason.value.trim()) { ui.message(t('ref.reason.error')); return; }
+          // Declining is final for the sender: ask first, naming whom and from where, as stopping a share does.
+          if (!window.confirm(t('ref.decline.confirm', { from: instName(insts, r.fromInstitution, r.fromName), kind: t('ref.kind.' + r.kind),
+            patient: [personName(r.patientName), `ID ${r.patientId}`].filter(Boolean).join(' ') }))) return;
           act('decline', () => ({ reason: reason.value.trim() }))();
         } }, t('ref.decline')))));
   }
