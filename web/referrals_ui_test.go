@@ -121,6 +121,17 @@ func TestReferralBrowser(t *testing.T) {
 	if s := text(clinicCtx, "#referral-appointment"); !strings.Contains(s, "2026年12月3日") {
 		t.Errorf("the appointment reads %q, not as a Japanese date", s)
 	}
+	// The doctor opens the attached CT from the referral and comes back to it with one button (no key images: this
+	// is not a reading request).
+	stepIn(hospitalCtx, "ref-09b-viewer", chromedp.Click(`#referral-studies a.view`), chromedp.WaitVisible("#back-to-referral"),
+		chromedp.WaitVisible("#viewport"))
+	if s := text(hospitalCtx, "#back-to-referral"); !strings.Contains(s, "紹介状に戻る") {
+		t.Errorf("the way back from the viewer reads %q", s)
+	}
+	if n, err := chromedp.Run(hospitalCtx, chromedp.Evaluate[int](`document.querySelectorAll("#key-image").length`)); err != nil || n != 0 {
+		t.Errorf("the viewer opened from an ordinary referral offers key images: %d %v", n, err)
+	}
+	stepIn(hospitalCtx, "ref-09c-back", chromedp.Click("#back-to-referral"), chromedp.WaitVisible("#reply-form"), poll(settled("#reply-form")))
 	stepIn(hospitalCtx, "ref-10-reply", chromedp.SendKeys("#reply-course", "右上葉部分切除術を施行しました。"),
 		chromedp.SendKeys("#reply-followUp", "外来で経過観察をお願いします。"), chromedp.Click("#reply-send"), chromedp.WaitVisible("#referral-reply"))
 	stepIn(clinicCtx, "ref-11-clinic-sees-reply", chromedp.WaitVisible("#referral-reply"))

@@ -624,15 +624,19 @@ async function viewerPage(study, query) {
   const bar = h('div', { class: 'compare-bar', id: 'priors' });
   const pane = h('div');
   show(bar, pane);
-  // Opened from a reading request (?referral=N): the radiologist marks key images for the report.
-  const referral = new URLSearchParams(query).get('referral');
+  // Opened from a reading request (?referral=N): the radiologist marks key images for the report. Opened from any
+  // other referral's page (?from=N): the way back to that referral.
+  const q = new URLSearchParams(query);
+  const referral = q.get('referral');
+  const from = referral || q.get('from');
   const opts = {};
   if (me.user.role !== 'patient') {
     bar.append(h('button', { class: 'secondary', id: 'start-consult', onclick: () => startConsult(ui, study, '').catch((e) => message(e.message)) }, t('con.start')), ' ');
   }
-  if (referral) {
-    opts.keyImages = keyImageStore(referral);
-    bar.append(h('a', { class: 'button', id: 'back-to-referral', href: `#/referral/${encodeURIComponent(referral)}` }, t('viewer.back.report')), ' ');
+  if (referral) opts.keyImages = keyImageStore(referral);
+  if (from) {
+    bar.append(h('a', { class: 'button', id: 'back-to-referral', href: `#/referral/${encodeURIComponent(from)}` },
+      referral ? t('viewer.back.report') : t('viewer.back.referral')), ' ');
   }
   const v = viewer(pane, study, h, message, opts);
   try {

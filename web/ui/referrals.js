@@ -182,8 +182,12 @@ export async function correctionForm(ui, r) {
   ui.show(form);
 }
 
+// viewerHref opens a study in the viewer from referral id, which then offers the way back to it; keys (a reading
+// request being reported) also lets the radiologist mark key images for the report.
+const viewerHref = (uid, id, keys) => `#/viewer/${encodeURIComponent(uid)}?${keys ? 'referral' : 'from'}=${encodeURIComponent(id)}`;
+
 // keyThumb shows one key image small, opening the viewer on its study.
-const keyThumb = (h) => (k) => h('a', { class: 'key-image', href: `#/viewer/${encodeURIComponent(k.study)}` },
+const keyThumb = (h, id) => (k) => h('a', { class: 'key-image', href: viewerHref(k.study, id, false) },
   h('img', { class: 'thumb', alt: '', loading: 'lazy',
     src: `/dicomweb/studies/${encodeURIComponent(k.study)}/series/${encodeURIComponent(k.series)}/instances/${encodeURIComponent(k.instance)}/frames/${k.frame || 1}/rendered?viewport=128,128` }));
 
@@ -234,7 +238,7 @@ export async function referralPage(ui, id) {
     const store = ui.keyImageStore(id);
     const marked = r.kind === 'reading' ? store.list() : [];
     const f = h('form', { id: 'reply-form' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')), ...letterFields(h, keys, {}, 'reply'),
-      r.kind === 'reading' ? h('div', { id: 'key-images' }, h('h3', {}, t('ref.keyimages')), marked.length ? marked.map(keyThumb(h))
+      r.kind === 'reading' ? h('div', { id: 'key-images' }, h('h3', {}, t('ref.keyimages')), marked.length ? marked.map(keyThumb(h, id))
         : h('p', { class: 'muted' }, t('ref.keyimages.none'))) : '',
       h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'reply-send' }, t('ref.reply.send'))));
     f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
@@ -269,7 +273,7 @@ export async function referralPage(ui, id) {
   const about = await Promise.all(r.studies.map((uid) => api('GET', `/api/studies?limit=1&studyUID=${encodeURIComponent(uid)}&institution=${encodeURIComponent(r.fromInstitution)}`)
     .then((l) => l[0]).catch(() => null)));
   const studies = r.studies.length ? h('ul', { id: 'referral-studies', 'data-uids': r.studies.join(' ') }, r.studies.map((uid, i) => h('li', {},
-    h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(uid)}${r.kind === 'reading' && r.direction === 'in' ? `?referral=${id}` : ''}` }, t('study.view')), ' ',
+    h('a', { class: 'button view', href: viewerHref(uid, id, r.kind === 'reading' && r.direction === 'in') }, t('study.view')), ' ',
     about[i] ? `${date(about[i].studyDate)} ${(about[i].modalities || []).join(',')} ${about[i].studyDescription || ''}` : h('span', { class: 'muted' }, uid))))
     : h('p', { class: 'muted' }, t('ref.nostudies'));
   // The patient's other studies the reader may see, with a warning for a recent exam like an attached one.
@@ -278,7 +282,7 @@ export async function referralPage(ui, id) {
   const relatedCard = related.length ? h('div', { class: 'card', id: 'related' }, h('h2', {}, t('ref.related')),
     similar.length ? h('p', { class: 'warning', id: 'similar-warning' }, t('ref.similar', { days: 90 })) : '',
     h('ul', {}, related.map((s) => h('li', { class: s.similar ? 'similar' : '' },
-      h('a', { class: 'button view', href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}` }, t('study.view')), ' ',
+      h('a', { class: 'button view', href: viewerHref(s.studyInstanceUID, id, false) }, t('study.view')), ' ',
       `${date(s.studyDate)} ${s.modalities.join(',')} ${s.bodyParts.join(',')} ${s.studyDescription || ''}`,
       h('span', { class: 'muted' }, ` ・ ${s.institutionName}`), s.similar ? h('strong', { class: 'danger-text' }, ` ${t('ref.similar.mark')}`) : '')))) : '';
   ui.show(
@@ -297,7 +301,7 @@ export async function referralPage(ui, id) {
       r.letter.attachmentKey ? h('p', {}, h('a', { class: 'button', id: 'printed-letter', href: `/api/referrals/${id}/attachment`, target: '_blank', rel: 'noopener' }, t('ref.printed.open'))) : '',
       letterView(h, r.letter, sections.concat(['followUp']), 'referral-letter')),
     r.reply && r.reply.keyImages && r.reply.keyImages.length ? h('div', { class: 'card', id: 'report-key-images' }, h('h2', {}, t('ref.keyimages')),
-      r.reply.keyImages.map(keyThumb(h))) : '',
+      r.reply.keyImages.map(keyThumb(h, id))) : '',
     r.reply ? h('div', { class: 'card' }, h('h2', {}, r.kind === 'reading' ? t('ref.report') : t('ref.reply')),
       h('div', { class: 'actions' }, h('a', { class: 'button secondary', id: 'print-reply', href: `/api/referrals/${id}/letter.pdf?reply=1`, target: '_blank', rel: 'noopener' }, t('ref.print'))),
       letterView(h, r.reply, ['diagnosis', 'findings', 'impression', 'course', 'testResults', 'followUp', 'remarks'], 'referral-reply')) : '',
