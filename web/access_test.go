@@ -178,6 +178,10 @@ func TestCrossInstitution(t *testing.T) {
 	if len(in) != 1 || in[0]["purpose"] != "referral" || in[0]["sharedBy"] != "kato@kita-clinic" || in[0]["fromInstitution"] != "kita-clinic" {
 		t.Errorf("the receiver does not see who shared what and why: %v", in)
 	}
+	// While the share is in force the receiver may see P1, so the share names the patient (for the clerk's list).
+	if len(in) == 1 && in[0]["patientName"] != "Yamada^Taro=山田^太郎" {
+		t.Errorf("the receiver's share names the patient %v", in[0]["patientName"])
+	}
 	// The hospital cannot revoke the clinic's share, nor share the clinic's patient onwards.
 	if st := doctor.post(fmt.Sprintf("/api/shares/%d/revoke", share.ID), nil); st != 404 {
 		t.Errorf("the receiver revoked the sharer's share: %d", st)
@@ -192,6 +196,17 @@ func TestCrossInstitution(t *testing.T) {
 	}
 	if got := visible(t, doctor, all...); !slices.Equal(got, []bool{false, false, false}) {
 		t.Errorf("after revocation the hospital sees %v", got)
+	}
+	// Nor does the revoked share still name the patient to the receiver; the clinic, whose patient it is, still sees it.
+	in = nil
+	doctor.getJSON("/api/shares?direction=in", &in)
+	if len(in) != 1 || in[0]["patientName"] != nil || in[0]["patientId"] != "P1" {
+		t.Errorf("after revocation the receiver's share reads %v", in)
+	}
+	var out []map[string]any
+	clinic.getJSON("/api/shares", &out)
+	if len(out) != 1 || out[0]["patientName"] != "Yamada^Taro=山田^太郎" {
+		t.Errorf("the clinic's own revoked share reads %v", out)
 	}
 
 	// One study only, to one user, for one day: the other physician's colleague sees nothing, and after a day
