@@ -644,3 +644,47 @@ func qidoPatientIDs(c *client, regional int64) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestPatientSeesOnlyHimself sweeps every GET route as a patient's own account, parameters naming another patient of
+// the same institution (his share, his study): none may answer with anything of that patient (his ID, name or study),
+// which a share of him, the institution's lists and the study searches would otherwise carry.
+func TestPatientSeesOnlyHimself(t *testing.T) {
+	r := newRegion(t)
+	if err := r.db.CreateShare(t.Context(), &renkei.Share{FromInstitution: r.clinic.PK, Patient: renkei.PatientKey{Issuer: r.clinic.Issuer, ID: "P2"},
+		ToInstitution: r.hospital.PK, Purpose: renkei.PurposeReferral, ExpiresAt: r.clock.Now().Add(time.Hour), WithoutConsent: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	lp, err := r.db.LocalPatient(t.Context(), r.clinic.PK, renkei.PatientKey{Issuer: r.clinic.Issuer, ID: "P1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.addPatientUser("yamada.taro", r.clinic, lp.PK)
+	p := r.as("yamada.taro")
+	swept := 0
+	for _, pattern := range r.front.Routes() {
+		method, path, _ := strings.Cut(pattern, " ")
+		if method != "GET" || path == "/api/events" { // the event stream never ends
+			continue
+		}
+		// Parameters name the other patient's things: share 1 is his, and his study's UID.
+		path = strings.ReplaceAll(path, "{$}", "")
+		path = pathParam.ReplaceAllStringFunc(path, func(p string) string {
+			if p == "{id}" {
+				return "1"
+			}
+			return r.p2.studyUID
+		})
+		swept++
+		if st := p.get(path); st == 200 {
+			body := string(p.body)
+			for _, other := range []string{`"P2"`, "佐藤", "Sato", r.p2.studyUID} {
+				if strings.Contains(body, other) {
+					t.Errorf("GET %s shows the patient's account another patient's data (%s): %.300s", path, other, body)
+				}
+			}
+		}
+	}
+	if swept < 20 {
+		t.Fatalf("only %d routes swept", swept)
+	}
+}

@@ -108,6 +108,11 @@ func sharedPatientVisible(p *renkei.Principal, sh renkei.Share, now time.Time) b
 // listShares lists the shares the caller's institution made (?direction=out, the default) or received (in).
 func (s *Server) listShares(w http.ResponseWriter, r *http.Request) {
 	p := renkei.PrincipalFrom(r.Context())
+	if p == nil || p.Role == renkei.PatientRole {
+		// A patient's account belongs to the institution that invited him: its shares are other patients'.
+		s.problem(w, r, forbidden("web.shares", "共有の一覧は施設の職員だけが見られます。", "only staff see their institution's shares"))
+		return
+	}
 	f := renkei.ShareFilter{FromInstitution: p.Institution}
 	switch r.URL.Query().Get("direction") {
 	case "", "out":
