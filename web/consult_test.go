@@ -138,16 +138,8 @@ func TestConsultVoice(t *testing.T) {
 		t.Helper()
 		runStep(ctx, t, out, name, actions...)
 	}
-	kato := r.as("kato@kita-clinic")
-	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
-		t.Fatal(st)
-	}
-	var c struct{ ID int64 }
-	json.Unmarshal(kato.body, &c)
-	if st := kato.post(fmt.Sprintf("/api/consults/%d/invite", c.ID), map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
-		t.Fatal(st)
-	}
-	room := fmt.Sprintf("#/consult/%d", c.ID)
+	id := consultOfP1(t, r.as("kato@kita-clinic"), 1)
+	room := fmt.Sprintf("#/consult/%d", id)
 	step(actx, "v1", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute(room), chromedp.WaitVisible(`#consult [data-ready="true"]`))
 	step(bctx, "v2", r.loginSteps(r.users["tanaka@chuo-hospital"]), chromedp.WaitVisible("#search"), hashRoute(room), chromedp.WaitVisible(`#consult [data-ready="true"]`))
 	step(actx, "v3", poll(`document.querySelectorAll('#con-people li').length >= 2`), chromedp.Click("#con-voice"),
@@ -162,17 +154,7 @@ func TestConsultVoice(t *testing.T) {
 func TestConsultAfterConsent(t *testing.T) {
 	r := newRegion(t)
 	kato, tanaka := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
-	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
-		t.Fatal(st)
-	}
-	var c struct{ ID int64 }
-	json.Unmarshal(kato.body, &c)
-	room := fmt.Sprintf("/api/consults/%d", c.ID)
-	for range 2 {
-		if st := kato.post(room+"/invite", map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
-			t.Fatalf("invite: %d", st)
-		}
-	}
+	room := fmt.Sprintf("/api/consults/%d", consultOfP1(t, kato, 2)) // invited twice: a double click
 	active := func() int {
 		list, err := r.db.Shares(context.Background(), renkei.ShareFilter{FromInstitution: r.clinic.PK, ToUser: r.users["tanaka@chuo-hospital"].pk,
 			ActiveAt: r.clock.Now()})
@@ -194,14 +176,7 @@ func TestConsultAfterConsent(t *testing.T) {
 		t.Fatalf("the invited doctor reads the consult: %d", st)
 	}
 
-	var consents []struct{ ID int64 }
-	kato.getJSON("/api/consents?patientId=P1", &consents)
-	if len(consents) != 1 {
-		t.Fatalf("consents: %+v", consents)
-	}
-	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
-		t.Fatalf("withdraw: %d %s", st, kato.body)
-	}
+	withdrawConsentOfP1(t, kato)
 	if n := active(); n != 0 {
 		t.Errorf("after the withdrawal: %d consult shares in force", n)
 	}
@@ -229,21 +204,14 @@ func TestConsultAfterConsent(t *testing.T) {
 func TestConsultSocketAfterConsent(t *testing.T) {
 	r := newRegion(t)
 	kato, tanaka := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital")
-	if st := kato.post("/api/consults", map[string]string{"study": r.p1a.studyUID}); st != 201 {
-		t.Fatal(st)
-	}
-	var c struct{ ID int64 }
-	json.Unmarshal(kato.body, &c)
-	if st := kato.post(fmt.Sprintf("/api/consults/%d/invite", c.ID), map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
-		t.Fatalf("invite: %d", st)
-	}
+	id := consultOfP1(t, kato, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dial := func(cl *client) *websocket.Conn {
 		h := http.Header{}
 		h.Set("Cookie", web.SessionCookie+"="+cl.cookie)
 		h.Set("Origin", r.srv.URL)
-		conn, _, err := websocket.Dial(ctx, strings.Replace(r.srv.URL, "http", "ws", 1)+fmt.Sprintf("/api/consults/%d/ws", c.ID),
+		conn, _, err := websocket.Dial(ctx, strings.Replace(r.srv.URL, "http", "ws", 1)+fmt.Sprintf("/api/consults/%d/ws", id),
 			&websocket.DialOptions{HTTPHeader: h})
 		if err != nil {
 			t.Fatal(err)
@@ -285,14 +253,7 @@ func TestConsultSocketAfterConsent(t *testing.T) {
 		}
 	}
 
-	var consents []struct{ ID int64 }
-	kato.getJSON("/api/consents?patientId=P1", &consents)
-	if len(consents) != 1 {
-		t.Fatalf("consents: %+v", consents)
-	}
-	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
-		t.Fatalf("withdraw: %d %s", st, kato.body)
-	}
+	withdrawConsentOfP1(t, kato)
 	r.clock.Advance(2 * time.Minute)
 	say("after: 山田さんの所見")
 	for {
@@ -322,5 +283,35 @@ func TestConsultSocketAfterConsent(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d chats audited, want 2", n)
 		}
+	}
+}
+
+// consultOfP1 starts, as the clinic's doctor, a consult on the clinic's CT of P1, invites the hospital's doctor to it
+// invites times, and returns the consult's ID.
+func consultOfP1(t *testing.T, kato *client, invites int) int64 {
+	t.Helper()
+	if st := kato.post("/api/consults", map[string]string{"study": kato.r.p1a.studyUID}); st != 201 {
+		t.Fatalf("start a consult: %d %s", st, kato.body)
+	}
+	var c struct{ ID int64 }
+	json.Unmarshal(kato.body, &c)
+	for range invites {
+		if st := kato.post(fmt.Sprintf("/api/consults/%d/invite", c.ID), map[string]string{"login": "tanaka@chuo-hospital"}); st != 200 {
+			t.Fatalf("invite: %d %s", st, kato.body)
+		}
+	}
+	return c.ID
+}
+
+// withdrawConsentOfP1 records, as the clinic's doctor, the withdrawal of P1's one consent.
+func withdrawConsentOfP1(t *testing.T, kato *client) {
+	t.Helper()
+	var consents []struct{ ID int64 }
+	kato.getJSON("/api/consents?patientId=P1", &consents)
+	if len(consents) != 1 {
+		t.Fatalf("consents: %+v", consents)
+	}
+	if st := kato.post(fmt.Sprintf("/api/consents/%d/withdraw", consents[0].ID), map[string]any{}); st != 200 {
+		t.Fatalf("withdraw: %d %s", st, kato.body)
 	}
 }
