@@ -517,11 +517,7 @@ func (s *Server) breakGlass(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	out := []shareJSON{}
-	for _, g := range grants {
-		out = append(out, s.shareJSON(r, g))
-	}
-	writeJSON(w, http.StatusCreated, out)
+	writeJSON(w, http.StatusCreated, s.sharesJSON(r, grants))
 }
 
 // breakGlassReviews is the owning institution's queue of emergency accesses to review.
@@ -538,11 +534,7 @@ func (s *Server) breakGlassReviews(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	out := []shareJSON{}
-	for _, sh := range list {
-		out = append(out, s.shareJSON(r, sh))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, s.sharesJSON(r, list))
 }
 
 func (s *Server) reviewBreakGlass(w http.ResponseWriter, r *http.Request) {

@@ -53,42 +53,75 @@ type shareJSON struct {
 }
 
 func (s *Server) shareJSON(r *http.Request, sh renkei.Share) shareJSON {
+	return s.sharesJSON(r, []renkei.Share{sh})[0]
+}
+
+// sharesJSON renders a list of shares, looking each institution, person and patient up once for the whole list (a
+// hospital's list repeats the same few institutions hundreds of times).
+func (s *Server) sharesJSON(r *http.Request, list []renkei.Share) []shareJSON {
+	ctx := r.Context()
+	p := renkei.PrincipalFrom(ctx)
+	lang := requestLang(r)
+	institutions := map[int64]string{0: ""}
 	id := func(pk int64) string {
-		if pk == 0 {
-			return ""
+		v, ok := institutions[pk]
+		if !ok {
+			if in, err := s.Store.InstitutionByPK(ctx, pk); err == nil {
+				v = in.ID
+			}
+			institutions[pk] = v
 		}
-		in, err := s.Store.InstitutionByPK(r.Context(), pk)
-		if err != nil {
-			return ""
-		}
-		return in.ID
-	}
-	studies := sh.Studies
-	if studies == nil {
-		studies = []string{}
+		return v
 	}
 	// A share to one person (a break-glass, a consult's guest) names them: the institution that shares sees who
 	// may look, not a number.
-	var toUserName string
-	if sh.ToUser != 0 && s.Identity != nil {
-		if u, _, err := s.Identity.Store.UserByPK(r.Context(), sh.ToUser); err == nil {
-			inst := u.Institution.Name
-			if requestLang(r) == "en" && u.Institution.NameEn != "" {
-				inst = u.Institution.NameEn
+	users := map[int64]string{0: ""}
+	userName := func(pk int64) string {
+		v, ok := users[pk]
+		if !ok && s.Identity != nil {
+			if u, _, err := s.Identity.Store.UserByPK(ctx, pk); err == nil {
+				inst := u.Institution.Name
+				if lang == "en" && u.Institution.NameEn != "" {
+					inst = u.Institution.NameEn
+				}
+				v = u.Name + "(" + inst + ")"
 			}
-			toUserName = u.Name + "(" + inst + ")"
+			users[pk] = v
 		}
+		return v
 	}
 	// The patient's name, so that a clerk recognises whom a share is about (an ID alone says little).
-	var patientName string
-	if sharedPatientVisible(renkei.PrincipalFrom(r.Context()), sh, s.Now()) {
-		if lp, err := s.Store.LocalPatient(r.Context(), sh.FromInstitution, sh.Patient); err == nil {
-			patientName = lp.Name
-		}
+	type patientRef struct {
+		institution int64
+		key         renkei.PatientKey
 	}
-	return shareJSON{ID: sh.ID, FromInstitution: id(sh.FromInstitution), Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID, PatientName: patientName, Studies: studies,
-		ToInstitution: id(sh.ToInstitution), ToUser: sh.ToUser, ToUserName: toUserName, Purpose: string(sh.Purpose), Reason: sh.Reason, SharedBy: sh.CreatedByName,
-		CreatedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt, RevokedAt: sh.RevokedAt, Active: sh.Active(s.Now())}
+	patients := map[patientRef]string{}
+	patientName := func(sh renkei.Share) string {
+		if !sharedPatientVisible(p, sh, s.Now()) {
+			return ""
+		}
+		ref := patientRef{sh.FromInstitution, sh.Patient}
+		v, ok := patients[ref]
+		if !ok {
+			if lp, err := s.Store.LocalPatient(ctx, sh.FromInstitution, sh.Patient); err == nil {
+				v = lp.Name
+			}
+			patients[ref] = v
+		}
+		return v
+	}
+	out := make([]shareJSON, 0, len(list))
+	for _, sh := range list {
+		studies := sh.Studies
+		if studies == nil {
+			studies = []string{}
+		}
+		out = append(out, shareJSON{ID: sh.ID, FromInstitution: id(sh.FromInstitution), Issuer: sh.Patient.Issuer, PatientID: sh.Patient.ID,
+			PatientName: patientName(sh), Studies: studies, ToInstitution: id(sh.ToInstitution), ToUser: sh.ToUser, ToUserName: userName(sh.ToUser),
+			Purpose: string(sh.Purpose), Reason: sh.Reason, SharedBy: sh.CreatedByName, CreatedAt: sh.CreatedAt, ExpiresAt: sh.ExpiresAt,
+			RevokedAt: sh.RevokedAt, Active: sh.Active(s.Now())})
+	}
+	return out
 }
 
 // sharedPatientVisible reports whether p may read the name of the patient sh is about: staff (or a token) of the
@@ -130,11 +163,7 @@ func (s *Server) listShares(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, r, err)
 		return
 	}
-	out := []shareJSON{}
-	for _, sh := range list {
-		out = append(out, s.shareJSON(r, sh))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, s.sharesJSON(r, list))
 }
 
 // mayShare: people who treat or coordinate care share (physicians, radiologists, nurses, 地域連携室 clerks,
