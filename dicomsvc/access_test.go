@@ -45,9 +45,7 @@ func TestDIMSEAccess(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Release(ctx)
-		id := &dicom.DataSet{}
-		id.SetString(0x00080052, "CS", "STUDY")
-		id.SetString(dicom.StudyInstanceUID, "UI", study.StudyInstanceUID)
+		id := studyKeys(study.StudyInstanceUID)
 		res, _ := a.Get(ctx, dimse.StudyRootQueryRetrieveInformationModelGet, id, &getStore{got: map[string]parsed{}})
 		return res
 	}
@@ -68,9 +66,7 @@ func TestDIMSEAccess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := &dicom.DataSet{}
-	id.SetString(0x00080052, "CS", "STUDY")
-	id.SetString(dicom.StudyInstanceUID, "UI", study.StudyInstanceUID)
+	id := studyKeys(study.StudyInstanceUID)
 	res, _ := a.Move(ctx, dimse.StudyRootQueryRetrieveInformationModelMove, "HOSPPACS", id)
 	a.Release(ctx)
 	if res.Status.Code != dimse.StatusMoveDestinationUnknown {
@@ -204,9 +200,7 @@ func TestMoveAcceptAnyOtherInstitution(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Release(ctx)
-		id := &dicom.DataSet{}
-		id.SetString(0x00080052, "CS", "STUDY")
-		id.SetString(dicom.StudyInstanceUID, "UI", study.StudyInstanceUID)
+		id := studyKeys(study.StudyInstanceUID)
 		res, _ := a.Move(ctx, dimse.StudyRootQueryRetrieveInformationModelMove, dest, id)
 		return res
 	}

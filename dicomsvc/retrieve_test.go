@@ -147,9 +147,7 @@ func TestMovescu(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer a.Release(context.Background())
-		id := &dicom.DataSet{}
-		id.SetString(0x00080052, "CS", "STUDY")
-		id.SetString(dicom.StudyInstanceUID, "UI", files[0].StudyInstanceUID)
+		id := studyKeys(files[0].StudyInstanceUID)
 		for _, dest := range []string{"NOWHERE", "NOPORT"} {
 			res, _ := a.Move(context.Background(), dimse.StudyRootQueryRetrieveInformationModelMove, dest, id)
 			if res.Status.Code != dimse.StatusMoveDestinationUnknown {
@@ -245,9 +243,7 @@ func TestGetImplicitOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Release(context.Background())
-	id := &dicom.DataSet{}
-	id.SetString(0x00080052, "CS", "STUDY")
-	id.SetString(dicom.StudyInstanceUID, "UI", strings.Join(studies, `\`))
+	id := studyKeys(strings.Join(studies, `\`))
 	store := &getStore{got: map[string]parsed{}}
 	res, err := a.Get(context.Background(), dimse.StudyRootQueryRetrieveInformationModelGet, id, store)
 	if err != nil || !res.Status.IsSuccess() || int(res.SubOperations.Completed) != len(want) {

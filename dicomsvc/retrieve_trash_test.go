@@ -137,9 +137,7 @@ func TestRetrieveTrashedMeanwhile(t *testing.T) {
 				}
 				clk.Advance(time.Second)
 			}
-			id := &dicom.DataSet{}
-			id.SetString(0x00080052, "CS", "STUDY")
-			id.SetString(dicom.StudyInstanceUID, "UI", study)
+			id := studyKeys(study)
 			var res dimse.RetrieveResult
 			var err error
 			if tc.move {
@@ -211,9 +209,7 @@ func TestRetrieveTrashRecheckIsCheap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Release(context.Background())
-	id := &dicom.DataSet{}
-	id.SetString(0x00080052, "CS", "STUDY")
-	id.SetString(dicom.StudyInstanceUID, "UI", study)
+	id := studyKeys(study)
 	res, err := a.Get(context.Background(), dimse.StudyRootQueryRetrieveInformationModelGet, id, store)
 	if err != nil || !res.Status.IsSuccess() || res.SubOperations.Completed != n || len(store.received()) != n {
 		t.Fatalf("C-GET: %v %+v %v, %d received", res.Status, res.SubOperations, err, len(store.received()))

@@ -70,6 +70,14 @@ func (e *env) ctx() context.Context {
 		Institution: e.clinic, Role: renkei.InstitutionAdmin, Write: true})
 }
 
+// studyKeys is a study-level retrieve identifier: QueryRetrieveLevel STUDY and the Study Instance UID (a list with \).
+func studyKeys(uid string) *dicom.DataSet {
+	id := &dicom.DataSet{}
+	id.SetString(0x00080052, "CS", "STUDY")
+	id.SetString(dicom.StudyInstanceUID, "UI", uid)
+	return id
+}
+
 // storePeer starts a Storage SCP with ae's title on loopback, receiving with store, registers ae with its port (as
 // register does), and stops it when the test ends.
 func (e *env) storePeer(t testing.TB, ae renkei.AE, store dimse.StoreHandler) {
