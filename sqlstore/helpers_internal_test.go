@@ -13,6 +13,19 @@ import (
 // eachInternalDB runs f as a subtest on a fresh SQLite index and on a fresh PostgreSQL database (pgtest), for the
 // tests inside the package (those outside use eachDB).
 func eachInternalDB(t *testing.T, f func(t *testing.T, db *DB)) {
+	eachInternalTarget(t, func(t *testing.T, target string) {
+		db, err := Open(context.Background(), target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		f(t, db)
+	})
+}
+
+// eachInternalTarget runs f as a subtest with what Open takes for a fresh SQLite index and a fresh PostgreSQL
+// database, for tests that open (and reopen) it themselves.
+func eachInternalTarget(t *testing.T, f func(t *testing.T, target string)) {
 	for _, b := range []struct {
 		name   string
 		target func(t testing.TB) string
@@ -20,14 +33,7 @@ func eachInternalDB(t *testing.T, f func(t *testing.T, db *DB)) {
 		{"sqlite", func(t testing.TB) string { return filepath.Join(t.TempDir(), "index.db") }},
 		{"postgres", pgtest.URL},
 	} {
-		t.Run(b.name, func(t *testing.T) {
-			db, err := Open(context.Background(), b.target(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			f(t, db)
-		})
+		t.Run(b.name, func(t *testing.T) { f(t, b.target(t)) })
 	}
 }
 
