@@ -114,15 +114,8 @@ func TestConsentBrowser(t *testing.T) {
 		!strings.Contains(asked, "佐藤 次郎") {
 		t.Errorf("the question before stopping the share: %q", asked)
 	}
-	var still []struct {
-		ID     int64
-		Active bool
-	}
-	api.getJSON("/api/shares", &still)
-	for _, sh := range still {
-		if sh.ID == share.ID && !sh.Active {
-			t.Errorf("the share ended although the user answered no")
-		}
+	if !shareActive(api, share.ID) {
+		t.Errorf("the share ended although the user answered no")
 	}
 	step("consent-04c-back", hashRoute("#/patient/kita-clinic/KITA/P2"), chromedp.WaitVisible("#consents li button.withdraw"))
 
@@ -134,15 +127,8 @@ func TestConsentBrowser(t *testing.T) {
 	if s, _ := liveText(ctx, "#consent-state"); !strings.Contains(s, "有効な同意がありません") {
 		t.Errorf("after the withdrawal the card says %q", s)
 	}
-	var shares []struct {
-		ID     int64
-		Active bool
-	}
-	api.getJSON("/api/shares", &shares)
-	for _, sh := range shares {
-		if sh.ID == share.ID && sh.Active {
-			t.Errorf("the share that rested on the withdrawn consent is still active")
-		}
+	if shareActive(api, share.ID) {
+		t.Errorf("the share that rested on the withdrawn consent is still active")
 	}
 
 	// The server takes no empty pad and no non-image for a drawn signature, whatever the page does.
@@ -181,4 +167,19 @@ func inked(t *testing.T, dataURL string) int {
 		}
 	}
 	return n
+}
+
+// shareActive reports whether the share with id is listed among c's institution's shares as in force.
+func shareActive(c *client, id int64) bool {
+	var shares []struct {
+		ID     int64
+		Active bool
+	}
+	c.getJSON("/api/shares", &shares)
+	for _, sh := range shares {
+		if sh.ID == id {
+			return sh.Active
+		}
+	}
+	return false
 }

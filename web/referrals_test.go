@@ -744,22 +744,7 @@ func TestReferralDocuments(t *testing.T) {
 // summary; the summary travels with the letter, though the rehabilitation hospital sees nothing else of the patient.
 func TestReverseToThird(t *testing.T) {
 	r := newRegion(t)
-	rehab := renkei.Institution{ID: "minami-rehab", Name: "南リハビリテーション病院", Kind: renkei.Hospital, Issuer: "MINAMI", CareFunctions: []string{"回復期"}}
-	if err := r.db.PutInstitution(context.Background(), &rehab, nil); err != nil {
-		t.Fatal(err)
-	}
-	r.addUser("ono@minami-rehab", rehab, renkei.Physician)
-	clinic, hospital, rehabDoc := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("ono@minami-rehab")
-	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
-		"studies": []string{r.p1a.studyUID}, "letter": map[string]string{"purpose": "手術のお願い"}}); st != 201 {
-		t.Fatal(st)
-	}
-	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
-	clinic.post(path+"/send", nil)
-	hospital.post(path+"/receive", nil)
-	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 200 {
-		t.Fatal(st)
-	}
+	hospital, rehabDoc, path := acceptedWithRehab(t, r, []string{r.p1a.studyUID})
 	if st := hospital.do("POST", "/api/patients/documents?institution=kita-clinic&issuer=KITA&patientId=P1&kind=discharge-summary&title=退院時サマリー",
 		strings.NewReader("術後経過良好。リハビリ継続。"), "Content-Type", "text/plain"); st != 201 {
 		t.Fatalf("summary: %d %s", st, hospital.body)
@@ -837,22 +822,7 @@ func TestReportTwice(t *testing.T) {
 // the letter holds no patient with that issuer.
 func TestReverseAudit(t *testing.T) {
 	r := newRegion(t)
-	rehab := renkei.Institution{ID: "minami-rehab", Name: "南リハビリテーション病院", Kind: renkei.Hospital, Issuer: "MINAMI"}
-	if err := r.db.PutInstitution(context.Background(), &rehab, nil); err != nil {
-		t.Fatal(err)
-	}
-	r.addUser("ono@minami-rehab", rehab, renkei.Physician)
-	clinic, hospital, rehabDoc := r.as("kato@kita-clinic"), r.as("tanaka@chuo-hospital"), r.as("ono@minami-rehab")
-	if st := clinic.post("/api/referrals", map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital",
-		"letter": map[string]string{"purpose": "手術のお願い"}}); st != 201 {
-		t.Fatal(st)
-	}
-	path := fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
-	clinic.post(path+"/send", nil)
-	hospital.post(path+"/receive", nil)
-	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 200 {
-		t.Fatal(st)
-	}
+	hospital, rehabDoc, path := acceptedWithRehab(t, r, nil)
 	if st := hospital.post(path+"/reverse", map[string]any{"toInstitution": "minami-rehab", "letter": map[string]string{"purpose": "回復期リハビリテーションのお願い"}}); st != 201 {
 		t.Fatalf("reverse: %d %s", st, hospital.body)
 	}
@@ -881,4 +851,32 @@ func TestReverseAudit(t *testing.T) {
 	if found < 3 {
 		t.Errorf("%d events about the reverse referral", found)
 	}
+}
+
+// acceptedWithRehab adds a 回復期 rehabilitation hospital (minami-rehab, its physician ono@minami-rehab) to the region,
+// and has the clinic refer P1 to the hospital, with studies if any, the hospital receive and accept it. It returns
+// the hospital's and the rehabilitation hospital's doctors and the referral's API path.
+func acceptedWithRehab(t *testing.T, r *region, studies []string) (hospital, rehabDoc *client, path string) {
+	t.Helper()
+	rehab := renkei.Institution{ID: "minami-rehab", Name: "南リハビリテーション病院", Kind: renkei.Hospital, Issuer: "MINAMI", CareFunctions: []string{"回復期"}}
+	if err := r.db.PutInstitution(context.Background(), &rehab, nil); err != nil {
+		t.Fatal(err)
+	}
+	r.addUser("ono@minami-rehab", rehab, renkei.Physician)
+	clinic := r.as("kato@kita-clinic")
+	hospital, rehabDoc = r.as("tanaka@chuo-hospital"), r.as("ono@minami-rehab")
+	body := map[string]any{"issuer": "KITA", "patientId": "P1", "toInstitution": "chuo-hospital", "letter": map[string]string{"purpose": "手術のお願い"}}
+	if studies != nil {
+		body["studies"] = studies
+	}
+	if st := clinic.post("/api/referrals", body); st != 201 {
+		t.Fatalf("refer: %d %s", st, clinic.body)
+	}
+	path = fmt.Sprintf("/api/referrals/%d", decodeReferral(t, clinic).ID)
+	clinic.post(path+"/send", nil)
+	hospital.post(path+"/receive", nil)
+	if st := hospital.post(path+"/accept", map[string]string{"appointment": "2026-12-01"}); st != 200 {
+		t.Fatalf("accept: %d %s", st, hospital.body)
+	}
+	return hospital, rehabDoc, path
 }
