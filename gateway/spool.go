@@ -284,11 +284,16 @@ func (s *Spool) Put(ctx context.Context, r io.Reader, e Entry) (Entry, error) {
 	// something of the uploader's to keep (attempts, errors), and Put does when the caller's AE title is not the
 	// one the file names (the gateway's own SCP always writes it into the file's meta).
 	// The same bytes sent again start afresh (a parked copy goes back into the queue): a sidecar left from the
-	// earlier copy's attempts is replaced, or removed (a lookup that finds nothing in the usual case).
+	// earlier copy's attempts is replaced, or removed. Only a key the spool holds has one (Open indexes every file and
+	// removes sidecars without theirs; remove takes the sidecar with the file), so a new instance costs no lookup.
+	held := true
+	s.indexed(func(m map[string]Entry) { _, held = m[e.Key] })
 	if e.CallingAETitle != "" && e.CallingAETitle != df.Meta.String(dicom.SourceApplicationEntityTitle) {
 		err = s.writeSidecar(e, false)
-	} else if rerr := os.Remove(s.jpath(e.Key)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		err = rerr
+	} else if held {
+		if rerr := os.Remove(s.jpath(e.Key)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = rerr
+		}
 	}
 	if err == nil {
 		s.indexed(func(m map[string]Entry) { m[e.Key] = e })
