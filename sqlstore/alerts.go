@@ -14,6 +14,9 @@ import (
 // AuditAfter returns up to limit audit events with a Seq above after, oldest first, without their hashes: the
 // monitor's read of the trail as it grows (a range of the primary key).
 func (db *DB) AuditAfter(ctx context.Context, after int64, limit int) ([]renkei.AuditEvent, error) {
+	if err := db.flushAudit(ctx); err != nil {
+		return nil, err
+	}
 	if limit <= 0 {
 		limit = 1000
 	}
@@ -40,6 +43,9 @@ func (db *DB) AuditAfter(ctx context.Context, after int64, limit int) ([]renkei.
 // AuditSeqAt returns the Seq of the first event at or after t (the head's Seq + 1 if there is none). Seq grows with
 // time, so it searches the primary key by halves instead of needing an index on the time.
 func (db *DB) AuditSeqAt(ctx context.Context, t time.Time) (int64, error) {
+	if err := db.flushAudit(ctx); err != nil {
+		return 0, err
+	}
 	var head sql.NullInt64
 	if err := db.queryRowContext(ctx, `SELECT max(seq) FROM audit_events`).Scan(&head); err != nil {
 		return 0, queryErr(err)

@@ -45,6 +45,9 @@ type IndexCounts struct {
 
 // Counts counts the rows of the main tables (trashed instances included: they are still in the index).
 func (db *DB) Counts(ctx context.Context) (IndexCounts, error) {
+	if err := db.flushAudit(ctx); err != nil {
+		return IndexCounts{}, err
+	}
 	var c IndexCounts
 	err := db.read.QueryRowContext(ctx, `SELECT
 		(SELECT count(*) FROM institutions), (SELECT count(*) FROM users), (SELECT count(*) FROM patients),

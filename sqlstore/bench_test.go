@@ -73,3 +73,21 @@ func BenchmarkAuditRead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAuditAppend measures appending events to the chain in groups of 512, as a drain of the audit journal
+// does (ns/op is per event).
+func BenchmarkAuditAppend(b *testing.B) {
+	ctx := context.Background()
+	db := openDB(b)
+	b.ResetTimer()
+	for i := 0; i < b.N; i += 512 {
+		evs := make([]*renkei.AuditEvent, 0, 512)
+		for j := 0; j < 512; j++ {
+			evs = append(evs, &renkei.AuditEvent{Actor: "bench", ActorKind: renkei.TokenPrincipal, Action: renkei.ActionAdmin, Institution: 1,
+				DataInstitution: 1, Patient: renkei.PatientKey{Issuer: "I", ID: fmt.Sprint("P", (i+j)%1000)}, Study: fmt.Sprint("1.2.", i+j)})
+		}
+		if err := db.Audit(ctx, evs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -13,6 +13,10 @@ import (
 // writeTx runs fn in a write transaction and appends the audit events in the same transaction: an admin action and
 // its record commit together or not at all.
 func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error, events ...*renkei.AuditEvent) error {
+	// The journal's events of reads go into the chain first, so that it keeps the order in which things happened.
+	if err := db.flushAudit(ctx); err != nil {
+		return err
+	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return &renkei.Error{Op: op, Kind: renkei.Unavailable, Message: "the index could not be written",

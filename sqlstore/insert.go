@@ -15,6 +15,7 @@ import (
 type insertReq struct {
 	inst   *renkei.Instance
 	events []*renkei.AuditEvent
+	flush  bool // flushAudit: the journal's events go into the chain now
 	res    chan insertRes
 }
 
@@ -41,7 +42,7 @@ const maxReadSyncDelay = 200 * time.Millisecond
 // readsOnly reports whether a batch holds only audit events of reads.
 func readsOnly(batch []*insertReq) bool {
 	for _, r := range batch {
-		if r.inst != nil {
+		if r.inst != nil || r.flush {
 			return false
 		}
 		for _, e := range r.events {
@@ -91,7 +92,15 @@ func (db *DB) submit(ctx context.Context, req *insertReq) error {
 
 func (db *DB) committer() {
 	defer close(db.done)
-	for req := range db.batches {
+	for {
+		req, ok := db.next()
+		if !ok {
+			db.closeJournal()
+			return
+		}
+		if req == nil {
+			continue // the journal's turn (journal.go)
+		}
 		batch := []*insertReq{req}
 	fill:
 		for len(batch) < maxBatch {
@@ -105,12 +114,50 @@ func (db *DB) committer() {
 				break fill
 			}
 		}
-		db.commitBatch(batch)
-		db.promote(context.Background())
+		if db.commitBatch(batch) {
+			db.promote(context.Background())
+		}
 	}
 }
 
-func (db *DB) commitBatch(batch []*insertReq) {
+// next waits for the committer's next request, and meanwhile takes the journal's turns: a drain's outcome, and the
+// start of a drain when the events being written have waited journalDrainEvery (then it returns nil, true). It
+// returns false once the queue is closed.
+func (db *DB) next() (*insertReq, bool) {
+	j := db.journal
+	if j == nil {
+		req, ok := <-db.batches
+		return req, ok
+	}
+	var timer <-chan time.Time
+	if wait, ok := j.timer(); ok {
+		if wait <= 0 {
+			db.drainDue()
+			return nil, true
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timer = t.C
+	}
+	var drained <-chan error
+	if j.draining > 0 {
+		drained = j.drained
+	}
+	select {
+	case req, ok := <-db.batches:
+		return req, ok
+	case err := <-drained:
+		db.afterDrain(err)
+		return nil, true
+	case <-timer:
+		db.drainDue()
+		return nil, true
+	}
+}
+
+// commitBatch commits a batch and answers its requests. It reports whether a transaction ran (not when the
+// journal took a batch of reads).
+func (db *DB) commitBatch(batch []*insertReq) bool {
 	ctx := context.Background()
 	fail := func(err error) {
 		for _, r := range batch {
@@ -118,38 +165,91 @@ func (db *DB) commitBatch(batch []*insertReq) {
 				Japanese: "データを保存できませんでした。しばらくしてからもう一度お試しください。", Err: err}}
 		}
 	}
-	// The batch holds the one write connection from start to end, so that a relaxed sync mode set for it cannot leak
-	// to another writer's transaction.
-	conn, err := db.write.Conn(ctx)
-	if err != nil {
-		fail(err)
-		return
-	}
-	defer conn.Close()
-	relaxed := db.dialect == sqlite && readsOnly(batch) && time.Since(db.lastFullSync) < maxReadSyncDelay
-	if relaxed {
-		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
-			fail(err)
-			return
+	j := db.journal
+	var mark *journalMark
+	if j != nil {
+		if readsOnly(batch) && db.journalReads(batch) {
+			return false
 		}
-		defer conn.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+		// The journal's events go first, in the same transaction: the chain keeps the order in which things were
+		// acknowledged.
+		db.waitDrain()
+		if j.pending() == 0 && j.failing == nil && onlyFlushes(batch) {
+			for _, r := range batch {
+				r.res <- insertRes{}
+			}
+			return false
+		}
+		if j.pending() > 0 {
+			events, m := j.take(len(j.files))
+			batch = append([]*insertReq{{events: events, res: make(chan insertRes, 1)}}, batch...)
+			mark = &m
+		}
 	}
-	results, err := db.runBatch(ctx, conn, batch, true)
-	if errors.Is(err, errFastPath) {
-		// A statement of the fast path failed, which on PostgreSQL spoils the whole transaction: the batch runs
-		// again, every instance behind its own savepoint, so that the failure is that instance's alone.
-		results, err = db.runBatch(ctx, conn, batch, false)
-	}
+	// With a journal every transaction of the chain syncs in full: the journal's files are removed after it.
+	relaxed := db.dialect == sqlite && j == nil && readsOnly(batch) && time.Since(db.lastFullSync) < maxReadSyncDelay
+	results, err := db.chainCommit(ctx, batch, relaxed, mark)
 	if err != nil {
+		if j != nil {
+			// Until a transaction of the chain succeeds again, reads take this path too and are refused while it
+			// fails (fail closed); the waiting events stay in their files and in memory.
+			j.failing, j.since = err, time.Now()
+		}
 		fail(err)
-		return
+		return true
 	}
 	if !relaxed {
 		db.lastFullSync = time.Now()
 	}
+	if j != nil && (mark != nil || j.failing != nil) {
+		if mark != nil && journalAfterDrain != nil {
+			journalAfterDrain()
+		}
+		// Every file's events are in the chain (and audit_journal says so): they go, and a new file starts. If it
+		// cannot, reads keep taking the chain's own path.
+		j.drop(len(j.files))
+		j.failing = j.startFile()
+	}
 	for i, r := range batch {
 		r.res <- results[i]
 	}
+	return true
+}
+
+// chainCommit runs a batch in one transaction on the write connection; mark, if set, records the journal's files
+// whose events the batch appends. Only one chainCommit runs at a time: the committer's, or a drain's while the
+// committer only writes to the journal (it waits for the drain before a transaction of its own).
+func (db *DB) chainCommit(ctx context.Context, batch []*insertReq, relaxed bool, mark *journalMark) ([]insertRes, error) {
+	// The batch holds the one write connection from start to end, so that a relaxed sync mode set for it cannot leak
+	// to another writer's transaction.
+	conn, err := db.write.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if relaxed {
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+			return nil, err
+		}
+		defer conn.ExecContext(ctx, `PRAGMA synchronous = FULL`)
+	}
+	results, err := db.runBatch(ctx, conn, batch, true, mark)
+	if errors.Is(err, errFastPath) {
+		// A statement of the fast path failed, which on PostgreSQL spoils the whole transaction: the batch runs
+		// again, every instance behind its own savepoint, so that the failure is that instance's alone.
+		results, err = db.runBatch(ctx, conn, batch, false, mark)
+	}
+	return results, err
+}
+
+// onlyFlushes reports whether a batch holds nothing but flushAudit's requests.
+func onlyFlushes(batch []*insertReq) bool {
+	for _, r := range batch {
+		if !r.flush {
+			return false
+		}
+	}
+	return true
 }
 
 // errFastPath reports that a statement outside any savepoint failed and the batch must run again without the fast path.
@@ -263,7 +363,7 @@ func (db *DB) flushCounters(ctx context.Context, tx *sql.Tx, c *rowCache) error 
 
 // runBatch runs one transaction for the batch. With fast set, instances of a series seen recently take the fast path
 // (see rowCache); a failure there returns errFastPath after rolling back.
-func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, fast bool) ([]insertRes, error) {
+func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, fast bool, mark *journalMark) ([]insertRes, error) {
 	results := make([]insertRes, len(batch))
 	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
@@ -350,6 +450,12 @@ func (db *DB) runBatch(ctx context.Context, conn *sql.Conn, batch []*insertReq, 
 	if err := db.appendAudit(ctx, tx, events); err != nil {
 		tx.Rollback()
 		return nil, err
+	}
+	if mark != nil {
+		if err := mark.record(ctx, tx); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err

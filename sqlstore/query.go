@@ -569,6 +569,10 @@ func queryErr(err error) error {
 // Trash moves the instances matched by the UIDs (a study, a series of it, or one instance) to the trash, or, with
 // restore, back out of it. It returns the number of instances changed; none is a renkei.NotFound error.
 func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
+	// The journal's events of reads go into the chain before this transaction's own (journal.go).
+	if err := db.flushAudit(ctx); err != nil {
+		return 0, err
+	}
 	if req.Purge {
 		return db.purgeNow(ctx, req)
 	}
@@ -763,6 +767,9 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 // purge is Purge in one transaction: of the whole trash (study 0), or of one study's instances and what they leave
 // empty (its series, the study, its patient), with the audit events given.
 func (db *DB) purge(ctx context.Context, cutoff, study int64, events ...*renkei.AuditEvent) (keys []string, err error) {
+	if err := db.flushAudit(ctx); err != nil {
+		return nil, err
+	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err

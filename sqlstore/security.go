@@ -96,6 +96,9 @@ func (db *DB) LastAuditVerification(ctx context.Context) (renkei.AuditVerificati
 // AuditEventsAfter returns up to limit events with Seq > seq, oldest first: the audit export reads the chain in
 // order with it.
 func (db *DB) AuditEventsAfter(ctx context.Context, seq int64, limit int) ([]renkei.AuditEvent, error) {
+	if err := db.flushAudit(ctx); err != nil {
+		return nil, err
+	}
 	rows, err := db.queryContext(ctx, `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose,
 		source, data_institution, issuer, patient_id, study_uid, detail, prev_hash, hash FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?`,
 		seq, limit)
@@ -118,6 +121,9 @@ func (db *DB) AuditEventsAfter(ctx context.Context, seq int64, limit int) ([]ren
 
 // AuditHead returns the newest event's Seq (0 for an empty chain).
 func (db *DB) AuditHead(ctx context.Context) (int64, error) {
+	if err := db.flushAudit(ctx); err != nil {
+		return 0, err
+	}
 	var seq int64
 	err := db.queryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM audit_events`).Scan(&seq)
 	return seq, queryErr(err)

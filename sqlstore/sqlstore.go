@@ -49,6 +49,7 @@ type DB struct {
 	reads        stmtCache     // prepared read statements
 	writes       stmtCache     // prepared write statements, promoted after their first transaction
 	lastFullSync time.Time     // when the committer last committed with synchronous=FULL (committer goroutine only)
+	journal      *auditJournal // the audit journal of reads (journal.go); nil on PostgreSQL and when another process owns it
 	trips        *atomic.Int64 // round trips to PostgreSQL; nil on SQLite
 	rows         rowCache      // rows recent instances went into (committer goroutine only)
 	noBrowse     bool          // tests: answer study lists with the scope's subqueries alone, to compare with browseStudies
@@ -96,6 +97,11 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	r.SetMaxIdleConns(8)
 	db := &DB{write: w, read: r, Now: time.Now, batches: make(chan *insertReq, 256), done: make(chan struct{})}
 	if err := db.migrate(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, err
+	}
+	if db.journal, err = db.openJournal(ctx, path); err != nil {
 		w.Close()
 		r.Close()
 		return nil, err
