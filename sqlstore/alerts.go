@@ -14,7 +14,7 @@ import (
 // AuditAfter returns up to limit audit events with a Seq above after, oldest first, without their hashes: the
 // monitor's read of the trail as it grows (a range of the primary key).
 func (db *DB) AuditAfter(ctx context.Context, after int64, limit int) ([]renkei.AuditEvent, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
@@ -43,7 +43,7 @@ func (db *DB) AuditAfter(ctx context.Context, after int64, limit int) ([]renkei.
 // AuditSeqAt returns the Seq of the first event at or after t (the head's Seq + 1 if there is none). Seq grows with
 // time, so it searches the primary key by halves instead of needing an index on the time.
 func (db *DB) AuditSeqAt(ctx context.Context, t time.Time) (int64, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return 0, err
 	}
 	var head sql.NullInt64

@@ -151,7 +151,7 @@ func (db *DB) CheckpointAudit(ctx context.Context) error {
 	if db.AuditKey == nil {
 		return nil
 	}
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return err
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
@@ -196,7 +196,7 @@ const maxProblems = 100
 // beyond the end), an inserted one (a link that does not follow). keys maps key IDs to public keys; a checkpoint
 // signed by an unknown key or with a bad signature is a problem too.
 func (db *DB) VerifyAudit(ctx context.Context, keys map[string]ed25519.PublicKey) (*AuditReport, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return nil, err
 	}
 	rep := &AuditReport{}
@@ -320,7 +320,7 @@ func auditDest(e *renkei.AuditEvent, at *int64) []any {
 
 // AuditEvents returns the events that match f, newest first.
 func (db *DB) AuditEvents(ctx context.Context, f renkei.AuditFilter) ([]renkei.AuditEvent, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return nil, err
 	}
 	q := `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose, source, data_institution,

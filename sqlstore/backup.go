@@ -45,7 +45,7 @@ type IndexCounts struct {
 
 // Counts counts the rows of the main tables (trashed instances included: they are still in the index).
 func (db *DB) Counts(ctx context.Context) (IndexCounts, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return IndexCounts{}, err
 	}
 	var c IndexCounts

@@ -15,7 +15,7 @@ import (
 type insertReq struct {
 	inst   *renkei.Instance
 	events []*renkei.AuditEvent
-	flush  bool // flushAudit: the journal's events go into the chain now
+	flush  bool // FlushAudit: the journal's events go into the chain now
 	res    chan insertRes
 }
 
@@ -242,7 +242,7 @@ func (db *DB) chainCommit(ctx context.Context, batch []*insertReq, relaxed bool,
 	return results, err
 }
 
-// onlyFlushes reports whether a batch holds nothing but flushAudit's requests.
+// onlyFlushes reports whether a batch holds nothing but FlushAudit's requests.
 func onlyFlushes(batch []*insertReq) bool {
 	for _, r := range batch {
 		if !r.flush {

@@ -34,7 +34,7 @@ import (
 // every event; a read's caller never sees them. Before any other transaction of the chain (a stored instance, a
 // login, a share, the trash), the journal's events go in first, in the same transaction, so the chain keeps the
 // order in which things were acknowledged; and whatever reads the chain (the patient's access log, the admin audit,
-// the monitor, verify) first has the journal drained (flushAudit), so it sees every access up to then.
+// the monitor, verify) first has the journal drained (FlushAudit), so it sees every access up to then.
 //
 // Files and replay. The files are numbered (index.db-audit-journal.N); each drain closes the file being written and
 // starts the next. The transaction that appends files' events also records (audit_journal) the newest of them and
@@ -535,9 +535,10 @@ func (db *DB) closeJournal() {
 	j.lock.Close() // releases the lock
 }
 
-// flushAudit returns once every event already acknowledged is in the chain (audit_events), so that what reads the
-// chain sees every access up to now. Without a journal it is a no-op.
-func (db *DB) flushAudit(ctx context.Context) error {
+// FlushAudit returns once every event already acknowledged is in the chain (audit_events), so that what reads the
+// chain sees every access up to now (the index's own readers of the chain call it; benchmarks call it to charge
+// the events' drain to the requests that wrote them). Without a journal it is a no-op.
+func (db *DB) FlushAudit(ctx context.Context) error {
 	if db.journal == nil {
 		return nil
 	}

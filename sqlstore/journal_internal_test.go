@@ -169,8 +169,8 @@ func TestJournalFailClosed(t *testing.T) {
 	if _, err := db.write.ExecContext(ctx, `CREATE TRIGGER audit_full BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END`); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.flushAudit(ctx); err == nil {
-		t.Fatal("flushAudit succeeded with audit_events refusing every row")
+	if err := db.FlushAudit(ctx); err == nil {
+		t.Fatal("FlushAudit succeeded with audit_events refusing every row")
 	}
 	if err := db.Audit(ctx, readEvent(2)); err == nil {
 		t.Error("a read was acknowledged after the chain failed to take the journal's events")
@@ -201,7 +201,7 @@ func TestJournalFailClosed(t *testing.T) {
 
 	// The file itself unwritable (a full or read-only disk): refused at once. (The flush makes the committer idle,
 	// with nothing waiting, so that the test may swap the file's handle: the next request's send orders it.)
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	cur := db.journal.cur()
@@ -212,7 +212,7 @@ func TestJournalFailClosed(t *testing.T) {
 	rw := cur.f
 	cur.f = ro
 	err = db.Audit(ctx, readEvent(4))
-	if ferr := db.flushAudit(ctx); ferr != nil {
+	if ferr := db.FlushAudit(ctx); ferr != nil {
 		t.Fatal(ferr)
 	}
 	cur.f = rw
@@ -275,7 +275,7 @@ func TestJournalChild(t *testing.T) {
 		fmt.Println("acked", i)
 	}
 	if mode == "after-flush" {
-		db.flushAudit(context.Background())
+		db.FlushAudit(context.Background())
 	}
 	select {}
 }

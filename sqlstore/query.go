@@ -570,7 +570,7 @@ func queryErr(err error) error {
 // restore, back out of it. It returns the number of instances changed; none is a renkei.NotFound error.
 func (db *DB) Trash(ctx context.Context, req renkei.TrashRequest) (int, error) {
 	// The journal's events of reads go into the chain before this transaction's own (journal.go).
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return 0, err
 	}
 	if req.Purge {
@@ -767,7 +767,7 @@ func (db *DB) purgeNow(ctx context.Context, req renkei.TrashRequest) (int, error
 // purge is Purge in one transaction: of the whole trash (study 0), or of one study's instances and what they leave
 // empty (its series, the study, its patient), with the audit events given.
 func (db *DB) purge(ctx context.Context, cutoff, study int64, events ...*renkei.AuditEvent) (keys []string, err error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return nil, err
 	}
 	tx, err := db.write.BeginTx(ctx, nil)

@@ -96,7 +96,7 @@ func (db *DB) LastAuditVerification(ctx context.Context) (renkei.AuditVerificati
 // AuditEventsAfter returns up to limit events with Seq > seq, oldest first: the audit export reads the chain in
 // order with it.
 func (db *DB) AuditEventsAfter(ctx context.Context, seq int64, limit int) ([]renkei.AuditEvent, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return nil, err
 	}
 	rows, err := db.queryContext(ctx, `SELECT seq, at, actor, actor_kind, actor_id, institution_pk, role, action, outcome, purpose,
@@ -121,7 +121,7 @@ func (db *DB) AuditEventsAfter(ctx context.Context, seq int64, limit int) ([]ren
 
 // AuditHead returns the newest event's Seq (0 for an empty chain).
 func (db *DB) AuditHead(ctx context.Context) (int64, error) {
-	if err := db.flushAudit(ctx); err != nil {
+	if err := db.FlushAudit(ctx); err != nil {
 		return 0, err
 	}
 	var seq int64

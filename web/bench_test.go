@@ -65,6 +65,10 @@ func BenchmarkAccess(b *testing.B) {
 						}
 					}
 				})
+				// Its audit events in the chain before the time stops (see BenchmarkAccessRatio).
+				if err := env.db.FlushAudit(context.Background()); err != nil {
+					b.Fatal(err)
+				}
 			})
 		}
 	}
@@ -107,6 +111,11 @@ func BenchmarkAccessRatio(b *testing.B) {
 						}()
 					}
 					wg.Wait()
+					// The side's audit events are in the chain before its time stops: a drain of the audit
+					// journal that would run later is charged to the side that wrote the events, not the next.
+					if err := env.db.FlushAudit(context.Background()); err != nil {
+						b.Fatal(err)
+					}
 					spent[k] += time.Since(start)
 				}
 				round++
@@ -182,6 +191,7 @@ type accessBench struct {
 	everyRead   *httptest.Server // no de-duplication of read events
 	noAudit     *httptest.Server // authentication and scope, audit events dropped: to see where the cost is
 	authOnly    *httptest.Server // the token authenticated, then the bare archive: the check alone disabled
+	db          *sqlstore.DB
 	token       string
 	client      *http.Client
 	ownPatients []string
@@ -338,6 +348,7 @@ func buildAccessBench(studies, shares int) (*accessBench, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.db = db
 	front := web.New(ids, db, dicomweb.New(full, logger, "/dicomweb"), logger)
 	env.full = httptest.NewServer(front)
 	env.bare = httptest.NewServer(dicomweb.New(archive.New(db, blobs, logger), logger, "/dicomweb"))
