@@ -78,13 +78,15 @@ func BenchmarkAccess(b *testing.B) {
 // round that sends 200 requests (4 clients) of one kind to every side in turn, the order rotating from round to
 // round, so that a change in the machine's load (other programs on the same 2 cores) falls on every side alike
 // instead of on whichever ran during it. It reports µs per request of each side and each side's ratio to unchecked
-// and to authenticated-unchecked (the same front with the access check and audit alone disabled). Run with:
+// and to authenticated-unchecked (the same front with the access check and audit alone disabled).
+// RENKEI_BENCH_ROUND sets the requests a side gets in a round (default 200): each side's audit events are drained
+// into the chain before its time stops, a transaction and its flushes that longer rounds spread thinner. Run with:
 //
 //	RENKEI_BENCH_STUDIES=100000 go test ./web -run '^$' -bench AccessRatio -benchtime 20x
 func BenchmarkAccessRatio(b *testing.B) {
 	env := accessBenchEnv(b)
 	sides := accessSides(env)
-	const perRound, clients = 200, 4
+	perRound, clients := envInt("RENKEI_BENCH_ROUND", 200), 4
 	for _, tc := range accessCases(env) {
 		b.Run(tc.name, func(b *testing.B) {
 			spent := make([]time.Duration, len(sides))
@@ -95,7 +97,7 @@ func BenchmarkAccessRatio(b *testing.B) {
 					k := (j + round) % len(sides)
 					side := sides[k]
 					var left atomic.Int64
-					left.Store(perRound)
+					left.Store(int64(perRound))
 					var wg sync.WaitGroup
 					start := time.Now()
 					for range clients {
