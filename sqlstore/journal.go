@@ -385,7 +385,9 @@ func (j *auditJournal) appendEvents(events []*renkei.AuditEvent) error {
 	for _, e := range events {
 		buf = appendJournalLine(buf, e)
 	}
-	off, err := cur.f.Seek(0, io.SeekCurrent)
+	// The end of the file, not the descriptor's offset: after a short write cut back below, that offset stays where
+	// the write ended (O_APPEND writes at the end wherever it is).
+	off, err := cur.f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return err
 	}
