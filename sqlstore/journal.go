@@ -224,15 +224,18 @@ func (db *DB) openJournal(ctx context.Context, path string) (*auditJournal, erro
 	return j, nil
 }
 
-// journalFiles lists the numbers of the journal's files, in order.
+// journalFiles lists the numbers of the journal's files, in order. (Not filepath.Glob: the index's folder may have
+// a [, * or ? in its name.)
 func (j *auditJournal) journalFiles() ([]int64, error) {
-	names, err := filepath.Glob(j.base + ".*")
+	entries, err := os.ReadDir(filepath.Dir(j.base))
 	if err != nil {
 		return nil, err
 	}
+	prefix := filepath.Base(j.base) + "."
 	var out []int64
-	for _, name := range names {
-		if n, err := strconv.ParseInt(strings.TrimPrefix(name, j.base+"."), 10, 64); err == nil && n > 0 {
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if n, err := strconv.ParseInt(rest, 10, 64); ok && err == nil && n > 0 {
 			out = append(out, n)
 		}
 	}

@@ -421,3 +421,22 @@ func TestJournalShortWrite(t *testing.T) {
 		t.Errorf("a replay of the journal would find %q; want the two acknowledged reads", got)
 	}
 }
+
+// TestJournalDirName: the files a crash left are found whatever the index's folder is called; a name with a glob's
+// metacharacters ([, *, ?) is an ordinary name.
+func TestJournalDirName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "renkei [test]")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "index.db")
+	openIndex(t, path).Close()
+	line := fmt.Sprintf(`{"at":%d,"actor":"viewer","kind":"token","action":"read","study":"left"}`+"\n", time.Now().UnixMilli())
+	if err := os.WriteFile(path+journalSuffix+".0000000000000002", []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := openIndex(t, path)
+	if got := chainStudies(t, db); strings.Join(got, ",") != "left" {
+		t.Errorf("chain after the restart: %q; want the read the journal held", got)
+	}
+}
