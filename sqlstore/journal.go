@@ -416,6 +416,22 @@ func (j *auditJournal) appendEvents(events []*renkei.AuditEvent) error {
 	return nil
 }
 
+// syncJournal makes the file being written to durable, maxReadSyncDelay after a write that appendEvents did not
+// sync (no later write came to). If it cannot, the reads answered since the last sync may not survive a power loss:
+// the chain's own path takes the waiting events (with the next read, or the retry journalDrainEvery later).
+func (db *DB) syncJournal() {
+	j := db.journal
+	j.dirty = false
+	if len(j.files) == 0 {
+		return // the files were dropped, their events in the chain, and no new one could start
+	}
+	if err := j.cur().f.Sync(); err != nil {
+		j.failing, j.since = err, time.Now()
+		return
+	}
+	j.lastSync = time.Now()
+}
+
 // journalReads writes the events of a batch of reads to the journal and answers the batch, unless the chain's own
 // path must take it (its last transaction failed, or too many events wait); it reports whether it did.
 func (db *DB) journalReads(batch []*insertReq) bool {

@@ -440,3 +440,33 @@ func TestJournalDirName(t *testing.T) {
 		t.Errorf("chain after the restart: %q; want the read the journal held", got)
 	}
 }
+
+// TestJournalSyncDelay: a read's event is made durable (the file synced) at most maxReadSyncDelay after it was
+// written, though no other read follows to carry the sync.
+func TestJournalSyncDelay(t *testing.T) {
+	ctx := context.Background()
+	every := journalDrainEvery
+	journalDrainEvery = time.Hour // no drain syncs the file either
+	t.Cleanup(func() { journalDrainEvery = every })
+	db := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	// The committer calls Now for each group of reads before writing it: what it sees of the file then.
+	var dirty []bool
+	db.Now = func() time.Time {
+		dirty = append(dirty, db.journal.dirty)
+		return time.Now()
+	}
+	time.Sleep(maxReadSyncDelay + 50*time.Millisecond)
+	// The first read is synced as it is written (the last sync is old); the second, right after, is not.
+	for i := 0; i < 2; i++ {
+		if err := db.Audit(ctx, readEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * maxReadSyncDelay)
+	if err := db.Audit(ctx, readEvent(2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(dirty) != 3 || dirty[2] {
+		t.Errorf("the journal %v before each group of reads; want the second read's event synced by the third", dirty)
+	}
+}
