@@ -120,9 +120,9 @@ func (db *DB) committer() {
 	}
 }
 
-// next waits for the committer's next request, and meanwhile takes the journal's turns: a drain's outcome, and the
-// start of a drain when the events being written have waited journalDrainEvery (then it returns nil, true). It
-// returns false once the queue is closed.
+// next waits for the committer's next request, and meanwhile takes the journal's turns: a drain's outcome, the start
+// of a drain when the events being written have waited journalDrainEvery, and the sync of the file written to
+// maxReadSyncDelay after its last (then it returns nil, true). It returns false once the queue is closed.
 func (db *DB) next() (*insertReq, bool) {
 	j := db.journal
 	if j == nil {
@@ -143,6 +143,12 @@ func (db *DB) next() (*insertReq, bool) {
 	if j.draining > 0 {
 		drained = j.drained
 	}
+	var synced <-chan time.Time
+	if j.dirty {
+		t := time.NewTimer(maxReadSyncDelay - time.Since(j.lastSync))
+		defer t.Stop()
+		synced = t.C
+	}
 	select {
 	case req, ok := <-db.batches:
 		return req, ok
@@ -151,6 +157,9 @@ func (db *DB) next() (*insertReq, bool) {
 		return nil, true
 	case <-timer:
 		db.drainDue()
+		return nil, true
+	case <-synced:
+		db.syncJournal()
 		return nil, true
 	}
 }

@@ -224,15 +224,18 @@ func (db *DB) openJournal(ctx context.Context, path string) (*auditJournal, erro
 	return j, nil
 }
 
-// journalFiles lists the numbers of the journal's files, in order.
+// journalFiles lists the numbers of the journal's files, in order. (Not filepath.Glob: the index's folder may have
+// a [, * or ? in its name.)
 func (j *auditJournal) journalFiles() ([]int64, error) {
-	names, err := filepath.Glob(j.base + ".*")
+	entries, err := os.ReadDir(filepath.Dir(j.base))
 	if err != nil {
 		return nil, err
 	}
+	prefix := filepath.Base(j.base) + "."
 	var out []int64
-	for _, name := range names {
-		if n, err := strconv.ParseInt(strings.TrimPrefix(name, j.base+"."), 10, 64); err == nil && n > 0 {
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if n, err := strconv.ParseInt(rest, 10, 64); ok && err == nil && n > 0 {
 			out = append(out, n)
 		}
 	}
@@ -385,7 +388,9 @@ func (j *auditJournal) appendEvents(events []*renkei.AuditEvent) error {
 	for _, e := range events {
 		buf = appendJournalLine(buf, e)
 	}
-	off, err := cur.f.Seek(0, io.SeekCurrent)
+	// The end of the file, not the descriptor's offset: after a short write cut back below, that offset stays where
+	// the write ended (O_APPEND writes at the end wherever it is).
+	off, err := cur.f.Seek(0, io.SeekEnd)
 	if err != nil {
 		return err
 	}
@@ -409,6 +414,22 @@ func (j *auditJournal) appendEvents(events []*renkei.AuditEvent) error {
 		j.lastSync, j.dirty = time.Now(), false
 	}
 	return nil
+}
+
+// syncJournal makes the file being written to durable, maxReadSyncDelay after a write that appendEvents did not
+// sync (no later write came to). If it cannot, the reads answered since the last sync may not survive a power loss:
+// the chain's own path takes the waiting events (with the next read, or the retry journalDrainEvery later).
+func (db *DB) syncJournal() {
+	j := db.journal
+	j.dirty = false
+	if len(j.files) == 0 {
+		return // the files were dropped, their events in the chain, and no new one could start
+	}
+	if err := j.cur().f.Sync(); err != nil {
+		j.failing, j.since = err, time.Now()
+		return
+	}
+	j.lastSync = time.Now()
 }
 
 // journalReads writes the events of a batch of reads to the journal and answers the batch, unless the chain's own

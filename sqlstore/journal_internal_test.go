@@ -368,3 +368,105 @@ func TestJournalLine(t *testing.T) {
 		}
 	}
 }
+
+// TestJournalShortWrite: writes cut short (a full disk, here the file size limit) are cut back to the last whole
+// line every time, so that the events acknowledged once the disk has room again are read back by a replay. A second
+// short write in a row was not: the offset the file was cut back to was the end of the first short write, where the
+// descriptor's offset stayed, and its torn line swallowed the next event's.
+func TestJournalShortWrite(t *testing.T) {
+	ctx := context.Background()
+	every := journalDrainEvery
+	journalDrainEvery = time.Hour // the events stay in the file
+	t.Cleanup(func() { journalDrainEvery = every })
+	db := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	if err := db.Audit(ctx, readEvent(1)); err != nil {
+		t.Fatal(err)
+	}
+	name := db.journal.cur().f.Name()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	// Room for part of a line: both reads below are refused, each after a short write.
+	lim := old
+	lim.Cur = uint64(fi.Size()) + 100
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	errs := []error{db.Audit(ctx, readEvent(2)), db.Audit(ctx, readEvent(3))}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err == nil {
+			t.Errorf("read %d was acknowledged though its event could not be written to the journal", i+2)
+		}
+	}
+	if err := db.Audit(ctx, readEvent(4)); err != nil {
+		t.Fatal(err)
+	}
+	events, err := readJournalFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Study)
+	}
+	if strings.Join(got, ",") != "1.2.392.1,1.2.392.4" {
+		t.Errorf("a replay of the journal would find %q; want the two acknowledged reads", got)
+	}
+}
+
+// TestJournalDirName: the files a crash left are found whatever the index's folder is called; a name with a glob's
+// metacharacters ([, *, ?) is an ordinary name.
+func TestJournalDirName(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "renkei [test]")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "index.db")
+	openIndex(t, path).Close()
+	line := fmt.Sprintf(`{"at":%d,"actor":"viewer","kind":"token","action":"read","study":"left"}`+"\n", time.Now().UnixMilli())
+	if err := os.WriteFile(path+journalSuffix+".0000000000000002", []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db := openIndex(t, path)
+	if got := chainStudies(t, db); strings.Join(got, ",") != "left" {
+		t.Errorf("chain after the restart: %q; want the read the journal held", got)
+	}
+}
+
+// TestJournalSyncDelay: a read's event is made durable (the file synced) at most maxReadSyncDelay after it was
+// written, though no other read follows to carry the sync.
+func TestJournalSyncDelay(t *testing.T) {
+	ctx := context.Background()
+	every := journalDrainEvery
+	journalDrainEvery = time.Hour // no drain syncs the file either
+	t.Cleanup(func() { journalDrainEvery = every })
+	db := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	// The committer calls Now for each group of reads before writing it: what it sees of the file then.
+	var dirty []bool
+	db.Now = func() time.Time {
+		dirty = append(dirty, db.journal.dirty)
+		return time.Now()
+	}
+	time.Sleep(maxReadSyncDelay + 50*time.Millisecond)
+	// The first read is synced as it is written (the last sync is old); the second, right after, is not.
+	for i := 0; i < 2; i++ {
+		if err := db.Audit(ctx, readEvent(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(3 * maxReadSyncDelay)
+	if err := db.Audit(ctx, readEvent(2)); err != nil {
+		t.Fatal(err)
+	}
+	if len(dirty) != 3 || dirty[2] {
+		t.Errorf("the journal %v before each group of reads; want the second read's event synced by the third", dirty)
+	}
+}
