@@ -180,15 +180,13 @@ func (db *DB) commitBatch(batch []*insertReq) bool {
 		if readsOnly(batch) && db.journalReads(batch) {
 			return false
 		}
+		if onlyFlushes(batch) && j.failing == nil {
+			db.flushLater(batch)
+			return false
+		}
 		// The journal's events go first, in the same transaction: the chain keeps the order in which things were
 		// acknowledged.
 		db.waitDrain()
-		if j.pending() == 0 && j.failing == nil && onlyFlushes(batch) {
-			for _, r := range batch {
-				r.res <- insertRes{}
-			}
-			return false
-		}
 		if j.pending() > 0 {
 			events, m := j.take(len(j.files))
 			batch = append([]*insertReq{{events: events, res: make(chan insertRes, 1)}}, batch...)
@@ -203,6 +201,7 @@ func (db *DB) commitBatch(batch []*insertReq) bool {
 			// Until a transaction of the chain succeeds again, reads take this path too and are refused while it
 			// fails (fail closed); the waiting events stay in their files and in memory.
 			j.failing, j.since = err, time.Now()
+			j.answer(err)
 		}
 		fail(err)
 		return true
@@ -216,8 +215,12 @@ func (db *DB) commitBatch(batch []*insertReq) bool {
 		}
 		// Every file's events are in the chain (and audit_journal says so): they go, and a new file starts. If it
 		// cannot, reads keep taking the chain's own path.
+		if mark != nil {
+			j.covered = mark.file
+		}
 		j.drop(len(j.files))
 		j.failing = j.startFile()
+		j.answer(nil)
 	}
 	for i, r := range batch {
 		r.res <- results[i]

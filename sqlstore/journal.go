@@ -68,6 +68,10 @@ const journalMaxPending = 65536
 // journalSuffix names the journal's files beside the index (as SQLite names its -wal and -shm).
 const journalSuffix = "-audit-journal"
 
+// JournalLockSuffix names, after the index's path, the lock file the audit journal leaves beside a SQLite index
+// (a copy of the index made for a backup may remove it after Close, as SQLite's -shm).
+const JournalLockSuffix = journalSuffix + ".lock"
+
 type auditJournal struct {
 	base     string         // the index's path + journalSuffix
 	lock     *os.File       // held (flock) while this process owns the journal
@@ -80,6 +84,15 @@ type auditJournal struct {
 	draining int        // how many files (from the front) a running drain holds; 0 when none runs
 	drained  chan error // a drain's outcome
 	failing  error      // why the chain's last transaction failed; reads take the chain's own path until one succeeds
+
+	covered int64           // the newest file whose events are all in the chain
+	waiters []journalWaiter // FlushAudit's callers, answered when a drain has covered what they wait for
+}
+
+// journalWaiter is a FlushAudit waiting for the events of files up to need to be in the chain.
+type journalWaiter struct {
+	res  chan insertRes
+	need int64
 }
 
 // journalFile is one numbered file and the events written to it.
@@ -199,7 +212,7 @@ func (j *auditJournal) pending() int {
 // not (a crash's leftovers), and starts a new file. It returns nil, nil when another process owns the journal.
 func (db *DB) openJournal(ctx context.Context, path string) (*auditJournal, error) {
 	j := &auditJournal{base: path + journalSuffix, drained: make(chan error, 1)}
-	lock, err := os.OpenFile(j.base+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	lock, err := os.OpenFile(path+JournalLockSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit journal: %w", err)
 	}
@@ -216,7 +229,7 @@ func (db *DB) openJournal(ctx context.Context, path string) (*auditJournal, erro
 		lock.Close()
 		return nil, fmt.Errorf("audit journal %s: appending a previous run's events to the audit trail: %w", j.base, err)
 	}
-	j.next = last + 1
+	j.next, j.covered = last+1, last
 	if err := j.startFile(); err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("audit journal %s: %w", j.base, err)
@@ -396,8 +409,11 @@ func (j *auditJournal) appendEvents(events []*renkei.AuditEvent) error {
 	}
 	if _, err := cur.f.Write(buf); err != nil {
 		// A short write leaves a torn line, which a replay would take for the end: the file is cut back to its
-		// last whole line so that the next write follows that.
-		cur.f.Truncate(off)
+		// last whole line so that the next write follows that. If even that fails, the file is not written to
+		// again: reads take the chain's own path until a transaction of it succeeds and a new file starts.
+		if terr := cur.f.Truncate(off); terr != nil {
+			j.failing, j.since = terr, time.Now()
+		}
 		return err
 	}
 	if len(cur.events) == 0 {
@@ -506,14 +522,62 @@ func (db *DB) afterDrain(err error) {
 	j.draining = 0
 	if err != nil {
 		j.failing, j.since = err, time.Now()
+		j.answer(err)
 		return
 	}
+	j.covered = j.files[n-1].n
 	j.drop(n)
+	j.answer(nil)
+	if len(j.waiters) > 0 {
+		db.startDrain() // they wait for events written during this drain too
+	}
+}
+
+// flushLater answers FlushAudit's requests once the events acknowledged so far are in the chain: at once if they
+// are, else after a drain beside the committer, which meanwhile goes on answering reads (the monitor asks every
+// second; a drain on the committer itself would hold every read up for its length).
+func (db *DB) flushLater(batch []*insertReq) {
+	j := db.journal
+	need := int64(0) // the newest file holding events
+	for i := len(j.files) - 1; i >= 0; i-- {
+		if len(j.files[i].events) > 0 {
+			need = j.files[i].n
+			break
+		}
+	}
+	for _, r := range batch {
+		if need <= j.covered {
+			r.res <- insertRes{}
+		} else {
+			j.waiters = append(j.waiters, journalWaiter{r.res, need})
+		}
+	}
+	if len(j.waiters) > 0 {
+		db.startDrain() // if one runs already, afterDrain starts the next
+	}
+}
+
+// answer answers the waiters whose events are in the chain, or all of them with err.
+func (j *auditJournal) answer(err error) {
+	keep := j.waiters[:0]
+	for _, w := range j.waiters {
+		switch {
+		case err != nil:
+			w.res <- insertRes{err: &renkei.Error{Op: "index.Audit", Kind: renkei.Unavailable, Message: "the audit trail could not be written",
+				Japanese: "監査記録に書き込めませんでした。しばらくしてからもう一度お試しください。", Err: err}}
+		case w.need <= j.covered:
+			w.res <- insertRes{}
+		default:
+			keep = append(keep, w)
+		}
+	}
+	j.waiters = keep
 }
 
 // waitDrain returns once no drain runs.
 func (db *DB) waitDrain() {
-	if j := db.journal; j != nil && j.draining > 0 {
+	// A loop: afterDrain starts the next drain if FlushAudit's callers still wait.
+	for j := db.journal; j != nil && j.draining > 0; {
 		db.afterDrain(<-j.drained)
 	}
 }

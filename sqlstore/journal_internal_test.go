@@ -470,3 +470,65 @@ func TestJournalSyncDelay(t *testing.T) {
 		t.Errorf("the journal %v before each group of reads; want the second read's event synced by the third", dirty)
 	}
 }
+
+// TestJournalFlushBeside: FlushAudit (the monitor asks every second) waits for a drain beside the committer, which
+// meanwhile goes on answering reads; it returns once the events acknowledged before it are in the chain.
+func TestJournalFlushBeside(t *testing.T) {
+	ctx := context.Background()
+	db := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
+	if err := db.Audit(ctx, readEvent(1)); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	journalAfterDrain = func() {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	}
+	defer func() { journalAfterDrain = nil }()
+	flushed := make(chan error, 1)
+	go func() { flushed <- db.FlushAudit(ctx) }()
+	select {
+	case <-entered: // the drain committed; it is held before it tells the committer
+	case <-time.After(10 * time.Second):
+		t.Fatal("FlushAudit started no drain")
+	}
+	reads := make(chan error, 1)
+	go func() {
+		for i := 2; i <= 9; i++ {
+			if err := db.Audit(ctx, readEvent(i)); err != nil {
+				reads <- err
+				return
+			}
+		}
+		reads <- nil
+	}()
+	select {
+	case err := <-reads:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("reads waited for a flush's drain")
+	}
+	select {
+	case err := <-flushed:
+		t.Fatalf("FlushAudit returned (%v) before its drain ended", err)
+	default:
+	}
+	close(release)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	db.read.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE study_uid = '1.2.392.1'`).Scan(&n)
+	if n != 1 {
+		t.Errorf("after FlushAudit the read acknowledged before it is %d times in audit_events, want 1", n)
+	}
+	if got := chainStudies(t, db); len(got) != 9 {
+		t.Errorf("chain after the reads: %q; want the 9 reads", got)
+	}
+}
