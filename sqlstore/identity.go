@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,8 +15,10 @@ import (
 // its record commit together or not at all.
 func (db *DB) writeTx(ctx context.Context, op string, fn func(tx *sql.Tx) error, events ...*renkei.AuditEvent) error {
 	// The journal's events of reads go into the chain first, so that it keeps the order in which things happened.
-	if err := db.FlushAudit(ctx); err != nil {
-		return err
+	if slices.ContainsFunc(events, func(e *renkei.AuditEvent) bool { return e != nil }) {
+		if err := db.FlushAudit(ctx); err != nil {
+			return err
+		}
 	}
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
