@@ -243,6 +243,7 @@ func snapshotFacts(ctx context.Context, path string, m *backupManifest) ([]strin
 	}
 	os.Remove(path + "-wal")
 	os.Remove(path + "-shm")
+	os.Remove(path + sqlstore.JournalLockSuffix) // its audit journal's lock (no events: the snapshot is closed drained)
 	if err := syncPath(path); err != nil {
 		return nil, err
 	}

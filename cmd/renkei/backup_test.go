@@ -130,6 +130,14 @@ func TestAdminBackupRestore(t *testing.T) {
 	if m.Index == "" || m.AuditHead == 0 || m.Counts.Instances < 12 || m.Blobs < m.Counts.Instances || m.Files[auditKeyFile] == "" {
 		t.Errorf("manifest: %s", mb)
 	}
+	// The generation holds what its manifest names and nothing of the snapshot's own opening (a -wal, -shm, or the
+	// audit journal's lock and files).
+	entries, _ := os.ReadDir(filepath.Join(bk, gens[0]))
+	for _, e := range entries {
+		if n := e.Name(); strings.Contains(n, "-wal") || strings.Contains(n, "-shm") || strings.Contains(n, "-audit-journal") {
+			t.Errorf("the generation holds %s, a left-over of opening its snapshot", n)
+		}
+	}
 
 	// 2. Restore: refused into a folder that holds something, done into an empty one.
 	out.Reset()
