@@ -18,6 +18,7 @@ import (
 
 	"renkei/dicom"
 	"renkei/dimse"
+	"renkei/internal/fsync"
 )
 
 // Ledger remembers which instances renkei acknowledged, so that a storage commitment request that comes after they
@@ -93,7 +94,7 @@ func (l *Ledger) Record(entries []Entry) error {
 		if err != nil {
 			return fullOr(err)
 		}
-		if err := syncDir(l.dir); err != nil {
+		if err := fsync.Dir(l.dir); err != nil {
 			f.Close()
 			return err
 		}
@@ -318,7 +319,7 @@ func (c *Commitments) save(p pendingCommit) error {
 		os.Remove(f.Name())
 		return fullOr(err)
 	}
-	return syncDir(c.Dir)
+	return fsync.Dir(c.Dir)
 }
 
 // Pending returns the kept requests, oldest first.
@@ -399,7 +400,7 @@ func (c *Commitments) Run(ctx context.Context) {
 			}
 			log.Info("gateway: storage commitment reported", "committed", len(committed), "failed", len(failed), "after", time.Since(p.Received).Round(time.Second))
 			os.Remove(c.path(p.TransactionUID))
-			syncDir(c.Dir)
+			fsync.Dir(c.Dir)
 			delete(next, p.TransactionUID)
 			delete(tries, p.TransactionUID)
 		}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"renkei/dicom"
+	"renkei/internal/fsync"
 )
 
 // errUnreadable marks a spooled file that does not parse as DICOM any more.
@@ -182,7 +183,7 @@ func (s *Spool) syncObjects() error {
 		s.syncing = true
 		target := s.wanted // everyone who asked so far changed the directory before asking
 		s.smu.Unlock()
-		err := syncDir(s.objects())
+		err := fsync.Dir(s.objects())
 		s.smu.Lock()
 		s.syncing, s.synced, s.lastSyncErr = false, target, err
 		s.scond.Broadcast()
@@ -482,7 +483,7 @@ func (s *Spool) quarantine(key string) error {
 		return fmt.Errorf("spool: move an unreadable file aside: %w", err)
 	}
 	os.Rename(s.jpath(key), filepath.Join(s.damaged(), key+".json"))
-	return syncDir(s.objects())
+	return fsync.Dir(s.objects())
 }
 
 // Oldest returns the entry received first; ok is false when the spool is empty.
@@ -492,18 +493,6 @@ func (s *Spool) Oldest() (e Entry, ok bool, err error) {
 		return Entry{}, false, err
 	}
 	return all[0], true, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
 }
 
 func fullOr(err error) error {

@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"renkei"
+	"renkei/internal/fsync"
 )
 
 // The audit journal (SQLite only). Every read of patient data writes an audit event that must be recorded before
@@ -353,7 +354,7 @@ func (j *auditJournal) startFile() error {
 	if err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(j.base)); err != nil {
+	if err := fsync.Dir(filepath.Dir(j.base)); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return err
@@ -362,15 +363,6 @@ func (j *auditJournal) startFile() error {
 	j.next++
 	j.lastSync, j.dirty = time.Now(), false
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // drop removes the first n files, whose events are in the chain.

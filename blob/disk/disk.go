@@ -51,6 +51,7 @@ import (
 
 	"renkei"
 	"renkei/blob"
+	"renkei/internal/fsync"
 )
 
 // Store keeps blobs in Root/abc/<sha256> (4096 fan-out folders, each made the first time a blob needs it), with
@@ -79,7 +80,7 @@ func Open(root string) (*Store, error) {
 	for _, e := range ents {
 		os.Remove(filepath.Join(tmp, e.Name()))
 	}
-	if err := syncDir(s.Root); err != nil {
+	if err := fsync.Dir(s.Root); err != nil {
 		return nil, fmt.Errorf("open blob store: %w", err)
 	}
 	g, f, err := openGroup(s.Root)
@@ -240,7 +241,7 @@ func (s *Store) syncDir(dir string, shared bool) error {
 	if shared {
 		return s.group.wait()
 	}
-	return syncDir(dir)
+	return fsync.Dir(dir)
 }
 
 func (w *writer) Abort() error {
@@ -264,7 +265,7 @@ func (s *Store) ensureDir(dir string) error {
 	if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if err := syncDir(s.Root); err != nil {
+	if err := fsync.Dir(s.Root); err != nil {
 		return err
 	}
 	s.dirs.Store(dir, true)
@@ -289,25 +290,13 @@ func (s *Store) Prepare(ctx context.Context) error {
 		}
 		made = append(made, dir)
 	}
-	if err := syncDir(s.Root); err != nil {
+	if err := fsync.Dir(s.Root); err != nil {
 		return fmt.Errorf("prepare blob folders: %w", err)
 	}
 	for _, dir := range made {
 		s.dirs.Store(dir, true)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Ready checks that the store's folders are there (a readiness check: a data disk that is not mounted fails it).

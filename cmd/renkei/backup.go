@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"renkei/blob/disk"
+	"renkei/internal/fsync"
 	"renkei/sqlstore"
 )
 
@@ -171,13 +172,13 @@ func adminBackup(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := writeFileSync(filepath.Join(partial, manifestFile), append(mb, '\n'), 0o600); err != nil {
 		return err
 	}
-	if err := syncPath(partial); err != nil {
+	if err := fsync.Dir(partial); err != nil {
 		return err
 	}
 	if err := os.Rename(partial, filepath.Join(*to, gen)); err != nil {
 		return fmt.Errorf("--to: %w", err)
 	}
-	if err := syncPath(*to); err != nil {
+	if err := fsync.Dir(*to); err != nil {
 		return err
 	}
 	if *marker != "" {
@@ -244,7 +245,7 @@ func snapshotFacts(ctx context.Context, path string, m *backupManifest) ([]strin
 	os.Remove(path + "-wal")
 	os.Remove(path + "-shm")
 	os.Remove(path + sqlstore.JournalLockSuffix) // its audit journal's lock (no events: the snapshot is closed drained)
-	if err := syncPath(path); err != nil {
+	if err := fsync.Dir(path); err != nil {
 		return nil, err
 	}
 	if m.Index, err = fileSHA256(path); err != nil {
@@ -600,14 +601,4 @@ func writeFileSync(path string, b []byte, perm fs.FileMode) error {
 		return err
 	}
 	return f.Close()
-}
-
-// syncPath fsyncs a file or folder (a folder: so that the names made in it survive a crash).
-func syncPath(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

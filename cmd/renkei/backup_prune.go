@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"renkei/internal/fsync"
 )
 
 // Pruning a backup folder: the oldest complete generations beyond --keep, then the blobs in BACKUPDIR/blobs that no
@@ -107,7 +109,7 @@ func pruneBackup(dir string, keep int, out io.Writer) error {
 			return fmt.Errorf("remove generation %s: %w", g, err)
 		}
 	}
-	if err := syncPath(dir); err != nil {
+	if err := fsync.Dir(dir); err != nil {
 		return err
 	}
 	for _, g := range old {
