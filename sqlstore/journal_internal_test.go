@@ -46,6 +46,24 @@ func chainStudies(t *testing.T, db *DB) []string {
 	return out
 }
 
+// waitInTable waits (10 s at most) for the event of a read of study to be in audit_events, without asking for it
+// (FlushAudit): what the committer does by itself.
+func waitInTable(t *testing.T, db *DB, study, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var n int
+		db.read.QueryRowContext(context.Background(), `SELECT count(*) FROM audit_events WHERE study_uid = ?`, study).Scan(&n)
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not in audit_events 10 s later", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func openIndex(t *testing.T, path string) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), path)
@@ -109,18 +127,7 @@ func TestJournal(t *testing.T) {
 	if err := db.Audit(ctx, readEvent(12345)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var n int
-		db.read.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE study_uid = '1.2.392.12345'`).Scan(&n)
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a read's event is not in audit_events 10 s after it was acknowledged")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitInTable(t, db, "1.2.392.12345", "a read's event, acknowledged")
 }
 
 // TestJournalOtherProcess: a second handle on the same index (renkei admin beside the server) finds the journal
@@ -179,18 +186,7 @@ func TestJournalFailClosed(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The committer tries again by itself: the waiting event reaches the chain with no request to carry it.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var n int
-		db.read.QueryRowContext(ctx, `SELECT count(*) FROM audit_events WHERE study_uid = '1.2.392.1'`).Scan(&n)
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the read acknowledged before the chain failed is not in audit_events 10 s after it can be written again")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitInTable(t, db, "1.2.392.1", "the read acknowledged before the chain failed, the chain writable again")
 	if err := db.Audit(ctx, readEvent(3)); err != nil {
 		t.Fatalf("a read once the chain can be written again: %v", err)
 	}
