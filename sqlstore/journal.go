@@ -3,7 +3,9 @@ package sqlstore
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,7 +39,7 @@ import (
 // order in which things were acknowledged; and whatever reads the chain (the patient's access log, the admin audit,
 // the monitor, verify) first has the journal drained (FlushAudit), so it sees every access up to then.
 //
-// Files and replay. The files are numbered (index.db-audit-journal.N); each drain closes the file being written and
+// Files and replay. The files are numbered (index.db-audit-journal.ID.N, ID naming this index); each drain closes the file being written and
 // starts the next. The transaction that appends files' events also records (audit_journal) the newest of them and
 // its number of events; the files are removed after it commits. At open, the events of files the chain does not
 // hold yet are appended before anything else runs: after a crash, an answered read's event is in the chain before
@@ -225,6 +227,23 @@ func (db *DB) openJournal(ctx context.Context, path string) (*auditJournal, erro
 		return nil, fmt.Errorf("audit journal %s: lock: %w", j.base, err)
 	}
 	j.lock = lock
+	// The files carry the index's journal name (made at its first open), so that files left beside a folder's
+	// earlier index.db (deleted and made anew) are never taken for this one's.
+	var id string
+	if err := db.write.QueryRowContext(ctx, `SELECT id FROM audit_journal`).Scan(&id); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("audit journal: %w", err)
+	}
+	if id == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+		if _, err := db.write.ExecContext(ctx, `UPDATE audit_journal SET id = ?`, id); err != nil {
+			lock.Close()
+			return nil, fmt.Errorf("audit journal: %w", err)
+		}
+	}
+	j.base = path + journalSuffix + "." + id
 	last, err := db.replayJournal(ctx, j)
 	if err != nil {
 		lock.Close()

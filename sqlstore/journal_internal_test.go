@@ -64,6 +64,15 @@ func waitInTable(t *testing.T, db *DB, study, what string) {
 	}
 }
 
+// closedJournalBase opens a new index at path, closes it, and returns the start of its journal's file names.
+func closedJournalBase(t *testing.T, path string) string {
+	t.Helper()
+	db := openIndex(t, path)
+	base := db.journal.base
+	db.Close()
+	return base
+}
+
 func openIndex(t *testing.T, path string) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), path)
@@ -223,14 +232,14 @@ func TestJournalFailClosed(t *testing.T) {
 func TestJournalTornLine(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "index.db")
-	openIndex(t, path).Close()
+	base := closedJournalBase(t, path)
 	var b strings.Builder
 	for i := 0; i < 3; i++ {
 		fmt.Fprintf(&b, `{"at":%d,"actor":"viewer","kind":"token","action":"read","study":"torn-%d"}`+"\n", time.Now().UnixMilli(), i)
 	}
 	b.WriteString(`{"at":1,"actor":"viewer","kind":"tok`)
 	// The file after the one the previous run left empty (renkei closed cleanly) and removed.
-	if err := os.WriteFile(path+journalSuffix+".0000000000000002", []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(base+".0000000000000002", []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	db := openIndex(t, path)
@@ -426,9 +435,9 @@ func TestJournalDirName(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "index.db")
-	openIndex(t, path).Close()
+	base := closedJournalBase(t, path)
 	line := fmt.Sprintf(`{"at":%d,"actor":"viewer","kind":"token","action":"read","study":"left"}`+"\n", time.Now().UnixMilli())
-	if err := os.WriteFile(path+journalSuffix+".0000000000000002", []byte(line), 0o600); err != nil {
+	if err := os.WriteFile(base+".0000000000000002", []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	db := openIndex(t, path)
@@ -526,5 +535,23 @@ func TestJournalFlushBeside(t *testing.T) {
 	}
 	if got := chainStudies(t, db); len(got) != 9 {
 		t.Errorf("chain after the reads: %q; want the 9 reads", got)
+	}
+}
+
+// TestJournalOtherIndex: files left beside a folder's earlier index.db (deleted, and a new one made) are not taken
+// for the new index's: its chain starts empty.
+func TestJournalOtherIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "index.db")
+	old := closedJournalBase(t, path)
+	line := fmt.Sprintf(`{"at":%d,"actor":"viewer","kind":"token","action":"read","study":"old-index"}`+"\n", time.Now().UnixMilli())
+	if err := os.WriteFile(old+".0000000000000002", []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(path + suffix)
+	}
+	db := openIndex(t, path)
+	if got := chainStudies(t, db); len(got) != 0 {
+		t.Errorf("a new index's chain holds %q from files of the index it replaced", got)
 	}
 }
