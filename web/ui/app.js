@@ -132,10 +132,24 @@ function input(id, attrs = {}) { return h('input', { id, name: id, ...attrs }); 
 
 // ---- header ----
 
+// watchMenu keeps --nav-extra at the height the menu takes beyond one line (it wraps on a narrower screen), which the
+// viewer, sized to the window, gives up so that the images stay on the screen.
+let menuWatch = null;
+function watchMenu(nav) {
+  if (menuWatch || !window.ResizeObserver) return;
+  menuWatch = new ResizeObserver(() => {
+    const first = nav.firstElementChild;
+    const extra = first ? Math.max(0, Math.round(nav.getBoundingClientRect().height - first.getBoundingClientRect().height)) : 0;
+    document.documentElement.style.setProperty('--nav-extra', extra + 'px');
+  });
+  menuWatch.observe(nav);
+}
+
 function header() {
   document.title = t('app.title');
   const nav = document.getElementById('nav');
   const who = document.getElementById('who');
+  watchMenu(nav);
   nav.replaceChildren();
   who.replaceChildren();
   const langButton = h('button', { id: 'lang', class: 'secondary', onclick: async () => {
