@@ -2,6 +2,7 @@
 // monitoring rules found in the audit trail, in plain words, with the events behind it, the user and the patient, and
 // one-click actions: acknowledge, resolve with a note, lock the user, revoke the token.
 import { t, date, getLang } from './i18n.js';
+import { auditDetailCell } from './audit.js';
 
 const severityOrder = { high: 0, medium: 1, low: 2 };
 
@@ -52,7 +53,7 @@ function alertCard(ui, a, query) {
         .map((k) => h('th', {}, t(k))))),
       h('tbody', {}, d.events.map((e) => h('tr', { 'data-seq': e.seq }, h('td', {}, date(e.time, true)), h('td', {}, e.actor),
         h('td', {}, t('action.' + e.action), e.outcome === 'failure' ? h('div', { class: 'danger-text' }, t('alert.failed')) : ''),
-        h('td', {}, e.patientId || ''), h('td', {}, e.source || ''), h('td', { class: 'muted' }, e.detail || ''))))));
+        h('td', {}, e.patientId || ''), h('td', {}, e.source || ''), auditDetailCell(h, e))))));
       toggle.textContent = t('alert.events.hide');
     } catch (e) { message(e.message); }
   } }, t('alert.events.show'));

@@ -13,6 +13,7 @@ import { securityPage } from './security.js';
 import { consentCard } from './consent.js';
 import { accountCards } from './accounts.js';
 import { trashPage, deleteButton, mayDelete } from './trash.js';
+import { auditDetailCell } from './audit.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -132,10 +133,24 @@ function input(id, attrs = {}) { return h('input', { id, name: id, ...attrs }); 
 
 // ---- header ----
 
+// watchMenu keeps --nav-extra at the height the menu takes beyond one line (it wraps on a narrower screen), which the
+// viewer, sized to the window, gives up so that the images stay on the screen.
+let menuWatch = null;
+function watchMenu(nav) {
+  if (menuWatch || !window.ResizeObserver) return;
+  menuWatch = new ResizeObserver(() => {
+    const first = nav.firstElementChild;
+    const extra = first ? Math.max(0, Math.round(nav.getBoundingClientRect().height - first.getBoundingClientRect().height)) : 0;
+    document.documentElement.style.setProperty('--nav-extra', extra + 'px');
+  });
+  menuWatch.observe(nav);
+}
+
 function header() {
   document.title = t('app.title');
   const nav = document.getElementById('nav');
   const who = document.getElementById('who');
+  watchMenu(nav);
   nav.replaceChildren();
   who.replaceChildren();
   const langButton = h('button', { id: 'lang', class: 'secondary', onclick: async () => {
@@ -580,9 +595,9 @@ async function adminPage(guard = pageUI(renderSeq)) {
     ? h('p', {}, h('a', { class: 'button', id: 'security-link', href: '#/security' }, t('security.open'))) : '';
   show(h('h1', {}, t('admin.title')), security, await accountCards(ui), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
-      h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '' },
+      h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '', 'data-seq': e.seq },
         h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
-        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), h('td', { class: 'muted' }, e.detail || ''))))));
+        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), auditDetailCell(h, e))))));
 }
 
 // gatewayCard lists the hospital gateways the admin looks after: last heartbeat, backlog, and a red row for one that

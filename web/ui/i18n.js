@@ -249,6 +249,8 @@ const ja = {
   'links.state.active': '有効', 'links.state.expired': '期限切れ', 'links.state.revoked': '取り消し済み', 'links.state.locked': 'ロック(PIN誤り)',
   'links.revoke': 'リンクを取り消す', 'links.revoke.confirm': 'このリンクを取り消しますか?すぐに見られなくなります。', 'links.revoked': 'リンクを取り消しました',
   'links.locked.alert': '共有リンク No. {id} は、暗証番号の誤りが続いたためロックされました。',
+  'audit.desc.failed': '{what}（失敗）', 'audit.desc.patient': '患者 ID {id}', 'audit.desc.study': '検査 {uid}',
+  'audit.desc.purpose': '目的 {purpose}', 'audit.desc.sep': '・', 'audit.desc.original': '記録の原文（英語）：', 'purpose.share-link': '共有リンク', // audit.js
 };
 
 const en = {
@@ -500,6 +502,8 @@ const en = {
   'links.state.active': 'active', 'links.state.expired': 'expired', 'links.state.revoked': 'revoked', 'links.state.locked': 'locked (wrong PINs)',
   'links.revoke': 'Revoke the link', 'links.revoke.confirm': 'Revoke this link? It stops working at once.', 'links.revoked': 'Link revoked',
   'links.locked.alert': 'Share link No. {id} was locked after too many wrong PINs.',
+  'audit.desc.failed': '{what} (failed)', 'audit.desc.patient': 'patient ID {id}', 'audit.desc.study': 'study {uid}',
+  'audit.desc.purpose': 'purpose: {purpose}', 'audit.desc.sep': ', ', 'audit.desc.original': 'As recorded:', 'purpose.share-link': 'share link', // audit.js
 };
 
 const dicts = { ja, en };
