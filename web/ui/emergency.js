@@ -3,6 +3,7 @@
 // down to the arrival; its doctors open the images before the patient arrives. A transfer is a referral of kind
 // "emergency": the same steps, audit and live updates, with its own board.
 import { t, date, personName, getLang } from './i18n.js';
+import { ownPatient } from './directory.js';
 
 const open = ['sent', 'received', 'accepted', 'arrived'];
 
@@ -97,10 +98,11 @@ export async function transferForm(ui, { issuer, patientId, to }) {
   const [insts, studies, rec] = await Promise.all([ui.institutionList(),
     api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(me)}&limit=50`),
     api('GET', `/api/patients/record?${q}`).catch(() => ({ allergies: [], medications: [] }))]);
+  const known = studies.length ? null : await ownPatient(ui, patientId); // no images: named by the patient index
   const allergies = rec.allergies.map((a) => [a.substance, a.reaction ? `(${a.reaction})` : ''].join('')).join('、');
   const meds = rec.medications.map((m) => [m.drug, m.dose, m.frequency].filter(Boolean).join(' ')).join('\n');
   const form = h('form', { class: 'card', id: 'transfer-form' }, h('h1', {}, t('em.new.title')),
-    h('p', {}, h('strong', {}, personName(studies[0] && studies[0].patientName) || ''), ` ID ${patientId}`),
+    h('p', {}, h('strong', {}, personName((studies[0] && studies[0].patientName) || (known && known.name)) || ''), ` ID ${patientId}`),
     h('div', { class: 'grid2' },
       h('div', {}, ...ui.field(t('em.to'), h('select', { id: 'em-to', required: true }, h('option', { value: '' }, t('ref.choose')),
         insts.filter((i) => i.kind === 'hospital' && i.id !== me).map((i) => h('option', { value: i.id, selected: i.id === to }, getLang() === 'en' && i.nameEn ? i.nameEn : i.name))))),

@@ -119,7 +119,8 @@ const ja = {
   'pick.none': '当院の患者に見つかりません。氏名の最初の文字(姓だけでも)か、患者IDの最初の数文字を入れてください。', 'pick.count': '{n}人見つかりました。クリックするか、↓↑キーで選んでEnterを押してください。',
   'pick.more': '候補が多いため{n}人だけ表示しています。名まで入れるか、患者IDを入れると絞り込めます。', 'pick.last': '最終検査 {date}',
   'pick.choose': '候補の中から患者さんを選んでください(クリック、または↓↑キーとEnter)。',
-  'dir.pick.next': '次へ', 'dir.pick.none': 'その患者IDの検査が当院にありません',
+  'dir.pick.next': '次へ', 'dir.pick.none': 'その患者IDの患者は当院に登録されていません',
+  'pick.noimages': '画像なし', // the picker finds patients without images too
   'nav.emergency': '救急', 'em.title': '救急搬送', 'em.intro': '搬送の連絡が届くと、音と通知でお知らせします。画像・アレルギー・処方は到着前に見られます。',
   'em.incoming': '受け入れ依頼', 'em.outgoing': 'こちらから連絡した搬送', 'em.none': 'いまはありません', 'em.eta.in': '到着まで{n}分', 'em.eta.late': '予定を{n}分過ぎています',
   'em.accept': '受け入れる', 'em.redirect': '他院へ回す', 'em.redirect.to': '回す先の病院', 'em.redirect.choose': '回す先の病院を選んでください',
@@ -370,7 +371,8 @@ const en = {
   'pick.none': 'No patient of your institution matches. Type the start of the name (the family name will do) or the first characters of the patient ID.', 'pick.count': '{n} found. Click one, or choose with the arrow keys and press Enter.',
   'pick.more': 'Only the first {n} are shown. Add the given name, or type the patient ID, to narrow the list.', 'pick.last': 'last study {date}',
   'pick.choose': 'Choose the patient from the list (click, or the arrow keys and Enter).',
-  'dir.pick.next': 'Next', 'dir.pick.none': 'No study of that patient ID at your institution',
+  'dir.pick.next': 'Next', 'dir.pick.none': 'No patient with that ID is registered at your institution',
+  'pick.noimages': 'no images', // the picker finds patients without images too
   'nav.emergency': 'Emergency', 'em.title': 'Emergency transfers', 'em.intro': 'A new transfer is announced with a sound and a notification. Images, allergies and medications can be read before the patient arrives.',
   'em.incoming': 'Coming in', 'em.outgoing': 'Transfers you announced', 'em.none': 'None now', 'em.eta.in': 'arriving in {n} min', 'em.eta.late': '{n} min late',
   'em.accept': 'Accept', 'em.redirect': 'Hand on', 'em.redirect.to': 'to hospital', 'em.redirect.choose': 'Choose the hospital to hand it on to',

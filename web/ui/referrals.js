@@ -1,6 +1,7 @@
 // Referrals (紹介・逆紹介・読影依頼) and the clinical record: the board, the letter form, a referral's page with the
 // steps it waits for, and the record panel of the patient page. Pages get the app's helpers in ui (api, h, busy, …).
 import { t, date, personName, getLang } from './i18n.js';
+import { ownPatient } from './directory.js';
 
 // The letter's sections in the order of the national 診療情報提供書 (HS038).
 const sections = ['purpose', 'diagnosis', 'chiefComplaint', 'presentIllness', 'history', 'course', 'testResults', 'medications', 'allergies', 'remarks'];
@@ -93,6 +94,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
   const patientInst = src.patientInstitution || ui.me().user.institution;
   const q = `institution=${encodeURIComponent(patientInst)}&issuer=${encodeURIComponent(issuer)}&patientId=${encodeURIComponent(patientId)}`;
   const studies = parent ? [] : await api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(patientInst)}&limit=100`);
+  // A patient without images (a letter alone) is named by the patient index, not by a study.
+  const known = !parent && !existing && !studies.length ? await ownPatient(ui, patientId) : null;
   const letter = existing ? existing.letter : {};
   const to = h('select', { id: 'ref-to', required: true }, h('option', { value: '' }, t('ref.choose')),
     insts.filter((i) => i.id !== ui.me().user.institution && i.kind !== 'region').map((i) => h('option', {
@@ -110,7 +113,7 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
       ` ${d.title} (${t('doc.' + d.kind)}) ${d.institutionName}`))) : null;
   const form = h('form', { class: 'card', id: 'referral-form' },
     h('h1', {}, parent ? t('ref.reverse.title') : existing ? t('ref.edit.title') : t('ref.new.title')),
-    h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName || (studies[0] && studies[0].patientName)) || ''), ` ID ${patientId}`),
+    h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName || (studies[0] && studies[0].patientName) || (known && known.name)) || ''), ` ID ${patientId}`),
     h('div', { class: 'grid2' },
       h('div', {}, ...ui.field(t('ref.kind'), kind)), h('div', {}, ...ui.field(t('ref.to'), to)),
       h('div', {}, ...ui.field(t('ref.department'), ui.input('ref-department', { value: existing ? existing.toDepartment || '' : '' }))),
