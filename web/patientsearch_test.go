@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -208,4 +209,96 @@ func TestPickerStudylessBrowser(t *testing.T) {
 	if s, _ := liveText(ctx, "#transfer-form"); !strings.Contains(s, "鈴木 花子") || !strings.Contains(s, "ID PX77") {
 		t.Errorf("the transfer reads %q", s)
 	}
+}
+
+// TestReferralForTypedPatient: a patient renkei does not hold at all is typed in with the first letter about them;
+// the draft registers them under the clinic's issuer (found by the search at once, and kept by the purge because the
+// referral is about them). An ID already registered, a bad birth date or a reverse referral is refused.
+func TestReferralForTypedPatient(t *testing.T) {
+	r := newRegion(t)
+	doctor := r.as("kato@kita-clinic")
+	body := func(id string, np map[string]string) map[string]any {
+		return map[string]any{"patientId": id, "toInstitution": "chuo-hospital", "letter": map[string]string{"purpose": "精査のお願い"}, "newPatient": np}
+	}
+	typed := map[string]string{"name": "高橋 一郎", "kana": "たかはし いちろう", "birthDate": "1950-04-01", "sex": "M"}
+	seq := r.lastSeq()
+	if s := doctor.post("/api/referrals", body("new-1", typed)); s != 201 {
+		t.Fatalf("a referral for a typed patient: %d %s", s, doctor.body)
+	}
+	var ref struct{ Issuer, PatientID, PatientName string }
+	json.Unmarshal(doctor.body, &ref)
+	if ref.Issuer != "KITA" || ref.PatientID != "new-1" || ref.PatientName != "=高橋^一郎=たかはし^いちろう" {
+		t.Errorf("the draft is about %+v", ref)
+	}
+	registered := false
+	for _, e := range r.events(seq) {
+		registered = registered || (e.Action == renkei.ActionReferral && e.Patient.ID == "new-1" && strings.Contains(e.Detail, "registered"))
+	}
+	if !registered {
+		t.Errorf("no audit event says the patient was registered: %+v", r.events(seq))
+	}
+	if _, err := r.db.Purge(context.Background(), r.clock.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"NEW", "たかはし", "ﾀｶﾊｼ", "高橋 一"} {
+		if got := findPatients(doctor, q, "kita-clinic"); !slices.Equal(ids(got), []string{"new-1"}) || got[0].BirthDate != "19500401" || got[0].Sex != "M" {
+			t.Errorf("%q finds %+v after the purge", q, got)
+		}
+	}
+
+	for name, c := range map[string]struct {
+		body map[string]any
+		want int
+	}{
+		"an ID already registered": {body("P1", typed), 409},
+		"the same typed ID again":  {body("new-1", typed), 409},
+		"no birth date":            {body("new-2", map[string]string{"name": "高橋 二郎"}), 400},
+		"a birth date to come":     {body("new-2", map[string]string{"name": "高橋 二郎", "birthDate": r.clock.Now().AddDate(0, 0, 2).Format("2006-01-02")}), 400},
+		"no name":                  {body("new-2", map[string]string{"birthDate": "1950-04-01"}), 400},
+		"a backslash in the ID":    {body(`new\2`, typed), 400},
+	} {
+		if s := doctor.post("/api/referrals", c.body); s != c.want {
+			t.Errorf("%s: %d, want %d: %s", name, s, c.want, doctor.body)
+		}
+	}
+	if got := findPatients(doctor, "new-2", ""); len(got) != 0 {
+		t.Errorf("a refused draft registered %+v", got)
+	}
+}
+
+// TestTypedPatientBrowser: the patient is in no list; the clerk reads how to go on, opens the form under the
+// picker (the ID already filled with what was searched), types the name, kana, birth date and sex, and writes the
+// letter, which names them; saved, the patient is found by the picker.
+func TestTypedPatientBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	step("typed-01-none", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/referral/new?to=chuo-hospital"),
+		chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "k-900"), poll(`document.querySelector('#pick-status').textContent.includes('見つかりません')`))
+	if s, _ := liveText(ctx, "#pick-new-hint"); !strings.Contains(s, "患者ID・氏名・生年月日・性別を入力") {
+		t.Errorf("the picker says %q", s)
+	}
+	step("typed-02-form", chromedp.Click("#pick-new-open"), chromedp.WaitVisible("#pick-new-name"),
+		poll(`document.querySelector('#pick-new-id').value === 'k-900'`),
+		chromedp.SendKeys("#pick-new-name", "高橋 一郎"), chromedp.SendKeys("#pick-new-kana", "たかはし いちろう"),
+		chromedp.SetValue("#pick-new-birth", "1950-04-01"), chromedp.SetValue("#pick-new-sex", "M"),
+		chromedp.Click("#pick-new-next"), chromedp.WaitVisible("#referral-form"), chromedp.WaitVisible("#ref-new-patient"))
+	if s, _ := liveText(ctx, "#ref-patient"); !strings.Contains(s, "高橋 一郎") {
+		t.Errorf("the letter is about %q", s)
+	}
+	step("typed-03-saved", chromedp.SendKeys("#ref-purpose", "精査のお願い"), chromedp.Click("#ref-save"), chromedp.WaitVisible("#referral-patient"))
+	if s, _ := liveText(ctx, "#referral-patient"); !strings.Contains(s, "高橋 一郎") {
+		t.Errorf("the saved draft is about %q", s)
+	}
+	step("typed-04-found", hashRoute("#/referral/new"), chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "たかはし"),
+		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'k-900'`))
 }

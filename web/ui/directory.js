@@ -258,6 +258,16 @@ async function findPatients(ui, typed) {
   return { list: list.slice(0, pickShown), more: list.length > pickShown };
 }
 
+// A patient renkei does not hold at all (a letter, no image, no record) is typed in: ID, name, kana, birth date,
+// sex. The letter or transfer form that follows sends them with the new draft, which registers them (nothing is
+// written before). The typed patient stays in this page's memory only, not in the address or the browser's storage.
+let typed = null;
+
+// typedPatient returns the patient typed in the picker for this ID, or null (after a reload, or for another ID).
+export function typedPatient(id) {
+  return typed && typed.patientId === id ? typed : null;
+}
+
 // ownPatient returns the own institution's patient whose ID is id, in any case (as the picker matches IDs), or null.
 export async function ownPatient(ui, id) {
   const key = (id || '').normalize('NFKC').replace(/\s+/g, '').toUpperCase();
@@ -336,6 +346,32 @@ export async function patientPicker(ui, to, kind = 'referral') {
     if (found.length === 1) return next(found[0].issuer, found[0].patientId);
     throw new Error(t(found.length ? 'pick.choose' : 'dir.pick.none'));
   }); });
-  ui.show(f);
+  // Not found at all: the patient is typed in. What was searched for fills the ID (letters and digits) or the name.
+  const looksLikeID = (v) => /^[\x21-\x7e]+$/.test(v.normalize('NFKC'));
+  const nf = h('form', { id: 'pick-new-form' },
+    ...ui.field(t('pick.new.id'), ui.input('pick-new-id', { required: true, maxlength: 64, autocomplete: 'off' })),
+    ...ui.field(t('pick.new.name'), ui.input('pick-new-name', { required: true, autocomplete: 'off', placeholder: t('pick.new.name.example') })),
+    ...ui.field(t('pick.new.kana'), ui.input('pick-new-kana', { autocomplete: 'off', placeholder: t('pick.new.kana.example') })),
+    ...ui.field(t('pick.new.birth'), ui.input('pick-new-birth', { type: 'date', required: true })),
+    ...ui.field(t('pick.new.sex'), h('select', { id: 'pick-new-sex' }, h('option', { value: '' }, t('pick.new.sex.unknown')),
+      ['M', 'F', 'O'].map((x) => h('option', { value: x }, t('sex.' + x))))),
+    h('p', { class: 'muted' }, t('pick.new.note')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'pick-new-next' }, t('pick.new.next'))));
+  const more = h('details', { class: 'card narrow', id: 'pick-new', ontoggle: () => {
+    if (!more.open) return;
+    const v = box.value.trim();
+    const id = nf.querySelector('#pick-new-id'), name = nf.querySelector('#pick-new-name');
+    if (v && !id.value && !name.value) (looksLikeID(v) ? id : name).value = v;
+    (id.value ? name : id).focus();
+  } }, h('summary', { id: 'pick-new-open' }, t('pick.new.open')), nf);
+  nf.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = (sel) => nf.querySelector(sel).value.trim();
+    typed = { patientId: v('#pick-new-id').normalize('NFKC'), name: v('#pick-new-name'), kana: v('#pick-new-kana'), birthDate: v('#pick-new-birth'),
+      sex: v('#pick-new-sex') };
+    next('-', typed.patientId); // '-': no issuer yet; the institution's is given when the draft registers the patient
+  });
+  f.append(h('p', { id: 'pick-new-hint', class: 'muted' }, t('pick.new.hint')));
+  ui.show(f, more);
   box.focus();
 }
