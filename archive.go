@@ -129,6 +129,29 @@ type Query struct {
 	NoAttrs bool
 }
 
+// PatientQuery finds the local patients a caller may see by what a person types at a counter: the start of the
+// patient ID, in any case, or the start of the name or of one of its components in any script or width (the name is
+// folded as the index folds names, see charset.Fold). Unlike a study query it finds patients who have no study:
+// those known from their clinical record, a consent, a referral or an identity link.
+type PatientQuery struct {
+	Text string // what was typed; archive.Service.QueryPatients derives IDPrefix and NameKey from it
+	// IDPrefix is the start of the patient ID, upper-cased (IDs are compared upper-cased); NameKey is the folded start
+	// of the name or of one of its components. Either may match; an empty one is not matched.
+	IDPrefix, NameKey string
+	Owner             int64 // the institution whose patients are searched (0: any); the scope still applies
+	Limit             int
+	// Scope limits the answer to the patients the caller may see (their institution's, and those a share in force
+	// grants, wholly or by some of their studies); nil is unlimited. The access decorator sets it; nothing else should.
+	Scope *Scope
+}
+
+// PatientRecord is one local patient found by a PatientQuery, with the date of their latest live study ("" when
+// they have none).
+type PatientRecord struct {
+	LocalPatient
+	LastStudyDate string
+}
+
 // StudyRecord is one study as the index knows it.
 type StudyRecord struct {
 	Institution            int64 // the owning institution

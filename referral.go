@@ -123,6 +123,15 @@ type ReferralEvent struct {
 	Note   string // appointment, reason, …
 }
 
+// NewPatient is a patient a sender types in because renkei does not hold them yet (a clinic's patient with a letter
+// and no image): the first referral about them registers them, under the sender's institution and its issuer.
+type NewPatient struct {
+	Name      string   // PN in DICOM form
+	BirthDate string   // YYYYMMDD
+	Sex       string   // M, F, O or ""
+	NameKeys  []string // the folded search keys of Name (archive.NameKeys), so that the patient search finds them
+}
+
 // Referral is a request from one institution to another, with its letter, its attachments and its history.
 type Referral struct {
 	ID              int64
@@ -155,7 +164,11 @@ type Referral struct {
 	UpdatedAt       time.Time
 	SentAt          *time.Time
 	DueAt           *time.Time // when the sender expects an answer; overdue items come first on the board
-	Events          []ReferralEvent
+	// NewPatient, when a draft is created, registers the patient it is about with the sender's institution in the
+	// same transaction: a patient renkei does not hold yet (no image, no record), typed in by the sender. It is not
+	// kept as such (the patient is); nil for a patient renkei holds.
+	NewPatient *NewPatient
+	Events     []ReferralEvent
 }
 
 // ReferralFilter selects referrals for a board.

@@ -52,6 +52,7 @@ type readKey struct {
 	id                    int64
 	name, session, source string
 	study                 string
+	patient               int64 // a patient found by a patient search (study "")
 	action                renkei.AuditAction
 }
 
@@ -233,6 +234,67 @@ func (x *Index) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.I
 	return recs, x.record(ctx, p, q2, len(recs), func(i int) *renkei.StudyRecord { return &recs[i].Series.Study })
 }
 
+// QueryPatients answers within the caller's scope, the same scope as for studies, and records each patient it
+// returned, as QueryStudies records each study: a patient found by name, with no study, is patient data read all the
+// same.
+func (x *Index) QueryPatients(ctx context.Context, q *renkei.PatientQuery) ([]renkei.PatientRecord, error) {
+	sc, err := x.Scope(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q2 := *q
+	if sc != nil && q.Scope != nil && q.Scope.OwnOnly {
+		sc.OwnOnly = true
+	}
+	q2.Scope = sc
+	recs, err := x.Next.QueryPatients(ctx, &q2)
+	if err != nil {
+		return nil, err
+	}
+	p := renkei.PrincipalFrom(ctx)
+	if p.Kind == renkei.SystemPrincipal || len(recs) == 0 {
+		// As for studies, a search that found nothing read nothing (only reads by UID are recorded as denied).
+		return recs, nil
+	}
+	action := renkei.ActionFrom(ctx)
+	now := x.Now()
+	var breakGlass []int64
+	if p.Kind == renkei.UserPrincipal && slices.ContainsFunc(recs, func(r renkei.PatientRecord) bool { return r.Institution != p.Institution }) {
+		g, err := x.Grants.Grants(ctx, p.Institution, p.ID, now)
+		if err != nil {
+			return nil, err
+		}
+		breakGlass = g.BreakGlass
+	}
+	var events []*renkei.AuditEvent
+	var keys []readKey
+	for _, r := range recs {
+		key := readKey{p.Kind, p.ID, p.Name, p.Session, p.Source, "", r.PK, action}
+		if x.recent(key, now) {
+			continue
+		}
+		keys = append(keys, key)
+		e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
+		e.Time, e.DataInstitution, e.Patient, e.Detail = now, r.Institution, r.Key, "patient search"
+		switch {
+		case p.Role == renkei.PatientRole:
+			e.Detail += ": own data"
+		case r.Institution != p.Institution && slices.Contains(breakGlass, r.PK):
+			e.Purpose, e.Detail = string(renkei.PurposeBreakGlass), e.Detail+": break-glass"
+		case r.Institution != p.Institution:
+			e.Detail += ": shared"
+		}
+		events = append(events, &e)
+	}
+	if len(events) > 0 {
+		if err := x.Auditor.Audit(ctx, events...); err != nil {
+			return nil, auditFailed(err)
+		}
+	}
+	x.remember(keys, now)
+	return recs, nil
+}
+
 // record writes one event per study in the answer (once per DedupWindow for the same caller, session, study and
 // action) and waits for it to commit. A read by UID that found nothing is recorded as denied: it is either a typo or
 // someone guessing UIDs, and the monitoring rules count them.
@@ -298,13 +360,18 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		return nil
 	}
 	if err := x.Auditor.Audit(ctx, events...); err != nil {
-		return &renkei.Error{Op: "access.record", Kind: renkei.Unavailable,
-			Message:  "the access could not be recorded in the audit trail, so it was refused; please try again later",
-			Japanese: "監査記録に書き込めなかったため、アクセスをお断りしました。しばらくしてからもう一度お試しください。", Err: err}
+		return auditFailed(err)
 	}
 	// Only reads that are in the chain are skipped next time: a refused read is recorded when it is tried again.
 	x.remember(keys, now)
 	return nil
+}
+
+// auditFailed refuses an access whose audit events could not be committed (fail closed).
+func auditFailed(err error) error {
+	return &renkei.Error{Op: "access.record", Kind: renkei.Unavailable,
+		Message:  "the access could not be recorded in the audit trail, so it was refused; please try again later",
+		Japanese: "監査記録に書き込めなかったため、アクセスをお断りしました。しばらくしてからもう一度お試しください。", Err: err}
 }
 
 func describe(q *renkei.Query) string {
@@ -320,7 +387,7 @@ func describe(q *renkei.Query) string {
 }
 
 func dedupKey(p *renkei.Principal, study string, action renkei.AuditAction) readKey {
-	return readKey{p.Kind, p.ID, p.Name, p.Session, p.Source, study, action}
+	return readKey{p.Kind, p.ID, p.Name, p.Session, p.Source, study, 0, action}
 }
 
 // recent reports whether the read named by key was recorded within the dedup window.

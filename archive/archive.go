@@ -22,6 +22,7 @@ type Index interface {
 	QueryStudies(ctx context.Context, q *renkei.Query) ([]renkei.StudyRecord, error)
 	QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.SeriesRecord, error)
 	QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error)
+	QueryPatients(ctx context.Context, q *renkei.PatientQuery) ([]renkei.PatientRecord, error)
 	Trash(ctx context.Context, req renkei.TrashRequest) (int, error)
 	// Purge returns the blob keys nothing refers to any more, also with an error when part of the trash stayed.
 	Purge(ctx context.Context, cutoff time.Time) ([]string, error)

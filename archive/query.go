@@ -4,10 +4,13 @@ import (
 	"context"
 	"strings"
 	"time"
+	"unicode"
 
 	"renkei"
 	"renkei/dicom"
 	"renkei/dicom/charset"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // MaxResults bounds one query's answer; a client pages with offset beyond it.
@@ -182,6 +185,31 @@ func (s *Service) QuerySeries(ctx context.Context, q *renkei.Query) ([]renkei.Se
 func (s *Service) QueryInstances(ctx context.Context, q *renkei.Query) ([]renkei.InstanceRecord, error) {
 	s.checkQuery(q)
 	return s.Index.QueryInstances(ctx, q)
+}
+
+// maxPatients bounds the answer of a patient search: it serves a person choosing one patient from a short list.
+const maxPatients = 50
+
+// QueryPatients finds local patients by the start of their ID or name, studies or not (see renkei.PatientQuery).
+// Text without a letter or digit is renkei.Invalid.
+func (s *Service) QueryPatients(ctx context.Context, q *renkei.PatientQuery) ([]renkei.PatientRecord, error) {
+	if !strings.ContainsFunc(q.Text, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
+		return nil, renkei.Errorj("archive.QueryPatients", renkei.Invalid, "患者IDか氏名の最初の文字を入力してください。",
+			"type the start of the patient ID or name")
+	}
+	// The ID as typed at a Japanese keyboard: full-width ＰＡＴ１２ is PAT12, spaces are none, case does not count. The
+	// name as the index folds names (kana, width, case, variant kanji), without the wildcards and delimiters of a PN.
+	q.IDPrefix = strings.ToUpper(strings.Join(strings.Fields(norm.NFKC.String(q.Text)), ""))
+	q.NameKey = strings.Trim(strings.Map(func(r rune) rune {
+		if r == '*' || r == '?' || r == '=' || r == '\\' {
+			return -1
+		}
+		return r
+	}, charset.Fold(q.Text)), "^")
+	if q.Limit <= 0 || q.Limit > maxPatients {
+		q.Limit = maxPatients
+	}
+	return s.Index.QueryPatients(ctx, q)
 }
 
 // Instances returns the live instances of a study, a series of it, or one instance; none is a renkei.NotFound error.

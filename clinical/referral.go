@@ -37,6 +37,8 @@ type NewReferral struct {
 	Documents     []int64
 	Letter        renkei.Letter
 	DueAt         *time.Time
+	// NewPatient registers Patient with the draft: a patient renkei does not hold yet, typed in by the sender.
+	NewPatient *renkei.NewPatient
 }
 
 func (s *Service) event(ctx context.Context, p *renkei.Principal, r renkei.Referral, step string) *renkei.AuditEvent {
@@ -81,6 +83,25 @@ func checkNew(n *NewReferral) error {
 	if n.ToInstitution == 0 {
 		return bad("紹介先の施設を選んでください。", "choose the institution the letter goes to")
 	}
+	if np := n.NewPatient; np != nil {
+		if n.Kind == renkei.KindReverse {
+			return bad("逆紹介は、紹介元の患者さんについて書きます。", "a reverse referral is about the referring institution's patient")
+		}
+		id := n.Patient.ID
+		if strings.TrimSpace(id) == "" || len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r < ' ' || r == '\\' || r == 0x7f }) {
+			// PS3.5 6.2: PatientID is an LO, at most 64 characters, without control characters or backslash.
+			return bad("患者IDを入力してください(64文字まで。記号の \\ は使えません)。", "type the patient ID (at most 64 characters, no backslash)")
+		}
+		if strings.Trim(np.Name, "^= ") == "" || len(np.Name) > 3*64*3 {
+			return bad("患者さんの氏名を入力してください。", "type the patient's name")
+		}
+		if _, err := time.Parse("20060102", np.BirthDate); err != nil {
+			return bad("生年月日を入力してください(未来の日付は入力できません)。", "type the birth date (not in the future)")
+		}
+		if !slices.Contains([]string{"", "M", "F", "O"}, np.Sex) {
+			return bad("性別は、男性・女性・その他・不明から選んでください。", "the sex must be M, F, O or empty")
+		}
+	}
 	for _, f := range []string{n.Letter.Purpose, n.Letter.Diagnosis, n.Letter.ChiefComplaint, n.Letter.History, n.Letter.PresentIllness,
 		n.Letter.Course, n.Letter.TestResults, n.Letter.Medications, n.Letter.Allergies, n.Letter.Remarks, n.Letter.FollowUp} {
 		if len(f) > 20000 {
@@ -120,8 +141,15 @@ func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, e
 	}
 	r := renkei.Referral{Kind: n.Kind, FromInstitution: p.Institution, FromUser: userOf(p), FromUserName: p.Name, ToInstitution: n.ToInstitution,
 		ToName: to.Name, ToDepartment: n.ToDepartment, ToDoctor: n.ToDoctor, Patient: n.Patient, Priority: n.Priority, Studies: n.Studies,
-		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt}
-	if err := s.Store.CreateReferral(ctx, &r, s.event(ctx, p, r, "draft written")); err != nil {
+		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt, NewPatient: n.NewPatient}
+	step := "draft written"
+	if n.NewPatient != nil {
+		if n.NewPatient.BirthDate > s.Now().Format("20060102") {
+			return renkei.Referral{}, renkei.Errorj("clinical.Create", renkei.Invalid, "生年月日に未来の日付は入力できません。", "the birth date is in the future")
+		}
+		step += "; the patient, typed in, registered"
+	}
+	if err := s.Store.CreateReferral(ctx, &r, s.event(ctx, p, r, step)); err != nil {
 		return r, err
 	}
 	return s.Store.Referral(ctx, r.ID)

@@ -213,12 +213,32 @@ func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *ren
 	return db.writeTx(ctx, "index.CreateReferral", func(tx *sql.Tx) error {
 		// A reverse referral names its parent's patient (PatientPK, checked by the caller); others the sender's own.
 		if r.PatientPK == 0 {
-			if err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
-				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK); errors.Is(err, sql.ErrNoRows) {
+			err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
+				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK)
+			np := r.NewPatient
+			switch {
+			case errors.Is(err, sql.ErrNoRows) && np != nil:
+				// Registered with the draft, in its transaction: the referral then keeps the patient (the purge of
+				// patients without studies spares those a referral is about), so no typed patient is left orphaned.
+				if err := tx.QueryRowContext(ctx, `INSERT INTO patients (institution_pk, issuer, patient_id, name, birth_date, sex) VALUES (?, ?, ?, ?, ?, ?) RETURNING pk`,
+					r.FromInstitution, r.Patient.Issuer, r.Patient.ID, np.Name, np.BirthDate, np.Sex).Scan(&r.PatientPK); err != nil {
+					return err
+				}
+				for _, k := range np.NameKeys {
+					if _, err := tx.ExecContext(ctx, `INSERT INTO patient_names (key, patient_pk) VALUES (?, ?) ON CONFLICT DO NOTHING`, k, r.PatientPK); err != nil {
+						return err
+					}
+				}
+			case errors.Is(err, sql.ErrNoRows):
 				return renkei.Errorj("index.CreateReferral", renkei.NotFound, "患者ID %s(発行者 %s)の患者は、貴施設に登録されていません。",
 					"your institution holds no patient %s (issuer %s)", r.Patient.ID, r.Patient.Issuer)
-			} else if err != nil {
+			case err != nil:
 				return err
+			case np != nil:
+				// The ID is taken: perhaps the same person, perhaps a typo for someone else. The sender chooses them from
+				// the search, where their name and birth date show which.
+				return renkei.Errorj("index.CreateReferral", renkei.Conflict, "患者ID %s の患者さんは、すでに貴施設に登録されています。患者の検索で探して選んでください。",
+					"a patient with ID %s is already registered at your institution; find and choose them in the patient search", r.Patient.ID)
 			}
 		}
 		patientPK := r.PatientPK

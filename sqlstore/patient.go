@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"renkei"
 )
@@ -102,6 +103,95 @@ func (db *DB) FindPatients(ctx context.Context, birthDate, nameKey, patientID st
 		args = append(args, nameKey)
 	}
 	return db.localPatients(ctx, q+fmt.Sprintf(` ORDER BY p.pk LIMIT %d`, limit), args...)
+}
+
+// QueryPatients finds local patients within q.Scope whose ID starts with q.IDPrefix in any case, or whose name
+// or one of its components starts with q.NameKey (the keys of patient_names), whether or not they have studies:
+// an exact ID first, then IDs that start so, then names, at most q.Limit (0: 50).
+func (db *DB) QueryPatients(ctx context.Context, q *renkei.PatientQuery) ([]renkei.PatientRecord, error) {
+	var match []string
+	var args []any
+	// Both sides upper-cased: SQLite's upper() changes ASCII only, so a prefix in other scripts is compared as typed.
+	id := strings.ToUpper(q.IDPrefix)
+	if id != "" {
+		match = append(match, `substr(upper(p.patient_id), 1, ?) = ?`)
+		args = append(args, utf8.RuneCountInString(id), id)
+	}
+	if q.NameKey != "" {
+		// The whole name (with and without '^') or, with \x01, one component: each a range of the key index.
+		match = append(match, `p.pk IN (SELECT patient_pk FROM patient_names WHERE (key >= ? AND key < ?) OR (key >= ? AND key < ?))`)
+		args = append(args, q.NameKey, q.NameKey+"\U0010FFFF", "\x01"+q.NameKey, "\x01"+q.NameKey+"\U0010FFFF")
+	}
+	if len(match) == 0 {
+		return nil, renkei.Errorf("index.QueryPatients", renkei.Invalid, "a patient search needs an ID or a name")
+	}
+	where := "(" + strings.Join(match, " OR ") + ")"
+	if q.Owner != 0 {
+		where += " AND p.institution_pk = ?"
+		args = append(args, q.Owner)
+	}
+	sc, scArgs := patientScopeCond(q.Scope)
+	where += sc
+	args = append(args, scArgs...)
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	args = append(args, id, utf8.RuneCountInString(id), id)
+	rows, err := db.queryContext(ctx, `SELECT `+localPatientCols+`,
+		coalesce((SELECT max(s.study_date) FROM studies s WHERE s.patient_pk = p.pk AND s.deleted_at IS NULL), '')
+		FROM patients p LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE `+where+`
+		ORDER BY CASE WHEN upper(p.patient_id) = ? THEN 0 WHEN substr(upper(p.patient_id), 1, ?) = ? THEN 1 ELSE 2 END, p.patient_id, p.pk
+		LIMIT `+strconv.Itoa(limit), args...)
+	if err != nil {
+		return nil, queryErr(err)
+	}
+	defer rows.Close()
+	var out []renkei.PatientRecord
+	for rows.Next() {
+		var pr renkei.PatientRecord
+		lp := &pr.LocalPatient
+		if err := rows.Scan(&lp.PK, &lp.Institution, &lp.Key.Issuer, &lp.Key.ID, &lp.Name, &lp.BirthDate, &lp.Sex, &lp.Regional,
+			&pr.LastStudyDate); err != nil {
+			return nil, queryErr(err)
+		}
+		out = append(out, pr)
+	}
+	return out, queryErr(rows.Err())
+}
+
+// patientScopeCond is scopeCond for patients (alias p) rather than studies: a patient is in scope when their
+// institution is, when they are granted with all their studies, when one of their studies is granted, or when a share
+// in force for the grantee names them (wholly or by some of their studies), as MaySeePatient decides for the record.
+func patientScopeCond(sc *renkei.Scope) (string, []any) {
+	if sc == nil {
+		return "", nil
+	}
+	var or []string
+	var args []any
+	if len(sc.Institutions) > 0 {
+		or = append(or, "p.institution_pk IN ("+placeholders(len(sc.Institutions))+")")
+		args = appendKeys(args, sc.Institutions)
+	}
+	if !sc.OwnOnly {
+		if len(sc.Patients) > 0 {
+			or = append(or, "p.pk IN ("+placeholders(len(sc.Patients))+")")
+			args = appendKeys(args, sc.Patients)
+		}
+		if len(sc.Studies) > 0 {
+			or = append(or, "EXISTS (SELECT 1 FROM studies s WHERE s.patient_pk = p.pk AND s.pk IN ("+placeholders(len(sc.Studies))+"))")
+			args = appendKeys(args, sc.Studies)
+		}
+		if g := sc.Grantee; g != nil {
+			or = append(or, `EXISTS (SELECT 1 FROM shares sh WHERE sh.patient_pk = p.pk AND sh.revoked_at IS NULL AND sh.expires_at > ?
+				AND (sh.to_institution = ? OR (sh.to_user <> 0 AND sh.to_user = ?)))`)
+			args = append(args, g.At.UnixMilli(), g.Institution, g.User)
+		}
+	}
+	if len(or) == 0 {
+		return " AND 0 = 1", nil
+	}
+	return " AND (" + strings.Join(or, " OR ") + ")", args
 }
 
 // LinkProposals lists pairs of local patients of different institutions that look like one person (same birth

@@ -490,6 +490,46 @@ func (s *Server) studies(w http.ResponseWriter, r *http.Request, patients []int6
 	writeJSON(w, http.StatusOK, out)
 }
 
+type foundPatientJSON struct {
+	localPatientJSON
+	LastStudyDate string `json:"lastStudyDate,omitempty"`
+	Own           bool   `json:"own"`
+}
+
+// findPatients is the "which patient?" search of a new referral or transfer: ?q= the start of the patient ID (any
+// case) or of the name (kanji, kana of either width, romaji), ?institution= the owner (as for /api/studies). It finds
+// patients with no study too (known from their record, a consent, a referral), within what the caller may see and
+// recorded in the audit trail, both by the access decorator, as for studies.
+func (s *Server) findPatients(w http.ResponseWriter, r *http.Request) {
+	p := renkei.PrincipalFrom(r.Context())
+	if !staff(p) {
+		s.problem(w, r, forbidden("web.findPatients", "患者を検索できるのは職員だけです。", "only staff look patients up"))
+		return
+	}
+	q := &renkei.PatientQuery{Text: r.URL.Query().Get("q")}
+	if n, err := strconv.Atoi(r.URL.Query().Get("limit")); err == nil {
+		q.Limit = n
+	}
+	if id := r.URL.Query().Get("institution"); id != "" {
+		in, err := s.Store.Institution(r.Context(), id)
+		if err != nil {
+			s.problem(w, r, err)
+			return
+		}
+		q.Owner = in.PK
+	}
+	recs, err := s.DICOMweb.Archive.QueryPatients(r.Context(), q)
+	if err != nil {
+		s.problem(w, r, err)
+		return
+	}
+	out := []foundPatientJSON{}
+	for _, pr := range recs {
+		out = append(out, foundPatientJSON{s.localPatientJSON(r, pr.LocalPatient), pr.LastStudyDate, pr.Institution == p.Institution})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // regionalStudies lists the studies of every local patient linked with one of the caller's institution's patients
 // that the caller may see: its own, and what other institutions shared.
 func (s *Server) regionalStudies(w http.ResponseWriter, r *http.Request) {

@@ -128,11 +128,42 @@ type referralRequest struct {
 	DueDate       string        `json:"dueDate"` // YYYY-MM-DD, by when an answer is expected
 	// ETAMinutes is, for an emergency transfer, when the patient is expected, in minutes from now.
 	ETAMinutes int `json:"etaMinutes"`
+	// NewPatient is a patient renkei does not hold yet, typed in by the sender (patientId is their ID at the
+	// sender's institution, issuer the institution's): the new draft registers them.
+	NewPatient *typedPatient `json:"newPatient"`
+}
+
+// typedPatient is a patient as the sender types them in: name in kanji (or Latin letters), its reading in kana,
+// birth date YYYY-MM-DD, sex M, F, O or "".
+type typedPatient struct {
+	Name      string `json:"name"`
+	Kana      string `json:"kana"`
+	BirthDate string `json:"birthDate"`
+	Sex       string `json:"sex"`
+}
+
+// personName writes a typed name as a DICOM PN (PS3.5 6.2.1.2): the name in the ideographic group (the alphabetic
+// one when it is all Latin letters), the kana in the phonetic group; the first space parts family and given name.
+func (tp *typedPatient) personName() string {
+	pn := func(s string) string { return strings.Join(strings.Fields(s), "^") }
+	alpha, ideo := "", pn(tp.Name)
+	if !strings.ContainsFunc(ideo, func(r rune) bool { return r >= 0x80 }) {
+		alpha, ideo = ideo, ""
+	}
+	return strings.TrimRight(alpha+"="+ideo+"="+pn(tp.Kana), "=")
 }
 
 func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.NewReferral, error) {
 	n := clinical.NewReferral{Kind: renkei.ReferralKind(req.Kind), Patient: renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID},
 		ToDepartment: req.ToDepartment, ToDoctor: req.ToDoctor, Priority: req.Priority, Studies: req.Studies, Documents: req.Documents, Letter: req.Letter}
+	if tp := req.NewPatient; tp != nil {
+		if n.Patient.Issuer == "" {
+			n.Patient.Issuer = renkei.PrincipalFrom(r.Context()).Issuer
+		}
+		n.Patient.ID = strings.TrimSpace(n.Patient.ID)
+		name := tp.personName()
+		n.NewPatient = &renkei.NewPatient{Name: name, BirthDate: strings.ReplaceAll(tp.BirthDate, "-", ""), Sex: tp.Sex, NameKeys: archive.NameKeys(name)}
+	}
 	if req.ToInstitution != "" {
 		in, err := s.Store.Institution(r.Context(), req.ToInstitution)
 		if err != nil {

@@ -203,6 +203,7 @@ func New(id *identity.Service, store Store, dw *dicomweb.Handler, logger *slog.L
 	s.handle("GET /api/consents", s.listConsents)
 	s.handle("POST /api/consents/{id}/withdraw", s.withdrawConsent)
 	s.handle("GET /api/consents/{id}/document", s.consentDocument)
+	s.handle("GET /api/patients", s.findPatients)
 	s.handle("GET /api/patients/link-proposals", s.linkProposals)
 	s.handle("POST /api/patients/links", s.link)
 	s.handle("POST /api/patients/unlink", s.unlink)

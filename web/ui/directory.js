@@ -234,9 +234,10 @@ export async function institutionPage(ui, id) {
 // ---- a referral or a transfer: first choose the patient ----
 
 // A clerk knows the patient's name (山田太郎, やまだ, ﾔﾏﾀﾞ, Yamada) or part of the ID more often than the exact ID: the
-// picker searches as they type, by name in any script or width (the server folds it, PS3.18 8.3.4.1 fuzzy matching:
-// any component's prefix) and by ID prefix, among the patients of the user's own institution (a referral is always
-// about one of them), and lists them to choose with the mouse or the arrow keys and Enter.
+// picker searches as they type, by name in any script or width (the server folds it as it folds names for study
+// searches: any component's prefix) and by ID prefix in any case, among the patients of the user's own institution
+// (a referral is always about one of them), with images or not (a referral is often a letter alone), and lists
+// them to choose with the mouse or the arrow keys and Enter.
 const pickDelay = 250; // ms after the last key: a search per pause, not per key
 const pickShown = 8;
 
@@ -246,25 +247,33 @@ function splitName(pn) {
   return { alpha, ideo, phon };
 }
 
-// findPatients returns the own institution's patients whose name or ID starts with what was typed, each once, with
-// their latest study (the list comes newest first): an exact ID first, then ID prefixes, then names.
+// findPatients returns the own institution's patients whose name or ID starts with what was typed, an exact ID
+// first, then ID prefixes, then names (the server's order). Each patient returned is recorded as read (audit):
+// enough for a handful, not a whole list.
 async function findPatients(ui, typed) {
-  const q = typed.normalize('NFKC').replace(/[*?\\]/g, '').trim();
+  const q = typed.normalize('NFKC').trim();
   if (!q) return { list: [], more: false };
   const own = encodeURIComponent(ui.me().user.institution);
-  // Each study returned is recorded as read (audit): enough for a handful of patients, not a whole day's list.
-  const base = `/api/studies?institution=${own}&limit=50`;
-  const [byID, byName] = await Promise.all([
-    ui.api('GET', `${base}&patientId=${encodeURIComponent(q.replace(/\s+/g, '') + '*')}`),
-    ui.api('GET', `${base}&name=${encodeURIComponent(q)}`)]);
-  const seen = new Map();
-  for (const s of [...byID, ...byName]) {
-    const k = s.issuer + '\u0000' + s.patientId;
-    if (!seen.has(k)) seen.set(k, s);
-  }
-  const exact = q.replace(/\s+/g, '').toUpperCase();
-  const list = [...seen.values()].sort((a, b) => (b.patientId.toUpperCase() === exact) - (a.patientId.toUpperCase() === exact));
+  const list = await ui.api('GET', `/api/patients?institution=${own}&limit=${pickShown + 1}&q=${encodeURIComponent(q)}`);
   return { list: list.slice(0, pickShown), more: list.length > pickShown };
+}
+
+// A patient renkei does not hold at all (a letter, no image, no record) is typed in: ID, name, kana, birth date,
+// sex. The letter or transfer form that follows sends them with the new draft, which registers them (nothing is
+// written before). The typed patient stays in this page's memory only, not in the address or the browser's storage.
+let typed = null;
+
+// typedPatient returns the patient typed in the picker for this ID, or null (after a reload, or for another ID).
+export function typedPatient(id) {
+  return typed && typed.patientId === id ? typed : null;
+}
+
+// ownPatient returns the own institution's patient whose ID is id, in any case (as the picker matches IDs), or null.
+export async function ownPatient(ui, id) {
+  const key = (id || '').normalize('NFKC').replace(/\s+/g, '').toUpperCase();
+  if (!key) return null;
+  const list = await ui.api('GET', `/api/patients?institution=${encodeURIComponent(ui.me().user.institution)}&limit=2&q=${encodeURIComponent(key)}`);
+  return list.find((s) => s.patientId.toUpperCase() === key) || null;
 }
 
 export async function patientPicker(ui, to, kind = 'referral') {
@@ -293,15 +302,15 @@ export async function patientPicker(ui, to, kind = 'referral') {
     active = -1;
     box.removeAttribute('aria-activedescendant');
     list.replaceChildren(...found.map((s, i) => {
-      const n = splitName(s.patientName);
+      const n = splitName(s.name);
       const main = n.ideo || n.alpha || n.phon || s.patientId;
-      const sex = s.patientSex ? t('sex.' + s.patientSex) : '';
+      const sex = s.sex ? t('sex.' + s.sex) : '';
       return h('li', { id: `pick-${i}`, role: 'option', 'aria-selected': 'false', 'data-patient-id': s.patientId, 'data-issuer': s.issuer,
         onmousedown: (ev) => ev.preventDefault(), onclick: () => next(s.issuer, s.patientId), onmousemove: () => { if (active !== i) mark(i); } },
       h('strong', { class: 'pick-name' }, main), n.phon && n.phon !== main ? h('span', { class: 'pick-kana' }, ` (${n.phon})`) : '',
       n.ideo && n.alpha ? h('span', { class: 'muted' }, ` ${n.alpha}`) : '',
-      h('div', { class: 'muted' }, [`ID ${s.patientId}`, s.patientBirthDate ? date(s.patientBirthDate) : '', sex,
-        s.studyDate ? t('pick.last', { date: date(s.studyDate) }) : ''].filter(Boolean).join(' ・ ')));
+      h('div', { class: 'muted' }, [`ID ${s.patientId}`, s.birthDate ? date(s.birthDate) : '', sex,
+        s.lastStudyDate ? t('pick.last', { date: date(s.lastStudyDate) }) : t('pick.noimages')].filter(Boolean).join(' ・ ')));
     }));
     box.setAttribute('aria-expanded', found.length ? 'true' : 'false');
     status.textContent = !typed ? '' : !found.length ? t('pick.none') : res.more ? t('pick.more', { n: found.length }) : t('pick.count', { n: found.length });
@@ -329,13 +338,40 @@ export async function patientPicker(ui, to, kind = 'referral') {
   f.addEventListener('submit', (ev) => { ev.preventDefault(); busy(f, async () => {
     const id = box.value.trim();
     if (active >= 0) return next(found[active].issuer, found[active].patientId);
-    const same = found.filter((s) => s.patientId === id);
-    if (same.length === 1) return next(same[0].issuer, id);
-    const exact = await api('GET', `/api/studies?patientId=${encodeURIComponent(id)}&institution=${encodeURIComponent(ui.me().user.institution)}&limit=1`);
-    if (exact.length) return next(exact[0].issuer, id);
+    const key = id.normalize('NFKC').replace(/\s+/g, '').toUpperCase();
+    const same = found.filter((s) => s.patientId.toUpperCase() === key);
+    if (same.length === 1) return next(same[0].issuer, same[0].patientId);
+    const exact = await ownPatient(ui, id);
+    if (exact) return next(exact.issuer, exact.patientId);
     if (found.length === 1) return next(found[0].issuer, found[0].patientId);
     throw new Error(t(found.length ? 'pick.choose' : 'dir.pick.none'));
   }); });
-  ui.show(f);
+  // Not found at all: the patient is typed in. What was searched for fills the ID (letters and digits) or the name.
+  const looksLikeID = (v) => /^[\x21-\x7e]+$/.test(v.normalize('NFKC'));
+  const nf = h('form', { id: 'pick-new-form' },
+    ...ui.field(t('pick.new.id'), ui.input('pick-new-id', { required: true, maxlength: 64, autocomplete: 'off' })),
+    ...ui.field(t('pick.new.name'), ui.input('pick-new-name', { required: true, autocomplete: 'off', placeholder: t('pick.new.name.example') })),
+    ...ui.field(t('pick.new.kana'), ui.input('pick-new-kana', { autocomplete: 'off', placeholder: t('pick.new.kana.example') })),
+    ...ui.field(t('pick.new.birth'), ui.input('pick-new-birth', { type: 'date', required: true })),
+    ...ui.field(t('pick.new.sex'), h('select', { id: 'pick-new-sex' }, h('option', { value: '' }, t('pick.new.sex.unknown')),
+      ['M', 'F', 'O'].map((x) => h('option', { value: x }, t('sex.' + x))))),
+    h('p', { class: 'muted' }, t('pick.new.note')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'pick-new-next' }, t('pick.new.next'))));
+  const more = h('details', { class: 'card narrow', id: 'pick-new', ontoggle: () => {
+    if (!more.open) return;
+    const v = box.value.trim();
+    const id = nf.querySelector('#pick-new-id'), name = nf.querySelector('#pick-new-name');
+    if (v && !id.value && !name.value) (looksLikeID(v) ? id : name).value = v;
+    (id.value ? name : id).focus();
+  } }, h('summary', { id: 'pick-new-open' }, t('pick.new.open')), nf);
+  nf.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const v = (sel) => nf.querySelector(sel).value.trim();
+    typed = { patientId: v('#pick-new-id').normalize('NFKC'), name: v('#pick-new-name'), kana: v('#pick-new-kana'), birthDate: v('#pick-new-birth'),
+      sex: v('#pick-new-sex') };
+    next('-', typed.patientId); // '-': no issuer yet; the institution's is given when the draft registers the patient
+  });
+  f.append(h('p', { id: 'pick-new-hint', class: 'muted' }, t('pick.new.hint')));
+  ui.show(f, more);
   box.focus();
 }

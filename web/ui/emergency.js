@@ -3,6 +3,7 @@
 // down to the arrival; its doctors open the images before the patient arrives. A transfer is a referral of kind
 // "emergency": the same steps, audit and live updates, with its own board.
 import { t, date, personName, getLang } from './i18n.js';
+import { ownPatient, typedPatient } from './directory.js';
 
 const open = ['sent', 'received', 'accepted', 'arrived'];
 
@@ -93,14 +94,20 @@ export async function emergencyPage(ui) {
 export async function transferForm(ui, { issuer, patientId, to }) {
   const { h, api, busy } = ui;
   const me = ui.me().user.institution;
+  // Issuer '-': a patient renkei does not hold, typed in the picker (see referralForm).
+  const newPatient = issuer === '-' ? typedPatient(patientId) : null;
+  if (issuer === '-' && !newPatient) return ui.route(`#/emergency/new${to ? `?to=${encodeURIComponent(to)}` : ''}`);
+  if (newPatient) issuer = '';
   const q = `institution=${encodeURIComponent(me)}&issuer=${encodeURIComponent(issuer)}&patientId=${encodeURIComponent(patientId)}`;
   const [insts, studies, rec] = await Promise.all([ui.institutionList(),
-    api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(me)}&limit=50`),
-    api('GET', `/api/patients/record?${q}`).catch(() => ({ allergies: [], medications: [] }))]);
+    newPatient ? [] : api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(me)}&limit=50`),
+    newPatient ? { allergies: [], medications: [] } : api('GET', `/api/patients/record?${q}`).catch(() => ({ allergies: [], medications: [] }))]);
+  const known = newPatient ? { name: `=${newPatient.name.replace(/\s+/, '^')}=${newPatient.kana.replace(/\s+/, '^')}` }
+    : studies.length ? null : await ownPatient(ui, patientId); // no images: named by the patient index
   const allergies = rec.allergies.map((a) => [a.substance, a.reaction ? `(${a.reaction})` : ''].join('')).join('、');
   const meds = rec.medications.map((m) => [m.drug, m.dose, m.frequency].filter(Boolean).join(' ')).join('\n');
   const form = h('form', { class: 'card', id: 'transfer-form' }, h('h1', {}, t('em.new.title')),
-    h('p', {}, h('strong', {}, personName(studies[0] && studies[0].patientName) || ''), ` ID ${patientId}`),
+    h('p', {}, h('strong', {}, personName((studies[0] && studies[0].patientName) || (known && known.name)) || ''), ` ID ${patientId}`),
     h('div', { class: 'grid2' },
       h('div', {}, ...ui.field(t('em.to'), h('select', { id: 'em-to', required: true }, h('option', { value: '' }, t('ref.choose')),
         insts.filter((i) => i.kind === 'hospital' && i.id !== me).map((i) => h('option', { value: i.id, selected: i.id === to }, getLang() === 'en' && i.nameEn ? i.nameEn : i.name))))),
@@ -116,6 +123,7 @@ export async function transferForm(ui, { issuer, patientId, to }) {
       studies: [...form.querySelectorAll('#em-studies input:checked')].map((c) => c.value),
       letter: { purpose: form.querySelector('#em-reason').value.trim(), allergies: form.querySelector('#em-allergies').value.trim(),
         medications: form.querySelector('#em-meds').value.trim() } };
+    if (newPatient) body.newPatient = { name: newPatient.name, kana: newPatient.kana, birthDate: newPatient.birthDate, sex: newPatient.sex };
     if (!body.toInstitution) throw new Error(t('ref.choose.error'));
     const r = await api('POST', '/api/referrals', body);
     try { await api('POST', `/api/referrals/${r.id}/send`); } catch (e) {

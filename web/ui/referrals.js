@@ -1,6 +1,7 @@
 // Referrals (紹介・逆紹介・読影依頼) and the clinical record: the board, the letter form, a referral's page with the
 // steps it waits for, and the record panel of the patient page. Pages get the app's helpers in ui (api, h, busy, …).
 import { t, date, personName, getLang } from './i18n.js';
+import { ownPatient, typedPatient } from './directory.js';
 
 // The letter's sections in the order of the national 診療情報提供書 (HS038).
 const sections = ['purpose', 'diagnosis', 'chiefComplaint', 'presentIllness', 'history', 'course', 'testResults', 'medications', 'allergies', 'remarks'];
@@ -90,9 +91,17 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
   const insts = await ui.institutionList();
   const src = existing || parent || {};
   issuer = issuer ?? src.issuer; patientId = patientId ?? src.patientId;
+  // Issuer '-': a patient renkei does not hold, typed in the picker; the draft registers them. Without what was typed
+  // (the page was reloaded) the picker asks again.
+  const newPatient = !existing && !parent && issuer === '-' ? typedPatient(patientId) : null;
+  if (issuer === '-' && !newPatient) return ui.route(`#/referral/new${toID ? `?to=${encodeURIComponent(toID)}` : ''}`);
+  if (newPatient) issuer = '';
   const patientInst = src.patientInstitution || ui.me().user.institution;
   const q = `institution=${encodeURIComponent(patientInst)}&issuer=${encodeURIComponent(issuer)}&patientId=${encodeURIComponent(patientId)}`;
-  const studies = parent ? [] : await api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(patientInst)}&limit=100`);
+  const studies = parent || newPatient ? [] : await api('GET', `/api/studies?patientId=${encodeURIComponent(patientId)}&institution=${encodeURIComponent(patientInst)}&limit=100`);
+  // A patient without images (a letter alone) is named by the patient index, not by a study.
+  const known = newPatient ? { name: `=${newPatient.name.replace(/\s+/, '^')}=${newPatient.kana.replace(/\s+/, '^')}` }
+    : !parent && !existing && !studies.length ? await ownPatient(ui, patientId) : null;
   const letter = existing ? existing.letter : {};
   const to = h('select', { id: 'ref-to', required: true }, h('option', { value: '' }, t('ref.choose')),
     insts.filter((i) => i.id !== ui.me().user.institution && i.kind !== 'region').map((i) => h('option', {
@@ -104,13 +113,13 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
     studies.length ? studies.map((s) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: s.studyInstanceUID,
       checked: existing ? existing.studies.includes(s.studyInstanceUID) : false }), ` ${date(s.studyDate)} ${(s.modalities || []).join(',')} ${s.studyDescription || ''}`))
       : h('p', { class: 'muted' }, t('studies.none')));
-  const docs = parent ? [] : (await api('GET', `/api/patients/record?${q}`).catch(() => ({ documents: [] }))).documents;
+  const docs = parent || newPatient ? [] : (await api('GET', `/api/patients/record?${q}`).catch(() => ({ documents: [] }))).documents;
   const docBoxes = docs.length ? h('fieldset', { id: 'ref-documents' }, h('legend', {}, t('ref.documents')),
     docs.map((d) => h('label', { class: 'check' }, h('input', { type: 'checkbox', value: d.id, checked: existing ? existing.documents.includes(d.id) : false }),
       ` ${d.title} (${t('doc.' + d.kind)}) ${d.institutionName}`))) : null;
   const form = h('form', { class: 'card', id: 'referral-form' },
     h('h1', {}, parent ? t('ref.reverse.title') : existing ? t('ref.edit.title') : t('ref.new.title')),
-    h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName || (studies[0] && studies[0].patientName)) || ''), ` ID ${patientId}`),
+    h('p', {}, h('strong', { id: 'ref-patient' }, personName(src.patientName || (studies[0] && studies[0].patientName) || (known && known.name)) || ''), ` ID ${patientId}`),
     h('div', { class: 'grid2' },
       h('div', {}, ...ui.field(t('ref.kind'), kind)), h('div', {}, ...ui.field(t('ref.to'), to)),
       h('div', {}, ...ui.field(t('ref.department'), ui.input('ref-department', { value: existing ? existing.toDepartment || '' : '' }))),
@@ -121,7 +130,8 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
     parent ? null : studyBoxes, docBoxes,
     h('div', {}, ...ui.field(t('ref.printed'), h('input', { type: 'file', id: 'ref-file', accept: 'application/pdf,image/jpeg,image/png' })),
       existing && existing.letter.attachmentKey ? h('p', { class: 'muted' }, t('ref.printed.has')) : ''),
-    h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'ref-pull', onclick: () => busy(form, async () => {
+    newPatient ? h('p', { class: 'muted', id: 'ref-new-patient' }, t('pick.new.saving')) : null,
+    newPatient ? null : h('div', { class: 'actions' }, h('button', { type: 'button', class: 'secondary', id: 'ref-pull', onclick: () => busy(form, async () => {
       const rec = await api('GET', `/api/patients/record?${q}`);
       // An empty record is not "no allergies": nothing is written then, and the doctor is told so.
       if (rec.allergies.length) form.querySelector('#ref-allergies').value = allergyText(rec.allergies);
@@ -139,6 +149,7 @@ export async function referralForm(ui, { issuer, patientId, existing, parent, to
       toDoctor: form.querySelector('#ref-doctor').value.trim(), dueDate: form.querySelector('#ref-due').value, priority: form.querySelector('#ref-priority').value,
       studies: [...form.querySelectorAll('#ref-studies input:checked')].map((c) => c.value),
       documents: [...form.querySelectorAll('#ref-documents input:checked')].map((c) => +c.value), letter: readLetter(form, keys, 'ref') };
+    if (newPatient && !existing) body.newPatient = { name: newPatient.name, kana: newPatient.kana, birthDate: newPatient.birthDate, sex: newPatient.sex };
     if (!body.toInstitution) throw new Error(t('ref.choose.error'));
     let r;
     if (existing) r = await api('PUT', `/api/referrals/${existing.id}`, body);
