@@ -117,7 +117,10 @@ func TestErrorsRecognisedBrowser(t *testing.T) {
 	step("lang-01-locked-ja", chromedp.Navigate(r.srv.URL+"/"), chromedp.WaitVisible("#login-name"),
 		chromedp.SendKeys("#login-name", locked.login), chromedp.SendKeys("#login-password", locked.password),
 		chromedp.Click(`#login button[type="submit"]`), poll(`document.querySelector('#message').textContent.includes('まで使えません')`))
-	step("lang-02-locked-en", chromedp.Click("#lang"), chromedp.WaitVisible("#login-name"),
+	// After #lang the login form is drawn again: typing before that lands in the old form's fields, which vanish
+	// (a flake seen under load). The submit button's English label says the new one is there.
+	englishForm := poll(`document.documentElement.lang === 'en' && document.querySelector('#login button[type="submit"]')?.textContent.trim() === 'Log in'`)
+	step("lang-02-locked-en", chromedp.Click("#lang"), englishForm, chromedp.WaitVisible("#login-name"),
 		chromedp.SendKeys("#login-name", locked.login), chromedp.SendKeys("#login-password", locked.password),
 		chromedp.Click(`#login button[type="submit"]`), poll(`document.querySelector('#message').textContent.includes('is locked until')`),
 		chromedp.Click("#lang"), chromedp.WaitVisible("#login-name"))
