@@ -391,16 +391,17 @@ function studyRow(s) {
       ' ', h('button', { class: 'secondary', 'data-link': s.studyInstanceUID, onclick: () => linkDialog(ui, s) }, t('link.share')));
     if (mayDelete(me)) actions.push(' ', deleteButton(ui, s));
   }
+  // The cells' classes place them on a phone's card (app.css); a wider screen shows them as the table's columns.
   return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
-    h('td', {}, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
+    h('td', { class: 'study-date' }, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
       h('img', { class: 'thumb', loading: 'lazy', alt: '', src: `/dicomweb/studies/${encodeURIComponent(s.studyInstanceUID)}/thumbnail?viewport=96,96` })),
       h('div', {}, date(s.studyDate))),
-    h('td', {}, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`, s.patientBirthDate ? ` ・ ${date(s.patientBirthDate)}` : '', sex ? ` ・ ${sex}` : '')),
-    h('td', {}, s.studyDescription || ''),
-    h('td', {}, (s.modalities || []).join(', ')),
-    h('td', { class: 'optional' }, String(s.numberOfInstances)),
-    h('td', { class: 'optional' }, instLabel(s.institution, s.institutionName)),
-    h('td', {}, access, h('div', {}, actions)));
+    h('td', { class: 'study-patient' }, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`, s.patientBirthDate ? ` ・ ${date(s.patientBirthDate)}` : '', sex ? ` ・ ${sex}` : '')),
+    h('td', { class: 'study-desc' }, s.studyDescription || ''),
+    h('td', { class: 'study-modality' }, (s.modalities || []).join(', ')),
+    h('td', { class: 'optional study-count' }, String(s.numberOfInstances)),
+    h('td', { class: 'optional study-inst' }, instLabel(s.institution, s.institutionName)),
+    h('td', { class: 'study-access' }, access, h('div', { class: 'study-actions' }, actions)));
 }
 
 // studyTable lists studies; with sortBy, the date and patient headings sort the list (sortBy(key) is called).
@@ -409,7 +410,7 @@ function studyTable(list, sortBy, current = '') {
   const sortable = { 'col.date': current === 'date-asc' ? 'date' : 'date-asc', 'col.patient': current === 'name' ? 'patient-id' : 'name' };
   return h('table', { id: 'studies' },
     h('thead', {}, h('tr', {}, ['col.date', 'col.patient', 'col.study', 'col.modality', 'col.images', 'col.institution', 'col.access']
-      .map((k, i) => h('th', { class: i === 4 || i === 5 ? 'optional' : '' },
+      .map((k, i) => h('th', { class: [i === 4 || i === 5 ? 'optional' : '', sortBy && sortable[k] ? 'sortable' : ''].join(' ').trim() },
         sortBy && sortable[k] ? h('button', { class: 'sort', id: 'sort-' + k.slice(4), onclick: () => sortBy(sortable[k]) }, t(k), ' ↕') : t(k))))),
     h('tbody', {}, list.map(studyRow)));
 }
