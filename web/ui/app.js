@@ -13,7 +13,7 @@ import { securityPage } from './security.js';
 import { consentCard } from './consent.js';
 import { accountCards } from './accounts.js';
 import { trashPage, deleteButton, mayDelete } from './trash.js';
-import { auditDetailCell } from './audit.js';
+import { auditDetailCell, auditTimeCell } from './audit.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -597,8 +597,8 @@ async function adminPage(guard = pageUI(renderSeq)) {
   show(h('h1', {}, t('admin.title')), security, await accountCards(ui), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '', 'data-seq': e.seq },
-        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
-        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), auditDetailCell(h, e))))));
+        auditTimeCell(h, e), h('td', { class: 'audit-who' }, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
+        h('td', { class: 'audit-action' }, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), auditDetailCell(h, e))))));
 }
 
 // gatewayCard lists the hospital gateways the admin looks after: last heartbeat, backlog, and a red row for one that
