@@ -11,8 +11,8 @@ import (
 	"renkei"
 )
 
-// TestStudyListOnPhone: a doctor called to an emergency opens the study list on a phone (390 px wide), in Japanese
-// or in English, whatever their role. Every row's patient, date, modality and description, and its buttons (open,
+// TestStudyListOnPhone: a doctor called to an emergency opens the study list on a phone (390 px wide) or a small
+// tablet held upright (744 px), in Japanese or in English, whatever their role. Every row's patient, date, modality and description, and its buttons (open,
 // the patient's page, share, link, delete), are on the screen, big enough for a finger (44 px), and the page does not
 // scroll sideways: the table once was 405 px wide in Japanese and 539 px in English for an institution's admin, and
 // "open" and "share" were off the right edge. A patient reads their own list the same way.
@@ -60,12 +60,18 @@ func TestStudyListOnPhone(t *testing.T) {
 					step(c.login+"-en", chromedp.Click("#lang"), poll(`document.documentElement.lang === 'en'`), hashRoute(c.list), poll(rows),
 						poll(`[...document.querySelectorAll('#studies a.view')].every((a) => a.textContent === 'View images')`))
 				}
-				name := c.login + "-" + lang + "-390x844"
-				step(name, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error { // two frames for the layout to follow
-					_, err := chromedp.Evaluate[bool](`new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))`, chromedp.EvalAwaitPromise)(ctx, tg)
-					return err
-				}))
-				studiesFit(ctx, t, name, c.list == "#/studies")
+				for _, size := range [][2]int64{{390, 844}, {744, 1133}} {
+					name := fmt.Sprintf("%s-%s-%dx%d", c.login, lang, size[0], size[1])
+					step(name, chromedp.EmulateViewport(size[0], size[1], chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch),
+						poll(fmt.Sprintf(`screen.width === %d`, size[0])),
+						chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error { // two frames for the layout to follow
+							_, err := chromedp.Evaluate[bool](`new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(() => ok(true))))`, chromedp.EvalAwaitPromise)(ctx, tg)
+							return err
+						}))
+					studiesFit(ctx, t, name, c.list == "#/studies")
+				}
+				step(c.login+"-"+lang+"-back", chromedp.EmulateViewport(390, 844, chromedp.EmulatePortrait, chromedp.EmulateMobile, chromedp.EmulateTouch),
+					poll(`screen.width === 390`))
 			}
 		})
 	}
