@@ -13,7 +13,7 @@ import { securityPage } from './security.js';
 import { consentCard } from './consent.js';
 import { accountCards } from './accounts.js';
 import { trashPage, deleteButton, mayDelete } from './trash.js';
-import { auditDetailCell } from './audit.js';
+import { auditDetailCell, auditTimeCell } from './audit.js';
 
 let me = null; // GET /api/me
 let csrf = '';
@@ -391,16 +391,17 @@ function studyRow(s) {
       ' ', h('button', { class: 'secondary', 'data-link': s.studyInstanceUID, onclick: () => linkDialog(ui, s) }, t('link.share')));
     if (mayDelete(me)) actions.push(' ', deleteButton(ui, s));
   }
+  // The cells' classes place them on a phone's card (app.css); a wider screen shows them as the table's columns.
   return h('tr', { class: cls, 'data-study': s.studyInstanceUID },
-    h('td', {}, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
+    h('td', { class: 'study-date' }, h('a', { href: `#/viewer/${encodeURIComponent(s.studyInstanceUID)}`, 'aria-label': t('study.view') },
       h('img', { class: 'thumb', loading: 'lazy', alt: '', src: `/dicomweb/studies/${encodeURIComponent(s.studyInstanceUID)}/thumbnail?viewport=96,96` })),
       h('div', {}, date(s.studyDate))),
-    h('td', {}, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`, s.patientBirthDate ? ` ・ ${date(s.patientBirthDate)}` : '', sex ? ` ・ ${sex}` : '')),
-    h('td', {}, s.studyDescription || ''),
-    h('td', {}, (s.modalities || []).join(', ')),
-    h('td', { class: 'optional' }, String(s.numberOfInstances)),
-    h('td', { class: 'optional' }, instLabel(s.institution, s.institutionName)),
-    h('td', {}, access, h('div', {}, actions)));
+    h('td', { class: 'study-patient' }, h('strong', {}, personName(s.patientName)), h('div', { class: 'muted' }, `ID ${s.patientId}`, s.patientBirthDate ? ` ・ ${date(s.patientBirthDate)}` : '', sex ? ` ・ ${sex}` : '')),
+    h('td', { class: 'study-desc' }, s.studyDescription || ''),
+    h('td', { class: 'study-modality' }, (s.modalities || []).join(', ')),
+    h('td', { class: 'optional study-count' }, String(s.numberOfInstances)),
+    h('td', { class: 'optional study-inst' }, instLabel(s.institution, s.institutionName)),
+    h('td', { class: 'study-access' }, access, h('div', { class: 'study-actions' }, actions)));
 }
 
 // studyTable lists studies; with sortBy, the date and patient headings sort the list (sortBy(key) is called).
@@ -409,7 +410,7 @@ function studyTable(list, sortBy, current = '') {
   const sortable = { 'col.date': current === 'date-asc' ? 'date' : 'date-asc', 'col.patient': current === 'name' ? 'patient-id' : 'name' };
   return h('table', { id: 'studies' },
     h('thead', {}, h('tr', {}, ['col.date', 'col.patient', 'col.study', 'col.modality', 'col.images', 'col.institution', 'col.access']
-      .map((k, i) => h('th', { class: i === 4 || i === 5 ? 'optional' : '' },
+      .map((k, i) => h('th', { class: [i === 4 || i === 5 ? 'optional' : '', sortBy && sortable[k] ? 'sortable' : ''].join(' ').trim() },
         sortBy && sortable[k] ? h('button', { class: 'sort', id: 'sort-' + k.slice(4), onclick: () => sortBy(sortable[k]) }, t(k), ' ↕') : t(k))))),
     h('tbody', {}, list.map(studyRow)));
 }
@@ -596,8 +597,8 @@ async function adminPage(guard = pageUI(renderSeq)) {
   show(h('h1', {}, t('admin.title')), security, await accountCards(ui), await gatewayCard(), h('h2', {}, t('admin.reviews')), reviewList, h('h2', {}, t('admin.audit')),
     h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['audit.time', 'audit.actor', 'audit.action', 'audit.patient', 'audit.outcome', 'audit.detail'].map((k) => h('th', {}, t(k))))),
       h('tbody', {}, events.map((e) => h('tr', { class: e.action === 'break-glass' || e.purpose === 'break-glass' ? 'breakglass' : '', 'data-seq': e.seq },
-        h('td', {}, date(e.time, true)), h('td', {}, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
-        h('td', {}, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), auditDetailCell(h, e))))));
+        auditTimeCell(h, e), h('td', { class: 'audit-who' }, e.actor, h('div', { class: 'muted' }, e.role ? t('role.' + e.role) : e.actorKind ? t('actor.' + e.actorKind) : '')),
+        h('td', { class: 'audit-action' }, t('action.' + e.action)), h('td', {}, e.patientId || ''), h('td', {}, t('outcome.' + e.outcome)), auditDetailCell(h, e))))));
 }
 
 // gatewayCard lists the hospital gateways the admin looks after: last heartbeat, backlog, and a red row for one that
