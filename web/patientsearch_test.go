@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"renkei"
+	"renkei/internal/dicomtest"
 )
 
 // studylessPatient makes a clinic patient known only from their clinical record: an allergy recorded against a
@@ -301,4 +302,33 @@ func TestTypedPatientBrowser(t *testing.T) {
 	}
 	step("typed-04-found", hashRoute("#/referral/new"), chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "たかはし"),
 		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'k-900'`))
+}
+
+// TestFindPatientsSharedStudyOnly: a share of one of a patient's studies lets the receiver find the patient, but
+// the date of the latest study shown with them is the latest the receiver may see: a later study the clinic did not
+// share is no more revealed by its date in the picker than by the study search.
+func TestFindPatientsSharedStudyOnly(t *testing.T) {
+	r := newRegion(t)
+	body, ctype := r.stowBodyOf(dicomtest.CTOptions{PatientID: "P1", PatientName: "Yamada^Taro=山田^太郎", StudyDate: "20260101", Seed: 96}, 1)
+	if st := r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	clinic := r.as("kato@kita-clinic")
+	if got := findPatients(clinic, "P1", "kita-clinic"); len(got) != 1 || got[0].LastStudyDate != "20260101" {
+		t.Fatalf("the clinic finds %+v", got)
+	}
+	if st := clinic.post("/api/shares", map[string]any{"patientId": "P1", "studies": []string{r.p1b.studyUID}, "toInstitution": "chuo-hospital",
+		"purpose": "referral"}); st != 201 {
+		t.Fatalf("share one study: %d %s", st, clinic.body)
+	}
+	doctor := r.as("tanaka@chuo-hospital")
+	var studies []struct{ StudyDate string }
+	doctor.getJSON("/api/studies?patientId=P1", &studies)
+	if len(studies) != 1 || studies[0].StudyDate != "20250301" {
+		t.Fatalf("the hospital's study search finds %+v", studies)
+	}
+	got := findPatients(doctor, "P1", "")
+	if len(got) != 1 || got[0].PatientID != "P1" || got[0].LastStudyDate != "20250301" {
+		t.Errorf("the hospital finds %+v, want P1 with the date of the study shared (20250301)", got)
+	}
 }
