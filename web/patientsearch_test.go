@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -330,5 +331,33 @@ func TestFindPatientsSharedStudyOnly(t *testing.T) {
 	got := findPatients(doctor, "P1", "")
 	if len(got) != 1 || got[0].PatientID != "P1" || got[0].LastStudyDate != "20250301" {
 		t.Errorf("the hospital finds %+v, want P1 with the date of the study shared (20250301)", got)
+	}
+}
+
+// TestTypedPatientName: the typed name and kana become one DICOM PN (PS3.5 6.2): a backslash would make it two
+// values, an '=' a fourth component group, a control character (NUL, which PostgreSQL refuses to store) nothing a
+// PN may hold; each is refused, as a backslash in the ID is, and nothing is registered.
+func TestTypedPatientName(t *testing.T) {
+	r := newRegion(t)
+	doctor := r.as("kato@kita-clinic")
+	for i, c := range []struct{ name, kana string }{
+		{`高橋\一郎`, "たかはし いちろう"},
+		{"高橋 一郎", `たかはし\いちろう`},
+		{"高橋=一郎", "たかはし いちろう"},
+		{"高橋 一郎", "たかはし=いちろう"},
+		{"高橋\x00一郎", "たかはし いちろう"},
+		{"高橋 一郎", "たかはし\x1bいちろう"},
+		{"高橋 一郎\x7f", ""},
+		{strings.Repeat("高", 65), ""},
+		{"高橋 一郎", strings.Repeat("た", 65)},
+	} {
+		id := fmt.Sprintf("bad-%d", i)
+		np := map[string]string{"name": c.name, "kana": c.kana, "birthDate": "1950-04-01", "sex": "M"}
+		if s := doctor.post("/api/referrals", map[string]any{"patientId": id, "toInstitution": "chuo-hospital", "newPatient": np}); s != 400 {
+			t.Errorf("name %q, kana %q: %d, want 400: %s", c.name, c.kana, s, doctor.body)
+		}
+	}
+	if got := findPatients(doctor, "bad-", ""); len(got) != 0 {
+		t.Errorf("refused drafts registered %+v", got)
 	}
 }
