@@ -361,3 +361,18 @@ func TestTypedPatientName(t *testing.T) {
 		t.Errorf("refused drafts registered %+v", got)
 	}
 }
+
+// TestTypedPatientIDCase: IDs are found in any case (the picker's, the search's rule), so a typed ID that differs
+// from a registered one only in case is the same conflict as the same ID: registered beside it, "p1" would be one
+// more patient whom the picker cannot tell from P1 by the ID typed.
+func TestTypedPatientIDCase(t *testing.T) {
+	r := newRegion(t)
+	doctor := r.as("kato@kita-clinic")
+	np := map[string]string{"name": "高橋 一郎", "birthDate": "1950-04-01"}
+	if s := doctor.post("/api/referrals", map[string]any{"patientId": "p1", "toInstitution": "chuo-hospital", "newPatient": np}); s != 409 {
+		t.Errorf("p1 beside P1: %d, want 409: %s", s, doctor.body)
+	}
+	if got := findPatients(doctor, "p1", "kita-clinic"); !slices.Equal(ids(got), []string{"P1"}) {
+		t.Errorf("p1 finds %v", ids(got))
+	}
+}
