@@ -121,6 +121,9 @@ func checkNew(n *NewReferral) error {
 	return nil
 }
 
+// jst is the zone of the dates people type: renkei serves Japan (a fixed zone is exact, Japan has no daylight saving).
+var jst = time.FixedZone("JST", 9*60*60)
+
 // Create saves a draft from the caller's institution.
 func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, error) {
 	p, err := principal(ctx, "clinical.Create")
@@ -154,7 +157,7 @@ func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, e
 		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt, NewPatient: n.NewPatient}
 	step := "draft written"
 	if n.NewPatient != nil {
-		if n.NewPatient.BirthDate > s.Now().Format("20060102") {
+		if n.NewPatient.BirthDate > s.Now().In(jst).Format("20060102") {
 			return renkei.Referral{}, renkei.Errorj("clinical.Create", renkei.Invalid, "生年月日に未来の日付は入力できません。", "the birth date is in the future")
 		}
 		step += "; the patient, typed in, registered"

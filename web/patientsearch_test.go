@@ -376,3 +376,20 @@ func TestTypedPatientIDCase(t *testing.T) {
 		t.Errorf("p1 finds %v", ids(got))
 	}
 }
+
+// TestTypedPatientBornToday: a baby born this morning in Japan (a perinatal transfer) is registered with today's
+// date in Japan, which is still tomorrow in UTC until 09:00: the birth date is "not in the future" as Japan counts.
+func TestTypedPatientBornToday(t *testing.T) {
+	r := newRegion(t)
+	jst := time.FixedZone("JST", 9*60*60)
+	at := r.clock.Now().UTC().Truncate(time.Hour)
+	for at.Hour() != 20 { // 05:00 in Japan, the day before in UTC
+		at = at.Add(time.Hour)
+	}
+	r.clock.Set(at)
+	doctor := r.as("kato@kita-clinic")
+	np := map[string]string{"name": "高橋 赤ちゃん", "birthDate": at.In(jst).Format("2006-01-02"), "sex": "F"}
+	if s := doctor.post("/api/referrals", map[string]any{"kind": "emergency", "patientId": "nb-1", "toInstitution": "chuo-hospital", "newPatient": np}); s != 201 {
+		t.Errorf("born %s (JST) at %s: %d %s", np["birthDate"], at.Format(time.RFC3339), s, doctor.body)
+	}
+}
