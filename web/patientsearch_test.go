@@ -393,3 +393,48 @@ func TestTypedPatientBornToday(t *testing.T) {
 		t.Errorf("born %s (JST) at %s: %d %s", np["birthDate"], at.Format(time.RFC3339), s, doctor.body)
 	}
 }
+
+// TestTypedPatientTransferRetryBrowser: an emergency transfer for a typed patient whose consent is not recorded
+// yet is refused at sending, after its draft registered the patient; the nurse records the consent and presses send
+// again, which sends that draft (not a second one, which would find the ID taken by the first).
+func TestTypedPatientTransferRetryBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	step("retry-01-typed", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/emergency/new"),
+		chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "k-901"), poll(`document.querySelector('#pick-status').textContent.includes('見つかりません')`),
+		chromedp.Click("#pick-new-open"), chromedp.WaitVisible("#pick-new-name"), poll(`document.querySelector('#pick-new-id').value === 'k-901'`),
+		chromedp.SendKeys("#pick-new-name", "高橋 三郎"), chromedp.SetValue("#pick-new-birth", "1950-04-01"),
+		chromedp.Click("#pick-new-next"), chromedp.WaitVisible("#transfer-form"))
+	step("retry-02-no-consent", chromedp.SetValue("#em-to", "chuo-hospital"), chromedp.SendKeys("#em-reason", "胸痛"), chromedp.Click("#em-send"),
+		poll(`document.querySelector('#message').textContent.includes('同意')`))
+	r.clock.Advance(30 * time.Second) // not the browser's login's code
+	if s := r.as("kato@kita-clinic").post("/api/consents", map[string]any{"patientId": "k-901", "scope": []string{"region"}, "method": "paper",
+		"document": "JVBERi0xLjQKJcfsj6IKJSVFT0YK", "givenAt": r.clock.Now().Format("2006-01-02")}); s != 201 {
+		t.Fatalf("consent: %d", s)
+	}
+	step("retry-03-sent", chromedp.Click("#em-send"), chromedp.WaitVisible("#em-out li"))
+	var list []struct{ PatientID, Status string }
+	r.as("kato@kita-clinic").getJSON("/api/referrals?direction=out&kind=emergency", &list)
+	n := 0
+	for _, ref := range list {
+		if ref.PatientID == "k-901" {
+			n++
+			if ref.Status != "sent" {
+				t.Errorf("the transfer is %s", ref.Status)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d transfers for k-901: %+v", n, list)
+	}
+}
