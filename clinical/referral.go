@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"renkei"
 )
@@ -92,8 +94,16 @@ func checkNew(n *NewReferral) error {
 			// PS3.5 6.2: PatientID is an LO, at most 64 characters, without control characters or backslash.
 			return bad("患者IDを入力してください(64文字まで。記号の \\ は使えません)。", "type the patient ID (at most 64 characters, no backslash)")
 		}
-		if strings.Trim(np.Name, "^= ") == "" || len(np.Name) > 3*64*3 {
+		if strings.Trim(np.Name, "^= ") == "" {
 			return bad("患者さんの氏名を入力してください。", "type the patient's name")
+		}
+		// PS3.5 6.2: a PN has at most three component groups of 64 characters each, without control characters or
+		// backslash (a backslash would make it two values).
+		groups := strings.Split(np.Name, "=")
+		if len(groups) > 3 || strings.ContainsFunc(np.Name, func(r rune) bool { return unicode.IsControl(r) || r == '\\' }) ||
+			slices.ContainsFunc(groups, func(g string) bool { return utf8.RuneCountInString(g) > 64 }) {
+			return bad("氏名・ふりがなは、それぞれ64文字までで入力してください(記号の \\ と = は使えません)。",
+				"type the name and its kana in at most 64 characters each, without backslash or =")
 		}
 		if _, err := time.Parse("20060102", np.BirthDate); err != nil {
 			return bad("生年月日を入力してください(未来の日付は入力できません)。", "type the birth date (not in the future)")
@@ -110,6 +120,9 @@ func checkNew(n *NewReferral) error {
 	}
 	return nil
 }
+
+// jst is the zone of the dates people type: renkei serves Japan (a fixed zone is exact, Japan has no daylight saving).
+var jst = time.FixedZone("JST", 9*60*60)
 
 // Create saves a draft from the caller's institution.
 func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, error) {
@@ -144,7 +157,7 @@ func (s *Service) Create(ctx context.Context, n NewReferral) (renkei.Referral, e
 		Documents: n.Documents, Letter: n.Letter, DueAt: n.DueAt, NewPatient: n.NewPatient}
 	step := "draft written"
 	if n.NewPatient != nil {
-		if n.NewPatient.BirthDate > s.Now().Format("20060102") {
+		if n.NewPatient.BirthDate > s.Now().In(jst).Format("20060102") {
 			return renkei.Referral{}, renkei.Errorj("clinical.Create", renkei.Invalid, "生年月日に未来の日付は入力できません。", "the birth date is in the future")
 		}
 		step += "; the patient, typed in, registered"

@@ -216,6 +216,24 @@ func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *ren
 			err := tx.QueryRowContext(ctx, `SELECT pk FROM patients WHERE institution_pk = ? AND issuer = ? AND patient_id = ?`,
 				r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&r.PatientPK)
 			np := r.NewPatient
+			taken := func(id string) error {
+				// Perhaps the same person, perhaps a typo for someone else: the sender chooses them from the search,
+				// where their name and birth date show which.
+				return renkei.Errorj("index.CreateReferral", renkei.Conflict, "患者ID %s の患者さんは、すでに貴施設に登録されています。患者の検索で探して選んでください。",
+					"a patient with ID %s is already registered at your institution; find and choose them in the patient search", id)
+			}
+			if errors.Is(err, sql.ErrNoRows) && np != nil {
+				// IDs are found in any case (the patient search), so one that differs from a registered ID only in
+				// case is taken too: registered beside it, the picker could not tell them apart by the ID typed.
+				var other string
+				switch err := tx.QueryRowContext(ctx, `SELECT patient_id FROM patients WHERE institution_pk = ? AND issuer = ? AND upper(patient_id) = upper(?) LIMIT 1`,
+					r.FromInstitution, r.Patient.Issuer, r.Patient.ID).Scan(&other); {
+				case err == nil:
+					return taken(other)
+				case !errors.Is(err, sql.ErrNoRows):
+					return err
+				}
+			}
 			switch {
 			case errors.Is(err, sql.ErrNoRows) && np != nil:
 				// Registered with the draft, in its transaction: the referral then keeps the patient (the purge of
@@ -235,10 +253,7 @@ func (db *DB) CreateReferral(ctx context.Context, r *renkei.Referral, audit *ren
 			case err != nil:
 				return err
 			case np != nil:
-				// The ID is taken: perhaps the same person, perhaps a typo for someone else. The sender chooses them from
-				// the search, where their name and birth date show which.
-				return renkei.Errorj("index.CreateReferral", renkei.Conflict, "患者ID %s の患者さんは、すでに貴施設に登録されています。患者の検索で探して選んでください。",
-					"a patient with ID %s is already registered at your institution; find and choose them in the patient search", r.Patient.ID)
+				return taken(r.Patient.ID)
 			}
 		}
 		patientPK := r.PatientPK

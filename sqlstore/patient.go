@@ -138,11 +138,14 @@ func (db *DB) QueryPatients(ctx context.Context, q *renkei.PatientQuery) ([]renk
 		limit = 50
 	}
 	args = append(args, id, utf8.RuneCountInString(id), id)
+	// The latest study is the latest the caller may see: a patient granted by a share of some of their studies shows
+	// the date of those, not of a later study that was not shared (the study search would not show it either).
+	last, lastArgs := scopeCond(q.Scope, true)
 	rows, err := db.queryContext(ctx, `SELECT `+localPatientCols+`,
-		coalesce((SELECT max(s.study_date) FROM studies s WHERE s.patient_pk = p.pk AND s.deleted_at IS NULL), '')
+		coalesce((SELECT max(s.study_date) FROM studies s WHERE s.patient_pk = p.pk AND s.deleted_at IS NULL`+last+`), '')
 		FROM patients p LEFT JOIN patient_links l ON l.patient_pk = p.pk WHERE `+where+`
 		ORDER BY CASE WHEN upper(p.patient_id) = ? THEN 0 WHEN substr(upper(p.patient_id), 1, ?) = ? THEN 1 ELSE 2 END, p.patient_id, p.pk
-		LIMIT `+strconv.Itoa(limit), args...)
+		LIMIT `+strconv.Itoa(limit), append(lastArgs, args...)...)
 	if err != nil {
 		return nil, queryErr(err)
 	}

@@ -100,3 +100,49 @@ func testQueryPatients(t *testing.T, db *sqlstore.DB) {
 		}
 	}
 }
+
+// TestCreateReferralTypedPatient: a draft registers the patient typed in with it, found by the search at once, on
+// both databases; an ID registered already, in any case, is renkei.Conflict and registers nothing.
+func TestCreateReferralTypedPatient(t *testing.T) { eachDB(t, testCreateReferralTypedPatient) }
+
+func testCreateReferralTypedPatient(t *testing.T, db *sqlstore.DB) {
+	ctx := context.Background()
+	var pks []int64
+	for _, id := range []string{"hosp", "clinic"} {
+		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: "HOSP"}
+		if err := db.PutInstitution(ctx, in, nil); err != nil {
+			t.Fatal(err)
+		}
+		pks = append(pks, in.PK)
+	}
+	hosp, clinic := pks[0], pks[1]
+	in := inst("PX1", "5.1", "5.1.1", "5.1.1.1", "CT", "k5.1")
+	in.Institution = clinic
+	if _, _, err := db.Insert(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	draft := func(id string) error {
+		return db.CreateReferral(ctx, &renkei.Referral{Kind: renkei.KindReferral, FromInstitution: clinic, ToInstitution: hosp, Priority: "routine",
+			Patient: renkei.PatientKey{Issuer: "HOSP", ID: id}, NewPatient: &renkei.NewPatient{Name: "=高橋^一郎", BirthDate: "19500401",
+				NameKeys: []string{"高橋^一郎", "高橋一郎", "\x01高橋", "\x01一郎"}}}, nil)
+	}
+	own := &renkei.Scope{Institutions: []int64{clinic}}
+	for _, id := range []string{"PX1", "px1", "Px1"} {
+		if err := draft(id); renkei.ErrorKind(err) != renkei.Conflict {
+			t.Errorf("a typed %s beside PX1: %v", id, err)
+		}
+	}
+	if err := draft("px2"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.QueryPatients(ctx, &renkei.PatientQuery{NameKey: "高橋", Scope: own})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Key.ID != "px2" || got[0].BirthDate != "19500401" || got[0].Institution != clinic {
+		t.Errorf("the typed patient is found as %+v", got)
+	}
+	if got, _ := db.QueryPatients(ctx, &renkei.PatientQuery{IDPrefix: "PX", Scope: own}); len(got) != 2 {
+		t.Errorf("PX finds %+v", got)
+	}
+}

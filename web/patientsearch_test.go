@@ -3,6 +3,7 @@ package web_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"renkei"
+	"renkei/internal/dicomtest"
 )
 
 // studylessPatient makes a clinic patient known only from their clinical record: an allergy recorded against a
@@ -301,4 +303,138 @@ func TestTypedPatientBrowser(t *testing.T) {
 	}
 	step("typed-04-found", hashRoute("#/referral/new"), chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "たかはし"),
 		poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === 'k-900'`))
+}
+
+// TestFindPatientsSharedStudyOnly: a share of one of a patient's studies lets the receiver find the patient, but
+// the date of the latest study shown with them is the latest the receiver may see: a later study the clinic did not
+// share is no more revealed by its date in the picker than by the study search.
+func TestFindPatientsSharedStudyOnly(t *testing.T) {
+	r := newRegion(t)
+	body, ctype := r.stowBodyOf(dicomtest.CTOptions{PatientID: "P1", PatientName: "Yamada^Taro=山田^太郎", StudyDate: "20260101", Seed: 96}, 1)
+	if st := r.withToken(r.clinicWrite).do("POST", "/dicomweb/studies", body, "Content-Type", ctype); st != 200 {
+		t.Fatalf("store: %d", st)
+	}
+	clinic := r.as("kato@kita-clinic")
+	if got := findPatients(clinic, "P1", "kita-clinic"); len(got) != 1 || got[0].LastStudyDate != "20260101" {
+		t.Fatalf("the clinic finds %+v", got)
+	}
+	if st := clinic.post("/api/shares", map[string]any{"patientId": "P1", "studies": []string{r.p1b.studyUID}, "toInstitution": "chuo-hospital",
+		"purpose": "referral"}); st != 201 {
+		t.Fatalf("share one study: %d %s", st, clinic.body)
+	}
+	doctor := r.as("tanaka@chuo-hospital")
+	var studies []struct{ StudyDate string }
+	doctor.getJSON("/api/studies?patientId=P1", &studies)
+	if len(studies) != 1 || studies[0].StudyDate != "20250301" {
+		t.Fatalf("the hospital's study search finds %+v", studies)
+	}
+	got := findPatients(doctor, "P1", "")
+	if len(got) != 1 || got[0].PatientID != "P1" || got[0].LastStudyDate != "20250301" {
+		t.Errorf("the hospital finds %+v, want P1 with the date of the study shared (20250301)", got)
+	}
+}
+
+// TestTypedPatientName: the typed name and kana become one DICOM PN (PS3.5 6.2): a backslash would make it two
+// values, an '=' a fourth component group, a control character (NUL, which PostgreSQL refuses to store) nothing a
+// PN may hold; each is refused, as a backslash in the ID is, and nothing is registered.
+func TestTypedPatientName(t *testing.T) {
+	r := newRegion(t)
+	doctor := r.as("kato@kita-clinic")
+	for i, c := range []struct{ name, kana string }{
+		{`高橋\一郎`, "たかはし いちろう"},
+		{"高橋 一郎", `たかはし\いちろう`},
+		{"高橋=一郎", "たかはし いちろう"},
+		{"高橋 一郎", "たかはし=いちろう"},
+		{"高橋\x00一郎", "たかはし いちろう"},
+		{"高橋 一郎", "たかはし\x1bいちろう"},
+		{"高橋 一郎\x7f", ""},
+		{strings.Repeat("高", 65), ""},
+		{"高橋 一郎", strings.Repeat("た", 65)},
+	} {
+		id := fmt.Sprintf("bad-%d", i)
+		np := map[string]string{"name": c.name, "kana": c.kana, "birthDate": "1950-04-01", "sex": "M"}
+		if s := doctor.post("/api/referrals", map[string]any{"patientId": id, "toInstitution": "chuo-hospital", "newPatient": np}); s != 400 {
+			t.Errorf("name %q, kana %q: %d, want 400: %s", c.name, c.kana, s, doctor.body)
+		}
+	}
+	if got := findPatients(doctor, "bad-", ""); len(got) != 0 {
+		t.Errorf("refused drafts registered %+v", got)
+	}
+}
+
+// TestTypedPatientIDCase: IDs are found in any case (the picker's, the search's rule), so a typed ID that differs
+// from a registered one only in case is the same conflict as the same ID: registered beside it, "p1" would be one
+// more patient whom the picker cannot tell from P1 by the ID typed.
+func TestTypedPatientIDCase(t *testing.T) {
+	r := newRegion(t)
+	doctor := r.as("kato@kita-clinic")
+	np := map[string]string{"name": "高橋 一郎", "birthDate": "1950-04-01"}
+	if s := doctor.post("/api/referrals", map[string]any{"patientId": "p1", "toInstitution": "chuo-hospital", "newPatient": np}); s != 409 {
+		t.Errorf("p1 beside P1: %d, want 409: %s", s, doctor.body)
+	}
+	if got := findPatients(doctor, "p1", "kita-clinic"); !slices.Equal(ids(got), []string{"P1"}) {
+		t.Errorf("p1 finds %v", ids(got))
+	}
+}
+
+// TestTypedPatientBornToday: a baby born this morning in Japan (a perinatal transfer) is registered with today's
+// date in Japan, which is still tomorrow in UTC until 09:00: the birth date is "not in the future" as Japan counts.
+func TestTypedPatientBornToday(t *testing.T) {
+	r := newRegion(t)
+	jst := time.FixedZone("JST", 9*60*60)
+	at := r.clock.Now().UTC().Truncate(time.Hour)
+	for at.Hour() != 20 { // 05:00 in Japan, the day before in UTC
+		at = at.Add(time.Hour)
+	}
+	r.clock.Set(at)
+	doctor := r.as("kato@kita-clinic")
+	np := map[string]string{"name": "高橋 赤ちゃん", "birthDate": at.In(jst).Format("2006-01-02"), "sex": "F"}
+	if s := doctor.post("/api/referrals", map[string]any{"kind": "emergency", "patientId": "nb-1", "toInstitution": "chuo-hospital", "newPatient": np}); s != 201 {
+		t.Errorf("born %s (JST) at %s: %d %s", np["birthDate"], at.Format(time.RFC3339), s, doctor.body)
+	}
+}
+
+// TestTypedPatientTransferRetryBrowser: an emergency transfer for a typed patient whose consent is not recorded
+// yet is refused at sending, after its draft registered the patient; the nurse records the consent and presses send
+// again, which sends that draft (not a second one, which would find the ID taken by the first).
+func TestTypedPatientTransferRetryBrowser(t *testing.T) {
+	r := newRegion(t)
+	out := artifacts(t)
+	ctx, cancel := browser(t)
+	defer cancel()
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			screenshot(ctx, t, out, name+"-failed")
+			t.Fatalf("%s: %v", name, err)
+		}
+		screenshot(ctx, t, out, name)
+	}
+	step("retry-01-typed", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/emergency/new"),
+		chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "k-901"), poll(`document.querySelector('#pick-status').textContent.includes('見つかりません')`),
+		chromedp.Click("#pick-new-open"), chromedp.WaitVisible("#pick-new-name"), poll(`document.querySelector('#pick-new-id').value === 'k-901'`),
+		chromedp.SendKeys("#pick-new-name", "高橋 三郎"), chromedp.SetValue("#pick-new-birth", "1950-04-01"),
+		chromedp.Click("#pick-new-next"), chromedp.WaitVisible("#transfer-form"))
+	step("retry-02-no-consent", chromedp.SetValue("#em-to", "chuo-hospital"), chromedp.SendKeys("#em-reason", "胸痛"), chromedp.Click("#em-send"),
+		poll(`document.querySelector('#message').textContent.includes('同意')`))
+	r.clock.Advance(30 * time.Second) // not the browser's login's code
+	if s := r.as("kato@kita-clinic").post("/api/consents", map[string]any{"patientId": "k-901", "scope": []string{"region"}, "method": "paper",
+		"document": "JVBERi0xLjQKJcfsj6IKJSVFT0YK", "givenAt": r.clock.Now().Format("2006-01-02")}); s != 201 {
+		t.Fatalf("consent: %d", s)
+	}
+	step("retry-03-sent", chromedp.Click("#em-send"), chromedp.WaitVisible("#em-out li"))
+	var list []struct{ PatientID, Status string }
+	r.as("kato@kita-clinic").getJSON("/api/referrals?direction=out&kind=emergency", &list)
+	n := 0
+	for _, ref := range list {
+		if ref.PatientID == "k-901" {
+			n++
+			if ref.Status != "sent" {
+				t.Errorf("the transfer is %s", ref.Status)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d transfers for k-901: %+v", n, list)
+	}
 }

@@ -157,6 +157,10 @@ func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.New
 	n := clinical.NewReferral{Kind: renkei.ReferralKind(req.Kind), Patient: renkei.PatientKey{Issuer: req.Issuer, ID: req.PatientID},
 		ToDepartment: req.ToDepartment, ToDoctor: req.ToDoctor, Priority: req.Priority, Studies: req.Studies, Documents: req.Documents, Letter: req.Letter}
 	if tp := req.NewPatient; tp != nil {
+		if strings.ContainsAny(tp.Name+tp.Kana, `=\`) {
+			// The delimiters of a PN's groups and values: typed in, they would move the kana into another group.
+			return n, renkei.Errorj("web", renkei.Invalid, "氏名・ふりがなに記号の \\ と = は使えません。", "the name and its kana cannot hold backslash or =")
+		}
 		if n.Patient.Issuer == "" {
 			n.Patient.Issuer = renkei.PrincipalFrom(r.Context()).Issuer
 		}

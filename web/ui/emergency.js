@@ -118,14 +118,18 @@ export async function transferForm(ui, { issuer, patientId, to }) {
     studies.length ? h('fieldset', { id: 'em-studies' }, h('legend', {}, t('em.images.attach')), studies.map((s, i) => h('label', { class: 'check' },
       h('input', { type: 'checkbox', value: s.studyInstanceUID, checked: i === 0 }), ` ${date(s.studyDate)} ${(s.modalities || []).join(',')} ${s.studyDescription || ''}`))) : '',
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'danger', id: 'em-send' }, t('em.send'))));
+  // The draft of a try whose sending was refused (no consent yet): the next try saves and sends it, as the letter form
+  // does, rather than writing a second draft (whose typed patient would find their ID taken by the first).
+  let draft = null;
   form.addEventListener('submit', (ev) => { ev.preventDefault(); busy(form, async () => {
     const body = { kind: 'emergency', issuer, patientId, toInstitution: form.querySelector('#em-to').value, etaMinutes: +form.querySelector('#em-eta').value || 0,
       studies: [...form.querySelectorAll('#em-studies input:checked')].map((c) => c.value),
       letter: { purpose: form.querySelector('#em-reason').value.trim(), allergies: form.querySelector('#em-allergies').value.trim(),
         medications: form.querySelector('#em-meds').value.trim() } };
-    if (newPatient) body.newPatient = { name: newPatient.name, kana: newPatient.kana, birthDate: newPatient.birthDate, sex: newPatient.sex };
+    if (newPatient && !draft) body.newPatient = { name: newPatient.name, kana: newPatient.kana, birthDate: newPatient.birthDate, sex: newPatient.sex };
     if (!body.toInstitution) throw new Error(t('ref.choose.error'));
-    const r = await api('POST', '/api/referrals', body);
+    const r = draft ? await api('PUT', `/api/referrals/${draft.id}`, body) : await api('POST', '/api/referrals', body);
+    draft = r;
     try { await api('POST', `/api/referrals/${r.id}/send`); } catch (e) {
       if (e.code === 'consent-required') throw new Error(t('share.consent'));
       throw e;
