@@ -185,14 +185,7 @@ func TestPickerStudylessBrowser(t *testing.T) {
 	r.stow(hospitalWrite, "PX78", "Suzuki^Ichiro=鈴木^一郎=スズキ^イチロウ", 71, 1)
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	listed := func(want string) chromedp.Action[chromedp.Void] {
 		return poll(`[...document.querySelectorAll('#pick-list li')].map((li) => li.dataset.patientId).join() === '` + want + `'`)
 	}
@@ -276,14 +269,7 @@ func TestTypedPatientBrowser(t *testing.T) {
 	out := artifacts(t)
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("typed-01-none", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/referral/new?to=chuo-hospital"),
 		chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "k-900"), poll(`document.querySelector('#pick-status').textContent.includes('見つかりません')`))
 	if s, _ := liveText(ctx, "#pick-new-hint"); !strings.Contains(s, "患者ID・氏名・生年月日・性別を入力") {
@@ -402,14 +388,7 @@ func TestTypedPatientTransferRetryBrowser(t *testing.T) {
 	out := artifacts(t)
 	ctx, cancel := browser(t)
 	defer cancel()
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("retry-01-typed", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"), hashRoute("#/emergency/new"),
 		chromedp.WaitVisible("#pick-id"), chromedp.SendKeys("#pick-id", "k-901"), poll(`document.querySelector('#pick-status').textContent.includes('見つかりません')`),
 		chromedp.Click("#pick-new-open"), chromedp.WaitVisible("#pick-new-name"), poll(`document.querySelector('#pick-new-id').value === 'k-901'`),

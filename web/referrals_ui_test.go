@@ -227,14 +227,7 @@ func TestCorrectionOfCancelledReferralBrowser(t *testing.T) {
 	if st := clinic.post(path+"/send", nil); st != 200 {
 		t.Fatalf("send: %d %s", st, clinic.body)
 	}
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			screenshot(ctx, t, out, name+"-failed")
-			t.Fatalf("%s: %v", name, err)
-		}
-		screenshot(ctx, t, out, name)
-	}
+	step := stepper(ctx, t, out)
 	step("cor-01-form", r.loginSteps(r.users["kato@kita-clinic"]), chromedp.WaitVisible("#search"),
 		hashRoute(fmt.Sprintf("#/referral/%d/correct", id)), chromedp.WaitVisible("#correction-form"),
 		chromedp.SetValue("#cor-diagnosis", "右肺上葉結節"))
