@@ -20,15 +20,7 @@ func testQueryPatients(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	db.Now = func() time.Time { return now }
-	var pks []int64
-	for _, id := range []string{"hosp", "clinic"} {
-		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: "HOSP"}
-		if err := db.PutInstitution(ctx, in, nil); err != nil {
-			t.Fatal(err)
-		}
-		pks = append(pks, in.PK)
-	}
-	hosp, clinic := pks[0], pks[1]
+	hosp, clinic := hospAndClinic(t, db)
 	for _, c := range []struct {
 		institution int64
 		id, uid     string
@@ -107,15 +99,7 @@ func TestCreateReferralTypedPatient(t *testing.T) { eachDB(t, testCreateReferral
 
 func testCreateReferralTypedPatient(t *testing.T, db *sqlstore.DB) {
 	ctx := context.Background()
-	var pks []int64
-	for _, id := range []string{"hosp", "clinic"} {
-		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: "HOSP"}
-		if err := db.PutInstitution(ctx, in, nil); err != nil {
-			t.Fatal(err)
-		}
-		pks = append(pks, in.PK)
-	}
-	hosp, clinic := pks[0], pks[1]
+	hosp, clinic := hospAndClinic(t, db)
 	in := inst("PX1", "5.1", "5.1.1", "5.1.1.1", "CT", "k5.1")
 	in.Institution = clinic
 	if _, _, err := db.Insert(ctx, in); err != nil {
@@ -145,4 +129,19 @@ func testCreateReferralTypedPatient(t *testing.T, db *sqlstore.DB) {
 	if got, _ := db.QueryPatients(ctx, &renkei.PatientQuery{IDPrefix: "PX", Scope: own}); len(got) != 2 {
 		t.Errorf("PX finds %+v", got)
 	}
+}
+
+// hospAndClinic puts two institutions, "hosp" and "clinic", both with the issuer HOSP (so that their patient IDs
+// meet), and returns their keys.
+func hospAndClinic(t *testing.T, db *sqlstore.DB) (hosp, clinic int64) {
+	t.Helper()
+	var pks []int64
+	for _, id := range []string{"hosp", "clinic"} {
+		in := &renkei.Institution{ID: id, Name: id, Kind: renkei.Hospital, Issuer: "HOSP"}
+		if err := db.PutInstitution(context.Background(), in, nil); err != nil {
+			t.Fatal(err)
+		}
+		pks = append(pks, in.PK)
+	}
+	return pks[0], pks[1]
 }
