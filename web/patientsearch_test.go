@@ -215,6 +215,7 @@ func TestReferralForTypedPatient(t *testing.T) {
 	body := func(id string, np map[string]string) map[string]any {
 		return map[string]any{"patientId": id, "toInstitution": "chuo-hospital", "letter": map[string]string{"purpose": "精査のお願い"}, "newPatient": np}
 	}
+	withIssuer := func(b map[string]any, issuer string) map[string]any { b["issuer"] = issuer; return b }
 	typed := map[string]string{"name": "高橋 一郎", "kana": "たかはし いちろう", "birthDate": "1950-04-01", "sex": "M"}
 	seq := r.lastSeq()
 	if s := doctor.post("/api/referrals", body("new-1", typed)); s != 201 {
@@ -251,6 +252,7 @@ func TestReferralForTypedPatient(t *testing.T) {
 		"a birth date to come":     {body("new-2", map[string]string{"name": "高橋 二郎", "birthDate": r.clock.Now().AddDate(0, 0, 2).Format("2006-01-02")}), 400},
 		"no name":                  {body("new-2", map[string]string{"birthDate": "1950-04-01"}), 400},
 		"a backslash in the ID":    {body(`new\2`, typed), 400},
+		"another issuer":           {withIssuer(body("new-2", typed), "OTHER"), 400},
 	} {
 		if s := doctor.post("/api/referrals", c.body); s != c.want {
 			t.Errorf("%s: %d, want %d: %s", name, s, c.want, doctor.body)

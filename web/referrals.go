@@ -161,9 +161,14 @@ func (s *Server) newReferral(r *http.Request, req referralRequest) (clinical.New
 			// The delimiters of a PN's groups and values: typed in, they would move the kana into another group.
 			return n, renkei.Errorj("web", renkei.Invalid, "氏名・ふりがなに記号の \\ と = は使えません。", "the name and its kana cannot hold backslash or =")
 		}
-		if n.Patient.Issuer == "" {
-			n.Patient.Issuer = renkei.PrincipalFrom(r.Context()).Issuer
+		// Registered under the institution's own issuer of patient IDs, the one its images carry, so that the images
+		// that come later join this patient; another issuer (a typo in an API call) would keep them apart for good.
+		own := renkei.PrincipalFrom(r.Context()).Issuer
+		if n.Patient.Issuer != "" && n.Patient.Issuer != own {
+			return n, renkei.Errorj("web", renkei.Invalid, "renkei にまだいない患者さんは、貴施設の患者ID発行者 %[1]s で登録します(%[2]s ではなく)。",
+				"a patient renkei does not hold yet is registered under your institution's issuer of patient IDs, %[1]s (not %[2]s)", own, n.Patient.Issuer)
 		}
+		n.Patient.Issuer = own
 		n.Patient.ID = strings.TrimSpace(n.Patient.ID)
 		name := tp.personName()
 		n.NewPatient = &renkei.NewPatient{Name: name, BirthDate: strings.ReplaceAll(tp.BirthDate, "-", ""), Sex: tp.Sex, NameKeys: archive.NameKeys(name)}
