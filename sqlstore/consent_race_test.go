@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for raceAfterHold's second session
+
 	"renkei"
 )
 

@@ -2,14 +2,9 @@ package sqlstore_test
 
 import (
 	"context"
-	"database/sql"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver, for a second session that holds the referral's row
 
 	"renkei"
 	"renkei/sqlstore"
@@ -50,57 +45,11 @@ func TestReferralMoveRace(t *testing.T) {
 			To: renkei.StatusAccepted, Event: renkei.ReferralEvent{By: doc.Name, ByInst: hosp.PK}}
 
 		// On PostgreSQL a second session holds the row, so that both steps read it and then queue on it, the redirect
-		// first; SQLite runs them one after the other in the same order.
-		var release func()
-		waitQueued := func(int) {}
-		if strings.HasPrefix(target, "postgres") {
-			raw, err := sql.Open("pgx", target)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer raw.Close()
-			hold, err := raw.BeginTx(ctx, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer hold.Rollback()
-			if _, err := hold.ExecContext(ctx, `SELECT 1 FROM referrals WHERE pk = $1 FOR UPDATE`, r.ID); err != nil {
-				t.Fatal(err)
-			}
-			release = func() {
-				if err := hold.Commit(); err != nil {
-					t.Error(err)
-				}
-			}
-			waitQueued = func(n int) {
-				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-					var waiting int
-					if err := raw.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
-						AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
-						t.Fatal(err)
-					}
-					if waiting >= n {
-						return
-					}
-				}
-				t.Fatalf("the steps did not queue on the referral's row")
-			}
-		}
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for i, m := range []renkei.ReferralMove{redirect, accept} {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = db.MoveReferral(ctx, m, nil) }()
-			if release == nil {
-				wg.Wait()
-			} else {
-				waitQueued(i + 1)
-			}
-		}
-		if release != nil {
-			release()
-		}
-		wg.Wait()
+		// first; SQLite runs them one after the other in the same order (raceAfterHold).
+		var errs [2]error
+		raceAfterHold(t, target, `SELECT 1 FROM referrals WHERE pk = $1 FOR UPDATE`, []any{r.ID},
+			func() { errs[0] = db.MoveReferral(ctx, redirect, nil) },
+			func() { errs[1] = db.MoveReferral(ctx, accept, nil) })
 
 		if errs[0] != nil {
 			t.Fatalf("the redirect, first in line: %v", errs[0])
