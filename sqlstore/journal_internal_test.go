@@ -73,6 +73,13 @@ func closedJournalBase(t *testing.T, path string) string {
 	return base
 }
 
+// noTimedDrains keeps events in the journal's files for the test (no drain after journalDrainEvery).
+func noTimedDrains(t *testing.T) {
+	every := journalDrainEvery
+	journalDrainEvery = time.Hour
+	t.Cleanup(func() { journalDrainEvery = every })
+}
+
 func openIndex(t *testing.T, path string) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), path)
@@ -380,9 +387,7 @@ func TestJournalLine(t *testing.T) {
 // descriptor's offset stayed, and its torn line swallowed the next event's.
 func TestJournalShortWrite(t *testing.T) {
 	ctx := context.Background()
-	every := journalDrainEvery
-	journalDrainEvery = time.Hour // the events stay in the file
-	t.Cleanup(func() { journalDrainEvery = every })
+	noTimedDrains(t) // the events stay in the file
 	db := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
 	if err := db.Audit(ctx, readEvent(1)); err != nil {
 		t.Fatal(err)
@@ -450,9 +455,7 @@ func TestJournalDirName(t *testing.T) {
 // written, though no other read follows to carry the sync.
 func TestJournalSyncDelay(t *testing.T) {
 	ctx := context.Background()
-	every := journalDrainEvery
-	journalDrainEvery = time.Hour // no drain syncs the file either
-	t.Cleanup(func() { journalDrainEvery = every })
+	noTimedDrains(t) // no drain syncs the file either
 	db := openIndex(t, filepath.Join(t.TempDir(), "index.db"))
 	// The committer calls Now for each group of reads before writing it: what it sees of the file then.
 	var dirty []bool
