@@ -213,46 +213,47 @@ func (j *auditJournal) pending() int {
 
 // openJournal takes the journal of the index at path, appends to the chain what its files hold that the chain does
 // not (a crash's leftovers), and starts a new file. It returns nil, nil when another process owns the journal.
-func (db *DB) openJournal(ctx context.Context, path string) (*auditJournal, error) {
-	j := &auditJournal{base: path + journalSuffix, drained: make(chan error, 1)}
+func (db *DB) openJournal(ctx context.Context, path string) (_ *auditJournal, err error) {
 	lock, err := os.OpenFile(path+JournalLockSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit journal: %w", err)
 	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+			err = fmt.Errorf("audit journal of %s: %w", path, err)
+		}
+	}()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lock.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
+			lock.Close()
 			return nil, nil // another process (the running server) owns it
 		}
-		return nil, fmt.Errorf("audit journal %s: lock: %w", j.base, err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
-	j.lock = lock
 	// The files carry the index's journal name (made at its first open), so that files left beside a folder's
 	// earlier index.db (deleted and made anew) are never taken for this one's.
 	var id string
-	if err := db.write.QueryRowContext(ctx, `SELECT id FROM audit_journal`).Scan(&id); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit journal: %w", err)
+	var mark journalMark
+	if err := db.write.QueryRowContext(ctx, `SELECT id, file, drained FROM audit_journal`).Scan(&id, &mark.file, &mark.count); err != nil {
+		return nil, err
 	}
 	if id == "" {
 		var b [8]byte
 		rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
 		if _, err := db.write.ExecContext(ctx, `UPDATE audit_journal SET id = ?`, id); err != nil {
-			lock.Close()
-			return nil, fmt.Errorf("audit journal: %w", err)
+			return nil, err
 		}
 	}
-	j.base = path + journalSuffix + "." + id
-	last, err := db.replayJournal(ctx, j)
+	j := &auditJournal{base: path + journalSuffix + "." + id, lock: lock, drained: make(chan error, 1)}
+	last, err := db.replayJournal(ctx, j, mark)
 	if err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit journal %s: appending a previous run's events to the audit trail: %w", j.base, err)
+		return nil, fmt.Errorf("appending a previous run's events to the audit trail: %w", err)
 	}
 	j.next, j.covered = last+1, last
 	if err := j.startFile(); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("audit journal %s: %w", j.base, err)
+		return nil, err
 	}
 	return j, nil
 }
@@ -301,20 +302,16 @@ func readJournalFile(name string) ([]journalEvent, error) {
 	}
 }
 
-// replayJournal appends the events of the journal's files that the chain does not hold yet, removes the files, and
-// returns the highest file number used so far.
-func (db *DB) replayJournal(ctx context.Context, j *auditJournal) (int64, error) {
-	var done int64
-	var drained int
-	if err := db.write.QueryRowContext(ctx, `SELECT file, drained FROM audit_journal`).Scan(&done, &drained); err != nil {
-		return 0, err
-	}
+// replayJournal appends the events of the journal's files that the chain does not hold yet (the chain holds those
+// that recorded names), removes the files, and returns the highest file number used so far.
+func (db *DB) replayJournal(ctx context.Context, j *auditJournal, recorded journalMark) (int64, error) {
+	done, drained := recorded.file, recorded.count
 	nums, err := j.journalFiles()
 	if err != nil {
 		return 0, err
 	}
 	var evs []*renkei.AuditEvent
-	mark := journalMark{file: done, count: drained}
+	mark := recorded
 	for _, n := range nums {
 		if n < done {
 			continue // appended before the newest file the chain records
