@@ -102,6 +102,7 @@ type journalWaiter struct {
 type journalFile struct {
 	n      int64
 	f      *os.File
+	size   int64 // the bytes of its whole lines
 	events []*renkei.AuditEvent
 }
 
@@ -409,34 +410,36 @@ func (j *auditJournal) appendEvents(events []*renkei.AuditEvent) error {
 	for _, e := range events {
 		buf = appendJournalLine(buf, e)
 	}
-	// The end of the file, not the descriptor's offset: after a short write cut back below, that offset stays where
-	// the write ended (O_APPEND writes at the end wherever it is).
-	off, err := cur.f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
 	if _, err := cur.f.Write(buf); err != nil {
 		// A short write leaves a torn line, which a replay would take for the end: the file is cut back to its
-		// last whole line so that the next write follows that. If even that fails, the file is not written to
-		// again: reads take the chain's own path until a transaction of it succeeds and a new file starts.
-		if terr := cur.f.Truncate(off); terr != nil {
+		// last whole line (not to the descriptor's offset, which stays where the short write ended) so that the
+		// next write follows that. If even that fails, the file is not written to again: reads take the chain's
+		// own path until a transaction of it succeeds and a new file starts.
+		if terr := cur.f.Truncate(cur.size); terr != nil {
 			j.failing, j.since = terr, time.Now()
 		}
 		return err
 	}
+	cur.size += int64(len(buf))
 	if len(cur.events) == 0 {
 		j.since = time.Now()
 	}
 	cur.events = append(cur.events, events...)
 	j.dirty = true
 	if time.Since(j.lastSync) >= maxReadSyncDelay {
-		if err := cur.f.Sync(); err != nil {
-			// The events are written but may not survive a power loss: the reads are refused (recording an
-			// access that was then refused is the safe side).
-			return err
-		}
-		j.lastSync, j.dirty = time.Now(), false
+		// If the sync fails the events are written but may not survive a power loss: the reads are refused
+		// (recording an access that was then refused is the safe side).
+		return j.sync()
 	}
+	return nil
+}
+
+// sync makes the file being written to durable.
+func (j *auditJournal) sync() error {
+	if err := j.cur().f.Sync(); err != nil {
+		return err
+	}
+	j.lastSync, j.dirty = time.Now(), false
 	return nil
 }
 
@@ -449,11 +452,9 @@ func (db *DB) syncJournal() {
 	if len(j.files) == 0 {
 		return // the files were dropped, their events in the chain, and no new one could start
 	}
-	if err := j.cur().f.Sync(); err != nil {
+	if err := j.sync(); err != nil {
 		j.failing, j.since = err, time.Now()
-		return
 	}
-	j.lastSync = time.Now()
 }
 
 // journalReads writes the events of a batch of reads to the journal and answers the batch, unless the chain's own
