@@ -276,23 +276,39 @@ func (x *Index) QueryPatients(ctx context.Context, q *renkei.PatientQuery) ([]re
 		keys = append(keys, key)
 		e := renkei.EventFor(p, action, renkei.OutcomeSuccess)
 		e.Time, e.DataInstitution, e.Patient, e.Detail = now, r.Institution, r.Key, "patient search"
-		switch {
-		case p.Role == renkei.PatientRole:
-			e.Detail += ": own data"
-		case r.Institution != p.Institution && slices.Contains(breakGlass, r.PK):
-			e.Purpose, e.Detail = string(renkei.PurposeBreakGlass), e.Detail+": break-glass"
-		case r.Institution != p.Institution:
-			e.Detail += ": shared"
+		if purpose, how := readVia(p, r.Institution, slices.Contains(breakGlass, r.PK)); how != "" {
+			e.Purpose, e.Detail = purpose, e.Detail+": "+how
 		}
 		events = append(events, &e)
 	}
-	if len(events) > 0 {
-		if err := x.Auditor.Audit(ctx, events...); err != nil {
-			return nil, auditFailed(err)
-		}
+	return recs, x.commitReads(ctx, events, keys, now)
+}
+
+// readVia says how the caller came to read data owned by institution: "own data" (a patient's account), "break-glass"
+// (with that purpose), "shared", or "" for the caller's institution's own.
+func readVia(p *renkei.Principal, institution int64, breakGlass bool) (purpose, how string) {
+	switch {
+	case p.Role == renkei.PatientRole:
+		return p.Purpose, "own data"
+	case institution != p.Institution && breakGlass:
+		return string(renkei.PurposeBreakGlass), "break-glass"
+	case institution != p.Institution:
+		return p.Purpose, "shared"
+	}
+	return p.Purpose, ""
+}
+
+// commitReads writes the events of reads and waits for them to commit, then skips their keys for the dedup window.
+// Only reads that are in the chain are skipped next time: a refused read is recorded when it is tried again.
+func (x *Index) commitReads(ctx context.Context, events []*renkei.AuditEvent, keys []readKey, now time.Time) error {
+	if len(events) == 0 {
+		return nil
+	}
+	if err := x.Auditor.Audit(ctx, events...); err != nil {
+		return auditFailed(err)
 	}
 	x.remember(keys, now)
-	return recs, nil
+	return nil
 }
 
 // record writes one event per study in the answer (once per DedupWindow for the same caller, session, study and
@@ -341,14 +357,7 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		if err != nil {
 			return err
 		}
-		switch {
-		case p.Role == renkei.PatientRole:
-			e.Detail = "own data"
-		case bg:
-			e.Purpose, e.Detail = string(renkei.PurposeBreakGlass), "break-glass"
-		case st.Institution != p.Institution:
-			e.Detail = "shared"
-		}
+		e.Purpose, e.Detail = readVia(p, st.Institution, bg)
 		events = append(events, &e)
 	}
 	if n == 0 && (action == renkei.ActionRead || action == renkei.ActionExport) {
@@ -356,15 +365,7 @@ func (x *Index) record(ctx context.Context, p *renkei.Principal, q *renkei.Query
 		e.Time, e.Detail = now, "not found or not visible: "+describe(q)
 		events = append(events, &e)
 	}
-	if len(events) == 0 {
-		return nil
-	}
-	if err := x.Auditor.Audit(ctx, events...); err != nil {
-		return auditFailed(err)
-	}
-	// Only reads that are in the chain are skipped next time: a refused read is recorded when it is tried again.
-	x.remember(keys, now)
-	return nil
+	return x.commitReads(ctx, events, keys, now)
 }
 
 // auditFailed refuses an access whose audit events could not be committed (fail closed).
