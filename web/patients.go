@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -337,9 +338,25 @@ type localPatientJSON struct {
 	Regional  int64  `json:"regional,omitempty"`
 }
 
-func (s *Server) localPatientJSON(r *http.Request, lp renkei.LocalPatient) localPatientJSON {
-	in, _ := s.Store.InstitutionByPK(r.Context(), lp.Institution)
-	return localPatientJSON{patientRef{in.ID, lp.Key.Issuer, lp.Key.ID}, lp.Name, lp.BirthDate, lp.Sex, lp.Regional}
+// localPatientJSONOf renders a local patient, naming its institution through institutionID (s.institutionIDs).
+func localPatientJSONOf(lp renkei.LocalPatient, institutionID func(int64) string) localPatientJSON {
+	return localPatientJSON{patientRef{institutionID(lp.Institution), lp.Key.Issuer, lp.Key.ID}, lp.Name, lp.BirthDate, lp.Sex, lp.Regional}
+}
+
+// institutionIDs returns the IDs of institutions by key, asking the index once per institution for the request (a
+// list repeats the same few institutions: a search's 50 patients, a hospital's shares); "" for one not found.
+func (s *Server) institutionIDs(ctx context.Context) func(pk int64) string {
+	ids := map[int64]string{0: ""}
+	return func(pk int64) string {
+		v, ok := ids[pk]
+		if !ok {
+			if in, err := s.Store.InstitutionByPK(ctx, pk); err == nil {
+				v = in.ID
+			}
+			ids[pk] = v
+		}
+		return v
+	}
 }
 
 func (s *Server) resolve(r *http.Request, ref patientRef) (renkei.LocalPatient, error) {
@@ -371,8 +388,9 @@ func (s *Server) linkProposals(w http.ResponseWriter, r *http.Request) {
 		A, B localPatientJSON
 	}
 	out := []proposal{}
+	id := s.institutionIDs(r.Context())
 	for _, lp := range list {
-		out = append(out, proposal{s.localPatientJSON(r, lp.A), s.localPatientJSON(r, lp.B)})
+		out = append(out, proposal{localPatientJSONOf(lp.A, id), localPatientJSONOf(lp.B, id)})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -482,9 +500,9 @@ func (s *Server) studies(w http.ResponseWriter, r *http.Request, patients []int6
 	}
 	p := renkei.PrincipalFrom(r.Context())
 	out := []studyJSON{}
+	id := s.institutionIDs(r.Context())
 	for _, st := range recs {
-		in, _ := s.Store.InstitutionByPK(r.Context(), st.Institution)
-		out = append(out, studyJSON{in.ID, st.Patient.Issuer, st.Patient.ID, st.PatientName, st.StudyInstanceUID, st.StudyDate, st.StudyDescription,
+		out = append(out, studyJSON{id(st.Institution), st.Patient.Issuer, st.Patient.ID, st.PatientName, st.StudyInstanceUID, st.StudyDate, st.StudyDescription,
 			st.ModalitiesInStudy, st.NumberOfInstances, st.Institution == p.Institution})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -524,8 +542,9 @@ func (s *Server) findPatients(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []foundPatientJSON{}
+	id := s.institutionIDs(r.Context())
 	for _, pr := range recs {
-		out = append(out, foundPatientJSON{s.localPatientJSON(r, pr.LocalPatient), pr.LastStudyDate, pr.Institution == p.Institution})
+		out = append(out, foundPatientJSON{localPatientJSONOf(pr.LocalPatient, id), pr.LastStudyDate, pr.Institution == p.Institution})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -62,17 +62,7 @@ func (s *Server) sharesJSON(r *http.Request, list []renkei.Share) []shareJSON {
 	ctx := r.Context()
 	p := renkei.PrincipalFrom(ctx)
 	lang := requestLang(r)
-	institutions := map[int64]string{0: ""}
-	id := func(pk int64) string {
-		v, ok := institutions[pk]
-		if !ok {
-			if in, err := s.Store.InstitutionByPK(ctx, pk); err == nil {
-				v = in.ID
-			}
-			institutions[pk] = v
-		}
-		return v
-	}
+	id := s.institutionIDs(ctx)
 	// A share to one person (a break-glass, a consult's guest) names them: the institution that shares sees who
 	// may look, not a number.
 	users := map[int64]string{0: ""}
